@@ -1,0 +1,66 @@
+// createApp(deps): middleware order and routes. No I/O of its own; everything it touches is passed in.
+import { Hono } from 'hono';
+import type { AuditSink } from './audit/event.js';
+import type { TokenVerifier } from './auth/verifier.js';
+import { authenticate } from './auth/authenticate.js';
+import type { OrgConfig } from './config/schema.js';
+import type { CredentialStore } from './credentials/store.js';
+import { GatewayError } from './errors.js';
+import type { AppEnv } from './http/app-env.js';
+import { handleError } from './http/error-handler.js';
+import { rawPathGuard } from './http/raw-path-guard.js';
+import { requestContext } from './http/request-context.js';
+import type { Logger } from './log.js';
+import { healthRoutes, type ReadinessProbe } from './ops/health.js';
+import { authorize } from './policy/authorize.js';
+import type { Policy } from './policy/policy.js';
+import type { Forwarder } from './upstream/forwarder.js';
+import { runtimeStartRoutes } from './upstream/runtime-routes.js';
+
+export interface AppDeps {
+  verifier: TokenVerifier;
+  policy: Policy;
+  credentials: CredentialStore;
+  forwarder: Forwarder;
+  orgs: Readonly<Record<string, OrgConfig>>;
+  audit: AuditSink;
+  log: Logger;
+  /** Names this gateway instance in audit events. */
+  instance: string;
+  /** Largest request body forwarded, in bytes. */
+  maxBodyBytes: number;
+  readiness: ReadinessProbe;
+  /** True once shutdown has begun: readiness fails and responses close their connection. */
+  isDraining: () => boolean;
+}
+
+/** Builds the Hono app: request context → path guard → routes (authenticate → authorize → forward). */
+export function createApp(deps: AppDeps): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+
+  app.onError(handleError(deps.log));
+  app.use('*', requestContext({ audit: deps.audit, instance: deps.instance, isDraining: deps.isDraining }));
+  app.use('*', rawPathGuard());
+
+  app.route('/', healthRoutes(deps.readiness));
+  app.route(
+    '/',
+    runtimeStartRoutes({
+      authenticate: authenticate(deps.verifier),
+      authorize: authorize(deps.policy, (org) => Object.hasOwn(deps.orgs, org)),
+      credentials: deps.credentials,
+      forwarder: deps.forwarder,
+      orgs: deps.orgs,
+      log: deps.log,
+      maxBodyBytes: deps.maxBodyBytes,
+    }),
+  );
+
+  app.all('*', (c) => {
+    throw new GatewayError(
+      'not_found',
+      `snapgate serves POST /api/1/rest/public/runtime/start/{org}/{ruuid}; ${c.req.method} ${c.req.path} is not a route.`,
+    );
+  });
+  return app;
+}

@@ -1,0 +1,81 @@
+// The audit event: built from an allow-list of fields, so tokens, credentials, headers and bodies cannot reach it.
+import type { Action } from '../config/schema.js';
+
+export type Decision =
+  | 'allowed'
+  | 'unauthenticated'
+  | 'forbidden'
+  | 'invalid_request'
+  | 'upstream_error'
+  | 'unavailable'
+  | 'error';
+
+/** What a request has established while it ran; each middleware fills in what it learns. */
+export interface AuditFields {
+  org?: string;
+  ruuid?: string;
+  action?: Action;
+  upstreamStatus?: number;
+  upstreamLatencyMs?: number;
+}
+
+export interface AuditEvent {
+  readonly type: 'audit';
+  readonly v: 1;
+  readonly time: string;
+  readonly requestId: string;
+  readonly instance: string;
+  readonly caller: { readonly iss: string; readonly sub: string; readonly clientId?: string } | null;
+  readonly org: string | null;
+  readonly ruuid: string | null;
+  readonly action: Action | null;
+  readonly decision: Decision;
+  /** The error code for any decision but `allowed`, e.g. `token_expired`. */
+  readonly reason: string | null;
+  /** The status snapgate answered with. */
+  readonly status: number;
+  readonly upstreamStatus: number | null;
+  readonly latencyMs: number;
+}
+
+export interface AuditSink {
+  write(event: AuditEvent): void;
+}
+
+/** Writes each event as one JSON line, e.g. to stdout. */
+export function createLineSink(write: (line: string) => void): AuditSink {
+  return { write: (event) => write(`${JSON.stringify(event)}\n`) };
+}
+
+/** Copies only the allowed fields; callers may pass richer objects without widening the event. */
+export function buildAuditEvent(input: {
+  time: Date;
+  requestId: string;
+  instance: string;
+  caller: { iss: string; sub: string; clientId?: string } | undefined;
+  fields: AuditFields;
+  decision: Decision;
+  reason: string | undefined;
+  status: number;
+  latencyMs: number;
+}): AuditEvent {
+  const { caller, fields } = input;
+  return {
+    type: 'audit',
+    v: 1,
+    time: input.time.toISOString(),
+    requestId: input.requestId,
+    instance: input.instance,
+    caller: caller
+      ? { iss: caller.iss, sub: caller.sub, ...(caller.clientId !== undefined ? { clientId: caller.clientId } : {}) }
+      : null,
+    org: fields.org ?? null,
+    ruuid: fields.ruuid ?? null,
+    action: fields.action ?? null,
+    decision: input.decision,
+    reason: input.reason ?? null,
+    status: input.status,
+    upstreamStatus: fields.upstreamStatus ?? null,
+    latencyMs: Math.round(input.latencyMs * 10) / 10,
+  };
+}

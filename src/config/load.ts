@@ -1,0 +1,74 @@
+// Reads the YAML config, applies environment overrides and validates it, reporting every bad field at once.
+import { readFile } from 'node:fs/promises';
+import { parseDocument } from 'yaml';
+import { configSchema, type Config } from './schema.js';
+
+/** Start-up stops on this error; `problems` lists every bad field as `path: message`. */
+export class ConfigError extends Error {
+  constructor(
+    readonly source: string,
+    readonly problems: readonly string[],
+  ) {
+    super(`invalid config ${source}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
+
+function pathText(path: readonly PropertyKey[]): string {
+  return path.length === 0 ? '(root)' : path.map(String).join('.');
+}
+
+/** Environment variables that override single config fields, for containers and quick local runs. */
+function applyEnvOverrides(raw: unknown, env: Readonly<Record<string, string | undefined>>, problems: string[]): unknown {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return raw;
+  const doc = raw as Record<string, unknown>;
+  const server = { ...((doc.server as Record<string, unknown> | undefined) ?? {}) };
+  if (env.SNAPGATE_PORT !== undefined) {
+    const port = Number(env.SNAPGATE_PORT);
+    if (!Number.isInteger(port)) problems.push(`SNAPGATE_PORT: must be an integer port, got "${env.SNAPGATE_PORT}"`);
+    server.port = port;
+  }
+  if (env.SNAPGATE_HOST !== undefined) server.host = env.SNAPGATE_HOST;
+  const out: Record<string, unknown> = { ...doc, server };
+  if (env.SNAPGATE_LOG_LEVEL !== undefined) out.log = { ...((doc.log) ?? {}), level: env.SNAPGATE_LOG_LEVEL };
+  if (env.SNAPGATE_REDIS_URL !== undefined) out.redis = { ...((doc.redis) ?? {}), url: env.SNAPGATE_REDIS_URL };
+  return out;
+}
+
+/** Validates an already-parsed document. Returns a deeply frozen, typed config. */
+export function parseConfig(raw: unknown, source: string, env: Readonly<Record<string, string | undefined>> = {}): Config {
+  const problems: string[] = [];
+  const result = configSchema.safeParse(applyEnvOverrides(raw, env, problems));
+  if (!result.success) {
+    for (const issue of result.error.issues) problems.push(`${pathText(issue.path)}: ${issue.message}`);
+  }
+  if (problems.length > 0 || !result.success) throw new ConfigError(source, problems);
+  return deepFreeze(result.data);
+}
+
+/** Reads and validates the YAML file at `path`. Throws ConfigError naming every problem. */
+export async function loadConfig(path: string, env: Readonly<Record<string, string | undefined>> = {}): Promise<Config> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    const code = (err as { code?: string }).code ?? 'read error';
+    throw new ConfigError(path, [`(file): cannot read the config file (${code}); set SNAPGATE_CONFIG to its path`]);
+  }
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(
+      path,
+      doc.errors.map((e) => `(yaml) line ${e.linePos?.[0]?.line ?? '?'}: ${e.message.split('\n')[0] ?? e.code}`),
+    );
+  }
+  return parseConfig(doc.toJS(), path, env);
+}

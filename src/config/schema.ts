@@ -1,0 +1,220 @@
+// The config file's shape, defaults and cross-field rules; the single source of truth for the README's reference.
+import { z } from 'zod';
+import { isValidOrg } from '../upstream/snaplogic-names.js';
+import { parseDuration } from './duration.js';
+import { secretRefPattern } from './secret-ref.js';
+
+export const asymmetricAlgorithms = [
+  'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA',
+] as const;
+export const hmacAlgorithms = ['HS256', 'HS384', 'HS512'] as const;
+
+/** Actions a policy can grant. Only `runtime.start` has a route today; the others are reserved. */
+export const actions = ['runtime.start', 'runtime.stop', 'runtime.status'] as const;
+export type Action = (typeof actions)[number];
+
+const duration = () =>
+  z.union([z.number(), z.string()]).transform((value, ctx) => {
+    const ms = parseDuration(value);
+    if (ms === undefined) {
+      ctx.addIssue({ code: 'custom', message: 'must be a duration in milliseconds or a string such as 500ms, 30s, 5m' });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
+const secretRef = () =>
+  z.string().regex(secretRefPattern, {
+    message: 'must be a secret reference (env:NAME or file:/absolute/path); inline secrets are not allowed',
+  });
+
+const orgName = () =>
+  z.string().refine(isValidOrg, {
+    message: 'must be a SnapLogic org name: letters, digits, ".", "_" or "-", starting with a letter or digit, at most 100 characters, no ".."',
+  });
+
+const positiveInt = () => z.number().int().positive();
+
+function isLoopback(hostname: string): boolean {
+  return hostname === 'localhost' || hostname === '[::1]' || /^127(\.\d{1,3}){3}$/.test(hostname);
+}
+
+const httpUrl = (what: string) =>
+  z.string().refine(
+    (v) => {
+      try {
+        const u = new URL(v);
+        return (u.protocol === 'https:' || u.protocol === 'http:') && u.username === '' && u.password === '';
+      } catch {
+        return false;
+      }
+    },
+    { message: `must be an absolute http(s) URL for the ${what}, without credentials` },
+  );
+
+const issuerSchema = z
+  .strictObject({
+    issuer: z.string().min(1),
+    audience: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
+    algorithms: z.array(z.enum([...asymmetricAlgorithms, ...hmacAlgorithms])).min(1),
+    jwksUri: httpUrl('JWKS endpoint').optional(),
+    jwksFile: z.string().min(1).optional(),
+    publicKey: z.string().min(1).optional(),
+    secret: secretRef().optional(),
+    requiredClaims: z.array(z.string().min(1)).default([]),
+    clockTolerance: duration().default(30_000),
+    maxTokenAge: duration().optional(),
+    typ: z.string().min(1).optional(),
+    requireKid: z.boolean().default(false),
+    jwks: z
+      .strictObject({
+        timeout: duration().default(5_000),
+        cooldown: duration().default(30_000),
+        cacheMaxAge: duration().default(600_000),
+      })
+      .default({ timeout: 5_000, cooldown: 30_000, cacheMaxAge: 600_000 }),
+  })
+  .superRefine((iss, ctx) => {
+    const sources = (['jwksUri', 'jwksFile', 'publicKey', 'secret'] as const).filter((k) => iss[k] !== undefined);
+    if (sources.length !== 1) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [],
+        message: `needs exactly one key source (jwksUri, jwksFile, publicKey or secret); found ${sources.length === 0 ? 'none' : sources.join(', ')}`,
+      });
+    }
+    const hmac = iss.algorithms.filter((a) => (hmacAlgorithms as readonly string[]).includes(a));
+    if (iss.secret !== undefined && hmac.length !== iss.algorithms.length) {
+      ctx.addIssue({ code: 'custom', path: ['algorithms'], message: 'a shared secret only verifies HS256, HS384 or HS512' });
+    }
+    if (iss.secret === undefined && hmac.length > 0) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['algorithms'],
+        message: `${hmac.join(', ')} needs an explicit shared secret (secret: env:NAME); public keys and JWKS verify asymmetric algorithms only`,
+      });
+    }
+    if (iss.jwksUri !== undefined) {
+      const u = new URL(iss.jwksUri);
+      if (u.protocol === 'http:' && !isLoopback(u.hostname)) {
+        ctx.addIssue({ code: 'custom', path: ['jwksUri'], message: 'must use https (plain http is accepted for loopback addresses only)' });
+      }
+    }
+  });
+
+const claimValue = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]);
+
+const policyRuleSchema = z.strictObject({
+  description: z.string().optional(),
+  match: z
+    .strictObject({
+      iss: z.string().min(1).optional(),
+      sub: claimValue.optional(),
+      claims: z.record(z.string().min(1), claimValue).optional(),
+    })
+    .refine((m) => m.sub !== undefined || (m.claims !== undefined && Object.keys(m.claims).length > 0), {
+      message: 'must name a sub or at least one claim; a rule that matches every caller is not allowed',
+    }),
+  orgs: z.union([z.literal('*'), z.array(z.union([z.literal('*'), orgName()])).min(1)]),
+  actions: z.array(z.enum(actions)).min(1),
+});
+
+const timeoutsSchema = z.strictObject({
+  connect: duration().optional(),
+  headers: duration().optional(),
+  body: duration().optional(),
+});
+
+const rateLimitSchema = z.strictObject({
+  limit: positiveInt(),
+  window: duration(),
+  burst: z.number().int().nonnegative().default(0),
+});
+
+const orgSchema = z.strictObject({
+  pod: httpUrl('SnapLogic control plane (pod)').refine(
+    (v) => {
+      const u = new URL(v);
+      return (u.pathname === '/' || u.pathname === '') && u.search === '' && u.hash === '';
+    },
+    { message: 'must be the pod origin only, e.g. https://elastic.snaplogic.com (no path or query)' },
+  ),
+  username: secretRef(),
+  password: secretRef(),
+  timeouts: timeoutsSchema.optional(),
+  rateLimit: rateLimitSchema.optional(),
+});
+
+export const configSchema = z
+  .strictObject({
+    server: z
+      .strictObject({
+        host: z.string().min(1).default('0.0.0.0'),
+        port: z.number().int().min(0).max(65535).default(8080),
+        shutdownTimeout: duration().default(30_000),
+        maxBodyBytes: z.number().int().nonnegative().default(65_536),
+        instanceId: z.string().min(1).optional(),
+      })
+      .default({ host: '0.0.0.0', port: 8080, shutdownTimeout: 30_000, maxBodyBytes: 65_536 }),
+    log: z.strictObject({ level: z.enum(['debug', 'info', 'warn', 'error']).default('info') }).default({ level: 'info' }),
+    auth: z.strictObject({ issuers: z.array(issuerSchema).min(1) }),
+    policy: z.array(policyRuleSchema).default([]),
+    orgs: z.record(orgName(), orgSchema).refine((o) => Object.keys(o).length > 0, { message: 'must declare at least one org' }),
+    upstream: z
+      .strictObject({
+        connectTimeout: duration().default(5_000),
+        headersTimeout: duration().default(30_000),
+        bodyTimeout: duration().default(30_000),
+        keepAliveTimeout: duration().default(4_000),
+        connections: positiveInt().default(32),
+        maxResponseBytes: positiveInt().default(1_048_576),
+        allowInsecureHttp: z.boolean().default(false),
+      })
+      .default({
+        connectTimeout: 5_000,
+        headersTimeout: 30_000,
+        bodyTimeout: 30_000,
+        keepAliveTimeout: 4_000,
+        connections: 32,
+        maxResponseBytes: 1_048_576,
+        allowInsecureHttp: false,
+      }),
+    redis: z
+      .strictObject({
+        url: z.string().regex(/^rediss?:\/\/[^@]+$/, {
+          message: 'must be redis://host:port or rediss://host:port without credentials (put the password in redis.password as a secret reference)',
+        }),
+        username: z.string().min(1).optional(),
+        password: secretRef().optional(),
+        connectTimeout: duration().default(1_000),
+        commandTimeout: duration().default(100),
+      })
+      .optional(),
+    audit: z.strictObject({ stdout: z.boolean().default(true) }).default({ stdout: true }),
+  })
+  .superRefine((cfg, ctx) => {
+    cfg.policy.forEach((rule, i) => {
+      if (rule.orgs === '*') return;
+      rule.orgs.forEach((org, j) => {
+        if (org !== '*' && !Object.hasOwn(cfg.orgs, org)) {
+          ctx.addIssue({ code: 'custom', path: ['policy', i, 'orgs', j], message: `names org "${org}", which is not declared under orgs` });
+        }
+      });
+    });
+    for (const [name, org] of Object.entries(cfg.orgs)) {
+      const u = new URL(org.pod);
+      if (u.protocol === 'http:' && !isLoopback(u.hostname) && !cfg.upstream.allowInsecureHttp) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['orgs', name, 'pod'],
+          message: 'must use https; plain http is accepted for loopback addresses, or anywhere with upstream.allowInsecureHttp: true',
+        });
+      }
+    }
+  });
+
+export type Config = z.output<typeof configSchema>;
+export type IssuerConfig = Config['auth']['issuers'][number];
+export type PolicyRuleConfig = Config['policy'][number];
+export type OrgConfig = Config['orgs'][string];
+export type UpstreamConfig = Config['upstream'];

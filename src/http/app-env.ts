@@ -1,0 +1,14 @@
+// The one Hono environment type for the whole app: per-request variables set by middleware.
+import type { Principal } from '../auth/verifier.js';
+import type { AuditFields } from '../audit/event.js';
+
+export type AppEnv = {
+  Variables: {
+    /** The request id echoed in X-Request-Id and written to the audit trail. */
+    requestId: string;
+    /** Set by authenticate once the token is verified. */
+    principal: Principal;
+    /** What this request has established so far, for the audit event written after it ends. */
+    audit: AuditFields;
+  };
+};

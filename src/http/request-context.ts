@@ -1,0 +1,80 @@
+// Per-request context: request id, timing, and the audit event written after the response is decided.
+import { randomUUID } from 'node:crypto';
+import type { MiddlewareHandler } from 'hono';
+import { buildAuditEvent, type AuditSink, type Decision } from '../audit/event.js';
+import { GatewayError, type ErrorCode } from '../errors.js';
+import { acceptableRequestId } from '../upstream/headers.js';
+import type { AppEnv } from './app-env.js';
+
+/** Which audit decision an error code stands for. */
+export function decisionFor(code: ErrorCode): Decision {
+  switch (code) {
+    case 'invalid_path':
+    case 'not_found':
+    case 'method_not_allowed':
+    case 'payload_too_large':
+      return 'invalid_request';
+    case 'token_missing':
+    case 'token_malformed':
+    case 'token_expired':
+    case 'token_not_yet_valid':
+    case 'token_signature_invalid':
+    case 'token_audience_invalid':
+    case 'token_issuer_untrusted':
+    case 'token_algorithm_not_allowed':
+    case 'token_claim_invalid':
+    case 'token_key_unknown':
+      return 'unauthenticated';
+    case 'forbidden':
+      return 'forbidden';
+    case 'upstream_credentials_rejected':
+    case 'upstream_unreachable':
+    case 'upstream_timeout':
+    case 'upstream_response_too_large':
+      return 'upstream_error';
+    case 'jwks_unavailable':
+    case 'shutting_down':
+      return 'unavailable';
+    case 'internal_error':
+      return 'error';
+  }
+}
+
+const opsPaths = new Set(['/livez', '/readyz']);
+
+/**
+ * Sets `requestId` and an empty audit record, then, after the response is decided (errors are
+ * already rendered by onError and visible as `c.error`), writes one audit event and echoes
+ * X-Request-Id. Health checks are not audited.
+ */
+export function requestContext(deps: { audit: AuditSink; instance: string; isDraining: () => boolean }): MiddlewareHandler<AppEnv> {
+  return async function requestContextMiddleware(c, next) {
+    const started = performance.now();
+    const requestId = acceptableRequestId(c.req.header('x-request-id')) ?? randomUUID();
+    c.set('requestId', requestId);
+    c.set('audit', {});
+
+    await next();
+
+    c.res.headers.set('x-request-id', requestId);
+    if (deps.isDraining()) c.res.headers.set('connection', 'close');
+    if (opsPaths.has(c.req.path)) return;
+
+    const err = c.error;
+    const code: ErrorCode | undefined = err === undefined ? undefined : err instanceof GatewayError ? err.code : 'internal_error';
+    const principal = c.get('principal');
+    deps.audit.write(
+      buildAuditEvent({
+        time: new Date(),
+        requestId,
+        instance: deps.instance,
+        caller: principal,
+        fields: c.get('audit'),
+        decision: code === undefined ? 'allowed' : decisionFor(code),
+        reason: code,
+        status: c.res.status,
+        latencyMs: performance.now() - started,
+      }),
+    );
+  };
+}

@@ -1,0 +1,76 @@
+#!/usr/bin/env node
+// Composition root and CLI: load config, start the gateway, wire signals. The only file that touches process.*.
+import { hostname } from 'node:os';
+import { ConfigError, loadConfig } from './config/load.js';
+import { CredentialError } from './credentials/store.js';
+import { startGateway } from './gateway.js';
+import { createLogger, describeError } from './log.js';
+
+/** Exit code for a config that cannot be used (sysexits EX_CONFIG). */
+const EX_CONFIG = 78;
+
+const usage = `usage: snapgate [serve]
+
+  serve   run the gateway (default). Config: $SNAPGATE_CONFIG (default config/snapgate.yaml)
+
+Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads SnapLogic credentials.`;
+
+async function serve(): Promise<void> {
+  const configPath = process.env.SNAPGATE_CONFIG ?? 'config/snapgate.yaml';
+  const bootLog = createLogger({ write: (l) => process.stderr.write(l) });
+  let config;
+  try {
+    config = await loadConfig(configPath, process.env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`snapgate: ${err.message}\n`);
+      bootLog.error('invalid config', { config: configPath, problems: err.problems });
+      process.exit(EX_CONFIG);
+    }
+    throw err;
+  }
+  const log = createLogger({ level: config.log.level, write: (l) => process.stderr.write(l) });
+  let gateway;
+  try {
+    gateway = await startGateway(config, {
+      env: process.env,
+      log,
+      auditWrite: (line) => process.stdout.write(line),
+      instance: `${hostname()}:${process.pid}`,
+      watchSecretFiles: true,
+    });
+  } catch (err) {
+    if (err instanceof CredentialError) {
+      process.stderr.write(`snapgate: ${err.message}\n`);
+      log.error('cannot resolve credentials', { config: configPath, problems: err.problems });
+      process.exit(EX_CONFIG);
+    }
+    log.error('start-up failed', { error: describeError(err) });
+    process.exit(1);
+  }
+
+  const stop = (signal: string) => {
+    log.info('signal received', { signal });
+    gateway.shutdown().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error('shutdown failed', { error: describeError(err) });
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => {
+    log.info('signal received', { signal: 'SIGHUP' });
+    void gateway.credentials.reload();
+  });
+}
+
+const [command = 'serve'] = process.argv.slice(2);
+if (command === 'serve') {
+  await serve();
+} else {
+  process.stderr.write(`${usage}\n`);
+  process.exit(command === '--help' || command === '-h' ? 0 : 2);
+}

@@ -1,0 +1,23 @@
+// Liveness and readiness endpoints for orchestrators and load balancers.
+import { Hono } from 'hono';
+import type { AppEnv } from '../http/app-env.js';
+
+export interface ReadinessReport {
+  ready: boolean;
+  /** One entry per dependency: "ok", or a short reason it is not. Never a secret. */
+  checks: Record<string, string>;
+}
+export type ReadinessProbe = () => Promise<ReadinessReport>;
+
+/** GET /livez: the process serves HTTP. GET /readyz: config, credentials, keys and Redis are usable and not draining. */
+export function healthRoutes(readiness: ReadinessProbe): Hono<AppEnv> {
+  const routes = new Hono<AppEnv>();
+  routes.get('/livez', (c) => c.json({ status: 'ok' }, 200, { 'cache-control': 'no-store' }));
+  routes.get('/readyz', async (c) => {
+    const report = await readiness();
+    return c.json({ status: report.ready ? 'ready' : 'not_ready', checks: report.checks }, report.ready ? 200 : 503, {
+      'cache-control': 'no-store',
+    });
+  });
+  return routes;
+}

@@ -1,0 +1,114 @@
+// The pooled HTTP client for SnapLogic: explicit timeouts, keep-alive, no retries, and transport errors translated by code.
+import { Agent } from 'undici';
+import { GatewayError } from '../errors.js';
+
+export interface UpstreamRequest {
+  /** The pod origin from config, e.g. https://elastic.snaplogic.com. Never from the caller. */
+  origin: string;
+  path: string;
+  method: 'GET' | 'POST';
+  headers: Record<string, string>;
+  body?: Uint8Array;
+  timeouts?: { connect?: number; headers?: number; body?: number };
+}
+
+export interface UpstreamResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Uint8Array;
+}
+
+export interface Forwarder {
+  /**
+   * Sends one request, once. Throws GatewayError `upstream_timeout` (504) or
+   * `upstream_unreachable` / `upstream_response_too_large` (502).
+   */
+  forward(req: UpstreamRequest): Promise<UpstreamResponse>;
+  /** Closes pooled connections, waiting for requests in flight. */
+  close(): Promise<void>;
+}
+
+export interface ForwarderOptions {
+  /** ms to establish a TCP/TLS connection. */
+  connectTimeout: number;
+  /** ms from sending the request to receiving the response headers. */
+  headersTimeout: number;
+  /** ms of silence allowed while receiving the response body. */
+  bodyTimeout: number;
+  /** ms an idle pooled connection is kept; keep below SnapLogic's load balancer idle timeout. */
+  keepAliveTimeout: number;
+  /** Connections per origin. */
+  connections: number;
+  /** Responses larger than this are refused (502). */
+  maxResponseBytes: number;
+}
+
+const timeoutCodes = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
+
+function translate(err: unknown, origin: string): GatewayError {
+  if (err instanceof GatewayError) return err;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string' && timeoutCodes.has(code)) {
+    return new GatewayError('upstream_timeout', 'SnapLogic did not answer in time. The resume may or may not have taken effect: check the run\'s state before retrying.', { cause: err });
+  }
+  return new GatewayError(
+    'upstream_unreachable',
+    `SnapLogic at ${origin} could not be reached or closed the connection. The resume may or may not have taken effect: check the run's state before retrying.`,
+    { cause: err },
+  );
+}
+
+/** Creates the forwarder. One pool per connect timeout; requests choose header/body timeouts. */
+export function createForwarder(options: ForwarderOptions): Forwarder {
+  const agents = new Map<number, Agent>();
+  const agentFor = (connectTimeout: number): Agent => {
+    let agent = agents.get(connectTimeout);
+    if (agent === undefined) {
+      agent = new Agent({
+        connect: { timeout: connectTimeout },
+        connections: options.connections,
+        keepAliveTimeout: options.keepAliveTimeout,
+        keepAliveMaxTimeout: Math.max(options.keepAliveTimeout, 1_000),
+        headersTimeout: options.headersTimeout,
+        bodyTimeout: options.bodyTimeout,
+        // Never pipeline: a POST queued behind another on a socket that dies would be lost or doubled.
+        pipelining: 1,
+      });
+      agents.set(connectTimeout, agent);
+    }
+    return agent;
+  };
+
+  return {
+    async forward(req) {
+      const agent = agentFor(req.timeouts?.connect ?? options.connectTimeout);
+      try {
+        const res = await agent.request({
+          origin: req.origin,
+          path: req.path,
+          method: req.method,
+          headers: req.headers,
+          body: req.body && req.body.byteLength > 0 ? req.body : null,
+          headersTimeout: req.timeouts?.headers ?? options.headersTimeout,
+          bodyTimeout: req.timeouts?.body ?? options.bodyTimeout,
+        });
+        const chunks: Buffer[] = [];
+        let size = 0;
+        for await (const chunk of res.body as AsyncIterable<Buffer>) {
+          size += chunk.byteLength;
+          if (size > options.maxResponseBytes) {
+            res.body.destroy();
+            throw new GatewayError('upstream_response_too_large', `SnapLogic's response exceeded ${options.maxResponseBytes} bytes and was not passed on. Tell the platform team.`);
+          }
+          chunks.push(chunk);
+        }
+        return { status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) };
+      } catch (err) {
+        throw translate(err, req.origin);
+      }
+    },
+    async close() {
+      await Promise.all([...agents.values()].map((a) => a.close()));
+    },
+  };
+}

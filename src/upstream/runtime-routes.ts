@@ -1,0 +1,121 @@
+// POST /api/1/rest/public/runtime/start/{org}/{ruuid}: validate, authenticate, authorize, swap credentials, forward once.
+import { Hono, type MiddlewareHandler } from 'hono';
+import type { Action, OrgConfig } from '../config/schema.js';
+import type { CredentialStore } from '../credentials/store.js';
+import { GatewayError } from '../errors.js';
+import type { AppEnv } from '../http/app-env.js';
+import type { Logger } from '../log.js';
+import type { Forwarder } from './forwarder.js';
+import { callerResponseHeaders, upstreamRequestHeaders } from './headers.js';
+import { isValidOrg, isValidRuuid } from './snaplogic-names.js';
+
+export const RUNTIME_START_PREFIX = '/api/1/rest/public/runtime/start';
+
+export interface RuntimeRouteDeps {
+  authenticate: MiddlewareHandler<AppEnv>;
+  authorize: (action: Action) => MiddlewareHandler<AppEnv>;
+  credentials: CredentialStore;
+  forwarder: Forwarder;
+  orgs: Readonly<Record<string, OrgConfig>>;
+  log: Logger;
+  maxBodyBytes: number;
+}
+
+const nullBodyStatuses = new Set([204, 205, 304]);
+
+/** Checks org and ruuid before anything else, and records them for the audit trail. */
+function validateRuntimePath(action: Action): MiddlewareHandler<AppEnv> {
+  return async function validateRuntimePathMiddleware(c, next) {
+    const org = c.req.param('org') ?? '';
+    const ruuid = c.req.param('ruuid') ?? '';
+    const audit = c.get('audit');
+    audit.action = action;
+    if (!isValidOrg(org)) {
+      throw new GatewayError('invalid_path', 'The org segment is not a valid SnapLogic org name (letters, digits, ".", "_", "-"; at most 100 characters). Org names are case-sensitive.');
+    }
+    audit.org = org;
+    if (!isValidRuuid(ruuid)) {
+      throw new GatewayError('invalid_path', 'The ruuid segment is not a SnapLogic runtime id (<24 hex>_<uuid>, e.g. 52e99318640a9a03d8681d0d_e74cbd53-806e-464a-8190-52226c49bff5).');
+    }
+    audit.ruuid = ruuid;
+    await next();
+  };
+}
+
+/** Reads the request body up to `max` bytes; 413 beyond. Resume sends no body, so this is usually empty. */
+async function readBody(req: Request, max: number): Promise<Uint8Array> {
+  const declared = Number(req.headers.get('content-length') ?? '0');
+  const tooLarge = () => new GatewayError('payload_too_large', `The request body exceeds ${max} bytes. SnapLogic's resume call takes no body.`);
+  if (declared > max) throw tooLarge();
+  if (req.body === null) return new Uint8Array(0);
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of req.body as unknown as AsyncIterable<Uint8Array>) {
+    size += chunk.byteLength;
+    if (size > max) throw tooLarge();
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** The runtime start route and the 400/405 answers around it. */
+export function runtimeStartRoutes(deps: RuntimeRouteDeps): Hono<AppEnv> {
+  const routes = new Hono<AppEnv>();
+  const origins = new Map(Object.entries(deps.orgs).map(([org, cfg]) => [org, new URL(cfg.pod).origin]));
+
+  routes.post(
+    `${RUNTIME_START_PREFIX}/:org/:ruuid`,
+    validateRuntimePath('runtime.start'),
+    deps.authenticate,
+    deps.authorize('runtime.start'),
+    async function forwardRuntimeStart(c) {
+      const audit = c.get('audit');
+      const org = audit.org as string;
+      const ruuid = audit.ruuid as string;
+      const origin = origins.get(org);
+      const credential = deps.credentials.get(org);
+      if (origin === undefined || credential === undefined) {
+        throw new Error(`org ${org} passed authorization without pod or credential`);
+      }
+      const body = await readBody(c.req.raw, deps.maxBodyBytes);
+      const started = performance.now();
+      const res = await deps.forwarder.forward({
+        origin,
+        path: `${RUNTIME_START_PREFIX}/${encodeURIComponent(org)}/${encodeURIComponent(ruuid)}`,
+        method: 'POST',
+        headers: upstreamRequestHeaders(c.req.raw.headers, { authorization: credential.authorization, requestId: c.get('requestId') }),
+        body,
+        timeouts: deps.orgs[org]?.timeouts ?? {},
+      });
+      audit.upstreamStatus = res.status;
+      audit.upstreamLatencyMs = performance.now() - started;
+      if (res.status === 401 || res.status === 403) {
+        deps.log.warn('SnapLogic rejected the stored credentials; rotate the org secret', {
+          requestId: c.get('requestId'),
+          org,
+          credentialVersion: credential.version,
+          upstreamStatus: res.status,
+        });
+        throw new GatewayError(
+          'upstream_credentials_rejected',
+          'Your token was accepted, but SnapLogic rejected the credentials snapgate holds for this org. Nothing was resumed. The platform team must rotate the org\'s SnapLogic secret; quote the X-Request-Id.',
+          { extensions: { upstreamStatus: res.status } },
+        );
+      }
+      return new Response(nullBodyStatuses.has(res.status) ? null : res.body, {
+        status: res.status,
+        headers: callerResponseHeaders(res.headers),
+      });
+    },
+  );
+
+  const otherwise = (c: { req: { method: string } }): never => {
+    if (c.req.method !== 'POST') {
+      throw new GatewayError('method_not_allowed', `${RUNTIME_START_PREFIX}/{org}/{ruuid} accepts POST only.`, { headers: { allow: 'POST' } });
+    }
+    throw new GatewayError('invalid_path', `The path must be ${RUNTIME_START_PREFIX}/{org}/{ruuid}, with exactly those two segments.`);
+  };
+  routes.all(`${RUNTIME_START_PREFIX}/*`, otherwise);
+  routes.all(RUNTIME_START_PREFIX, otherwise);
+  return routes;
+}
