@@ -1,0 +1,171 @@
+// Starts snapgate for tests: in-process (fast, logs and audit captured) or as a real child process (signals, exit codes).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { stringify } from 'yaml';
+import { parseConfig } from '../../src/config/load.js';
+import { startGateway, type Gateway } from '../../src/gateway.js';
+import { createLogger } from '../../src/log.js';
+import type { AuditEvent } from '../../src/audit/event.js';
+import type { SnapLogicStandIn } from './snaplogic-stand-in.js';
+import type { TokenIssuer } from './token-issuer.js';
+
+export const ROOT = resolve(import.meta.dirname, '../..');
+
+/** A fresh temporary directory. */
+export function tempDir(prefix = 'snapgate-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/**
+ * A config document pointing at a stand-in and an issuer: org Acme-Prod (and Other-Org), whose
+ * credentials come from env:ACME_SL_USER / env:ACME_SL_PASSWORD, and a rule letting `svc-billing` start runs on Acme-Prod.
+ */
+export function baseConfig(standIn: SnapLogicStandIn, issuer: TokenIssuer, overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    server: { host: '127.0.0.1', port: 0, shutdownTimeout: '5s' },
+    log: { level: 'debug' },
+    auth: {
+      issuers: [{ issuer: issuer.issuer, audience: 'snapgate', jwksUri: issuer.jwksUri, algorithms: ['ES256'], jwks: { cooldown: '1s' } }],
+    },
+    policy: [
+      { match: { sub: 'svc-billing' }, orgs: ['Acme-Prod'], actions: ['runtime.start'] },
+      { match: { claims: { scope: 'snaplogic:runtime:start', groups: 'data-eng' } }, orgs: '*', actions: ['runtime.start'] },
+    ],
+    orgs: {
+      'Acme-Prod': { pod: standIn.url, username: 'env:ACME_SL_USER', password: 'env:ACME_SL_PASSWORD' },
+      'Other-Org': { pod: standIn.url, username: 'env:OTHER_SL_USER', password: 'env:OTHER_SL_PASSWORD' },
+    },
+    upstream: { connectTimeout: '1s', headersTimeout: '2s', bodyTimeout: '2s' },
+    ...overrides,
+  };
+}
+
+export const testSecrets = {
+  ACME_SL_USER: 'svc-acme@example.com',
+  ACME_SL_PASSWORD: 'acme-secret-Pa55word!',
+  OTHER_SL_USER: 'svc-other@example.com',
+  OTHER_SL_PASSWORD: 'other-secret-Pa55word!',
+};
+
+export interface TestGateway {
+  gateway: Gateway;
+  url: string;
+  logs: Record<string, unknown>[];
+  logLines: string[];
+  audit: AuditEvent[];
+  auditLines: string[];
+  close(): Promise<void>;
+}
+
+/** Every log and audit line any test gateway produced in this worker, for the secret-leak scan. */
+export const allOutput: string[] = [];
+
+/** Starts snapgate in this process on a free port, capturing its logs and audit lines. */
+export async function startTestGateway(
+  doc: Record<string, unknown>,
+  env: Record<string, string | undefined> = testSecrets,
+  options: { watchSecretFiles?: boolean } = {},
+): Promise<TestGateway> {
+  const logs: Record<string, unknown>[] = [];
+  const logLines: string[] = [];
+  const audit: AuditEvent[] = [];
+  const auditLines: string[] = [];
+  const config = parseConfig(doc, 'test', env);
+  const gateway = await startGateway(config, {
+    env,
+    log: createLogger({
+      level: 'debug',
+      write: (line) => {
+        logLines.push(line);
+        allOutput.push(line);
+        logs.push(JSON.parse(line) as Record<string, unknown>);
+      },
+    }),
+    auditWrite: (line) => {
+      auditLines.push(line);
+      allOutput.push(line);
+      audit.push(JSON.parse(line) as AuditEvent);
+    },
+    instance: 'test-instance',
+    watchSecretFiles: options.watchSecretFiles ?? false,
+  });
+  return {
+    gateway,
+    url: `http://127.0.0.1:${gateway.port}`,
+    logs,
+    logLines,
+    audit,
+    auditLines,
+    close: async () => {
+      await gateway.shutdown(1_000);
+    },
+  };
+}
+
+export interface GatewayProcess {
+  proc: ChildProcess;
+  url: string;
+  port: number;
+  stdout: string[];
+  stderr: string[];
+  exited: Promise<number | null>;
+  kill(signal?: NodeJS.Signals): void;
+}
+
+/** Writes `doc` as YAML and returns its path. */
+export function writeConfig(doc: unknown, dir = tempDir()): string {
+  const path = join(dir, 'snapgate.yaml');
+  writeFileSync(path, stringify(doc));
+  return path;
+}
+
+/** Runs `snapgate` (src/main.ts through tsx) as a child process. Resolves once it listens, or when it exits early. */
+export async function spawnGateway(configPath: string, env: Record<string, string | undefined> = testSecrets): Promise<GatewayProcess> {
+  const proc = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/main.ts')], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH, SNAPGATE_CONFIG: configPath, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  const lines = (stream: NodeJS.ReadableStream, into: string[], onLine?: (l: string) => void) => {
+    let buf = '';
+    stream.setEncoding('utf8');
+    stream.on('data', (chunk: string) => {
+      buf += chunk;
+      let i;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        into.push(line);
+        allOutput.push(line);
+        onLine?.(line);
+      }
+    });
+    stream.on('end', () => {
+      if (buf) {
+        into.push(buf);
+        allOutput.push(buf);
+      }
+    });
+  };
+  const port = await new Promise<number>((resolvePort) => {
+    lines(proc.stdout, stdout);
+    lines(proc.stderr, stderr, (line) => {
+      if (line.includes('"snapgate listening"')) resolvePort((JSON.parse(line) as { port: number }).port);
+    });
+    void exited.then(() => resolvePort(-1));
+  });
+  return {
+    proc,
+    port,
+    url: `http://127.0.0.1:${port}`,
+    stdout,
+    stderr,
+    exited,
+    kill: (signal = 'SIGTERM') => proc.kill(signal),
+  };
+}

@@ -1,0 +1,50 @@
+// A plain node:http client for tests: sends the request target byte for byte (no URL normalisation).
+import { request } from 'node:http';
+
+export interface Reply {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  text: string;
+  /** The parsed JSON body, or undefined when it is not JSON. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- tests read arbitrary JSON bodies
+  json: any;
+}
+
+export async function send(
+  baseUrl: string,
+  method: string,
+  path: string,
+  options: { headers?: Record<string, string>; body?: string; agent?: false } = {},
+): Promise<Reply> {
+  const u = new URL(baseUrl);
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { host: u.hostname, port: u.port, method, path, headers: options.headers ?? {}, agent: false },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let json: unknown;
+          try {
+            json = JSON.parse(text);
+          } catch {
+            json = undefined;
+          }
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json });
+        });
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    if (options.body !== undefined) req.write(options.body);
+    req.end();
+  });
+}
+
+/** POST to the runtime start path for org/ruuid with a bearer token. */
+export function resume(baseUrl: string, org: string, ruuid: string, token?: string, headers: Record<string, string> = {}): Promise<Reply> {
+  return send(baseUrl, 'POST', `/api/1/rest/public/runtime/start/${org}/${ruuid}`, {
+    headers: { ...(token !== undefined ? { authorization: `Bearer ${token}` } : {}), ...headers },
+  });
+}
