@@ -1,7 +1,7 @@
 // Reads the YAML config, applies environment overrides and validates it, reporting every bad field at once.
 import { readFile } from 'node:fs/promises';
 import { parseDocument } from 'yaml';
-import { configSchema, type Config } from './schema.js';
+import { configSchema, crossFieldProblems, type Config } from './schema.js';
 
 /** Start-up stops on this error; `problems` lists every bad field as `path: message`. */
 export class ConfigError extends Error {
@@ -46,10 +46,10 @@ function applyEnvOverrides(raw: unknown, env: Readonly<Record<string, string | u
 /** Validates an already-parsed document. Returns a deeply frozen, typed config. */
 export function parseConfig(raw: unknown, source: string, env: Readonly<Record<string, string | undefined>> = {}): Config {
   const problems: string[] = [];
-  const result = configSchema.safeParse(applyEnvOverrides(raw, env, problems));
-  if (!result.success) {
-    for (const issue of result.error.issues) problems.push(`${pathText(issue.path)}: ${issue.message}`);
-  }
+  const doc = applyEnvOverrides(raw, env, problems);
+  const result = configSchema.safeParse(doc);
+  const issues = [...(result.success ? [] : result.error.issues), ...crossFieldProblems(doc)];
+  for (const issue of issues) problems.push(`${pathText(issue.path)}: ${issue.message}`);
   if (problems.length > 0 || !result.success) throw new ConfigError(source, problems);
   return deepFreeze(result.data);
 }

@@ -191,27 +191,43 @@ export const configSchema = z
       })
       .optional(),
     audit: z.strictObject({ stdout: z.boolean().default(true) }).default({ stdout: true }),
-  })
-  .superRefine((cfg, ctx) => {
-    cfg.policy.forEach((rule, i) => {
-      if (rule.orgs === '*') return;
-      rule.orgs.forEach((org, j) => {
-        if (org !== '*' && !Object.hasOwn(cfg.orgs, org)) {
-          ctx.addIssue({ code: 'custom', path: ['policy', i, 'orgs', j], message: `names org "${org}", which is not declared under orgs` });
-        }
-      });
-    });
-    for (const [name, org] of Object.entries(cfg.orgs)) {
-      const u = new URL(org.pod);
-      if (u.protocol === 'http:' && !isLoopback(u.hostname) && !cfg.upstream.allowInsecureHttp) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['orgs', name, 'pod'],
-          message: 'must use https; plain http is accepted for loopback addresses, or anywhere with upstream.allowInsecureHttp: true',
-        });
-      }
-    }
   });
+
+const asRecord = (v: unknown): Record<string, unknown> | undefined =>
+  v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+
+/**
+ * Rules that span fields (policy → orgs, pod scheme → upstream.allowInsecureHttp). They read the
+ * raw document defensively so they report alongside field errors instead of after them.
+ */
+export function crossFieldProblems(raw: unknown): { path: PropertyKey[]; message: string }[] {
+  const problems: { path: PropertyKey[]; message: string }[] = [];
+  const doc = asRecord(raw);
+  const orgs = asRecord(doc?.orgs) ?? {};
+  const policy = Array.isArray(doc?.policy) ? (doc.policy as unknown[]) : [];
+  policy.forEach((rule, i) => {
+    const list = asRecord(rule)?.orgs;
+    if (!Array.isArray(list)) return;
+    list.forEach((org, j) => {
+      if (typeof org === 'string' && org !== '*' && !Object.hasOwn(orgs, org)) {
+        problems.push({ path: ['policy', i, 'orgs', j], message: `names org "${org}", which is not declared under orgs` });
+      }
+    });
+  });
+  const allowInsecure = asRecord(doc?.upstream)?.allowInsecureHttp === true;
+  for (const [name, org] of Object.entries(orgs)) {
+    const pod = asRecord(org)?.pod;
+    if (typeof pod !== 'string' || !URL.canParse(pod)) continue;
+    const u = new URL(pod);
+    if (u.protocol === 'http:' && !isLoopback(u.hostname) && !allowInsecure) {
+      problems.push({
+        path: ['orgs', name, 'pod'],
+        message: 'must use https; plain http is accepted for loopback addresses, or anywhere with upstream.allowInsecureHttp: true',
+      });
+    }
+  }
+  return problems;
+}
 
 export type Config = z.output<typeof configSchema>;
 export type IssuerConfig = Config['auth']['issuers'][number];

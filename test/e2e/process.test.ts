@@ -1,0 +1,177 @@
+// snapgate as a real process: bad config stops start-up, SIGHUP and file changes rotate credentials, SIGTERM drains.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { baseConfig, spawnGateway, tempDir, testSecrets, writeConfig } from '../helpers/gateway.js';
+import { resume, send } from '../helpers/http.js';
+import { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
+import { TokenIssuer } from '../helpers/token-issuer.js';
+
+let standIn: SnapLogicStandIn;
+let issuer: TokenIssuer;
+
+beforeAll(async () => {
+  standIn = await SnapLogicStandIn.start({
+    orgs: {
+      'Acme-Prod': { username: testSecrets.ACME_SL_USER, password: testSecrets.ACME_SL_PASSWORD },
+      'Other-Org': { username: testSecrets.OTHER_SL_USER, password: testSecrets.OTHER_SL_PASSWORD },
+    },
+  });
+  issuer = await TokenIssuer.start();
+});
+
+afterAll(async () => {
+  await standIn.close();
+  await issuer.close();
+});
+
+const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+
+async function until(check: () => boolean | Promise<boolean>, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('start-up with a bad config', () => {
+  it('stops with a non-zero exit and names every bad field by its path', async () => {
+    const doc = baseConfig(standIn, issuer);
+    const bad = {
+      ...doc,
+      server: { port: 'eighty' },
+      auth: { issuers: [{ issuer: 'x', audience: 'a', algorithms: ['none'], jwksUri: issuer.jwksUri }] },
+      policy: [{ match: {}, orgs: ['Ghost-Org'], actions: ['runtime.start'] }],
+      orgs: {
+        'Acme-Prod': { pod: 'ftp://elastic.snaplogic.com', username: 'svc@example.com', password: 'hunter2-inline' },
+      },
+    };
+    const gw = await spawnGateway(writeConfig(bad));
+    expect(gw.port).toBe(-1);
+    const code = await gw.exited;
+    expect(code).toBe(78);
+    const err = gw.stderr.join('\n');
+    for (const path of [
+      'server.port',
+      'auth.issuers.0.algorithms.0',
+      'policy.0.match',
+      'orgs.Acme-Prod.pod',
+      'orgs.Acme-Prod.username',
+      'orgs.Acme-Prod.password',
+    ]) {
+      expect(err, err).toContain(path);
+    }
+    expect(err).not.toContain('hunter2-inline');
+  });
+
+  it('stops when a credential reference cannot be resolved, naming the org and the reference but no value', async () => {
+    const gw = await spawnGateway(writeConfig(baseConfig(standIn, issuer)), { ...testSecrets, ACME_SL_PASSWORD: undefined });
+    expect(await gw.exited).toBe(78);
+    const err = gw.stderr.join('\n');
+    expect(err).toContain('orgs.Acme-Prod.password');
+    expect(err).toContain('env:ACME_SL_PASSWORD');
+    expect(err).not.toContain(testSecrets.OTHER_SL_PASSWORD);
+  });
+
+  it('stops on a YAML syntax error with its line', async () => {
+    const dir = tempDir();
+    const path = join(dir, 'snapgate.yaml');
+    writeFileSync(path, 'server:\n  port: [8080\n');
+    const gw = await spawnGateway(path);
+    expect(await gw.exited).toBe(78);
+    expect(gw.stderr.join('\n')).toMatch(/line \d/);
+  });
+});
+
+describe('credential rotation', () => {
+  it('picks up a changed secret file on SIGHUP, and keeps the last good set when the reload fails', async () => {
+    const dir = tempDir();
+    const pwFile = join(dir, 'acme-password');
+    writeFileSync(pwFile, 'old-password\n');
+    standIn.setCredential('Acme-Prod', testSecrets.ACME_SL_USER, 'old-password');
+    const doc = baseConfig(standIn, issuer);
+    (doc.orgs as Record<string, Record<string, unknown>>)['Acme-Prod']!.password = `file:${pwFile}`;
+    const gw = await spawnGateway(writeConfig(doc, dir));
+    try {
+      const jwt = await issuer.mint({ sub: 'svc-billing' });
+      expect((await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt)).status).toBe(200);
+      expect(standIn.startCalls().at(-1)?.headers.authorization).toBe(basic(testSecrets.ACME_SL_USER, 'old-password'));
+
+      // SnapLogic's password is rotated: the old stored one is now rejected → 502.
+      standIn.setCredential('Acme-Prod', testSecrets.ACME_SL_USER, 'new-password');
+      const rejected = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt);
+      expect(rejected.status).toBe(502);
+      expect(rejected.json.code).toBe('upstream_credentials_rejected');
+
+      // Operators write the new secret and send SIGHUP.
+      writeFileSync(pwFile, 'new-password\n');
+      gw.kill('SIGHUP');
+      await until(() => gw.stderr.some((l) => l.includes('"credentials reloaded"')));
+      const ok = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt);
+      expect(ok.status, ok.text).toBe(200);
+      expect(standIn.startCalls().at(-1)?.headers.authorization).toBe(basic(testSecrets.ACME_SL_USER, 'new-password'));
+
+      // A broken reload (empty file) keeps the last good credentials and says why.
+      writeFileSync(pwFile, '');
+      gw.kill('SIGHUP');
+      await until(() => gw.stderr.some((l) => l.includes('"credential reload failed; keeping the last good credentials"')));
+      const still = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt);
+      expect(still.status, still.text).toBe(200);
+      expect(standIn.startCalls().at(-1)?.headers.authorization).toBe(basic(testSecrets.ACME_SL_USER, 'new-password'));
+      const all = [...gw.stderr, ...gw.stdout].join('\n');
+      expect(all).not.toContain('new-password');
+      expect(all).not.toContain('old-password');
+    } finally {
+      gw.kill('SIGKILL');
+      await gw.exited;
+      standIn.setCredential('Acme-Prod', testSecrets.ACME_SL_USER, testSecrets.ACME_SL_PASSWORD);
+    }
+  });
+
+  it('picks up a changed secret file without a signal', async () => {
+    const dir = tempDir();
+    const pwFile = join(dir, 'acme-password');
+    writeFileSync(pwFile, 'first-password');
+    standIn.setCredential('Acme-Prod', testSecrets.ACME_SL_USER, 'first-password');
+    const doc = baseConfig(standIn, issuer);
+    (doc.orgs as Record<string, Record<string, unknown>>)['Acme-Prod']!.password = `file:${pwFile}`;
+    const gw = await spawnGateway(writeConfig(doc, dir));
+    try {
+      const jwt = await issuer.mint({ sub: 'svc-billing' });
+      expect((await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt)).status).toBe(200);
+      standIn.setCredential('Acme-Prod', testSecrets.ACME_SL_USER, 'second-password');
+      writeFileSync(pwFile, 'second-password');
+      await until(() => gw.stderr.some((l) => l.includes('"credentials reloaded"')));
+      const res = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt);
+      expect(res.status, res.text).toBe(200);
+      expect(standIn.startCalls().at(-1)?.headers.authorization).toBe(basic(testSecrets.ACME_SL_USER, 'second-password'));
+    } finally {
+      gw.kill('SIGKILL');
+      await gw.exited;
+      standIn.setCredential('Acme-Prod', testSecrets.ACME_SL_USER, testSecrets.ACME_SL_PASSWORD);
+    }
+  });
+});
+
+describe('graceful shutdown', () => {
+  it('lets an in-flight call finish on SIGTERM, refuses new work, and exits 0', async () => {
+    const gw = await spawnGateway(writeConfig(baseConfig(standIn, issuer)));
+    const jwt = await issuer.mint({ sub: 'svc-billing' });
+    standIn.setFault({ kind: 'latency', ms: 1_000, count: 1 });
+    const ruuid = standIn.addRun('Acme-Prod');
+    const inFlight = resume(gw.url, 'Acme-Prod', ruuid, jwt);
+    await until(() => standIn.startCalls().some((c) => c.path.endsWith(ruuid)));
+    gw.kill('SIGTERM');
+    await until(() => gw.stderr.some((l) => l.includes('"draining"')));
+
+    const late = await send(gw.url, 'GET', '/readyz').catch((err: Error) => err);
+    // Either the listener is already closed (connection refused) or it answers 503 while draining.
+    if (!(late instanceof Error)) expect(late.status).toBe(503);
+
+    const res = await inFlight;
+    expect(res.status, res.text).toBe(200);
+    expect(await gw.exited).toBe(0);
+    expect(gw.stdout.some((l) => l.includes(ruuid) && l.includes('"decision":"allowed"'))).toBe(true);
+  });
+});

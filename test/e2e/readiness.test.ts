@@ -1,0 +1,66 @@
+// /readyz against a real, killable redis-server: ready while Redis answers, not ready (fast) while it is down, ready again after.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { baseConfig, startTestGateway, testSecrets, type TestGateway } from '../helpers/gateway.js';
+import { send } from '../helpers/http.js';
+import { RedisServer } from '../helpers/redis-server.js';
+import { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
+import { TokenIssuer } from '../helpers/token-issuer.js';
+
+let standIn: SnapLogicStandIn;
+let issuer: TokenIssuer;
+let redis: RedisServer;
+let gw: TestGateway;
+
+beforeAll(async () => {
+  standIn = await SnapLogicStandIn.start({ orgs: { 'Acme-Prod': { username: testSecrets.ACME_SL_USER, password: testSecrets.ACME_SL_PASSWORD } } });
+  issuer = await TokenIssuer.start();
+  redis = await RedisServer.start();
+  gw = await startTestGateway(baseConfig(standIn, issuer, { redis: { url: redis.url, commandTimeout: '100ms' } }));
+});
+
+afterAll(async () => {
+  await gw.close();
+  await redis.stop();
+  await standIn.close();
+  await issuer.close();
+});
+
+async function readyz() {
+  const started = Date.now();
+  const res = await send(gw.url, 'GET', '/readyz');
+  return { ...res, ms: Date.now() - started };
+}
+
+describe('readiness', () => {
+  it('is ready when config, credentials, keys and Redis are all usable', async () => {
+    const res = await readyz();
+    expect(res.status, res.text).toBe(200);
+    expect(res.json).toEqual({ status: 'ready', checks: { config: 'ok', credentials: 'ok', jwks: 'ok', redis: 'ok' } });
+  });
+
+  it('is not ready while Redis is down, answering quickly, and ready again once it is back', async () => {
+    await redis.kill();
+    await new Promise((r) => setTimeout(r, 100));
+    const down = await readyz();
+    expect(down.status).toBe(503);
+    expect(down.json.checks.redis).toMatch(/^unreachable/);
+    expect(down.ms).toBeLessThan(1_000);
+    expect((await send(gw.url, 'GET', '/livez')).status).toBe(200);
+
+    await redis.restart();
+    const deadline = Date.now() + 5_000;
+    let back = await readyz();
+    while (back.status !== 200 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+      back = await readyz();
+    }
+    expect(back.status, back.text).toBe(200);
+  });
+
+  it('does not audit health checks', async () => {
+    const before = gw.audit.length;
+    await readyz();
+    await send(gw.url, 'GET', '/livez');
+    expect(gw.audit.length).toBe(before);
+  });
+});

@@ -1,0 +1,107 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, parseConfig } from '../../src/config/load.js';
+import { parseDuration } from '../../src/config/duration.js';
+
+const minimal = () => ({
+  auth: { issuers: [{ issuer: 'https://idp.example', audience: 'snapgate', jwksUri: 'https://idp.example/jwks', algorithms: ['ES256'] }] },
+  policy: [{ match: { sub: 'svc-billing' }, orgs: ['Acme-Prod'], actions: ['runtime.start'] }],
+  orgs: { 'Acme-Prod': { pod: 'https://elastic.snaplogic.com', username: 'env:U', password: 'file:/run/secrets/p' } },
+});
+
+function problemsOf(doc: unknown, env: Record<string, string> = {}): string[] {
+  try {
+    parseConfig(doc, 'test', env);
+  } catch (err) {
+    if (err instanceof ConfigError) return [...err.problems];
+    throw err;
+  }
+  return [];
+}
+
+describe('config', () => {
+  it('accepts a minimal config and fills safe defaults', () => {
+    const cfg = parseConfig(minimal(), 'test');
+    expect(cfg.server).toMatchObject({ port: 8080, shutdownTimeout: 30_000 });
+    expect(cfg.upstream).toMatchObject({ connectTimeout: 5_000, headersTimeout: 30_000, bodyTimeout: 30_000 });
+    expect(cfg.auth.issuers[0]).toMatchObject({ clockTolerance: 30_000, jwks: { timeout: 5_000, cooldown: 30_000, cacheMaxAge: 600_000 } });
+    expect(Object.isFrozen(cfg.orgs['Acme-Prod'])).toBe(true);
+  });
+
+  it('reports every bad field with its path at once', () => {
+    const doc = minimal() as Record<string, any>;
+    doc.orgs['Acme-Prod'].password = 'plain-text-password';
+    doc.orgs['Acme-Prod'].pod = 'https://elastic.snaplogic.com/api/1';
+    doc.auth.issuers[0].algorithms = ['HS256'];
+    doc.policy.push({ match: { sub: 'x' }, orgs: ['Nope'], actions: ['runtime.start'] });
+    doc.unknownTopLevel = true;
+    const problems = problemsOf(doc);
+    expect(problems.some((p) => p.startsWith('orgs.Acme-Prod.password:'))).toBe(true);
+    expect(problems.some((p) => p.startsWith('orgs.Acme-Prod.pod:'))).toBe(true);
+    expect(problems.some((p) => p.startsWith('auth.issuers.0.algorithms:'))).toBe(true);
+    expect(problems.some((p) => p.startsWith('policy.1.orgs.0:'))).toBe(true);
+    expect(problems.some((p) => p.includes('unknownTopLevel'))).toBe(true);
+    expect(problems.join('\n')).not.toContain('plain-text-password');
+  });
+
+  it('requires exactly one key source per issuer, and HMAC only with an explicit secret reference', () => {
+    const doc = minimal() as Record<string, any>;
+    doc.auth.issuers[0].publicKey = 'file:/keys/idp.pem';
+    expect(problemsOf(doc).join()).toContain('exactly one key source');
+
+    const hmac = minimal() as Record<string, any>;
+    hmac.auth.issuers[0] = { issuer: 'https://idp', audience: 'a', algorithms: ['HS256'], secret: 'inline-secret' };
+    expect(problemsOf(hmac).join()).toContain('auth.issuers.0.secret');
+
+    const ok = minimal() as Record<string, any>;
+    ok.auth.issuers[0] = { issuer: 'https://idp', audience: 'a', algorithms: ['HS256'], secret: 'env:IDP_SECRET' };
+    expect(problemsOf(ok)).toEqual([]);
+  });
+
+  it('refuses plain http pods and JWKS except on loopback or with an explicit opt-in', () => {
+    const doc = minimal() as Record<string, any>;
+    doc.orgs['Acme-Prod'].pod = 'http://elastic.snaplogic.com';
+    expect(problemsOf(doc)).toEqual([expect.stringContaining('orgs.Acme-Prod.pod: must use https')]);
+    doc.upstream = { allowInsecureHttp: true };
+    expect(problemsOf(doc)).toEqual([]);
+    doc.orgs['Acme-Prod'].pod = 'http://127.0.0.1:9000';
+    delete doc.upstream;
+    expect(problemsOf(doc)).toEqual([]);
+  });
+
+  it('refuses a policy rule that matches everyone and an org name that could steer a path', () => {
+    const doc = minimal() as Record<string, any>;
+    doc.policy = [{ match: {}, orgs: '*', actions: ['runtime.start'] }];
+    doc.orgs['../x'] = doc.orgs['Acme-Prod'];
+    const problems = problemsOf(doc);
+    expect(problems.some((p) => p.startsWith('policy.0.match:'))).toBe(true);
+    expect(problems.some((p) => p.startsWith('orgs.../x:'))).toBe(true);
+  });
+
+  it('applies environment overrides', () => {
+    const cfg = parseConfig(minimal(), 'test', { SNAPGATE_PORT: '9999', SNAPGATE_LOG_LEVEL: 'warn' });
+    expect(cfg.server.port).toBe(9999);
+    expect(cfg.log.level).toBe('warn');
+    expect(problemsOf(minimal(), { SNAPGATE_PORT: 'x' }).some((p) => p.startsWith('SNAPGATE_PORT'))).toBe(true);
+  });
+
+  it('refuses Redis URLs that carry a password', () => {
+    const doc = { ...minimal(), redis: { url: 'redis://:secret@10.0.0.1:6379' } };
+    expect(problemsOf(doc)).toEqual([expect.stringContaining('redis.url')]);
+  });
+});
+
+describe('durations', () => {
+  it.each([
+    ['250ms', 250],
+    ['30s', 30_000],
+    ['5m', 300_000],
+    ['1h', 3_600_000],
+    ['1.5s', 1_500],
+    [1200, 1200],
+  ] as const)('%s → %i ms', (input, ms) => {
+    expect(parseDuration(input)).toBe(ms);
+  });
+  it.each(['', '10', '5 minutes', '-1s', 'abc'])('rejects %j', (input) => {
+    expect(parseDuration(input)).toBeUndefined();
+  });
+});
