@@ -6,7 +6,6 @@ export interface Reply {
   headers: Record<string, string | string[] | undefined>;
   text: string;
   /** The parsed JSON body, or undefined when it is not JSON. */
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- tests read arbitrary JSON bodies
   json: any;
 }
 
