@@ -22,7 +22,6 @@ export type ErrorCode =
   | 'upstream_unreachable'
   | 'upstream_timeout'
   | 'upstream_response_too_large'
-  | 'shutting_down'
   | 'internal_error';
 
 /** HTTP status for a code. Exhaustive: adding a code without a status fails the type check. */
@@ -54,7 +53,6 @@ export function statusFor(code: ErrorCode): number {
     case 'upstream_response_too_large':
       return 502;
     case 'jwks_unavailable':
-    case 'shutting_down':
       return 503;
     case 'upstream_timeout':
       return 504;
@@ -97,7 +95,6 @@ export function titleFor(code: ErrorCode): string {
       return 'SnapLogic timed out';
     case 'upstream_response_too_large':
       return 'SnapLogic response too large';
-    case 'shutting_down':
       return 'Gateway shutting down';
     case 'internal_error':
       return 'Internal error';

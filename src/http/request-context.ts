@@ -33,7 +33,6 @@ export function decisionFor(code: ErrorCode): Decision {
     case 'upstream_response_too_large':
       return 'upstream_error';
     case 'jwks_unavailable':
-    case 'shutting_down':
       return 'unavailable';
     case 'internal_error':
       return 'error';

@@ -105,3 +105,12 @@ describe('durations', () => {
     expect(parseDuration(input)).toBeUndefined();
   });
 });
+
+describe('shipped example config', () => {
+  it('config/snapgate.example.yaml is valid as documented', async () => {
+    const { loadConfig } = await import('../../src/config/load.js');
+    const cfg = await loadConfig(new URL('../../config/snapgate.example.yaml', import.meta.url).pathname);
+    expect(Object.keys(cfg.orgs)).toEqual(['Acme-Prod']);
+    expect(cfg.policy).toHaveLength(2);
+  });
+});
