@@ -9,7 +9,7 @@ import { GatewayError } from './errors.js';
 import type { AppEnv } from './http/app-env.js';
 import { handleError } from './http/error-handler.js';
 import { rawPathGuard } from './http/raw-path-guard.js';
-import { requestContext } from './http/request-context.js';
+import { drainGuard, requestContext } from './http/request-context.js';
 import type { Logger } from './log.js';
 import { healthRoutes, type ReadinessProbe } from './ops/health.js';
 import { authorize } from './policy/authorize.js';
@@ -40,6 +40,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
 
   app.onError(handleError(deps.log));
   app.use('*', requestContext({ audit: deps.audit, instance: deps.instance, isDraining: deps.isDraining }));
+  app.use('*', drainGuard(deps.isDraining));
   app.use('*', rawPathGuard());
 
   app.route('/', healthRoutes(deps.readiness));

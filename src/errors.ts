@@ -22,6 +22,7 @@ export type ErrorCode =
   | 'upstream_unreachable'
   | 'upstream_timeout'
   | 'upstream_response_too_large'
+  | 'shutting_down'
   | 'internal_error';
 
 /** HTTP status for a code. Exhaustive: adding a code without a status fails the type check. */
@@ -53,6 +54,7 @@ export function statusFor(code: ErrorCode): number {
     case 'upstream_response_too_large':
       return 502;
     case 'jwks_unavailable':
+    case 'shutting_down':
       return 503;
     case 'upstream_timeout':
       return 504;
@@ -85,6 +87,8 @@ export function titleFor(code: ErrorCode): string {
       return 'Invalid bearer token';
     case 'jwks_unavailable':
       return 'Token keys unavailable';
+    case 'shutting_down':
+      return 'Gateway shutting down';
     case 'forbidden':
       return 'Forbidden';
     case 'upstream_credentials_rejected':
@@ -95,7 +99,6 @@ export function titleFor(code: ErrorCode): string {
       return 'SnapLogic timed out';
     case 'upstream_response_too_large':
       return 'SnapLogic response too large';
-      return 'Gateway shutting down';
     case 'internal_error':
       return 'Internal error';
   }

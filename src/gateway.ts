@@ -1,5 +1,5 @@
 // Builds every dependency from a validated config, serves HTTP, and drains on shutdown. Used by main, the demo and tests.
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { getRequestListener } from '@hono/node-server';
 import { Redis } from 'ioredis';
@@ -10,6 +10,7 @@ import type { Config } from './config/schema.js';
 import { parseSecretRef, resolveSecret } from './config/secret-ref.js';
 import { createCredentialStore, type CredentialStore } from './credentials/store.js';
 import { problemResponse } from './http/problem.js';
+import { opsPaths } from './http/request-context.js';
 import { describeError, type Logger } from './log.js';
 import type { ReadinessReport } from './ops/health.js';
 import { createPolicy } from './policy/policy.js';
@@ -111,9 +112,11 @@ export async function startGateway(config: Config, options: GatewayOptions): Pro
   const server = createServer({ requestTimeout: 60_000, headersTimeout: 20_000, keepAliveTimeout: 5_000 }, (req, res) => {
     void listener(req, res);
   });
+  // Calls in flight, health checks excepted: shutdown waits for these to finish.
   let inFlight = 0;
   const idle: Array<() => void> = [];
-  server.on('request', (_req, res) => {
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    if (opsPaths.has((req.url ?? '').split('?', 1)[0] ?? '')) return;
     inFlight += 1;
     res.on('close', () => {
       inFlight -= 1;
@@ -134,10 +137,10 @@ export async function startGateway(config: Config, options: GatewayOptions): Pro
   let shuttingDown: Promise<{ drained: boolean }> | undefined;
   const shutdown = (deadlineMs = config.server.shutdownTimeout): Promise<{ drained: boolean }> => {
     shuttingDown ??= (async () => {
+      // The listener stays open while draining: /readyz answers 503 so load balancers stop
+      // sending, new calls get 503 shutting_down, and calls in flight finish.
       draining = true;
       log.info('draining', { inFlight, deadlineMs });
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections();
       const allDone = inFlight === 0 ? Promise.resolve() : new Promise<void>((resolve) => idle.push(resolve));
       let timer: NodeJS.Timeout | undefined;
       const drained = await Promise.race([
@@ -148,6 +151,7 @@ export async function startGateway(config: Config, options: GatewayOptions): Pro
       ]);
       clearTimeout(timer);
       if (!drained) log.warn('drain deadline passed; closing remaining connections', { inFlight });
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();
       await closed;
       credentials.close();

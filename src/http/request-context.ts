@@ -33,13 +33,14 @@ export function decisionFor(code: ErrorCode): Decision {
     case 'upstream_response_too_large':
       return 'upstream_error';
     case 'jwks_unavailable':
+    case 'shutting_down':
       return 'unavailable';
     case 'internal_error':
       return 'error';
   }
 }
 
-const opsPaths = new Set(['/livez', '/readyz']);
+export const opsPaths: ReadonlySet<string> = new Set(['/livez', '/readyz']);
 
 /**
  * Sets `requestId` and an empty audit record, then, after the response is decided (errors are
@@ -75,5 +76,20 @@ export function requestContext(deps: { audit: AuditSink; instance: string; isDra
         latencyMs: performance.now() - started,
       }),
     );
+  };
+}
+
+/**
+ * While draining, calls already in flight finish, health checks answer (readiness says 503), and
+ * new work is refused with 503 so the caller retries on another instance. Nothing was forwarded.
+ */
+export function drainGuard(isDraining: () => boolean): MiddlewareHandler<AppEnv> {
+  return async function drainGuardMiddleware(c, next) {
+    if (isDraining() && !opsPaths.has(c.req.path)) {
+      throw new GatewayError('shutting_down', 'This snapgate instance is shutting down and took no action. Retry; another instance will serve the call.', {
+        headers: { 'retry-after': '1' },
+      });
+    }
+    await next();
   };
 }

@@ -165,9 +165,16 @@ describe('graceful shutdown', () => {
     gw.kill('SIGTERM');
     await until(() => gw.stderr.some((l) => l.includes('"draining"')));
 
-    const late = await send(gw.url, 'GET', '/readyz').catch((err: Error) => err);
-    // Either the listener is already closed (connection refused) or it answers 503 while draining.
-    if (!(late instanceof Error)) expect(late.status).toBe(503);
+    // Still listening while the call is in flight: not ready, and new work is refused.
+    const ready = await send(gw.url, 'GET', '/readyz');
+    expect(ready.status).toBe(503);
+    expect(ready.json.checks.shutdown).toBe('draining');
+    const before = standIn.received.length;
+    const late = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt);
+    expect(late.status).toBe(503);
+    expect(late.json.code).toBe('shutting_down');
+    expect(late.headers['retry-after']).toBe('1');
+    expect(standIn.received.length).toBe(before);
 
     const res = await inFlight;
     expect(res.status, res.text).toBe(200);
