@@ -25,83 +25,50 @@ export type ErrorCode =
   | 'shutting_down'
   | 'internal_error';
 
-/** HTTP status for a code. Exhaustive: adding a code without a status fails the type check. */
+/** What kind of outcome an error is; the audit trail records it as the decision. */
+export type ErrorKind = 'invalid_request' | 'unauthenticated' | 'forbidden' | 'upstream_error' | 'unavailable' | 'error';
+
+const token = (title = 'Invalid bearer token') => ({ status: 401, title, kind: 'unauthenticated' as const });
+
+/** Status, title and kind per code. A Record over the union: a new code without an entry fails the type check. */
+const catalog: Readonly<Record<ErrorCode, { status: number; title: string; kind: ErrorKind }>> = {
+  invalid_path: { status: 400, title: 'Invalid request path', kind: 'invalid_request' },
+  not_found: { status: 404, title: 'Not found', kind: 'invalid_request' },
+  method_not_allowed: { status: 405, title: 'Method not allowed', kind: 'invalid_request' },
+  payload_too_large: { status: 413, title: 'Request body too large', kind: 'invalid_request' },
+  token_missing: token(),
+  token_malformed: token(),
+  token_expired: token(),
+  token_not_yet_valid: token(),
+  token_signature_invalid: token(),
+  token_audience_invalid: token(),
+  token_issuer_untrusted: token(),
+  token_algorithm_not_allowed: token(),
+  token_claim_invalid: token(),
+  token_key_unknown: token(),
+  jwks_unavailable: { status: 503, title: 'Token keys unavailable', kind: 'unavailable' },
+  forbidden: { status: 403, title: 'Forbidden', kind: 'forbidden' },
+  upstream_credentials_rejected: { status: 502, title: 'SnapLogic rejected the stored credentials', kind: 'upstream_error' },
+  upstream_unreachable: { status: 502, title: 'SnapLogic unreachable', kind: 'upstream_error' },
+  upstream_timeout: { status: 504, title: 'SnapLogic timed out', kind: 'upstream_error' },
+  upstream_response_too_large: { status: 502, title: 'SnapLogic response too large', kind: 'upstream_error' },
+  shutting_down: { status: 503, title: 'Gateway shutting down', kind: 'unavailable' },
+  internal_error: { status: 500, title: 'Internal error', kind: 'error' },
+};
+
+/** HTTP status for a code. */
 export function statusFor(code: ErrorCode): number {
-  switch (code) {
-    case 'invalid_path':
-      return 400;
-    case 'not_found':
-      return 404;
-    case 'method_not_allowed':
-      return 405;
-    case 'payload_too_large':
-      return 413;
-    case 'token_missing':
-    case 'token_malformed':
-    case 'token_expired':
-    case 'token_not_yet_valid':
-    case 'token_signature_invalid':
-    case 'token_audience_invalid':
-    case 'token_issuer_untrusted':
-    case 'token_algorithm_not_allowed':
-    case 'token_claim_invalid':
-    case 'token_key_unknown':
-      return 401;
-    case 'forbidden':
-      return 403;
-    case 'upstream_credentials_rejected':
-    case 'upstream_unreachable':
-    case 'upstream_response_too_large':
-      return 502;
-    case 'jwks_unavailable':
-    case 'shutting_down':
-      return 503;
-    case 'upstream_timeout':
-      return 504;
-    case 'internal_error':
-      return 500;
-  }
+  return catalog[code].status;
 }
 
 /** Short human title per code; the `detail` of each error says what to do. */
 export function titleFor(code: ErrorCode): string {
-  switch (code) {
-    case 'invalid_path':
-      return 'Invalid request path';
-    case 'not_found':
-      return 'Not found';
-    case 'method_not_allowed':
-      return 'Method not allowed';
-    case 'payload_too_large':
-      return 'Request body too large';
-    case 'token_missing':
-    case 'token_malformed':
-    case 'token_expired':
-    case 'token_not_yet_valid':
-    case 'token_signature_invalid':
-    case 'token_audience_invalid':
-    case 'token_issuer_untrusted':
-    case 'token_algorithm_not_allowed':
-    case 'token_claim_invalid':
-    case 'token_key_unknown':
-      return 'Invalid bearer token';
-    case 'jwks_unavailable':
-      return 'Token keys unavailable';
-    case 'shutting_down':
-      return 'Gateway shutting down';
-    case 'forbidden':
-      return 'Forbidden';
-    case 'upstream_credentials_rejected':
-      return 'SnapLogic rejected the stored credentials';
-    case 'upstream_unreachable':
-      return 'SnapLogic unreachable';
-    case 'upstream_timeout':
-      return 'SnapLogic timed out';
-    case 'upstream_response_too_large':
-      return 'SnapLogic response too large';
-    case 'internal_error':
-      return 'Internal error';
-  }
+  return catalog[code].title;
+}
+
+/** The kind of outcome a code stands for (the audit decision). */
+export function kindOf(code: ErrorCode): ErrorKind {
+  return catalog[code].kind;
 }
 
 /**

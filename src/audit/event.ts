@@ -1,14 +1,9 @@
 // The audit event: built from an allow-list of fields, so tokens, credentials, headers and bodies cannot reach it.
 import type { Action } from '../config/schema.js';
+import type { ErrorKind } from '../errors.js';
 
-export type Decision =
-  | 'allowed'
-  | 'unauthenticated'
-  | 'forbidden'
-  | 'invalid_request'
-  | 'upstream_error'
-  | 'unavailable'
-  | 'error';
+/** `allowed`, or the kind of the error that ended the request. */
+export type Decision = 'allowed' | ErrorKind;
 
 /** What a request has established while it ran; each middleware fills in what it learns. */
 export interface AuditFields {

@@ -1,44 +1,10 @@
 // Per-request context: request id, timing, and the audit event written after the response is decided.
 import { randomUUID } from 'node:crypto';
 import type { MiddlewareHandler } from 'hono';
-import { buildAuditEvent, type AuditSink, type Decision } from '../audit/event.js';
-import { GatewayError, type ErrorCode } from '../errors.js';
+import { buildAuditEvent, type AuditSink } from '../audit/event.js';
+import { GatewayError, kindOf, type ErrorCode } from '../errors.js';
 import { acceptableRequestId } from '../upstream/headers.js';
 import type { AppEnv } from './app-env.js';
-
-/** Which audit decision an error code stands for. */
-export function decisionFor(code: ErrorCode): Decision {
-  switch (code) {
-    case 'invalid_path':
-    case 'not_found':
-    case 'method_not_allowed':
-    case 'payload_too_large':
-      return 'invalid_request';
-    case 'token_missing':
-    case 'token_malformed':
-    case 'token_expired':
-    case 'token_not_yet_valid':
-    case 'token_signature_invalid':
-    case 'token_audience_invalid':
-    case 'token_issuer_untrusted':
-    case 'token_algorithm_not_allowed':
-    case 'token_claim_invalid':
-    case 'token_key_unknown':
-      return 'unauthenticated';
-    case 'forbidden':
-      return 'forbidden';
-    case 'upstream_credentials_rejected':
-    case 'upstream_unreachable':
-    case 'upstream_timeout':
-    case 'upstream_response_too_large':
-      return 'upstream_error';
-    case 'jwks_unavailable':
-    case 'shutting_down':
-      return 'unavailable';
-    case 'internal_error':
-      return 'error';
-  }
-}
 
 export const opsPaths: ReadonlySet<string> = new Set(['/livez', '/readyz']);
 
@@ -70,7 +36,7 @@ export function requestContext(deps: { audit: AuditSink; instance: string; isDra
         instance: deps.instance,
         caller: principal,
         fields: c.get('audit'),
-        decision: code === undefined ? 'allowed' : decisionFor(code),
+        decision: code === undefined ? 'allowed' : kindOf(code),
         reason: code,
         status: c.res.status,
         latencyMs: performance.now() - started,

@@ -3,9 +3,9 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { baseConfig, startTestGateway, tempDir, testSecrets, type TestGateway } from '../helpers/gateway.js';
+import { baseConfig, startTestStandIn, startTestGateway, tempDir, testSecrets, type TestGateway } from '../helpers/gateway.js';
 import { resume, send } from '../helpers/http.js';
-import { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
+import type { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
 import { TokenIssuer } from '../helpers/token-issuer.js';
 
 let standIn: SnapLogicStandIn;
@@ -19,9 +19,7 @@ async function gatewayWith(issuers: unknown[], env: Record<string, string> = tes
 }
 
 beforeAll(async () => {
-  standIn = await SnapLogicStandIn.start({
-    orgs: { 'Acme-Prod': { username: testSecrets.ACME_SL_USER, password: testSecrets.ACME_SL_PASSWORD } },
-  });
+  standIn = await startTestStandIn();
 });
 
 afterEach(async () => {

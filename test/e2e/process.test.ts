@@ -2,21 +2,16 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { baseConfig, spawnGateway, tempDir, testSecrets, writeConfig } from '../helpers/gateway.js';
+import { baseConfig, startTestStandIn, spawnGateway, tempDir, testSecrets, writeConfig } from '../helpers/gateway.js';
 import { resume, send } from '../helpers/http.js';
-import { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
+import type { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
 import { TokenIssuer } from '../helpers/token-issuer.js';
 
 let standIn: SnapLogicStandIn;
 let issuer: TokenIssuer;
 
 beforeAll(async () => {
-  standIn = await SnapLogicStandIn.start({
-    orgs: {
-      'Acme-Prod': { username: testSecrets.ACME_SL_USER, password: testSecrets.ACME_SL_PASSWORD },
-      'Other-Org': { username: testSecrets.OTHER_SL_USER, password: testSecrets.OTHER_SL_PASSWORD },
-    },
-  });
+  standIn = await startTestStandIn();
   issuer = await TokenIssuer.start();
 });
 
@@ -84,15 +79,20 @@ describe('start-up with a bad config', () => {
   });
 });
 
+/** Spawns snapgate with Acme-Prod's password in a file (initially `password`), which SnapLogic also accepts. */
+async function gatewayWithPasswordFile(password: string) {
+  const dir = tempDir();
+  const pwFile = join(dir, 'acme-password');
+  writeFileSync(pwFile, `${password}\n`);
+  standIn.setCredential('Acme-Prod', testSecrets.ACME_SL_USER, password);
+  const doc = baseConfig(standIn, issuer);
+  (doc.orgs as Record<string, Record<string, unknown>>)['Acme-Prod']!.password = `file:${pwFile}`;
+  return { pwFile, gw: await spawnGateway(writeConfig(doc, dir)) };
+}
+
 describe('credential rotation', () => {
   it('picks up a changed secret file on SIGHUP, and keeps the last good set when the reload fails', async () => {
-    const dir = tempDir();
-    const pwFile = join(dir, 'acme-password');
-    writeFileSync(pwFile, 'old-password\n');
-    standIn.setCredential('Acme-Prod', testSecrets.ACME_SL_USER, 'old-password');
-    const doc = baseConfig(standIn, issuer);
-    (doc.orgs as Record<string, Record<string, unknown>>)['Acme-Prod']!.password = `file:${pwFile}`;
-    const gw = await spawnGateway(writeConfig(doc, dir));
+    const { pwFile, gw } = await gatewayWithPasswordFile('old-password');
     try {
       const jwt = await issuer.mint({ sub: 'svc-billing' });
       expect((await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt)).status).toBe(200);
@@ -130,13 +130,7 @@ describe('credential rotation', () => {
   });
 
   it('picks up a changed secret file without a signal', async () => {
-    const dir = tempDir();
-    const pwFile = join(dir, 'acme-password');
-    writeFileSync(pwFile, 'first-password');
-    standIn.setCredential('Acme-Prod', testSecrets.ACME_SL_USER, 'first-password');
-    const doc = baseConfig(standIn, issuer);
-    (doc.orgs as Record<string, Record<string, unknown>>)['Acme-Prod']!.password = `file:${pwFile}`;
-    const gw = await spawnGateway(writeConfig(doc, dir));
+    const { pwFile, gw } = await gatewayWithPasswordFile('first-password');
     try {
       const jwt = await issuer.mint({ sub: 'svc-billing' });
       expect((await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt)).status).toBe(200);

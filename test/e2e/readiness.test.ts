@@ -1,9 +1,9 @@
 // /readyz against a real, killable redis-server: ready while Redis answers, not ready (fast) while it is down, ready again after.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { baseConfig, startTestGateway, testSecrets, type TestGateway } from '../helpers/gateway.js';
+import { baseConfig, startTestStandIn, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { send } from '../helpers/http.js';
 import { RedisServer } from '../helpers/redis-server.js';
-import { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
+import type { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
 import { TokenIssuer } from '../helpers/token-issuer.js';
 
 let standIn: SnapLogicStandIn;
@@ -12,7 +12,7 @@ let redis: RedisServer;
 let gw: TestGateway;
 
 beforeAll(async () => {
-  standIn = await SnapLogicStandIn.start({ orgs: { 'Acme-Prod': { username: testSecrets.ACME_SL_USER, password: testSecrets.ACME_SL_PASSWORD } } });
+  standIn = await startTestStandIn();
   issuer = await TokenIssuer.start();
   redis = await RedisServer.start();
   gw = await startTestGateway(baseConfig(standIn, issuer, { redis: { url: redis.url, commandTimeout: '100ms' } }));

@@ -1,9 +1,9 @@
 // The request path end to end: real HTTP to snapgate, a real JWKS issuer, and the SnapLogic stand-in over loopback.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SignJWT } from 'jose';
-import { baseConfig, startTestGateway, testSecrets, type TestGateway } from '../helpers/gateway.js';
+import { baseConfig, startTestStandIn, startTestGateway, testSecrets, type TestGateway } from '../helpers/gateway.js';
 import { resume, send } from '../helpers/http.js';
-import { newRuuid, SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
+import { newRuuid, type SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
 import { TokenIssuer } from '../helpers/token-issuer.js';
 
 let standIn: SnapLogicStandIn;
@@ -23,12 +23,7 @@ function basic(user: string, password: string): string {
 }
 
 beforeAll(async () => {
-  standIn = await SnapLogicStandIn.start({
-    orgs: {
-      'Acme-Prod': { username: testSecrets.ACME_SL_USER, password: testSecrets.ACME_SL_PASSWORD },
-      'Other-Org': { username: testSecrets.OTHER_SL_USER, password: testSecrets.OTHER_SL_PASSWORD },
-    },
-  });
+  standIn = await startTestStandIn();
   issuer = await TokenIssuer.start();
   gw = await startTestGateway(baseConfig(standIn, issuer));
 });

@@ -8,7 +8,7 @@ import { parseConfig } from '../../src/config/load.js';
 import { startGateway, type Gateway } from '../../src/gateway.js';
 import { createLogger } from '../../src/log.js';
 import type { AuditEvent } from '../../src/audit/event.js';
-import type { SnapLogicStandIn } from './snaplogic-stand-in.js';
+import { SnapLogicStandIn, type StandInOptions } from './snaplogic-stand-in.js';
 import type { TokenIssuer } from './token-issuer.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
@@ -168,4 +168,15 @@ export async function spawnGateway(configPath: string, env: Record<string, strin
     exited,
     kill: (signal = 'SIGTERM') => proc.kill(signal),
   };
+}
+
+/** A stand-in serving Acme-Prod and Other-Org with the test credentials. */
+export function startTestStandIn(options: Omit<StandInOptions, 'orgs'> = {}): Promise<SnapLogicStandIn> {
+  return SnapLogicStandIn.start({
+    ...options,
+    orgs: {
+      'Acme-Prod': { username: testSecrets.ACME_SL_USER, password: testSecrets.ACME_SL_PASSWORD },
+      'Other-Org': { username: testSecrets.OTHER_SL_USER, password: testSecrets.OTHER_SL_PASSWORD },
+    },
+  });
 }
