@@ -15,6 +15,9 @@ import { healthRoutes, type ReadinessProbe } from './ops/health.js';
 import { authorize } from './policy/authorize.js';
 import type { Policy } from './policy/policy.js';
 import type { Forwarder } from './upstream/forwarder.js';
+import type { Metrics } from './ops/metrics.js';
+import { rateLimit } from './ratelimit/middleware.js';
+import type { OrgLimits, RateLimiter } from './ratelimit/policy.js';
 import { runtimeStartRoutes } from './upstream/runtime-routes.js';
 
 export interface AppDeps {
@@ -32,6 +35,10 @@ export interface AppDeps {
   readiness: ReadinessProbe;
   /** True once shutdown has begun: readiness fails and responses close their connection. */
   isDraining: () => boolean;
+  limiter: RateLimiter;
+  /** Compiled rate limits per org; orgs without an entry are not limited. */
+  limits: ReadonlyMap<string, OrgLimits>;
+  metrics: Metrics;
 }
 
 /** Builds the Hono app: request context → path guard → routes (authenticate → authorize → forward). */
@@ -39,7 +46,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
   app.onError(handleError(deps.log));
-  app.use('*', requestContext({ audit: deps.audit, instance: deps.instance, isDraining: deps.isDraining }));
+  app.use('*', requestContext({ audit: deps.audit, instance: deps.instance, isDraining: deps.isDraining, metrics: deps.metrics }));
   app.use('*', drainGuard(deps.isDraining));
   app.use('*', rawPathGuard());
 
@@ -49,6 +56,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     runtimeStartRoutes({
       authenticate: authenticate(deps.verifier),
       authorize: authorize(deps.policy, (org) => Object.hasOwn(deps.orgs, org)),
+      rateLimit: rateLimit({ limiter: deps.limiter, limitsFor: (org) => deps.limits.get(org), metrics: deps.metrics }),
       credentials: deps.credentials,
       forwarder: deps.forwarder,
       orgs: deps.orgs,

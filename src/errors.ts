@@ -18,6 +18,9 @@ export type ErrorCode =
   | 'token_key_unknown'
   | 'jwks_unavailable'
   | 'forbidden'
+  | 'quota_exceeded'
+  | 'temporary_reduced_capacity'
+  | 'client_closed_request'
   | 'upstream_credentials_rejected'
   | 'upstream_unreachable'
   | 'upstream_timeout'
@@ -26,12 +29,20 @@ export type ErrorCode =
   | 'internal_error';
 
 /** What kind of outcome an error is; the audit trail records it as the decision. */
-export type ErrorKind = 'invalid_request' | 'unauthenticated' | 'forbidden' | 'upstream_error' | 'unavailable' | 'error';
+export type ErrorKind =
+  | 'invalid_request'
+  | 'unauthenticated'
+  | 'forbidden'
+  | 'rate_limited'
+  | 'upstream_error'
+  | 'unavailable'
+  | 'aborted'
+  | 'error';
 
 const token = (title = 'Invalid bearer token') => ({ status: 401, title, kind: 'unauthenticated' as const });
 
 /** Status, title and kind per code. A Record over the union: a new code without an entry fails the type check. */
-const catalog: Readonly<Record<ErrorCode, { status: number; title: string; kind: ErrorKind }>> = {
+const catalog: Readonly<Record<ErrorCode, { status: number; title: string; kind: ErrorKind; type?: string }>> = {
   invalid_path: { status: 400, title: 'Invalid request path', kind: 'invalid_request' },
   not_found: { status: 404, title: 'Not found', kind: 'invalid_request' },
   method_not_allowed: { status: 405, title: 'Method not allowed', kind: 'invalid_request' },
@@ -48,6 +59,20 @@ const catalog: Readonly<Record<ErrorCode, { status: number; title: string; kind:
   token_key_unknown: token(),
   jwks_unavailable: { status: 503, title: 'Token keys unavailable', kind: 'unavailable' },
   forbidden: { status: 403, title: 'Forbidden', kind: 'forbidden' },
+  quota_exceeded: {
+    status: 429,
+    title: 'Org quota exceeded',
+    kind: 'rate_limited',
+    type: 'https://iana.org/assignments/http-problem-types#quota-exceeded',
+  },
+  temporary_reduced_capacity: {
+    status: 503,
+    title: 'Rate limiting temporarily unavailable',
+    kind: 'unavailable',
+    type: 'https://iana.org/assignments/http-problem-types#temporary-reduced-capacity',
+  },
+  // nginx's convention for a caller that hung up before the answer; the caller never sees it.
+  client_closed_request: { status: 499, title: 'Caller closed the request', kind: 'aborted' },
   upstream_credentials_rejected: { status: 502, title: 'SnapLogic rejected the stored credentials', kind: 'upstream_error' },
   upstream_unreachable: { status: 502, title: 'SnapLogic unreachable', kind: 'upstream_error' },
   upstream_timeout: { status: 504, title: 'SnapLogic timed out', kind: 'upstream_error' },
@@ -64,6 +89,11 @@ export function statusFor(code: ErrorCode): number {
 /** Short human title per code; the `detail` of each error says what to do. */
 export function titleFor(code: ErrorCode): string {
   return catalog[code].title;
+}
+
+/** The problem type URI: IANA-registered types where they exist, urn:snapgate:problem:<code> otherwise. */
+export function problemTypeFor(code: ErrorCode): string {
+  return catalog[code].type ?? `urn:snapgate:problem:${code}`;
 }
 
 /** The kind of outcome a code stands for (the audit decision). */

@@ -2,12 +2,10 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { getRequestListener } from '@hono/node-server';
-import { Redis } from 'ioredis';
 import { createApp } from './app.js';
 import { createLineSink, type AuditSink } from './audit/event.js';
 import { createTokenVerifier } from './auth/verifier.js';
 import type { Config } from './config/schema.js';
-import { parseSecretRef, resolveSecret } from './config/secret-ref.js';
 import { createCredentialStore, type CredentialStore } from './credentials/store.js';
 import { problemResponse } from './http/problem.js';
 import { opsPaths } from './http/request-context.js';
@@ -15,6 +13,13 @@ import { describeError, type Logger } from './log.js';
 import type { ReadinessReport } from './ops/health.js';
 import { createPolicy } from './policy/policy.js';
 import { createForwarder } from './upstream/forwarder.js';
+import { createRedisClient } from './redis/client.js';
+import { createMetrics, type Metrics } from './ops/metrics.js';
+import { createMemoryLimiter } from './ratelimit/memory-limiter.js';
+import { compileOrgLimits, type OrgLimits, type RateLimiter } from './ratelimit/policy.js';
+import { createRedisLimiter } from './ratelimit/redis-limiter.js';
+import { createResilientLimiter } from './ratelimit/resilient-limiter.js';
+import { adminApp } from './ops/admin.js';
 
 export interface GatewayOptions {
   env: Readonly<Record<string, string | undefined>>;
@@ -25,38 +30,29 @@ export interface GatewayOptions {
   instance: string;
   /** Watch secret files for changes (on in production, off in most tests). */
   watchSecretFiles?: boolean;
+  /** Include Node process metrics (CPU, memory, event loop) in /metrics. */
+  processMetrics?: boolean;
 }
 
 export interface Gateway {
   readonly server: Server;
   readonly port: number;
+  /** The admin listener's port (/metrics, /livez, /readyz), when `admin` is configured. */
+  readonly adminPort: number | undefined;
+  readonly metrics: Metrics;
   readonly credentials: CredentialStore;
   /** Stops accepting, lets in-flight calls finish within `deadlineMs`, then closes pools and Redis. */
   shutdown(deadlineMs?: number): Promise<{ drained: boolean }>;
 }
 
-function createRedis(config: NonNullable<Config['redis']>, password: string | undefined, log: Logger): Redis {
-  const redis = new Redis(config.url, {
-    ...(config.username !== undefined ? { username: config.username } : {}),
-    ...(password !== undefined ? { password } : {}),
-    connectTimeout: config.connectTimeout,
-    commandTimeout: config.commandTimeout,
-    // Fail fast instead of queueing while Redis is away: a queued command is a stalled request.
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 0,
-    retryStrategy: (attempt) => Math.min(attempt * 200, 2_000),
-    lazyConnect: false,
+function listen(server: Server, port: number, host: string): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve((server.address() as AddressInfo).port);
+    });
   });
-  let up = false;
-  redis.on('ready', () => {
-    if (!up) log.info('redis connected', { url: config.url });
-    up = true;
-  });
-  redis.on('error', (err) => {
-    if (up) log.warn('redis connection lost', { url: config.url, error: err.message });
-    up = false;
-  });
-  return redis;
 }
 
 /**
@@ -69,11 +65,32 @@ export async function startGateway(config: Config, options: GatewayOptions): Pro
   const credentials = await createCredentialStore(config.orgs, { env, log, watchFiles: options.watchSecretFiles ?? false });
   const forwarder = createForwarder(config.upstream);
 
-  let redis: Redis | undefined;
-  if (config.redis !== undefined) {
-    const ref = config.redis.password !== undefined ? parseSecretRef(config.redis.password) : undefined;
-    const password = ref !== undefined ? await resolveSecret(ref, env) : undefined;
-    redis = createRedis(config.redis, password, log);
+  const redis = config.redis !== undefined ? await createRedisClient(config.redis, { env, log }) : undefined;
+  const metrics = createMetrics({ defaultMetrics: options.processMetrics ?? false });
+
+  // Rate limits: Redis shared by every instance when configured, behind a breaker with each
+  // org's fallback mode; otherwise this process alone (demo, laptop).
+  const local = createMemoryLimiter({ maxKeys: config.rateLimiting.localMaxKeys });
+  const limiter: RateLimiter =
+    redis !== undefined
+      ? createResilientLimiter({
+          primary: createRedisLimiter(redis),
+          local,
+          expectedInstances: config.rateLimiting.expectedInstances,
+          openForMs: config.rateLimiting.breakerOpenFor,
+          log,
+          metrics,
+        })
+      : local;
+  const limits = new Map<string, OrgLimits>();
+  for (const [org, cfg] of Object.entries(config.orgs)) {
+    if (cfg.rateLimit === undefined) continue;
+    const t = { ...config.upstream, ...cfg.timeouts };
+    const maxCallMs = (t.connect ?? t.connectTimeout) + (t.headers ?? t.headersTimeout) + (t.body ?? t.bodyTimeout);
+    limits.set(org, compileOrgLimits(org, cfg.rateLimit, maxCallMs));
+  }
+  if (limits.size > 0 && redis === undefined) {
+    log.warn('rate limits are enforced per instance: no redis is configured', { orgs: [...limits.keys()] });
   }
 
   let draining = false;
@@ -103,6 +120,9 @@ export async function startGateway(config: Config, options: GatewayOptions): Pro
     maxBodyBytes: config.server.maxBodyBytes,
     readiness,
     isDraining: () => draining,
+    limiter,
+    limits,
+    metrics,
   });
 
   const listener = getRequestListener(app.fetch, {
@@ -124,15 +144,17 @@ export async function startGateway(config: Config, options: GatewayOptions): Pro
     });
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.server.port, config.server.host, () => {
-      server.off('error', reject);
-      resolve();
+  const port = await listen(server, config.server.port, config.server.host);
+  let admin: Server | undefined;
+  let adminPort: number | undefined;
+  if (config.admin !== undefined) {
+    const adminListener = getRequestListener(adminApp({ readiness, metrics }).fetch);
+    admin = createServer((req, res) => {
+      void adminListener(req, res);
     });
-  });
-  const port = (server.address() as AddressInfo).port;
-  log.info('snapgate listening', { host: config.server.host, port, orgs: Object.keys(config.orgs).length });
+    adminPort = await listen(admin, config.admin.port, config.admin.host);
+  }
+  log.info('snapgate listening', { host: config.server.host, port, adminPort, orgs: Object.keys(config.orgs).length });
 
   let shuttingDown: Promise<{ drained: boolean }> | undefined;
   const shutdown = (deadlineMs = config.server.shutdownTimeout): Promise<{ drained: boolean }> => {
@@ -154,6 +176,11 @@ export async function startGateway(config: Config, options: GatewayOptions): Pro
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();
       await closed;
+      if (admin !== undefined) {
+        const adminClosed = new Promise<void>((resolve) => admin.close(() => resolve()));
+        admin.closeAllConnections();
+        await adminClosed;
+      }
       credentials.close();
       await forwarder.close().catch((err: unknown) => log.warn('closing upstream pool failed', { error: describeError(err) }));
       if (redis !== undefined) await redis.quit().catch(() => redis?.disconnect());
@@ -163,5 +190,5 @@ export async function startGateway(config: Config, options: GatewayOptions): Pro
     return shuttingDown;
   };
 
-  return { server, port, credentials, shutdown };
+  return { server, port, adminPort, metrics, credentials, shutdown };
 }

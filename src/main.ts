@@ -38,6 +38,7 @@ async function serve(): Promise<void> {
       auditWrite: (line) => process.stdout.write(line),
       instance: `${hostname()}:${process.pid}`,
       watchSecretFiles: true,
+      processMetrics: true,
     });
   } catch (err) {
     if (err instanceof CredentialError) {

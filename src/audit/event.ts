@@ -12,6 +12,16 @@ export interface AuditFields {
   action?: Action;
   upstreamStatus?: number;
   upstreamLatencyMs?: number;
+  rateLimit?: RateLimitOutcome;
+}
+
+/** What the rate limiter decided: allowed, limited (429), would_limit (a shadow policy), or unavailable (Redis down, closed mode). */
+export interface RateLimitOutcome {
+  outcome: 'allowed' | 'limited' | 'would_limit' | 'unavailable';
+  /** The policies that refused (or, for would_limit, would have). */
+  policies: string[];
+  /** Set when Redis was unavailable and the org's onRedisError mode decided. */
+  degraded?: 'local' | 'open';
 }
 
 export interface AuditEvent {
@@ -30,6 +40,7 @@ export interface AuditEvent {
   /** The status snapgate answered with. */
   readonly status: number;
   readonly upstreamStatus: number | null;
+  readonly rateLimit: RateLimitOutcome | null;
   readonly latencyMs: number;
 }
 
@@ -71,6 +82,13 @@ export function buildAuditEvent(input: {
     reason: input.reason ?? null,
     status: input.status,
     upstreamStatus: fields.upstreamStatus ?? null,
+    rateLimit: fields.rateLimit
+      ? {
+          outcome: fields.rateLimit.outcome,
+          policies: [...fields.rateLimit.policies],
+          ...(fields.rateLimit.degraded !== undefined ? { degraded: fields.rateLimit.degraded } : {}),
+        }
+      : null,
     latencyMs: Math.round(input.latencyMs * 10) / 10,
   };
 }

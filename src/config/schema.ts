@@ -125,10 +125,28 @@ const timeoutsSchema = z.strictObject({
   body: duration().optional(),
 });
 
-const rateLimitSchema = z.strictObject({
+const gcraFields = {
+  /** Requests admitted per window, steady state. */
   limit: positiveInt(),
-  window: duration(),
+  window: duration().refine((ms) => ms >= 1_000, { message: 'must be at least 1s' }),
+  /** Extra requests admitted at once on top of `limit` (bucket capacity is limit + burst). */
   burst: z.number().int().nonnegative().default(0),
+  /** Evaluate and report, never block. */
+  shadow: z.boolean().default(false),
+};
+
+export const onRedisErrorModes = ['local', 'closed', 'open'] as const;
+
+const rateLimitSchema = z.strictObject({
+  ...gcraFields,
+  perCaller: z.strictObject(gcraFields).optional(),
+  concurrency: z
+    .union([
+      positiveInt().transform((limit) => ({ limit, shadow: false, lease: undefined as number | undefined })),
+      z.strictObject({ limit: positiveInt(), shadow: z.boolean().default(false), lease: duration().optional() }),
+    ])
+    .optional(),
+  onRedisError: z.enum(onRedisErrorModes).default('local'),
 });
 
 const orgSchema = z.strictObject({
@@ -156,6 +174,9 @@ export const configSchema = z
         instanceId: z.string().min(1).optional(),
       })
       .default({ host: '0.0.0.0', port: 8080, shutdownTimeout: 30_000, maxBodyBytes: 65_536 }),
+    admin: z
+      .strictObject({ host: z.string().min(1).default('0.0.0.0'), port: z.number().int().min(0).max(65535) })
+      .optional(),
     log: z.strictObject({ level: z.enum(['debug', 'info', 'warn', 'error']).default('info') }).default({ level: 'info' }),
     auth: z.strictObject({ issuers: z.array(issuerSchema).min(1) }),
     policy: z.array(policyRuleSchema).default([]),
@@ -181,15 +202,42 @@ export const configSchema = z
       }),
     redis: z
       .strictObject({
-        url: z.string().regex(/^rediss?:\/\/[^@]+$/, {
-          message: 'must be redis://host:port or rediss://host:port without credentials (put the password in redis.password as a secret reference)',
-        }),
+        url: z
+          .string()
+          .regex(/^rediss?:\/\/[^@/]+(\/\d+)?$/, {
+            message: 'must be redis://host:port or rediss://host:port without credentials (put the password in redis.password as a secret reference)',
+          })
+          .optional(),
+        sentinel: z
+          .strictObject({
+            name: z.string().min(1),
+            sentinels: z.array(z.strictObject({ host: z.string().min(1), port: z.number().int().min(1).max(65535) })).min(1),
+            password: secretRef().optional(),
+          })
+          .optional(),
+        cluster: z
+          .strictObject({ nodes: z.array(z.strictObject({ host: z.string().min(1), port: z.number().int().min(1).max(65535) })).min(1) })
+          .optional(),
         username: z.string().min(1).optional(),
         password: secretRef().optional(),
+        tls: z.boolean().default(false),
         connectTimeout: duration().default(1_000),
         commandTimeout: duration().default(100),
       })
+      .refine((r) => [r.url, r.sentinel, r.cluster].filter((v) => v !== undefined).length === 1, {
+        message: 'needs exactly one of url (standalone), sentinel or cluster',
+      })
       .optional(),
+    rateLimiting: z
+      .strictObject({
+        /** Instances sharing the limits; the local fallback admits limit / expectedInstances. */
+        expectedInstances: positiveInt().default(1),
+        /** How long Redis is left alone after a failure before one probe tries it again. */
+        breakerOpenFor: duration().default(1_000),
+        /** Most keys the in-process limiter holds (oldest dropped first). */
+        localMaxKeys: positiveInt().default(10_000),
+      })
+      .default({ expectedInstances: 1, breakerOpenFor: 1_000, localMaxKeys: 10_000 }),
     audit: z.strictObject({ stdout: z.boolean().default(true) }).default({ stdout: true }),
   });
 
@@ -234,3 +282,6 @@ export type IssuerConfig = Config['auth']['issuers'][number];
 export type PolicyRuleConfig = Config['policy'][number];
 export type OrgConfig = Config['orgs'][string];
 export type UpstreamConfig = Config['upstream'];
+export type RateLimitConfig = NonNullable<OrgConfig['rateLimit']>;
+export type RedisConfig = NonNullable<Config['redis']>;
+export type OnRedisError = (typeof onRedisErrorModes)[number];

@@ -1,12 +1,7 @@
 // RFC 9457 problem+json responses: the only shape of every error snapgate sends.
-import { titleFor, type ErrorCode, statusFor } from '../errors.js';
+import { problemTypeFor, titleFor, type ErrorCode, statusFor } from '../errors.js';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
-
-/** The problem type URI of a code; documented in the README's error table. */
-export function problemType(code: ErrorCode): string {
-  return `urn:snapgate:problem:${code}`;
-}
 
 export interface ProblemBody {
   type: string;
@@ -19,7 +14,7 @@ export interface ProblemBody {
 
 /** Builds the body of a problem response. The request id travels in the X-Request-Id header. */
 export function problemBody(code: ErrorCode, detail: string, extensions: Record<string, unknown> = {}): ProblemBody {
-  return { type: problemType(code), title: titleFor(code), status: statusFor(code), code, detail, ...extensions };
+  return { type: problemTypeFor(code), title: titleFor(code), status: statusFor(code), code, detail, ...extensions };
 }
 
 /** A complete problem+json Response. */

@@ -5,6 +5,7 @@ import { buildAuditEvent, type AuditSink } from '../audit/event.js';
 import { GatewayError, kindOf, type ErrorCode } from '../errors.js';
 import { acceptableRequestId } from '../upstream/headers.js';
 import type { AppEnv } from './app-env.js';
+import type { Metrics } from '../ops/metrics.js';
 
 export const opsPaths: ReadonlySet<string> = new Set(['/livez', '/readyz']);
 
@@ -13,7 +14,12 @@ export const opsPaths: ReadonlySet<string> = new Set(['/livez', '/readyz']);
  * already rendered by onError and visible as `c.error`), writes one audit event and echoes
  * X-Request-Id. Health checks are not audited.
  */
-export function requestContext(deps: { audit: AuditSink; instance: string; isDraining: () => boolean }): MiddlewareHandler<AppEnv> {
+export function requestContext(deps: {
+  audit: AuditSink;
+  instance: string;
+  isDraining: () => boolean;
+  metrics: Metrics;
+}): MiddlewareHandler<AppEnv> {
   return async function requestContextMiddleware(c, next) {
     const started = performance.now();
     const requestId = acceptableRequestId(c.req.header('x-request-id')) ?? randomUUID();
@@ -29,17 +35,25 @@ export function requestContext(deps: { audit: AuditSink; instance: string; isDra
     const err = c.error;
     const code: ErrorCode | undefined = err === undefined ? undefined : err instanceof GatewayError ? err.code : 'internal_error';
     const principal = c.get('principal');
+    const decision = code === undefined ? 'allowed' : kindOf(code);
+    const latencyMs = performance.now() - started;
+    deps.metrics.requests.inc({ decision, reason: code ?? 'none' });
+    deps.metrics.requestDuration.observe({ decision }, latencyMs / 1000);
+    const fields = c.get('audit');
+    if (fields.upstreamLatencyMs !== undefined) {
+      deps.metrics.upstreamDuration.observe({ status: String(fields.upstreamStatus ?? 0) }, fields.upstreamLatencyMs / 1000);
+    }
     deps.audit.write(
       buildAuditEvent({
         time: new Date(),
         requestId,
         instance: deps.instance,
         caller: principal,
-        fields: c.get('audit'),
-        decision: code === undefined ? 'allowed' : kindOf(code),
+        fields,
+        decision,
         reason: code,
         status: c.res.status,
-        latencyMs: performance.now() - started,
+        latencyMs,
       }),
     );
   };

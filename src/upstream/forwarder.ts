@@ -10,6 +10,8 @@ export interface UpstreamRequest {
   headers: Record<string, string>;
   body?: Uint8Array;
   timeouts?: { connect?: number; headers?: number; body?: number };
+  /** Aborts the call (the caller hung up). */
+  signal?: AbortSignal;
 }
 
 export interface UpstreamResponse {
@@ -45,9 +47,12 @@ export interface ForwarderOptions {
 
 const timeoutCodes = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
 
-function translate(err: unknown, origin: string): GatewayError {
+function translate(err: unknown, origin: string, signal: AbortSignal | undefined): GatewayError {
   if (err instanceof GatewayError) return err;
   const code = (err as { code?: unknown }).code;
+  if (signal?.aborted || code === 'UND_ERR_ABORTED') {
+    return new GatewayError('client_closed_request', 'The caller closed the connection before SnapLogic answered; the call was abandoned.', { cause: err });
+  }
   if (typeof code === 'string' && timeoutCodes.has(code)) {
     return new GatewayError('upstream_timeout', 'SnapLogic did not answer in time. The resume may or may not have taken effect: check the run\'s state before retrying.', { cause: err });
   }
@@ -91,6 +96,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
           body: req.body && req.body.byteLength > 0 ? req.body : null,
           headersTimeout: req.timeouts?.headers ?? options.headersTimeout,
           bodyTimeout: req.timeouts?.body ?? options.bodyTimeout,
+          ...(req.signal !== undefined ? { signal: req.signal } : {}),
         });
         const chunks: Buffer[] = [];
         let size = 0;
@@ -104,7 +110,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
         }
         return { status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) };
       } catch (err) {
-        throw translate(err, req.origin);
+        throw translate(err, req.origin, req.signal);
       }
     },
     async close() {

@@ -14,6 +14,7 @@ export const RUNTIME_START_PREFIX = '/api/1/rest/public/runtime/start';
 export interface RuntimeRouteDeps {
   authenticate: MiddlewareHandler<AppEnv>;
   authorize: (action: Action) => MiddlewareHandler<AppEnv>;
+  rateLimit: MiddlewareHandler<AppEnv>;
   credentials: CredentialStore;
   forwarder: Forwarder;
   orgs: Readonly<Record<string, OrgConfig>>;
@@ -68,6 +69,7 @@ export function runtimeStartRoutes(deps: RuntimeRouteDeps): Hono<AppEnv> {
     validateRuntimePath('runtime.start'),
     deps.authenticate,
     deps.authorize('runtime.start'),
+    deps.rateLimit,
     async function forwardRuntimeStart(c) {
       const audit = c.get('audit');
       const org = audit.org as string;
@@ -86,6 +88,8 @@ export function runtimeStartRoutes(deps: RuntimeRouteDeps): Hono<AppEnv> {
         headers: upstreamRequestHeaders(c.req.raw.headers, { authorization: credential.authorization, requestId: c.get('requestId') }),
         body,
         timeouts: deps.orgs[org]?.timeouts ?? {},
+        // A caller that hangs up aborts the call, which frees its concurrency lease at once.
+        signal: c.req.raw.signal,
       });
       audit.upstreamStatus = res.status;
       audit.upstreamLatencyMs = performance.now() - started;

@@ -1,0 +1,15 @@
+// The admin listener: Prometheus metrics and health, on a port of its own so callers cannot read org names from metrics.
+import { Hono } from 'hono';
+import type { AppEnv } from '../http/app-env.js';
+import { healthRoutes, type ReadinessProbe } from './health.js';
+import type { Metrics } from './metrics.js';
+
+/** GET /metrics (Prometheus text), /livez, /readyz. */
+export function adminApp(deps: { readiness: ReadinessProbe; metrics: Metrics }): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  app.get('/metrics', async (c) =>
+    c.body(await deps.metrics.registry.metrics(), 200, { 'content-type': deps.metrics.registry.contentType, 'cache-control': 'no-store' }),
+  );
+  app.route('/', healthRoutes(deps.readiness));
+  return app;
+}

@@ -1,0 +1,81 @@
+// The rate-limit middleware: after authorization, before forwarding; writes the RateLimit fields on every authorized response.
+import type { MiddlewareHandler } from 'hono';
+import { GatewayError } from '../errors.js';
+import type { AppEnv } from '../http/app-env.js';
+import type { Metrics } from '../ops/metrics.js';
+import { formatPolicyField, formatRateLimitField, retryAfterSeconds } from './headers.js';
+import { callerKey, type LimitDecision, type OrgLimits, type RateLimiter } from './policy.js';
+import { LimiterUnavailableError } from './resilient-limiter.js';
+
+function describeRate(limits: OrgLimits, name: string): string {
+  const p = name === 'caller-rate' ? limits.perCaller : name === 'org-rate' ? limits.rate : undefined;
+  if (name === 'org-concurrency') return `at most ${limits.concurrency?.limit ?? '?'} calls in flight at once`;
+  if (p === undefined) return name;
+  const window = p.windowMs % 60_000 === 0 ? `${p.windowMs / 60_000} min` : `${p.windowMs / 1000} s`;
+  return `${p.limit} per ${window}${p.burst > 0 ? ` (+${p.burst} burst)` : ''}${name === 'caller-rate' ? ' for each caller' : ''}`;
+}
+
+/**
+ * Consumes the org's policies for an authorized call. Refusals are 429 `quota_exceeded` with
+ * Retry-After (nothing forwarded, nothing consumed); a Redis outage in `closed` mode is 503
+ * `temporary_reduced_capacity`. Orgs without a rateLimit pass straight through.
+ */
+export function rateLimit(deps: {
+  limiter: RateLimiter;
+  limitsFor: (org: string) => OrgLimits | undefined;
+  metrics: Metrics;
+}): MiddlewareHandler<AppEnv> {
+  return async function rateLimitMiddleware(c, next) {
+    const audit = c.get('audit');
+    const limits = audit.org !== undefined ? deps.limitsFor(audit.org) : undefined;
+    if (limits === undefined) return next();
+    const principal = c.get('principal');
+    const caller = callerKey(principal.iss, principal.sub);
+
+    let decision: LimitDecision;
+    try {
+      decision = await deps.limiter.check({ limits, caller, requestId: c.get('requestId') });
+    } catch (err) {
+      if (!(err instanceof LimiterUnavailableError)) throw err;
+      audit.rateLimit = { outcome: 'unavailable', policies: [] };
+      throw new GatewayError(
+        'temporary_reduced_capacity',
+        'Rate limits cannot be checked right now and this org is configured to refuse calls until they can. Nothing was forwarded; retry after the Retry-After delay.',
+        { cause: err, headers: { 'retry-after': String(Math.ceil(err.retryAfterMs / 1000)) } },
+      );
+    }
+
+    const violated = decision.outcomes.filter((o) => !o.allowed && !o.policy.shadow).map((o) => o.policy.name);
+    const wouldLimit = decision.outcomes.filter((o) => !o.allowed && o.policy.shadow).map((o) => o.policy.name);
+    for (const o of decision.outcomes) {
+      const outcome = o.allowed ? 'allowed' : o.policy.shadow ? 'would_limit' : 'limited';
+      deps.metrics.rateLimitDecisions.inc({ org: limits.org, policy: o.policy.name, outcome });
+    }
+    audit.rateLimit = {
+      outcome: decision.allowed ? (wouldLimit.length > 0 ? 'would_limit' : 'allowed') : 'limited',
+      policies: decision.allowed ? wouldLimit : violated,
+      ...(decision.degraded !== undefined ? { degraded: decision.degraded } : {}),
+    };
+
+    const headers: Record<string, string> = { 'ratelimit-policy': formatPolicyField(limits, caller) };
+    const state = formatRateLimitField(limits, decision, caller);
+    if (state !== undefined) headers.ratelimit = state;
+    if (decision.degraded !== undefined) headers['x-snapgate-ratelimit-degraded'] = decision.degraded;
+
+    if (!decision.allowed) {
+      const retryAfter = retryAfterSeconds(decision);
+      throw new GatewayError(
+        'quota_exceeded',
+        `This call would exceed ${limits.org}'s limit: ${violated.map((v) => `${v} (${describeRate(limits, v)})`).join(', ')}. Nothing was forwarded. Retry after ${retryAfter} s; the RateLimit header shows what is left.`,
+        { headers: { ...headers, 'retry-after': String(retryAfter) }, extensions: { 'violated-policies': violated } },
+      );
+    }
+
+    try {
+      await next();
+    } finally {
+      void decision.release();
+    }
+    for (const [name, value] of Object.entries(headers)) c.res.headers.set(name, value);
+  };
+}

@@ -1,0 +1,102 @@
+// Redis first; when Redis fails, a circuit breaker and each org's onRedisError mode decide, and Redis is probed until it is back.
+import type { Logger } from '../log.js';
+import type { Metrics } from '../ops/metrics.js';
+import { scaleForInstance, type LimitDecision, type LimitRequest, type OrgLimits, type RateLimiter } from './policy.js';
+
+/** Redis is unavailable and the org's mode is `closed`: refuse with 503 after `retryAfterMs`. */
+export class LimiterUnavailableError extends Error {
+  constructor(readonly retryAfterMs: number, options?: { cause?: unknown }) {
+    super('rate limiter unavailable', options);
+    this.name = 'LimiterUnavailableError';
+  }
+}
+
+export interface ResilientLimiterOptions {
+  primary: RateLimiter;
+  /** In-process limiter used for `local` mode; given limits scaled to one instance. */
+  local: RateLimiter;
+  expectedInstances: number;
+  /** ms the breaker stays open before one request probes Redis again. */
+  openForMs: number;
+  log: Logger;
+  metrics: Metrics;
+  now?: () => number;
+}
+
+/**
+ * Wraps the Redis limiter with a circuit breaker. While closed, every decision goes to Redis. One
+ * failure opens it: for `openForMs` no request touches Redis (so none waits on it), then a single
+ * request probes; success closes it again. The mode change is logged and counted once, not per request.
+ */
+export function createResilientLimiter(options: ResilientLimiterOptions): RateLimiter {
+  const now = options.now ?? Date.now;
+  const { log, metrics } = options;
+  let open = false;
+  let openedAt = 0;
+  let probing = false;
+  const scaled = new Map<OrgLimits, OrgLimits>();
+
+  const mayTryRedis = (): boolean => {
+    if (!open) return true;
+    if (!probing && now() - openedAt >= options.openForMs) {
+      probing = true;
+      return true;
+    }
+    return false;
+  };
+  const succeeded = (): void => {
+    if (open) {
+      open = false;
+      log.info('rate limiter back on redis', { degradedForMs: now() - openedAt });
+      metrics.rateLimitDegraded.set(0);
+      metrics.rateLimitModeChanges.inc({ mode: 'redis' });
+    }
+    probing = false;
+  };
+  const failed = (err: unknown): void => {
+    if (!open) {
+      log.warn('rate limiter degraded: redis unavailable; each org follows its onRedisError mode', {
+        error: err instanceof Error ? err.message : String(err),
+        retryInMs: options.openForMs,
+      });
+      metrics.rateLimitDegraded.set(1);
+      metrics.rateLimitModeChanges.inc({ mode: 'degraded' });
+    }
+    open = true;
+    openedAt = now();
+    probing = false;
+  };
+
+  return {
+    async check(request: LimitRequest): Promise<LimitDecision> {
+      let cause: unknown;
+      if (mayTryRedis()) {
+        try {
+          const decision = await options.primary.check(request);
+          succeeded();
+          return decision;
+        } catch (err) {
+          failed(err);
+          cause = err;
+        }
+      }
+      const mode = request.limits.onRedisError;
+      metrics.rateLimitDegradedDecisions.inc({ mode });
+      switch (mode) {
+        case 'local': {
+          let limits = scaled.get(request.limits);
+          if (limits === undefined) {
+            limits = scaleForInstance(request.limits, options.expectedInstances);
+            scaled.set(request.limits, limits);
+          }
+          const decision = await options.local.check({ ...request, limits });
+          return { ...decision, degraded: 'local' };
+        }
+        case 'open':
+          return { allowed: true, outcomes: [], degraded: 'open', release: () => Promise.resolve() };
+        case 'closed':
+          throw new LimiterUnavailableError(Math.max(1_000, options.openForMs - (now() - openedAt)), { cause });
+      }
+    },
+  };
+}
