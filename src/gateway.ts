@@ -13,11 +13,11 @@ import { describeError, type Logger } from './log.js';
 import type { ReadinessReport } from './ops/health.js';
 import { createPolicy } from './policy/policy.js';
 import { createForwarder } from './upstream/forwarder.js';
-import { createRedisClient } from './redis/client.js';
+import { createRedisClient, waitForRedis, withDeadline } from './redis/client.js';
 import { createMetrics, type Metrics } from './ops/metrics.js';
 import { createMemoryLimiter } from './ratelimit/memory-limiter.js';
 import { compileOrgLimits, type OrgLimits, type RateLimiter } from './ratelimit/policy.js';
-import { createRedisLimiter } from './ratelimit/redis-limiter.js';
+import { createRedisLimiter, warmUpLimiter } from './ratelimit/redis-limiter.js';
 import { createResilientLimiter } from './ratelimit/resilient-limiter.js';
 import { adminApp } from './ops/admin.js';
 
@@ -66,6 +66,11 @@ export async function startGateway(config: Config, options: GatewayOptions): Pro
   const forwarder = createForwarder(config.upstream);
 
   const redis = config.redis !== undefined ? await createRedisClient(config.redis, { env, log }) : undefined;
+  if (redis !== undefined) {
+    const ready = await waitForRedis(redis, Math.max(config.redis?.connectTimeout ?? 0, 2_000));
+    const warm = ready && (await warmUpLimiter(redis, 2_000).then(() => true, () => false));
+    if (!warm) log.warn('redis not usable at start-up; rate limits use the fallback until it is', {});
+  }
   const metrics = createMetrics({ defaultMetrics: options.processMetrics ?? false });
 
   // Rate limits: Redis shared by every instance when configured, behind a breaker with each
@@ -74,7 +79,7 @@ export async function startGateway(config: Config, options: GatewayOptions): Pro
   const limiter: RateLimiter =
     redis !== undefined
       ? createResilientLimiter({
-          primary: createRedisLimiter(redis),
+          primary: createRedisLimiter(redis, config.redis?.commandTimeout),
           local,
           expectedInstances: config.rateLimiting.expectedInstances,
           openForMs: config.rateLimiting.breakerOpenFor,
@@ -99,7 +104,7 @@ export async function startGateway(config: Config, options: GatewayOptions): Pro
     if (draining) checks.shutdown = 'draining';
     checks.jwks = (await verifier.ready()) ? 'ok' : 'signing keys not loaded';
     if (redis !== undefined) {
-      checks.redis = await redis.ping().then(
+      checks.redis = await withDeadline(redis.ping(), config.redis?.commandTimeout ?? 100).then(
         () => 'ok',
         (err: unknown) => `unreachable (${err instanceof Error ? err.message : 'error'})`,
       );

@@ -1,6 +1,6 @@
 // The shared limiter: every policy of a request checked and consumed by one Lua script, on Redis's clock, in one round trip.
-import type { Redis, Result } from 'ioredis';
-import type { RedisClient } from '../redis/client.js';
+import { Cluster, type Redis, type Result } from 'ioredis';
+import { withDeadline, type RedisClient } from '../redis/client.js';
 import { keyFor, policiesOf, type LimitDecision, type LimitRequest, type PolicyOutcome, type RateLimiter } from './policy.js';
 
 /**
@@ -89,8 +89,20 @@ export function defineLimitCommand(client: RedisClient): void {
   }
 }
 
-/** A limiter whose state lives in Redis, shared by every snapgate instance. Throws on any Redis error. */
-export function createRedisLimiter(client: RedisClient): RateLimiter {
+/**
+ * Connects to every master and loads the script there, so the first decisions neither open
+ * connections (ioredis Cluster connects to nodes lazily) nor pay the NOSCRIPT → EVAL fallback.
+ */
+export async function warmUpLimiter(client: RedisClient, deadlineMs: number): Promise<void> {
+  const nodes: Redis[] = client instanceof Cluster ? client.nodes('master') : [client];
+  await Promise.all(nodes.map((node) => withDeadline(node.script('LOAD', LIMIT_SCRIPT), deadlineMs)));
+}
+
+/**
+ * A limiter whose state lives in Redis, shared by every snapgate instance. Throws on any Redis
+ * error, and RedisDeadlineError when no answer comes within `deadlineMs`.
+ */
+export function createRedisLimiter(client: RedisClient, deadlineMs = 1_000): RateLimiter {
   defineLimitCommand(client);
   return {
     async check({ limits, caller, requestId }: LimitRequest): Promise<LimitDecision> {
@@ -101,7 +113,7 @@ export function createRedisLimiter(client: RedisClient): RateLimiter {
         if (p.kind === 'rate') args.push('r', p.shadow ? '1' : '0', p.intervalUs, p.toleranceUs);
         else args.push('c', p.shadow ? '1' : '0', p.limit, p.leaseMs);
       }
-      const raw = await (client as Redis).snapgateLimit(keys.length, ...keys, ...args);
+      const raw = await withDeadline((client as Redis).snapgateLimit(keys.length, ...keys, ...args), deadlineMs);
       const outcomes: PolicyOutcome[] = policies.map((policy, i) => ({
         policy,
         allowed: raw[1 + i * 4] === 1,

@@ -1,5 +1,6 @@
 // Redis first; when Redis fails, a circuit breaker and each org's onRedisError mode decide, and Redis is probed until it is back.
 import type { Logger } from '../log.js';
+import { RedisDeadlineError } from '../redis/client.js';
 import type { Metrics } from '../ops/metrics.js';
 import { scaleForInstance, type LimitDecision, type LimitRequest, type OrgLimits, type RateLimiter } from './policy.js';
 
@@ -23,10 +24,15 @@ export interface ResilientLimiterOptions {
   now?: () => number;
 }
 
+/** Consecutive deadline misses that open the breaker; a connection error opens it at once. */
+const TIMEOUTS_TO_OPEN = 3;
+
 /**
- * Wraps the Redis limiter with a circuit breaker. While closed, every decision goes to Redis. One
- * failure opens it: for `openForMs` no request touches Redis (so none waits on it), then a single
- * request probes; success closes it again. The mode change is logged and counted once, not per request.
+ * Wraps the Redis limiter with a circuit breaker. While closed, every decision goes to Redis. A
+ * connection failure (or three deadline misses in a row: a slow answer is not yet an outage) opens
+ * it: for `openForMs` no request touches Redis, so none waits on it, then a single request probes;
+ * success closes it again. A request whose own Redis call failed is decided by the fallback. The
+ * mode change is logged and counted once, not per request.
  */
 export function createResilientLimiter(options: ResilientLimiterOptions): RateLimiter {
   const now = options.now ?? Date.now;
@@ -34,6 +40,7 @@ export function createResilientLimiter(options: ResilientLimiterOptions): RateLi
   let open = false;
   let openedAt = 0;
   let probing = false;
+  let timeouts = 0;
   const scaled = new Map<OrgLimits, OrgLimits>();
 
   const mayTryRedis = (): boolean => {
@@ -52,8 +59,11 @@ export function createResilientLimiter(options: ResilientLimiterOptions): RateLi
       metrics.rateLimitModeChanges.inc({ mode: 'redis' });
     }
     probing = false;
+    timeouts = 0;
   };
   const failed = (err: unknown): void => {
+    if (!open && err instanceof RedisDeadlineError && ++timeouts < TIMEOUTS_TO_OPEN) return;
+    timeouts = 0;
     if (!open) {
       log.warn('rate limiter degraded: redis unavailable; each org follows its onRedisError mode', {
         error: err instanceof Error ? err.message : String(err),

@@ -6,10 +6,33 @@ import type { Logger } from '../log.js';
 
 export type RedisClient = Redis | Cluster;
 
+/** A command did not answer within its deadline (Redis slow or hung; it may still have run). */
+export class RedisDeadlineError extends Error {
+  readonly code = 'ERR_SNAPGATE_REDIS_DEADLINE';
+  constructor(ms: number) {
+    super(`redis did not answer within ${ms} ms`);
+    this.name = 'RedisDeadlineError';
+  }
+}
+
+/**
+ * Races a command against a deadline. When the timer fires, the rejection waits one turn of the
+ * event loop (setImmediate runs after the poll phase), so a reply that already sits in the socket
+ * while our own event loop was busy still wins: only Redis being slow counts as a timeout, not us.
+ */
+export function withDeadline<T>(command: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => setImmediate(() => reject(new RedisDeadlineError(ms))), ms);
+  });
+  return Promise.race([command, deadline]).finally(() => clearTimeout(timer));
+}
+
 /**
  * Creates the client. Commands never queue while Redis is away (no offline queue, no retries per
- * request) and time out after `commandTimeout`, so a dead Redis costs a request milliseconds, not
- * seconds; reconnection happens in the background. Throws when the password reference cannot be resolved.
+ * request), so a dead Redis fails a command at once; a hung one is cut off by `withDeadline` at
+ * `commandTimeout` (ioredis's own timeout is only a backstop). Reconnection happens in the
+ * background. Throws when the password reference cannot be resolved.
  */
 export async function createRedisClient(
   config: RedisConfig,
@@ -25,7 +48,8 @@ export async function createRedisClient(
     ...(password !== undefined ? { password } : {}),
     ...(config.tls ? { tls: {} } : {}),
     connectTimeout: config.connectTimeout,
-    commandTimeout: config.commandTimeout,
+    // Backstop only: callers race commands with withDeadline(config.commandTimeout).
+    commandTimeout: Math.max(config.commandTimeout * 10, 1_000),
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     retryStrategy: (attempt: number) => Math.min(attempt * 200, 2_000),
@@ -66,4 +90,22 @@ export async function createRedisClient(
     up = false;
   });
   return client;
+}
+
+/**
+ * Waits until the client is connected, for at most `timeoutMs`; false when it is not by then.
+ * Start-up waits so the first requests are not decided by the fallback only because the
+ * connection was still being made (with no offline queue, a command before `ready` fails).
+ */
+export async function waitForRedis(client: RedisClient, timeoutMs: number): Promise<boolean> {
+  if (client.status === 'ready') return true;
+  let timer: NodeJS.Timeout | undefined;
+  const ready = await Promise.race([
+    new Promise<boolean>((resolve) => client.once('ready', () => resolve(true))),
+    new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), timeoutMs);
+    }),
+  ]);
+  clearTimeout(timer);
+  return ready;
 }
