@@ -109,7 +109,8 @@ export async function startGateway(config: Config, options: GatewayOptions): Pro
         (err: unknown) => `unreachable (${err instanceof Error ? err.message : 'error'})`,
       );
     }
-    return { ready: Object.values(checks).every((v) => v === 'ok'), checks };
+    const blocking = Object.entries(checks).filter(([name]) => name !== 'redis' || config.redis?.requiredForReadiness !== false);
+    return { ready: blocking.every(([, v]) => v === 'ok'), checks };
   };
 
   const audit: AuditSink = config.audit.stdout ? createLineSink(options.auditWrite) : { write() {} };

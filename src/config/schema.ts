@@ -221,6 +221,8 @@ export const configSchema = z
         username: z.string().min(1).optional(),
         password: secretRef().optional(),
         tls: z.boolean().default(false),
+        /** When false, /readyz reports Redis but stays ready without it (the rate-limit fallback serves). */
+        requiredForReadiness: z.boolean().default(true),
         connectTimeout: duration().default(1_000),
         commandTimeout: duration().default(100),
       })

@@ -30,7 +30,9 @@ const config = parseConfig(
     server: { host: '127.0.0.1', port: 8080, shutdownTimeout: '5s' },
     auth: { issuers: [{ issuer: issuer.issuer, audience: 'snapgate', jwksUri: issuer.jwksUri, algorithms: ['ES256'] }] },
     policy: [{ match: { sub: 'svc-demo' }, orgs: [ORG], actions: ['runtime.start'] }],
-    orgs: { [ORG]: { pod: standIn.url, username: 'env:DEMO_SL_USER', password: `file:${passwordFile}` } },
+    orgs: {
+      [ORG]: { pod: standIn.url, username: 'env:DEMO_SL_USER', password: `file:${passwordFile}`, rateLimit: { limit: 10, window: '60s', burst: 5 } },
+    },
   },
   'demo',
   process.env,
@@ -85,6 +87,7 @@ say(`  curl -si -X POST -H "Authorization: Bearer $TOKEN" ${base}${path(spare[0]
 say(`  curl -si -X POST ${base}${path(spare[1]!)}                                      # no token: 401 problem+json`);
 say(`  curl -si -X POST -H "Authorization: Bearer $TOKEN" ${base}/api/1/rest/public/runtime/start/Other-Org/${spare[1]!}   # 403`);
 say(`  curl -s ${base}/readyz`);
+say(`  (every resume answer carries RateLimit-Policy / RateLimit: ${ORG} allows 10 per minute plus a burst of 5, per process in the demo)`);
 say();
 say('Audit events appear below as [audit] lines. Ctrl-C to stop.');
 

@@ -1,10 +1,13 @@
 // Exactness across instances: three snapgate processes on one Redis (standalone, then a real 3-master Cluster) admit exactly limit + burst.
-import { Cluster } from 'ioredis';
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { baseConfig, spawnGateway, startTestStandIn, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
+import { baseConfig, spawnGateway, startTestGateway, startTestStandIn, tempDir, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
 import { resume } from '../helpers/http.js';
 import { RedisCluster } from '../helpers/redis-cluster.js';
-import { RedisServer } from '../helpers/redis-server.js';
+import { freePort, RedisServer } from '../helpers/redis-server.js';
 import type { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
 import { TokenIssuer } from '../helpers/token-issuer.js';
 
@@ -88,3 +91,53 @@ describe('exact limits across instances', () => {
     }
   });
 });
+
+describe('Redis Sentinel', () => {
+  it('finds the master through a real sentinel and limits through it', async () => {
+    const master = await RedisServer.start();
+    const dir = tempDir('snapgate-sentinel-');
+    const confPath = join(dir, 'sentinel.conf');
+    writeFileSync(confPath, `sentinel monitor snapmaster 127.0.0.1 ${master.port} 1\nsentinel down-after-milliseconds snapmaster 5000\n`);
+    const sentinelPort = await freePort();
+    const sentinel = spawn('redis-server', [confPath, '--sentinel', '--port', String(sentinelPort), '--bind', '127.0.0.1'], { stdio: 'ignore' });
+    try {
+      await waitForPort(sentinelPort);
+      const doc = baseConfig(standIn, issuer, { redis: { sentinel: { name: 'snapmaster', sentinels: [{ host: '127.0.0.1', port: sentinelPort }] } } });
+      const orgs = doc.orgs as Record<string, Record<string, unknown>>;
+      orgs['Acme-Prod'] = { ...orgs['Acme-Prod'], rateLimit: { limit: 2, window: '1h' } };
+      const gw = await startTestGateway(doc);
+      try {
+        const jwt = await issuer.mint({ sub: 'svc-billing' });
+        const statuses = [];
+        for (let i = 0; i < 3; i++) statuses.push((await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt)).status);
+        expect(statuses).toEqual([200, 200, 429]);
+        const direct = new Redis(master.port, '127.0.0.1');
+        expect(await direct.exists('rl:{org:Acme-Prod}:rate')).toBe(1);
+        direct.disconnect();
+      } finally {
+        await gw.close();
+      }
+    } finally {
+      sentinel.kill('SIGKILL');
+      await master.stop();
+    }
+  });
+});
+
+async function waitForPort(port: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const c = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    c.on('error', () => {});
+    try {
+      await c.connect();
+      await c.ping();
+      return;
+    } catch {
+      if (Date.now() > deadline) throw new Error(`nothing answered on ${port}`);
+      await new Promise((r) => setTimeout(r, 50));
+    } finally {
+      c.disconnect();
+    }
+  }
+}

@@ -57,6 +57,21 @@ describe('readiness', () => {
     expect(back.status, back.text).toBe(200);
   });
 
+  it('stays ready without Redis when redis.requiredForReadiness is false, still reporting it', async () => {
+    const lenient = await startTestGateway(
+      baseConfig(standIn, issuer, { redis: { url: redis.url, commandTimeout: '100ms', requiredForReadiness: false } }),
+    );
+    try {
+      await redis.kill();
+      const res = await send(lenient.url, 'GET', '/readyz');
+      expect(res.status, res.text).toBe(200);
+      expect(res.json.checks.redis).toMatch(/^unreachable/);
+    } finally {
+      await redis.restart();
+      await lenient.close();
+    }
+  });
+
   it('does not audit health checks', async () => {
     const before = gw.audit.length;
     await readyz();

@@ -114,3 +114,42 @@ describe('shipped example config', () => {
     expect(cfg.policy).toHaveLength(2);
   });
 });
+
+describe('rate-limit config', () => {
+  const withLimit = (rateLimit: unknown) => {
+    const doc = minimal() as Record<string, any>;
+    doc.orgs['Acme-Prod'].rateLimit = rateLimit;
+    return doc;
+  };
+
+  it('accepts a full rate limit and fills defaults', () => {
+    const cfg = parseConfig(
+      withLimit({ limit: 60, window: '60s', burst: 10, perCaller: { limit: 10, window: '1m' }, concurrency: 5, onRedisError: 'closed' }),
+      'test',
+    );
+    expect(cfg.orgs['Acme-Prod']!.rateLimit).toMatchObject({
+      limit: 60,
+      window: 60_000,
+      burst: 10,
+      shadow: false,
+      perCaller: { limit: 10, window: 60_000, burst: 0, shadow: false },
+      concurrency: { limit: 5, shadow: false },
+      onRedisError: 'closed',
+    });
+    expect(cfg.rateLimiting).toEqual({ expectedInstances: 1, breakerOpenFor: 1_000, localMaxKeys: 10_000 });
+  });
+
+  it('names each bad rate-limit field', () => {
+    const problems = problemsOf(withLimit({ limit: 0, window: '500ms', burst: -1, onRedisError: 'maybe', concurrency: { limit: 'x' } }));
+    for (const path of ['limit', 'window', 'burst', 'onRedisError', 'concurrency']) {
+      expect(problems.some((p) => p.startsWith(`orgs.Acme-Prod.rateLimit.${path}`)), problems.join('\n')).toBe(true);
+    }
+  });
+
+  it('accepts exactly one Redis deployment: url, sentinel or cluster', () => {
+    const both = { ...minimal(), redis: { url: 'redis://127.0.0.1:6379', cluster: { nodes: [{ host: '127.0.0.1', port: 7000 }] } } };
+    expect(problemsOf(both)).toEqual([expect.stringContaining('exactly one of url')]);
+    const sentinel = { ...minimal(), redis: { sentinel: { name: 'm', sentinels: [{ host: 's1', port: 26379 }] } } };
+    expect(problemsOf(sentinel)).toEqual([]);
+  });
+});
