@@ -1,6 +1,6 @@
 // createApp(deps): middleware order and routes. No I/O of its own; everything it touches is passed in.
 import { Hono } from 'hono';
-import type { AuditSink } from './audit/event.js';
+import type { AuditRecorder } from './audit/recorder.js';
 import type { TokenVerifier } from './auth/verifier.js';
 import { authenticate } from './auth/authenticate.js';
 import type { OrgConfig } from './config/schema.js';
@@ -26,7 +26,7 @@ export interface AppDeps {
   credentials: CredentialStore;
   forwarder: Forwarder;
   orgs: Readonly<Record<string, OrgConfig>>;
-  audit: AuditSink;
+  audit: AuditRecorder;
   log: Logger;
   /** Names this gateway instance in audit events. */
   instance: string;
@@ -57,6 +57,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       authenticate: authenticate(deps.verifier),
       authorize: authorize(deps.policy, (org) => Object.hasOwn(deps.orgs, org)),
       rateLimit: rateLimit({ limiter: deps.limiter, limitsFor: (org) => deps.limits.get(org), metrics: deps.metrics }),
+      audit: deps.audit,
       credentials: deps.credentials,
       forwarder: deps.forwarder,
       orgs: deps.orgs,

@@ -26,6 +26,7 @@ export type ErrorCode =
   | 'upstream_timeout'
   | 'upstream_response_too_large'
   | 'shutting_down'
+  | 'audit_unavailable'
   | 'internal_error';
 
 /** What kind of outcome an error is; the audit trail records it as the decision. */
@@ -78,6 +79,7 @@ const catalog: Readonly<Record<ErrorCode, { status: number; title: string; kind:
   upstream_timeout: { status: 504, title: 'SnapLogic timed out', kind: 'upstream_error' },
   upstream_response_too_large: { status: 502, title: 'SnapLogic response too large', kind: 'upstream_error' },
   shutting_down: { status: 503, title: 'Gateway shutting down', kind: 'unavailable' },
+  audit_unavailable: { status: 503, title: 'Audit trail unavailable', kind: 'unavailable' },
   internal_error: { status: 500, title: 'Internal error', kind: 'error' },
 };
 

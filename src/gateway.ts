@@ -3,7 +3,9 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { getRequestListener } from '@hono/node-server';
 import { createApp } from './app.js';
-import { createLineSink, type AuditSink } from './audit/event.js';
+import { createAuditRecorder } from './audit/recorder.js';
+import { createFileSink, createLineSink, createRedisStreamSink, type Sink } from './audit/sinks.js';
+import { AuditTrail, SinkWriter } from './audit/trail.js';
 import { createTokenVerifier } from './auth/verifier.js';
 import type { Config } from './config/schema.js';
 import { createCredentialStore, type CredentialStore } from './credentials/store.js';
@@ -13,7 +15,10 @@ import { describeError, type Logger } from './log.js';
 import type { ReadinessReport } from './ops/health.js';
 import { createPolicy } from './policy/policy.js';
 import { createForwarder } from './upstream/forwarder.js';
-import { createRedisClient, waitForRedis, withDeadline } from './redis/client.js';
+import { createRedisClient, waitForRedis, withDeadline, type RedisClient } from './redis/client.js';
+import { mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createMetrics, type Metrics } from './ops/metrics.js';
 import { createMemoryLimiter } from './ratelimit/memory-limiter.js';
 import { compileOrgLimits, type OrgLimits, type RateLimiter } from './ratelimit/policy.js';
@@ -24,8 +29,8 @@ import { adminApp } from './ops/admin.js';
 export interface GatewayOptions {
   env: Readonly<Record<string, string | undefined>>;
   log: Logger;
-  /** Where audit lines go when `audit.stdout` is on; main passes stdout. */
-  auditWrite: (line: string) => void;
+  /** Where the stdout audit sink writes; main passes stdout. Resolves once the text is handed over. */
+  auditWrite: (text: string) => void | Promise<void>;
   /** Names this instance in audit events when config has no server.instanceId. */
   instance: string;
   /** Watch secret files for changes (on in production, off in most tests). */
@@ -43,6 +48,31 @@ export interface Gateway {
   readonly credentials: CredentialStore;
   /** Stops accepting, lets in-flight calls finish within `deadlineMs`, then closes pools and Redis. */
   shutdown(deadlineMs?: number): Promise<{ drained: boolean }>;
+}
+
+/** The audit sinks from config, each behind a writer with its chain, queue and spool. */
+async function createAudit(
+  config: Config,
+  options: GatewayOptions & { instance: string; redis: RedisClient | undefined },
+) {
+  const a = config.audit;
+  const sinkConfigs = a.sinks ?? (a.stdout ? [{ type: 'stdout' as const, required: false }] : []);
+  const spoolDir = a.spoolDir ?? join(tmpdir(), 'snapgate-spool');
+  if (a.onFailure === 'spool') await mkdir(spoolDir, { recursive: true });
+  const writers: SinkWriter[] = [];
+  for (const sc of sinkConfigs) {
+    let sink: Sink;
+    if (sc.type === 'stdout') sink = createLineSink('stdout', async (text) => options.auditWrite(text));
+    else if (sc.type === 'file') sink = await createFileSink({ path: sc.path, maxBytes: sc.maxBytes, fsync: sc.fsync });
+    else if (options.redis !== undefined) sink = createRedisStreamSink(options.redis, { stream: sc.stream, maxLen: sc.maxLen });
+    else throw new Error('audit redis sink without redis');
+    writers.push(
+      new SinkWriter({ sink, required: sc.required, onFailure: a.onFailure, ackTimeoutMs: a.ackTimeout, spoolDir, instance: options.instance, log: options.log }),
+    );
+  }
+  const trail = new AuditTrail(writers);
+  await trail.start();
+  return createAuditRecorder(trail, { ...a.denials, log: options.log });
 }
 
 function listen(server: Server, port: number, host: string): Promise<number> {
@@ -113,7 +143,8 @@ export async function startGateway(config: Config, options: GatewayOptions): Pro
     return { ready: blocking.every(([, v]) => v === 'ok'), checks };
   };
 
-  const audit: AuditSink = config.audit.stdout ? createLineSink(options.auditWrite) : { write() {} };
+  const instance = config.server.instanceId ?? options.instance;
+  const audit = await createAudit(config, { ...options, instance, redis });
   const app = createApp({
     verifier,
     policy: createPolicy(config.policy),
@@ -122,7 +153,7 @@ export async function startGateway(config: Config, options: GatewayOptions): Pro
     orgs: config.orgs,
     audit,
     log,
-    instance: config.server.instanceId ?? options.instance,
+    instance,
     maxBodyBytes: config.server.maxBodyBytes,
     readiness,
     isDraining: () => draining,
@@ -187,6 +218,7 @@ export async function startGateway(config: Config, options: GatewayOptions): Pro
         admin.closeAllConnections();
         await adminClosed;
       }
+      await audit.close(Math.max(1_000, deadlineMs / 2));
       credentials.close();
       await forwarder.close().catch((err: unknown) => log.warn('closing upstream pool failed', { error: describeError(err) }));
       if (redis !== undefined) await redis.quit().catch(() => redis?.disconnect());

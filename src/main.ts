@@ -35,7 +35,7 @@ async function serve(): Promise<void> {
     gateway = await startGateway(config, {
       env: process.env,
       log,
-      auditWrite: (line) => process.stdout.write(line),
+      auditWrite: (text) => new Promise<void>((resolve) => process.stdout.write(text, () => resolve())),
       instance: `${hostname()}:${process.pid}`,
       watchSecretFiles: true,
       processMetrics: true,

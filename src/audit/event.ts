@@ -1,19 +1,20 @@
-// The audit event: built from an allow-list of fields, so tokens, credentials, headers and bodies cannot reach it.
+// The audit event model (v2): built from an allow-list of fields, so tokens, credentials, cookies, headers, bodies and query strings cannot reach it.
+import { randomUUID } from 'node:crypto';
 import type { Action } from '../config/schema.js';
 import type { ErrorKind } from '../errors.js';
+
+export const AUDIT_SCHEMA_VERSION = 2;
 
 /** `allowed`, or the kind of the error that ended the request. */
 export type Decision = 'allowed' | ErrorKind;
 
-/** What a request has established while it ran; each middleware fills in what it learns. */
-export interface AuditFields {
-  org?: string;
-  ruuid?: string;
-  action?: Action;
-  upstreamStatus?: number;
-  upstreamLatencyMs?: number;
-  rateLimit?: RateLimitOutcome;
-}
+/**
+ * - `attempt`: an allowed call, written (and acknowledged by the required sinks) before it is forwarded.
+ * - `outcome`: what happened to that call; refers to its attempt.
+ * - `decision`: a request that was never forwarded (denied, invalid, unavailable).
+ * - `denials`: denials folded together once a caller exceeds one full event per reason per second.
+ */
+export type AuditEventType = 'attempt' | 'outcome' | 'decision' | 'denials';
 
 /** What the rate limiter decided: allowed, limited (429), would_limit (a shadow policy), or unavailable (Redis down, closed mode). */
 export interface RateLimitOutcome {
@@ -24,51 +25,96 @@ export interface RateLimitOutcome {
   degraded?: 'local' | 'open';
 }
 
+/** What a request has established while it ran; each middleware fills in what it learns. */
+export interface AuditFields {
+  org?: string;
+  ruuid?: string;
+  action?: Action;
+  upstreamStatus?: number;
+  slStatusCode?: string;
+  upstreamLatencyMs?: number;
+  rateLimit?: RateLimitOutcome;
+  /** Set once the attempt event of this request has been acknowledged. */
+  attemptId?: string;
+}
+
+export interface Caller {
+  readonly iss: string;
+  readonly sub: string;
+  readonly clientId?: string;
+}
+
+/** Where the chain fields are added by each sink (see chain.ts). */
+export interface ChainFields {
+  /** The process that wrote the chain: instance plus a random suffix per start. */
+  readonly writer: string;
+  readonly seq: number;
+  readonly prev: string;
+  readonly hash: string;
+}
+
 export interface AuditEvent {
-  readonly type: 'audit';
-  readonly v: 1;
+  readonly v: typeof AUDIT_SCHEMA_VERSION;
+  readonly id: string;
+  readonly type: AuditEventType;
   readonly time: string;
   readonly requestId: string;
   readonly instance: string;
-  readonly caller: { readonly iss: string; readonly sub: string; readonly clientId?: string } | null;
+  readonly caller: Caller | null;
   readonly org: string | null;
   readonly ruuid: string | null;
   readonly action: Action | null;
   readonly decision: Decision;
   /** The error code for any decision but `allowed`, e.g. `token_expired`. */
   readonly reason: string | null;
-  /** The status snapgate answered with. */
-  readonly status: number;
-  readonly upstreamStatus: number | null;
   readonly rateLimit: RateLimitOutcome | null;
-  readonly latencyMs: number;
+  /** The status snapgate answered with (null on an attempt: not answered yet). */
+  readonly status: number | null;
+  readonly upstreamStatus: number | null;
+  /** SnapLogic's X-SL-StatusCode header, when it sent one. */
+  readonly slStatusCode: string | null;
+  readonly latencyMs: number | null;
+  readonly client: { readonly address: string | null; readonly userAgent: string | null };
+  /** On an outcome: the id of its attempt. */
+  readonly attemptId?: string;
+  /** On a denials event: how many denials it stands for, and over which period. */
+  readonly count?: number;
+  readonly window?: { readonly from: string; readonly to: string };
+  /** Added by the sink that wrote it. */
+  readonly chain?: ChainFields;
 }
 
-export interface AuditSink {
-  write(event: AuditEvent): void;
+const MAX_USER_AGENT = 200;
+
+/** A user agent fit for the trail: printable ASCII only, at most 200 characters. */
+export function cleanUserAgent(ua: string | undefined): string | null {
+  if (ua === undefined || ua === '') return null;
+  return ua.replace(/[^\x20-\x7e]/g, '?').slice(0, MAX_USER_AGENT);
 }
 
-/** Writes each event as one JSON line, e.g. to stdout. */
-export function createLineSink(write: (line: string) => void): AuditSink {
-  return { write: (event) => write(`${JSON.stringify(event)}\n`) };
-}
-
-/** Copies only the allowed fields; callers may pass richer objects without widening the event. */
-export function buildAuditEvent(input: {
+export interface EventInput {
+  type: AuditEventType;
   time: Date;
   requestId: string;
   instance: string;
-  caller: { iss: string; sub: string; clientId?: string } | undefined;
+  caller: Caller | undefined;
   fields: AuditFields;
   decision: Decision;
   reason: string | undefined;
-  status: number;
-  latencyMs: number;
-}): AuditEvent {
+  status: number | undefined;
+  latencyMs: number | undefined;
+  client: { address: string | undefined; userAgent: string | undefined };
+  count?: number;
+  window?: { from: Date; to: Date };
+}
+
+/** Copies only the allowed fields; callers may pass richer objects without widening the event. */
+export function buildAuditEvent(input: EventInput): AuditEvent {
   const { caller, fields } = input;
   return {
-    type: 'audit',
-    v: 1,
+    v: AUDIT_SCHEMA_VERSION,
+    id: randomUUID(),
+    type: input.type,
     time: input.time.toISOString(),
     requestId: input.requestId,
     instance: input.instance,
@@ -80,8 +126,6 @@ export function buildAuditEvent(input: {
     action: fields.action ?? null,
     decision: input.decision,
     reason: input.reason ?? null,
-    status: input.status,
-    upstreamStatus: fields.upstreamStatus ?? null,
     rateLimit: fields.rateLimit
       ? {
           outcome: fields.rateLimit.outcome,
@@ -89,6 +133,13 @@ export function buildAuditEvent(input: {
           ...(fields.rateLimit.degraded !== undefined ? { degraded: fields.rateLimit.degraded } : {}),
         }
       : null,
-    latencyMs: Math.round(input.latencyMs * 10) / 10,
+    status: input.status ?? null,
+    upstreamStatus: fields.upstreamStatus ?? null,
+    slStatusCode: fields.slStatusCode ?? null,
+    latencyMs: input.latencyMs === undefined ? null : Math.round(input.latencyMs * 10) / 10,
+    client: { address: input.client.address ?? null, userAgent: cleanUserAgent(input.client.userAgent) },
+    ...(input.type === 'outcome' && fields.attemptId !== undefined ? { attemptId: fields.attemptId } : {}),
+    ...(input.count !== undefined ? { count: input.count } : {}),
+    ...(input.window !== undefined ? { window: { from: input.window.from.toISOString(), to: input.window.to.toISOString() } } : {}),
   };
 }

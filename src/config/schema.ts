@@ -240,7 +240,43 @@ export const configSchema = z
         localMaxKeys: positiveInt().default(10_000),
       })
       .default({ expectedInstances: 1, breakerOpenFor: 1_000, localMaxKeys: 10_000 }),
-    audit: z.strictObject({ stdout: z.boolean().default(true) }).default({ stdout: true }),
+    audit: z
+      .strictObject({
+        /** Shorthand for sinks: [{ type: stdout }]; used when `sinks` is absent. */
+        stdout: z.boolean().default(true),
+        sinks: z
+          .array(
+            z.discriminatedUnion('type', [
+              z.strictObject({ type: z.literal('stdout'), required: z.boolean().default(false) }),
+              z.strictObject({
+                type: z.literal('file'),
+                path: z.string().min(1),
+                maxBytes: positiveInt().default(104_857_600),
+                fsync: z.enum(['always', 'interval', 'never']).default('always'),
+                required: z.boolean().default(true),
+              }),
+              z.strictObject({
+                type: z.literal('redis'),
+                stream: z.string().regex(/\{[^}]+\}/, { message: 'must carry a hash tag such as audit:{snapgate}:events' }).default('audit:{snapgate}:events'),
+                maxLen: positiveInt().default(1_000_000),
+                required: z.boolean().default(true),
+              }),
+            ]),
+          )
+          .optional(),
+        /** What a write-ahead attempt does when a required sink cannot take it: refuse the call, or spool locally and forward. */
+        onFailure: z.enum(['reject', 'spool']).default('reject'),
+        spoolDir: z.string().min(1).optional(),
+        ackTimeout: duration().default(1_000),
+        denials: z
+          .strictObject({ fullPerSecond: positiveInt().default(5), maxKeys: positiveInt().default(1_000) })
+          .default({ fullPerSecond: 5, maxKeys: 1_000 }),
+      })
+      .refine((a) => a.onFailure !== 'spool' || a.spoolDir !== undefined, {
+        message: 'onFailure: spool needs spoolDir (a directory on durable local disk)',
+        path: ['spoolDir'],
+      })
+      .default({ stdout: true, onFailure: 'reject', ackTimeout: 1_000, denials: { fullPerSecond: 5, maxKeys: 1_000 } }),
   });
 
 const asRecord = (v: unknown): Record<string, unknown> | undefined =>
@@ -264,6 +300,14 @@ export function crossFieldProblems(raw: unknown): { path: PropertyKey[]; message
       }
     });
   });
+  const sinks = asRecord(doc?.audit)?.sinks;
+  if (Array.isArray(sinks) && doc?.redis === undefined) {
+    sinks.forEach((sink, i) => {
+      if (asRecord(sink)?.type === 'redis') {
+        problems.push({ path: ['audit', 'sinks', i], message: 'a redis sink needs the redis section (url, sentinel or cluster)' });
+      }
+    });
+  }
   const allowInsecure = asRecord(doc?.upstream)?.allowInsecureHttp === true;
   for (const [name, org] of Object.entries(orgs)) {
     const pod = asRecord(org)?.pod;

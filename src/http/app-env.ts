@@ -6,6 +6,8 @@ export type AppEnv = {
   Variables: {
     /** The request id echoed in X-Request-Id and written to the audit trail. */
     requestId: string;
+    /** This gateway instance, for audit events. */
+    instance: string;
     /** Set by authenticate once the token is verified. */
     principal: Principal;
     /** What this request has established so far, for the audit event written after it ends. */

@@ -1,21 +1,46 @@
-// Per-request context: request id, timing, and the audit event written after the response is decided.
+// Per-request context: request id, timing, client facts, and the audit outcome or decision written after the response is decided.
 import { randomUUID } from 'node:crypto';
-import type { MiddlewareHandler } from 'hono';
-import { buildAuditEvent, type AuditSink } from '../audit/event.js';
+import type { HttpBindings } from '@hono/node-server';
+import type { Context, MiddlewareHandler } from 'hono';
+import { buildAuditEvent, type AuditEvent, type AuditEventType, type Decision } from '../audit/event.js';
+import type { AuditRecorder } from '../audit/recorder.js';
 import { GatewayError, kindOf, type ErrorCode } from '../errors.js';
+import type { Metrics } from '../ops/metrics.js';
 import { acceptableRequestId } from '../upstream/headers.js';
 import type { AppEnv } from './app-env.js';
-import type { Metrics } from '../ops/metrics.js';
 
 export const opsPaths: ReadonlySet<string> = new Set(['/livez', '/readyz']);
 
+/** Builds an audit event of this request from what the context has established so far. */
+export function auditEventOf(
+  c: Context<AppEnv>,
+  type: AuditEventType,
+  outcome: { decision: Decision; reason?: string; status?: number; latencyMs?: number },
+): AuditEvent {
+  const incoming = (c.env as Partial<HttpBindings> | undefined)?.incoming;
+  return buildAuditEvent({
+    type,
+    time: new Date(),
+    requestId: c.get('requestId'),
+    instance: c.get('instance'),
+    caller: c.get('principal'),
+    fields: c.get('audit'),
+    decision: outcome.decision,
+    reason: outcome.reason,
+    status: outcome.status,
+    latencyMs: outcome.latencyMs,
+    client: { address: incoming?.socket?.remoteAddress, userAgent: c.req.header('user-agent') },
+  });
+}
+
 /**
  * Sets `requestId` and an empty audit record, then, after the response is decided (errors are
- * already rendered by onError and visible as `c.error`), writes one audit event and echoes
+ * already rendered by onError and visible as `c.error`), writes the outcome of a forwarded call
+ * (its attempt was written before forwarding) or the decision on one that was not, and echoes
  * X-Request-Id. Health checks are not audited.
  */
 export function requestContext(deps: {
-  audit: AuditSink;
+  audit: AuditRecorder;
   instance: string;
   isDraining: () => boolean;
   metrics: Metrics;
@@ -24,6 +49,7 @@ export function requestContext(deps: {
     const started = performance.now();
     const requestId = acceptableRequestId(c.req.header('x-request-id')) ?? randomUUID();
     c.set('requestId', requestId);
+    c.set('instance', deps.instance);
     c.set('audit', {});
 
     await next();
@@ -34,28 +60,21 @@ export function requestContext(deps: {
 
     const err = c.error;
     const code: ErrorCode | undefined = err === undefined ? undefined : err instanceof GatewayError ? err.code : 'internal_error';
-    const principal = c.get('principal');
-    const decision = code === undefined ? 'allowed' : kindOf(code);
+    const decision: Decision = code === undefined ? 'allowed' : kindOf(code);
     const latencyMs = performance.now() - started;
+    const fields = c.get('audit');
     deps.metrics.requests.inc({ decision, reason: code ?? 'none' });
     deps.metrics.requestDuration.observe({ decision }, latencyMs / 1000);
-    const fields = c.get('audit');
     if (fields.upstreamLatencyMs !== undefined) {
       deps.metrics.upstreamDuration.observe({ status: String(fields.upstreamStatus ?? 0) }, fields.upstreamLatencyMs / 1000);
     }
-    deps.audit.write(
-      buildAuditEvent({
-        time: new Date(),
-        requestId,
-        instance: deps.instance,
-        caller: principal,
-        fields,
-        decision,
-        reason: code,
-        status: c.res.status,
-        latencyMs,
-      }),
-    );
+    const outcome = { decision, status: c.res.status, latencyMs, ...(code !== undefined ? { reason: code } : {}) };
+    if (fields.attemptId !== undefined) {
+      deps.audit.outcome(auditEventOf(c, 'outcome', outcome));
+    } else {
+      const event = auditEventOf(c, 'decision', outcome);
+      deps.audit.decision(event, event.caller?.sub ?? `addr:${event.client.address ?? '?'}`);
+    }
   };
 }
 

@@ -5,6 +5,9 @@ import type { CredentialStore } from '../credentials/store.js';
 import { GatewayError } from '../errors.js';
 import type { AppEnv } from '../http/app-env.js';
 import type { Logger } from '../log.js';
+import type { AuditRecorder } from '../audit/recorder.js';
+import { AuditUnavailableError } from '../audit/trail.js';
+import { auditEventOf } from '../http/request-context.js';
 import type { Forwarder } from './forwarder.js';
 import { callerResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import { isValidOrg, isValidRuuid } from './snaplogic-names.js';
@@ -15,6 +18,7 @@ export interface RuntimeRouteDeps {
   authenticate: MiddlewareHandler<AppEnv>;
   authorize: (action: Action) => MiddlewareHandler<AppEnv>;
   rateLimit: MiddlewareHandler<AppEnv>;
+  audit: AuditRecorder;
   credentials: CredentialStore;
   forwarder: Forwarder;
   orgs: Readonly<Record<string, OrgConfig>>;
@@ -80,6 +84,20 @@ export function runtimeStartRoutes(deps: RuntimeRouteDeps): Hono<AppEnv> {
         throw new Error(`org ${org} passed authorization without pod or credential`);
       }
       const body = await readBody(c.req.raw, deps.maxBodyBytes);
+
+      // Write-ahead: the attempt is in the required audit sinks before anything reaches SnapLogic.
+      const attempt = auditEventOf(c, 'attempt', { decision: 'allowed' });
+      try {
+        await deps.audit.attempt(attempt);
+      } catch (err) {
+        if (!(err instanceof AuditUnavailableError)) throw err;
+        throw new GatewayError('audit_unavailable', 'The audit trail cannot record this call right now, so it was not forwarded. Retry shortly.', {
+          cause: err,
+          headers: { 'retry-after': '1' },
+        });
+      }
+      audit.attemptId = attempt.id;
+
       const started = performance.now();
       const res = await deps.forwarder.forward({
         origin,
@@ -92,6 +110,8 @@ export function runtimeStartRoutes(deps: RuntimeRouteDeps): Hono<AppEnv> {
         signal: c.req.raw.signal,
       });
       audit.upstreamStatus = res.status;
+      const sl = res.headers['x-sl-statuscode'];
+      if (typeof sl === 'string' && /^\d{3}$/.test(sl)) audit.slStatusCode = sl;
       audit.upstreamLatencyMs = performance.now() - started;
       if (res.status === 401 || res.status === 403) {
         deps.log.warn('SnapLogic rejected the stored credentials; rotate the org secret', {

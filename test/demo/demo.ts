@@ -41,7 +41,9 @@ const config = parseConfig(
 const gateway = await startGateway(config, {
   env,
   log: createLogger({ level: once ? 'warn' : 'info', write: (l) => process.stderr.write(l) }),
-  auditWrite: (line) => process.stdout.write(`[audit] ${line}`),
+  auditWrite: (text) => {
+    process.stdout.write(text.split('\n').filter(Boolean).map((l) => `[audit] ${l}\n`).join(''));
+  },
   instance: 'demo',
   watchSecretFiles: true,
 }).catch((err: unknown) => {

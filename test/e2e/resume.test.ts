@@ -70,8 +70,12 @@ describe('happy path', () => {
     expect(JSON.stringify(call)).not.toContain(jwt.split('.')[2]);
     expect(standIn.run('Acme-Prod', ruuid)?.state).not.toBe('Suspended');
 
-    const event = gw.audit.find((e) => e.requestId === 'caller-req-42');
-    expect(event).toMatchObject({
+    const events = gw.audit.filter((e) => e.requestId === 'caller-req-42');
+    expect(events.map((e) => e.type)).toEqual(['attempt', 'outcome']);
+    const [attempt, outcome] = events;
+    expect(attempt).toMatchObject({ decision: 'allowed', org: 'Acme-Prod', ruuid, status: null, upstreamStatus: null });
+    expect(outcome).toMatchObject({
+      attemptId: attempt!.id,
       decision: 'allowed',
       caller: { iss: issuer.issuer, sub: 'svc-billing' },
       org: 'Acme-Prod',
@@ -79,6 +83,8 @@ describe('happy path', () => {
       action: 'runtime.start',
       status: 200,
       upstreamStatus: 200,
+      slStatusCode: '200',
+      client: { address: '127.0.0.1' },
     });
   });
 

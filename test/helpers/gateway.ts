@@ -83,10 +83,12 @@ export async function startTestGateway(
         logs.push(JSON.parse(line) as Record<string, unknown>);
       },
     }),
-    auditWrite: (line) => {
-      auditLines.push(line);
-      allOutput.push(line);
-      audit.push(JSON.parse(line) as AuditEvent);
+    auditWrite: (text) => {
+      for (const line of text.split('\n').filter(Boolean)) {
+        auditLines.push(line);
+        allOutput.push(line);
+        audit.push(JSON.parse(line) as AuditEvent);
+      }
     },
     instance: 'test-instance',
     watchSecretFiles: options.watchSecretFiles ?? false,

@@ -1,0 +1,183 @@
+// Audit sinks: stdout JSON lines, an append-only rotating file, and a Redis Stream. Each appends whole batches in order and skips what it already holds.
+import { open, readFile, rename, stat, type FileHandle } from 'node:fs/promises';
+import type { Redis, Result } from 'ioredis';
+import type { RedisClient } from '../redis/client.js';
+import type { AuditEvent } from './event.js';
+
+export interface Sink {
+  /** Names the sink in logs, metrics and spool files. */
+  readonly name: string;
+  /**
+   * Stores the events, in order, as durably as the sink promises; resolves once stored. Events of
+   * one writer whose seq the sink already holds are skipped, so a replay never duplicates. Throws on failure.
+   */
+  append(events: readonly AuditEvent[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+const line = (e: AuditEvent) => `${JSON.stringify(e)}\n`;
+
+/**
+ * One JSON line per event through `write` (stdout in production): resolves once the text is
+ * handed over. Nothing to skip: what went down a pipe cannot be looked up.
+ */
+export function createLineSink(name: string, write: (text: string) => Promise<void>): Sink {
+  return {
+    name,
+    append: (events) => write(events.map(line).join('')),
+    close: () => Promise.resolve(),
+  };
+}
+
+export type FsyncPolicy = 'always' | 'interval' | 'never';
+
+export interface FileSinkOptions {
+  path: string;
+  /** Rotate before a write would take the file past this size. Rotated files are kept, never deleted. */
+  maxBytes: number;
+  /** always: fdatasync before a batch counts as stored; interval: every second; never: leave it to the OS. */
+  fsync: FsyncPolicy;
+  now?: () => Date;
+}
+
+/** The highest seq per writer already in a file, so replays skip what is there. */
+async function lastSeqs(path: string): Promise<Map<string, number>> {
+  const seqs = new Map<string, number>();
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch {
+    return seqs;
+  }
+  for (const l of text.split('\n')) {
+    if (!l) continue;
+    try {
+      const c = (JSON.parse(l) as AuditEvent).chain;
+      if (c && (seqs.get(c.writer) ?? 0) < c.seq) seqs.set(c.writer, c.seq);
+    } catch {
+      // A torn last line after a crash: the chain verifier reports it; appending goes on after it.
+    }
+  }
+  return seqs;
+}
+
+/**
+ * An append-only JSON-lines file. Writes are serialized; with fsync `always`, a batch is stored
+ * only once fdatasync returns. Past `maxBytes` the file is renamed to `<path>.<UTC time>` and a
+ * new one started: rotation drops nothing, and the chain simply continues in the new file.
+ */
+export async function createFileSink(options: FileSinkOptions): Promise<Sink> {
+  const now = options.now ?? (() => new Date());
+  const seqs = await lastSeqs(options.path);
+  let handle: FileHandle = await open(options.path, 'a', 0o640);
+  let size = (await stat(options.path)).size;
+  let queue: Promise<void> = Promise.resolve();
+  let dirty = false;
+  const timer =
+    options.fsync === 'interval'
+      ? setInterval(() => {
+          if (!dirty) return;
+          dirty = false;
+          queue = queue.then(() => handle.datasync()).catch(() => undefined);
+        }, 1_000)
+      : undefined;
+  timer?.unref();
+
+  const rotate = async (): Promise<void> => {
+    await handle.datasync();
+    await handle.close();
+    let target = `${options.path}.${now().toISOString().replace(/[:.]/g, '-')}`;
+    for (let n = 1; await stat(target).then(() => true, () => false); n++) target = `${options.path}.${now().toISOString().replace(/[:.]/g, '-')}-${n}`;
+    await rename(options.path, target);
+    handle = await open(options.path, 'a', 0o640);
+    size = 0;
+  };
+
+  const write = async (events: readonly AuditEvent[]): Promise<void> => {
+    const fresh = events.filter((e) => !e.chain || e.chain.seq > (seqs.get(e.chain.writer) ?? 0));
+    if (fresh.length === 0) return;
+    const data = Buffer.from(fresh.map(line).join(''), 'utf8');
+    if (size > 0 && size + data.byteLength > options.maxBytes) await rotate();
+    await handle.write(data);
+    size += data.byteLength;
+    if (options.fsync === 'always') await handle.datasync();
+    else dirty = true;
+    for (const e of fresh) if (e.chain) seqs.set(e.chain.writer, e.chain.seq);
+  };
+
+  return {
+    name: 'file',
+    append(events) {
+      const run = queue.then(() => write(events));
+      queue = run.catch(() => undefined);
+      return run;
+    },
+    async close() {
+      clearInterval(timer);
+      await queue;
+      await handle.datasync().catch(() => undefined);
+      await handle.close();
+    },
+  };
+}
+
+/**
+ * KEYS[1] the stream; KEYS[2] the writer's head (highest seq already in the stream).
+ * ARGV[1] approximate MAXLEN; ARGV[2] head TTL in seconds; then pairs of (seq, event JSON), in order.
+ * Skips events at or below the head, so replaying a batch whose first write timed out adds nothing twice.
+ * Returns the number of entries added.
+ */
+export const STREAM_APPEND_SCRIPT = `
+local head = tonumber(redis.call('GET', KEYS[2]) or '0')
+local added = 0
+for i = 3, #ARGV, 2 do
+  local seq = tonumber(ARGV[i])
+  if seq > head then
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[i + 1])
+    head = seq
+    added = added + 1
+  end
+end
+redis.call('SET', KEYS[2], head, 'EX', ARGV[2])
+return added
+`;
+
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    snapgateAuditAppend(numKeys: number, ...keysAndArgs: (string | number)[]): Result<number, Context>;
+  }
+}
+
+export const DEFAULT_AUDIT_STREAM = 'audit:{snapgate}:events';
+
+/** The Redis key of a writer's head, in the stream's hash slot. */
+export function streamHeadKey(stream: string, writer: string): string {
+  const tag = /\{[^}]+\}/.exec(stream)?.[0] ?? `{${stream}}`;
+  return `audit:${tag}:head:${writer}`;
+}
+
+/**
+ * A Redis Stream (XADD with approximate MAXLEN retention). The stream and head keys share a hash
+ * tag, so one script touches both on Redis Cluster. `timeoutMs` bounds each append.
+ */
+export function createRedisStreamSink(client: RedisClient, options: { stream: string; maxLen: number }): Sink {
+  if (typeof (client as Redis).snapgateAuditAppend !== 'function') {
+    client.defineCommand('snapgateAuditAppend', { lua: STREAM_APPEND_SCRIPT });
+  }
+  return {
+    name: 'redis',
+    async append(events) {
+      // One script call per writer's run of events, in order.
+      let i = 0;
+      while (i < events.length) {
+        const writer = events[i]!.chain?.writer ?? 'unchained';
+        const args: (string | number)[] = [];
+        for (; i < events.length && (events[i]!.chain?.writer ?? 'unchained') === writer; i++) {
+          args.push(events[i]!.chain?.seq ?? 0, JSON.stringify(events[i]));
+        }
+        await (client as Redis).snapgateAuditAppend(2, options.stream, streamHeadKey(options.stream, writer), options.maxLen, 30 * 86_400, ...args);
+      }
+    },
+    close: () => Promise.resolve(),
+  };
+}

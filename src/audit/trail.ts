@@ -1,0 +1,273 @@
+// The audit trail: chains events per sink, writes them in order, acknowledges write-ahead attempts, and spools or rejects when a required sink fails.
+import { open, readFile, truncate } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describeError, type Logger } from '../log.js';
+import { ChainWriter } from './chain.js';
+import type { AuditEvent } from './event.js';
+import type { Sink } from './sinks.js';
+
+export type OnFailure = 'reject' | 'spool';
+
+/** A required sink could not take a write-ahead event in time (onFailure: reject). */
+export class AuditUnavailableError extends Error {
+  constructor(sink: string, options?: { cause?: unknown }) {
+    super(`audit sink ${sink} did not acknowledge the attempt`, options);
+    this.name = 'AuditUnavailableError';
+  }
+}
+
+interface Pending {
+  event: AuditEvent;
+  resolve?: () => void;
+  reject?: (err: unknown) => void;
+}
+
+const BATCH = 500;
+/** Events held in memory per sink while it is down (reject mode); past this, new ones are counted and dropped. */
+const MAX_QUEUE = 50_000;
+
+export interface SinkWriterOptions {
+  sink: Sink;
+  required: boolean;
+  onFailure: OnFailure;
+  /** ms a write-ahead attempt may wait for the sink before onFailure applies. */
+  ackTimeoutMs: number;
+  spoolDir: string;
+  instance: string;
+  log: Logger;
+}
+
+/**
+ * Owns one sink: its hash chain, its queue and its spool file. A single loop writes in order.
+ * `spool` mode: a batch the sink does not take in time goes to `<spoolDir>/<sink>.spool.jsonl`
+ * (fsynced) and counts as stored; once anything is spooled, later events queue behind it, and the
+ * spool is replayed into the sink (the sink skips what it already has) before new events.
+ * `reject` mode: the batch stays queued and is retried; write-ahead waiters are refused.
+ */
+export class SinkWriter {
+  private readonly chain: ChainWriter;
+  private readonly queue: Pending[] = [];
+  private readonly spoolPath: string;
+  private spooled = 0;
+  private running = false;
+  private wake: (() => void) | undefined;
+  private closing = false;
+  private failing = false;
+  private dropped = 0;
+  private loopDone: Promise<void> = Promise.resolve();
+
+  constructor(private readonly o: SinkWriterOptions) {
+    this.chain = new ChainWriter(o.instance);
+    this.spoolPath = join(o.spoolDir, `${o.sink.name}.spool.jsonl`);
+  }
+
+  get name(): string {
+    return this.o.sink.name;
+  }
+
+  get required(): boolean {
+    return this.o.required;
+  }
+
+  /** Loads a spool left by an earlier process, then starts the write loop. */
+  async start(): Promise<void> {
+    if (this.o.onFailure === 'spool') {
+      const text = await readFile(this.spoolPath, 'utf8').catch(() => '');
+      this.spooled = text.split('\n').filter(Boolean).length;
+      if (this.spooled > 0) this.o.log.info('audit spool found; replaying it first', { sink: this.name, events: this.spooled });
+    }
+    this.running = true;
+    this.loopDone = this.loop();
+  }
+
+  /**
+   * Chains and queues an event. With `ack`, resolves once the sink (or, in spool mode, the spool)
+   * holds it, and rejects with AuditUnavailableError when neither happens within ackTimeoutMs.
+   */
+  submit(event: AuditEvent, ack: boolean): Promise<void> {
+    if (!ack && this.queue.length >= MAX_QUEUE) {
+      if (this.dropped++ === 0) this.o.log.error('audit queue full; dropping events until the sink recovers', { sink: this.name });
+      return Promise.resolve();
+    }
+    const chained = this.chain.link(event);
+    if (!ack) {
+      this.queue.push({ event: chained });
+      this.wake?.();
+      return Promise.resolve();
+    }
+    if (this.failing && this.o.onFailure === 'reject') {
+      // Known down: refuse at once rather than make the caller wait out the timeout.
+      this.queue.push({ event: chained });
+      this.wake?.();
+      return Promise.reject(new AuditUnavailableError(this.name));
+    }
+    return new Promise<void>((resolve, reject) => {
+      const pending: Pending = { event: chained, resolve, reject };
+      this.queue.push(pending);
+      this.wake?.();
+      const timer = setTimeout(() => {
+        // The event stays queued (the chain stays whole); only the caller stops waiting.
+        pending.resolve = undefined;
+        pending.reject = undefined;
+        reject(new AuditUnavailableError(this.name));
+      }, this.o.ackTimeoutMs + (this.o.onFailure === 'spool' ? 1_000 : 0));
+      const settle = <T>(fn: ((v: T) => void) | undefined) => (v: T) => {
+        clearTimeout(timer);
+        fn?.(v);
+      };
+      pending.resolve = settle(resolve);
+      pending.reject = settle(reject);
+    });
+  }
+
+  /** Writes what is queued (waiting up to `deadlineMs`) and stops. */
+  async close(deadlineMs = 5_000): Promise<void> {
+    this.closing = true;
+    this.wake?.();
+    await Promise.race([this.loopDone, new Promise((r) => setTimeout(r, deadlineMs))]);
+    this.running = false;
+    this.wake?.();
+    await this.o.sink.close().catch(() => undefined);
+  }
+
+  private async loop(): Promise<void> {
+    let backoff = 100;
+    while (this.running) {
+      if (this.queue.length === 0 && this.spooled === 0) {
+        if (this.closing) return;
+        await new Promise<void>((resolve) => {
+          this.wake = resolve;
+        });
+        this.wake = undefined;
+        continue;
+      }
+      if (this.spooled > 0) {
+        // Order: what is spooled goes first; new events join the spool meanwhile.
+        if (this.queue.length > 0) await this.spool(this.queue.splice(0, BATCH));
+        if (await this.replay()) {
+          backoff = 100;
+          continue;
+        }
+      } else {
+        const batch = this.queue.splice(0, BATCH);
+        if (await this.write(batch)) {
+          backoff = 100;
+          continue;
+        }
+        if (this.o.onFailure === 'spool') {
+          await this.spool(batch);
+          continue;
+        }
+        this.queue.unshift(...batch);
+        for (const p of batch) p.reject?.(new AuditUnavailableError(this.name));
+        for (const p of batch) {
+          p.resolve = undefined;
+          p.reject = undefined;
+        }
+      }
+      if (this.closing) return;
+      await new Promise((r) => setTimeout(r, backoff));
+      backoff = Math.min(backoff * 2, 2_000);
+    }
+  }
+
+  private async write(batch: Pending[]): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        this.o.sink.append(batch.map((p) => p.event)),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`no answer within ${this.o.ackTimeoutMs} ms`)), this.o.ackTimeoutMs);
+        }),
+      ]);
+      clearTimeout(timer);
+      for (const p of batch) p.resolve?.();
+      this.markHealthy();
+      return true;
+    } catch (err) {
+      clearTimeout(timer);
+      this.markFailing(err);
+      return false;
+    }
+  }
+
+  private async spool(batch: Pending[]): Promise<void> {
+    try {
+      const fh = await open(this.spoolPath, 'a', 0o600);
+      try {
+        await fh.write(batch.map((p) => `${JSON.stringify(p.event)}\n`).join(''));
+        await fh.datasync();
+      } finally {
+        await fh.close();
+      }
+      this.spooled += batch.length;
+      for (const p of batch) p.resolve?.();
+    } catch (err) {
+      this.o.log.error('audit spool write failed', { sink: this.name, error: describeError(err) });
+      this.queue.unshift(...batch);
+      for (const p of batch) p.reject?.(new AuditUnavailableError(this.name, { cause: err }));
+    }
+  }
+
+  private async replay(): Promise<boolean> {
+    const text = await readFile(this.spoolPath, 'utf8').catch(() => '');
+    const events = text
+      .split('\n')
+      .filter(Boolean)
+      .flatMap((l) => {
+        try {
+          return [JSON.parse(l) as AuditEvent];
+        } catch {
+          return []; // a torn last line from a crash mid-write: that event was never acknowledged
+        }
+      });
+    try {
+      for (let i = 0; i < events.length; i += BATCH) await this.o.sink.append(events.slice(i, i + BATCH));
+      await truncate(this.spoolPath, 0);
+      this.o.log.info('audit spool replayed', { sink: this.name, events: events.length });
+      this.spooled = 0;
+      this.markHealthy();
+      return true;
+    } catch (err) {
+      this.markFailing(err);
+      return false;
+    }
+  }
+
+  private markFailing(err: unknown): void {
+    if (!this.failing) this.o.log.error('audit sink failing', { sink: this.name, onFailure: this.o.onFailure, error: describeError(err) });
+    this.failing = true;
+  }
+
+  private markHealthy(): void {
+    if (this.failing) this.o.log.info('audit sink recovered', { sink: this.name });
+    this.failing = false;
+    if (this.dropped > 0) {
+      this.o.log.error('audit events dropped while the sink was down', { sink: this.name, dropped: this.dropped });
+      this.dropped = 0;
+    }
+  }
+}
+
+/** Every sink's writer; `record` fans an event out to all of them. */
+export class AuditTrail {
+  constructor(private readonly writers: readonly SinkWriter[]) {}
+
+  async start(): Promise<void> {
+    await Promise.all(this.writers.map((w) => w.start()));
+  }
+
+  /**
+   * Records an event everywhere. With `writeAhead`, resolves only once every required sink holds
+   * it (or its spool does), and rejects with AuditUnavailableError otherwise.
+   */
+  async record(event: AuditEvent, writeAhead = false): Promise<void> {
+    const acks = this.writers.map((w) => w.submit(event, writeAhead && w.required));
+    if (writeAhead) await Promise.all(acks);
+  }
+
+  async close(deadlineMs?: number): Promise<void> {
+    await Promise.all(this.writers.map((w) => w.close(deadlineMs)));
+  }
+}
+
