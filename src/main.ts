@@ -4,14 +4,17 @@ import { hostname } from 'node:os';
 import { ConfigError, loadConfig } from './config/load.js';
 import { CredentialError } from './credentials/store.js';
 import { startGateway } from './gateway.js';
+import { auditUsage, runAuditCli } from './audit/cli.js';
 import { createLogger, describeError } from './log.js';
 
 /** Exit code for a config that cannot be used (sysexits EX_CONFIG). */
 const EX_CONFIG = 78;
 
 const usage = `usage: snapgate [serve]
+       snapgate audit verify|query|tail ...
 
   serve   run the gateway (default). Config: $SNAPGATE_CONFIG (default config/snapgate.yaml)
+  audit   check the audit trail's hash chains, or read it (snapgate audit --help)
 
 Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads SnapLogic credentials.`;
 
@@ -68,9 +71,22 @@ async function serve(): Promise<void> {
   });
 }
 
-const [command = 'serve'] = process.argv.slice(2);
+const [command = 'serve', ...args] = process.argv.slice(2);
 if (command === 'serve') {
   await serve();
+} else if (command === 'audit') {
+  if (args.length === 0 || args[0] === '--help' || args[0] === '-h') {
+    process.stdout.write(`${auditUsage}\n`);
+    process.exit(args.length === 0 ? 2 : 0);
+  }
+  const interrupted = new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
+  const code = await runAuditCli(args, {
+    out: (t) => process.stdout.write(t),
+    err: (t) => process.stderr.write(t),
+    env: process.env,
+    interrupted,
+  });
+  process.exit(code);
 } else {
   process.stderr.write(`${usage}\n`);
   process.exit(command === '--help' || command === '-h' ? 0 : 2);

@@ -87,6 +87,8 @@ export function runtimeStartRoutes(deps: RuntimeRouteDeps): Hono<AppEnv> {
 
       // Write-ahead: the attempt is in the required audit sinks before anything reaches SnapLogic.
       const attempt = auditEventOf(c, 'attempt', { decision: 'allowed' });
+      // Whatever happens next, this request ends with an outcome that refers to its attempt.
+      audit.attemptId = attempt.id;
       try {
         await deps.audit.attempt(attempt);
       } catch (err) {
@@ -96,7 +98,6 @@ export function runtimeStartRoutes(deps: RuntimeRouteDeps): Hono<AppEnv> {
           headers: { 'retry-after': '1' },
         });
       }
-      audit.attemptId = attempt.id;
 
       const started = performance.now();
       const res = await deps.forwarder.forward({

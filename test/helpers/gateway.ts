@@ -9,6 +9,7 @@ import { startGateway, type Gateway } from '../../src/gateway.js';
 import { createLogger } from '../../src/log.js';
 import type { AuditEvent } from '../../src/audit/event.js';
 import { SnapLogicStandIn, type StandInOptions } from './snaplogic-stand-in.js';
+import { recordOutput, recordSecret } from './leak-scan.js';
 import type { TokenIssuer } from './token-issuer.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
@@ -48,6 +49,14 @@ export const testSecrets = {
   OTHER_SL_USER: 'svc-other@example.com',
   OTHER_SL_PASSWORD: 'other-secret-Pa55word!',
 };
+for (const value of [
+  testSecrets.ACME_SL_PASSWORD,
+  testSecrets.OTHER_SL_PASSWORD,
+  Buffer.from(`${testSecrets.ACME_SL_USER}:${testSecrets.ACME_SL_PASSWORD}`).toString('base64'),
+  Buffer.from(`${testSecrets.OTHER_SL_USER}:${testSecrets.OTHER_SL_PASSWORD}`).toString('base64'),
+]) {
+  recordSecret(value);
+}
 
 export interface TestGateway {
   gateway: Gateway;
@@ -80,6 +89,7 @@ export async function startTestGateway(
       write: (line) => {
         logLines.push(line);
         allOutput.push(line);
+        recordOutput(line);
         logs.push(JSON.parse(line) as Record<string, unknown>);
       },
     }),
@@ -87,6 +97,7 @@ export async function startTestGateway(
       for (const line of text.split('\n').filter(Boolean)) {
         auditLines.push(line);
         allOutput.push(line);
+        recordOutput(line);
         audit.push(JSON.parse(line) as AuditEvent);
       }
     },
@@ -144,6 +155,7 @@ export async function spawnGateway(configPath: string, env: Record<string, strin
         buf = buf.slice(i + 1);
         into.push(line);
         allOutput.push(line);
+        recordOutput(line);
         onLine?.(line);
       }
     });
@@ -151,6 +163,7 @@ export async function spawnGateway(configPath: string, env: Record<string, strin
       if (buf) {
         into.push(buf);
         allOutput.push(buf);
+        recordOutput(buf);
       }
     });
   };

@@ -1,5 +1,6 @@
 // A plain node:http client for tests: sends the request target byte for byte (no URL normalisation).
 import { request } from 'node:http';
+import { recordOutput } from './leak-scan.js';
 
 export interface Reply {
   status: number;
@@ -24,6 +25,8 @@ export async function send(
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
           const text = Buffer.concat(chunks).toString('utf8');
+          // Every answer snapgate gives in a test is checked for secrets at the end of the run.
+          recordOutput(`${res.statusCode} ${JSON.stringify(res.headers)} ${text}`);
           let json: unknown;
           try {
             json = JSON.parse(text);

@@ -68,6 +68,8 @@ export class SnapLogicStandIn {
   private readonly sockets = new Set<Socket>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private fault: (Fault & { remaining: number }) | undefined;
+  /** Runs when a request arrives, before it is answered (tests use it to look at the world at that instant). */
+  onRequest: ((req: ReceivedRequest) => Promise<void> | void) | undefined;
   private server!: Server;
   port = 0;
 
@@ -160,6 +162,7 @@ export class SnapLogicStandIn {
       headers: { ...req.headers },
       body: Buffer.concat(chunks).toString('utf8'),
     });
+    await this.onRequest?.(this.received.at(-1)!);
 
     const fault = this.fault;
     if (fault !== undefined && fault.remaining > 0) {

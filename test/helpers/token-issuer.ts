@@ -2,6 +2,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK, type JWTPayload } from 'jose';
+import { recordSecret } from './leak-scan.js';
 
 interface SigningKey {
   kid: string;
@@ -107,7 +108,9 @@ export class TokenIssuer {
       .setIssuedAt(now);
     if (options.expiresIn !== null) jwt.setExpirationTime(now + (options.expiresIn ?? 300));
     if (options.notBefore !== undefined) jwt.setNotBefore(now + options.notBefore);
-    return jwt.sign(key.privateKey);
+    const token = await jwt.sign(key.privateKey);
+    recordSecret(token);
+    return token;
   }
 
   async close(): Promise<void> {

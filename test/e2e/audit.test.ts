@@ -1,0 +1,379 @@
+// The audit trail end to end: write-ahead attempts, file and Redis Stream sinks, reject and spool on failure, hash chains, the CLI, bounded denials.
+import { randomUUID } from 'node:crypto';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { runAuditCli } from '../../src/audit/cli.js';
+import type { AuditEvent } from '../../src/audit/event.js';
+import { createFileSink } from '../../src/audit/sinks.js';
+import { ChainWriter } from '../../src/audit/chain.js';
+import { buildAuditEvent } from '../../src/audit/event.js';
+import { baseConfig, spawnGateway, startTestGateway, startTestStandIn, tempDir, writeConfig, type TestGateway } from '../helpers/gateway.js';
+import { resume } from '../helpers/http.js';
+import { RedisServer } from '../helpers/redis-server.js';
+import type { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
+import { TokenIssuer } from '../helpers/token-issuer.js';
+
+const STREAM = 'audit:{snapgate}:events';
+let standIn: SnapLogicStandIn;
+let issuer: TokenIssuer;
+let redis: RedisServer;
+let admin: Redis;
+let jwt: string;
+const open: TestGateway[] = [];
+
+beforeAll(async () => {
+  standIn = await startTestStandIn();
+  issuer = await TokenIssuer.start();
+  redis = await RedisServer.start();
+  admin = new Redis(redis.port, '127.0.0.1', { maxRetriesPerRequest: 1, lazyConnect: true });
+  admin.on('error', () => {});
+  await admin.connect();
+  jwt = await issuer.mint({ sub: 'svc-billing' }, { expiresIn: 3600 });
+});
+
+beforeEach(async () => {
+  await admin.flushall();
+  standIn.setFault(undefined);
+  standIn.onRequest = undefined;
+});
+
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((g) => g.close()));
+});
+
+afterAll(async () => {
+  admin.disconnect();
+  await redis.stop();
+  await standIn.close();
+  await issuer.close();
+});
+
+async function gateway(audit: Record<string, unknown>): Promise<TestGateway> {
+  const gw = await startTestGateway(baseConfig(standIn, issuer, { redis: { url: redis.url }, audit }));
+  open.push(gw);
+  return gw;
+}
+
+async function streamEvents(): Promise<AuditEvent[]> {
+  const entries = (await admin.xrange(STREAM, '-', '+')) as [string, string[]][];
+  return entries.map(([, f]) => JSON.parse(f[1]!) as AuditEvent);
+}
+
+async function until<T>(fn: () => Promise<T> | T, ok: (v: T) => boolean, timeoutMs = 5_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (ok(v) || Date.now() > deadline) return v;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const code = await runAuditCli(args, {
+    out: (t) => (out += t),
+    err: (t) => (err += t),
+    env: {},
+    interrupted: new Promise<void>((r) => setTimeout(r, 600)),
+  });
+  return { code, out, err };
+}
+
+describe('write-ahead', () => {
+  it('has the attempt in the Redis stream before SnapLogic sees the call, and the outcome after', async () => {
+    await gateway({ sinks: [{ type: 'redis' }] });
+    const seenAtArrival: AuditEvent[][] = [];
+    standIn.onRequest = async () => {
+      seenAtArrival.push(await streamEvents());
+    };
+    const gw = open[0]!;
+    const requestId = `wa-${randomUUID()}`;
+    const res = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt, { 'x-request-id': requestId, 'user-agent': 'billing-job/1.2' });
+    expect(res.status).toBe(200);
+    expect(seenAtArrival[0]!.filter((e) => e.requestId === requestId).map((e) => e.type)).toEqual(['attempt']);
+    const events = await until(streamEvents, (es) => es.filter((e) => e.requestId === requestId).length === 2);
+    const mine = events.filter((e) => e.requestId === requestId);
+    expect(mine.map((e) => e.type)).toEqual(['attempt', 'outcome']);
+    expect(mine[1]).toMatchObject({
+      v: 2,
+      attemptId: mine[0]!.id,
+      instance: 'test-instance',
+      caller: { iss: issuer.issuer, sub: 'svc-billing' },
+      org: 'Acme-Prod',
+      action: 'runtime.start',
+      decision: 'allowed',
+      status: 200,
+      upstreamStatus: 200,
+      slStatusCode: '200',
+      client: { address: '127.0.0.1', userAgent: 'billing-job/1.2' },
+    });
+    expect(typeof mine[1]!.latencyMs).toBe('number');
+    expect(JSON.stringify(mine)).not.toContain(jwt.split('.')[2]!);
+  });
+
+  it('reject mode: a required sink that cannot take the attempt means 503 audit_unavailable and nothing forwarded', async () => {
+    const gw = await gateway({ sinks: [{ type: 'redis' }], onFailure: 'reject', ackTimeout: '300ms' });
+    expect((await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt)).status).toBe(200);
+    await redis.kill();
+    try {
+      const before = standIn.startCalls().length;
+      const refused = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt, { 'x-request-id': 'refused-1' });
+      expect(refused.status).toBe(503);
+      expect(refused.json.code).toBe('audit_unavailable');
+      expect(refused.headers['retry-after']).toBe('1');
+      expect(standIn.startCalls().length).toBe(before);
+    } finally {
+      await redis.restart();
+    }
+    // Nothing is lost: once Redis is back, the refused attempt and its 503 outcome reach the stream, chain intact.
+    const events = await until(streamEvents, (es) => es.some((e) => e.requestId === 'refused-1' && e.type === 'outcome'), 8_000);
+    const refusedEvents = events.filter((e) => e.requestId === 'refused-1');
+    expect(refusedEvents.map((e) => [e.type, e.status])).toEqual([
+      ['attempt', null],
+      ['outcome', 503],
+    ]);
+    const verify = await cli(['verify', '--redis', redis.url]);
+    expect(verify.code, verify.out).toBe(0);
+    expect(verify.out).toContain('starts at seq');
+  });
+
+  it('spool mode: forwards while the sink is down, then replays the spool in order without duplicates', async () => {
+    const spoolDir = tempDir('snapgate-spool-');
+    const gw = await gateway({ sinks: [{ type: 'redis' }], onFailure: 'spool', spoolDir, ackTimeout: '200ms' });
+    const ok = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt, { 'x-request-id': 'before-outage' });
+    expect(ok.status).toBe(200);
+    await until(streamEvents, (es) => es.length >= 2);
+    await redis.kill();
+    const during: string[] = [];
+    try {
+      for (let i = 0; i < 5; i++) {
+        const id = `during-${i}`;
+        during.push(id);
+        expect((await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt, { 'x-request-id': id })).status).toBe(200);
+      }
+      const spool = readFileSync(join(spoolDir, 'redis.spool.jsonl'), 'utf8');
+      for (const id of during) expect(spool).toContain(`"requestId":"${id}"`);
+    } finally {
+      await redis.restart();
+    }
+    const events = await until(streamEvents, (es) => es.filter((e) => e.requestId.startsWith('during-')).length === 10, 10_000);
+    const duringEvents = events.filter((e) => e.requestId.startsWith('during-'));
+    expect(duringEvents.map((e) => `${e.requestId}:${e.type}`)).toEqual(during.flatMap((id) => [`${id}:attempt`, `${id}:outcome`]));
+    expect(new Set(events.map((e) => e.id)).size).toBe(events.length);
+    await until(() => readFileSync(join(spoolDir, 'redis.spool.jsonl'), 'utf8'), (t) => t === '');
+    expect(gw.logs.some((l) => l.msg === 'audit spool replayed')).toBe(true);
+  });
+});
+
+describe('file sink', () => {
+  it('appends chained JSON lines, rotates by size without dropping anything, and verifies across rotated files', async () => {
+    const dir = tempDir('snapgate-audit-');
+    const path = join(dir, 'audit.jsonl');
+    const gw = await gateway({ sinks: [{ type: 'file', path, maxBytes: 4_000, fsync: 'always' }] });
+    const ids: string[] = [];
+    for (let i = 0; i < 12; i++) {
+      const id = `file-${i}`;
+      ids.push(id);
+      expect((await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt, { 'x-request-id': id })).status).toBe(200);
+    }
+    await gw.close();
+    open.splice(0);
+    const files = readdirSync(dir).filter((n) => n.startsWith('audit.jsonl'));
+    expect(files.length).toBeGreaterThan(2);
+    const lines = files
+      .sort((a, b) => (a === 'audit.jsonl' ? 1 : b === 'audit.jsonl' ? -1 : a < b ? -1 : 1))
+      .flatMap((f) => readFileSync(join(dir, f), 'utf8').split('\n').filter(Boolean));
+    const events = lines.map((l) => JSON.parse(l) as AuditEvent);
+    expect(events.filter((e) => e.type === 'attempt').map((e) => e.requestId)).toEqual(ids);
+    expect(events.filter((e) => e.type === 'outcome').map((e) => e.requestId)).toEqual(ids);
+    for (const f of files) expect(readFileSync(join(dir, f)).byteLength).toBeLessThanOrEqual(4_000);
+
+    const verify = await cli(['verify', '--file', path, '--complete']);
+    expect(verify.code, verify.out).toBe(0);
+    expect(verify.out).toContain(`ok: ${events.length} events`);
+  });
+
+  it('skips events it already holds when a batch is replayed', async () => {
+    const dir = tempDir('snapgate-audit-');
+    const path = join(dir, 'audit.jsonl');
+    const sink = await createFileSink({ path, maxBytes: 1_000_000, fsync: 'never' });
+    const writer = new ChainWriter('t');
+    const batch = [1, 2, 3].map((i) =>
+      writer.link(
+        buildAuditEvent({
+          type: 'decision', time: new Date(), requestId: `r${i}`, instance: 't', caller: undefined, fields: {},
+          decision: 'forbidden', reason: 'forbidden', status: 403, latencyMs: 1, client: { address: undefined, userAgent: undefined },
+        }),
+      ),
+    );
+    await sink.append(batch);
+    await sink.append(batch);
+    await sink.close();
+    expect(readFileSync(path, 'utf8').split('\n').filter(Boolean)).toHaveLength(3);
+  });
+});
+
+describe('tamper evidence and the CLI', () => {
+  async function fileWithEvents(n: number): Promise<string> {
+    const dir = tempDir('snapgate-audit-');
+    const path = join(dir, 'audit.jsonl');
+    const gw = await gateway({ sinks: [{ type: 'file', path, fsync: 'never' }] });
+    for (let i = 0; i < n; i++) await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt, { 'x-request-id': `t-${i}` });
+    await gw.close();
+    open.splice(0);
+    return path;
+  }
+
+  it('finds an edited, a deleted and a reordered event, naming the first broken link', async () => {
+    const path = await fileWithEvents(4);
+    const original = readFileSync(path, 'utf8').split('\n').filter(Boolean);
+    expect((await cli(['verify', '--file', path])).code).toBe(0);
+
+    const edited = [...original];
+    edited[3] = edited[3]!.replace('"status":200', '"status":201');
+    writeFileSync(path, `${edited.join('\n')}\n`);
+    const e = await cli(['verify', '--file', path]);
+    expect(e.code).toBe(1);
+    expect(e.out).toMatch(/BROKEN at event 4 .*edited/);
+
+    const deleted = original.filter((_, i) => i !== 2);
+    writeFileSync(path, `${deleted.join('\n')}\n`);
+    const d = await cli(['verify', '--file', path]);
+    expect(d.code).toBe(1);
+    expect(d.out).toMatch(/BROKEN at event 3 .*deleted/);
+
+    const reordered = [...original];
+    [reordered[1], reordered[2]] = [reordered[2]!, reordered[1]!];
+    writeFileSync(path, `${reordered.join('\n')}\n`);
+    const r = await cli(['verify', '--file', path]);
+    expect(r.code).toBe(1);
+    expect(r.out).toMatch(/BROKEN at event 2/);
+  });
+
+  it('finds a tampered Redis stream entry', async () => {
+    const gw = await gateway({ sinks: [{ type: 'redis' }] });
+    for (let i = 0; i < 3; i++) await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt);
+    const entries = await until(async () => (await admin.xrange(STREAM, '-', '+')) as [string, string[]][], (es) => es.length === 6);
+    expect((await cli(['verify', '--redis', redis.url, '--complete'])).code).toBe(0);
+    await admin.xdel(STREAM, entries[2]![0]);
+    const res = await cli(['verify', '--redis', redis.url]);
+    expect(res.code).toBe(1);
+    expect(res.out).toContain('deleted');
+  });
+
+  it('queries by org, caller, decision and time, as JSON lines or a table, and tails new events', async () => {
+    const dir = tempDir('snapgate-audit-');
+    const path = join(dir, 'audit.jsonl');
+    const gw = await gateway({ sinks: [{ type: 'file', path, fsync: 'never' }] });
+    const since = new Date().toISOString();
+    await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt);
+    await resume(gw.url, 'Other-Org', standIn.addRun('Other-Org'), jwt);
+    await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), 'bad-token');
+    await until(() => readFileSync(path, 'utf8').split('\n').filter(Boolean).length, (n) => n >= 4);
+
+    const forbidden = await cli(['query', '--file', path, '--decision', 'forbidden', '--caller', 'svc-billing']);
+    const rows = forbidden.out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as AuditEvent);
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ org: 'Other-Org', decision: 'forbidden', reason: 'forbidden' });
+
+    const acme = await cli(['query', '--file', path, '--org', 'Acme-Prod', '--since', since, '--format', 'table']);
+    const table = acme.out.split('\n').filter(Boolean);
+    expect(table[0]).toBe('time\ttype\tdecision\treason\torg\truuid\tcaller\tstatus\tupstream\tms\tcount');
+    expect(table.slice(1).map((l) => l.split('\t').slice(1, 3).join(' '))).toEqual(['attempt allowed', 'outcome allowed', 'decision unauthenticated']);
+
+    const none = await cli(['query', '--file', path, '--until', '2000-01-01T00:00:00Z']);
+    expect(none.out).toBe('');
+    expect((await cli(['query', '--file', path, '--since', 'yesterday'])).code).toBe(2);
+
+    // tail prints what is there, then what arrives.
+    const tail = cli(['tail', '--file', path, '--type', 'outcome']);
+    await new Promise((r) => setTimeout(r, 100));
+    await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt, { 'x-request-id': 'tailed' });
+    const tailed = await tail;
+    expect(tailed.out).toContain('"requestId":"tailed"');
+  });
+});
+
+describe('bounded denials', () => {
+  it('writes a few full events per caller and reason per second, and folds the rest into counted denials events', async () => {
+    const dir = tempDir('snapgate-audit-');
+    const path = join(dir, 'audit.jsonl');
+    const gw = await gateway({ sinks: [{ type: 'file', path, fsync: 'never' }], denials: { fullPerSecond: 3, maxKeys: 100 } });
+    const N = 300;
+    await Promise.all(Array.from({ length: N }, () => resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), 'garbage-token')));
+    await new Promise((r) => setTimeout(r, 1_300));
+    const events = readFileSync(path, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as AuditEvent);
+    const full = events.filter((e) => e.type === 'decision' && e.reason === 'token_malformed');
+    const folded = events.filter((e) => e.type === 'denials');
+    const seconds = new Set(full.map((e) => e.time.slice(0, 19))).size;
+    expect(full.length).toBeLessThanOrEqual(3 * seconds);
+    expect(folded.length).toBeGreaterThan(0);
+    expect(full.length + folded.reduce((n, e) => n + (e.count ?? 0), 0)).toBe(N);
+    expect(folded[0]).toMatchObject({ decision: 'unauthenticated', reason: 'token_malformed', client: { address: '127.0.0.1' } });
+    expect(events.length).toBeLessThan(20);
+  });
+});
+
+describe('crash', () => {
+  it('after kill -9 mid-load, every call SnapLogic received has its attempt in the stream', async () => {
+    const gw = await spawnGateway(writeConfig(baseConfig(standIn, issuer, { redis: { url: redis.url }, audit: { sinks: [{ type: 'redis' }] } })));
+    expect(gw.port, gw.stderr.join('\n')).toBeGreaterThan(0);
+    const prefix = `crash-${randomUUID().slice(0, 8)}-`;
+    let n = 0;
+    let stop = false;
+    const worker = async () => {
+      while (!stop) {
+        const id = `${prefix}${n++}`;
+        await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt, { 'x-request-id': id }).catch(() => undefined);
+      }
+    };
+    const workers = Promise.all(Array.from({ length: 20 }, worker));
+    await until(() => standIn.startCalls().filter((c) => String(c.headers['x-request-id']).startsWith(prefix)).length, (k) => k >= 200, 10_000);
+    gw.kill('SIGKILL');
+    await gw.exited;
+    stop = true;
+    await workers;
+    const received = standIn.startCalls().map((c) => String(c.headers['x-request-id'])).filter((id) => id.startsWith(prefix));
+    expect(received.length).toBeGreaterThanOrEqual(200);
+    const attempts = new Set((await streamEvents()).filter((e) => e.type === 'attempt').map((e) => e.requestId));
+    const missing = received.filter((id) => !attempts.has(id));
+    expect(missing).toEqual([]);
+  }, 60_000);
+});
+
+describe('volume', () => {
+  it('10,000 calls through the Redis stream sink leave an attempt and an outcome for each, in order', async () => {
+    const gw = await gateway({ sinks: [{ type: 'redis' }] });
+    const total = 10_000;
+    let next = 0;
+    const worker = async () => {
+      while (next < total) {
+        const i = next++;
+        const res = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod', 'Suspended', `${(i + 1).toString(16).padStart(24, '0')}_${randomUUID()}`), jwt, {
+          'x-request-id': `vol-${i}`,
+        });
+        if (res.status !== 200) throw new Error(`call ${i}: ${res.status} ${res.text}`);
+      }
+    };
+    await Promise.all(Array.from({ length: 50 }, worker));
+    const len = await until(() => admin.xlen(STREAM), (n) => n >= 2 * total, 20_000);
+    expect(len).toBe(2 * total);
+    const positions = new Map<string, string[]>();
+    let start = '-';
+    for (;;) {
+      const page = (await admin.xrange(STREAM, start, '+', 'COUNT', 5000)) as [string, string[]][];
+      for (const [id, f] of page) {
+        const e = JSON.parse(f[1]!) as AuditEvent;
+        positions.set(e.requestId, [...(positions.get(e.requestId) ?? []), e.type]);
+        start = `(${id}`;
+      }
+      if (page.length < 5000) break;
+    }
+    expect(positions.size).toBe(total);
+    for (const [, types] of positions) expect(types).toEqual(['attempt', 'outcome']);
+    expect((await cli(['verify', '--redis', redis.url, '--complete'])).code).toBe(0);
+  }, 120_000);
+});
