@@ -167,7 +167,11 @@ export async function runAuditCli(argv: string[], io: CliIo): Promise<number> {
       const report = verifyChain(all, { complete: values.complete ?? false });
       if (values.json) io.out(`${JSON.stringify(report)}\n`);
       else if (report.ok) {
-        io.out(`ok: ${report.events} events in ${report.writers} chain(s), every link intact\n`);
+        io.out(
+          report.events === 0
+            ? 'ok: no events (the file or stream is empty, or absent)\n'
+            : `ok: ${report.events} events in ${report.writers} chain(s), every link intact\n`,
+        );
         for (const p of report.partialStarts) io.out(`note: chain ${p.writer} starts at seq ${p.firstSeq} (older events trimmed or removed)\n`);
       } else {
         io.out(`BROKEN at event ${report.broken!.position}${report.broken!.id ? ` (id ${report.broken!.id})` : ''}: ${report.broken!.reason}\n`);
