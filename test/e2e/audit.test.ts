@@ -159,12 +159,13 @@ describe('write-ahead', () => {
     } finally {
       await redis.restart();
     }
-    const events = await until(streamEvents, (es) => es.filter((e) => e.requestId.startsWith('during-')).length === 10, 10_000);
+    const events = await until(streamEvents, (es) => es.filter((e) => e.requestId.startsWith('during-')).length === 10, 15_000);
     const duringEvents = events.filter((e) => e.requestId.startsWith('during-'));
     expect(duringEvents.map((e) => `${e.requestId}:${e.type}`)).toEqual(during.flatMap((id) => [`${id}:attempt`, `${id}:outcome`]));
     expect(new Set(events.map((e) => e.id)).size).toBe(events.length);
-    await until(() => readFileSync(join(spoolDir, 'redis.spool.jsonl'), 'utf8'), (t) => t === '');
+    await until(() => gw.logs.some((l) => l.msg === 'audit spool replayed'), Boolean, 15_000);
     expect(gw.logs.some((l) => l.msg === 'audit spool replayed')).toBe(true);
+    expect(readFileSync(join(spoolDir, 'redis.spool.jsonl'), 'utf8')).toBe('');
   });
 });
 
