@@ -91,7 +91,11 @@ function listen(server: Server, port: number, host: string): Promise<number> {
  */
 export async function startGateway(config: Config, options: GatewayOptions): Promise<Gateway> {
   const { log, env } = options;
-  const verifier = await createTokenVerifier(config.auth.issuers, { env, log });
+  const verifier = await createTokenVerifier(config.auth.issuers, {
+    env,
+    log,
+    cache: { maxEntries: config.auth.cache.maxEntries, maxTtlMs: config.auth.cache.maxTtl },
+  });
   const credentials = await createCredentialStore(config.orgs, { env, log, watchFiles: options.watchSecretFiles ?? false });
   const forwarder = createForwarder(config.upstream);
 

@@ -1,11 +1,12 @@
 #!/usr/bin/env node
 // Composition root and CLI: load config, start the gateway, wire signals. The only file that touches process.*.
+import cluster from 'node:cluster';
 import { hostname } from 'node:os';
 import { ConfigError, loadConfig } from './config/load.js';
 import { CredentialError } from './credentials/store.js';
 import { startGateway } from './gateway.js';
 import { auditUsage, runAuditCli } from './audit/cli.js';
-import { createLogger, describeError } from './log.js';
+import { createLogger, describeError, type Logger } from './log.js';
 
 /** Exit code for a config that cannot be used (sysexits EX_CONFIG). */
 const EX_CONFIG = 78;
@@ -33,6 +34,10 @@ async function serve(): Promise<void> {
     throw err;
   }
   const log = createLogger({ level: config.log.level, write: (l) => process.stderr.write(l) });
+  if (config.server.workers > 1 && cluster.isPrimary) {
+    supervise(config.server.workers, log);
+    return;
+  }
   let gateway;
   try {
     gateway = await startGateway(config, {
@@ -68,6 +73,38 @@ async function serve(): Promise<void> {
   process.on('SIGHUP', () => {
     log.info('signal received', { signal: 'SIGHUP' });
     void gateway.credentials.reload();
+  });
+}
+
+/**
+ * The primary of `server.workers` > 1: forks the workers (they share the port through
+ * node:cluster), replaces one that dies, forwards SIGHUP, and on SIGTERM/SIGINT lets every worker
+ * drain and exits 0 once all have.
+ */
+function supervise(count: number, log: Logger): void {
+  let stopping = false;
+  const fork = () => cluster.fork();
+  log.info('starting workers', { workers: count });
+  for (let i = 0; i < count; i++) fork();
+  cluster.on('exit', (worker, code, signal) => {
+    if (stopping) {
+      if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(0);
+      return;
+    }
+    log.error('worker died; starting another', { pid: worker.process.pid, code, signal });
+    setTimeout(fork, 500);
+  });
+  const stop = (signal: NodeJS.Signals) => {
+    stopping = true;
+    log.info('signal received', { signal });
+    const workers = Object.values(cluster.workers ?? {});
+    if (workers.length === 0) process.exit(0);
+    for (const w of workers) w?.process.kill('SIGTERM');
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => {
+    for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGHUP');
   });
 }
 

@@ -5,6 +5,7 @@ import { GatewayError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import { KeysUnavailableError, loadJwksFile, loadPublicKey, RemoteJwks, StaticKeys, type KeySource } from './key-source.js';
 import { resolveSecret, parseSecretRef } from '../config/secret-ref.js';
+import { TokenCache } from './token-cache.js';
 
 /** The verified caller. Claims are kept for policy matching; the token itself is never kept. */
 export interface Principal {
@@ -56,8 +57,9 @@ async function keySourceFor(issuer: IssuerConfig, env: Readonly<Record<string, s
  */
 export async function createTokenVerifier(
   issuers: readonly IssuerConfig[],
-  deps: { env: Readonly<Record<string, string | undefined>>; log: Logger },
+  deps: { env: Readonly<Record<string, string | undefined>>; log: Logger; cache?: { maxEntries: number; maxTtlMs: number } },
 ): Promise<TokenVerifier> {
+  const cache = deps.cache !== undefined && deps.cache.maxEntries > 0 ? new TokenCache(deps.cache) : undefined;
   const byIssuer = new Map<string, TrustedIssuer>();
   for (const config of issuers) {
     byIssuer.set(config.issuer, {
@@ -69,6 +71,16 @@ export async function createTokenVerifier(
   }
 
   async function verify(token: string): Promise<Principal> {
+    if (cache === undefined) return verifyUncached(token);
+    const key = TokenCache.keyOf(token);
+    const hit = cache.get(key);
+    if (hit !== undefined) return hit;
+    const principal = await verifyUncached(token);
+    cache.set(key, principal);
+    return principal;
+  }
+
+  async function verifyUncached(token: string): Promise<Principal> {
     if (token.length > MAX_TOKEN_LENGTH || token.split('.').length !== 3) {
       throw invalid('token_malformed', 'The bearer token is not a compact JWT (header.payload.signature). Send the token exactly as your identity provider issued it.');
     }

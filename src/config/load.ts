@@ -70,5 +70,12 @@ export async function loadConfig(path: string, env: Readonly<Record<string, stri
       doc.errors.map((e) => `(yaml) line ${e.linePos?.[0]?.line ?? '?'}: ${e.message.split('\n')[0] ?? e.code}`),
     );
   }
-  return parseConfig(doc.toJS(), path, env);
+  let raw: unknown;
+  try {
+    raw = doc.toJS();
+  } catch (err) {
+    // e.g. an alias bomb: yaml refuses to expand excessive aliases.
+    throw new ConfigError(path, [`(yaml): ${err instanceof Error ? err.message : String(err)}`]);
+  }
+  return parseConfig(raw, path, env);
 }

@@ -172,13 +172,21 @@ export const configSchema = z
         shutdownTimeout: duration().default(30_000),
         maxBodyBytes: z.number().int().nonnegative().default(65_536),
         instanceId: z.string().min(1).optional(),
+        /** Worker processes sharing the port (node:cluster); 1 runs in a single process. */
+        workers: z.number().int().min(1).max(64).default(1),
       })
-      .default({ host: '0.0.0.0', port: 8080, shutdownTimeout: 30_000, maxBodyBytes: 65_536 }),
+      .default({ host: '0.0.0.0', port: 8080, shutdownTimeout: 30_000, maxBodyBytes: 65_536, workers: 1 }),
     admin: z
       .strictObject({ host: z.string().min(1).default('0.0.0.0'), port: z.number().int().min(0).max(65535) })
       .optional(),
     log: z.strictObject({ level: z.enum(['debug', 'info', 'warn', 'error']).default('info') }).default({ level: 'info' }),
-    auth: z.strictObject({ issuers: z.array(issuerSchema).min(1) }),
+    auth: z.strictObject({
+      issuers: z.array(issuerSchema).min(1),
+      /** Verified tokens remembered by hash (0 entries turns it off); reuse never outlives exp or maxTtl. */
+      cache: z
+        .strictObject({ maxEntries: z.number().int().nonnegative().default(10_000), maxTtl: duration().default(60_000) })
+        .default({ maxEntries: 10_000, maxTtl: 60_000 }),
+    }),
     policy: z.array(policyRuleSchema).default([]),
     orgs: z.record(orgName(), orgSchema).refine((o) => Object.keys(o).length > 0, { message: 'must declare at least one org' }),
     upstream: z

@@ -19,9 +19,9 @@ const passedBack = new Set([
 ]);
 
 /** Names listed in the Connection header are hop-by-hop too (RFC 9110 §7.6.1). */
-function connectionListed(headers: Headers): Set<string> {
+function connectionListed(connection: string | undefined): Set<string> {
   const listed = new Set<string>();
-  for (const token of (headers.get('connection') ?? '').split(',')) {
+  for (const token of (connection ?? '').split(',')) {
     const name = token.trim().toLowerCase();
     if (name) listed.add(name);
   }
@@ -33,13 +33,17 @@ function connectionListed(headers: Headers): Set<string> {
  * X-Forwarded-* fields, plus the org's Basic credential, the request id and trace context.
  * The Authorization header is set last, so nothing the caller sent can replace it.
  */
-export function upstreamRequestHeaders(incoming: Headers, add: { authorization: string; requestId: string }): Record<string, string> {
-  const listed = connectionListed(incoming);
+export function upstreamRequestHeaders(
+  incoming: Iterable<[string, string]>,
+  add: { authorization: string; requestId: string },
+): Record<string, string> {
+  const entries = [...incoming].map(([name, value]): [string, string] => [name.toLowerCase(), value]);
+  const listed = connectionListed(entries.find(([name]) => name === 'connection')?.[1]);
   const out: Record<string, string> = {};
-  incoming.forEach((value, name) => {
-    if (hopByHop.has(name) || neverForwarded.has(name) || listed.has(name) || name.startsWith('x-forwarded-')) return;
+  for (const [name, value] of entries) {
+    if (hopByHop.has(name) || neverForwarded.has(name) || listed.has(name) || name.startsWith('x-forwarded-')) continue;
     out[name] = value;
-  });
+  }
   out['x-request-id'] = add.requestId;
   out.authorization = add.authorization;
   return out;

@@ -8,6 +8,7 @@ import type { Logger } from '../log.js';
 import type { AuditRecorder } from '../audit/recorder.js';
 import { AuditUnavailableError } from '../audit/trail.js';
 import { auditEventOf } from '../http/request-context.js';
+import { hangUpSignal, readRequestBody, requestHeaderEntries } from '../http/incoming.js';
 import type { Forwarder } from './forwarder.js';
 import { callerResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import { isValidOrg, isValidRuuid } from './snaplogic-names.js';
@@ -47,22 +48,6 @@ function validateRuntimePath(action: Action): MiddlewareHandler<AppEnv> {
   };
 }
 
-/** Reads the request body up to `max` bytes; 413 beyond. Resume sends no body, so this is usually empty. */
-async function readBody(req: Request, max: number): Promise<Uint8Array> {
-  const declared = Number(req.headers.get('content-length') ?? '0');
-  const tooLarge = () => new GatewayError('payload_too_large', `The request body exceeds ${max} bytes. SnapLogic's resume call takes no body.`);
-  if (declared > max) throw tooLarge();
-  if (req.body === null) return new Uint8Array(0);
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of req.body as unknown as AsyncIterable<Uint8Array>) {
-    size += chunk.byteLength;
-    if (size > max) throw tooLarge();
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks);
-}
-
 /** The runtime start route and the 400/405 answers around it. */
 export function runtimeStartRoutes(deps: RuntimeRouteDeps): Hono<AppEnv> {
   const routes = new Hono<AppEnv>();
@@ -83,7 +68,11 @@ export function runtimeStartRoutes(deps: RuntimeRouteDeps): Hono<AppEnv> {
       if (origin === undefined || credential === undefined) {
         throw new Error(`org ${org} passed authorization without pod or credential`);
       }
-      const body = await readBody(c.req.raw, deps.maxBodyBytes);
+      const body = await readRequestBody(
+        c,
+        deps.maxBodyBytes,
+        () => new GatewayError('payload_too_large', `The request body exceeds ${deps.maxBodyBytes} bytes. SnapLogic's resume call takes no body.`),
+      );
 
       // Write-ahead: the attempt is in the required audit sinks before anything reaches SnapLogic.
       const attempt = auditEventOf(c, 'attempt', { decision: 'allowed' });
@@ -104,11 +93,11 @@ export function runtimeStartRoutes(deps: RuntimeRouteDeps): Hono<AppEnv> {
         origin,
         path: `${RUNTIME_START_PREFIX}/${encodeURIComponent(org)}/${encodeURIComponent(ruuid)}`,
         method: 'POST',
-        headers: upstreamRequestHeaders(c.req.raw.headers, { authorization: credential.authorization, requestId: c.get('requestId') }),
+        headers: upstreamRequestHeaders(requestHeaderEntries(c), { authorization: credential.authorization, requestId: c.get('requestId') }),
         body,
         timeouts: deps.orgs[org]?.timeouts ?? {},
         // A caller that hangs up aborts the call, which frees its concurrency lease at once.
-        signal: c.req.raw.signal,
+        signal: hangUpSignal(c),
       });
       audit.upstreamStatus = res.status;
       const sl = res.headers['x-sl-statuscode'];

@@ -148,6 +148,24 @@ describe('credential rotation', () => {
   });
 });
 
+describe('worker processes', () => {
+  it('serves from several workers on one port with server.workers, and stops them all on SIGTERM', async () => {
+    const doc = baseConfig(standIn, issuer);
+    (doc.server as Record<string, unknown>).workers = 2;
+    const gw = await spawnGateway(writeConfig(doc));
+    try {
+      await until(() => gw.stderr.filter((l) => l.includes('"snapgate listening"')).length === 2);
+      const jwt = await issuer.mint({ sub: 'svc-billing' });
+      const replies = await Promise.all(Array.from({ length: 10 }, () => resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt)));
+      expect(replies.map((r) => r.status)).toEqual(Array(10).fill(200));
+      gw.kill('SIGTERM');
+      expect(await gw.exited).toBe(0);
+    } finally {
+      gw.kill('SIGKILL');
+    }
+  });
+});
+
 describe('graceful shutdown', () => {
   it('lets an in-flight call finish on SIGTERM, refuses new work, and exits 0', async () => {
     const gw = await spawnGateway(writeConfig(baseConfig(standIn, issuer)));

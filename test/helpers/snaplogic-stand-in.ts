@@ -48,6 +48,11 @@ export interface StandInOptions {
   transitionMs?: number;
   /** Largest injected latency accepted, ms. The real server times out after 15 min. */
   maxLatencyMs?: number;
+  /**
+   * Benchmark mode: every org in the path accepts this one credential, every ruuid resumes (200)
+   * and stays Suspended, and nothing is recorded, so a load test measures the gateway, not the stand-in.
+   */
+  benchmark?: { username: string; password: string };
   port?: number;
 }
 
@@ -140,6 +145,7 @@ export class SnapLogicStandIn {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (this.options.benchmark !== undefined) return this.benchmark(req, res, this.options.benchmark);
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const url = new URL(req.url ?? '/', 'http://stand-in');
@@ -185,6 +191,16 @@ export class SnapLogicStandIn {
       }
     }
     this.route(req.method ?? '', url, authUser, authPassword, res);
+  }
+
+  private benchmark(req: IncomingMessage, res: ServerResponse, cred: { username: string; password: string }): void {
+    req.resume();
+    const expected = `Basic ${Buffer.from(`${cred.username}:${cred.password}`).toString('base64')}`;
+    const ok = req.method === 'POST' && req.url?.startsWith(`${BASE}/start/`) && req.headers.authorization === expected;
+    const status = ok ? 200 : 401;
+    const body = ok ? '{"response_map":{},"http_status_code":200}' : errorEnvelope(401, 'Authentication required');
+    res.writeHead(status, { 'content-type': 'application/json', 'x-sl-statuscode': String(status), 'content-length': Buffer.byteLength(body) });
+    res.end(body);
   }
 
   private send(res: ServerResponse, status: number, body: string, headers: Record<string, string> = {}): void {

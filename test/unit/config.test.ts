@@ -153,3 +153,19 @@ describe('rate-limit config', () => {
     expect(problemsOf(sentinel)).toEqual([]);
   });
 });
+
+describe('config file', () => {
+  it('refuses a YAML alias bomb with a config error instead of expanding it', async () => {
+    const { loadConfig } = await import('../../src/config/load.js');
+    const fs = await import('node:fs');
+    const path = await import('node:path');
+    const os = await import('node:os');
+    const join = (...parts: string[]) => path.join(...parts);
+    const writeFileSync = (p: string, t: string) => fs.writeFileSync(p, t);
+    const dir = fs.mkdtempSync(join(os.tmpdir(), 'snapgate-cfg-'));
+    const lines = ['a: &a [x, x, x, x, x, x, x, x, x, x]'];
+    for (let i = 0; i < 8; i++) lines.push(`${String.fromCharCode(98 + i)}: &${String.fromCharCode(98 + i)} [${Array(10).fill(`*${String.fromCharCode(97 + i)}`).join(', ')}]`);
+    writeFileSync(join(dir, 'bomb.yaml'), `${lines.join('\n')}\n`);
+    await expect(loadConfig(join(dir, 'bomb.yaml'))).rejects.toThrow(/\(yaml\)/);
+  });
+});

@@ -22,7 +22,7 @@ describe('upstream request headers', () => {
       traceparent: '00-abc-def-01',
       'x-request-id': 'from-caller',
     });
-    const out = upstreamRequestHeaders(incoming, { authorization: 'Basic c3ZjOnB3', requestId: 'rid-1' });
+    const out = upstreamRequestHeaders(incoming.entries(), { authorization: 'Basic c3ZjOnB3', requestId: 'rid-1' });
     expect(out).toEqual({
       'content-type': 'application/json',
       traceparent: '00-abc-def-01',

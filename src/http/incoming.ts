@@ -1,0 +1,62 @@
+// Direct access to Node's request on @hono/node-server: headers, body and hang-up without building a WHATWG Request.
+// Building the full Request (for body or signal) costs more than everything else snapgate does per call; tests
+// through app.request() have no Node request and fall back to the WHATWG one.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { HttpBindings } from '@hono/node-server';
+import type { Context } from 'hono';
+
+function bindings(c: Context): Partial<HttpBindings> | undefined {
+  return c.env as Partial<HttpBindings> | undefined;
+}
+
+export function incomingOf(c: Context): IncomingMessage | undefined {
+  return bindings(c)?.incoming;
+}
+
+/** The request headers as [name, value] pairs, names lower-case. */
+export function requestHeaderEntries(c: Context): Iterable<[string, string]> {
+  const incoming = incomingOf(c);
+  if (incoming === undefined) return c.req.raw.headers.entries();
+  return Object.entries(incoming.headers).flatMap(([name, value]): [string, string][] =>
+    value === undefined ? [] : [[name, Array.isArray(value) ? value.join(', ') : value]],
+  );
+}
+
+/** Aborts when the caller hangs up before the response is finished. */
+export function hangUpSignal(c: Context): AbortSignal {
+  const outgoing: ServerResponse | undefined = bindings(c)?.outgoing;
+  if (outgoing === undefined) return c.req.raw.signal;
+  const controller = new AbortController();
+  outgoing.once('close', () => {
+    if (!outgoing.writableFinished) controller.abort();
+  });
+  return controller.signal;
+}
+
+/** Reads the body up to `max` bytes; calls `tooLarge()` (which throws) beyond. Empty bodies cost nothing. */
+export async function readRequestBody(c: Context, max: number, tooLarge: () => Error): Promise<Uint8Array> {
+  const incoming = incomingOf(c);
+  const declared = Number(incoming?.headers['content-length'] ?? c.req.header('content-length') ?? '0');
+  if (declared > max) throw tooLarge();
+  if (incoming !== undefined) {
+    if (declared === 0 && incoming.headers['transfer-encoding'] === undefined) return new Uint8Array(0);
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of incoming as AsyncIterable<Buffer>) {
+      size += chunk.byteLength;
+      if (size > max) throw tooLarge();
+      chunks.push(chunk);
+    }
+    return Buffer.concat(chunks);
+  }
+  const body = c.req.raw.body;
+  if (body === null) return new Uint8Array(0);
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) {
+    size += chunk.byteLength;
+    if (size > max) throw tooLarge();
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}

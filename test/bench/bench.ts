@@ -1,0 +1,305 @@
+// `npm run bench`: snapgate (built, JWT + Redis rate limits + Redis audit) against a bare Node proxy, same stand-in, same load, in one run.
+// Prints a table of ratios to the bare proxy and writes reports/bench.json.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import autocannon from 'autocannon';
+import { Redis } from 'ioredis';
+import { stringify } from 'yaml';
+import { ROOT, tempDir } from '../helpers/gateway.js';
+import { RedisServer } from '../helpers/redis-server.js';
+import { TokenIssuer } from '../helpers/token-issuer.js';
+
+const DURATION = Number(process.env.BENCH_DURATION ?? 5);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
+const ORGS = 1_000;
+const CALLERS = 100;
+const RUUID = '52e99318640a9a03d8681d0d_e74cbd53-806e-464a-8190-52226c49bff5';
+const env = { PATH: process.env.PATH, BENCH_SL_USER: 'bench@example.com', BENCH_SL_PASSWORD: 'bench-password' };
+
+interface Proc {
+  proc: ChildProcess;
+  port: number;
+}
+
+/** Starts a child and waits for a line that yields its port. */
+function start(args: string[], extraEnv: Record<string, string>, portOf: (line: string) => number | undefined): Promise<Proc> {
+  const proc = spawn(process.execPath, args, { cwd: ROOT, env: { ...env, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    const onData = (chunk: Buffer) => {
+      buf += chunk.toString();
+      for (const line of buf.split('\n')) {
+        const port = portOf(line);
+        if (port !== undefined) {
+          proc.stdout.off('data', onData);
+          proc.stderr.off('data', onData);
+          proc.stdout.resume();
+          proc.stderr.resume();
+          resolve({ proc, port });
+          return;
+        }
+      }
+    };
+    proc.stdout.on('data', onData);
+    proc.stderr.on('data', onData);
+    proc.once('exit', (code) => reject(new Error(`${args.join(' ')} exited ${code}: ${buf}`)));
+  });
+}
+
+const readyLine = (line: string) => (line.startsWith('ready ') ? Number(line.slice(6)) : undefined);
+const listeningLine = (line: string) => {
+  if (!line.includes('"snapgate listening"')) return undefined;
+  return (JSON.parse(line) as { port: number }).port;
+};
+
+/** Peak resident memory of a process (VmHWM), MB. */
+function peakRssMb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  return Math.round(kb / 1024);
+}
+
+/** Peak RSS over a process and its children (workers), MB. */
+function peakRssTreeMb(pid: number): number {
+  let total = peakRssMb(pid);
+  try {
+    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
+    for (const c of children) total += peakRssMb(Number(c));
+  } catch {
+    // no children file: single process
+  }
+  return total;
+}
+
+interface Run {
+  rps: number;
+  p50: number;
+  p99: number;
+  p999: number;
+  errors: number;
+  non2xx: number;
+  statuses: Record<string, number>;
+}
+
+async function load(port: number, pick: () => { path: string; token: string }): Promise<Run> {
+  const result = await autocannon({
+    url: `http://127.0.0.1:${port}`,
+    connections: CONNECTIONS,
+    duration: DURATION,
+    requests: [
+      {
+        method: 'POST',
+        setupRequest: (req) => {
+          const { path, token } = pick();
+          return { ...req, path, headers: { ...req.headers, authorization: `Bearer ${token}` } };
+        },
+      },
+    ],
+  });
+  const statuses: Record<string, number> = {};
+  for (const [k, v] of Object.entries(result.statusCodeStats ?? {})) statuses[k] = (v as { count: number }).count;
+  return {
+    rps: result.requests.average,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    p999: (result.latency as unknown as Record<string, number>).p99_9 ?? result.latency.p99,
+    errors: result.errors + result.timeouts,
+    non2xx: result.non2xx,
+    statuses,
+  };
+}
+
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+function combine(runs: Run[]): Run {
+  const statuses: Record<string, number> = {};
+  for (const r of runs) for (const [k, v] of Object.entries(r.statuses)) statuses[k] = (statuses[k] ?? 0) + v;
+  return {
+    rps: Math.round(mean(runs.map((r) => r.rps))),
+    p50: mean(runs.map((r) => r.p50)),
+    p99: mean(runs.map((r) => r.p99)),
+    p999: mean(runs.map((r) => r.p999)),
+    errors: runs.reduce((n, r) => n + r.errors, 0),
+    non2xx: runs.reduce((n, r) => n + r.non2xx, 0),
+    statuses,
+  };
+}
+
+/** Top-level Redis commands (what a client sends), from INFO commandstats; commands run inside scripts are left out. */
+async function clientCommands(redis: Redis): Promise<number> {
+  const info = await redis.info('commandstats');
+  const topLevel = ['evalsha', 'eval', 'evalsha_ro', 'eval_ro', 'fcall', 'zrem', 'ping', 'script', 'xadd', 'get', 'set', 'multi', 'exec'];
+  // get/set/xadd also run inside scripts; the bench's own client issues none, and snapgate issues them only from scripts.
+  const inScripts = new Set(['get', 'set', 'xadd']);
+  let n = 0;
+  for (const cmd of topLevel) {
+    if (inScripts.has(cmd)) continue;
+    n += Number(new RegExp(`cmdstat_${cmd}:calls=(\\d+)`).exec(info)?.[1] ?? 0);
+  }
+  return n;
+}
+
+async function main(): Promise<void> {
+  const redis = await RedisServer.start();
+  const redisClient = new Redis(redis.port, '127.0.0.1');
+  const issuer = await TokenIssuer.start();
+  const standIn = await start(['--import', 'tsx', join(ROOT, 'test/bench/stand-in-process.ts')], {}, readyLine);
+  const upstream = `http://127.0.0.1:${standIn.port}`;
+
+  const orgNames = Array.from({ length: ORGS }, (_, i) => `Org-${String(i).padStart(4, '0')}`);
+  const credentials = { username: 'env:BENCH_SL_USER', password: 'env:BENCH_SL_PASSWORD' };
+  const high = { limit: 1_000_000_000, window: '1h' };
+  const orgs: Record<string, unknown> = {
+    'Bench-Org': { pod: upstream, ...credentials, ...(process.env.BENCH_RL === 'none' ? {} : { rateLimit: high }) },
+    'Limited-Org': { pod: upstream, ...credentials, rateLimit: { limit: 10, window: '1h' } },
+  };
+  for (const o of orgNames) orgs[o] = { pod: upstream, ...credentials, rateLimit: high };
+  const dir = tempDir('snapgate-bench-');
+  const configFor = (workers: number) => {
+    const path = join(dir, `snapgate-${workers}.yaml`);
+    writeFileSync(
+      path,
+      stringify({
+        server: { host: '127.0.0.1', port: 0, workers },
+        log: { level: 'info' },
+        auth: { issuers: [{ issuer: issuer.issuer, audience: 'snapgate', jwksUri: issuer.jwksUri, algorithms: ['ES256'] }] },
+        policy: [{ match: { claims: { scope: 'snaplogic:runtime:start' } }, orgs: '*', actions: ['runtime.start'] }],
+        orgs,
+        redis: { url: redis.url },
+        // BENCH_AUDIT=stdout|none, to measure what the Redis audit sink costs.
+        audit:
+          process.env.BENCH_AUDIT === 'none'
+            ? { stdout: false }
+            : process.env.BENCH_AUDIT === 'stdout'
+              ? { stdout: true }
+              : { sinks: [{ type: 'redis', maxLen: 200_000 }] },
+      }, { aliasDuplicateObjects: false }),
+    );
+    return path;
+  };
+
+  const tokens = await Promise.all(
+    Array.from({ length: CALLERS }, (_, i) => issuer.mint({ sub: `svc-${String(i).padStart(3, '0')}`, scope: 'snaplogic:runtime:start' }, { expiresIn: 3600 })),
+  );
+  const forged = await issuer.mint({ sub: 'svc-evil', scope: 'snaplogic:runtime:start' }, { expiresIn: 3600, forgeWithUnpublishedKey: true });
+  const pathFor = (org: string) => `/api/1/rest/public/runtime/start/${org}/${RUUID}`;
+  const rand = (n: number) => Math.floor(Math.random() * n);
+
+  const only = process.env.BENCH_SCENARIOS?.split(',');
+  const allScenarios: Record<string, () => { path: string; token: string }> = {
+    'a steady': () => ({ path: pathFor('Bench-Org'), token: tokens[0]! }),
+    'b spread': () => ({ path: pathFor(orgNames[rand(ORGS)]!), token: tokens[rand(CALLERS)]! }),
+    'c hostile': () => {
+      const r = Math.random();
+      if (r < 0.05) return { path: pathFor('Bench-Org'), token: 'not.a.jwt' };
+      if (r < 0.1) return { path: pathFor('Bench-Org'), token: forged };
+      return { path: pathFor('Bench-Org'), token: tokens[rand(CALLERS)]! };
+    },
+    'd over limit': () => ({ path: pathFor('Limited-Org'), token: tokens[0]! }),
+  };
+  const scenarios = Object.fromEntries(Object.entries(allScenarios).filter(([k]) => !only || only.some((o) => k.startsWith(o))));
+
+  const bare = await start(['--import', 'tsx', join(ROOT, 'test/bench/bare-proxy.ts')], { BARE_UPSTREAM: upstream }, readyLine);
+  // BENCH_PROFILE=1 writes a V8 CPU profile of snapgate to reports/profile/ (open it in Chrome DevTools or speedscope).
+  const profile = process.env.BENCH_PROFILE === '1' ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, 'reports/profile')}`] : [];
+  const gateway = await start([...profile, join(ROOT, 'dist/src/main.js')], { SNAPGATE_CONFIG: configFor(1) }, listeningLine);
+
+  // Warm both up (JIT, pools, JWKS fetch, script load).
+  await load(bare.port, allScenarios['a steady']!).catch(() => undefined);
+  await load(gateway.port, allScenarios['a steady']!).catch(() => undefined);
+
+  const results: Record<string, { bare: Run; snapgate: Run }> = {};
+  let roundTrips = 0;
+  for (const [name, pick] of Object.entries(scenarios)) {
+    const bareRuns: Run[] = [];
+    const gwRuns: Run[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      // Alternate who goes first, so drift on a noisy machine hits both.
+      const order = round % 2 === 0 ? ['bare', 'snapgate'] : ['snapgate', 'bare'];
+      for (const who of order) {
+        if (who === 'bare') {
+          bareRuns.push(await load(bare.port, pick));
+        } else {
+          const before = await clientCommands(redisClient);
+          const run = await load(gateway.port, pick);
+          const after = await clientCommands(redisClient);
+          if (name === 'a steady') roundTrips = Math.max(roundTrips, (after - before) / Math.max(1, run.statuses['200'] ?? 0));
+          gwRuns.push(run);
+        }
+      }
+    }
+    results[name] = { bare: combine(bareRuns), snapgate: combine(gwRuns) };
+    process.stderr.write(`${name}: done\n`);
+  }
+  const rss = { bare: peakRssMb(bare.proc.pid!), snapgate: peakRssMb(gateway.proc.pid!) };
+  gateway.proc.kill('SIGTERM');
+
+  // Scale out: scenario (a) with two worker processes.
+  const a0 = () => results['a steady']?.snapgate ?? twoPlaceholder;
+  const twoPlaceholder: Run = { rps: 0, p50: 0, p99: 0, p999: 0, errors: 0, non2xx: 0, statuses: {} };
+  let workers: { one: Run; two: Run; rssTwo: number } | undefined;
+  if (process.env.BENCH_WORKERS !== '0') {
+    const two = await start([join(ROOT, 'dist/src/main.js')], { SNAPGATE_CONFIG: configFor(2) }, listeningLine);
+    await load(two.port, allScenarios['a steady']!).catch(() => undefined);
+    const twoRun = await load(two.port, allScenarios['a steady']!);
+    workers = { one: a0(), two: twoRun, rssTwo: peakRssTreeMb(two.proc.pid!) };
+    two.proc.kill('SIGTERM');
+  }
+  bare.proc.kill('SIGTERM');
+  standIn.proc.kill('SIGTERM');
+  redisClient.disconnect();
+  await redis.stop();
+  await issuer.close();
+
+  // Report.
+  const a = results['a steady'] ?? { bare: { rps: 1, p99: 0 }, snapgate: { rps: 0, p99: 0 } } as { bare: Run; snapgate: Run };
+  const fmt = (n: number, d = 1) => n.toFixed(d);
+  const lines: string[] = [];
+  lines.push(`snapgate benchmark — ${new Date().toISOString()} — ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`);
+  lines.push(`${CONNECTIONS} connections, ${DURATION}s × ${ROUNDS} rounds per target, alternating`);
+  lines.push('');
+  lines.push('scenario       target     req/s   p50 ms  p99 ms  p99.9 ms  errors  statuses              req/s ratio  p99 Δ ms');
+  for (const [name, r] of Object.entries(results)) {
+    for (const who of ['bare', 'snapgate'] as const) {
+      const x = r[who];
+      const ratio = who === 'snapgate' ? fmt(x.rps / r.bare.rps, 2) : '1.00';
+      const delta = who === 'snapgate' ? fmt(x.p99 - r.bare.p99, 1) : '';
+      const statuses = Object.entries(x.statuses).map(([k, v]) => `${k}:${v}`).join(' ');
+      lines.push(
+        `${name.padEnd(14)} ${who.padEnd(9)} ${String(x.rps).padStart(6)}  ${fmt(x.p50).padStart(6)}  ${fmt(x.p99).padStart(6)}  ${fmt(x.p999).padStart(8)}  ${String(x.errors).padStart(6)}  ${statuses.padEnd(20)}  ${ratio.padStart(11)}  ${delta.padStart(8)}`,
+      );
+    }
+  }
+  lines.push('');
+  lines.push(`peak RSS: snapgate ${rss.snapgate} MB, bare proxy ${rss.bare} MB (ratio ${fmt(rss.snapgate / rss.bare, 2)})`);
+  lines.push(`Redis round trips per allowed call (a): ${fmt(roundTrips, 2)}`);
+  if (workers) lines.push(`workers (a): 1 → ${workers.one.rps} req/s, 2 → ${workers.two.rps} req/s (×${fmt(workers.two.rps / workers.one.rps, 2)}), p99 ${fmt(workers.one.p99)} → ${fmt(workers.two.p99)} ms, peak RSS of 2 workers + primary ${workers.rssTwo} MB`);
+  const budget = [
+    ['(a) req/s ≥ 65% of bare', a.snapgate.rps / a.bare.rps >= 0.65],
+    ['(a) p99 within 3 ms of bare', a.snapgate.p99 - a.bare.p99 <= 3],
+    ['(b) req/s within 10% of (a)', Math.abs((results['b spread']?.snapgate.rps ?? 0) / a.snapgate.rps - 1) <= 0.1],
+    ['(d) 429 path ≥ 1.5× (a) req/s', (results['d over limit']?.snapgate.rps ?? 0) / a.snapgate.rps >= 1.5],
+    ['peak RSS < 150 MB', rss.snapgate < 150],
+    ['Redis round trips per allowed call ≤ 2', roundTrips <= 2],
+  ] as const;
+  lines.push('');
+  lines.push('budget:');
+  for (const [what, ok] of budget) lines.push(`  ${ok ? 'PASS' : 'FAIL'}  ${what}`);
+  process.stdout.write(`${lines.join('\n')}\n`);
+
+  mkdirSync(join(ROOT, 'reports'), { recursive: true });
+  const out = join(ROOT, 'reports/bench.json');
+  writeFileSync(
+    out,
+    JSON.stringify(
+      { date: new Date().toISOString(), machine: { cores: cpus().length, model: cpus()[0]?.model, node: process.version }, connections: CONNECTIONS, durationSec: DURATION, rounds: ROUNDS, results, rss, roundTrips, workers, budget: Object.fromEntries(budget) },
+      null,
+      2,
+    ),
+  );
+  process.stdout.write(`results written to ${out}\n`);
+}
+
+await main();
