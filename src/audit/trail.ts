@@ -124,9 +124,16 @@ export class SinkWriter {
   async close(deadlineMs = 5_000): Promise<void> {
     this.closing = true;
     this.wake?.();
-    await Promise.race([this.loopDone, new Promise((r) => setTimeout(r, deadlineMs))]);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.loopDone, new Promise((r) => (timer = setTimeout(r, deadlineMs)))]);
+    clearTimeout(timer);
     this.running = false;
     this.wake?.();
+    if (this.queue.length > 0) {
+      // The sink did not take everything in time: keep it on disk when we may, else say what is lost.
+      if (this.o.onFailure === 'spool') await this.spool(this.queue.splice(0));
+      else this.o.log.error('audit events not written at shutdown: the sink is unavailable', { sink: this.name, events: this.queue.length });
+    }
     await this.o.sink.close().catch(() => undefined);
   }
 
