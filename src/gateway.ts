@@ -56,7 +56,7 @@ async function createAudit(
   options: GatewayOptions & { instance: string; redis: RedisClient | undefined },
 ) {
   const a = config.audit;
-  const sinkConfigs = a.sinks ?? (a.stdout ? [{ type: 'stdout' as const, required: false }] : []);
+  const sinkConfigs = a.sinks ?? (a.stdout ? [{ type: 'stdout' as const, required: true }] : []);
   const spoolDir = a.spoolDir ?? join(tmpdir(), 'snapgate-spool');
   if (a.onFailure === 'spool') await mkdir(spoolDir, { recursive: true });
   const writers: SinkWriter[] = [];

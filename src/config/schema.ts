@@ -255,7 +255,7 @@ export const configSchema = z
         sinks: z
           .array(
             z.discriminatedUnion('type', [
-              z.strictObject({ type: z.literal('stdout'), required: z.boolean().default(false) }),
+              z.strictObject({ type: z.literal('stdout'), required: z.boolean().default(true) }),
               z.strictObject({
                 type: z.literal('file'),
                 path: z.string().min(1),

@@ -345,6 +345,40 @@ describe('crash', () => {
   }, 60_000);
 });
 
+describe('crash with the default stdout trail', () => {
+  it('after kill -9, every call SnapLogic received has its attempt line on stdout', async () => {
+    const gw = await spawnGateway(writeConfig(baseConfig(standIn, issuer)));
+    expect(gw.port, gw.stderr.join('\n')).toBeGreaterThan(0);
+    const prefix = `stdout-crash-${randomUUID().slice(0, 8)}-`;
+    let n = 0;
+    let stop = false;
+    const worker = async () => {
+      while (!stop) {
+        await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt, { 'x-request-id': `${prefix}${n++}` }).catch(() => undefined);
+      }
+    };
+    const workers = Promise.all(Array.from({ length: 20 }, worker));
+    await until(() => standIn.startCalls().filter((c) => String(c.headers['x-request-id']).startsWith(prefix)).length, (k) => k >= 200, 10_000);
+    gw.kill('SIGKILL');
+    await gw.exited;
+    stop = true;
+    await workers;
+    await new Promise((r) => setTimeout(r, 100));
+    const received = standIn.startCalls().map((c) => String(c.headers['x-request-id'])).filter((id) => id.startsWith(prefix));
+    const attempts = new Set(
+      gw.stdout.flatMap((l) => {
+        try {
+          const e = JSON.parse(l) as AuditEvent;
+          return e.type === 'attempt' ? [e.requestId] : [];
+        } catch {
+          return []; // the last line may be torn by the kill
+        }
+      }),
+    );
+    expect(received.filter((id) => !attempts.has(id))).toEqual([]);
+  }, 60_000);
+});
+
 describe('volume', () => {
   it('10,000 calls through the Redis stream sink leave an attempt and an outcome for each, in order', async () => {
     const gw = await gateway({ sinks: [{ type: 'redis' }] });
