@@ -2,18 +2,19 @@
 import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { runAuditCli } from '../../src/audit/cli.js';
 import type { AuditEvent } from '../../src/audit/event.js';
 import { createFileSink } from '../../src/audit/sinks.js';
 import { ChainWriter } from '../../src/audit/chain.js';
 import { buildAuditEvent } from '../../src/audit/event.js';
-import { baseConfig, spawnGateway, startTestGateway, startTestStandIn, tempDir, writeConfig, type TestGateway } from '../helpers/gateway.js';
+import { baseConfig, spawnGateway, startTestGateway, tempDir, writeConfig, type GatewayProcess, type TestGateway } from '../helpers/gateway.js';
 import { resume } from '../helpers/http.js';
-import { RedisServer } from '../helpers/redis-server.js';
+import type { RedisServer } from '../helpers/redis-server.js';
 import type { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
-import { TokenIssuer } from '../helpers/token-issuer.js';
+import type { TokenIssuer } from '../helpers/token-issuer.js';
+import { startWorld, stopWorld } from '../helpers/world.js';
 
 const STREAM = 'audit:{snapgate}:events';
 let standIn: SnapLogicStandIn;
@@ -24,13 +25,7 @@ let jwt: string;
 const open: TestGateway[] = [];
 
 beforeAll(async () => {
-  standIn = await startTestStandIn();
-  issuer = await TokenIssuer.start();
-  redis = await RedisServer.start();
-  admin = new Redis(redis.port, '127.0.0.1', { maxRetriesPerRequest: 1, lazyConnect: true });
-  admin.on('error', () => {});
-  await admin.connect();
-  jwt = await issuer.mint({ sub: 'svc-billing' }, { expiresIn: 3600 });
+  ({ standIn, issuer, redis, admin, jwt } = await startWorld());
 });
 
 beforeEach(async () => {
@@ -44,10 +39,7 @@ afterEach(async () => {
 });
 
 afterAll(async () => {
-  admin.disconnect();
-  await redis.stop();
-  await standIn.close();
-  await issuer.close();
+  await stopWorld({ standIn, issuer, redis, admin, jwt });
 });
 
 async function gateway(audit: Record<string, unknown>): Promise<TestGateway> {
@@ -318,26 +310,33 @@ describe('bounded denials', () => {
   });
 });
 
+/**
+ * Keeps 20 callers resuming through `gw` until SnapLogic has received `atLeast` of their calls,
+ * then kills snapgate with SIGKILL; returns the request ids SnapLogic received.
+ */
+async function loadThenKill(gw: GatewayProcess, prefix: string, atLeast = 200): Promise<string[]> {
+  let n = 0;
+  let stop = false;
+  const worker = async () => {
+    while (!stop) {
+      await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt, { 'x-request-id': `${prefix}${n++}` }).catch(() => undefined);
+    }
+  };
+  const workers = Promise.all(Array.from({ length: 20 }, worker));
+  const mine = () => standIn.startCalls().map((c) => String(c.headers['x-request-id'])).filter((id) => id.startsWith(prefix));
+  await until(() => mine().length, (k) => k >= atLeast, 10_000);
+  gw.kill('SIGKILL');
+  await gw.exited;
+  stop = true;
+  await workers;
+  return mine();
+}
+
 describe('crash', () => {
   it('after kill -9 mid-load, every call SnapLogic received has its attempt in the stream', async () => {
     const gw = await spawnGateway(writeConfig(baseConfig(standIn, issuer, { redis: { url: redis.url }, audit: { sinks: [{ type: 'redis' }] } })));
     expect(gw.port, gw.stderr.join('\n')).toBeGreaterThan(0);
-    const prefix = `crash-${randomUUID().slice(0, 8)}-`;
-    let n = 0;
-    let stop = false;
-    const worker = async () => {
-      while (!stop) {
-        const id = `${prefix}${n++}`;
-        await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt, { 'x-request-id': id }).catch(() => undefined);
-      }
-    };
-    const workers = Promise.all(Array.from({ length: 20 }, worker));
-    await until(() => standIn.startCalls().filter((c) => String(c.headers['x-request-id']).startsWith(prefix)).length, (k) => k >= 200, 10_000);
-    gw.kill('SIGKILL');
-    await gw.exited;
-    stop = true;
-    await workers;
-    const received = standIn.startCalls().map((c) => String(c.headers['x-request-id'])).filter((id) => id.startsWith(prefix));
+    const received = await loadThenKill(gw, `crash-${randomUUID().slice(0, 8)}-`);
     expect(received.length).toBeGreaterThanOrEqual(200);
     const attempts = new Set((await streamEvents()).filter((e) => e.type === 'attempt').map((e) => e.requestId));
     const missing = received.filter((id) => !attempts.has(id));
@@ -349,22 +348,8 @@ describe('crash with the default stdout trail', () => {
   it('after kill -9, every call SnapLogic received has its attempt line on stdout', async () => {
     const gw = await spawnGateway(writeConfig(baseConfig(standIn, issuer)));
     expect(gw.port, gw.stderr.join('\n')).toBeGreaterThan(0);
-    const prefix = `stdout-crash-${randomUUID().slice(0, 8)}-`;
-    let n = 0;
-    let stop = false;
-    const worker = async () => {
-      while (!stop) {
-        await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt, { 'x-request-id': `${prefix}${n++}` }).catch(() => undefined);
-      }
-    };
-    const workers = Promise.all(Array.from({ length: 20 }, worker));
-    await until(() => standIn.startCalls().filter((c) => String(c.headers['x-request-id']).startsWith(prefix)).length, (k) => k >= 200, 10_000);
-    gw.kill('SIGKILL');
-    await gw.exited;
-    stop = true;
-    await workers;
+    const received = await loadThenKill(gw, `stdout-crash-${randomUUID().slice(0, 8)}-`);
     await new Promise((r) => setTimeout(r, 100));
-    const received = standIn.startCalls().map((c) => String(c.headers['x-request-id'])).filter((id) => id.startsWith(prefix));
     const attempts = new Set(
       gw.stdout.flatMap((l) => {
         try {

@@ -1,12 +1,13 @@
 // Rate limiting through the gateway: 429s that reach nothing, headers on every authorized answer, shadow mode, concurrency, and Redis outages.
 import { request as httpRequest } from 'node:http';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { baseConfig, startTestGateway, startTestStandIn, type TestGateway } from '../helpers/gateway.js';
+import { baseConfig, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { resume, send, type Reply } from '../helpers/http.js';
-import { RedisServer } from '../helpers/redis-server.js';
+import type { RedisServer } from '../helpers/redis-server.js';
 import type { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
-import { TokenIssuer } from '../helpers/token-issuer.js';
+import type { TokenIssuer } from '../helpers/token-issuer.js';
+import { startWorld, stopWorld } from '../helpers/world.js';
 
 let standIn: SnapLogicStandIn;
 let issuer: TokenIssuer;
@@ -16,13 +17,7 @@ let jwt: string;
 const open: TestGateway[] = [];
 
 beforeAll(async () => {
-  standIn = await startTestStandIn();
-  issuer = await TokenIssuer.start();
-  redis = await RedisServer.start();
-  admin = new Redis(redis.port, '127.0.0.1', { maxRetriesPerRequest: 1, lazyConnect: true });
-  admin.on('error', () => {});
-  await admin.connect();
-  jwt = await issuer.mint({ sub: 'svc-billing' }, { expiresIn: 3600 });
+  ({ standIn, issuer, redis, admin, jwt } = await startWorld());
 });
 
 beforeEach(async () => {
@@ -35,10 +30,7 @@ afterEach(async () => {
 });
 
 afterAll(async () => {
-  admin.disconnect();
-  await redis.stop();
-  await standIn.close();
-  await issuer.close();
+  await stopWorld({ standIn, issuer, redis, admin, jwt });
 });
 
 /** A gateway whose Acme-Prod has `rateLimit`; Redis unless `withRedis` is false. */
