@@ -2,26 +2,39 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { AuditEvent, ChainFields } from './event.js';
 
-/** JSON with object keys sorted at every level: the same event always hashes the same. */
+/** JSON with object keys sorted at every level, undefined members dropped: the same event always hashes the same. */
 export function canonicalJson(value: unknown): string {
   if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
-  if (Array.isArray(value)) return `[${value.map((v) => canonicalJson(v)).join(',')}]`;
-  const entries = Object.entries(value as Record<string, unknown>)
-    .filter(([, v]) => v !== undefined)
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  if (Array.isArray(value)) {
+    let out = '[';
+    for (let i = 0; i < value.length; i++) out += (i > 0 ? ',' : '') + canonicalJson(value[i]);
+    return `${out}]`;
+  }
+  return canonicalObject(value as Record<string, unknown>, undefined, undefined);
+}
+
+/** Sorted-key JSON of an object; `replaceKey` (if given) is written with `replaceValue` instead, even if absent. */
+function canonicalObject(obj: Record<string, unknown>, replaceKey: string | undefined, replaceValue: unknown): string {
+  const keys = Object.keys(obj);
+  if (replaceKey !== undefined && !(replaceKey in obj)) keys.push(replaceKey);
+  keys.sort();
+  let out = '{';
+  let first = true;
+  for (const k of keys) {
+    const v = k === replaceKey ? replaceValue : obj[k];
+    if (v === undefined) continue;
+    out += `${first ? '' : ','}${JSON.stringify(k)}:${canonicalJson(v)}`;
+    first = false;
+  }
+  return `${out}}`;
 }
 
 export const GENESIS = 'genesis';
 
-/** sha256(prev + "\n" + canonical(event with chain.hash left out)), hex. */
+/** sha256(prev + "\n" + canonical(event, with chain = {writer, seq, prev}: chain.hash left out)), hex. */
 export function eventHash(event: AuditEvent, chain: Omit<ChainFields, 'hash'>): string {
-  const { chain: _ignored, ...rest } = event;
-  return createHash('sha256')
-    .update(chain.prev)
-    .update('\n')
-    .update(canonicalJson({ ...rest, chain: { writer: chain.writer, seq: chain.seq, prev: chain.prev } }))
-    .digest('hex');
+  const canonical = canonicalObject(event as unknown as Record<string, unknown>, 'chain', { prev: chain.prev, seq: chain.seq, writer: chain.writer });
+  return createHash('sha256').update(chain.prev).update('\n').update(canonical).digest('hex');
 }
 
 /** The running state of one writer's chain (one per sink per process). */
