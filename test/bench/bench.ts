@@ -9,6 +9,7 @@ import { Redis } from 'ioredis';
 import { stringify } from 'yaml';
 import { ROOT, tempDir } from '../helpers/gateway.js';
 import { RedisServer } from '../helpers/redis-server.js';
+import { track } from '../helpers/children.js';
 import { TokenIssuer } from '../helpers/token-issuer.js';
 
 const DURATION = Number(process.env.BENCH_DURATION ?? 5);
@@ -26,7 +27,7 @@ interface Proc {
 
 /** Starts a child and waits for a line that yields its port. */
 function start(args: string[], extraEnv: Record<string, string>, portOf: (line: string) => number | undefined): Promise<Proc> {
-  const proc = spawn(process.execPath, args, { cwd: ROOT, env: { ...env, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = track(spawn(process.execPath, args, { cwd: ROOT, env: { ...env, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] }));
   return new Promise((resolve, reject) => {
     let buf = '';
     const onData = (chunk: Buffer) => {
@@ -302,4 +303,10 @@ async function main(): Promise<void> {
   process.stdout.write(`results written to ${out}\n`);
 }
 
-await main();
+try {
+  await main();
+} finally {
+  // Children still running after a failure are killed by the exit hook of helpers/children.ts.
+  process.exitCode ??= 0;
+}
+process.exit();

@@ -3,14 +3,15 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ROOT } from '../helpers/gateway.js';
+import { track } from '../helpers/children.js';
 
 describe('demo', () => {
   it('resumes a run through snapgate with nothing outside to set up, then exits with --once', async () => {
-    const proc = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/demo/demo.ts'), '--once'], {
+    const proc = track(spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/demo/demo.ts'), '--once'], {
       cwd: ROOT,
       env: { PATH: process.env.PATH, SNAPGATE_PORT: '0' },
       stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    }));
     let out = '';
     proc.stdout.on('data', (c: Buffer) => (out += c.toString()));
     proc.stderr.on('data', (c: Buffer) => (out += c.toString()));

@@ -8,6 +8,7 @@ import { baseConfig, spawnGateway, startTestGateway, startTestStandIn, tempDir, 
 import { resume } from '../helpers/http.js';
 import { RedisCluster } from '../helpers/redis-cluster.js';
 import { freePort, RedisServer } from '../helpers/redis-server.js';
+import { track } from '../helpers/children.js';
 import type { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
 import { TokenIssuer } from '../helpers/token-issuer.js';
 
@@ -99,7 +100,7 @@ describe('Redis Sentinel', () => {
     const confPath = join(dir, 'sentinel.conf');
     writeFileSync(confPath, `sentinel monitor snapmaster 127.0.0.1 ${master.port} 1\nsentinel down-after-milliseconds snapmaster 5000\n`);
     const sentinelPort = await freePort();
-    const sentinel = spawn('redis-server', [confPath, '--sentinel', '--port', String(sentinelPort), '--bind', '127.0.0.1'], { stdio: 'ignore' });
+    const sentinel = track(spawn('redis-server', [confPath, '--sentinel', '--port', String(sentinelPort), '--bind', '127.0.0.1'], { stdio: 'ignore' }));
     try {
       await waitForPort(sentinelPort);
       const doc = baseConfig(standIn, issuer, { redis: { sentinel: { name: 'snapmaster', sentinels: [{ host: '127.0.0.1', port: sentinelPort }] } } });

@@ -10,6 +10,7 @@ import { createLogger } from '../../src/log.js';
 import type { AuditEvent } from '../../src/audit/event.js';
 import { SnapLogicStandIn, type StandInOptions } from './snaplogic-stand-in.js';
 import { recordOutput, recordSecret } from './leak-scan.js';
+import { track } from './children.js';
 import type { TokenIssuer } from './token-issuer.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
@@ -136,11 +137,13 @@ export function writeConfig(doc: unknown, dir = tempDir()): string {
 
 /** Runs `snapgate` (src/main.ts through tsx) as a child process. Resolves once it listens, or when it exits early. */
 export async function spawnGateway(configPath: string, env: Record<string, string | undefined> = testSecrets): Promise<GatewayProcess> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/main.ts')], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH, SNAPGATE_CONFIG: configPath, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const proc = track(
+    spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/main.ts')], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH, SNAPGATE_CONFIG: configPath, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    }),
+  );
   const stdout: string[] = [];
   const stderr: string[] = [];
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));

@@ -2,6 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
+import { track } from './children.js';
 
 /** A free TCP port on 127.0.0.1 (the kernel picks one; a tiny race with other processes remains). */
 export async function freePort(): Promise<number> {
@@ -34,10 +35,10 @@ export class RedisServer {
   }
 
   private async launch(): Promise<void> {
-    this.proc = spawn(
-      'redis-server',
-      ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...this.extraArgs],
-      { stdio: 'ignore' },
+    this.proc = track(
+      spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...this.extraArgs], {
+        stdio: 'ignore',
+      }),
     );
     const deadline = Date.now() + 10_000;
     for (;;) {
