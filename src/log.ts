@@ -45,6 +45,3 @@ export function createLogger(
     error: (msg, fields) => emit('error', msg, fields),
   };
 }
-
-/** A logger that drops everything, for tests that do not read logs. */
-export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };

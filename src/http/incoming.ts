@@ -38,22 +38,13 @@ export async function readRequestBody(c: Context, max: number, tooLarge: () => E
   const incoming = incomingOf(c);
   const declared = Number(incoming?.headers['content-length'] ?? c.req.header('content-length') ?? '0');
   if (declared > max) throw tooLarge();
-  if (incoming !== undefined) {
-    if (declared === 0 && incoming.headers['transfer-encoding'] === undefined) return new Uint8Array(0);
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of incoming as AsyncIterable<Buffer>) {
-      size += chunk.byteLength;
-      if (size > max) throw tooLarge();
-      chunks.push(chunk);
-    }
-    return Buffer.concat(chunks);
-  }
-  const body = c.req.raw.body;
-  if (body === null) return new Uint8Array(0);
+  if (incoming !== undefined && declared === 0 && incoming.headers['transfer-encoding'] === undefined) return new Uint8Array(0);
+  // Node's request and the WHATWG body stream are both async iterables of byte chunks.
+  const source = (incoming ?? c.req.raw.body) as AsyncIterable<Uint8Array> | null;
+  if (source === null) return new Uint8Array(0);
   const chunks: Uint8Array[] = [];
   let size = 0;
-  for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) {
+  for await (const chunk of source) {
     size += chunk.byteLength;
     if (size > max) throw tooLarge();
     chunks.push(chunk);

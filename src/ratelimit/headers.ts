@@ -13,8 +13,17 @@ export function partitionKey(...parts: string[]): string {
   return `:${hash.digest().subarray(0, 12).toString('base64')}:`;
 }
 
+// One entry per configured org: the org's key never changes, so it is hashed once, not per call.
+const orgKeys = new Map<string, string>();
+
 function pkFor(limits: OrgLimits, policy: LimitPolicy, caller: string): string {
-  return policy.name === 'caller-rate' ? partitionKey('org', limits.org, caller) : partitionKey('org', limits.org);
+  if (policy.name === 'caller-rate') return partitionKey('org', limits.org, caller);
+  let pk = orgKeys.get(limits.org);
+  if (pk === undefined) {
+    pk = partitionKey('org', limits.org);
+    orgKeys.set(limits.org, pk);
+  }
+  return pk;
 }
 
 /** `RateLimit-Policy`: every policy that applies, with its quota. Shadow policies carry `sg-shadow`. */
