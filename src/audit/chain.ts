@@ -1,40 +1,33 @@
-// Tamper evidence: each writer's events form a SHA-256 hash chain over a canonical form; verify finds the first broken link. Pure.
+// Tamper evidence: each writer's events form a SHA-256 hash chain over each event's serialized form; verify finds the first broken link. Pure.
 import { createHash, randomBytes } from 'node:crypto';
 import type { AuditEvent, ChainFields } from './event.js';
 
-/** JSON with object keys sorted at every level, undefined members dropped: the same event always hashes the same. */
-export function canonicalJson(value: unknown): string {
-  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
-  if (Array.isArray(value)) {
-    let out = '[';
-    for (let i = 0; i < value.length; i++) out += (i > 0 ? ',' : '') + canonicalJson(value[i]);
-    return `${out}]`;
-  }
-  return canonicalObject(value as Record<string, unknown>, undefined, undefined);
-}
-
-/** Sorted-key JSON of an object; `replaceKey` (if given) is written with `replaceValue` instead, even if absent. */
-function canonicalObject(obj: Record<string, unknown>, replaceKey: string | undefined, replaceValue: unknown): string {
-  const keys = Object.keys(obj);
-  if (replaceKey !== undefined && !(replaceKey in obj)) keys.push(replaceKey);
-  keys.sort();
-  let out = '{';
-  let first = true;
-  for (const k of keys) {
-    const v = k === replaceKey ? replaceValue : obj[k];
-    if (v === undefined) continue;
-    out += `${first ? '' : ','}${JSON.stringify(k)}:${canonicalJson(v)}`;
-    first = false;
-  }
-  return `${out}}`;
+/**
+ * One event as a sink stores it: its JSON line (chain member last, no newline) and the chain
+ * position, so sinks can skip what they already hold without parsing the line again.
+ */
+export interface ChainedRecord {
+  readonly writer: string;
+  readonly seq: number;
+  readonly line: string;
 }
 
 export const GENESIS = 'genesis';
 
-/** sha256(prev + "\n" + canonical(event, with chain = {writer, seq, prev}: chain.hash left out)), hex. */
-export function eventHash(event: AuditEvent, chain: Omit<ChainFields, 'hash'>): string {
-  const canonical = canonicalObject(event as unknown as Record<string, unknown>, 'chain', { prev: chain.prev, seq: chain.seq, writer: chain.writer });
-  return createHash('sha256').update(chain.prev).update('\n').update(canonical).digest('hex');
+/**
+ * The canonical form of an event is its JSON as `JSON.stringify` writes it, members in the
+ * order the event holds them, without the `chain` member. Events are serialized once, hashed
+ * and stored as that same text, so a verifier recomputes it from the parsed line exactly.
+ */
+export function eventBody(event: AuditEvent): string {
+  if (event.chain === undefined) return JSON.stringify(event);
+  const { chain: _chain, ...rest } = event;
+  return JSON.stringify(rest);
+}
+
+/** sha256(prev + "\n" + writer + "\n" + seq + "\n" + body), hex. */
+export function eventHash(body: string, chain: Omit<ChainFields, 'hash'>): string {
+  return createHash('sha256').update(`${chain.prev}\n${chain.writer}\n${chain.seq}\n`).update(body).digest('hex');
 }
 
 /** The running state of one writer's chain (one per sink per process). */
@@ -42,19 +35,34 @@ export class ChainWriter {
   private seq = 0;
   private prev = GENESIS;
   readonly writer: string;
+  private readonly writerJson: string;
 
   constructor(instance: string) {
     // A fresh writer id per start: a restarted process begins a new chain instead of forking the old one.
     this.writer = `${instance}/${randomBytes(4).toString('hex')}`;
+    this.writerJson = JSON.stringify(this.writer);
   }
 
-  /** Returns the event with its chain fields, and advances the chain. */
-  link(event: AuditEvent): AuditEvent {
-    const base = { writer: this.writer, seq: this.seq + 1, prev: this.prev };
-    const hash = eventHash(event, base);
-    this.seq = base.seq;
+  /** Links an event body (from `eventBody`) into the chain and returns the line to store. */
+  link(body: string): ChainedRecord {
+    const seq = this.seq + 1;
+    const prev = this.prev;
+    const hash = eventHash(body, { writer: this.writer, seq, prev });
+    this.seq = seq;
     this.prev = hash;
-    return { ...event, chain: { ...base, hash } };
+    const line = `${body.slice(0, -1)},"chain":{"writer":${this.writerJson},"seq":${seq},"prev":"${prev}","hash":"${hash}"}}`;
+    return { writer: this.writer, seq, line };
+  }
+}
+
+/** The chain position of a stored line (for spool replay); undefined when it has none or is not JSON. */
+export function recordOf(line: string): ChainedRecord | undefined {
+  try {
+    const chain = (JSON.parse(line) as AuditEvent).chain;
+    if (chain === undefined || typeof chain.writer !== 'string' || typeof chain.seq !== 'number') return undefined;
+    return { writer: chain.writer, seq: chain.seq, line };
+  } catch {
+    return undefined;
   }
 }
 
@@ -97,7 +105,7 @@ export function verifyChain(records: Iterable<string>, options: { complete?: boo
     if (chain === undefined || typeof chain.writer !== 'string' || typeof chain.seq !== 'number') {
       return fail(id, 'no chain fields');
     }
-    if (eventHash(event, chain) !== chain.hash) return fail(id, 'hash does not match the event: it was edited');
+    if (eventHash(eventBody(event), chain) !== chain.hash) return fail(id, 'hash does not match the event: it was edited');
     const head = heads.get(chain.writer);
     if (head === undefined) {
       if (chain.seq !== 1 || chain.prev !== GENESIS) {

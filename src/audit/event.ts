@@ -1,9 +1,9 @@
-// The audit event model (v2): built from an allow-list of fields, so tokens, credentials, cookies, headers, bodies and query strings cannot reach it.
+// The audit event model (v3): built from an allow-list of fields, so tokens, credentials, cookies, headers, bodies and query strings cannot reach it.
 import { randomUUID } from 'node:crypto';
 import type { Action } from '../config/schema.js';
 import type { ErrorKind } from '../errors.js';
 
-export const AUDIT_SCHEMA_VERSION = 2;
+export const AUDIT_SCHEMA_VERSION = 3;
 
 /** `allowed`, or the kind of the error that ended the request. */
 export type Decision = 'allowed' | ErrorKind;

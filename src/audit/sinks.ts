@@ -2,20 +2,25 @@
 import { open, readFile, rename, stat, type FileHandle } from 'node:fs/promises';
 import type { Redis, Result } from 'ioredis';
 import type { RedisClient } from '../redis/client.js';
+import type { ChainedRecord } from './chain.js';
 import type { AuditEvent } from './event.js';
 
 export interface Sink {
   /** Names the sink in logs, metrics and spool files. */
   readonly name: string;
   /**
-   * Stores the events, in order, as durably as the sink promises; resolves once stored. Events of
+   * Stores the records, in order, as durably as the sink promises; resolves once stored. Records of
    * one writer whose seq the sink already holds are skipped, so a replay never duplicates. Throws on failure.
    */
-  append(events: readonly AuditEvent[]): Promise<void>;
+  append(records: readonly ChainedRecord[]): Promise<void>;
   close(): Promise<void>;
 }
 
-const line = (e: AuditEvent) => `${JSON.stringify(e)}\n`;
+const lines = (records: readonly ChainedRecord[]) => {
+  let text = '';
+  for (const r of records) text += `${r.line}\n`;
+  return text;
+};
 
 /**
  * One JSON line per event through `write` (stdout in production): resolves once the text is
@@ -24,7 +29,7 @@ const line = (e: AuditEvent) => `${JSON.stringify(e)}\n`;
 export function createLineSink(name: string, write: (text: string) => Promise<void>): Sink {
   return {
     name,
-    append: (events) => write(events.map(line).join('')),
+    append: (records) => write(lines(records)),
     close: () => Promise.resolve(),
   };
 }
@@ -93,22 +98,22 @@ export async function createFileSink(options: FileSinkOptions): Promise<Sink> {
     size = 0;
   };
 
-  const write = async (events: readonly AuditEvent[]): Promise<void> => {
-    const fresh = events.filter((e) => !e.chain || e.chain.seq > (seqs.get(e.chain.writer) ?? 0));
+  const write = async (records: readonly ChainedRecord[]): Promise<void> => {
+    const fresh = records.filter((r) => r.seq > (seqs.get(r.writer) ?? 0));
     if (fresh.length === 0) return;
-    const data = Buffer.from(fresh.map(line).join(''), 'utf8');
+    const data = Buffer.from(lines(fresh), 'utf8');
     if (size > 0 && size + data.byteLength > options.maxBytes) await rotate();
     await handle.write(data);
     size += data.byteLength;
     if (options.fsync === 'always') await handle.datasync();
     else dirty = true;
-    for (const e of fresh) if (e.chain) seqs.set(e.chain.writer, e.chain.seq);
+    for (const r of fresh) seqs.set(r.writer, r.seq);
   };
 
   return {
     name: 'file',
-    append(events) {
-      const run = queue.then(() => write(events));
+    append(records) {
+      const run = queue.then(() => write(records));
       queue = run.catch(() => undefined);
       return run;
     },
@@ -166,15 +171,13 @@ export function createRedisStreamSink(client: RedisClient, options: { stream: st
   }
   return {
     name: 'redis',
-    async append(events) {
-      // One script call per writer's run of events, in order.
+    async append(records) {
+      // One script call per writer's run of records, in order.
       let i = 0;
-      while (i < events.length) {
-        const writer = events[i]!.chain?.writer ?? 'unchained';
+      while (i < records.length) {
+        const writer = records[i]!.writer;
         const args: (string | number)[] = [];
-        for (; i < events.length && (events[i]!.chain?.writer ?? 'unchained') === writer; i++) {
-          args.push(events[i]!.chain?.seq ?? 0, JSON.stringify(events[i]));
-        }
+        for (; i < records.length && records[i]!.writer === writer; i++) args.push(records[i]!.seq, records[i]!.line);
         await (client as Redis).snapgateAuditAppend(2, options.stream, streamHeadKey(options.stream, writer), options.maxLen, 30 * 86_400, ...args);
       }
     },

@@ -2,7 +2,7 @@
 import { open, readFile, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describeError, type Logger } from '../log.js';
-import { ChainWriter } from './chain.js';
+import { ChainWriter, eventBody, recordOf, type ChainedRecord } from './chain.js';
 import type { AuditEvent } from './event.js';
 import type { Sink } from './sinks.js';
 
@@ -17,7 +17,7 @@ export class AuditUnavailableError extends Error {
 }
 
 interface Pending {
-  event: AuditEvent;
+  record: ChainedRecord;
   resolve?: () => void;
   reject?: (err: unknown) => void;
 }
@@ -81,28 +81,28 @@ export class SinkWriter {
   }
 
   /**
-   * Chains and queues an event. With `ack`, resolves once the sink (or, in spool mode, the spool)
-   * holds it, and rejects with AuditUnavailableError when neither happens within ackTimeoutMs.
+   * Chains and queues an event's body (from `eventBody`). With `ack`, resolves once the sink (or, in
+   * spool mode, the spool) holds it, and rejects with AuditUnavailableError when neither happens within ackTimeoutMs.
    */
-  submit(event: AuditEvent, ack: boolean): Promise<void> {
+  submit(body: string, ack: boolean): Promise<void> {
     if (!ack && this.queue.length >= MAX_QUEUE) {
       if (this.dropped++ === 0) this.o.log.error('audit queue full; dropping events until the sink recovers', { sink: this.name });
       return Promise.resolve();
     }
-    const chained = this.chain.link(event);
+    const record = this.chain.link(body);
     if (!ack) {
-      this.queue.push({ event: chained });
+      this.queue.push({ record });
       this.wake?.();
       return Promise.resolve();
     }
     if (this.failing && this.o.onFailure === 'reject') {
       // Known down: refuse at once rather than make the caller wait out the timeout.
-      this.queue.push({ event: chained });
+      this.queue.push({ record });
       this.wake?.();
       return Promise.reject(new AuditUnavailableError(this.name));
     }
     return new Promise<void>((resolve, reject) => {
-      const pending: Pending = { event: chained, resolve, reject };
+      const pending: Pending = { record, resolve, reject };
       this.queue.push(pending);
       this.wake?.();
       const timer = setTimeout(() => {
@@ -182,7 +182,7 @@ export class SinkWriter {
     let timer: NodeJS.Timeout | undefined;
     try {
       await Promise.race([
-        this.o.sink.append(batch.map((p) => p.event)),
+        this.o.sink.append(batch.map((p) => p.record)),
         new Promise((_, reject) => {
           timer = setTimeout(() => reject(new Error(`no answer within ${this.o.ackTimeoutMs} ms`)), this.o.ackTimeoutMs);
         }),
@@ -202,7 +202,7 @@ export class SinkWriter {
     try {
       const fh = await open(this.spoolPath, 'a', 0o600);
       try {
-        await fh.write(batch.map((p) => `${JSON.stringify(p.event)}\n`).join(''));
+        await fh.write(batch.map((p) => `${p.record.line}\n`).join(''));
         await fh.datasync();
       } finally {
         await fh.close();
@@ -218,16 +218,8 @@ export class SinkWriter {
 
   private async replay(): Promise<boolean> {
     const text = await readFile(this.spoolPath, 'utf8').catch(() => '');
-    const events = text
-      .split('\n')
-      .filter(Boolean)
-      .flatMap((l) => {
-        try {
-          return [JSON.parse(l) as AuditEvent];
-        } catch {
-          return []; // a torn last line from a crash mid-write: that event was never acknowledged
-        }
-      });
+    // A torn last line from a crash mid-write is dropped: that event was never acknowledged.
+    const events = text.split('\n').flatMap((l) => recordOf(l) ?? []);
     try {
       for (let i = 0; i < events.length; i += BATCH) await this.o.sink.append(events.slice(i, i + BATCH));
       await truncate(this.spoolPath, 0);
@@ -269,7 +261,9 @@ export class AuditTrail {
    * it (or its spool does), and rejects with AuditUnavailableError otherwise.
    */
   async record(event: AuditEvent, writeAhead = false): Promise<void> {
-    const acks = this.writers.map((w) => w.submit(event, writeAhead && w.required));
+    // Serialized once; every sink chains and stores this same text.
+    const body = eventBody(event);
+    const acks = this.writers.map((w) => w.submit(body, writeAhead && w.required));
     if (writeAhead) await Promise.all(acks);
   }
 

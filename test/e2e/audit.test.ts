@@ -7,7 +7,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { runAuditCli } from '../../src/audit/cli.js';
 import type { AuditEvent } from '../../src/audit/event.js';
 import { createFileSink } from '../../src/audit/sinks.js';
-import { ChainWriter } from '../../src/audit/chain.js';
+import { ChainWriter, eventBody } from '../../src/audit/chain.js';
 import { buildAuditEvent } from '../../src/audit/event.js';
 import { baseConfig, spawnGateway, startTestGateway, tempDir, writeConfig, type GatewayProcess, type TestGateway } from '../helpers/gateway.js';
 import { resume } from '../helpers/http.js';
@@ -90,7 +90,7 @@ describe('write-ahead', () => {
     const mine = events.filter((e) => e.requestId === requestId);
     expect(mine.map((e) => e.type)).toEqual(['attempt', 'outcome']);
     expect(mine[1]).toMatchObject({
-      v: 2,
+      v: 3,
       attemptId: mine[0]!.id,
       instance: 'test-instance',
       caller: { iss: issuer.issuer, sub: 'svc-billing' },
@@ -196,10 +196,10 @@ describe('file sink', () => {
     const writer = new ChainWriter('t');
     const batch = [1, 2, 3].map((i) =>
       writer.link(
-        buildAuditEvent({
+        eventBody(buildAuditEvent({
           type: 'decision', time: new Date(), requestId: `r${i}`, instance: 't', caller: undefined, fields: {},
           decision: 'forbidden', reason: 'forbidden', status: 403, latencyMs: 1, client: { address: undefined, userAgent: undefined },
-        }),
+        })),
       ),
     );
     await sink.append(batch);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { canonicalJson, ChainWriter, verifyChain } from '../../src/audit/chain.js';
+import { ChainWriter, eventBody, eventHash, verifyChain } from '../../src/audit/chain.js';
 import { buildAuditEvent, type AuditEvent } from '../../src/audit/event.js';
 
 const event = (i: number): AuditEvent =>
@@ -18,12 +18,29 @@ const event = (i: number): AuditEvent =>
   });
 
 function chained(n: number, writer = new ChainWriter('gw')): string[] {
-  return Array.from({ length: n }, (_, i) => JSON.stringify(writer.link(event(i))));
+  return Array.from({ length: n }, (_, i) => writer.link(eventBody(event(i))).line);
 }
 
 describe('hash chain', () => {
-  it('canonical JSON sorts keys at every level and drops undefined', () => {
-    expect(canonicalJson({ b: 1, a: { d: [2, { z: 1, y: 2 }], c: undefined } })).toBe('{"a":{"d":[2,{"y":2,"z":1}]},"b":1}');
+  it('stores the event as serialized, with the chain member last, and hashes that text', () => {
+    const e = event(1);
+    const body = eventBody(e);
+    const record = new ChainWriter('gw').link(body);
+    expect(record.seq).toBe(1);
+    const stored = JSON.parse(record.line) as AuditEvent;
+    expect(Object.keys(stored).at(-1)).toBe('chain');
+    expect(stored).toEqual({ ...e, chain: { writer: record.writer, seq: 1, prev: 'genesis', hash: expect.stringMatching(/^[0-9a-f]{64}$/) } });
+    expect(record.line.startsWith(body.slice(0, -1))).toBe(true);
+    expect(eventBody(stored)).toBe(body);
+    expect(stored.chain!.hash).toBe(eventHash(body, { writer: record.writer, seq: 1, prev: 'genesis' }));
+  });
+
+  it('treats moving a member within an event as an edit', () => {
+    const lines = chained(3);
+    const e = JSON.parse(lines[1]!) as Record<string, unknown>;
+    const { v, ...rest } = e;
+    lines[1] = JSON.stringify({ ...rest, v });
+    expect(verifyChain(lines)).toMatchObject({ ok: false, broken: { position: 2, reason: expect.stringContaining('edited') } });
   });
 
   it('verifies an intact chain, and interleaved chains of several writers', () => {
@@ -53,13 +70,12 @@ describe('hash chain', () => {
   });
 
   it('detects an edit that recomputes the hash but not the links after it', () => {
-    const writer = new ChainWriter('gw');
-    const lines = chained(3, writer);
-    const forged = JSON.parse(lines[1]!) as AuditEvent;
-    const other = new ChainWriter('x');
-    // A forger re-hashing one event with its own writer cannot keep the next link.
-    lines[1] = JSON.stringify({ ...other.link({ ...forged, chain: undefined, org: 'Other' }), chain: { ...forged.chain!, hash: 'f'.repeat(64) } });
-    expect(verifyChain(lines).ok).toBe(false);
+    const lines = chained(3);
+    const { chain, ...original } = JSON.parse(lines[1]!) as AuditEvent;
+    const edited = { ...original, org: 'Other' };
+    // The forger re-hashes the edited event in place; the next event's prev still names the old hash.
+    lines[1] = JSON.stringify({ ...edited, chain: { ...chain!, hash: eventHash(JSON.stringify(edited), chain!) } });
+    expect(verifyChain(lines)).toMatchObject({ ok: false, broken: { position: 3, reason: expect.stringContaining('prev does not match') } });
   });
 
   it('reports a chain that starts after seq 1, and fails on it with complete', () => {
