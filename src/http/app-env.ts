@@ -12,5 +12,11 @@ export type AppEnv = {
     principal: Principal;
     /** What this request has established so far, for the audit event written after it ends. */
     audit: AuditFields;
+    /**
+     * Headers every response to this request carries (X-Request-Id, then the RateLimit fields once
+     * a call is counted). Responses snapgate builds include them as plain fields, which keeps
+     * @hono/node-server on its fast path; see `withRequestHeaders`.
+     */
+    responseHeaders: Record<string, string>;
   };
 };

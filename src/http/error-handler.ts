@@ -4,6 +4,7 @@ import { GatewayError } from '../errors.js';
 import { describeError, type Logger } from '../log.js';
 import type { AppEnv } from './app-env.js';
 import { problemResponse } from './problem.js';
+import { carriesRequestHeaders, withRequestHeaders } from './response-headers.js';
 
 /** Renders errors thrown anywhere in the app. 401s carry RFC 6750 WWW-Authenticate. */
 export function handleError(log: Logger): ErrorHandler<AppEnv> {
@@ -15,13 +16,17 @@ export function handleError(log: Logger): ErrorHandler<AppEnv> {
         headers['www-authenticate'] = `Bearer realm="snapgate", error="invalid_token", error_description="${err.code}"`;
       }
       if (err.status >= 500) log.warn('request failed', { requestId, code: err.code, error: describeError(err.cause ?? err) });
-      return problemResponse(err.code, err.detail, { headers, extensions: { ...err.extensions } });
+      return carriesRequestHeaders(problemResponse(err.code, err.detail, { headers: withRequestHeaders(c, headers), extensions: { ...err.extensions } }));
     }
     log.error('unhandled error', {
       requestId,
       error: describeError(err),
       stack: err instanceof Error ? err.stack : undefined,
     });
-    return problemResponse('internal_error', 'snapgate hit an unexpected error. Retry later and quote the X-Request-Id when reporting it.');
+    return carriesRequestHeaders(
+      problemResponse('internal_error', 'snapgate hit an unexpected error. Retry later and quote the X-Request-Id when reporting it.', {
+        headers: withRequestHeaders(c, {}),
+      }),
+    );
   };
 }

@@ -17,14 +17,12 @@ export function problemBody(code: ErrorCode, detail: string, extensions: Record<
   return { type: problemTypeFor(code), title: titleFor(code), status: statusFor(code), code, detail, ...extensions };
 }
 
-/** A complete problem+json Response. */
+/** A complete problem+json Response. Header names are lower-case. */
 export function problemResponse(
   code: ErrorCode,
   detail: string,
   options: { headers?: Record<string, string>; extensions?: Record<string, unknown> } = {},
 ): Response {
-  const headers = new Headers(options.headers);
-  headers.set('content-type', PROBLEM_CONTENT_TYPE);
-  headers.set('cache-control', 'no-store');
+  const headers = { ...options.headers, 'content-type': PROBLEM_CONTENT_TYPE, 'cache-control': 'no-store' };
   return new Response(JSON.stringify(problemBody(code, detail, options.extensions)), { status: statusFor(code), headers });
 }

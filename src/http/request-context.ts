@@ -8,6 +8,7 @@ import { GatewayError, kindOf, type ErrorCode } from '../errors.js';
 import type { Metrics } from '../ops/metrics.js';
 import { acceptableRequestId } from '../upstream/headers.js';
 import type { AppEnv } from './app-env.js';
+import { ensureRequestHeaders } from './response-headers.js';
 
 export const opsPaths: ReadonlySet<string> = new Set(['/livez', '/readyz']);
 
@@ -51,11 +52,14 @@ export function requestContext(deps: {
     c.set('requestId', requestId);
     c.set('instance', deps.instance);
     c.set('audit', {});
+    const responseHeaders: Record<string, string> = { 'x-request-id': requestId };
+    if (deps.isDraining()) responseHeaders.connection = 'close';
+    c.set('responseHeaders', responseHeaders);
 
     await next();
 
-    c.res.headers.set('x-request-id', requestId);
-    if (deps.isDraining()) c.res.headers.set('connection', 'close');
+    ensureRequestHeaders(c);
+    if (deps.isDraining() && responseHeaders.connection === undefined) c.res.headers.set('connection', 'close');
     if (opsPaths.has(c.req.path)) return;
 
     const err = c.error;

@@ -71,11 +71,12 @@ export function rateLimit(deps: {
       );
     }
 
+    // Every response from here on (the forwarded answer or an upstream error) carries the RateLimit fields.
+    Object.assign(c.get('responseHeaders'), headers);
     try {
       await next();
     } finally {
       void decision.release();
     }
-    for (const [name, value] of Object.entries(headers)) c.res.headers.set(name, value);
   };
 }

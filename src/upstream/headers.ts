@@ -50,12 +50,13 @@ export function upstreamRequestHeaders(
 }
 
 /** The SnapLogic response headers that go back to the caller. */
-export function callerResponseHeaders(upstream: Record<string, string | string[] | undefined>): Headers {
-  const out = new Headers();
-  for (const [name, value] of Object.entries(upstream)) {
+export function callerResponseHeaders(upstream: Record<string, string | string[] | undefined>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name in upstream) {
+    const value = upstream[name];
     const lower = name.toLowerCase();
     if (value === undefined || !(passedBack.has(lower) || lower.startsWith('x-sl-'))) continue;
-    out.set(lower, Array.isArray(value) ? value.join(', ') : value);
+    out[lower] = Array.isArray(value) ? value.join(', ') : value;
   }
   return out;
 }

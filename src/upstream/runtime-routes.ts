@@ -9,6 +9,7 @@ import type { AuditRecorder } from '../audit/recorder.js';
 import { AuditUnavailableError } from '../audit/trail.js';
 import { auditEventOf } from '../http/request-context.js';
 import { hangUpSignal, readRequestBody, requestHeaderEntries } from '../http/incoming.js';
+import { carriesRequestHeaders, withRequestHeaders } from '../http/response-headers.js';
 import type { Forwarder } from './forwarder.js';
 import { callerResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import { isValidOrg, isValidRuuid } from './snaplogic-names.js';
@@ -116,10 +117,12 @@ export function runtimeStartRoutes(deps: RuntimeRouteDeps): Hono<AppEnv> {
           { extensions: { upstreamStatus: res.status } },
         );
       }
-      return new Response(nullBodyStatuses.has(res.status) ? null : res.body, {
-        status: res.status,
-        headers: callerResponseHeaders(res.headers),
-      });
+      return carriesRequestHeaders(
+        new Response(nullBodyStatuses.has(res.status) ? null : res.body, {
+          status: res.status,
+          headers: withRequestHeaders(c, callerResponseHeaders(res.headers)),
+        }),
+      );
     },
   );
 

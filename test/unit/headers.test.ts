@@ -43,7 +43,7 @@ describe('caller response headers', () => {
       connection: 'keep-alive',
       server: 'nginx',
     });
-    expect(Object.fromEntries(out)).toEqual({
+    expect(out).toEqual({
       'content-type': 'application/json',
       'x-sl-statuscode': '200',
       'x-sl-assetpath': '/org/projects/p',
