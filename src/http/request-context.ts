@@ -8,6 +8,7 @@ import { GatewayError, kindOf, type ErrorCode } from '../errors.js';
 import type { Metrics } from '../ops/metrics.js';
 import { acceptableRequestId } from '../upstream/headers.js';
 import type { AppEnv } from './app-env.js';
+import { requestHeader } from './incoming.js';
 import { ensureRequestHeaders } from './response-headers.js';
 
 export const opsPaths: ReadonlySet<string> = new Set(['/livez', '/readyz']);
@@ -30,7 +31,7 @@ export function auditEventOf(
     reason: outcome.reason,
     status: outcome.status,
     latencyMs: outcome.latencyMs,
-    client: { address: incoming?.socket?.remoteAddress, userAgent: c.req.header('user-agent') },
+    client: { address: incoming?.socket?.remoteAddress, userAgent: requestHeader(c, 'user-agent') },
   });
 }
 
@@ -46,9 +47,20 @@ export function requestContext(deps: {
   isDraining: () => boolean;
   metrics: Metrics;
 }): MiddlewareHandler<AppEnv> {
+  // prom-client children per label values, looked up by a string instead of hashing a label object per call.
+  const children = new Map<string, object>();
+  function series<T extends object>(key: string, make: () => T): T {
+    let child = children.get(key);
+    if (child === undefined) {
+      child = make();
+      children.set(key, child);
+    }
+    return child as T;
+  }
+
   return async function requestContextMiddleware(c, next) {
     const started = performance.now();
-    const requestId = acceptableRequestId(c.req.header('x-request-id')) ?? randomUUID();
+    const requestId = acceptableRequestId(requestHeader(c, 'x-request-id')) ?? randomUUID();
     c.set('requestId', requestId);
     c.set('instance', deps.instance);
     c.set('audit', {});
@@ -67,10 +79,11 @@ export function requestContext(deps: {
     const decision: Decision = code === undefined ? 'allowed' : kindOf(code);
     const latencyMs = performance.now() - started;
     const fields = c.get('audit');
-    deps.metrics.requests.inc({ decision, reason: code ?? 'none' });
-    deps.metrics.requestDuration.observe({ decision }, latencyMs / 1000);
+    series(`r ${decision} ${code ?? 'none'}`, () => deps.metrics.requests.labels(decision, code ?? 'none')).inc();
+    series(`d ${decision}`, () => deps.metrics.requestDuration.labels(decision)).observe(latencyMs / 1000);
     if (fields.upstreamLatencyMs !== undefined) {
-      deps.metrics.upstreamDuration.observe({ status: String(fields.upstreamStatus ?? 0) }, fields.upstreamLatencyMs / 1000);
+      const status = fields.upstreamStatus ?? 0;
+      series(`u ${status}`, () => deps.metrics.upstreamDuration.labels(String(status))).observe(fields.upstreamLatencyMs / 1000);
     }
     const outcome = { decision, status: c.res.status, latencyMs, ...(code !== undefined ? { reason: code } : {}) };
     if (fields.attemptId !== undefined) {
