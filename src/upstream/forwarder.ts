@@ -1,5 +1,6 @@
 // The pooled HTTP client for SnapLogic: explicit timeouts, keep-alive, no retries, and transport errors translated by code.
-import { Agent } from 'undici';
+import type { EventEmitter } from 'node:events';
+import { Agent, type Dispatcher } from 'undici';
 import { GatewayError } from '../errors.js';
 
 export interface UpstreamRequest {
@@ -10,9 +11,11 @@ export interface UpstreamRequest {
   headers: Record<string, string>;
   body?: Uint8Array;
   timeouts?: { connect?: number; headers?: number; body?: number };
-  /** Aborts the call (the caller hung up). */
-  signal?: AbortSignal;
+  /** Aborts the call (the caller hung up): an AbortSignal, or an EventEmitter that emits `abort`. */
+  signal?: AbortSignal | UpstreamAbortSignal;
 }
+
+export type UpstreamAbortSignal = EventEmitter & { readonly aborted: boolean };
 
 export interface UpstreamResponse {
   status: number;
@@ -47,7 +50,7 @@ export interface ForwarderOptions {
 
 const timeoutCodes = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
 
-function translate(err: unknown, origin: string, signal: AbortSignal | undefined): GatewayError {
+function translate(err: unknown, origin: string, signal: { readonly aborted: boolean } | undefined): GatewayError {
   if (err instanceof GatewayError) return err;
   const code = (err as { code?: unknown }).code;
   if (signal?.aborted || code === 'UND_ERR_ABORTED') {
@@ -61,6 +64,25 @@ function translate(err: unknown, origin: string, signal: AbortSignal | undefined
     `SnapLogic at ${origin} could not be reached or closed the connection. The resume may or may not have taken effect: check the run's state before retrying.`,
     { cause: err },
   );
+}
+
+/** Reads a whole response body, refusing one larger than `max` bytes (events, not an async iterator: cheaper per call). */
+function readBody(body: Dispatcher.ResponseData['body'], max: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    body.on('data', (chunk: Buffer) => {
+      size += chunk.byteLength;
+      if (size > max) {
+        body.destroy();
+        reject(new GatewayError('upstream_response_too_large', `SnapLogic's response exceeded ${max} bytes and was not passed on. Tell the platform team.`));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    body.once('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)));
+    body.once('error', reject);
+  });
 }
 
 /** Creates the forwarder. One pool per connect timeout; requests choose header/body timeouts. */
@@ -98,17 +120,8 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
           bodyTimeout: req.timeouts?.body ?? options.bodyTimeout,
           ...(req.signal !== undefined ? { signal: req.signal } : {}),
         });
-        const chunks: Buffer[] = [];
-        let size = 0;
-        for await (const chunk of res.body as AsyncIterable<Buffer>) {
-          size += chunk.byteLength;
-          if (size > options.maxResponseBytes) {
-            res.body.destroy();
-            throw new GatewayError('upstream_response_too_large', `SnapLogic's response exceeded ${options.maxResponseBytes} bytes and was not passed on. Tell the platform team.`);
-          }
-          chunks.push(chunk);
-        }
-        return { status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) };
+        const body = await readBody(res.body, options.maxResponseBytes);
+        return { status: res.statusCode, headers: res.headers, body };
       } catch (err) {
         throw translate(err, req.origin, req.signal);
       }

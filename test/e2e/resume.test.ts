@@ -320,6 +320,27 @@ describe('upstream failures', () => {
     expect(standIn.received.length - before).toBe(1);
   });
 
+  it('passes a response up to upstream.maxResponseBytes whole, and answers 502 for a larger one', async () => {
+    const config = baseConfig(standIn, issuer);
+    const small = await startTestGateway({ ...config, upstream: { ...(config.upstream as object), maxResponseBytes: 4096 } });
+    try {
+      standIn.setFault({ kind: 'large', bytes: 4096, count: 1 });
+      const fits = await resume(small.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), await token());
+      expect(fits.status, fits.text).toBe(200);
+      expect(fits.text).toHaveLength(4096);
+      expect((fits.json as { padding: string }).padding).toBe('x'.repeat(4096 - 14));
+
+      standIn.setFault({ kind: 'large', bytes: 4097, count: 1 });
+      const tooLarge = await resume(small.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), await token());
+      expect(tooLarge.status).toBe(502);
+      expect(tooLarge.headers['content-type']).toBe('application/problem+json');
+      expect(tooLarge.json.code).toBe('upstream_response_too_large');
+      expect(tooLarge.text).not.toContain('xxxx');
+    } finally {
+      await small.close();
+    }
+  });
+
   it('passes SnapLogic 5xx and non-JSON answers through with their status', async () => {
     standIn.setFault({ kind: 'status', status: 503, count: 1, retryAfter: 7 });
     const res = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), await token());

@@ -35,7 +35,9 @@ export type Fault =
   | { kind: 'hang'; count?: number }
   | { kind: 'reset'; count?: number }
   | { kind: 'status'; status: number; count?: number; retryAfter?: number }
-  | { kind: 'non-json'; count?: number };
+  | { kind: 'non-json'; count?: number }
+  /** A 200 whose JSON body is `bytes` long, sent in 1 KiB chunks without Content-Length. */
+  | { kind: 'large'; bytes: number; count?: number };
 
 export interface StandInOptions {
   /** Per-org Basic credentials SnapLogic accepts. Org names are case-sensitive. */
@@ -188,6 +190,13 @@ export class SnapLogicStandIn {
           res.writeHead(502, { 'content-type': 'text/html' });
           res.end('<html><body>Bad gateway</body></html>');
           return;
+        case 'large': {
+          res.writeHead(200, { 'content-type': 'application/json', 'x-sl-statuscode': '200' });
+          const body = JSON.stringify({ padding: 'x'.repeat(Math.max(0, fault.bytes - 14)) });
+          for (let i = 0; i < body.length; i += 1024) res.write(body.slice(i, i + 1024));
+          res.end();
+          return;
+        }
       }
     }
     this.route(req.method ?? '', url, authUser, authPassword, res);
