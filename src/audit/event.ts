@@ -86,10 +86,16 @@ export interface AuditEvent {
 
 const MAX_USER_AGENT = 200;
 
+let lastUa: { raw: string; clean: string } | undefined;
+
 /** A user agent fit for the trail: printable ASCII only, at most 200 characters. */
 export function cleanUserAgent(ua: string | undefined): string | null {
   if (ua === undefined || ua === '') return null;
-  return ua.replace(/[^\x20-\x7e]/g, '?').slice(0, MAX_USER_AGENT);
+  // A caller sends the same user agent on every call: remember the last one cleaned.
+  if (lastUa?.raw === ua) return lastUa.clean;
+  const clean = ua.replace(/[^\x20-\x7e]/g, '?').slice(0, MAX_USER_AGENT);
+  lastUa = { raw: ua, clean };
+  return clean;
 }
 
 export interface EventInput {

@@ -261,6 +261,7 @@ export class AuditTrail {
    * it (or its spool does), and rejects with AuditUnavailableError otherwise.
    */
   async record(event: AuditEvent, writeAhead = false): Promise<void> {
+    if (this.writers.length === 0) return;
     // Serialized once; every sink chains and stores this same text.
     const body = eventBody(event);
     const acks = this.writers.map((w) => w.submit(body, writeAhead && w.required));

@@ -18,5 +18,7 @@ export type AppEnv = {
      * @hono/node-server on its fast path; see `withRequestHeaders`.
      */
     responseHeaders: Record<string, string>;
+    /** The response built with `responseHeaders` already in it (see response-headers.ts). */
+    builtResponse: Response;
   };
 };

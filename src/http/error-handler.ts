@@ -16,7 +16,7 @@ export function handleError(log: Logger): ErrorHandler<AppEnv> {
         headers['www-authenticate'] = `Bearer realm="snapgate", error="invalid_token", error_description="${err.code}"`;
       }
       if (err.status >= 500) log.warn('request failed', { requestId, code: err.code, error: describeError(err.cause ?? err) });
-      return carriesRequestHeaders(problemResponse(err.code, err.detail, { headers: withRequestHeaders(c, headers), extensions: { ...err.extensions } }));
+      return carriesRequestHeaders(c, problemResponse(err.code, err.detail, { headers: withRequestHeaders(c, headers), extensions: { ...err.extensions } }));
     }
     log.error('unhandled error', {
       requestId,
@@ -24,6 +24,7 @@ export function handleError(log: Logger): ErrorHandler<AppEnv> {
       stack: err instanceof Error ? err.stack : undefined,
     });
     return carriesRequestHeaders(
+      c,
       problemResponse('internal_error', 'snapgate hit an unexpected error. Retry later and quote the X-Request-Id when reporting it.', {
         headers: withRequestHeaders(c, {}),
       }),

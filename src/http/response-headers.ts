@@ -4,23 +4,22 @@
 import type { Context } from 'hono';
 import type { AppEnv } from './app-env.js';
 
-const carrying = new WeakSet<Response>();
-
-/** `headers` plus the request's own response headers (which win); the Response built from them is recorded as carrying them. */
+/** Adds the request's own response headers (which win) to `headers`, a fresh object the caller owns, and returns it. */
 export function withRequestHeaders(c: Context<AppEnv>, headers: Record<string, string>): Record<string, string> {
   const own = c.get('responseHeaders');
-  return own === undefined ? headers : { ...headers, ...own };
+  if (own !== undefined) for (const name in own) headers[name] = own[name]!;
+  return headers;
 }
 
-/** Marks a response built with `withRequestHeaders`. */
-export function carriesRequestHeaders(res: Response): Response {
-  carrying.add(res);
+/** Records `res` as built with `withRequestHeaders`, so nothing is added to it afterwards. */
+export function carriesRequestHeaders(c: Context<AppEnv>, res: Response): Response {
+  c.set('builtResponse', res);
   return res;
 }
 
 /** Adds the request's response headers to a response that was built without them (health checks, Hono's own). */
 export function ensureRequestHeaders(c: Context<AppEnv>): void {
-  if (carrying.has(c.res)) return;
+  if (c.get('builtResponse') === c.res) return;
   const own = c.get('responseHeaders');
   if (own === undefined) return;
   for (const name in own) c.res.headers.set(name, own[name]!);

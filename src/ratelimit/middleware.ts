@@ -25,6 +25,18 @@ export function rateLimit(deps: {
   limitsFor: (org: string) => OrgLimits | undefined;
   metrics: Metrics;
 }): MiddlewareHandler<AppEnv> {
+  // prom-client children per (org, policy, outcome), so a call does not hash a label object per policy.
+  const decisions = new Map<string, { inc: () => void }>();
+  const countDecision = (org: string, policy: string, outcome: string) => {
+    const key = `${org} ${policy} ${outcome}`;
+    let child = decisions.get(key);
+    if (child === undefined) {
+      child = deps.metrics.rateLimitDecisions.labels(org, policy, outcome);
+      decisions.set(key, child);
+    }
+    child.inc();
+  };
+
   return async function rateLimitMiddleware(c, next) {
     const audit = c.get('audit');
     const limits = audit.org !== undefined ? deps.limitsFor(audit.org) : undefined;
@@ -49,7 +61,7 @@ export function rateLimit(deps: {
     const wouldLimit = decision.outcomes.filter((o) => !o.allowed && o.policy.shadow).map((o) => o.policy.name);
     for (const o of decision.outcomes) {
       const outcome = o.allowed ? 'allowed' : o.policy.shadow ? 'would_limit' : 'limited';
-      deps.metrics.rateLimitDecisions.inc({ org: limits.org, policy: o.policy.name, outcome });
+      countDecision(limits.org, o.policy.name, outcome);
     }
     audit.rateLimit = {
       outcome: decision.allowed ? (wouldLimit.length > 0 ? 'would_limit' : 'allowed') : 'limited',

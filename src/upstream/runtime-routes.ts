@@ -118,6 +118,7 @@ export function runtimeStartRoutes(deps: RuntimeRouteDeps): Hono<AppEnv> {
         );
       }
       return carriesRequestHeaders(
+        c,
         new Response(nullBodyStatuses.has(res.status) ? null : res.body, {
           status: res.status,
           headers: withRequestHeaders(c, callerResponseHeaders(res.headers)),
