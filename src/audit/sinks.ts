@@ -1,7 +1,7 @@
 // Audit sinks: stdout JSON lines, an append-only rotating file, and a Redis Stream. Each appends whole batches in order and skips what it already holds.
 import { open, readFile, rename, stat, type FileHandle } from 'node:fs/promises';
 import type { Redis, Result } from 'ioredis';
-import type { RedisClient } from '../redis/client.js';
+import { batchWritesThisTurn, type RedisClient } from '../redis/client.js';
 import type { ChainedRecord } from './chain.js';
 import type { AuditEvent } from './event.js';
 
@@ -178,6 +178,7 @@ export function createRedisStreamSink(client: RedisClient, options: { stream: st
         const writer = records[i]!.writer;
         const args: (string | number)[] = [];
         for (; i < records.length && records[i]!.writer === writer; i++) args.push(records[i]!.seq, records[i]!.line);
+        batchWritesThisTurn(client);
         await (client as Redis).snapgateAuditAppend(2, options.stream, streamHeadKey(options.stream, writer), options.maxLen, 30 * 86_400, ...args);
       }
     },

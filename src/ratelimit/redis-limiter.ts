@@ -1,6 +1,6 @@
 // The shared limiter: every policy of a request checked and consumed by one Lua script, on Redis's clock, in one round trip.
 import { Cluster, type Redis, type Result } from 'ioredis';
-import { withDeadline, type RedisClient } from '../redis/client.js';
+import { batchWritesThisTurn, withDeadline, type RedisClient } from '../redis/client.js';
 import { keyFor, policiesOf, type LimitDecision, type LimitRequest, type PolicyOutcome, type RateLimiter } from './policy.js';
 
 /**
@@ -113,6 +113,7 @@ export function createRedisLimiter(client: RedisClient, deadlineMs = 1_000): Rat
         if (p.kind === 'rate') args.push('r', p.shadow ? '1' : '0', p.intervalUs, p.toleranceUs);
         else args.push('c', p.shadow ? '1' : '0', p.limit, p.leaseMs);
       }
+      batchWritesThisTurn(client);
       const raw = await withDeadline((client as Redis).snapgateLimit(keys.length, ...keys, ...args), deadlineMs);
       const outcomes: PolicyOutcome[] = policies.map((policy, i) => ({
         policy,
