@@ -1,5 +1,5 @@
 // Tamper evidence: each writer's events form a SHA-256 hash chain over each event's serialized form; verify finds the first broken link. Pure.
-import { createHash, randomBytes } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 import type { AuditEvent, ChainFields } from './event.js';
 
 /**
@@ -27,7 +27,7 @@ export function eventBody(event: AuditEvent): string {
 
 /** sha256(prev + "\n" + writer + "\n" + seq + "\n" + body), hex. */
 export function eventHash(body: string, chain: Omit<ChainFields, 'hash'>): string {
-  return createHash('sha256').update(`${chain.prev}\n${chain.writer}\n${chain.seq}\n`).update(body).digest('hex');
+  return hash('sha256', `${chain.prev}\n${chain.writer}\n${chain.seq}\n${body}`, 'hex');
 }
 
 /** The running state of one writer's chain (one per sink per process). */

@@ -1,5 +1,5 @@
 // A bounded cache of verified tokens: keyed by a SHA-256 of the token (the token itself is never kept), never past exp.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { Principal } from './verifier.js';
 
 export interface TokenCacheOptions {
@@ -23,7 +23,7 @@ export class TokenCache {
   }
 
   static keyOf(token: string): string {
-    return createHash('sha256').update(token).digest('base64url');
+    return hash('sha256', token, 'base64url');
   }
 
   get(key: string): Principal | undefined {

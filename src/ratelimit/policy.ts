@@ -1,5 +1,5 @@
 // Rate-limit policies compiled from config once at start-up, and the limiter interface both limiters implement.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { RateLimitConfig } from '../config/schema.js';
 
 export type PolicyName = 'org-rate' | 'caller-rate' | 'org-concurrency';
@@ -116,9 +116,20 @@ export function policiesOf(limits: OrgLimits): LimitPolicy[] {
   return [limits.rate, limits.perCaller, limits.concurrency].filter((p): p is LimitPolicy => p !== undefined);
 }
 
+// Callers repeat: their keys are remembered (bounded; forgotten all at once when full).
+const callerKeys = new Map<string, string>();
+const MAX_CALLER_KEYS = 10_000;
+
 /** An opaque, fixed-length key for a caller: no claim text reaches Redis keys. */
 export function callerKey(iss: string, sub: string): string {
-  return createHash('sha256').update(iss).update('\n').update(sub).digest('base64url').slice(0, 22);
+  const id = `${iss}\n${sub}`;
+  let key = callerKeys.get(id);
+  if (key === undefined) {
+    key = hash('sha256', id, 'base64url').slice(0, 22);
+    if (callerKeys.size >= MAX_CALLER_KEYS) callerKeys.clear();
+    callerKeys.set(id, key);
+  }
+  return key;
 }
 
 /**

@@ -36,11 +36,19 @@ export function batchWritesThisTurn(client: RedisClient): void {
  * while our own event loop was busy still wins: only Redis being slow counts as a timeout, not us.
  */
 export function withDeadline<T>(command: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => setImmediate(() => reject(new RedisDeadlineError(ms))), ms);
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => setImmediate(() => reject(new RedisDeadlineError(ms))), ms);
+    command.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      },
+    );
   });
-  return Promise.race([command, deadline]).finally(() => clearTimeout(timer));
 }
 
 /**
