@@ -2,10 +2,10 @@
 // Composition root and CLI: load config, start the gateway, wire signals. The only file that touches process.*.
 import cluster from 'node:cluster';
 import { hostname } from 'node:os';
-import { ConfigError, loadConfig } from './config/load.js';
+import { ConfigError } from './config/errors.js';
+import { loadConfigIsolated } from './config/load-isolated.js';
 import { CredentialError } from './credentials/store.js';
 import { startGateway } from './gateway.js';
-import { auditUsage, runAuditCli } from './audit/cli.js';
 import { createLogger, describeError, type Logger } from './log.js';
 
 /** Exit code for a config that cannot be used (sysexits EX_CONFIG). */
@@ -24,7 +24,7 @@ async function serve(): Promise<void> {
   const bootLog = createLogger({ write: (l) => process.stderr.write(l) });
   let config;
   try {
-    config = await loadConfig(configPath, process.env);
+    config = await loadConfigIsolated(configPath, process.env);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`snapgate: ${err.message}\n`);
@@ -112,6 +112,8 @@ const [command = 'serve', ...args] = process.argv.slice(2);
 if (command === 'serve') {
   await serve();
 } else if (command === 'audit') {
+  // Loaded only for this command: the serving process does not need the CLI.
+  const { auditUsage, runAuditCli } = await import('./audit/cli.js');
   if (args.length === 0 || args[0] === '--help' || args[0] === '-h') {
     process.stdout.write(`${auditUsage}\n`);
     process.exit(args.length === 0 ? 2 : 0);

@@ -1,26 +1,10 @@
 // Reads the YAML config, applies environment overrides and validates it, reporting every bad field at once.
 import { readFile } from 'node:fs/promises';
 import { parseDocument } from 'yaml';
+import { ConfigError, deepFreeze } from './errors.js';
 import { configSchema, crossFieldProblems, type Config } from './schema.js';
 
-/** Start-up stops on this error; `problems` lists every bad field as `path: message`. */
-export class ConfigError extends Error {
-  constructor(
-    readonly source: string,
-    readonly problems: readonly string[],
-  ) {
-    super(`invalid config ${source}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
-    this.name = 'ConfigError';
-  }
-}
-
-function deepFreeze<T>(value: T): T {
-  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const v of Object.values(value)) deepFreeze(v);
-  }
-  return value;
-}
+export { ConfigError } from './errors.js';
 
 function pathText(path: readonly PropertyKey[]): string {
   return path.length === 0 ? '(root)' : path.map(String).join('.');

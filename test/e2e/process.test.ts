@@ -1,8 +1,9 @@
 // snapgate as a real process: bad config stops start-up, SIGHUP and file changes rotate credentials, SIGTERM drains.
+import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { baseConfig, startTestStandIn, spawnGateway, tempDir, testSecrets, writeConfig } from '../helpers/gateway.js';
+import { baseConfig, ROOT, startTestStandIn, spawnGateway, tempDir, testSecrets, writeConfig } from '../helpers/gateway.js';
 import { resume, send } from '../helpers/http.js';
 import type { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
 import { TokenIssuer } from '../helpers/token-issuer.js';
@@ -144,6 +145,41 @@ describe('credential rotation', () => {
       gw.kill('SIGKILL');
       await gw.exited;
       standIn.setCredential('Acme-Prod', testSecrets.ACME_SL_USER, testSecrets.ACME_SL_PASSWORD);
+    }
+  });
+});
+
+describe('the built gateway (node dist/src/main.js, as deployed)', () => {
+  // Built, snapgate parses its config in a worker thread (src/config/load-isolated.ts); from source
+  // it parses in process. Build once here so these tests run what the image runs.
+  beforeAll(() => {
+    execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json')], { cwd: ROOT, stdio: 'pipe' });
+  }, 120_000);
+
+  it('stops with exit 78 naming every bad field when the config is bad', async () => {
+    const doc = baseConfig(standIn, issuer);
+    const gw = await spawnGateway(writeConfig({ ...doc, server: { port: 'eighty' }, policy: [{ match: {}, orgs: ['Ghost-Org'], actions: ['runtime.start'] }] }), testSecrets, { built: true });
+    expect(gw.port).toBe(-1);
+    expect(await gw.exited).toBe(78);
+    const err = gw.stderr.join('\n');
+    expect(err).toContain('server.port');
+    expect(err).toContain('policy.0.match');
+  });
+
+  it('serves a resume with a good config, on one and on two workers, and exits 0 on SIGTERM', async () => {
+    for (const workers of [1, 2]) {
+      const doc = baseConfig(standIn, issuer);
+      (doc.server as Record<string, unknown>).workers = workers;
+      const gw = await spawnGateway(writeConfig(doc), testSecrets, { built: true });
+      try {
+        await until(() => gw.stderr.filter((l) => l.includes('"snapgate listening"')).length === workers);
+        const res = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), await issuer.mint({ sub: 'svc-billing' }));
+        expect(res.status, res.text).toBe(200);
+        gw.kill('SIGTERM');
+        expect(await gw.exited).toBe(0);
+      } finally {
+        gw.kill('SIGKILL');
+      }
     }
   });
 });

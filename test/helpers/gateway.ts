@@ -135,10 +135,18 @@ export function writeConfig(doc: unknown, dir = tempDir()): string {
   return path;
 }
 
-/** Runs `snapgate` (src/main.ts through tsx) as a child process. Resolves once it listens, or when it exits early. */
-export async function spawnGateway(configPath: string, env: Record<string, string | undefined> = testSecrets): Promise<GatewayProcess> {
+/**
+ * Runs `snapgate` as a child process: src/main.ts through tsx, or with `built` the compiled
+ * dist/src/main.js as deployed (build it first). Resolves once it listens, or when it exits early.
+ */
+export async function spawnGateway(
+  configPath: string,
+  env: Record<string, string | undefined> = testSecrets,
+  options: { built?: boolean } = {},
+): Promise<GatewayProcess> {
+  const entry = options.built ? [join(ROOT, 'dist/src/main.js')] : ['--import', 'tsx', join(ROOT, 'src/main.ts')];
   const proc = track(
-    spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/main.ts')], {
+    spawn(process.execPath, entry, {
       cwd: ROOT,
       env: { PATH: process.env.PATH, SNAPGATE_CONFIG: configPath, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
