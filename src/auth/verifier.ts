@@ -31,6 +31,18 @@ interface TrustedIssuer {
   readonly requiredClaims: readonly string[];
 }
 
+/**
+ * Refusals that depend on the token alone, never on time passing or on the keys changing: the same
+ * token gets the same answer, so it is remembered (by hash) and a flood of one bad token costs one
+ * signature check per REJECTION_TTL_MS. Not remembered: token_not_yet_valid (nbf passes), token_claim_invalid (iat may be just ahead of the clock),
+ * token_key_unknown (a rotation may publish the key), jwks_unavailable (transient).
+ */
+const FINAL_REJECTIONS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'token_malformed', 'token_signature_invalid', 'token_issuer_untrusted', 'token_algorithm_not_allowed',
+  'token_audience_invalid', 'token_expired',
+]);
+const REJECTION_TTL_MS = 10_000;
+
 function invalid(code: ErrorCode, detail: string, cause?: unknown): GatewayError {
   return new GatewayError(code, detail, { cause });
 }
@@ -70,14 +82,30 @@ export async function createTokenVerifier(
     });
   }
 
+  // Final refusals by token hash, oldest first; bounded like the cache of verified tokens.
+  const rejected = new Map<string, { error: GatewayError; until: number }>();
+
   async function verify(token: string): Promise<Principal> {
     if (cache === undefined) return verifyUncached(token);
     const key = TokenCache.keyOf(token);
     const hit = cache.get(key);
     if (hit !== undefined) return hit;
-    const principal = await verifyUncached(token);
-    cache.set(key, principal);
-    return principal;
+    const refusal = rejected.get(key);
+    if (refusal !== undefined) {
+      if (refusal.until > Date.now()) throw refusal.error;
+      rejected.delete(key);
+    }
+    try {
+      const principal = await verifyUncached(token);
+      cache.set(key, principal);
+      return principal;
+    } catch (err) {
+      if (err instanceof GatewayError && FINAL_REJECTIONS.has(err.code)) {
+        rejected.set(key, { error: err, until: Date.now() + Math.min(REJECTION_TTL_MS, deps.cache?.maxTtlMs ?? REJECTION_TTL_MS) });
+        if (rejected.size > (deps.cache?.maxEntries ?? 0)) rejected.delete(rejected.keys().next().value as string);
+      }
+      throw err;
+    }
   }
 
   async function verifyUncached(token: string): Promise<Principal> {

@@ -84,6 +84,31 @@ describe('remote JWKS', () => {
     expect(gw.logs.some((l) => l.msg === 'jwks fetch failed' && l.keptLastGood === true)).toBe(true);
   });
 
+  it('answers a repeated bad token the same way, and accepts a token whose key is published after it was first refused', async () => {
+    issuer = await TokenIssuer.start();
+    const gw = await gatewayWith([
+      { issuer: issuer.issuer, audience: 'snapgate', jwksUri: issuer.jwksUri, algorithms: ['ES256'], jwks: { cooldown: '1s' } },
+    ]);
+    // A forged signature is a final answer for that token (remembered by hash for a few seconds).
+    const forged = await issuer.mint({ sub: 'svc-billing' }, { forgeWithUnpublishedKey: true });
+    const first = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), forged);
+    const again = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), forged);
+    expect([first.status, again.status]).toEqual([401, 401]);
+    expect(first.json.code).toBe('token_signature_invalid');
+    expect(again.text).toBe(first.text);
+    expect(again.headers['www-authenticate']).toBe(first.headers['www-authenticate']);
+
+    // An unknown kid is not final: once the IdP publishes the key, the same token works.
+    const early = await issuer.mint({ sub: 'svc-billing' }, { nextKey: true });
+    const refused = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), early);
+    expect(refused.status).toBe(401);
+    expect(refused.json.code).toBe('token_key_unknown');
+    await issuer.rotate();
+    await new Promise((r) => setTimeout(r, 1_100)); // the unknown-kid refetch cooldown
+    const accepted = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), early);
+    expect(accepted.status, accepted.text).toBe(200);
+  });
+
   it('bounds refetches caused by made-up kids (no fetch storm)', async () => {
     issuer = await TokenIssuer.start();
     const gw = await gatewayWith([

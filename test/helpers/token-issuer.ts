@@ -22,6 +22,8 @@ export interface MintOptions {
   forgeWithUnpublishedKey?: boolean;
   /** Header overrides, e.g. a kid the JWKS does not have, or none. */
   kid?: string | null;
+  /** Signs with the key the next rotate() will publish: its kid is unknown until then. */
+  nextKey?: boolean;
 }
 
 async function newKey(alg: string, kid: string): Promise<SigningKey> {
@@ -85,9 +87,12 @@ export class TokenIssuer {
   }
 
   /** Publishes a new key and signs with it from now on; `dropOld` unpublishes the previous keys. */
+  private next: SigningKey | undefined;
+
   async rotate(options: { dropOld?: boolean } = {}): Promise<string> {
     this.generation += 1;
-    const key = await newKey(this.alg, `key-${this.generation}`);
+    const key = this.next ?? (await newKey(this.alg, `key-${this.generation}`));
+    this.next = undefined;
     this.keys = options.dropOld ? [key] : [...this.keys, key];
     return key.kid;
   }
@@ -95,6 +100,10 @@ export class TokenIssuer {
   /** Signs a token with the current key. */
   async mint(claims: JWTPayload & { sub?: string }, options: MintOptions = {}): Promise<string> {
     let key = this.keys.at(-1)!;
+    if (options.nextKey) {
+      this.next ??= await newKey(this.alg, `key-${this.generation + 1}`);
+      key = this.next;
+    }
     if (options.forgeWithUnpublishedKey) {
       this.rogue ??= await newKey(this.alg, key.kid);
       key = { ...this.rogue, kid: key.kid };
