@@ -19,7 +19,7 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 // Latency is compared at a fixed offered load both targets sustain: at saturation, a closed loop of
 // N connections has latency = N / throughput (Little's law), which only restates the req/s ratio.
 const FIXED_RATE = Number(process.env.BENCH_FIXED_RATE ?? 1_000);
-const ORGS = 1_000;
+const ORGS = Number(process.env.BENCH_ORGS ?? 1_000);
 const CALLERS = 100;
 const RUUID = '52e99318640a9a03d8681d0d_e74cbd53-806e-464a-8190-52226c49bff5';
 const env = { PATH: process.env.PATH, BENCH_SL_USER: 'bench@example.com', BENCH_SL_PASSWORD: 'bench-password' };
@@ -265,7 +265,7 @@ async function main(): Promise<void> {
             ? { stdout: false }
             : process.env.BENCH_AUDIT === 'stdout'
               ? { stdout: true }
-              : { sinks: [{ type: 'redis', maxLen: 200_000 }] },
+              : { sinks: [{ type: 'redis', maxLen: Number(process.env.BENCH_AUDIT_MAXLEN ?? 200_000) }] },
       }, { aliasDuplicateObjects: false }),
     );
     return path;
