@@ -33,9 +33,10 @@ interface TrustedIssuer {
 
 /**
  * Refusals that depend on the token alone, never on time passing or on the keys changing: the same
- * token gets the same answer, so it is remembered (by hash) and a flood of one bad token costs one
- * signature check per REJECTION_TTL_MS. Not remembered: token_not_yet_valid (nbf passes), token_claim_invalid (iat may be just ahead of the clock),
- * token_key_unknown (a rotation may publish the key), jwks_unavailable (transient).
+ * token gets the same answer, so it is remembered (by hash, in the token cache) and a flood of one
+ * bad token costs one signature check per REJECTION_TTL_MS. Not remembered: token_not_yet_valid
+ * (nbf passes), token_claim_invalid (iat may be just ahead of the clock), token_key_unknown (a
+ * rotation may publish the key), jwks_unavailable (transient).
  */
 const FINAL_REJECTIONS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'token_malformed', 'token_signature_invalid', 'token_issuer_untrusted', 'token_algorithm_not_allowed',
@@ -82,28 +83,19 @@ export async function createTokenVerifier(
     });
   }
 
-  // Final refusals by token hash, oldest first; bounded like the cache of verified tokens.
-  const rejected = new Map<string, { error: GatewayError; until: number }>();
-
   async function verify(token: string): Promise<Principal> {
     if (cache === undefined) return verifyUncached(token);
     const key = TokenCache.keyOf(token);
     const hit = cache.get(key);
     if (hit !== undefined) return hit;
-    const refusal = rejected.get(key);
-    if (refusal !== undefined) {
-      if (refusal.until > Date.now()) throw refusal.error;
-      rejected.delete(key);
-    }
+    const refusal = cache.refusal(key);
+    if (refusal !== undefined) throw refusal;
     try {
       const principal = await verifyUncached(token);
       cache.set(key, principal);
       return principal;
     } catch (err) {
-      if (err instanceof GatewayError && FINAL_REJECTIONS.has(err.code)) {
-        rejected.set(key, { error: err, until: Date.now() + Math.min(REJECTION_TTL_MS, deps.cache?.maxTtlMs ?? REJECTION_TTL_MS) });
-        if (rejected.size > (deps.cache?.maxEntries ?? 0)) rejected.delete(rejected.keys().next().value as string);
-      }
+      if (err instanceof GatewayError && FINAL_REJECTIONS.has(err.code)) cache.refuse(key, err, REJECTION_TTL_MS);
       throw err;
     }
   }
