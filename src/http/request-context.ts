@@ -5,7 +5,7 @@ import type { Context, MiddlewareHandler } from 'hono';
 import { buildAuditEvent, type AuditEvent, type AuditEventType, type Decision } from '../audit/event.js';
 import type { AuditRecorder } from '../audit/recorder.js';
 import { GatewayError, kindOf, type ErrorCode } from '../errors.js';
-import type { Metrics } from '../ops/metrics.js';
+import { seriesOf, type Metrics } from '../ops/metrics.js';
 import { acceptableRequestId } from '../upstream/headers.js';
 import type { AppEnv } from './app-env.js';
 import { requestHeader } from './incoming.js';
@@ -47,16 +47,9 @@ export function requestContext(deps: {
   isDraining: () => boolean;
   metrics: Metrics;
 }): MiddlewareHandler<AppEnv> {
-  // prom-client children per label values, looked up by a string instead of hashing a label object per call.
-  const children = new Map<string, object>();
-  function series<T extends object>(key: string, make: () => T): T {
-    let child = children.get(key);
-    if (child === undefined) {
-      child = make();
-      children.set(key, child);
-    }
-    return child as T;
-  }
+  const requests = seriesOf((decision, reason) => deps.metrics.requests.labels(decision, reason));
+  const requestDuration = seriesOf((decision) => deps.metrics.requestDuration.labels(decision));
+  const upstreamDuration = seriesOf((status) => deps.metrics.upstreamDuration.labels(status));
 
   return async function requestContextMiddleware(c, next) {
     const started = performance.now();
@@ -79,11 +72,10 @@ export function requestContext(deps: {
     const decision: Decision = code === undefined ? 'allowed' : kindOf(code);
     const latencyMs = performance.now() - started;
     const fields = c.get('audit');
-    series(`r ${decision} ${code ?? 'none'}`, () => deps.metrics.requests.labels(decision, code ?? 'none')).inc();
-    series(`d ${decision}`, () => deps.metrics.requestDuration.labels(decision)).observe(latencyMs / 1000);
+    requests(decision, code ?? 'none').inc();
+    requestDuration(decision).observe(latencyMs / 1000);
     if (fields.upstreamLatencyMs !== undefined) {
-      const status = fields.upstreamStatus ?? 0;
-      series(`u ${status}`, () => deps.metrics.upstreamDuration.labels(String(status))).observe(fields.upstreamLatencyMs / 1000);
+      upstreamDuration(String(fields.upstreamStatus ?? 0)).observe(fields.upstreamLatencyMs / 1000);
     }
     const outcome = { decision, status: c.res.status, latencyMs, ...(code !== undefined ? { reason: code } : {}) };
     if (fields.attemptId !== undefined) {

@@ -43,3 +43,21 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     }),
   };
 }
+
+/**
+ * prom-client's child series for label values, remembered by those values: on the request path a
+ * string lookup instead of prom-client hashing a label object on every call. Label values are
+ * bounded (configured orgs, policies, codes, statuses), so the map is too.
+ */
+export function seriesOf<T>(labels: (...values: string[]) => T): (...values: string[]) => T {
+  const children = new Map<string, T>();
+  return (...values) => {
+    const key = values.join('\u0000');
+    let child = children.get(key);
+    if (child === undefined) {
+      child = labels(...values);
+      children.set(key, child);
+    }
+    return child;
+  };
+}

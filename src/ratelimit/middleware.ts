@@ -2,7 +2,7 @@
 import type { MiddlewareHandler } from 'hono';
 import { GatewayError } from '../errors.js';
 import type { AppEnv } from '../http/app-env.js';
-import type { Metrics } from '../ops/metrics.js';
+import { seriesOf, type Metrics } from '../ops/metrics.js';
 import { formatPolicyField, formatRateLimitField, retryAfterSeconds } from './headers.js';
 import { callerKey, type LimitDecision, type OrgLimits, type RateLimiter } from './policy.js';
 import { LimiterUnavailableError } from './resilient-limiter.js';
@@ -25,17 +25,7 @@ export function rateLimit(deps: {
   limitsFor: (org: string) => OrgLimits | undefined;
   metrics: Metrics;
 }): MiddlewareHandler<AppEnv> {
-  // prom-client children per (org, policy, outcome), so a call does not hash a label object per policy.
-  const decisions = new Map<string, { inc: () => void }>();
-  const countDecision = (org: string, policy: string, outcome: string) => {
-    const key = `${org} ${policy} ${outcome}`;
-    let child = decisions.get(key);
-    if (child === undefined) {
-      child = deps.metrics.rateLimitDecisions.labels(org, policy, outcome);
-      decisions.set(key, child);
-    }
-    child.inc();
-  };
+  const decisions = seriesOf((org, policy, outcome) => deps.metrics.rateLimitDecisions.labels(org, policy, outcome));
 
   return async function rateLimitMiddleware(c, next) {
     const audit = c.get('audit');
@@ -61,7 +51,7 @@ export function rateLimit(deps: {
     const wouldLimit = decision.outcomes.filter((o) => !o.allowed && o.policy.shadow).map((o) => o.policy.name);
     for (const o of decision.outcomes) {
       const outcome = o.allowed ? 'allowed' : o.policy.shadow ? 'would_limit' : 'limited';
-      countDecision(limits.org, o.policy.name, outcome);
+      decisions(limits.org, o.policy.name, outcome).inc();
     }
     audit.rateLimit = {
       outcome: decision.allowed ? (wouldLimit.length > 0 ? 'would_limit' : 'allowed') : 'limited',
