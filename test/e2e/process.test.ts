@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { baseConfig, ROOT, startTestStandIn, spawnGateway, tempDir, testSecrets, writeConfig } from '../helpers/gateway.js';
+import { baseConfig, ROOT, startTestStandIn, spawnGateway, tempDir, testSecrets, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
 import { resume, send } from '../helpers/http.js';
 import type { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
 import { TokenIssuer } from '../helpers/token-issuer.js';
@@ -28,6 +28,20 @@ async function until(check: () => boolean | Promise<boolean>, timeoutMs = 5_000)
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error('condition not met in time');
     await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Waits for `workers` listeners, expects `calls` resumes to answer 200, then SIGTERM and exit 0. */
+async function servesThenStops(gw: GatewayProcess, workers: number, calls: number): Promise<void> {
+  try {
+    await until(() => gw.stderr.filter((l) => l.includes('"snapgate listening"')).length === workers);
+    const jwt = await issuer.mint({ sub: 'svc-billing' });
+    const replies = await Promise.all(Array.from({ length: calls }, () => resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt)));
+    expect(replies.map((r) => r.status)).toEqual(Array(calls).fill(200));
+    gw.kill('SIGTERM');
+    expect(await gw.exited).toBe(0);
+  } finally {
+    gw.kill('SIGKILL');
   }
 }
 
@@ -170,16 +184,7 @@ describe('the built gateway (node dist/src/main.js, as deployed)', () => {
     for (const workers of [1, 2]) {
       const doc = baseConfig(standIn, issuer);
       (doc.server as Record<string, unknown>).workers = workers;
-      const gw = await spawnGateway(writeConfig(doc), testSecrets, { built: true });
-      try {
-        await until(() => gw.stderr.filter((l) => l.includes('"snapgate listening"')).length === workers);
-        const res = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), await issuer.mint({ sub: 'svc-billing' }));
-        expect(res.status, res.text).toBe(200);
-        gw.kill('SIGTERM');
-        expect(await gw.exited).toBe(0);
-      } finally {
-        gw.kill('SIGKILL');
-      }
+      await servesThenStops(await spawnGateway(writeConfig(doc), testSecrets, { built: true }), workers, 1);
     }
   });
 });
@@ -188,17 +193,7 @@ describe('worker processes', () => {
   it('serves from several workers on one port with server.workers, and stops them all on SIGTERM', async () => {
     const doc = baseConfig(standIn, issuer);
     (doc.server as Record<string, unknown>).workers = 2;
-    const gw = await spawnGateway(writeConfig(doc));
-    try {
-      await until(() => gw.stderr.filter((l) => l.includes('"snapgate listening"')).length === 2);
-      const jwt = await issuer.mint({ sub: 'svc-billing' });
-      const replies = await Promise.all(Array.from({ length: 10 }, () => resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt)));
-      expect(replies.map((r) => r.status)).toEqual(Array(10).fill(200));
-      gw.kill('SIGTERM');
-      expect(await gw.exited).toBe(0);
-    } finally {
-      gw.kill('SIGKILL');
-    }
+    await servesThenStops(await spawnGateway(writeConfig(doc)), 2, 10);
   });
 });
 
