@@ -73,18 +73,13 @@ const listeningLine = (line: string) => {
   return (JSON.parse(line) as { port: number }).port;
 };
 
-/** Peak resident memory of a process (VmHWM), MB. */
-function peakRssMb(pid: number): number {
+/** A memory field of /proc/<pid>/status, MB: VmHWM is the peak resident size, VmRSS the current one. */
+function statusMb(pid: number, field: 'VmHWM' | 'VmRSS'): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
-  return Math.round(kb / 1024);
+  return Math.round(Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0) / 1024);
 }
-
-/** Current resident memory of a process (VmRSS), MB. */
-function rssMb(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  return Math.round(Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024);
-}
+const peakRssMb = (pid: number) => statusMb(pid, 'VmHWM');
+const rssMb = (pid: number) => statusMb(pid, 'VmRSS');
 
 /** Peak RSS over a process and its children (workers), MB. */
 function peakRssTreeMb(pid: number): number {
