@@ -1,7 +1,7 @@
 // `npm run bench`: snapgate (built, JWT + Redis rate limits + Redis audit) against a bare Node proxy, same stand-in, same load, in one run.
 // Prints a table of ratios to the bare proxy and writes reports/bench.json.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -30,7 +30,7 @@ interface Proc {
 }
 
 /** Starts a child and waits for a line that yields its port. */
-function start(args: string[], extraEnv: Record<string, string>, portOf: (line: string) => number | undefined): Promise<Proc> {
+function start(args: string[], extraEnv: Record<string, string>, portOf: (line: string) => number | undefined, logTo?: string): Promise<Proc> {
   const proc = track(spawn(process.execPath, args, { cwd: ROOT, env: { ...env, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] }));
   return new Promise((resolve, reject) => {
     let buf = '';
@@ -41,8 +41,14 @@ function start(args: string[], extraEnv: Record<string, string>, portOf: (line: 
         if (port !== undefined) {
           proc.stdout.off('data', onData);
           proc.stderr.off('data', onData);
-          proc.stdout.resume();
-          proc.stderr.resume();
+          if (logTo !== undefined) {
+            const file = createWriteStream(logTo);
+            proc.stdout.pipe(file);
+            proc.stderr.pipe(file);
+          } else {
+            proc.stdout.resume();
+            proc.stderr.resume();
+          }
           resolve({ proc, port });
           return;
         }
@@ -103,7 +109,12 @@ interface Run {
   statuses: Record<string, number>;
   /** CPU time (user + system, all threads) the target spent per answered request, µs. */
   cpuUs: number;
+  /** The same per answered request for the whole machine and for the other parts (Redis, stand-in, load generator), µs. */
+  shares: Record<string, number>;
 }
+
+/** Processes whose CPU time is shared out per request besides the target's: filled in by main. */
+const others: Record<string, number> = {};
 
 /** CPU time (user + system, all threads) a process has used so far, µs. */
 function cpuTimeUs(pid: number): number {
@@ -112,8 +123,25 @@ function cpuTimeUs(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) * 10_000;
 }
 
+/** Busy CPU time of the whole machine so far (all cores, everything but idle and iowait), µs. */
+function machineTimeUs(): number {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal: busy = all but idle (3) and iowait (4).
+  return f.slice(0, 8).reduce((sum, v, i) => (i === 3 || i === 4 ? sum : sum + v), 0) * 10_000;
+}
+
+/** Snapshots the machine's and the other parts' CPU time; the returned function gives µs per request since. */
+function sharesSince(): (requests: number) => Record<string, number> {
+  const before = { machine: machineTimeUs(), ...Object.fromEntries(Object.entries(others).map(([k, pid]) => [k, cpuTimeUs(pid)])) };
+  return (requests) => {
+    const now: Record<string, number> = { machine: machineTimeUs(), ...Object.fromEntries(Object.entries(others).map(([k, pid]) => [k, cpuTimeUs(pid)])) };
+    return Object.fromEntries(Object.entries(before).map(([k, v]) => [k, Math.round((now[k]! - v) / Math.max(1, requests))]));
+  };
+}
+
 async function load(port: number, pick: () => { path: string; token: string }, pid?: number): Promise<Run> {
   const cpuBefore = pid !== undefined ? cpuTimeUs(pid) : 0;
+  const shares = sharesSince();
   const result = await autocannon({
     url: `http://127.0.0.1:${port}`,
     connections: CONNECTIONS,
@@ -139,6 +167,7 @@ async function load(port: number, pick: () => { path: string; token: string }, p
     non2xx: result.non2xx,
     statuses,
     cpuUs: pid !== undefined ? (cpuTimeUs(pid) - cpuBefore) / Math.max(1, result.requests.total) : 0,
+    shares: shares(result.requests.total),
   };
 }
 
@@ -154,6 +183,7 @@ async function loadAtRate(port: number, pick: () => { path: string; token: strin
   const statuses: Record<string, number> = {};
   let errors = 0;
   const cpuBefore = cpuTimeUs(pid);
+  const shares = sharesSince();
   const total = Math.round(rate * DURATION);
   const answered: Promise<void>[] = [];
   const start = performance.now();
@@ -194,6 +224,7 @@ async function loadAtRate(port: number, pick: () => { path: string; token: strin
     non2xx: Object.entries(statuses).reduce((n, [k, v]) => (k.startsWith('2') ? n : n + v), 0),
     statuses,
     cpuUs: (cpuTimeUs(pid) - cpuBefore) / Math.max(1, latencies.length),
+    shares: shares(latencies.length),
   };
 }
 
@@ -210,6 +241,7 @@ function combine(runs: Run[]): Run {
     non2xx: runs.reduce((n, r) => n + r.non2xx, 0),
     statuses,
     cpuUs: Math.round(mean(runs.map((r) => r.cpuUs))),
+    shares: Object.fromEntries(Object.keys(runs[0]?.shares ?? {}).map((k) => [k, Math.round(mean(runs.map((r) => r.shares[k] ?? 0)))])),
   };
 }
 
@@ -233,6 +265,7 @@ async function main(): Promise<void> {
   const issuer = await TokenIssuer.start();
   const standIn = await start(['--import', 'tsx', join(ROOT, 'test/bench/stand-in-process.ts')], {}, readyLine);
   const upstream = `http://127.0.0.1:${standIn.port}`;
+  Object.assign(others, { redis: redis.pid!, 'stand-in': standIn.proc.pid!, 'load generator': process.pid });
 
   const orgNames = Array.from({ length: ORGS }, (_, i) => `Org-${String(i).padStart(4, '0')}`);
   const credentials = { username: 'env:BENCH_SL_USER', password: 'env:BENCH_SL_PASSWORD' };
@@ -293,10 +326,14 @@ async function main(): Promise<void> {
   // BENCH_NODE_ARGS adds node flags to snapgate, e.g. --perf-basic-prof for `perf record`.
   const nodeArgs = process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
   // BENCH_FLOOR=1 puts test/bench/hono-floor.ts (Hono on @hono/node-server, no checks) in snapgate's place:
-  // what the framework alone costs against the bare proxy.
-  const gateway = process.env.BENCH_FLOOR === '1'
-    ? await start([...profile, '--import', 'tsx', join(ROOT, 'test/bench/hono-floor.ts')], { BARE_UPSTREAM: upstream }, readyLine)
-    : await start([...profile, ...nodeArgs, join(ROOT, 'dist/src/main.js')], { SNAPGATE_CONFIG: configFor(1) }, listeningLine);
+  // what the framework alone costs against the bare proxy. BENCH_FLOOR=redis adds the Redis work
+  // snapgate's design requires (rate limit + write-ahead audit) through snapgate's own limiter and
+  // trail; BENCH_FLOOR=redis-raw sends the same commands straight through ioredis.
+  const floor = process.env.BENCH_FLOOR;
+  const floorEnv: Record<string, string> = floor === 'redis' || floor === 'redis-raw' ? { FLOOR_REDIS: redis.url, FLOOR_REDIS_MODE: floor === 'redis-raw' ? 'raw' : 'ours' } : {};
+  const gateway = floor !== undefined && floor !== '' && floor !== '0'
+    ? await start([...profile, '--import', 'tsx', join(ROOT, 'test/bench/hono-floor.ts')], { BARE_UPSTREAM: upstream, ...floorEnv }, readyLine)
+    : await start([...profile, ...nodeArgs, join(ROOT, 'dist/src/main.js')], { SNAPGATE_CONFIG: configFor(1) }, listeningLine, process.env.BENCH_GATEWAY_LOG);
 
   const rssAtStart = { bare: rssMb(bare.proc.pid!), snapgate: rssMb(gateway.proc.pid!) };
   // Warm both up (JIT, pools, JWKS fetch, script load).
@@ -347,7 +384,7 @@ async function main(): Promise<void> {
 
   // Scale out: scenario (a) with two worker processes.
   const a0 = () => results['a steady']?.snapgate ?? twoPlaceholder;
-  const twoPlaceholder: Run = { rps: 0, p50: 0, p99: 0, p999: 0, errors: 0, non2xx: 0, statuses: {}, cpuUs: 0 };
+  const twoPlaceholder: Run = { rps: 0, p50: 0, p99: 0, p999: 0, errors: 0, non2xx: 0, statuses: {}, cpuUs: 0, shares: {} };
   let workers: { one: Run; two: Run; rssTwo: number } | undefined;
   if (process.env.BENCH_WORKERS !== '0') {
     const two = await start([join(ROOT, 'dist/src/main.js')], { SNAPGATE_CONFIG: configFor(2) }, listeningLine);
@@ -368,6 +405,7 @@ async function main(): Promise<void> {
   const lines: string[] = [];
   lines.push(`snapgate benchmark — ${new Date().toISOString()} — ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`);
   lines.push(`${CONNECTIONS} connections, ${DURATION}s × ${ROUNDS} rounds per target, alternating`);
+  if (floor !== undefined && floor !== '' && floor !== '0') lines.push(`BENCH_FLOOR=${floor}: the rows named snapgate are test/bench/hono-floor.ts, not snapgate`);
   lines.push('');
   lines.push('scenario       target     req/s   p50 ms  p99 ms  p99.9 ms  errors  statuses              req/s ratio  p99 Δ ms  CPU µs/req');
   for (const [name, r] of Object.entries(results)) {
@@ -379,6 +417,16 @@ async function main(): Promise<void> {
       lines.push(
         `${name.padEnd(14)} ${who.padEnd(9)} ${String(x.rps).padStart(6)}  ${fmt(x.p50).padStart(6)}  ${fmt(x.p99).padStart(6)}  ${fmt(x.p999).padStart(8)}  ${String(x.errors).padStart(6)}  ${statuses.padEnd(20)}  ${ratio.padStart(11)}  ${delta.padStart(8)}  ${String(x.cpuUs).padStart(10)}`,
       );
+    }
+  }
+  lines.push('');
+  // Every part shares the same two cores, so what snapgate makes Redis and the others do counts too.
+  lines.push('CPU µs per request, whole machine and by part (target, Redis, stand-in, load generator):');
+  for (const [name, r] of Object.entries(results)) {
+    for (const who of ['bare', 'snapgate'] as const) {
+      const x = r[who];
+      const parts = [`target ${x.cpuUs}`, ...Object.entries(x.shares).filter(([k]) => k !== 'machine').map(([k, v]) => `${k} ${v}`)];
+      lines.push(`  ${name.padEnd(14)} ${who.padEnd(9)} machine ${String(x.shares.machine ?? 0).padStart(4)} = ${parts.join(', ')}`);
     }
   }
   lines.push('');

@@ -30,6 +30,11 @@ export class RedisServer {
     return server;
   }
 
+  /** The server's process id (for the bench's CPU accounting); undefined when not running. */
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
+
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
   }
