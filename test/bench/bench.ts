@@ -13,9 +13,9 @@ import { RedisServer } from '../helpers/redis-server.js';
 import { track } from '../helpers/children.js';
 import { TokenIssuer } from '../helpers/token-issuer.js';
 
-const DURATION = Number(process.env.BENCH_DURATION ?? 5);
+const DURATION = Number(process.env.BENCH_DURATION ?? 4);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 // Latency is compared at a fixed offered load both targets sustain: at saturation, a closed loop of
 // N connections has latency = N / throughput (Little's law), which only restates the req/s ratio.
 const FIXED_RATE = Number(process.env.BENCH_FIXED_RATE ?? 1_000);
@@ -229,19 +229,25 @@ async function loadAtRate(port: number, pick: () => { path: string; token: strin
 }
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+/** The middle value (the mean of the middle two for an even count): one round hit by a stall does not move it. */
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[mid]! : mean([s[mid - 1]!, s[mid]!]);
+};
 function combine(runs: Run[]): Run {
   const statuses: Record<string, number> = {};
   for (const r of runs) for (const [k, v] of Object.entries(r.statuses)) statuses[k] = (statuses[k] ?? 0) + v;
   return {
-    rps: Math.round(mean(runs.map((r) => r.rps))),
-    p50: mean(runs.map((r) => r.p50)),
-    p99: mean(runs.map((r) => r.p99)),
-    p999: mean(runs.map((r) => r.p999)),
+    rps: Math.round(median(runs.map((r) => r.rps))),
+    p50: median(runs.map((r) => r.p50)),
+    p99: median(runs.map((r) => r.p99)),
+    p999: median(runs.map((r) => r.p999)),
     errors: runs.reduce((n, r) => n + r.errors, 0),
     non2xx: runs.reduce((n, r) => n + r.non2xx, 0),
     statuses,
-    cpuUs: Math.round(mean(runs.map((r) => r.cpuUs))),
-    shares: Object.fromEntries(Object.keys(runs[0]?.shares ?? {}).map((k) => [k, Math.round(mean(runs.map((r) => r.shares[k] ?? 0)))])),
+    cpuUs: Math.round(median(runs.map((r) => r.cpuUs))),
+    shares: Object.fromEntries(Object.keys(runs[0]?.shares ?? {}).map((k) => [k, Math.round(median(runs.map((r) => r.shares[k] ?? 0)))])),
   };
 }
 
@@ -342,43 +348,33 @@ async function main(): Promise<void> {
 
   const results: Record<string, { bare: Run; snapgate: Run }> = {};
   let roundTrips = 0;
-  for (const [name, pick] of Object.entries(scenarios)) {
-    const bareRuns: Run[] = [];
-    const gwRuns: Run[] = [];
-    for (let round = 0; round < ROUNDS; round++) {
-      // Alternate who goes first, so drift on a noisy machine hits both.
-      const order = round % 2 === 0 ? ['bare', 'snapgate'] : ['snapgate', 'bare'];
+  // Every case (each scenario, then (a) at a fixed rate) runs once per round, bare and snapgate
+  // back to back in alternating order, so drift on a noisy machine hits every case and both
+  // targets alike; rounds are combined by their median.
+  const fixedName = `a @ ${FIXED_RATE}/s`;
+  const cases: [string, (port: number, pid: number) => Promise<Run>][] = Object.entries(scenarios).map(([name, pick]) => [name, (port, pid) => load(port, pick, pid)]);
+  const steady = scenarios['a steady'];
+  if (steady !== undefined && FIXED_RATE > 0) cases.push([fixedName, (port, pid) => loadAtRate(port, steady, FIXED_RATE, pid)]);
+  const runs = new Map(cases.map(([name]) => [name, { bare: [] as Run[], snapgate: [] as Run[] }]));
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [name, run] of cases) {
+      const order = round % 2 === 0 ? (['bare', 'snapgate'] as const) : (['snapgate', 'bare'] as const);
       for (const who of order) {
         if (who === 'bare') {
-          bareRuns.push(await load(bare.port, pick, bare.proc.pid));
+          runs.get(name)!.bare.push(await run(bare.port, bare.proc.pid!));
         } else {
           const before = await clientCommands(redisClient);
-          const run = await load(gateway.port, pick, gateway.proc.pid);
+          const r = await run(gateway.port, gateway.proc.pid!);
           const after = await clientCommands(redisClient);
-          if (name === 'a steady') roundTrips = Math.max(roundTrips, (after - before) / Math.max(1, run.statuses['200'] ?? 0));
-          gwRuns.push(run);
+          if (name === 'a steady') roundTrips = Math.max(roundTrips, (after - before) / Math.max(1, r.statuses['200'] ?? 0));
+          runs.get(name)!.snapgate.push(r);
         }
       }
     }
-    results[name] = { bare: combine(bareRuns), snapgate: combine(gwRuns) };
-    process.stderr.write(`${name}: done\n`);
+    const got = [...runs].map(([name, r]) => `${name} ${r.bare[round]?.rps ?? '-'}/${r.snapgate[round]?.rps ?? '-'}`);
+    process.stderr.write(`round ${round + 1} of ${ROUNDS} (req/s bare/snapgate): ${got.join(', ')}\n`);
   }
-  // (a) again at a fixed offered load, for the latency comparison.
-  const fixedName = `a @ ${FIXED_RATE}/s`;
-  if (scenarios['a steady'] !== undefined && FIXED_RATE > 0) {
-    const pick = scenarios['a steady'];
-    const bareRuns: Run[] = [];
-    const gwRuns: Run[] = [];
-    for (let round = 0; round < ROUNDS; round++) {
-      const order = round % 2 === 0 ? ['bare', 'snapgate'] : ['snapgate', 'bare'];
-      for (const who of order) {
-        if (who === 'bare') bareRuns.push(await loadAtRate(bare.port, pick, FIXED_RATE, bare.proc.pid!));
-        else gwRuns.push(await loadAtRate(gateway.port, pick, FIXED_RATE, gateway.proc.pid!));
-      }
-    }
-    results[fixedName] = { bare: combine(bareRuns), snapgate: combine(gwRuns) };
-    process.stderr.write(`${fixedName}: done\n`);
-  }
+  for (const [name, r] of runs) results[name] = { bare: combine(r.bare), snapgate: combine(r.snapgate) };
   const rss = { bare: peakRssMb(bare.proc.pid!), snapgate: peakRssMb(gateway.proc.pid!) };
   await stop(gateway);
 
