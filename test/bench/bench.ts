@@ -376,19 +376,27 @@ async function main(): Promise<void> {
   }
   for (const [name, r] of runs) results[name] = { bare: combine(r.bare), snapgate: combine(r.snapgate) };
   const rss = { bare: peakRssMb(bare.proc.pid!), snapgate: peakRssMb(gateway.proc.pid!) };
-  await stop(gateway);
 
-  // Scale out: scenario (a) with two worker processes.
-  const a0 = () => results['a steady']?.snapgate ?? twoPlaceholder;
-  const twoPlaceholder: Run = { rps: 0, p50: 0, p99: 0, p999: 0, errors: 0, non2xx: 0, statuses: {}, cpuUs: 0, shares: {} };
+  // Scale out: scenario (a) on one process and on two workers, alternating round by round like the
+  // rest (one process is the gateway measured above, still running).
   let workers: { one: Run; two: Run; rssTwo: number } | undefined;
-  if (process.env.BENCH_WORKERS !== '0') {
+  if (process.env.BENCH_WORKERS !== '0' && steady !== undefined) {
     const two = await start([join(ROOT, 'dist/src/main.js')], { SNAPGATE_CONFIG: configFor(2) }, listeningLine);
-    await load(two.port, allScenarios['a steady']!).catch(() => undefined);
-    const twoRun = await load(two.port, allScenarios['a steady']!);
-    workers = { one: a0(), two: twoRun, rssTwo: peakRssTreeMb(two.proc.pid!) };
+    await load(two.port, steady).catch(() => undefined);
+    const oneRuns: Run[] = [];
+    const twoRuns: Run[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      const order = round % 2 === 0 ? [1, 2] : [2, 1];
+      for (const n of order) {
+        if (n === 1) oneRuns.push(await load(gateway.port, steady, gateway.proc.pid));
+        else twoRuns.push(await load(two.port, steady));
+      }
+    }
+    workers = { one: combine(oneRuns), two: combine(twoRuns), rssTwo: peakRssTreeMb(two.proc.pid!) };
     await stop(two);
+    process.stderr.write(`workers: done\n`);
   }
+  await stop(gateway);
   await stop(bare);
   await stop(standIn);
   redisClient.disconnect();
