@@ -1,9 +1,8 @@
 // snapgate as a real process: bad config stops start-up, SIGHUP and file changes rotate credentials, SIGTERM drains.
-import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { baseConfig, ROOT, startTestStandIn, spawnGateway, tempDir, testSecrets, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
+import { baseConfig, startTestStandIn, spawnGateway, tempDir, testSecrets, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
 import { resume, send } from '../helpers/http.js';
 import type { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
 import { TokenIssuer } from '../helpers/token-issuer.js';
@@ -165,10 +164,7 @@ describe('credential rotation', () => {
 
 describe('the built gateway (node dist/src/main.js, as deployed)', () => {
   // Built, snapgate parses its config in a worker thread (src/config/load-isolated.ts); from source
-  // it parses in process. Build once here so these tests run what the image runs.
-  beforeAll(() => {
-    execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json')], { cwd: ROOT, stdio: 'pipe' });
-  }, 120_000);
+  // it parses in process. test/global-setup.ts builds dist/ before the run, so these tests run what the image runs.
 
   it('stops with exit 78 naming every bad field when the config is bad', async () => {
     const doc = baseConfig(standIn, issuer);

@@ -1,0 +1,68 @@
+// `npm run bench` end to end, shortened: every scenario runs against the built gateway and the bare
+// proxy, the table and the budget are printed, and the JSON holds every figure. The figures
+// themselves are not judged here (the test runs beside the rest of the suite on two cores).
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { expect, it } from 'vitest';
+import { ROOT, tempDir } from '../helpers/gateway.js';
+
+interface Run {
+  rps: number;
+  p50: number;
+  p99: number;
+  p999: number;
+  errors: number;
+  statuses: Record<string, number>;
+  cpuUs: number;
+  shares: Record<string, number>;
+}
+
+it('runs every scenario against snapgate and the bare proxy, prints the table and writes the JSON', async () => {
+  const out = join(tempDir('snapgate-bench-test-'), 'bench.json');
+  const env = { ...process.env, BENCH_DURATION: '1', BENCH_ROUNDS: '1', BENCH_ORGS: '20', BENCH_FIXED_RATE: '100', BENCH_OUT: out };
+  const stdout = await new Promise<string>((resolve, reject) => {
+    execFile(process.execPath, ['--import', 'tsx', join(ROOT, 'test/bench/bench.ts')], { cwd: ROOT, env, maxBuffer: 1 << 20 }, (err, text, stderr) =>
+      err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(text),
+    );
+  });
+
+  for (const line of ['a steady ', 'b spread ', 'c hostile ', 'd over limit ', 'a @ 100/s ']) expect(stdout).toContain(line);
+  expect(stdout).toContain('req/s ratio');
+  expect(stdout).toMatch(/peak RSS: snapgate \d+ MB, bare proxy \d+ MB/);
+  expect(stdout).toMatch(/workers \(a\): 1 → \d+ req\/s, 2 → \d+ req\/s/);
+  expect(stdout).toMatch(/(PASS|FAIL) {2}\(a\) req\/s ≥ 65% of bare/);
+
+  const report = JSON.parse(readFileSync(out, 'utf8')) as {
+    machine: { cores: number; node: string };
+    results: Record<string, { bare: Run; snapgate: Run }>;
+    rss: { bare: number; snapgate: number };
+    roundTrips: number;
+    workers: { one: Run; two: Run; rssTwo: number };
+    budget: Record<string, boolean>;
+  };
+  expect(report.machine.node).toBe(process.version);
+  expect(Object.keys(report.results)).toEqual(['a steady', 'b spread', 'c hostile', 'd over limit', 'a @ 100/s']);
+  for (const [name, r] of Object.entries(report.results)) {
+    for (const run of [r.bare, r.snapgate]) {
+      expect(run.rps, name).toBeGreaterThan(0);
+      expect(run.p99, name).toBeGreaterThanOrEqual(run.p50);
+      expect(run.cpuUs, name).toBeGreaterThan(0);
+      expect(run.shares.machine, name).toBeGreaterThan(0);
+    }
+    // The bare proxy checks nothing: every call reaches the stand-in.
+    expect(Object.keys(r.bare.statuses), name).toEqual(['200']);
+  }
+  // What each scenario is for shows in snapgate's statuses.
+  expect(Object.keys(report.results['a steady']!.snapgate.statuses)).toEqual(['200']);
+  expect(report.results['c hostile']!.snapgate.statuses['401']).toBeGreaterThan(0);
+  expect(report.results['d over limit']!.snapgate.statuses['429']).toBeGreaterThan(0);
+  expect(report.results['d over limit']!.snapgate.statuses['200'] ?? 0).toBeLessThanOrEqual(10);
+  // One rate-limit script per allowed call, audit appends batched: between 1 and 2 round trips.
+  expect(report.roundTrips).toBeGreaterThanOrEqual(1);
+  expect(report.roundTrips).toBeLessThanOrEqual(2);
+  expect(report.rss.snapgate).toBeGreaterThan(0);
+  expect(report.workers.two.rps).toBeGreaterThan(0);
+  expect(report.workers.rssTwo).toBeGreaterThan(report.rss.snapgate);
+  expect(Object.keys(report.budget)).toHaveLength(6);
+}, 180_000);
