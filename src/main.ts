@@ -78,28 +78,46 @@ async function serve(): Promise<void> {
 
 /**
  * The primary of `server.workers` > 1: forks the workers (they share the port through
- * node:cluster), replaces one that dies, forwards SIGHUP, and on SIGTERM/SIGINT lets every worker
- * drain and exits 0 once all have.
+ * node:cluster), replaces one that dies (waiting longer each time workers keep dying young, up to
+ * 30 s), forwards SIGHUP, and on SIGTERM/SIGINT lets every worker drain and exits 0 once all have.
+ * A worker that exits with EX_CONFIG (its credentials cannot be resolved) is not replaced: every
+ * other would fail the same way, so the primary stops the rest and exits 78 too.
  */
 function supervise(count: number, log: Logger): void {
   let stopping = false;
-  const fork = () => cluster.fork();
+  let exitCode = 0;
+  let delay = 250;
+  const startedAt = new Map<number, number>();
+  const fork = () => startedAt.set(cluster.fork().id, Date.now());
+  const stopAll = () => {
+    const workers = Object.values(cluster.workers ?? {});
+    if (workers.length === 0) process.exit(exitCode);
+    for (const w of workers) w?.process.kill('SIGTERM');
+  };
   log.info('starting workers', { workers: count });
   for (let i = 0; i < count; i++) fork();
   cluster.on('exit', (worker, code, signal) => {
+    const lived = Date.now() - (startedAt.get(worker.id) ?? 0);
+    startedAt.delete(worker.id);
     if (stopping) {
-      if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(0);
+      if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(exitCode);
       return;
     }
-    log.error('worker died; starting another', { pid: worker.process.pid, code, signal });
-    setTimeout(fork, 500);
+    if (code === EX_CONFIG) {
+      log.error('a worker cannot start with this config; stopping the others', { pid: worker.process.pid, code });
+      stopping = true;
+      exitCode = EX_CONFIG;
+      stopAll();
+      return;
+    }
+    delay = lived < 10_000 ? Math.min(delay * 2, 30_000) : 500;
+    log.error('worker died; starting another', { pid: worker.process.pid, code, signal, restartInMs: delay });
+    setTimeout(fork, delay);
   });
   const stop = (signal: NodeJS.Signals) => {
     stopping = true;
     log.info('signal received', { signal });
-    const workers = Object.values(cluster.workers ?? {});
-    if (workers.length === 0) process.exit(0);
-    for (const w of workers) w?.process.kill('SIGTERM');
+    stopAll();
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));

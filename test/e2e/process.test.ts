@@ -191,6 +191,18 @@ describe('worker processes', () => {
     (doc.server as Record<string, unknown>).workers = 2;
     await servesThenStops(await spawnGateway(writeConfig(doc)), 2, 10);
   });
+
+  it('exits 78 instead of restarting workers forever when they cannot resolve a credential', async () => {
+    const doc = baseConfig(standIn, issuer);
+    (doc.server as Record<string, unknown>).workers = 2;
+    const gw = await spawnGateway(writeConfig(doc), { ...testSecrets, ACME_SL_PASSWORD: undefined });
+    expect(await gw.exited).toBe(78);
+    expect(gw.port).toBe(-1);
+    const err = gw.stderr.join('\n');
+    expect(err).toContain('ACME_SL_PASSWORD');
+    expect(err).toContain('a worker cannot start with this config');
+    expect(err).not.toContain('starting another');
+  });
 });
 
 describe('graceful shutdown', () => {
