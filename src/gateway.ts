@@ -37,6 +37,8 @@ export interface GatewayOptions {
   watchSecretFiles?: boolean;
   /** Include Node process metrics (CPU, memory, event loop) in /metrics. */
   processMetrics?: boolean;
+  /** Open the admin listener when config has `admin` (default true); a worker leaves it to its primary. */
+  serveAdmin?: boolean;
 }
 
 export interface Gateway {
@@ -46,6 +48,8 @@ export interface Gateway {
   readonly adminPort: number | undefined;
   readonly metrics: Metrics;
   readonly credentials: CredentialStore;
+  /** What /readyz reports for this process. */
+  readiness(): Promise<ReadinessReport>;
   /** Stops accepting, lets in-flight calls finish within `deadlineMs`, then closes pools and Redis. */
   shutdown(deadlineMs?: number): Promise<{ drained: boolean }>;
 }
@@ -188,8 +192,8 @@ export async function startGateway(config: Config, options: GatewayOptions): Pro
   const port = await listen(server, config.server.port, config.server.host);
   let admin: Server | undefined;
   let adminPort: number | undefined;
-  if (config.admin !== undefined) {
-    const adminListener = getRequestListener(adminApp({ readiness, metrics }).fetch);
+  if (config.admin !== undefined && options.serveAdmin !== false) {
+    const adminListener = getRequestListener(adminApp({ readiness, metrics: metrics.registry }).fetch);
     admin = createServer((req, res) => {
       void adminListener(req, res);
     });
@@ -232,5 +236,5 @@ export async function startGateway(config: Config, options: GatewayOptions): Pro
     return shuttingDown;
   };
 
-  return { server, port, adminPort, metrics, credentials, shutdown };
+  return { server, port, adminPort, metrics, credentials, readiness, shutdown };
 }

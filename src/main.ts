@@ -7,6 +7,7 @@ import { loadConfigIsolated } from './config/load-isolated.js';
 import { CredentialError } from './credentials/store.js';
 import { startGateway } from './gateway.js';
 import { createLogger, describeError, type Logger } from './log.js';
+import { answerPrimary, portOf, startPrimaryAdmin } from './ops/cluster.js';
 
 /** Exit code for a config that cannot be used (sysexits EX_CONFIG). */
 const EX_CONFIG = 78;
@@ -35,6 +36,16 @@ async function serve(): Promise<void> {
   }
   const log = createLogger({ level: config.log.level, write: (l) => process.stderr.write(l) });
   if (config.server.workers > 1 && cluster.isPrimary) {
+    if (config.admin !== undefined) {
+      // The primary serves /metrics and /readyz for all workers (each worker's own would answer for itself only).
+      try {
+        const admin = await startPrimaryAdmin({ host: config.admin.host, port: config.admin.port, expected: config.server.workers });
+        log.info('admin listening', { host: config.admin.host, adminPort: portOf(admin), workers: config.server.workers });
+      } catch (err) {
+        log.error('start-up failed', { error: describeError(err) });
+        process.exit(1);
+      }
+    }
     supervise(config.server.workers, log);
     return;
   }
@@ -47,6 +58,7 @@ async function serve(): Promise<void> {
       instance: `${hostname()}:${process.pid}`,
       watchSecretFiles: true,
       processMetrics: true,
+      serveAdmin: !cluster.isWorker,
     });
   } catch (err) {
     if (err instanceof CredentialError) {
@@ -57,6 +69,8 @@ async function serve(): Promise<void> {
     log.error('start-up failed', { error: describeError(err) });
     process.exit(1);
   }
+
+  if (cluster.isWorker) answerPrimary(gateway.metrics.registry, () => gateway.readiness());
 
   const stop = (signal: string) => {
     log.info('signal received', { signal });

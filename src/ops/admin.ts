@@ -2,14 +2,17 @@
 import { Hono } from 'hono';
 import type { AppEnv } from '../http/app-env.js';
 import { healthRoutes, type ReadinessProbe } from './health.js';
-import type { Metrics } from './metrics.js';
+
+/** What /metrics serves: this process's registry, or (workers' primary) every worker's, aggregated. */
+export interface MetricsSource {
+  readonly contentType: string;
+  metrics(): Promise<string>;
+}
 
 /** GET /metrics (Prometheus text), /livez, /readyz. */
-export function adminApp(deps: { readiness: ReadinessProbe; metrics: Metrics }): Hono<AppEnv> {
+export function adminApp(deps: { readiness: ReadinessProbe; metrics: MetricsSource }): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
-  app.get('/metrics', async (c) =>
-    c.body(await deps.metrics.registry.metrics(), 200, { 'content-type': deps.metrics.registry.contentType, 'cache-control': 'no-store' }),
-  );
+  app.get('/metrics', async (c) => c.body(await deps.metrics.metrics(), 200, { 'content-type': deps.metrics.contentType, 'cache-control': 'no-store' }));
   app.route('/', healthRoutes(deps.readiness));
   return app;
 }

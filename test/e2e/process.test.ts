@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { baseConfig, startTestStandIn, spawnGateway, tempDir, testSecrets, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
 import { resume, send } from '../helpers/http.js';
 import type { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
+import { freePort } from '../helpers/redis-server.js';
 import { TokenIssuer } from '../helpers/token-issuer.js';
 
 let standIn: SnapLogicStandIn;
@@ -190,6 +191,48 @@ describe('worker processes', () => {
     const doc = baseConfig(standIn, issuer);
     (doc.server as Record<string, unknown>).workers = 2;
     await servesThenStops(await spawnGateway(writeConfig(doc)), 2, 10);
+  });
+
+  it('serves /metrics summed over every worker and /readyz for all of them from the primary', async () => {
+    const adminPort = await freePort();
+    const doc: Record<string, unknown> = { ...baseConfig(standIn, issuer), admin: { host: '127.0.0.1', port: adminPort } };
+    (doc.server as Record<string, unknown>).workers = 2;
+    const gw = await spawnGateway(writeConfig(doc));
+    const admin = `http://127.0.0.1:${adminPort}`;
+    try {
+      await until(() => gw.stderr.filter((l) => l.includes('"snapgate listening"')).length === 2);
+      await until(async () => (await send(admin, 'GET', '/readyz')).status === 200);
+      const jwt = await issuer.mint({ sub: 'svc-billing' });
+      // Sequential calls on fresh connections: the primary hands connections to the workers in turn.
+      for (let i = 0; i < 6; i++) expect((await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt)).status).toBe(200);
+
+      const allowed = (text: string) =>
+        text
+          .split('\n')
+          .filter((l) => l.startsWith('snapgate_requests_total{') && l.includes('decision="allowed"'))
+          .reduce((n, l) => n + Number(l.split(' ').pop()), 0);
+      const metrics = await send(admin, 'GET', '/metrics');
+      expect(metrics.status).toBe(200);
+      expect(allowed(metrics.text)).toBe(6);
+
+      const ready = await send(admin, 'GET', '/readyz');
+      expect(ready.status).toBe(200);
+      const workerChecks = Object.entries(ready.json.checks as Record<string, string>).filter(([k]) => k.startsWith('worker '));
+      expect(workerChecks).toHaveLength(2);
+      expect(workerChecks.every(([, v]) => v === 'ok')).toBe(true);
+      expect(ready.json.checks.workers).toBe('ok');
+
+      // A worker that dies makes the gateway not ready until its replacement serves.
+      process.kill(Number(workerChecks[0]![0].slice('worker '.length)), 'SIGKILL');
+      // Not ready while one is missing ("1 of 2 running") or its replacement has not answered yet.
+      await until(async () => (await send(admin, 'GET', '/readyz')).status === 503);
+      await until(async () => (await send(admin, 'GET', '/readyz')).status === 200, 10_000);
+
+      gw.kill('SIGTERM');
+      expect(await gw.exited).toBe(0);
+    } finally {
+      gw.kill('SIGKILL');
+    }
   });
 
   it('exits 78 instead of restarting workers forever when they cannot resolve a credential', async () => {

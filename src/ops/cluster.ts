@@ -1,0 +1,94 @@
+// With server.workers > 1 the primary owns the admin listener: /metrics sums every worker's
+// registry (prom-client's AggregatorRegistry) and /readyz asks each worker over IPC. Each worker answers.
+import cluster, { type Worker } from 'node:cluster';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { getRequestListener } from '@hono/node-server';
+import { AggregatorRegistry, type Registry } from 'prom-client';
+import { adminApp } from './admin.js';
+import type { ReadinessReport } from './health.js';
+
+const READYZ_ASK = 'snapgate:readyz';
+const READYZ_ANSWER = 'snapgate:readyz-answer';
+
+interface Ask {
+  type: typeof READYZ_ASK;
+  id: number;
+}
+interface Answer {
+  type: typeof READYZ_ANSWER;
+  id: number;
+  report: ReadinessReport;
+}
+
+const isMessage = <T extends Ask | Answer>(type: T['type']) => (m: unknown): m is T =>
+  typeof m === 'object' && m !== null && (m as { type?: unknown }).type === type && typeof (m as { id?: unknown }).id === 'number';
+const isAsk = isMessage<Ask>(READYZ_ASK);
+const isAnswer = isMessage<Answer>(READYZ_ANSWER);
+
+/** In a worker: lets the primary read this worker's metrics and readiness. */
+export function answerPrimary(registry: Registry, readiness: () => Promise<ReadinessReport>): void {
+  AggregatorRegistry.setRegistries([registry]);
+  // Constructing one installs prom-client's worker side: it answers the primary's metrics requests.
+  new AggregatorRegistry();
+  process.on('message', (message: unknown) => {
+    if (!isAsk(message)) return;
+    void readiness()
+      .catch((): ReadinessReport => ({ ready: false, checks: { worker: 'readiness check failed' } }))
+      .then((report) => process.send?.({ type: READYZ_ANSWER, id: message.id, report } satisfies Answer));
+  });
+}
+
+/**
+ * In the primary: the admin listener for all workers. Ready only when `expected` workers run and
+ * each reports ready within `timeoutMs` (a worker still starting has not answered yet, so it is not).
+ * Resolves with the server once it listens.
+ */
+export async function startPrimaryAdmin(options: { host: string; port: number; expected: number; timeoutMs?: number }): Promise<Server> {
+  const timeoutMs = options.timeoutMs ?? 1_000;
+  const aggregator = new AggregatorRegistry();
+  const waiting = new Map<number, (report: ReadinessReport) => void>();
+  let nextId = 0;
+  cluster.on('message', (_worker: Worker, message: unknown) => {
+    if (isAnswer(message)) waiting.get(message.id)?.(message.report);
+  });
+
+  const ask = (worker: Worker) =>
+    new Promise<ReadinessReport>((resolve) => {
+      const id = nextId++;
+      const timer = setTimeout(() => settle({ ready: false, checks: { worker: `no answer within ${timeoutMs} ms` } }), timeoutMs);
+      const settle = (report: ReadinessReport) => {
+        clearTimeout(timer);
+        waiting.delete(id);
+        resolve(report);
+      };
+      waiting.set(id, settle);
+      worker.send({ type: READYZ_ASK, id } satisfies Ask);
+    });
+
+  const readiness = async (): Promise<ReadinessReport> => {
+    const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && w.isConnected());
+    const reports = await Promise.all(workers.map(async (w) => [w.process.pid, await ask(w)] as const));
+    const checks: Record<string, string> = { workers: reports.length === options.expected ? 'ok' : `${reports.length} of ${options.expected} running` };
+    for (const [pid, report] of reports) {
+      const failing = Object.entries(report.checks).filter(([, v]) => v !== 'ok');
+      checks[`worker ${pid}`] = report.ready ? 'ok' : failing.map(([k, v]) => `${k}: ${v}`).join('; ') || 'not ready';
+    }
+    return { ready: reports.length === options.expected && reports.every(([, r]) => r.ready), checks };
+  };
+
+  const listener = getRequestListener(adminApp({ readiness, metrics: { contentType: aggregator.contentType, metrics: () => aggregator.clusterMetrics() } }).fetch);
+  const server = createServer((req, res) => {
+    void listener(req, res);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return server;
+}
+
+export const portOf = (server: Server): number => (server.address() as AddressInfo).port;
