@@ -119,7 +119,8 @@ export async function startGateway(config: Config, options: GatewayOptions): Pro
       ? createResilientLimiter({
           primary: createRedisLimiter(redis, config.redis?.commandTimeout),
           local,
-          expectedInstances: config.rateLimiting.expectedInstances,
+          // Each worker process keeps its own fallback limiter, so each takes its share of its instance's share.
+          expectedInstances: config.rateLimiting.expectedInstances * config.server.workers,
           openForMs: config.rateLimiting.breakerOpenFor,
           log,
           metrics,

@@ -4,7 +4,7 @@ import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { baseConfig, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { resume, send, type Reply } from '../helpers/http.js';
-import type { RedisServer } from '../helpers/redis-server.js';
+import { freePort, type RedisServer } from '../helpers/redis-server.js';
 import type { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
 import type { TokenIssuer } from '../helpers/token-issuer.js';
 import { startWorld, stopWorld } from '../helpers/world.js';
@@ -181,6 +181,22 @@ describe('concurrency cap', () => {
 
 describe('Redis outage', () => {
   const settle = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  it('local mode with server.workers: each worker process takes its share of the instance\'s share', async () => {
+    // Redis never reachable: every decision is the fallback's. One instance of two workers: 12 / 2 = 6 here.
+    const doc = baseConfig(standIn, issuer, {
+      server: { host: '127.0.0.1', port: 0, workers: 2 },
+      redis: { url: `redis://127.0.0.1:${await freePort()}`, commandTimeout: '100ms', connectTimeout: '200ms' },
+    });
+    const orgs = doc.orgs as Record<string, Record<string, unknown>>;
+    orgs['Acme-Prod'] = { ...orgs['Acme-Prod'], rateLimit: { limit: 12, window: '60s', onRedisError: 'local' } };
+    const gw = await startTestGateway(doc);
+    open.push(gw);
+    const replies: Reply[] = [];
+    for (let i = 0; i < 8; i++) replies.push(await call(gw));
+    expect(replies.map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 200, 429, 429]);
+    expect(replies.every((r) => r.headers['x-snapgate-ratelimit-degraded'] === 'local')).toBe(true);
+  });
 
   it('local mode: no request waits on the dead Redis, limits fall back to limit / expectedInstances, and exact limits return with Redis', async () => {
     const gw = await gateway({ limit: 10, window: '60s', onRedisError: 'local' }, { rateLimiting: { expectedInstances: 2, breakerOpenFor: '300ms' } });
