@@ -35,7 +35,10 @@ export function answerPrimary(registry: Registry, readiness: () => Promise<Readi
     if (!isAsk(message)) return;
     void readiness()
       .catch((): ReadinessReport => ({ ready: false, checks: { worker: 'readiness check failed' } }))
-      .then((report) => process.send?.({ type: READYZ_ANSWER, id: message.id, report } satisfies Answer));
+      .then((report) => {
+        // With a callback, a channel closed meanwhile (the worker is exiting) is not an 'error' event.
+        if (process.connected) process.send?.({ type: READYZ_ANSWER, id: message.id, report } satisfies Answer, undefined, {}, () => undefined);
+      });
   });
 }
 
@@ -63,7 +66,8 @@ export async function startPrimaryAdmin(options: { host: string; port: number; e
         resolve(report);
       };
       waiting.set(id, settle);
-      worker.send({ type: READYZ_ASK, id } satisfies Ask);
+      // A worker exiting meanwhile: the callback gets the error (no 'error' event) and the answer times out.
+      worker.send({ type: READYZ_ASK, id } satisfies Ask, undefined, () => undefined);
     });
 
   const readiness = async (): Promise<ReadinessReport> => {
