@@ -102,7 +102,10 @@ function supervise(count: number, log: Logger): void {
   let exitCode = 0;
   let delay = 250;
   const startedAt = new Map<number, number>();
-  const fork = () => startedAt.set(cluster.fork().id, Date.now());
+  const fork = () => {
+    // A restart still waiting when shutdown began must not start a worker nobody will stop.
+    if (!stopping) startedAt.set(cluster.fork().id, Date.now());
+  };
   const stopAll = () => {
     const workers = Object.values(cluster.workers ?? {});
     if (workers.length === 0) process.exit(exitCode);
