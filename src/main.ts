@@ -7,7 +7,7 @@ import { loadConfigIsolated } from './config/load-isolated.js';
 import { CredentialError } from './credentials/store.js';
 import { startGateway } from './gateway.js';
 import { createLogger, describeError, type Logger } from './log.js';
-import { answerPrimary, portOf, startPrimaryAdmin } from './ops/cluster.js';
+import { answerPrimary, joinPrimary, portOf, startPrimaryAdmin } from './ops/cluster.js';
 
 /** Exit code for a config that cannot be used (sysexits EX_CONFIG). */
 const EX_CONFIG = 78;
@@ -21,6 +21,7 @@ const usage = `usage: snapgate [serve]
 Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads SnapLogic credentials.`;
 
 async function serve(): Promise<void> {
+  if (cluster.isWorker) joinPrimary();
   const configPath = process.env.SNAPGATE_CONFIG ?? 'config/snapgate.yaml';
   const bootLog = createLogger({ write: (l) => process.stderr.write(l) });
   let config;

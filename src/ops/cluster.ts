@@ -26,7 +26,16 @@ const isMessage = <T extends Ask | Answer>(type: T['type']) => (m: unknown): m i
 const isAsk = isMessage<Ask>(READYZ_ASK);
 const isAnswer = isMessage<Answer>(READYZ_ANSWER);
 
-/** In a worker: lets the primary read this worker's metrics and readiness. */
+/**
+ * In a worker, before anything else: answers the primary's metrics requests at once (with no
+ * series until `answerPrimary`), so a scrape while a worker starts does not wait out prom-client's 5 s.
+ */
+export function joinPrimary(): void {
+  AggregatorRegistry.setRegistries([]);
+  new AggregatorRegistry();
+}
+
+/** In a worker, once the gateway serves: lets the primary read this worker's metrics and readiness. */
 export function answerPrimary(registry: Registry, readiness: () => Promise<ReadinessReport>): void {
   AggregatorRegistry.setRegistries([registry]);
   // Constructing one installs prom-client's worker side: it answers the primary's metrics requests.
