@@ -21,6 +21,11 @@ function applyEnvOverrides(raw: unknown, env: Readonly<Record<string, string | u
     server.port = port;
   }
   if (env.SNAPGATE_HOST !== undefined) server.host = env.SNAPGATE_HOST;
+  if (env.SNAPGATE_WORKERS !== undefined) {
+    const workers = Number(env.SNAPGATE_WORKERS);
+    if (!Number.isInteger(workers)) problems.push(`SNAPGATE_WORKERS: must be a whole number of worker processes, got "${env.SNAPGATE_WORKERS}"`);
+    server.workers = workers;
+  }
   const out: Record<string, unknown> = { ...doc, server };
   if (env.SNAPGATE_LOG_LEVEL !== undefined) out.log = { ...((doc.log) ?? {}), level: env.SNAPGATE_LOG_LEVEL };
   if (env.SNAPGATE_REDIS_URL !== undefined) out.redis = { ...((doc.redis) ?? {}), url: env.SNAPGATE_REDIS_URL };

@@ -84,6 +84,12 @@ describe('config', () => {
     expect(problemsOf(minimal(), { SNAPGATE_PORT: 'x' }).some((p) => p.startsWith('SNAPGATE_PORT'))).toBe(true);
   });
 
+  it('takes the number of worker processes from SNAPGATE_WORKERS, within the same bounds as server.workers', () => {
+    expect(parseConfig(minimal(), 'test', { SNAPGATE_WORKERS: '3' }).server.workers).toBe(3);
+    expect(problemsOf(minimal(), { SNAPGATE_WORKERS: 'two' }).some((p) => p.startsWith('SNAPGATE_WORKERS'))).toBe(true);
+    expect(problemsOf(minimal(), { SNAPGATE_WORKERS: '0' })).toEqual([expect.stringContaining('server.workers')]);
+  });
+
   it('refuses Redis URLs that carry a password', () => {
     const doc = { ...minimal(), redis: { url: 'redis://:secret@10.0.0.1:6379' } };
     expect(problemsOf(doc)).toEqual([expect.stringContaining('redis.url')]);
