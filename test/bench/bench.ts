@@ -99,7 +99,8 @@ function peakRssTreeMb(pid: number): number {
   return total;
 }
 
-interface Run {
+/** One target's figures for one case (the JSON report holds these; test/e2e/bench.test.ts reads them). */
+export interface Run {
   rps: number;
   p50: number;
   p99: number;
@@ -111,6 +112,22 @@ interface Run {
   cpuUs: number;
   /** The same per answered request for the whole machine and for the other parts (Redis, stand-in, load generator), µs. */
   shares: Record<string, number>;
+}
+
+/** What `reports/bench.json` holds. */
+export interface BenchReport {
+  date: string;
+  machine: { cores: number; model: string | undefined; node: string };
+  connections: number;
+  durationSec: number;
+  rounds: number;
+  fixedRate: number;
+  results: Record<string, { bare: Run; snapgate: Run }>;
+  rss: { bare: number; snapgate: number };
+  rssAtStart: { bare: number; snapgate: number };
+  roundTrips: number;
+  workers: { one: Run; two: Run; rssTwo: number } | undefined;
+  budget: Record<string, boolean>;
 }
 
 /** Processes whose CPU time is shared out per request besides the target's: filled in by main. */
@@ -460,14 +477,8 @@ async function main(): Promise<void> {
   // BENCH_OUT: where the JSON goes (the smoke test writes elsewhere, so a real run's report stays).
   const out = process.env.BENCH_OUT ?? join(ROOT, 'reports/bench.json');
   mkdirSync(dirname(out), { recursive: true });
-  writeFileSync(
-    out,
-    JSON.stringify(
-      { date: new Date().toISOString(), machine: { cores: cpus().length, model: cpus()[0]?.model, node: process.version }, connections: CONNECTIONS, durationSec: DURATION, rounds: ROUNDS, fixedRate: FIXED_RATE, results, rss, rssAtStart, roundTrips, workers, budget: Object.fromEntries(budget) },
-      null,
-      2,
-    ),
-  );
+  const report: BenchReport = { date: new Date().toISOString(), machine: { cores: cpus().length, model: cpus()[0]?.model, node: process.version }, connections: CONNECTIONS, durationSec: DURATION, rounds: ROUNDS, fixedRate: FIXED_RATE, results, rss, rssAtStart, roundTrips, workers, budget: Object.fromEntries(budget) };
+  writeFileSync(out, JSON.stringify(report, null, 2));
   process.stdout.write(`results written to ${out}\n`);
 }
 
