@@ -1,6 +1,5 @@
 // Builds every dependency from a validated config, serves HTTP, and drains on shutdown. Used by main, the demo and tests.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { getRequestListener } from '@hono/node-server';
 import { createApp } from './app.js';
 import { createAuditRecorder } from './audit/recorder.js';
@@ -24,7 +23,8 @@ import { createMemoryLimiter } from './ratelimit/memory-limiter.js';
 import { compileOrgLimits, type OrgLimits, type RateLimiter } from './ratelimit/policy.js';
 import { createRedisLimiter, warmUpLimiter } from './ratelimit/redis-limiter.js';
 import { createResilientLimiter } from './ratelimit/resilient-limiter.js';
-import { adminApp } from './ops/admin.js';
+import { startAdminServer } from './ops/admin.js';
+import { listen } from './http/listen.js';
 
 export interface GatewayOptions {
   env: Readonly<Record<string, string | undefined>>;
@@ -77,16 +77,6 @@ async function createAudit(
   const trail = new AuditTrail(writers);
   await trail.start();
   return createAuditRecorder(trail, { ...a.denials, log: options.log });
-}
-
-function listen(server: Server, port: number, host: string): Promise<number> {
-  return new Promise<number>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve((server.address() as AddressInfo).port);
-    });
-  });
 }
 
 /**
@@ -194,11 +184,7 @@ export async function startGateway(config: Config, options: GatewayOptions): Pro
   let admin: Server | undefined;
   let adminPort: number | undefined;
   if (config.admin !== undefined && options.serveAdmin !== false) {
-    const adminListener = getRequestListener(adminApp({ readiness, metrics: metrics.registry }).fetch);
-    admin = createServer((req, res) => {
-      void adminListener(req, res);
-    });
-    adminPort = await listen(admin, config.admin.port, config.admin.host);
+    ({ server: admin, port: adminPort } = await startAdminServer({ readiness, metrics: metrics.registry }, config.admin));
   }
   log.info('snapgate listening', { host: config.server.host, port, adminPort, orgs: Object.keys(config.orgs).length });
 

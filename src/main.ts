@@ -7,7 +7,7 @@ import { loadConfigIsolated } from './config/load-isolated.js';
 import { CredentialError } from './credentials/store.js';
 import { startGateway } from './gateway.js';
 import { createLogger, describeError, type Logger } from './log.js';
-import { answerPrimary, joinPrimary, portOf, startPrimaryAdmin } from './ops/cluster.js';
+import { answerPrimary, joinPrimary, startPrimaryAdmin } from './ops/cluster.js';
 
 /** Exit code for a config that cannot be used (sysexits EX_CONFIG). */
 const EX_CONFIG = 78;
@@ -41,7 +41,7 @@ async function serve(): Promise<void> {
       // The primary serves /metrics and /readyz for all workers (each worker's own would answer for itself only).
       try {
         const admin = await startPrimaryAdmin({ host: config.admin.host, port: config.admin.port, expected: config.server.workers });
-        log.info('admin listening', { host: config.admin.host, adminPort: portOf(admin), workers: config.server.workers });
+        log.info('admin listening', { host: config.admin.host, adminPort: admin.port, workers: config.server.workers });
       } catch (err) {
         log.error('start-up failed', { error: describeError(err) });
         process.exit(1);

@@ -1,5 +1,8 @@
 // The admin listener: Prometheus metrics and health, on a port of its own so callers cannot read org names from metrics.
+import { createServer, type Server } from 'node:http';
+import { getRequestListener } from '@hono/node-server';
 import { Hono } from 'hono';
+import { listen } from '../http/listen.js';
 import type { AppEnv } from '../http/app-env.js';
 import { healthRoutes, type ReadinessProbe } from './health.js';
 
@@ -22,4 +25,16 @@ export function adminApp(deps: { readiness: ReadinessProbe; metrics: MetricsSour
   });
   app.route('/', healthRoutes(deps.readiness));
   return app;
+}
+
+/** Serves the admin app on its own listener; resolves once it listens, with the bound port. */
+export async function startAdminServer(
+  deps: Parameters<typeof adminApp>[0],
+  at: { host: string; port: number },
+): Promise<{ server: Server; port: number }> {
+  const listener = getRequestListener(adminApp(deps).fetch);
+  const server = createServer((req, res) => {
+    void listener(req, res);
+  });
+  return { server, port: await listen(server, at.port, at.host) };
 }

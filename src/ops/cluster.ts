@@ -1,11 +1,9 @@
 // With server.workers > 1 the primary owns the admin listener: /metrics sums every worker's
 // registry (prom-client's AggregatorRegistry) and /readyz asks each worker over IPC. Each worker answers.
 import cluster, { type Worker } from 'node:cluster';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { getRequestListener } from '@hono/node-server';
+import type { Server } from 'node:http';
 import { AggregatorRegistry, type Registry } from 'prom-client';
-import { adminApp } from './admin.js';
+import { startAdminServer } from './admin.js';
 import type { ReadinessReport } from './health.js';
 
 const READYZ_ASK = 'snapgate:readyz';
@@ -54,9 +52,9 @@ export function answerPrimary(registry: Registry, readiness: () => Promise<Readi
 /**
  * In the primary: the admin listener for all workers. Ready only when `expected` workers run and
  * each reports ready within `timeoutMs` (a worker still starting has not answered yet, so it is not).
- * Resolves with the server once it listens.
+ * Resolves with the server and its port once it listens.
  */
-export async function startPrimaryAdmin(options: { host: string; port: number; expected: number; timeoutMs?: number }): Promise<Server> {
+export async function startPrimaryAdmin(options: { host: string; port: number; expected: number; timeoutMs?: number }): Promise<{ server: Server; port: number }> {
   const timeoutMs = options.timeoutMs ?? 1_000;
   const aggregator = new AggregatorRegistry();
   const waiting = new Map<number, (report: ReadinessReport) => void>();
@@ -90,18 +88,5 @@ export async function startPrimaryAdmin(options: { host: string; port: number; e
     return { ready: reports.length === options.expected && reports.every(([, r]) => r.ready), checks };
   };
 
-  const listener = getRequestListener(adminApp({ readiness, metrics: { contentType: aggregator.contentType, metrics: () => aggregator.clusterMetrics() } }).fetch);
-  const server = createServer((req, res) => {
-    void listener(req, res);
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port, options.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  return server;
+  return startAdminServer({ readiness, metrics: { contentType: aggregator.contentType, metrics: () => aggregator.clusterMetrics() } }, options);
 }
-
-export const portOf = (server: Server): number => (server.address() as AddressInfo).port;
