@@ -2,9 +2,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { getRequestListener } from '@hono/node-server';
 import { createApp } from './app.js';
-import { createAuditRecorder } from './audit/recorder.js';
-import { createFileSink, createLineSink, createRedisStreamSink, type Sink } from './audit/sinks.js';
-import { AuditTrail, SinkWriter } from './audit/trail.js';
+import { createAudit } from './audit/build.js';
 import { createTokenVerifier } from './auth/verifier.js';
 import type { Config } from './config/schema.js';
 import { createCredentialStore, type CredentialStore } from './credentials/store.js';
@@ -14,10 +12,7 @@ import { describeError, type Logger } from './log.js';
 import type { ReadinessReport } from './ops/health.js';
 import { createPolicy } from './policy/policy.js';
 import { createForwarder } from './upstream/forwarder.js';
-import { createRedisClient, waitForRedis, withDeadline, type RedisClient } from './redis/client.js';
-import { mkdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { createRedisClient, waitForRedis, withDeadline } from './redis/client.js';
 import { createMetrics, type Metrics } from './ops/metrics.js';
 import { createMemoryLimiter } from './ratelimit/memory-limiter.js';
 import { compileOrgLimits, type OrgLimits, type RateLimiter } from './ratelimit/policy.js';
@@ -52,31 +47,6 @@ export interface Gateway {
   readiness(): Promise<ReadinessReport>;
   /** Stops accepting, lets in-flight calls finish within `deadlineMs`, then closes pools and Redis. */
   shutdown(deadlineMs?: number): Promise<{ drained: boolean }>;
-}
-
-/** The audit sinks from config, each behind a writer with its chain, queue and spool. */
-async function createAudit(
-  config: Config,
-  options: GatewayOptions & { instance: string; redis: RedisClient | undefined },
-) {
-  const a = config.audit;
-  const sinkConfigs = a.sinks ?? (a.stdout ? [{ type: 'stdout' as const, required: true }] : []);
-  const spoolDir = a.spoolDir ?? join(tmpdir(), 'snapgate-spool');
-  if (a.onFailure === 'spool') await mkdir(spoolDir, { recursive: true });
-  const writers: SinkWriter[] = [];
-  for (const sc of sinkConfigs) {
-    let sink: Sink;
-    if (sc.type === 'stdout') sink = createLineSink('stdout', async (text) => options.auditWrite(text));
-    else if (sc.type === 'file') sink = await createFileSink({ path: sc.path, maxBytes: sc.maxBytes, fsync: sc.fsync });
-    else if (options.redis !== undefined) sink = createRedisStreamSink(options.redis, { stream: sc.stream, maxLen: sc.maxLen });
-    else throw new Error('audit redis sink without redis');
-    writers.push(
-      new SinkWriter({ sink, required: sc.required, onFailure: a.onFailure, ackTimeoutMs: a.ackTimeout, spoolDir, instance: options.instance, log: options.log }),
-    );
-  }
-  const trail = new AuditTrail(writers);
-  await trail.start();
-  return createAuditRecorder(trail, { ...a.denials, log: options.log });
 }
 
 /**
@@ -143,7 +113,7 @@ export async function startGateway(config: Config, options: GatewayOptions): Pro
   };
 
   const instance = config.server.instanceId ?? options.instance;
-  const audit = await createAudit(config, { ...options, instance, redis });
+  const audit = await createAudit(config, { log, instance, redis, auditWrite: options.auditWrite });
   const app = createApp({
     verifier,
     policy: createPolicy(config.policy),

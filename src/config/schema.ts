@@ -71,8 +71,10 @@ const issuerSchema = z
         timeout: duration().default(5_000),
         cooldown: duration().default(30_000),
         cacheMaxAge: duration().default(600_000),
+        /** How long the last good keys stay trusted when they cannot be refreshed; then calls get 503 jwks_unavailable. */
+        maxStale: duration().default(3_600_000),
       })
-      .default({ timeout: 5_000, cooldown: 30_000, cacheMaxAge: 600_000 }),
+      .default({ timeout: 5_000, cooldown: 30_000, cacheMaxAge: 600_000, maxStale: 3_600_000 }),
   })
   .superRefine((iss, ctx) => {
     const sources = (['jwksUri', 'jwksFile', 'publicKey', 'secret'] as const).filter((k) => iss[k] !== undefined);
@@ -169,15 +171,34 @@ export const configSchema = z
       .strictObject({
         host: z.string().min(1).default('0.0.0.0'),
         port: z.number().int().min(0).max(65535).default(8080),
-        shutdownTimeout: duration().default(30_000),
+        /** How long shutdown lets calls in flight finish before cutting them (aborted_by_shutdown). */
+        shutdownTimeout: duration().default(20_000),
         maxBodyBytes: z.number().int().nonnegative().default(65_536),
+        /** Deadline for reading a request body, from the end of its headers. */
+        bodyTimeout: duration().default(5_000),
+        /** Deadline for receiving a request's headers (slow headers get their socket closed). */
+        headersTimeout: duration().default(10_000),
+        /** Deadline for receiving a whole request. */
+        requestTimeout: duration().default(30_000),
+        /** Idle keep-alive connections are closed after this; keep it above the load balancer's idle timeout. */
+        keepAliveTimeout: duration().default(75_000),
         instanceId: z.string().min(1).optional(),
         /** Worker processes sharing the port (node:cluster); 1 runs in a single process. */
         workers: z.number().int().min(1).max(64).default(1),
       })
-      .default({ host: '0.0.0.0', port: 8080, shutdownTimeout: 30_000, maxBodyBytes: 65_536, workers: 1 }),
+      .default({
+        host: '0.0.0.0',
+        port: 8080,
+        shutdownTimeout: 20_000,
+        maxBodyBytes: 65_536,
+        bodyTimeout: 5_000,
+        headersTimeout: 10_000,
+        requestTimeout: 30_000,
+        keepAliveTimeout: 75_000,
+        workers: 1,
+      }),
     admin: z
-      .strictObject({ host: z.string().min(1).default('0.0.0.0'), port: z.number().int().min(0).max(65535) })
+      .strictObject({ host: z.string().min(1).default('127.0.0.1'), port: z.number().int().min(0).max(65535) })
       .optional(),
     log: z.strictObject({ level: z.enum(['debug', 'info', 'warn', 'error']).default('info') }).default({ level: 'info' }),
     auth: z.strictObject({
@@ -196,6 +217,10 @@ export const configSchema = z
         bodyTimeout: duration().default(30_000),
         keepAliveTimeout: duration().default(4_000),
         connections: positiveInt().default(32),
+        /** Calls waiting for a free connection at most; beyond, 503 upstream_busy at once. */
+        maxQueue: z.number().int().nonnegative().default(256),
+        /** How long a call waits for a free connection before 503 upstream_busy. */
+        queueTimeout: duration().default(2_000),
         maxResponseBytes: positiveInt().default(1_048_576),
         allowInsecureHttp: z.boolean().default(false),
       })
@@ -205,6 +230,8 @@ export const configSchema = z
         bodyTimeout: 30_000,
         keepAliveTimeout: 4_000,
         connections: 32,
+        maxQueue: 256,
+        queueTimeout: 2_000,
         maxResponseBytes: 1_048_576,
         allowInsecureHttp: false,
       }),
@@ -276,6 +303,12 @@ export const configSchema = z
         onFailure: z.enum(['reject', 'spool']).default('reject'),
         spoolDir: z.string().min(1).optional(),
         ackTimeout: duration().default(1_000),
+        /** Events held in memory per sink while it is down; beyond, they are counted and dropped (a `dropped` event says how many). */
+        maxQueue: positiveInt().default(10_000),
+        /** How long shutdown waits for the sinks to take what is queued. */
+        closeTimeout: duration().default(5_000),
+        /** Accept a config that audits nothing (no sinks, or none required). Start-up then logs a warning. */
+        allowUnaudited: z.boolean().default(false),
         denials: z
           .strictObject({ fullPerSecond: positiveInt().default(5), maxKeys: positiveInt().default(1_000) })
           .default({ fullPerSecond: 5, maxKeys: 1_000 }),
@@ -284,7 +317,15 @@ export const configSchema = z
         message: 'onFailure: spool needs spoolDir (a directory on durable local disk)',
         path: ['spoolDir'],
       })
-      .default({ stdout: true, onFailure: 'reject', ackTimeout: 1_000, denials: { fullPerSecond: 5, maxKeys: 1_000 } }),
+      .default({
+        stdout: true,
+        onFailure: 'reject',
+        ackTimeout: 1_000,
+        maxQueue: 10_000,
+        closeTimeout: 5_000,
+        allowUnaudited: false,
+        denials: { fullPerSecond: 5, maxKeys: 1_000 },
+      }),
   });
 
 const asRecord = (v: unknown): Record<string, unknown> | undefined =>

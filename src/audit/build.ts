@@ -1,0 +1,41 @@
+// Builds the audit trail from config: one writer (chain, queue, spool) per sink, and the recorder the request path uses.
+import { mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Config } from '../config/schema.js';
+import type { Logger } from '../log.js';
+import type { RedisClient } from '../redis/client.js';
+import { createAuditRecorder, type AuditRecorder } from './recorder.js';
+import { createFileSink, createLineSink, createRedisStreamSink, type Sink } from './sinks.js';
+import { AuditTrail, SinkWriter } from './trail.js';
+
+export interface AuditDeps {
+  log: Logger;
+  /** Names this process's chains. */
+  instance: string;
+  redis: RedisClient | undefined;
+  /** Where the stdout sink writes; main passes stdout. Resolves once the text is handed over. */
+  auditWrite: (text: string) => void | Promise<void>;
+}
+
+/** The audit sinks from config, each behind a writer with its chain, queue and spool. */
+export async function createAudit(config: Config, deps: AuditDeps): Promise<AuditRecorder> {
+  const a = config.audit;
+  const sinkConfigs = a.sinks ?? (a.stdout ? [{ type: 'stdout' as const, required: true }] : []);
+  const spoolDir = a.spoolDir ?? join(tmpdir(), 'snapgate-spool');
+  if (a.onFailure === 'spool') await mkdir(spoolDir, { recursive: true });
+  const writers: SinkWriter[] = [];
+  for (const sc of sinkConfigs) {
+    let sink: Sink;
+    if (sc.type === 'stdout') sink = createLineSink('stdout', async (text) => deps.auditWrite(text));
+    else if (sc.type === 'file') sink = await createFileSink({ path: sc.path, maxBytes: sc.maxBytes, fsync: sc.fsync });
+    else if (deps.redis !== undefined) sink = createRedisStreamSink(deps.redis, { stream: sc.stream, maxLen: sc.maxLen });
+    else throw new Error('audit redis sink without redis');
+    writers.push(
+      new SinkWriter({ sink, required: sc.required, onFailure: a.onFailure, ackTimeoutMs: a.ackTimeout, spoolDir, instance: deps.instance, log: deps.log }),
+    );
+  }
+  const trail = new AuditTrail(writers);
+  await trail.start();
+  return createAuditRecorder(trail, { ...a.denials, log: deps.log });
+}
