@@ -6,6 +6,11 @@ export type ErrorCode =
   | 'not_found'
   | 'method_not_allowed'
   | 'payload_too_large'
+  | 'malformed_request'
+  | 'request_headers_too_large'
+  | 'request_timeout'
+  | 'request_body_timeout'
+  | 'request_body_aborted'
   | 'token_missing'
   | 'token_malformed'
   | 'token_expired'
@@ -25,6 +30,8 @@ export type ErrorCode =
   | 'upstream_unreachable'
   | 'upstream_timeout'
   | 'upstream_response_too_large'
+  | 'upstream_busy'
+  | 'aborted_by_shutdown'
   | 'shutting_down'
   | 'audit_unavailable'
   | 'internal_error';
@@ -48,6 +55,12 @@ const catalog: Readonly<Record<ErrorCode, { status: number; title: string; kind:
   not_found: { status: 404, title: 'Not found', kind: 'invalid_request' },
   method_not_allowed: { status: 405, title: 'Method not allowed', kind: 'invalid_request' },
   payload_too_large: { status: 413, title: 'Request body too large', kind: 'invalid_request' },
+  malformed_request: { status: 400, title: 'Malformed HTTP request', kind: 'invalid_request' },
+  request_headers_too_large: { status: 431, title: 'Request headers too large', kind: 'invalid_request' },
+  request_timeout: { status: 408, title: 'Request not received in time', kind: 'invalid_request' },
+  request_body_timeout: { status: 408, title: 'Request body not received in time', kind: 'invalid_request' },
+  // The caller hung up mid-body: nobody receives this answer; the audit decision says so.
+  request_body_aborted: { status: 400, title: 'Request body incomplete', kind: 'aborted' },
   token_missing: token(),
   token_malformed: token(),
   token_expired: token(),
@@ -78,6 +91,8 @@ const catalog: Readonly<Record<ErrorCode, { status: number; title: string; kind:
   upstream_unreachable: { status: 502, title: 'SnapLogic unreachable', kind: 'upstream_error' },
   upstream_timeout: { status: 504, title: 'SnapLogic timed out', kind: 'upstream_error' },
   upstream_response_too_large: { status: 502, title: 'SnapLogic response too large', kind: 'upstream_error' },
+  upstream_busy: { status: 503, title: 'SnapLogic connections busy', kind: 'unavailable' },
+  aborted_by_shutdown: { status: 503, title: 'Gateway shut down during the call', kind: 'aborted' },
   shutting_down: { status: 503, title: 'Gateway shutting down', kind: 'unavailable' },
   audit_unavailable: { status: 503, title: 'Audit trail unavailable', kind: 'unavailable' },
   internal_error: { status: 500, title: 'Internal error', kind: 'error' },

@@ -2,7 +2,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { getRequestListener } from '@hono/node-server';
 import { createApp } from './app.js';
-import { createAudit } from './audit/build.js';
+import { createAudit, type AuditWrite } from './audit/build.js';
+import { answerClientError } from './http/client-error.js';
 import { createTokenVerifier } from './auth/verifier.js';
 import type { Config } from './config/schema.js';
 import { createCredentialStore, type CredentialStore } from './credentials/store.js';
@@ -24,8 +25,10 @@ import { listen } from './http/listen.js';
 export interface GatewayOptions {
   env: Readonly<Record<string, string | undefined>>;
   log: Logger;
-  /** Where the stdout audit sink writes; main passes stdout. Resolves once the text is handed over. */
-  auditWrite: (text: string) => void | Promise<void>;
+  /** Where the stdout audit sink writes (see audit/build.ts). */
+  auditWrite: AuditWrite;
+  /** With server.workers, this worker's slot (1..N); names its own audit files and spool. */
+  workerSlot?: number;
   /** Names this instance in audit events when config has no server.instanceId. */
   instance: string;
   /** Watch secret files for changes (on in production, off in most tests). */
@@ -113,7 +116,7 @@ export async function startGateway(config: Config, options: GatewayOptions): Pro
   };
 
   const instance = config.server.instanceId ?? options.instance;
-  const audit = await createAudit(config, { log, instance, redis, auditWrite: options.auditWrite });
+  const audit = await createAudit(config, { log, instance, redis, auditWrite: options.auditWrite, workerSlot: options.workerSlot });
   const app = createApp({
     verifier,
     policy: createPolicy(config.policy),
@@ -138,6 +141,7 @@ export async function startGateway(config: Config, options: GatewayOptions): Pro
   const server = createServer({ requestTimeout: 60_000, headersTimeout: 20_000, keepAliveTimeout: 5_000 }, (req, res) => {
     void listener(req, res);
   });
+  server.on('clientError', answerClientError(log));
   // Calls in flight, health checks excepted: shutdown waits for these to finish.
   let inFlight = 0;
   const idle: Array<() => void> = [];

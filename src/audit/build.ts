@@ -9,13 +9,17 @@ import { createAuditRecorder, type AuditRecorder } from './recorder.js';
 import { createFileSink, createLineSink, createRedisStreamSink, type Sink } from './sinks.js';
 import { AuditTrail, SinkWriter } from './trail.js';
 
+/** Where the stdout sink writes; main passes stdout. Resolves once the text is handed over. */
+export type AuditWrite = (text: string) => void | Promise<void>;
+
 export interface AuditDeps {
   log: Logger;
   /** Names this process's chains. */
   instance: string;
   redis: RedisClient | undefined;
-  /** Where the stdout sink writes; main passes stdout. Resolves once the text is handed over. */
-  auditWrite: (text: string) => void | Promise<void>;
+  auditWrite: AuditWrite;
+  /** With server.workers, this worker's slot (1..N, kept by its replacement); undefined in a single process. */
+  workerSlot: number | undefined;
 }
 
 /** The audit sinks from config, each behind a writer with its chain, queue and spool. */
