@@ -1,16 +1,13 @@
-// Header hygiene for forwarding: what leaves for SnapLogic and what comes back to the caller. Pure functions.
+// Header hygiene for forwarding: an allow-list of what leaves for SnapLogic, and what comes back to the caller. Pure functions.
 
-// RFC 9110 §7.6.1 hop-by-hop fields, plus the legacy ones proxies still see.
-const hopByHop = new Set([
-  'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade',
-  'proxy-authenticate', 'proxy-authorization',
-]);
-
-// The caller's credentials and anything describing the hop: never forwarded.
-const neverForwarded = new Set([
-  'authorization', 'cookie', 'host', 'content-length', 'expect', 'forwarded', 'x-real-ip',
-  'x-request-id', 'accept-encoding', 'via',
-]);
+/**
+ * The only caller headers that reach SnapLogic. Everything else stays at the gateway: credentials,
+ * cookies, hop-by-hop fields, X-Forwarded-*, and headers some proxies or servers act on
+ * (X-HTTP-Method-Override, X-Original-URL, impersonation headers, True-Client-IP, Origin, ...).
+ * snapgate adds its own X-Request-Id and the org's Authorization.
+ */
+export const FORWARDED_REQUEST_HEADERS: readonly string[] = ['content-type', 'accept', 'user-agent', 'traceparent', 'tracestate'];
+const forwarded = new Set(FORWARDED_REQUEST_HEADERS);
 
 // Response headers SnapLogic may send that reach the caller. Everything else (Set-Cookie from the
 // service account's session, server banners, hop-by-hop fields) stays at the gateway.
@@ -18,31 +15,19 @@ const passedBack = new Set([
   'content-type', 'content-encoding', 'content-language', 'cache-control', 'retry-after', 'x-sl-statuscode',
 ]);
 
-/** Names listed in the Connection header are hop-by-hop too (RFC 9110 §7.6.1). */
-function connectionListed(connection: string | undefined): Set<string> {
-  const listed = new Set<string>();
-  for (const token of (connection ?? '').split(',')) {
-    const name = token.trim().toLowerCase();
-    if (name) listed.add(name);
-  }
-  return listed;
-}
-
 /**
- * The headers to send to SnapLogic: the caller's, minus credentials, cookies, hop-by-hop and
- * X-Forwarded-* fields, plus the org's Basic credential, the request id and trace context.
- * The Authorization header is set last, so nothing the caller sent can replace it.
+ * The headers to send to SnapLogic: the caller's headers on the allow-list (FORWARDED_REQUEST_HEADERS),
+ * plus snapgate's request id and the org's credential. Authorization is set last, so nothing the
+ * caller sent can replace it.
  */
 export function upstreamRequestHeaders(
   incoming: Iterable<[string, string]>,
   add: { authorization: string; requestId: string },
 ): Record<string, string> {
-  const entries = [...incoming].map(([name, value]): [string, string] => [name.toLowerCase(), value]);
-  const listed = connectionListed(entries.find(([name]) => name === 'connection')?.[1]);
   const out: Record<string, string> = {};
-  for (const [name, value] of entries) {
-    if (hopByHop.has(name) || neverForwarded.has(name) || listed.has(name) || name.startsWith('x-forwarded-')) continue;
-    out[name] = value;
+  for (const [name, value] of incoming) {
+    const lower = name.toLowerCase();
+    if (forwarded.has(lower)) out[lower] = value;
   }
   out['x-request-id'] = add.requestId;
   out.authorization = add.authorization;

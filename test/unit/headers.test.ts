@@ -69,3 +69,29 @@ describe('names', () => {
     expect(acceptableRequestId('')).toBeUndefined();
   });
 });
+
+describe('upstream request headers are an allow-list', () => {
+  it('forwards only content-type, accept, user-agent and trace context; drops override, rewrite and impersonation headers', () => {
+    const hostile: Record<string, string> = {
+      'x-http-method-override': 'DELETE',
+      'x-http-method': 'DELETE',
+      'x-method-override': 'DELETE',
+      'x-original-url': '/api/1/rest/public/runtime/stop/Acme-Prod/x',
+      'x-rewrite-url': '/api/1/rest/public/runtime/stop/Acme-Prod/x',
+      'x-sl-impersonate': 'admin@example.com',
+      'x-snaplogic-user': 'admin@example.com',
+      'true-client-ip': '10.0.0.1',
+      'x-client-ip': '10.0.0.1',
+      origin: 'https://evil.example',
+      referer: 'https://evil.example/',
+      'x-custom': 'anything',
+      'accept-encoding': 'gzip',
+      'content-length': '0',
+    };
+    const out = upstreamRequestHeaders(
+      Object.entries({ ...hostile, Accept: 'application/json', 'User-Agent': 'job/1', tracestate: 'a=b' }),
+      { authorization: 'Basic c3ZjOnB3', requestId: 'rid-2' },
+    );
+    expect(out).toEqual({ accept: 'application/json', 'user-agent': 'job/1', tracestate: 'a=b', 'x-request-id': 'rid-2', authorization: 'Basic c3ZjOnB3' });
+  });
+});
