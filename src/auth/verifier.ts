@@ -18,7 +18,7 @@ export interface Principal {
 
 export interface TokenVerifier {
   verify(token: string): Promise<Principal>;
-  /** True when every issuer has keys loaded (remote sources try a fetch). */
+  /** True when every issuer has keys loaded (a remote source without keys tries at most one fetch per cooldown). */
   ready(): Promise<boolean>;
 }
 
@@ -36,7 +36,8 @@ interface TrustedIssuer {
  * token gets the same answer, so it is remembered (by hash, in the token cache) and a flood of one
  * bad token costs one signature check per REJECTION_TTL_MS. Not remembered: token_not_yet_valid
  * (nbf passes), token_claim_invalid (iat may be just ahead of the clock), token_key_unknown (a
- * rotation may publish the key), jwks_unavailable (transient).
+ * rotation may publish the key), jwks_unavailable (transient). An iat older than maxTokenAge is
+ * token_claim_invalid yet final (the token only gets older): see isFinal.
  */
 const FINAL_REJECTIONS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'token_malformed', 'token_signature_invalid', 'token_issuer_untrusted', 'token_algorithm_not_allowed',
@@ -48,12 +49,27 @@ function invalid(code: ErrorCode, detail: string, cause?: unknown): GatewayError
   return new GatewayError(code, detail, { cause });
 }
 
+function isFinal(err: unknown): err is GatewayError {
+  if (!(err instanceof GatewayError)) return false;
+  return FINAL_REJECTIONS.has(err.code) || (err.code === 'token_claim_invalid' && err.cause instanceof joseErrors.JWTExpired);
+}
+
 /** Builds the key source for one issuer. Throws (stopping start-up) when a file or secret is missing. */
-async function keySourceFor(issuer: IssuerConfig, env: Readonly<Record<string, string | undefined>>, log: Logger): Promise<KeySource> {
+async function keySourceFor(
+  issuer: IssuerConfig,
+  env: Readonly<Record<string, string | undefined>>,
+  log: Logger,
+  now: () => number,
+): Promise<KeySource> {
   if (issuer.jwksUri !== undefined) {
     return new RemoteJwks(
       issuer.jwksUri,
-      { timeoutMs: issuer.jwks.timeout, cooldownMs: issuer.jwks.cooldown, cacheMaxAgeMs: issuer.jwks.cacheMaxAge },
+      {
+        timeoutMs: issuer.jwks.timeout,
+        cooldownMs: issuer.jwks.cooldown,
+        cacheMaxAgeMs: issuer.jwks.cacheMaxAge,
+        now,
+      },
       log,
     );
   }
@@ -66,18 +82,25 @@ async function keySourceFor(issuer: IssuerConfig, env: Readonly<Record<string, s
 
 /**
  * Creates the verifier for the configured issuers. Throws when an issuer's static key source
- * cannot be loaded; remote JWKS are fetched lazily and reported through `ready()`.
+ * cannot be loaded; remote JWKS are fetched lazily and reported through `ready()`. `now` (ms,
+ * default Date.now) is the one clock for claim checks, the token cache and JWKS pacing.
  */
 export async function createTokenVerifier(
   issuers: readonly IssuerConfig[],
-  deps: { env: Readonly<Record<string, string | undefined>>; log: Logger; cache?: { maxEntries: number; maxTtlMs: number } },
+  deps: {
+    env: Readonly<Record<string, string | undefined>>;
+    log: Logger;
+    cache?: { maxEntries: number; maxTtlMs: number };
+    now?: () => number;
+  },
 ): Promise<TokenVerifier> {
-  const cache = deps.cache !== undefined && deps.cache.maxEntries > 0 ? new TokenCache(deps.cache) : undefined;
+  const now = deps.now ?? Date.now;
+  const cache = deps.cache !== undefined && deps.cache.maxEntries > 0 ? new TokenCache({ ...deps.cache, now }) : undefined;
   const byIssuer = new Map<string, TrustedIssuer>();
   for (const config of issuers) {
     byIssuer.set(config.issuer, {
       config,
-      keys: await keySourceFor(config, deps.env, deps.log),
+      keys: await keySourceFor(config, deps.env, deps.log, now),
       audiences: typeof config.audience === 'string' ? [config.audience] : config.audience,
       requiredClaims: [...new Set(['exp', 'sub', ...config.requiredClaims])],
     });
@@ -92,10 +115,11 @@ export async function createTokenVerifier(
     if (refusal !== undefined) throw refusal;
     try {
       const principal = await verifyUncached(token);
-      cache.set(key, principal);
+      // maxTokenAge must hold on hits too: the entry never outlives iat + maxTokenAge.
+      cache.set(key, principal, { maxTokenAgeMs: byIssuer.get(principal.iss)?.config.maxTokenAge });
       return principal;
     } catch (err) {
-      if (err instanceof GatewayError && FINAL_REJECTIONS.has(err.code)) cache.refuse(key, err, REJECTION_TTL_MS);
+      if (isFinal(err)) cache.refuse(key, err, REJECTION_TTL_MS);
       throw err;
     }
   }
@@ -119,7 +143,8 @@ export async function createTokenVerifier(
     }
     const allowed = trusted.config.algorithms as readonly string[];
     if (alg === undefined || !allowed.includes(alg)) {
-      throw invalid('token_algorithm_not_allowed', `The token is signed with ${alg ?? 'no algorithm'}, which this issuer may not use (allowed: ${allowed.join(', ')}).`);
+      // The header is unverified input: the detail names what is allowed, never what the token claims.
+      throw invalid('token_algorithm_not_allowed', `The token's algorithm is not one this issuer may use (allowed: ${allowed.join(', ')}). Use a normal token from your identity provider.`);
     }
     if (trusted.config.requireKid && kid === undefined) {
       throw invalid('token_malformed', 'The token header has no kid; this issuer requires one to pick the signing key.');
@@ -131,6 +156,7 @@ export async function createTokenVerifier(
         algorithms: [...allowed],
         clockTolerance: trusted.config.clockTolerance / 1000,
         requiredClaims: [...trusted.requiredClaims],
+        currentDate: new Date(now()),
         ...(trusted.config.maxTokenAge !== undefined ? { maxTokenAge: trusted.config.maxTokenAge / 1000 } : {}),
         ...(trusted.config.typ !== undefined ? { typ: trusted.config.typ } : {}),
       });
@@ -163,6 +189,10 @@ function translate(err: unknown, issuer: TrustedIssuer): unknown {
       { cause: err, headers: { 'retry-after': '5' } },
     );
   }
+  if (err instanceof joseErrors.JWTExpired && err.claim === 'iat') {
+    // jose reports an iat older than maxTokenAge as JWTExpired; the token has not expired, it is too old.
+    return invalid('token_claim_invalid', 'The token\'s iat claim is older than this issuer allows (maxTokenAge). Get a fresh token from your identity provider and retry.', err);
+  }
   if (err instanceof joseErrors.JWTExpired) {
     return invalid('token_expired', 'The token has expired. Get a fresh token from your identity provider and retry.', err);
   }
@@ -175,7 +205,7 @@ function translate(err: unknown, issuer: TrustedIssuer): unknown {
       case 'iss':
         return invalid('token_issuer_untrusted', 'The token\'s iss claim names an issuer this gateway does not trust.', err);
       case 'iat':
-        return invalid('token_claim_invalid', 'The token\'s iat claim is missing, in the future, or older than this issuer allows. Get a fresh token.', err);
+        return invalid('token_claim_invalid', 'The token\'s iat claim is missing or in the future. Check the issuer\'s clock, or get a fresh token.', err);
       default:
         return invalid('token_claim_invalid', `The token's ${err.claim} claim is ${err.reason === 'missing' ? 'missing' : 'invalid'}. Get a token that carries it.`, err);
     }
