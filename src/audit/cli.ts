@@ -3,6 +3,7 @@ import { open, readdir, readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Cluster, Redis } from 'ioredis';
+import { parseRedisUrl, redisUrlProblems } from '../config/redis-url.js';
 import { verifyChain } from './chain.js';
 import type { AuditEvent } from './event.js';
 import { DEFAULT_AUDIT_STREAM } from './sinks.js';
@@ -23,7 +24,8 @@ export const auditUsage = `usage:
 filters: --org ORG  --caller SUB  --decision DECISION  --type attempt|outcome|decision|denials
          --since ISO-TIME  --until ISO-TIME
 --file reads PATH and its rotated siblings (PATH.<time>), oldest first.
---redis/--cluster read the stream (default ${DEFAULT_AUDIT_STREAM}); a password comes from SNAPGATE_REDIS_PASSWORD.
+--redis/--cluster read the stream (default ${DEFAULT_AUDIT_STREAM}): --redis redis://host:port[/db] or rediss://…,
+  without credentials or a query; a password comes from SNAPGATE_REDIS_PASSWORD.
 verify exits 0 when every chain is whole, 1 at the first broken link (printed), 2 on a usage error.`;
 
 const options = {
@@ -64,17 +66,30 @@ async function* fileLines(path: string): AsyncGenerator<string> {
   }
 }
 
-function redisClient(values: { redis?: string; cluster?: string }, env: CliIo['env']): Redis | Cluster {
+/**
+ * The client for --redis or --cluster, and how messages name it (host:port only). Neither the URL
+ * nor a node list is ever repeated: a URL with credentials is refused without echoing it, and the
+ * password comes from SNAPGATE_REDIS_PASSWORD alone.
+ */
+function redisClient(values: { redis?: string; cluster?: string }, env: CliIo['env']): { client: Redis | Cluster; where: string } {
   const password = env.SNAPGATE_REDIS_PASSWORD;
   const common = { maxRetriesPerRequest: 1, ...(password ? { password } : {}) };
   if (values.cluster !== undefined) {
     const nodes = values.cluster.split(',').map((hp) => {
-      const [host, port] = hp.split(':');
-      return { host: host ?? '127.0.0.1', port: Number(port ?? 6379) };
+      const m = /^([^:@/?#\s]+):(\d{1,5})$/.exec(hp);
+      if (m === null) throw new UsageError('--cluster takes HOST:PORT,HOST:PORT,… (a password comes from SNAPGATE_REDIS_PASSWORD)');
+      return { host: m[1]!, port: Number(m[2]) };
     });
-    return new Cluster(nodes, { redisOptions: common });
+    return { client: new Cluster(nodes, { redisOptions: common }), where: `cluster ${nodes.map((n) => `${n.host}:${n.port}`).join(',')}` };
   }
-  return new Redis(values.redis ?? 'redis://127.0.0.1:6379', common);
+  const parsed = parseRedisUrl(values.redis ?? 'redis://127.0.0.1:6379');
+  if (!parsed.ok) {
+    throw new UsageError(
+      `--redis ${redisUrlProblems[parsed.problem]}; give redis://host:port[/db] or rediss://host:port[/db] and put the password in SNAPGATE_REDIS_PASSWORD`,
+    );
+  }
+  const { host, port, db, tls } = parsed.target;
+  return { client: new Redis({ ...common, host, port, db, ...(tls ? { tls: {} } : {}) }), where: parsed.target.where };
 }
 
 async function* streamLines(client: Redis | Cluster, stream: string): AsyncGenerator<string> {
@@ -150,13 +165,14 @@ function formatter(format: string | undefined): { header?: string; row: (e: Audi
 export async function runAuditCli(argv: string[], io: CliIo): Promise<number> {
   const [command, ...rest] = argv;
   let client: Redis | Cluster | undefined;
+  let where: string | undefined;
   try {
     const { values } = parseArgs({ args: rest, options, strict: true, allowPositionals: false });
     const sources = [values.file, values.redis, values.cluster].filter((v) => v !== undefined).length;
     if (!['verify', 'query', 'tail'].includes(command ?? '') || sources !== 1) throw new UsageError('name a command and exactly one of --file, --redis, --cluster');
     const stream = values.stream ?? DEFAULT_AUDIT_STREAM;
     if (values.file === undefined) {
-      client = redisClient(values, io.env);
+      ({ client, where } = redisClient(values, io.env));
       client.on('error', () => {});
     }
     const lines = () => (values.file !== undefined ? fileLines(values.file) : streamLines(client!, stream));
@@ -250,7 +266,8 @@ export async function runAuditCli(argv: string[], io: CliIo): Promise<number> {
       io.err(`snapgate audit: ${(err as Error).message}\n\n${auditUsage}\n`);
       return 2;
     }
-    io.err(`snapgate audit: ${(err as Error).message}\n`);
+    // ioredis knows only host and port (never a URL), so its messages hold nothing secret.
+    io.err(`snapgate audit: ${where !== undefined ? `redis ${where}: ` : ''}${(err as Error).message}\n`);
     return 1;
   } finally {
     client?.disconnect();

@@ -32,13 +32,30 @@ function applyEnvOverrides(raw: unknown, env: Readonly<Record<string, string | u
   return out;
 }
 
+/** Which environment variable supplied the field at `path`, so its problem names where to fix it. */
+function envSourceOf(path: readonly PropertyKey[], env: Readonly<Record<string, string | undefined>>): string | undefined {
+  const at = path.map(String).join('.');
+  const sources: Record<string, string> = {
+    'redis.url': 'SNAPGATE_REDIS_URL',
+    'log.level': 'SNAPGATE_LOG_LEVEL',
+    'server.host': 'SNAPGATE_HOST',
+    'server.port': 'SNAPGATE_PORT',
+    'server.workers': 'SNAPGATE_WORKERS',
+  };
+  const name = sources[at];
+  return name !== undefined && env[name] !== undefined ? name : undefined;
+}
+
 /** Validates an already-parsed document. Returns a deeply frozen, typed config. */
 export function parseConfig(raw: unknown, source: string, env: Readonly<Record<string, string | undefined>> = {}): Config {
   const problems: string[] = [];
   const doc = applyEnvOverrides(raw, env, problems);
   const result = configSchema.safeParse(doc);
   const issues = [...(result.success ? [] : result.error.issues), ...crossFieldProblems(doc)];
-  for (const issue of issues) problems.push(`${pathText(issue.path)}: ${issue.message}`);
+  for (const issue of issues) {
+    const source = envSourceOf(issue.path, env);
+    problems.push(`${pathText(issue.path)}: ${issue.message}${source !== undefined ? ` (the value comes from ${source})` : ''}`);
+  }
   if (problems.length > 0 || !result.success) throw new ConfigError(source, problems);
   return deepFreeze(result.data);
 }

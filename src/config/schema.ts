@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { isValidOrg } from '../upstream/snaplogic-names.js';
 import { parseDuration } from './duration.js';
+import { parseRedisUrl, redisUrlProblems } from './redis-url.js';
 import { secretRefPattern } from './secret-ref.js';
 
 export const asymmetricAlgorithms = [
@@ -34,6 +35,17 @@ const orgName = () =>
   });
 
 const positiveInt = () => z.number().int().positive();
+
+// The message never repeats the value: a refused URL may well hold a password.
+const redisUrl = () =>
+  z.string().superRefine((value, ctx) => {
+    const parsed = parseRedisUrl(value);
+    if (parsed.ok) return;
+    ctx.addIssue({
+      code: 'custom',
+      message: `${redisUrlProblems[parsed.problem]}: give redis://host:port[/db] or rediss://host:port[/db], and the credentials as redis.username and redis.password (a secret reference such as env:REDIS_PASSWORD)`,
+    });
+  });
 
 function isLoopback(hostname: string): boolean {
   return hostname === 'localhost' || hostname === '[::1]' || /^127(\.\d{1,3}){3}$/.test(hostname);
@@ -237,12 +249,7 @@ export const configSchema = z
       }),
     redis: z
       .strictObject({
-        url: z
-          .string()
-          .regex(/^rediss?:\/\/[^@/]+(\/\d+)?$/, {
-            message: 'must be redis://host:port or rediss://host:port without credentials (put the password in redis.password as a secret reference)',
-          })
-          .optional(),
+        url: redisUrl().optional(),
         sentinel: z
           .strictObject({
             name: z.string().min(1),

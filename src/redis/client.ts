@@ -1,6 +1,7 @@
 // The Redis client for shared state: standalone, Sentinel or Cluster, with request-path-safe defaults.
 import type { Socket } from 'node:net';
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { parseRedisUrl, redisUrlProblems, type RedisTarget } from '../config/redis-url.js';
 import type { RedisConfig } from '../config/schema.js';
 import { parseSecretRef, resolveSecret } from '../config/secret-ref.js';
 import type { Logger } from '../log.js';
@@ -51,6 +52,23 @@ export function withDeadline<T>(command: Promise<T>, ms: number): Promise<T> {
   });
 }
 
+function standaloneTarget(url: string | undefined): RedisTarget {
+  const parsed = parseRedisUrl(url ?? 'redis://127.0.0.1:6379');
+  // Config validation refuses such a URL; the message names why, never the URL.
+  if (!parsed.ok) throw new Error(`redis.url ${redisUrlProblems[parsed.problem]}`);
+  return parsed.target;
+}
+
+/** How logs and errors name the deployment: host:port of each node, nothing else from the config. */
+export function describeRedis(config: Pick<RedisConfig, 'url' | 'sentinel' | 'cluster'>): string {
+  const nodes = (list: readonly { host: string; port: number }[]) => list.map((n) => `${n.host}:${n.port}`).join(',');
+  if (config.cluster !== undefined) return `cluster ${nodes(config.cluster.nodes)}`;
+  // The master group's name is no secret, and the operator needs it to tell deployments apart.
+  if (config.sentinel !== undefined) return `sentinel ${config.sentinel.name} via ${nodes(config.sentinel.sentinels)}`;
+  const parsed = parseRedisUrl(config.url ?? 'redis://127.0.0.1:6379');
+  return parsed.ok ? parsed.target.where : 'redis (invalid url)';
+}
+
 /**
  * Creates the client. Commands never queue while Redis is away (no offline queue, no retries per
  * request), so a dead Redis fails a command at once; a hung one is cut off by `withDeadline` at
@@ -79,9 +97,9 @@ export async function createRedisClient(
   };
 
   let client: RedisClient;
-  let where: string;
+  // What logs name: host:port only, never the URL as given.
+  const where = describeRedis(config);
   if (config.cluster !== undefined) {
-    where = `cluster ${config.cluster.nodes.map((n) => `${n.host}:${n.port}`).join(',')}`;
     client = new Cluster(config.cluster.nodes, {
       redisOptions: common,
       enableOfflineQueue: false,
@@ -89,7 +107,6 @@ export async function createRedisClient(
       slotsRefreshTimeout: config.connectTimeout,
     });
   } else if (config.sentinel !== undefined) {
-    where = `sentinel ${config.sentinel.name}`;
     const sentinelPassword = await secret(config.sentinel.password);
     client = new Redis({
       ...common,
@@ -99,8 +116,10 @@ export async function createRedisClient(
       sentinelRetryStrategy: (attempt: number) => Math.min(attempt * 200, 2_000),
     });
   } else {
-    where = config.url ?? 'redis';
-    client = new Redis(config.url ?? 'redis://127.0.0.1:6379', common);
+    // The URL is taken apart here rather than handed to ioredis, which would also read options
+    // (a password among them) from its query string.
+    const target = standaloneTarget(config.url);
+    client = new Redis({ ...common, host: target.host, port: target.port, db: target.db, ...(target.tls ? { tls: {} } : {}) });
   }
 
   let up = false;
