@@ -338,15 +338,57 @@ export const configSchema = z
 const asRecord = (v: unknown): Record<string, unknown> | undefined =>
   v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
 
+type Problem = { path: PropertyKey[]; message: string };
+
 /**
- * Rules that span fields (policy → orgs, pod scheme → upstream.allowInsecureHttp). They read the
- * raw document defensively so they report alongside field errors instead of after them.
+ * Issuers and the rules that name them. A token's iss picks its issuer entry, so a duplicate would
+ * silently shadow the earlier one; and with several issuers a `sub` is only unique within one, so
+ * a rule that does not name its issuer would admit another issuer's caller of the same name.
  */
-export function crossFieldProblems(raw: unknown): { path: PropertyKey[]; message: string }[] {
-  const problems: { path: PropertyKey[]; message: string }[] = [];
+function issuerProblems(doc: Record<string, unknown> | undefined, policy: unknown[]): Problem[] {
+  const problems: Problem[] = [];
+  const entries = asRecord(doc?.auth)?.issuers;
+  const issuers = Array.isArray(entries) ? entries.map((e) => asRecord(e)?.issuer) : [];
+  const firstAt = new Map<string, number>();
+  issuers.forEach((iss, j) => {
+    if (typeof iss !== 'string') return;
+    const first = firstAt.get(iss);
+    if (first === undefined) firstAt.set(iss, j);
+    else {
+      problems.push({
+        path: ['auth', 'issuers', j, 'issuer'],
+        message: `repeats the issuer of auth.issuers.${first}; each issuer appears once (merge the two entries, e.g. list both audiences)`,
+      });
+    }
+  });
+  policy.forEach((rule, i) => {
+    const match = asRecord(asRecord(rule)?.match);
+    if (match === undefined) return;
+    const iss = match.iss;
+    if (iss === undefined && issuers.length > 1) {
+      problems.push({
+        path: ['policy', i, 'match', 'iss'],
+        message:
+          'is required once auth.issuers lists more than one issuer: a sub is unique only within its issuer, so without iss this rule would also admit a token from another issuer with the same sub (or claims); name the issuer this rule is for',
+      });
+    } else if (typeof iss === 'string' && iss !== '' && issuers.length > 0 && !firstAt.has(iss)) {
+      problems.push({ path: ['policy', i, 'match', 'iss'], message: 'names an issuer that is not configured under auth.issuers, so the rule could never match' });
+    }
+  });
+  return problems;
+}
+
+/**
+ * Rules that span fields (policy → orgs and issuers, duplicate issuers, pod scheme →
+ * upstream.allowInsecureHttp). They read the raw document defensively so they report alongside
+ * field errors instead of after them.
+ */
+export function crossFieldProblems(raw: unknown): Problem[] {
+  const problems: Problem[] = [];
   const doc = asRecord(raw);
   const orgs = asRecord(doc?.orgs) ?? {};
   const policy = Array.isArray(doc?.policy) ? (doc.policy as unknown[]) : [];
+  problems.push(...issuerProblems(doc, policy));
   policy.forEach((rule, i) => {
     const list = asRecord(rule)?.orgs;
     if (!Array.isArray(list)) return;
