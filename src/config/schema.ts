@@ -378,17 +378,43 @@ function issuerProblems(doc: Record<string, unknown> | undefined, policy: unknow
   return problems;
 }
 
+/** A trail that records nothing, or whose loss never stops a call, must be asked for in so many words. */
+function auditProblems(doc: Record<string, unknown> | undefined): Problem[] {
+  const audit = asRecord(doc?.audit) ?? {};
+  if (audit.allowUnaudited === true) return [];
+  const optIn = 'add audit.allowUnaudited: true to run without an audit trail on purpose';
+  const sinks = audit.sinks;
+  if (Array.isArray(sinks)) {
+    if (sinks.length === 0) {
+      return [{ path: ['audit', 'sinks'], message: `lists no sink, so nothing is audited: add one (e.g. { type: stdout }), or ${optIn}` }];
+    }
+    if (sinks.every((sink) => asRecord(sink)?.required === false)) {
+      return [
+        {
+          path: ['audit', 'sinks'],
+          message: `has no required sink (every one says required: false), so calls go ahead when no record was kept: make one required, or ${optIn}`,
+        },
+      ];
+    }
+    return [];
+  }
+  if (sinks === undefined && audit.stdout === false) {
+    return [{ path: ['audit', 'stdout'], message: `is false and no sinks are listed, so nothing is audited: list audit.sinks, or ${optIn}` }];
+  }
+  return [];
+}
+
 /**
  * Rules that span fields (policy → orgs and issuers, duplicate issuers, pod scheme →
- * upstream.allowInsecureHttp). They read the raw document defensively so they report alongside
- * field errors instead of after them.
+ * upstream.allowInsecureHttp, a config that audits nothing). They read the raw document
+ * defensively so they report alongside field errors instead of after them.
  */
 export function crossFieldProblems(raw: unknown): Problem[] {
   const problems: Problem[] = [];
   const doc = asRecord(raw);
   const orgs = asRecord(doc?.orgs) ?? {};
   const policy = Array.isArray(doc?.policy) ? (doc.policy as unknown[]) : [];
-  problems.push(...issuerProblems(doc, policy));
+  problems.push(...issuerProblems(doc, policy), ...auditProblems(doc));
   policy.forEach((rule, i) => {
     const list = asRecord(rule)?.orgs;
     if (!Array.isArray(list)) return;
