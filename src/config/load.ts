@@ -29,6 +29,13 @@ function applyEnvOverrides(raw: unknown, env: Readonly<Record<string, string | u
   const out: Record<string, unknown> = { ...doc, server };
   if (env.SNAPGATE_LOG_LEVEL !== undefined) out.log = { ...((doc.log) ?? {}), level: env.SNAPGATE_LOG_LEVEL };
   if (env.SNAPGATE_REDIS_URL !== undefined) out.redis = { ...((doc.redis) ?? {}), url: env.SNAPGATE_REDIS_URL };
+  if (env.SNAPGATE_ADMIN_HOST !== undefined) {
+    // Only moves a listener the config declares: the port stays the config's to choose.
+    const admin = doc.admin;
+    if (admin === null || typeof admin !== 'object' || Array.isArray(admin)) {
+      problems.push('SNAPGATE_ADMIN_HOST: sets the admin listener\'s host, but the config declares no admin listener (add admin.port)');
+    } else out.admin = { ...admin, host: env.SNAPGATE_ADMIN_HOST };
+  }
   return out;
 }
 
@@ -37,6 +44,7 @@ function envSourceOf(path: readonly PropertyKey[], env: Readonly<Record<string, 
   const at = path.map(String).join('.');
   const sources: Record<string, string> = {
     'redis.url': 'SNAPGATE_REDIS_URL',
+    'admin.host': 'SNAPGATE_ADMIN_HOST',
     'log.level': 'SNAPGATE_LOG_LEVEL',
     'server.host': 'SNAPGATE_HOST',
     'server.port': 'SNAPGATE_PORT',

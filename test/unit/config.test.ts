@@ -84,6 +84,14 @@ describe('config', () => {
     expect(problemsOf(minimal(), { SNAPGATE_PORT: 'x' }).some((p) => p.startsWith('SNAPGATE_PORT'))).toBe(true);
   });
 
+  it('takes the admin listener\'s host from SNAPGATE_ADMIN_HOST, only for an admin listener the config declares', () => {
+    const doc = { ...minimal(), admin: { port: 9464 } };
+    expect(parseConfig(doc, 'test').admin).toEqual({ host: '127.0.0.1', port: 9464 });
+    expect(parseConfig(doc, 'test', { SNAPGATE_ADMIN_HOST: '0.0.0.0' }).admin).toEqual({ host: '0.0.0.0', port: 9464 });
+    expect(problemsOf(minimal(), { SNAPGATE_ADMIN_HOST: '0.0.0.0' })).toEqual([expect.stringMatching(/^SNAPGATE_ADMIN_HOST: .*admin\.port/)]);
+    expect(problemsOf(doc, { SNAPGATE_ADMIN_HOST: '' })).toEqual([expect.stringMatching(/^admin\.host: .*SNAPGATE_ADMIN_HOST/)]);
+  });
+
   it('takes the number of worker processes from SNAPGATE_WORKERS, within the same bounds as server.workers', () => {
     expect(parseConfig(minimal(), 'test', { SNAPGATE_WORKERS: '3' }).server.workers).toBe(3);
     expect(problemsOf(minimal(), { SNAPGATE_WORKERS: 'two' }).some((p) => p.startsWith('SNAPGATE_WORKERS'))).toBe(true);
