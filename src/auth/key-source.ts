@@ -16,14 +16,14 @@ export class KeysUnavailableError extends Error {
 export interface KeySource {
   /** Key lookup for jose's jwtVerify. Throws KeysUnavailableError when keys cannot be fetched. */
   readonly getKey: JWTVerifyGetKey | KeyObject | Uint8Array;
-  /** True once keys are loaded; a remote source tries a fetch when it has none. */
+  /** True once keys are loaded; a remote source without keys tries a fetch, at most one per cooldown. */
   ready(): Promise<boolean>;
 }
 
 const MAX_JWKS_BYTES = 512 * 1024;
-// After a failed fetch with no keys at all, wait this long before the next try, so a dead IdP
-// costs one fetch per second, not one per request.
-const FAILED_FETCH_BACKOFF_MS = 1_000;
+// With no keys at all, fetches are paced by the cooldown and never come closer than this, so a
+// dead IdP costs one fetch per cooldown however many requests and readiness probes ask.
+const MIN_FETCH_GAP_WITHOUT_KEYS_MS = 1_000;
 // Unknown-kid refetches allowed back to back before the cooldown paces them.
 const MISS_REFETCH_BURST = 3;
 
@@ -40,27 +40,42 @@ function parseJwks(text: string, where: string): JSONWebKeySet {
 }
 
 export interface RemoteJwksOptions {
+  /** Per fetch, ms. */
   timeoutMs: number;
+  /** Least time between two fetches that are not unknown-kid refetches (those get a burst of 3), ms. */
   cooldownMs: number;
+  /** Keys older than this are refetched, ms. */
   cacheMaxAgeMs: number;
+  /** How long after the last successful fetch the keys stay trusted while refreshes fail, ms; then they are dropped. */
+  maxStaleMs: number;
   now?: () => number;
 }
 
+type LocalKeys = ReturnType<typeof createLocalJWKSet>;
+
 /**
- * A JWKS fetched over HTTP. Fresh keys for `cacheMaxAgeMs`; an unknown `kid` triggers one refetch
- * at most every `cooldownMs` (so a flood of made-up kids cannot become a fetch storm); fetches are
- * single-flight; a failed refresh keeps serving the last good set (stale-if-error).
+ * A JWKS fetched over HTTP. Fresh keys for `cacheMaxAgeMs`; a failed refresh keeps serving the
+ * last good set (stale-if-error), but only for `maxStaleMs` after the last successful fetch: then
+ * the keys are dropped and calls get KeysUnavailableError (503) until a fetch succeeds. Fetches are
+ * single-flight and paced: at most one per `cooldownMs` while keys are missing or aging, however
+ * often `ready()` or `getKey` asks; an unknown `kid` may refetch at once (a burst of 3, then one
+ * per cooldown) so a rotation is picked up but made-up kids cannot become a fetch storm. An outage
+ * is logged once when it starts and once when it ends; each further failed attempt is a debug line.
  */
 export class RemoteJwks implements KeySource {
-  private local: ReturnType<typeof createLocalJWKSet> | undefined;
+  private local: LocalKeys | undefined;
   private fetchedAt = 0;
   private lastAttemptAt = Number.NEGATIVE_INFINITY;
-  private lastFailureAt = Number.NEGATIVE_INFINITY;
+  // Failed fetches since the last success, and when the first of them happened.
+  private failures = 0;
+  private failingSince = 0;
   // Refetches caused by unknown kids: a bucket of MISS_REFETCH_BURST, refilled one per cooldown.
   private missTokens = MISS_REFETCH_BURST;
   private missRefilledAt = 0;
   private inflight: Promise<void> | undefined;
   private readonly now: () => number;
+  // Aging keys are refreshed before they could be dropped, so an idle gateway whose IdP is up keeps them.
+  private readonly refreshAfterMs: number;
 
   constructor(
     private readonly url: string,
@@ -68,20 +83,11 @@ export class RemoteJwks implements KeySource {
     private readonly log: Logger,
   ) {
     this.now = options.now ?? Date.now;
+    this.refreshAfterMs = Math.min(options.cacheMaxAgeMs, options.maxStaleMs);
   }
 
   readonly getKey: JWTVerifyGetKey = async (header, token) => {
-    const now = this.now();
-    if (this.local === undefined) {
-      if (now - this.lastFailureAt < FAILED_FETCH_BACKOFF_MS) {
-        throw new KeysUnavailableError(`JWKS ${this.url} could not be fetched recently`);
-      }
-      await this.refresh();
-    } else if (now - this.fetchedAt > this.options.cacheMaxAgeMs && now - this.lastAttemptAt >= this.options.cooldownMs) {
-      // Stale: try to refresh, but keep serving the last good set if the IdP is down.
-      await this.refresh().catch(() => undefined);
-    }
-    const local = this.local as unknown as JWTVerifyGetKey;
+    const local = await this.usableKeys();
     try {
       return await local(header, token);
     } catch (err) {
@@ -90,29 +96,16 @@ export class RemoteJwks implements KeySource {
         // burst lets the first token signed with a rotated key through at once even right after
         // other misses, while a flood of made-up kids costs one fetch per cooldown at most.
         await this.refresh();
-        return (this.local as unknown as JWTVerifyGetKey)(header, token);
+        return (await this.usableKeys())(header, token);
       }
       throw err;
     }
   };
 
-  private takeMissRefetch(): boolean {
-    const now = this.now();
-    const cooldown = Math.max(this.options.cooldownMs, 1);
-    const refill = Math.floor((now - this.missRefilledAt) / cooldown);
-    if (refill > 0) {
-      this.missTokens = Math.min(MISS_REFETCH_BURST, this.missTokens + refill);
-      this.missRefilledAt = now;
-    }
-    if (this.missTokens < 1) return false;
-    this.missTokens -= 1;
-    return true;
-  }
-
+  /** True when keys are loaded and not older than maxStale; tries a fetch only when pacing allows. */
   async ready(): Promise<boolean> {
-    if (this.local !== undefined) return true;
     try {
-      await this.refresh();
+      await this.usableKeys();
       return true;
     } catch {
       return false;
@@ -125,6 +118,50 @@ export class RemoteJwks implements KeySource {
       this.inflight = undefined;
     });
     return this.inflight;
+  }
+
+  /** The keys to judge a token with, refreshing them when due and allowed. Throws KeysUnavailableError. */
+  private async usableKeys(): Promise<LocalKeys> {
+    if (this.local !== undefined && this.now() - this.fetchedAt > this.refreshAfterMs && this.mayFetch()) {
+      // Aging: try to refresh, but keep serving the last good set if the IdP is down.
+      await this.refresh().catch(() => undefined);
+    }
+    this.dropIfTooStale();
+    if (this.local === undefined) {
+      if (this.inflight !== undefined) await this.inflight;
+      else if (this.mayFetch()) await this.refresh();
+    }
+    if (this.local === undefined) {
+      throw new KeysUnavailableError(`JWKS ${this.url} has no usable keys; the next fetch waits for the cooldown`);
+    }
+    return this.local;
+  }
+
+  private mayFetch(): boolean {
+    const gap = this.local === undefined ? Math.max(this.options.cooldownMs, MIN_FETCH_GAP_WITHOUT_KEYS_MS) : this.options.cooldownMs;
+    return this.now() - this.lastAttemptAt >= gap;
+  }
+
+  // Stale-if-error is bounded: keys nobody could confirm for maxStale may have been revoked.
+  private dropIfTooStale(): void {
+    if (this.local === undefined) return;
+    const age = this.now() - this.fetchedAt;
+    if (age <= this.options.maxStaleMs) return;
+    this.local = undefined;
+    this.log.warn('jwks keys dropped: older than maxStale', { jwksUri: this.url, maxStaleMs: this.options.maxStaleMs, ageMs: age });
+  }
+
+  private takeMissRefetch(): boolean {
+    const now = this.now();
+    const cooldown = Math.max(this.options.cooldownMs, 1);
+    const refill = Math.floor((now - this.missRefilledAt) / cooldown);
+    if (refill > 0) {
+      this.missTokens = Math.min(MISS_REFETCH_BURST, this.missTokens + refill);
+      this.missRefilledAt = now;
+    }
+    if (this.missTokens < 1) return false;
+    this.missTokens -= 1;
+    return true;
   }
 
   private async fetchOnce(): Promise<void> {
@@ -140,16 +177,28 @@ export class RemoteJwks implements KeySource {
       if (text.length > MAX_JWKS_BYTES) throw new Error(`JWKS ${this.url} is larger than ${MAX_JWKS_BYTES} bytes`);
       this.local = createLocalJWKSet(parseJwks(text, `JWKS ${this.url}`));
       this.fetchedAt = this.now();
-      this.log.debug('jwks refreshed', { jwksUri: this.url });
+      if (this.failures > 0) {
+        this.log.info('jwks fetch recovered', { jwksUri: this.url, failedAttempts: this.failures, failingForMs: this.fetchedAt - this.failingSince });
+        this.failures = 0;
+      } else {
+        this.log.debug('jwks refreshed', { jwksUri: this.url });
+      }
     } catch (err) {
-      this.lastFailureAt = this.now();
       const reason = err instanceof Error && err.name === 'TimeoutError' ? `timed out after ${this.options.timeoutMs} ms` : 'failed';
-      this.log.warn('jwks fetch failed', {
+      const fields = {
         jwksUri: this.url,
         reason,
         keptLastGood: this.local !== undefined,
         error: err instanceof Error ? err.message : String(err),
-      });
+      };
+      this.failures += 1;
+      if (this.failures === 1) {
+        // The start of an outage is worth a warning; every further attempt of the same outage is not.
+        this.failingSince = this.lastAttemptAt;
+        this.log.warn('jwks fetch failed', fields);
+      } else {
+        this.log.debug('jwks fetch failed', { ...fields, failedAttempts: this.failures });
+      }
       throw new KeysUnavailableError(`JWKS ${this.url} fetch ${reason}`, { cause: err });
     }
   }

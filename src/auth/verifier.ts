@@ -68,6 +68,7 @@ async function keySourceFor(
         timeoutMs: issuer.jwks.timeout,
         cooldownMs: issuer.jwks.cooldown,
         cacheMaxAgeMs: issuer.jwks.cacheMaxAge,
+        maxStaleMs: issuer.jwks.maxStale,
         now,
       },
       log,

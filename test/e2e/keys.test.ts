@@ -35,7 +35,10 @@ describe('remote JWKS', () => {
   it('answers 503 jwks_unavailable (not 401) while the JWKS cannot be fetched, and recovers by itself', async () => {
     issuer = await TokenIssuer.start();
     issuer.mode = 'error';
-    const gw = await gatewayWith([{ issuer: issuer.issuer, audience: 'snapgate', jwksUri: issuer.jwksUri, algorithms: ['ES256'] }]);
+    // Without keys, a fetch is tried at most once per cooldown: 1 s here, so recovery is seen within it.
+    const gw = await gatewayWith([
+      { issuer: issuer.issuer, audience: 'snapgate', jwksUri: issuer.jwksUri, algorithms: ['ES256'], jwks: { cooldown: '1s' } },
+    ]);
     const jwt = await issuer.mint({ sub: 'svc-billing' });
     const before = standIn.received.length;
 
