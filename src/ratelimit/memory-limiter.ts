@@ -40,10 +40,12 @@ export function createMemoryLimiter(options: { maxKeys: number; nowUs?: () => nu
 
   return {
     size: () => entries.size,
-    check({ limits, caller, requestId }: LimitRequest): Promise<LimitDecision> {
+    check({ limits, caller, leaseId }: LimitRequest): Promise<LimitDecision> {
       const now = nowUs();
       const policies = policiesOf(limits);
       const writes: Array<() => void> = [];
+      // What a refund gives back: each rate key's emission interval.
+      const taken: Array<{ key: string; intervalUs: number }> = [];
       let admitted = true;
       let leaseKey: string | undefined;
       const outcomes: PolicyOutcome[] = policies.map((policy) => {
@@ -58,7 +60,10 @@ export function createMemoryLimiter(options: { maxKeys: number; nowUs?: () => nu
             const newTat = tat + policy.intervalUs;
             const remaining = Math.max(0, Math.floor((policy.toleranceUs - (newTat - now)) / policy.intervalUs + 1e-9) + 1);
             outcome = { policy, allowed: true, remaining, resetMs: Math.ceil((newTat - now) / 1000), retryMs: 0 };
-            writes.push(() => put(key, { tat: newTat, leases: undefined, expiresAt: newTat }));
+            writes.push(() => {
+              put(key, { tat: newTat, leases: undefined, expiresAt: newTat });
+              taken.push({ key, intervalUs: policy.intervalUs });
+            });
           }
         } else {
           const leases = new Map([...(entry?.leases ?? new Map<string, number>())].filter(([, exp]) => exp > now));
@@ -68,7 +73,7 @@ export function createMemoryLimiter(options: { maxKeys: number; nowUs?: () => nu
             outcome = { policy, allowed: true, remaining: policy.limit - leases.size - 1, resetMs: 0, retryMs: 0 };
             const expiry = now + policy.leaseMs * 1000;
             writes.push(() => {
-              leases.set(requestId, expiry);
+              leases.set(leaseId, expiry);
               put(key, { tat: 0, leases, expiresAt: Math.max(...leases.values()) });
               leaseKey = key;
             });
@@ -78,13 +83,22 @@ export function createMemoryLimiter(options: { maxKeys: number; nowUs?: () => nu
         return outcome;
       });
       if (admitted) for (const w of writes) w();
+      const release = (): Promise<void> => {
+        const key = leaseKey;
+        if (key !== undefined) entries.get(key)?.leases?.delete(leaseId);
+        leaseKey = undefined;
+        return Promise.resolve();
+      };
       return Promise.resolve({
         allowed: admitted,
         outcomes,
-        release: () => {
-          const key = leaseKey;
-          if (key !== undefined) entries.get(key)?.leases?.delete(requestId);
-          return Promise.resolve();
+        release,
+        refund: () => {
+          for (const { key, intervalUs } of taken.splice(0)) {
+            const e = entries.get(key);
+            if (e !== undefined) e.tat -= intervalUs;
+          }
+          return release();
         },
       });
     },

@@ -1,4 +1,5 @@
 // The rate-limit middleware: after authorization, before forwarding; writes the RateLimit fields on every authorized response.
+import { randomBytes } from 'node:crypto';
 import type { MiddlewareHandler } from 'hono';
 import { GatewayError } from '../errors.js';
 import type { AppEnv } from '../http/app-env.js';
@@ -18,7 +19,8 @@ function describeRate(limits: OrgLimits, name: string): string {
 /**
  * Consumes the org's policies for an authorized call. Refusals are 429 `quota_exceeded` with
  * Retry-After (nothing forwarded, nothing consumed); a Redis outage in `closed` mode is 503
- * `temporary_reduced_capacity`. Orgs without a rateLimit pass straight through.
+ * `temporary_reduced_capacity`. A call that is then not forwarded is refunded. Orgs without a
+ * rateLimit pass straight through.
  */
 export function rateLimit(deps: {
   limiter: RateLimiter;
@@ -26,6 +28,10 @@ export function rateLimit(deps: {
   metrics: Metrics;
 }): MiddlewareHandler<AppEnv> {
   const decisions = seriesOf((org, policy, outcome) => deps.metrics.rateLimitDecisions.labels(org, policy, outcome));
+  // Lease ids are snapgate's own: unique per call across instances (random per middleware, then a
+  // counter), never the caller's X-Request-Id, so no caller can share or free another's lease.
+  const leasePrefix = randomBytes(9).toString('base64url');
+  let leaseCount = 0;
 
   return async function rateLimitMiddleware(c, next) {
     const audit = c.get('audit');
@@ -36,7 +42,7 @@ export function rateLimit(deps: {
 
     let decision: LimitDecision;
     try {
-      decision = await deps.limiter.check({ limits, caller, requestId: c.get('requestId') });
+      decision = await deps.limiter.check({ limits, caller, leaseId: `${leasePrefix}.${(leaseCount++).toString(36)}` });
     } catch (err) {
       if (!(err instanceof LimiterUnavailableError)) throw err;
       audit.rateLimit = { outcome: 'unavailable', policies: [] };
@@ -78,7 +84,9 @@ export function rateLimit(deps: {
     try {
       await next();
     } finally {
-      void decision.release();
+      // A call refused after the decision and never forwarded (audit unavailable, caller gone,
+      // upstream busy, shutdown) gives back what it took; a forwarded one keeps its quota.
+      void (c.get('forwarded') === true ? decision.release() : decision.refund());
     }
   };
 }

@@ -1,11 +1,11 @@
 // The shared limiter: every policy of a request checked and consumed by one Lua script, on Redis's clock, in one round trip.
 import { Cluster, type Redis, type Result } from 'ioredis';
-import { batchWritesThisTurn, withDeadline, type RedisClient } from '../redis/client.js';
-import { keyFor, policiesOf, type LimitDecision, type LimitRequest, type PolicyOutcome, type RateLimiter } from './policy.js';
+import { batchWritesThisTurn, RedisDeadlineError, withDeadline, type RedisClient } from '../redis/client.js';
+import { keyFor, policiesOf, type LimitDecision, type LimitPolicy, type LimitRequest, type PolicyOutcome, type RateLimiter } from './policy.js';
 
 /**
  * KEYS[i]  one key per policy; all carry the same {org:…} hash tag (one Cluster slot)
- * ARGV[1]  request id: the member of a concurrency lease
+ * ARGV[1]  lease id (snapgate's own, per call): the member of a concurrency lease
  * ARGV[2]  n, the number of policies
  * then per policy i, four values at ARGV[2 + 4(i-1) + 1 .. 4]:
  *   kind    'r' (GCRA rate) or 'c' (concurrency)
@@ -76,16 +76,57 @@ end
 return out
 `;
 
+/**
+ * Gives back what a decision took: the lease, and one emission interval of each rate key.
+ * KEYS[i]  the policy keys of the decision (same {org:…} hash tag)
+ * ARGV[1]  the lease id
+ * ARGV[2]  '1': only if the lease is still held (a late script's answer was never read: if the
+ *          lease is there, that script admitted the call); '0': unconditionally
+ * ARGV[3]  n, then per policy i at ARGV[3 + 2(i-1) + 1 .. 2]: kind ('r' | 'c'), r: interval T in µs
+ * A rate key whose TAT falls to now or below is deleted (a full bucket). Returns 1 if anything was given back.
+ */
+export const REFUND_SCRIPT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local member = ARGV[1]
+local if_leased = ARGV[2] == '1'
+local n = tonumber(ARGV[3])
+local leased = 0
+local has_lease = false
+for i = 1, n do
+  if ARGV[3 + (i - 1) * 2 + 1] == 'c' then
+    has_lease = true
+    leased = leased + redis.call('ZREM', KEYS[i], member)
+  end
+end
+if if_leased and leased == 0 then return 0 end
+for i = 1, n do
+  local base = 3 + (i - 1) * 2
+  if ARGV[base + 1] == 'r' then
+    local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
+    local new_tat = tat - tonumber(ARGV[base + 2])
+    if new_tat <= now then
+      redis.call('DEL', KEYS[i])
+    else
+      redis.call('SET', KEYS[i], string.format('%.0f', new_tat), 'PX', math.max(1, math.ceil((new_tat - now) / 1000)))
+    end
+  end
+end
+return 1
+`;
+
 declare module 'ioredis' {
   interface RedisCommander<Context> {
     snapgateLimit(numKeys: number, ...keysAndArgs: (string | number)[]): Result<number[], Context>;
+    snapgateRefund(numKeys: number, ...keysAndArgs: (string | number)[]): Result<number, Context>;
   }
 }
 
-/** Registers the script on a client; EVALSHA with an EVAL fallback on NOSCRIPT is ioredis's job. */
+/** Registers the scripts on a client; EVALSHA with an EVAL fallback on NOSCRIPT is ioredis's job. */
 export function defineLimitCommand(client: RedisClient): void {
   if (typeof (client as Redis).snapgateLimit !== 'function') {
     client.defineCommand('snapgateLimit', { lua: LIMIT_SCRIPT });
+    client.defineCommand('snapgateRefund', { lua: REFUND_SCRIPT });
   }
 }
 
@@ -95,26 +136,62 @@ export function defineLimitCommand(client: RedisClient): void {
  */
 export async function warmUpLimiter(client: RedisClient, deadlineMs: number): Promise<void> {
   const nodes: Redis[] = client instanceof Cluster ? client.nodes('master') : [client];
-  await Promise.all(nodes.map((node) => withDeadline(node.script('LOAD', LIMIT_SCRIPT), deadlineMs)));
+  await Promise.all(
+    nodes.flatMap((node) => [LIMIT_SCRIPT, REFUND_SCRIPT].map((lua) => withDeadline(node.script('LOAD', lua), deadlineMs))),
+  );
+}
+
+/** Sends the refund script for `policies` (all, or those a decision took); errors are ignored: a lease still expires. */
+function sendRefund(client: RedisClient, keys: readonly string[], policies: readonly LimitPolicy[], leaseId: string, ifLeased: boolean): Promise<void> {
+  const args: (string | number)[] = [leaseId, ifLeased ? '1' : '0', policies.length];
+  for (const p of policies) args.push(p.kind === 'rate' ? 'r' : 'c', p.kind === 'rate' ? p.intervalUs : 0);
+  return (client as Redis).snapgateRefund(keys.length, ...keys, ...args).then(
+    () => undefined,
+    () => undefined,
+  );
 }
 
 /**
  * A limiter whose state lives in Redis, shared by every snapgate instance. Throws on any Redis
  * error, and RedisDeadlineError when no answer comes within `deadlineMs`.
+ *
+ * A script whose answer missed the deadline may still run once Redis answers again (a stall): the
+ * call was decided without it, so what it takes is given back. With a concurrency policy, a
+ * conditional refund is sent at once: it queues behind the script on the same connection, so the
+ * lease (and the quota, if the lease shows the script admitted the call) is freed the moment Redis
+ * resumes, whether or not the script's own answer is ever read. Without one, the late answer is
+ * read when it comes and, if it admitted the call, refunded.
  */
 export function createRedisLimiter(client: RedisClient, deadlineMs = 1_000): RateLimiter {
   defineLimitCommand(client);
   return {
-    async check({ limits, caller, requestId }: LimitRequest): Promise<LimitDecision> {
+    async check({ limits, caller, leaseId }: LimitRequest): Promise<LimitDecision> {
       const policies = policiesOf(limits);
       const keys = policies.map((p) => keyFor(limits.org, p, caller));
-      const args: (string | number)[] = [requestId, policies.length];
+      const args: (string | number)[] = [leaseId, policies.length];
       for (const p of policies) {
         if (p.kind === 'rate') args.push('r', p.shadow ? '1' : '0', p.intervalUs, p.toleranceUs);
         else args.push('c', p.shadow ? '1' : '0', p.limit, p.leaseMs);
       }
       batchWritesThisTurn(client);
-      const raw = await withDeadline((client as Redis).snapgateLimit(keys.length, ...keys, ...args), deadlineMs);
+      const command = (client as Redis).snapgateLimit(keys.length, ...keys, ...args);
+      let raw: number[];
+      try {
+        raw = await withDeadline(command, deadlineMs);
+      } catch (err) {
+        if (err instanceof RedisDeadlineError) {
+          if (policies.some((p) => p.kind === 'concurrency')) void sendRefund(client, keys, policies, leaseId, true);
+          else {
+            command.then(
+              (late) => {
+                if (late[0] === 1) void sendRefund(client, keys, policies.filter((_, i) => late[1 + i * 4] === 1), leaseId, false);
+              },
+              () => undefined,
+            );
+          }
+        }
+        throw err;
+      }
       const outcomes: PolicyOutcome[] = policies.map((policy, i) => ({
         policy,
         allowed: raw[1 + i * 4] === 1,
@@ -124,13 +201,22 @@ export function createRedisLimiter(client: RedisClient, deadlineMs = 1_000): Rat
       }));
       const admitted = raw[0] === 1;
       const concIndex = policies.findIndex((p) => p.kind === 'concurrency');
-      const leased = admitted && concIndex >= 0 && outcomes[concIndex]?.allowed === true;
+      let leased = admitted && concIndex >= 0 && outcomes[concIndex]?.allowed === true;
+      let refundable = admitted;
       return {
         allowed: admitted,
         outcomes,
         release: async () => {
           if (!leased) return;
-          await (client as Redis).zrem(keys[concIndex]!, requestId).catch(() => undefined);
+          leased = false;
+          await (client as Redis).zrem(keys[concIndex]!, leaseId).catch(() => undefined);
+        },
+        refund: async () => {
+          if (!refundable) return;
+          refundable = false;
+          leased = false;
+          const taken = outcomes.filter((o) => o.allowed);
+          await sendRefund(client, taken.map((o) => keys[policies.indexOf(o.policy)]!), taken.map((o) => o.policy), leaseId, false);
         },
       };
     },

@@ -103,7 +103,7 @@ export function createResilientLimiter(options: ResilientLimiterOptions): RateLi
           return { ...decision, degraded: 'local' };
         }
         case 'open':
-          return { allowed: true, outcomes: [], degraded: 'open', release: () => Promise.resolve() };
+          return { allowed: true, outcomes: [], degraded: 'open', release: () => Promise.resolve(), refund: () => Promise.resolve() };
         case 'closed':
           throw new LimiterUnavailableError(Math.max(1_000, options.openForMs - (now() - openedAt)), { cause });
       }

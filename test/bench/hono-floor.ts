@@ -58,7 +58,7 @@ async function redisWork(url: string): Promise<RedisWork> {
   await trail.start();
   return async (org, ruuid) => {
     const event = eventOf(org, ruuid) as unknown as AuditEvent;
-    await Promise.all([limiter.check({ limits, caller: 'svc-000', requestId: event.id }), trail.record(event, true)]);
+    await Promise.all([limiter.check({ limits, caller: 'svc-000', leaseId: event.id }), trail.record(event, true)]);
     return () => void trail.record({ ...event, type: 'outcome' });
   };
 }

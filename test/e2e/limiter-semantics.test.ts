@@ -38,7 +38,7 @@ describe.each(limiters)('%s limiter', (_name, make) => {
   beforeEach(() => {
     limiter = make();
   });
-  const check = (l: OrgLimits, caller = 'caller-a', requestId = randomUUID()) => limiter.check({ limits: l, caller, requestId });
+  const check = (l: OrgLimits, caller = 'caller-a', leaseId = randomUUID()) => limiter.check({ limits: l, caller, leaseId });
 
   it('admits exactly limit + burst at once, then refuses with an exact retry time', async () => {
     const l = limits({ limit: 10, burst: 5, window: 60_000 });
@@ -132,7 +132,7 @@ describe('redis limiter specifics', () => {
   it('sets a TTL on every key so idle orgs and callers vanish', async () => {
     const limiter = createRedisLimiter(client);
     const l = limits({ limit: 10, window: 10_000, perCaller: { limit: 5, window: 5_000, burst: 0, shadow: false }, concurrency: { limit: 3, shadow: false, lease: 20_000 } });
-    await limiter.check({ limits: l, caller: 'c1', requestId: 'r1' });
+    await limiter.check({ limits: l, caller: 'c1', leaseId: 'r1' });
     const keys = [keyFor(l.org, l.rate, 'c1'), keyFor(l.org, l.perCaller!, 'c1'), keyFor(l.org, l.concurrency!, 'c1')];
     const ttls = await Promise.all(keys.map((k) => client.pttl(k)));
     expect(ttls[0]).toBeGreaterThan(0);
@@ -147,9 +147,9 @@ describe('redis limiter specifics', () => {
   it('survives a flushed script cache (NOSCRIPT after a restart or failover)', async () => {
     const limiter = createRedisLimiter(client);
     const l = limits();
-    expect((await limiter.check({ limits: l, caller: 'c', requestId: 'r' })).allowed).toBe(true);
+    expect((await limiter.check({ limits: l, caller: 'c', leaseId: 'r' })).allowed).toBe(true);
     await client.script('FLUSH');
-    expect((await limiter.check({ limits: l, caller: 'c', requestId: 'r2' })).allowed).toBe(true);
+    expect((await limiter.check({ limits: l, caller: 'c', leaseId: 'r2' })).allowed).toBe(true);
   });
 
   it('decides in one round trip of O(1) work, however many orgs and callers exist', async () => {
@@ -164,12 +164,12 @@ describe('redis limiter specifics', () => {
     const batch = async () => {
       const l = limits({ perCaller: { limit: 5, window: 60_000, burst: 0, shadow: false }, concurrency: { limit: 3, shadow: false } });
       const before = await stats();
-      for (let i = 0; i < 10; i++) await limiter.check({ limits: l, caller: 'c', requestId: `x${i}` });
+      for (let i = 0; i < 10; i++) await limiter.check({ limits: l, caller: 'c', leaseId: `x${i}` });
       const after = await stats();
       return { scripts: after.scripts - before.scripts, all: after.all - before.all };
     };
     const fill = async (n: number) => {
-      for (let i = 0; i < n; i++) await limiter.check({ limits: limits(), caller: `c${i}`, requestId: `r${i}` });
+      for (let i = 0; i < n; i++) await limiter.check({ limits: limits(), caller: `c${i}`, leaseId: `r${i}` });
     };
     await fill(100);
     const small = await batch();
@@ -186,7 +186,7 @@ describe('redis limiter specifics', () => {
 describe('memory limiter specifics', () => {
   it('holds at most maxKeys keys', async () => {
     const limiter = createMemoryLimiter({ maxKeys: 50 });
-    for (let i = 0; i < 500; i++) await limiter.check({ limits: limits(), caller: 'c', requestId: `r${i}` });
+    for (let i = 0; i < 500; i++) await limiter.check({ limits: limits(), caller: 'c', leaseId: `r${i}` });
     expect(limiter.size()).toBe(50);
   });
 });

@@ -23,6 +23,7 @@ const decision = (outcomes: PolicyOutcome[], extra: Partial<LimitDecision> = {})
   allowed: outcomes.every((o) => o.allowed || o.policy.shadow),
   outcomes,
   release: () => Promise.resolve(),
+  refund: () => Promise.resolve(),
   ...extra,
 });
 
