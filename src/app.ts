@@ -10,6 +10,7 @@ import type { AppEnv } from './http/app-env.js';
 import { handleError } from './http/error-handler.js';
 import { rawPathGuard } from './http/raw-path-guard.js';
 import { drainGuard, requestContext } from './http/request-context.js';
+import type { InFlightCalls } from './http/in-flight.js';
 import type { Logger } from './log.js';
 import { healthRoutes, type ReadinessProbe } from './ops/health.js';
 import { authorize } from './policy/authorize.js';
@@ -32,6 +33,10 @@ export interface AppDeps {
   instance: string;
   /** Largest request body forwarded, in bytes. */
   maxBodyBytes: number;
+  /** ms allowed for receiving a request body. */
+  bodyTimeoutMs: number;
+  /** The calls in flight, for shutdown. */
+  inFlight: InFlightCalls;
   readiness: ReadinessProbe;
   /** True once shutdown has begun: readiness fails and responses close their connection. */
   isDraining: () => boolean;
@@ -46,11 +51,12 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
   app.onError(handleError(deps.log));
-  app.use('*', requestContext({ audit: deps.audit, instance: deps.instance, isDraining: deps.isDraining, metrics: deps.metrics }));
+  app.use('*', requestContext({ audit: deps.audit, instance: deps.instance, isDraining: deps.isDraining, metrics: deps.metrics, inFlight: deps.inFlight }));
   app.use('*', drainGuard(deps.isDraining));
   app.use('*', rawPathGuard());
 
-  app.route('/', healthRoutes(deps.readiness));
+  // The callers' port says ready or not; which check fails is for the admin listener.
+  app.route('/', healthRoutes(deps.readiness, { detailed: false }));
   app.route(
     '/',
     runtimeStartRoutes({
@@ -63,6 +69,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       orgs: deps.orgs,
       log: deps.log,
       maxBodyBytes: deps.maxBodyBytes,
+      bodyTimeoutMs: deps.bodyTimeoutMs,
     }),
   );
 

@@ -1,6 +1,7 @@
 // The one Hono environment type for the whole app: per-request variables set by middleware.
 import type { Principal } from '../auth/verifier.js';
 import type { AuditFields } from '../audit/event.js';
+import type { CallSignal } from './incoming.js';
 
 export type AppEnv = {
   Variables: {
@@ -20,5 +21,11 @@ export type AppEnv = {
     responseHeaders: Record<string, string>;
     /** The response built with `responseHeaders` already in it (see response-headers.ts). */
     builtResponse: Response;
+    /** Fires when the caller hangs up or shutdown cuts the call; watched from the first byte. */
+    signal: CallSignal;
+    /** The request body, read (within its deadline) before any limit is taken. */
+    body: Uint8Array;
+    /** Set the moment the call is handed to SnapLogic; until then nothing was forwarded. */
+    forwarded: boolean;
   };
 };

@@ -34,42 +34,118 @@ export function requestHeaderEntries(c: Context): Iterable<[string, string]> {
   );
 }
 
+/** Why a call was abandoned: the caller hung up, or the gateway is shutting down and its drain deadline passed. */
+export type AbortReason = 'caller' | 'shutdown';
+
 /**
- * Emits `abort` when the caller hangs up before the response is finished. undici takes an
- * EventEmitter as a request signal; it costs a fraction of an AbortController per call.
+ * One call's abort signal, watched from the request's first byte: it fires when the caller hangs
+ * up before the response is finished, or when shutdown cuts the call. undici takes an EventEmitter
+ * as a request signal; it costs a fraction of an AbortController per call.
  */
-export class HangUpSignal extends EventEmitter {
+export class CallSignal extends EventEmitter {
   aborted = false;
+  reason: AbortReason | undefined;
+
+  abort(reason: AbortReason): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.reason = reason;
+    this.emit('abort');
+  }
 }
 
 /** A signal that aborts when the caller hangs up before the response is finished. */
-export function hangUpSignal(c: Context): AbortSignal | HangUpSignal {
+export function callSignal(c: Context): CallSignal {
+  const signal = new CallSignal();
   const outgoing: ServerResponse | undefined = bindings(c)?.outgoing;
-  if (outgoing === undefined) return c.req.raw.signal;
-  const signal = new HangUpSignal();
+  if (outgoing === undefined) {
+    const raw = c.req.raw.signal;
+    if (raw.aborted) signal.abort('caller');
+    else raw.addEventListener('abort', () => signal.abort('caller'), { once: true });
+    return signal;
+  }
+  if (outgoing.destroyed) {
+    signal.abort('caller');
+    return signal;
+  }
   outgoing.once('close', () => {
-    if (outgoing.writableFinished) return;
-    signal.aborted = true;
-    signal.emit('abort');
+    if (!outgoing.writableFinished) signal.abort('caller');
   });
   return signal;
 }
 
-/** Reads the body up to `max` bytes; calls `tooLarge()` (which throws) beyond. Empty bodies cost nothing. */
-export async function readRequestBody(c: Context, max: number, tooLarge: () => Error): Promise<Uint8Array> {
-  const incoming = incomingOf(c);
-  const declared = Number(requestHeader(c, 'content-length') ?? '0');
-  if (declared > max) throw tooLarge();
-  if (incoming !== undefined && declared === 0 && incoming.headers['transfer-encoding'] === undefined) return new Uint8Array(0);
-  // Node's request and the WHATWG body stream are both async iterables of byte chunks.
-  const source = (incoming ?? c.req.raw.body) as AsyncIterable<Uint8Array> | null;
-  if (source === null) return new Uint8Array(0);
+/** Why a request body could not be read. */
+export class BodyReadError extends Error {
+  constructor(readonly reason: 'too_large' | 'timeout' | 'aborted') {
+    super(`request body ${reason}`);
+    this.name = 'BodyReadError';
+  }
+}
+
+function readNodeBody(incoming: IncomingMessage, max: number, timeoutMs: number): Promise<Uint8Array> {
+  return new Promise<Uint8Array>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const finish = (err: BodyReadError | undefined): void => {
+      clearTimeout(timer);
+      incoming.off('data', onData).off('end', onEnd).off('aborted', onAborted).off('error', onAborted).off('close', onClose);
+      if (err !== undefined) {
+        incoming.pause();
+        reject(err);
+      } else resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+    };
+    const onData = (chunk: Buffer): void => {
+      size += chunk.byteLength;
+      if (size > max) finish(new BodyReadError('too_large'));
+      else chunks.push(chunk);
+    };
+    const onEnd = (): void => finish(undefined);
+    const onAborted = (): void => finish(new BodyReadError('aborted'));
+    const onClose = (): void => {
+      if (!incoming.complete) finish(new BodyReadError('aborted'));
+    };
+    const timer = setTimeout(() => finish(new BodyReadError('timeout')), timeoutMs);
+    incoming.on('data', onData).on('end', onEnd).on('aborted', onAborted).on('error', onAborted).on('close', onClose);
+  });
+}
+
+async function readWebBody(body: ReadableStream<Uint8Array>, max: number, timeoutMs: number): Promise<Uint8Array> {
+  const reader = body.getReader();
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new BodyReadError('timeout')), timeoutMs);
+  });
   const chunks: Uint8Array[] = [];
   let size = 0;
-  for await (const chunk of source) {
-    size += chunk.byteLength;
-    if (size > max) throw tooLarge();
-    chunks.push(chunk);
+  try {
+    for (;;) {
+      const { done, value } = await Promise.race([reader.read(), timeout]);
+      if (done) break;
+      size += value.byteLength;
+      if (size > max) throw new BodyReadError('too_large');
+      chunks.push(value);
+    }
+  } catch (err) {
+    void reader.cancel().catch(() => undefined);
+    throw err instanceof BodyReadError ? err : new BodyReadError('aborted');
+  } finally {
+    clearTimeout(timer);
   }
-  return Buffer.concat(chunks);
+  return Buffer.concat(chunks, size);
+}
+
+/**
+ * Reads the whole body, at most `max` bytes, within `timeoutMs`. Throws BodyReadError (too_large,
+ * timeout, aborted). A declared Content-Length over `max` fails at once; empty bodies cost nothing.
+ */
+export function readRequestBody(c: Context, max: number, timeoutMs: number): Promise<Uint8Array> {
+  const incoming = incomingOf(c);
+  const declared = Number(requestHeader(c, 'content-length') ?? '0');
+  if (declared > max) return Promise.reject(new BodyReadError('too_large'));
+  if (incoming !== undefined) {
+    if (declared === 0 && incoming.headers['transfer-encoding'] === undefined) return Promise.resolve(new Uint8Array(0));
+    return readNodeBody(incoming, max, timeoutMs);
+  }
+  const body = c.req.raw.body;
+  return body === null ? Promise.resolve(new Uint8Array(0)) : readWebBody(body, max, timeoutMs);
 }

@@ -8,7 +8,8 @@ import { GatewayError, kindOf, type ErrorCode } from '../errors.js';
 import { seriesOf, type Metrics } from '../ops/metrics.js';
 import { acceptableRequestId } from '../upstream/headers.js';
 import type { AppEnv } from './app-env.js';
-import { requestHeader } from './incoming.js';
+import { callSignal, requestHeader } from './incoming.js';
+import type { InFlightCalls } from './in-flight.js';
 import { ensureRequestHeaders } from './response-headers.js';
 
 export const opsPaths: ReadonlySet<string> = new Set(['/livez', '/readyz']);
@@ -46,6 +47,7 @@ export function requestContext(deps: {
   instance: string;
   isDraining: () => boolean;
   metrics: Metrics;
+  inFlight: InFlightCalls;
 }): MiddlewareHandler<AppEnv> {
   const requests = seriesOf((decision, reason) => deps.metrics.requests.labels(decision, reason));
   const requestDuration = seriesOf((decision) => deps.metrics.requestDuration.labels(decision));
@@ -60,13 +62,26 @@ export function requestContext(deps: {
     const responseHeaders: Record<string, string> = { 'x-request-id': requestId };
     if (deps.isDraining()) responseHeaders.connection = 'close';
     c.set('responseHeaders', responseHeaders);
+    if (opsPaths.has(c.req.path)) {
+      await next();
+      ensureRequestHeaders(c);
+      return;
+    }
+    // Watched from the first byte: a caller gone before forwarding starts is never forwarded.
+    const signal = callSignal(c);
+    c.set('signal', signal);
+    const leave = deps.inFlight.enter(signal);
+    try {
+      await next();
+      ensureRequestHeaders(c);
+      if (deps.isDraining() && responseHeaders.connection === undefined) c.res.headers.set('connection', 'close');
+      record(c, started);
+    } finally {
+      leave();
+    }
+  };
 
-    await next();
-
-    ensureRequestHeaders(c);
-    if (deps.isDraining() && responseHeaders.connection === undefined) c.res.headers.set('connection', 'close');
-    if (opsPaths.has(c.req.path)) return;
-
+  function record(c: Context<AppEnv>, started: number): void {
     const err = c.error;
     const code: ErrorCode | undefined = err === undefined ? undefined : err instanceof GatewayError ? err.code : 'internal_error';
     const decision: Decision = code === undefined ? 'allowed' : kindOf(code);
@@ -84,7 +99,7 @@ export function requestContext(deps: {
       const event = auditEventOf(c, 'decision', outcome);
       deps.audit.decision(event, event.caller?.sub ?? `addr:${event.client.address ?? '?'}`);
     }
-  };
+  }
 }
 
 /**

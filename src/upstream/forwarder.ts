@@ -11,11 +11,13 @@ export interface UpstreamRequest {
   headers: Record<string, string>;
   body?: Uint8Array;
   timeouts?: { connect?: number; headers?: number; body?: number };
-  /** Aborts the call (the caller hung up): an AbortSignal, or an EventEmitter that emits `abort`. */
-  signal?: AbortSignal | UpstreamAbortSignal;
+  /** Aborts the call (caller hung up, or shutdown): an EventEmitter that emits `abort`. */
+  signal?: UpstreamAbortSignal;
+  /** Called the moment the request is handed to the connection pool; until then nothing was sent. */
+  onDispatch?: () => void;
 }
 
-export type UpstreamAbortSignal = EventEmitter & { readonly aborted: boolean };
+export type UpstreamAbortSignal = EventEmitter & { readonly aborted: boolean; readonly reason?: 'caller' | 'shutdown' | undefined };
 
 export interface UpstreamResponse {
   status: number;
@@ -25,8 +27,10 @@ export interface UpstreamResponse {
 
 export interface Forwarder {
   /**
-   * Sends one request, once. Throws GatewayError `upstream_timeout` (504) or
-   * `upstream_unreachable` / `upstream_response_too_large` (502).
+   * Sends one request, once, when one of the origin's `connections` is free (waiting at most
+   * `queueTimeout` behind at most `maxQueue` others). Throws GatewayError `upstream_busy` (503, never
+   * sent), `upstream_timeout` (504), `upstream_unreachable` / `upstream_response_too_large` (502),
+   * `client_closed_request` or `aborted_by_shutdown`.
    */
   forward(req: UpstreamRequest): Promise<UpstreamResponse>;
   /** Closes pooled connections, waiting for requests in flight. */
@@ -46,13 +50,25 @@ export interface ForwarderOptions {
   connections: number;
   /** Responses larger than this are refused (502). */
   maxResponseBytes: number;
+  /** Calls waiting for a connection at most; beyond, upstream_busy at once. */
+  maxQueue: number;
+  /** ms a call waits for a connection before upstream_busy. */
+  queueTimeout: number;
 }
 
 const timeoutCodes = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
 
-function translate(err: unknown, origin: string, signal: { readonly aborted: boolean } | undefined): GatewayError {
+function abandoned(signal: UpstreamAbortSignal | undefined, cause?: unknown): GatewayError {
+  if (signal?.reason === 'shutdown') {
+    return new GatewayError('aborted_by_shutdown', 'This snapgate instance shut down before SnapLogic answered. The resume may or may not have taken effect: check the run\'s state before retrying.', { cause });
+  }
+  return new GatewayError('client_closed_request', 'The caller closed the connection before SnapLogic answered; the call was abandoned.', { cause });
+}
+
+function translate(err: unknown, origin: string, signal: UpstreamAbortSignal | undefined): GatewayError {
   if (err instanceof GatewayError) return err;
   const code = (err as { code?: unknown }).code;
+  if (signal?.reason === 'shutdown') return abandoned(signal, err);
   if (signal?.aborted || code === 'UND_ERR_ABORTED') {
     return new GatewayError('client_closed_request', 'The caller closed the connection before SnapLogic answered; the call was abandoned.', { cause: err });
   }
@@ -85,7 +101,64 @@ function readBody(body: Dispatcher.ResponseData['body'], max: number): Promise<B
   });
 }
 
-/** Creates the forwarder. One pool per connect timeout; requests choose header/body timeouts. */
+/**
+ * At most `limit` calls at once; the rest wait in a bounded FIFO queue. undici's own queue is
+ * unbounded and has no deadline, so calls beyond the pool never reach it.
+ */
+class Slots {
+  private active = 0;
+  private readonly waiting: Array<{ grant: () => void }> = [];
+
+  constructor(private readonly limit: number, private readonly maxQueue: number, private readonly timeoutMs: number) {}
+
+  /** Resolves with a release function once a slot is free. Throws upstream_busy, or the abandonment when `signal` fires. */
+  acquire(signal: UpstreamAbortSignal | undefined): Promise<() => void> {
+    const release = (): void => {
+      const next = this.waiting.shift();
+      if (next !== undefined) next.grant();
+      else this.active -= 1;
+    };
+    if (this.active < this.limit) {
+      this.active += 1;
+      return Promise.resolve(release);
+    }
+    if (this.waiting.length >= this.maxQueue) return Promise.reject(busy(`all ${this.limit} connections are in use and ${this.maxQueue} calls are already waiting`));
+    return new Promise((resolve, reject) => {
+      const entry = {
+        grant: () => {
+          cleanup();
+          resolve(release);
+        },
+      };
+      const cleanup = (): void => {
+        clearTimeout(timer);
+        signal?.off('abort', onAbort);
+      };
+      const leave = (err: GatewayError): void => {
+        const i = this.waiting.indexOf(entry);
+        if (i >= 0) this.waiting.splice(i, 1);
+        cleanup();
+        reject(err);
+      };
+      const onAbort = (): void => leave(abandoned(signal));
+      const timer = setTimeout(() => leave(busy(`no connection became free within ${this.timeoutMs} ms`)), this.timeoutMs);
+      signal?.once('abort', onAbort);
+      this.waiting.push(entry);
+    });
+  }
+
+  get queued(): number {
+    return this.waiting.length;
+  }
+}
+
+function busy(why: string): GatewayError {
+  return new GatewayError('upstream_busy', `snapgate's connections to SnapLogic are all busy (${why}). Nothing was forwarded; retry after the Retry-After delay.`, {
+    headers: { 'retry-after': '1' },
+  });
+}
+
+/** Creates the forwarder. One pool per connect timeout, one bounded queue per origin; requests choose header/body timeouts. */
 export function createForwarder(options: ForwarderOptions): Forwarder {
   const agents = new Map<number, Agent>();
   const agentFor = (connectTimeout: number): Agent => {
@@ -106,9 +179,26 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     return agent;
   };
 
+  const slots = new Map<string, Slots>();
+  const slotsFor = (origin: string): Slots => {
+    let s = slots.get(origin);
+    if (s === undefined) {
+      s = new Slots(options.connections, options.maxQueue, options.queueTimeout);
+      slots.set(origin, s);
+    }
+    return s;
+  };
+
   return {
     async forward(req) {
       const agent = agentFor(req.timeouts?.connect ?? options.connectTimeout);
+      const release = await slotsFor(req.origin).acquire(req.signal);
+      // A caller gone (or a shutdown) while waiting for Redis, the audit trail or a connection: never sent.
+      if (req.signal?.aborted === true) {
+        release();
+        throw abandoned(req.signal);
+      }
+      req.onDispatch?.();
       try {
         const res = await agent.request({
           origin: req.origin,
@@ -124,6 +214,8 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
         return { status: res.statusCode, headers: res.headers, body };
       } catch (err) {
         throw translate(err, req.origin, req.signal);
+      } finally {
+        release();
       }
     },
     async close() {

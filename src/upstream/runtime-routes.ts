@@ -8,7 +8,8 @@ import type { Logger } from '../log.js';
 import type { AuditRecorder } from '../audit/recorder.js';
 import { AuditUnavailableError } from '../audit/trail.js';
 import { auditEventOf } from '../http/request-context.js';
-import { hangUpSignal, readRequestBody, requestHeaderEntries } from '../http/incoming.js';
+import { requestHeaderEntries } from '../http/incoming.js';
+import { requestBody } from '../http/request-body.js';
 import { carriesRequestHeaders, withRequestHeaders } from '../http/response-headers.js';
 import type { Forwarder } from './forwarder.js';
 import { callerResponseHeaders, upstreamRequestHeaders } from './headers.js';
@@ -26,6 +27,8 @@ export interface RuntimeRouteDeps {
   orgs: Readonly<Record<string, OrgConfig>>;
   log: Logger;
   maxBodyBytes: number;
+  /** ms allowed for receiving a request body. */
+  bodyTimeoutMs: number;
 }
 
 const nullBodyStatuses = new Set([204, 205, 304]);
@@ -49,6 +52,12 @@ function validateRuntimePath(action: Action): MiddlewareHandler<AppEnv> {
   };
 }
 
+function abandonedBeforeForwarding(reason: 'caller' | 'shutdown' | undefined): GatewayError {
+  return reason === 'shutdown'
+    ? new GatewayError('aborted_by_shutdown', 'This snapgate instance shut down before the call was forwarded. Nothing was sent to SnapLogic; retry.')
+    : new GatewayError('client_closed_request', 'The caller closed the connection before the call was forwarded. Nothing was sent to SnapLogic.');
+}
+
 /** The runtime start route and the 400/405 answers around it. */
 export function runtimeStartRoutes(deps: RuntimeRouteDeps): Hono<AppEnv> {
   const routes = new Hono<AppEnv>();
@@ -59,6 +68,7 @@ export function runtimeStartRoutes(deps: RuntimeRouteDeps): Hono<AppEnv> {
     validateRuntimePath('runtime.start'),
     deps.authenticate,
     deps.authorize('runtime.start'),
+    requestBody({ maxBytes: deps.maxBodyBytes, timeoutMs: deps.bodyTimeoutMs, note: " SnapLogic's resume call takes no body." }),
     deps.rateLimit,
     async function forwardRuntimeStart(c) {
       const audit = c.get('audit');
@@ -69,11 +79,9 @@ export function runtimeStartRoutes(deps: RuntimeRouteDeps): Hono<AppEnv> {
       if (origin === undefined || credential === undefined) {
         throw new Error(`org ${org} passed authorization without pod or credential`);
       }
-      const body = await readRequestBody(
-        c,
-        deps.maxBodyBytes,
-        () => new GatewayError('payload_too_large', `The request body exceeds ${deps.maxBodyBytes} bytes. SnapLogic's resume call takes no body.`),
-      );
+      const signal = c.get('signal');
+      // Gone while the limits were checked: no attempt, nothing forwarded (the quota is refunded).
+      if (signal.aborted) throw abandonedBeforeForwarding(signal.reason);
 
       // Write-ahead: the attempt is in the required audit sinks before anything reaches SnapLogic.
       const attempt = auditEventOf(c, 'attempt', { decision: 'allowed' });
@@ -89,16 +97,20 @@ export function runtimeStartRoutes(deps: RuntimeRouteDeps): Hono<AppEnv> {
         });
       }
 
+      // Gone while the attempt was being acknowledged: the outcome says so; nothing forwarded.
+      if (signal.aborted) throw abandonedBeforeForwarding(signal.reason);
+
       const started = performance.now();
       const res = await deps.forwarder.forward({
         origin,
         path: `${RUNTIME_START_PREFIX}/${encodeURIComponent(org)}/${encodeURIComponent(ruuid)}`,
         method: 'POST',
         headers: upstreamRequestHeaders(requestHeaderEntries(c), { authorization: credential.authorization, requestId: c.get('requestId') }),
-        body,
+        body: c.get('body'),
         timeouts: deps.orgs[org]?.timeouts ?? {},
         // A caller that hangs up aborts the call, which frees its concurrency lease at once.
-        signal: hangUpSignal(c),
+        signal,
+        onDispatch: () => c.set('forwarded', true),
       });
       audit.upstreamStatus = res.status;
       const sl = res.headers['x-sl-statuscode'];

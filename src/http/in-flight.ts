@@ -1,0 +1,42 @@
+// The calls a gateway has in flight, from their first byte until their audit outcome is written: what shutdown drains and, past its deadline, cuts.
+import type { AbortReason, CallSignal } from './incoming.js';
+
+/** Created by the composition root; the request context enters every call (health checks excepted). */
+export class InFlightCalls {
+  private readonly calls = new Set<CallSignal>();
+  private idle: Array<() => void> = [];
+
+  get size(): number {
+    return this.calls.size;
+  }
+
+  /** Counts a call until the returned function is called (once its outcome is recorded). */
+  enter(signal: CallSignal): () => void {
+    this.calls.add(signal);
+    return () => {
+      this.calls.delete(signal);
+      if (this.calls.size === 0) for (const resolve of this.idle.splice(0)) resolve();
+    };
+  }
+
+  /** Resolves true once no call is in flight, or false after `ms`. */
+  async whenIdle(ms: number): Promise<boolean> {
+    if (this.calls.size === 0) return true;
+    let timer: NodeJS.Timeout | undefined;
+    let done: (() => void) | undefined;
+    const idle = await new Promise<boolean>((resolve) => {
+      done = () => resolve(true);
+      this.idle.push(done);
+      timer = setTimeout(() => resolve(false), ms);
+    });
+    clearTimeout(timer);
+    this.idle = this.idle.filter((r) => r !== done);
+    return idle;
+  }
+
+  /** Aborts every call in flight (their forwarding is abandoned and their outcome says why). */
+  abortAll(reason: AbortReason): number {
+    for (const signal of this.calls) signal.abort(reason);
+    return this.calls.size;
+  }
+}
