@@ -1,5 +1,5 @@
 // Builds every dependency from a validated config, serves HTTP, and drains on shutdown. Used by main, the demo and tests.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import { getRequestListener } from '@hono/node-server';
 import { createApp } from './app.js';
 import { createAudit, type AuditWrite } from './audit/build.js';
@@ -8,12 +8,14 @@ import { createTokenVerifier } from './auth/verifier.js';
 import type { Config } from './config/schema.js';
 import { createCredentialStore, type CredentialStore } from './credentials/store.js';
 import { problemResponse } from './http/problem.js';
-import { opsPaths } from './http/request-context.js';
+import { InFlightCalls } from './http/in-flight.js';
 import { describeError, type Logger } from './log.js';
 import type { ReadinessReport } from './ops/health.js';
+import { createReadiness } from './ops/readiness.js';
+import { createScaledLimiter } from './ratelimit/scaled-limiter.js';
 import { createPolicy } from './policy/policy.js';
 import { createForwarder } from './upstream/forwarder.js';
-import { createRedisClient, waitForRedis, withDeadline } from './redis/client.js';
+import { createRedisClient, waitForRedis } from './redis/client.js';
 import { createMetrics, type Metrics } from './ops/metrics.js';
 import { createMemoryLimiter } from './ratelimit/memory-limiter.js';
 import { compileOrgLimits, type OrgLimits, type RateLimiter } from './ratelimit/policy.js';
@@ -52,6 +54,9 @@ export interface Gateway {
   shutdown(deadlineMs?: number): Promise<{ drained: boolean }>;
 }
 
+/** How long calls cut at the drain deadline get to write their outcome before connections close. */
+const ABORT_GRACE_MS = 2_000;
+
 /**
  * Starts snapgate from a validated config. Throws CredentialError (or a key-loading error) before
  * listening when a secret cannot be resolved.
@@ -75,7 +80,7 @@ export async function startGateway(config: Config, options: GatewayOptions): Pro
   const metrics = createMetrics({ defaultMetrics: options.processMetrics ?? false });
 
   // Rate limits: Redis shared by every instance when configured, behind a breaker with each
-  // org's fallback mode; otherwise this process alone (demo, laptop).
+  // org's fallback mode; otherwise this process alone (demo, laptop), a worker taking its share.
   const local = createMemoryLimiter({ maxKeys: config.rateLimiting.localMaxKeys });
   const limiter: RateLimiter =
     redis !== undefined
@@ -88,7 +93,7 @@ export async function startGateway(config: Config, options: GatewayOptions): Pro
           log,
           metrics,
         })
-      : local;
+      : createScaledLimiter(local, config.server.workers);
   const limits = new Map<string, OrgLimits>();
   for (const [org, cfg] of Object.entries(config.orgs)) {
     if (cfg.rateLimit === undefined) continue;
@@ -99,21 +104,15 @@ export async function startGateway(config: Config, options: GatewayOptions): Pro
   if (limits.size > 0 && redis === undefined) {
     log.warn('rate limits are enforced per instance: no redis is configured', { orgs: [...limits.keys()] });
   }
+  const sinks = config.audit.sinks ?? (config.audit.stdout ? [{ required: true }] : []);
+  if (!sinks.some((s) => s.required)) {
+    log.warn('audit trail off: calls are forwarded without a write-ahead record (audit.allowUnaudited)', { sinks: sinks.length });
+  }
 
   let draining = false;
-  const readiness = async (): Promise<ReadinessReport> => {
-    const checks: Record<string, string> = { config: 'ok', credentials: 'ok' };
-    if (draining) checks.shutdown = 'draining';
-    checks.jwks = (await verifier.ready()) ? 'ok' : 'signing keys not loaded';
-    if (redis !== undefined) {
-      checks.redis = await withDeadline(redis.ping(), config.redis?.commandTimeout ?? 100).then(
-        () => 'ok',
-        (err: unknown) => `unreachable (${err instanceof Error ? err.message : 'error'})`,
-      );
-    }
-    const blocking = Object.entries(checks).filter(([name]) => name !== 'redis' || config.redis?.requiredForReadiness !== false);
-    return { ready: blocking.every(([, v]) => v === 'ok'), checks };
-  };
+  const isDraining = () => draining;
+  const readiness = createReadiness({ verifier, redis, redisConfig: config.redis, isDraining });
+  const inFlight = new InFlightCalls();
 
   const instance = config.server.instanceId ?? options.instance;
   const audit = await createAudit(config, { log, instance, redis, auditWrite: options.auditWrite, workerSlot: options.workerSlot });
@@ -127,8 +126,10 @@ export async function startGateway(config: Config, options: GatewayOptions): Pro
     log,
     instance,
     maxBodyBytes: config.server.maxBodyBytes,
+    bodyTimeoutMs: config.server.bodyTimeout,
     readiness,
-    isDraining: () => draining,
+    isDraining,
+    inFlight,
     limiter,
     limits,
     metrics,
@@ -138,21 +139,19 @@ export async function startGateway(config: Config, options: GatewayOptions): Pro
     // Requests node-server cannot even turn into a Request (bad Host, backslash in the path).
     errorHandler: () => problemResponse('invalid_path', 'The request target or Host header is malformed.'),
   });
-  const server = createServer({ requestTimeout: 60_000, headersTimeout: 20_000, keepAliveTimeout: 5_000 }, (req, res) => {
-    void listener(req, res);
-  });
+  const server = createServer(
+    {
+      requestTimeout: config.server.requestTimeout,
+      headersTimeout: Math.min(config.server.headersTimeout, config.server.requestTimeout),
+      keepAliveTimeout: config.server.keepAliveTimeout,
+      // Node checks the header and request deadlines on this interval (30 s by default).
+      connectionsCheckingInterval: 1_000,
+    },
+    (req, res) => {
+      void listener(req, res);
+    },
+  );
   server.on('clientError', answerClientError(log));
-  // Calls in flight, health checks excepted: shutdown waits for these to finish.
-  let inFlight = 0;
-  const idle: Array<() => void> = [];
-  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-    if (opsPaths.has((req.url ?? '').split('?', 1)[0] ?? '')) return;
-    inFlight += 1;
-    res.on('close', () => {
-      inFlight -= 1;
-      if (inFlight === 0) idle.splice(0).forEach((resolve) => resolve());
-    });
-  });
 
   const port = await listen(server, config.server.port, config.server.host);
   let admin: Server | undefined;
@@ -168,17 +167,15 @@ export async function startGateway(config: Config, options: GatewayOptions): Pro
       // The listener stays open while draining: /readyz answers 503 so load balancers stop
       // sending, new calls get 503 shutting_down, and calls in flight finish.
       draining = true;
-      log.info('draining', { inFlight, deadlineMs });
-      const allDone = inFlight === 0 ? Promise.resolve() : new Promise<void>((resolve) => idle.push(resolve));
-      let timer: NodeJS.Timeout | undefined;
-      const drained = await Promise.race([
-        allDone.then(() => true),
-        new Promise<boolean>((resolve) => {
-          timer = setTimeout(() => resolve(false), deadlineMs);
-        }),
-      ]);
-      clearTimeout(timer);
-      if (!drained) log.warn('drain deadline passed; closing remaining connections', { inFlight });
+      log.info('draining', { inFlight: inFlight.size, deadlineMs });
+      const drained = await inFlight.whenIdle(deadlineMs);
+      if (!drained) {
+        // Cut what is left: each abandoned call ends with an aborted_by_shutdown outcome, written
+        // before the trail closes.
+        const cut = inFlight.abortAll('shutdown');
+        log.warn('drain deadline passed; abandoning calls in flight', { inFlight: cut });
+        if (!(await inFlight.whenIdle(ABORT_GRACE_MS))) log.error('calls still in flight after abandoning them', { inFlight: inFlight.size });
+      }
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();
       await closed;
@@ -187,7 +184,7 @@ export async function startGateway(config: Config, options: GatewayOptions): Pro
         admin.closeAllConnections();
         await adminClosed;
       }
-      await audit.close(Math.max(1_000, deadlineMs / 2));
+      await audit.close(config.audit.closeTimeout);
       credentials.close();
       await forwarder.close().catch((err: unknown) => log.warn('closing upstream pool failed', { error: describeError(err) }));
       if (redis !== undefined) await redis.quit().catch(() => redis?.disconnect());

@@ -9,13 +9,18 @@ export interface ReadinessReport {
 }
 export type ReadinessProbe = () => Promise<ReadinessReport>;
 
-/** GET /livez: the process serves HTTP. GET /readyz: config, credentials, keys and Redis are usable and not draining. */
-export function healthRoutes(readiness: ReadinessProbe): Hono<AppEnv> {
+/**
+ * GET /livez: the process serves HTTP. GET /readyz: config, credentials, keys and Redis are usable
+ * and not draining. With `detailed` (the admin listener) the body names each check; on the callers'
+ * port it carries the status only.
+ */
+export function healthRoutes(readiness: ReadinessProbe, options: { detailed: boolean } = { detailed: true }): Hono<AppEnv> {
   const routes = new Hono<AppEnv>();
   routes.get('/livez', (c) => c.json({ status: 'ok' }, 200, { 'cache-control': 'no-store' }));
   routes.get('/readyz', async (c) => {
     const report = await readiness();
-    return c.json({ status: report.ready ? 'ready' : 'not_ready', checks: report.checks }, report.ready ? 200 : 503, {
+    const status = report.ready ? 'ready' : 'not_ready';
+    return c.json(options.detailed ? { status, checks: report.checks } : { status }, report.ready ? 200 : 503, {
       'cache-control': 'no-store',
     });
   });

@@ -1,4 +1,5 @@
 // /readyz against a real, killable redis-server: ready while Redis answers, not ready (fast) while it is down, ready again after.
+// The checks are read on the admin listener; the callers' port answers the status only.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { baseConfig, startTestStandIn, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { send } from '../helpers/http.js';
@@ -15,7 +16,7 @@ beforeAll(async () => {
   standIn = await startTestStandIn();
   issuer = await TokenIssuer.start();
   redis = await RedisServer.start();
-  gw = await startTestGateway(baseConfig(standIn, issuer, { redis: { url: redis.url, commandTimeout: '100ms' } }));
+  gw = await startTestGateway(baseConfig(standIn, issuer, { redis: { url: redis.url, commandTimeout: '100ms' }, admin: { host: '127.0.0.1', port: 0 } }));
 });
 
 afterAll(async () => {
@@ -25,10 +26,24 @@ afterAll(async () => {
   await issuer.close();
 });
 
+const adminUrl = (g: TestGateway) => `http://127.0.0.1:${g.gateway.adminPort}`;
+
 async function readyz() {
   const started = Date.now();
-  const res = await send(gw.url, 'GET', '/readyz');
+  const res = await send(adminUrl(gw), 'GET', '/readyz');
   return { ...res, ms: Date.now() - started };
+}
+
+/** Asks until the status is `status` (readiness is computed at most once a second), each answer fast. */
+async function readyzUntil(status: number) {
+  const deadline = Date.now() + 5_000;
+  let res = await readyz();
+  while (res.status !== status && Date.now() < deadline) {
+    expect(res.ms).toBeLessThan(1_000);
+    await new Promise((r) => setTimeout(r, 100));
+    res = await readyz();
+  }
+  return res;
 }
 
 describe('readiness', () => {
@@ -36,36 +51,34 @@ describe('readiness', () => {
     const res = await readyz();
     expect(res.status, res.text).toBe(200);
     expect(res.json).toEqual({ status: 'ready', checks: { config: 'ok', credentials: 'ok', jwks: 'ok', redis: 'ok' } });
+    const callers = await send(gw.url, 'GET', '/readyz');
+    expect(callers.json).toEqual({ status: 'ready' });
   });
 
   it('is not ready while Redis is down, answering quickly, and ready again once it is back', async () => {
     await redis.kill();
-    await new Promise((r) => setTimeout(r, 100));
-    const down = await readyz();
+    const down = await readyzUntil(503);
     expect(down.status).toBe(503);
-    expect(down.json.checks.redis).toMatch(/^unreachable/);
+    expect(down.json.checks.redis).toBe('unreachable');
     expect(down.ms).toBeLessThan(1_000);
     expect((await send(gw.url, 'GET', '/livez')).status).toBe(200);
+    const callers = await send(gw.url, 'GET', '/readyz');
+    expect(callers.json).toEqual({ status: 'not_ready' });
 
     await redis.restart();
-    const deadline = Date.now() + 5_000;
-    let back = await readyz();
-    while (back.status !== 200 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 100));
-      back = await readyz();
-    }
+    const back = await readyzUntil(200);
     expect(back.status, back.text).toBe(200);
   });
 
   it('stays ready without Redis when redis.requiredForReadiness is false, still reporting it', async () => {
     const lenient = await startTestGateway(
-      baseConfig(standIn, issuer, { redis: { url: redis.url, commandTimeout: '100ms', requiredForReadiness: false } }),
+      baseConfig(standIn, issuer, { redis: { url: redis.url, commandTimeout: '100ms', requiredForReadiness: false }, admin: { host: '127.0.0.1', port: 0 } }),
     );
     try {
       await redis.kill();
-      const res = await send(lenient.url, 'GET', '/readyz');
+      const res = await send(adminUrl(lenient), 'GET', '/readyz');
       expect(res.status, res.text).toBe(200);
-      expect(res.json.checks.redis).toMatch(/^unreachable/);
+      expect(res.json.checks.redis).toBe('unreachable');
     } finally {
       await redis.restart();
       await lenient.close();

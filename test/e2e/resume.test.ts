@@ -358,7 +358,8 @@ describe('operations', () => {
     expect((await send(gw.url, 'GET', '/livez')).status).toBe(200);
     const ready = await send(gw.url, 'GET', '/readyz');
     expect(ready.status, ready.text).toBe(200);
-    expect(ready.json.checks).toMatchObject({ config: 'ok', credentials: 'ok', jwks: 'ok' });
+    // The callers' port says ready or not; the checks are on the admin listener.
+    expect(ready.json).toEqual({ status: 'ready' });
   });
 });
 

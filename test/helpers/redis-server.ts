@@ -66,11 +66,22 @@ export class RedisServer {
   async kill(): Promise<void> {
     const proc = this.proc;
     if (proc === undefined || proc.exitCode !== null) return;
+    proc.kill('SIGCONT');
     await new Promise<void>((resolve) => {
       proc.once('exit', () => resolve());
       proc.kill('SIGKILL');
     });
     this.proc = undefined;
+  }
+
+  /** Stalls the server (SIGSTOP): connections stay open, nothing is answered until `resume`. */
+  pause(): void {
+    this.proc?.kill('SIGSTOP');
+  }
+
+  /** Lets a paused server answer again (SIGCONT); it then runs every command that queued meanwhile. */
+  resume(): void {
+    this.proc?.kill('SIGCONT');
   }
 
   /** Starts it again on the same port, empty (no persistence). */
