@@ -73,11 +73,9 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     }),
   );
 
-  app.all('*', (c) => {
-    throw new GatewayError(
-      'not_found',
-      `snapgate serves POST /api/1/rest/public/runtime/start/{org}/{ruuid}; ${c.req.method} ${c.req.path} is not a route.`,
-    );
+  app.all('*', () => {
+    // The caller's path is not echoed back.
+    throw new GatewayError('not_found', 'snapgate serves POST /api/1/rest/public/runtime/start/{org}/{ruuid}; this request is not for a route it serves.');
   });
   return app;
 }

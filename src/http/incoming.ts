@@ -64,12 +64,20 @@ export function callSignal(c: Context): CallSignal {
     else raw.addEventListener('abort', () => signal.abort('caller'), { once: true });
     return signal;
   }
-  if (outgoing.destroyed) {
+  const socket = outgoing.socket;
+  if (outgoing.destroyed || socket === null || socket.destroyed || socket.readableEnded) {
     signal.abort('caller');
     return signal;
   }
+  // The socket's own end (FIN; Node does not keep half-open requests) or reset shows a caller gone
+  // before the response notices; the listeners go when the response closes (keep-alive sockets).
+  const gone = (): void => signal.abort('caller');
+  socket.once('end', gone);
+  socket.once('error', gone);
   outgoing.once('close', () => {
-    if (!outgoing.writableFinished) signal.abort('caller');
+    socket.off('end', gone);
+    socket.off('error', gone);
+    if (!outgoing.writableFinished) gone();
   });
   return signal;
 }
