@@ -112,6 +112,33 @@ describe.each(limiters)('%s limiter', (_name, make) => {
     expect(fourth.outcomes[0]!.remaining).toBe(97);
   });
 
+  it('refund gives back the rate quota and the lease a decision took, once', async () => {
+    const l = limits({ limit: 2, burst: 0, concurrency: { limit: 1, shadow: false, lease: undefined }, perCaller: { limit: 2, window: 60_000, burst: 0, shadow: false } });
+    const first = await check(l);
+    expect(first.allowed).toBe(true);
+    expect((await check(l)).allowed).toBe(false); // the lease is held
+    await first.refund();
+    await first.refund(); // a second refund gives nothing more
+    const again = await check(l);
+    expect(again.allowed).toBe(true);
+    expect(again.outcomes.find((o) => o.policy.name === 'org-rate')?.remaining).toBe(1);
+    expect(again.outcomes.find((o) => o.policy.name === 'caller-rate')?.remaining).toBe(1);
+    await again.release();
+    expect((await check(l)).allowed).toBe(true);
+    expect((await check(l)).allowed).toBe(false); // org-rate used up by the two kept calls
+  });
+
+  it('one lease id frees only its own lease', async () => {
+    const l = limits({ limit: 100, concurrency: { limit: 2, shadow: false, lease: undefined } });
+    const a = await check(l, 'c', 'lease-a');
+    const b = await check(l, 'c', 'lease-b');
+    expect([a.allowed, b.allowed]).toEqual([true, true]);
+    await b.release();
+    await b.release();
+    expect((await check(l, 'c', 'lease-c')).allowed).toBe(true);
+    expect((await check(l, 'c', 'lease-d')).allowed).toBe(false); // a still holds its slot
+  });
+
   it('expires a lease that is never released', async () => {
     const l = limits({ limit: 100, concurrency: { limit: 1, shadow: false, lease: 150 } });
     expect((await check(l)).allowed).toBe(true);
