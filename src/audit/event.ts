@@ -13,8 +13,9 @@ export type Decision = 'allowed' | ErrorKind;
  * - `outcome`: what happened to that call; refers to its attempt.
  * - `decision`: a request that was never forwarded (denied, invalid, unavailable).
  * - `denials`: denials folded together once a caller exceeds one full event per reason per second.
+ * - `dropped`: how many events one sink could not hold while it was down (its queue was full).
  */
-export type AuditEventType = 'attempt' | 'outcome' | 'decision' | 'denials';
+export type AuditEventType = 'attempt' | 'outcome' | 'decision' | 'denials' | 'dropped';
 
 /** What the rate limiter decided: allowed, limited (429), would_limit (a shadow policy), or unavailable (Redis down, closed mode). */
 export interface RateLimitOutcome {
@@ -80,6 +81,8 @@ export interface AuditEvent {
   /** On a denials event: how many denials it stands for, and over which period. */
   readonly count?: number;
   readonly window?: { readonly from: string; readonly to: string };
+  /** On a dropped event: the sink whose queue was full. */
+  readonly sink?: string;
   /** Added by the sink that wrote it. */
   readonly chain?: ChainFields;
 }

@@ -3,16 +3,20 @@ import { open, readFile, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describeError, type Logger } from '../log.js';
 import { ChainWriter, eventBody, recordOf, type ChainedRecord } from './chain.js';
-import type { AuditEvent } from './event.js';
+import { randomUUID } from 'node:crypto';
+import { AUDIT_SCHEMA_VERSION, type AuditEvent } from './event.js';
 import type { Sink } from './sinks.js';
 
 export type OnFailure = 'reject' | 'spool';
 
 /** A required sink could not take a write-ahead event in time (onFailure: reject). */
 export class AuditUnavailableError extends Error {
-  constructor(sink: string, options?: { cause?: unknown }) {
+  /** False when the event was not even queued (the sink's queue was full): it will never be written. */
+  readonly recorded: boolean;
+  constructor(sink: string, options?: { cause?: unknown; recorded?: boolean }) {
     super(`audit sink ${sink} did not acknowledge the attempt`, options);
     this.name = 'AuditUnavailableError';
+    this.recorded = options?.recorded ?? true;
   }
 }
 
@@ -23,8 +27,8 @@ interface Pending {
 }
 
 const BATCH = 500;
-/** Events held in memory per sink while it is down (reject mode); past this, new ones are counted and dropped. */
-const MAX_QUEUE = 50_000;
+/** Events held in memory per sink while it is down, by default; past this, new ones are counted and dropped. */
+const DEFAULT_MAX_QUEUE = 10_000;
 
 export interface SinkWriterOptions {
   sink: Sink;
@@ -35,6 +39,10 @@ export interface SinkWriterOptions {
   spoolDir: string;
   instance: string;
   log: Logger;
+  /** Events held in memory while the sink is down (attempts included); beyond, counted and dropped. */
+  maxQueue?: number;
+  /** Told of every event dropped because the queue was full (for a metric). */
+  onDropped?: (sink: string) => void;
 }
 
 /**
@@ -54,10 +62,13 @@ export class SinkWriter {
   private closing = false;
   private failing = false;
   private dropped = 0;
+  private droppedSince: Date | undefined;
+  private readonly maxQueue: number;
   private loopDone: Promise<void> = Promise.resolve();
 
   constructor(private readonly o: SinkWriterOptions) {
     this.chain = new ChainWriter(o.instance);
+    this.maxQueue = o.maxQueue ?? DEFAULT_MAX_QUEUE;
     this.spoolPath = join(o.spoolDir, `${o.sink.name}.spool.jsonl`);
   }
 
@@ -67,6 +78,11 @@ export class SinkWriter {
 
   get required(): boolean {
     return this.o.required;
+  }
+
+  /** Events waiting in memory for the sink. */
+  get queueDepth(): number {
+    return this.queue.length;
   }
 
   /** Loads a spool left by an earlier process, then starts the write loop. */
@@ -85,9 +101,15 @@ export class SinkWriter {
    * spool mode, the spool) holds it, and rejects with AuditUnavailableError when neither happens within ackTimeoutMs.
    */
   submit(body: string, ack: boolean): Promise<void> {
-    if (!ack && this.queue.length >= MAX_QUEUE) {
-      if (this.dropped++ === 0) this.o.log.error('audit queue full; dropping events until the sink recovers', { sink: this.name });
-      return Promise.resolve();
+    if (this.queue.length >= this.maxQueue) {
+      // Memory stays bounded through any outage. Nothing is linked into the chain (it stays whole);
+      // a `dropped` event says how many were lost once there is room again.
+      if (this.dropped++ === 0) {
+        this.droppedSince = new Date();
+        this.o.log.error('audit queue full; dropping events until the sink recovers', { sink: this.name, maxQueue: this.maxQueue });
+      }
+      this.o.onDropped?.(this.name);
+      return ack ? Promise.reject(new AuditUnavailableError(this.name, { recorded: false })) : Promise.resolve();
     }
     const record = this.chain.link(body);
     if (!ack) {
@@ -241,9 +263,36 @@ export class SinkWriter {
   private markHealthy(): void {
     if (this.failing) this.o.log.info('audit sink recovered', { sink: this.name });
     this.failing = false;
-    if (this.dropped > 0) {
+    if (this.dropped > 0 && this.queue.length < this.maxQueue) {
       this.o.log.error('audit events dropped while the sink was down', { sink: this.name, dropped: this.dropped });
+      const now = new Date();
+      const event: AuditEvent = {
+        v: AUDIT_SCHEMA_VERSION,
+        id: randomUUID(),
+        type: 'dropped',
+        time: now.toISOString(),
+        requestId: '-',
+        instance: this.o.instance,
+        caller: null,
+        org: null,
+        ruuid: null,
+        action: null,
+        decision: 'unavailable',
+        reason: 'audit_queue_full',
+        rateLimit: null,
+        status: null,
+        upstreamStatus: null,
+        slStatusCode: null,
+        latencyMs: null,
+        client: { address: null, userAgent: null },
+        count: this.dropped,
+        window: { from: (this.droppedSince ?? now).toISOString(), to: now.toISOString() },
+        sink: this.name,
+      };
       this.dropped = 0;
+      this.droppedSince = undefined;
+      // Into this sink's own chain, past the cap: it is one event, and the queue has room again.
+      this.queue.push({ record: this.chain.link(eventBody(event)) });
     }
   }
 }
@@ -265,7 +314,18 @@ export class AuditTrail {
     // Serialized once; every sink chains and stores this same text.
     const body = eventBody(event);
     const acks = this.writers.map((w) => w.submit(body, writeAhead && w.required));
-    if (writeAhead) await Promise.all(acks);
+    if (!writeAhead) return;
+    const results = await Promise.allSettled(acks);
+    const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as unknown);
+    if (failed.length === 0) return;
+    // Recorded only if every sink that refused still holds it queued (it will be written later).
+    const recorded = failed.every((err) => !(err instanceof AuditUnavailableError) || err.recorded);
+    throw new AuditUnavailableError(this.writers.filter((w) => w.required).map((w) => w.name).join(', '), { cause: failed[0], recorded });
+  }
+
+  /** Each sink's queue depth, for metrics. */
+  queueDepths(): Array<{ sink: string; depth: number }> {
+    return this.writers.map((w) => ({ sink: w.name, depth: w.queueDepth }));
   }
 
   async close(deadlineMs?: number): Promise<void> {

@@ -15,6 +15,10 @@ export interface Metrics {
   readonly rateLimitModeChanges: Counter<'mode'>;
   /** Decisions made without Redis, by onRedisError mode (local | open | closed). */
   readonly rateLimitDegradedDecisions: Counter<'mode'>;
+  /** Audit events a sink could not hold while it was down (its queue was full). */
+  readonly auditDropped: Counter<'sink'>;
+  /** Audit events waiting in memory per sink (read at scrape time). */
+  readonly auditQueueDepth: Gauge<'sink'>;
 }
 
 /** Creates the metrics. Labels carry configured org names, policy names and codes only: never a caller, token or credential. */
@@ -41,6 +45,8 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       labelNames: ['mode'],
       registers: [registry],
     }),
+    auditDropped: new Counter({ name: 'snapgate_audit_dropped_total', help: 'Audit events dropped because a sink\'s queue was full', labelNames: ['sink'], registers: [registry] }),
+    auditQueueDepth: new Gauge({ name: 'snapgate_audit_queue_depth', help: 'Audit events waiting in memory for their sink', labelNames: ['sink'], registers: [registry] }),
   };
 }
 

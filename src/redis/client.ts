@@ -90,7 +90,9 @@ export async function createRedisClient(
     ...(config.tls ? { tls: {} } : {}),
     connectTimeout: config.connectTimeout,
     // Backstop only: callers race commands with withDeadline(config.commandTimeout).
-    commandTimeout: Math.max(config.commandTimeout * 10, 1_000),
+    // Long enough that the answer of a script that missed its deadline during a stall is still
+    // read, so what it took can be given back (see redis-limiter.ts).
+    commandTimeout: Math.max(config.commandTimeout * 10, 30_000),
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     retryStrategy: (attempt: number) => Math.min(attempt * 200, 2_000),

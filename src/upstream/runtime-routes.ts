@@ -91,6 +91,8 @@ export function runtimeStartRoutes(deps: RuntimeRouteDeps): Hono<AppEnv> {
         await deps.audit.attempt(attempt);
       } catch (err) {
         if (!(err instanceof AuditUnavailableError)) throw err;
+        // Not even queued (a sink's queue is full): no outcome can refer to it; a decision is written instead.
+        if (!err.recorded) delete audit.attemptId;
         throw new GatewayError('audit_unavailable', 'The audit trail cannot record this call right now, so it was not forwarded. Retry shortly.', {
           cause: err,
           headers: { 'retry-after': '1' },
