@@ -12,6 +12,28 @@ import { answerPrimary, joinPrimary, startPrimaryAdmin } from './ops/cluster.js'
 /** Exit code for a config that cannot be used (sysexits EX_CONFIG). */
 const EX_CONFIG = 78;
 
+/**
+ * stdout and stderr are often pipes whose reader can go away (`| head`, a log shipper restarting).
+ * A failed stdout write is the stdout audit sink's failure (its append rejects, onFailure applies)
+ * and a failed stderr write is a lost log line: neither may become an unhandled 'error' event.
+ */
+function guardStdio(log: Logger): void {
+  let reported = false;
+  process.stdout.on('error', (err) => {
+    if (reported) return;
+    reported = true;
+    log.error('stdout failed: audit lines written to it fail from now on (audit.onFailure applies)', { error: describeError(err) });
+  });
+  // Nowhere left to say it.
+  process.stderr.on('error', () => undefined);
+}
+
+/** Resolves once stdout's write callback fired (the text is handed over); rejects when stdout failed. */
+const writeStdout = (text: string) =>
+  new Promise<void>((resolve, reject) => {
+    process.stdout.write(text, (err) => (err ? reject(err) : resolve()));
+  });
+
 const usage = `usage: snapgate [serve]
        snapgate audit verify|query|tail ...
 
@@ -24,6 +46,7 @@ async function serve(): Promise<void> {
   if (cluster.isWorker) joinPrimary();
   const configPath = process.env.SNAPGATE_CONFIG ?? 'config/snapgate.yaml';
   const bootLog = createLogger({ write: (l) => process.stderr.write(l) });
+  guardStdio(bootLog);
   let config;
   try {
     config = await loadConfigIsolated(configPath, process.env);
@@ -55,7 +78,7 @@ async function serve(): Promise<void> {
     gateway = await startGateway(config, {
       env: process.env,
       log,
-      auditWrite: (text) => new Promise<void>((resolve) => process.stdout.write(text, () => resolve())),
+      auditWrite: writeStdout,
       instance: `${hostname()}:${process.pid}`,
       watchSecretFiles: true,
       processMetrics: true,

@@ -9,7 +9,10 @@ import { createAuditRecorder, type AuditRecorder } from './recorder.js';
 import { createFileSink, createLineSink, createRedisStreamSink, type Sink } from './sinks.js';
 import { AuditTrail, SinkWriter } from './trail.js';
 
-/** Where the stdout sink writes; main passes stdout. Resolves once the text is handed over. */
+/**
+ * Where the stdout sink writes; main passes stdout. Resolves once the stream's write callback fired
+ * (the text is handed over) and rejects when the stream failed (EPIPE, closed): see createLineSink.
+ */
 export type AuditWrite = (text: string) => void | Promise<void>;
 
 export interface AuditDeps {
@@ -31,7 +34,7 @@ export async function createAudit(config: Config, deps: AuditDeps): Promise<Audi
   const writers: SinkWriter[] = [];
   for (const sc of sinkConfigs) {
     let sink: Sink;
-    if (sc.type === 'stdout') sink = createLineSink('stdout', async (text) => deps.auditWrite(text));
+    if (sc.type === 'stdout') sink = createLineSink('stdout', deps.auditWrite);
     else if (sc.type === 'file') sink = await createFileSink({ path: sc.path, maxBytes: sc.maxBytes, fsync: sc.fsync });
     else if (deps.redis !== undefined) sink = createRedisStreamSink(deps.redis, { stream: sc.stream, maxLen: sc.maxLen });
     else throw new Error('audit redis sink without redis');

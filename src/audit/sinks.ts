@@ -22,14 +22,67 @@ const lines = (records: readonly ChainedRecord[]) => {
   return text;
 };
 
+/** An append that lost its turn to a later one before it was written (its caller had given up). */
+export class SupersededAppendError extends Error {
+  constructor(sink: string) {
+    super(`audit sink ${sink}: a later append replaced this one before it was written`);
+    this.name = 'SupersededAppendError';
+  }
+}
+
 /**
- * One JSON line per event through `write` (stdout in production): resolves once the text is
- * handed over. Nothing to skip: what went down a pipe cannot be looked up.
+ * One JSON line per event through `write` (stdout in production), which resolves once the stream's
+ * write callback fired (for a pipe: the text is in the kernel's buffer) and rejects when the stream
+ * failed (EPIPE, closed). What went down a pipe cannot be read back, so the sink remembers, per
+ * writer, the highest seq it handed to the stream and skips those records when a batch comes again
+ * (the writer retries a batch whose write outlived its ack timeout). Appends are serialized: each
+ * waits until the previous write's callback fired, so a retry with nothing fresh resolves only once
+ * the earlier write was really taken, and at most one batch sits in the stream's buffer. While a
+ * write is stuck (a reader that stopped reading), only the newest append waits behind it; an older
+ * waiting one is rejected with SupersededAppendError, since its caller (the writer's single loop)
+ * has given up on it already. So a stalled reader costs at most two batches of memory here. A
+ * failed write rejects, and its records count as not handed over.
  */
-export function createLineSink(name: string, write: (text: string) => Promise<void>): Sink {
+export function createLineSink(name: string, write: (text: string) => void | Promise<void>): Sink {
+  const handed = new Map<string, number>();
+  // Settles once the latest write's callback fired, whatever its result.
+  let inFlight: Promise<void> = Promise.resolve();
+  let waiting: { cancel: () => void } | undefined;
+
+  const turn = () =>
+    new Promise<boolean>((resolve) => {
+      waiting?.cancel();
+      const me = { cancel: () => resolve(false) };
+      waiting = me;
+      void inFlight.then(() => {
+        if (waiting !== me) return;
+        waiting = undefined;
+        resolve(true);
+      });
+    });
+
   return {
     name,
-    append: (records) => write(lines(records)),
+    async append(records) {
+      if (!(await turn())) throw new SupersededAppendError(name);
+      const fresh = records.filter((r) => r.seq > (handed.get(r.writer) ?? 0));
+      if (fresh.length === 0) return;
+      const before = new Map(fresh.map((r) => [r.writer, handed.get(r.writer)]));
+      for (const r of fresh) handed.set(r.writer, r.seq);
+      const done = (async () => write(lines(fresh)))();
+      inFlight = done.catch(() => undefined);
+      try {
+        await done;
+      } catch (err) {
+        // Nothing after it was handed over meanwhile (appends are serialized): these records may go again.
+        for (const [writer, seq] of before) {
+          if (seq === undefined) handed.delete(writer);
+          else handed.set(writer, seq);
+        }
+        throw err;
+      }
+    },
+    // A write still stuck is not waited for: it was never acknowledged, so its records are queued or spooled again.
     close: () => Promise.resolve(),
   };
 }
