@@ -7,10 +7,16 @@ import { loadConfigIsolated } from './config/load-isolated.js';
 import { CredentialError } from './credentials/store.js';
 import { startGateway } from './gateway.js';
 import { createLogger, describeError, type Logger } from './log.js';
-import { answerPrimary, joinPrimary, startPrimaryAdmin } from './ops/cluster.js';
+import { answerPrimary, joinPrimary, relayLines, startPrimaryAdmin } from './ops/cluster.js';
 
 /** Exit code for a config that cannot be used (sysexits EX_CONFIG). */
 const EX_CONFIG = 78;
+
+/** Names a worker's slot (1..N) in its environment: its audit files and spool are the slot's own. */
+const WORKER_SLOT_ENV = 'SNAPGATE_WORKER_SLOT';
+
+/** How long the primary waits, at exit, for the workers' last stdout lines to be relayed. */
+const RELAY_FLUSH_MS = 5_000;
 
 /**
  * stdout and stderr are often pipes whose reader can go away (`| head`, a log shipper restarting).
@@ -73,12 +79,18 @@ async function serve(): Promise<void> {
     supervise(config.server.workers, log);
     return;
   }
+  const workerSlot = cluster.isWorker ? Number(process.env[WORKER_SLOT_ENV]) : undefined;
+  if (workerSlot !== undefined && !(Number.isInteger(workerSlot) && workerSlot >= 1)) {
+    log.error('start-up failed', { error: { message: `a worker needs ${WORKER_SLOT_ENV} (1..N) from its primary` } });
+    process.exit(1);
+  }
   let gateway;
   try {
     gateway = await startGateway(config, {
       env: process.env,
       log,
       auditWrite: writeStdout,
+      workerSlot,
       instance: `${hostname()}:${process.pid}`,
       watchSecretFiles: true,
       processMetrics: true,
@@ -116,8 +128,11 @@ async function serve(): Promise<void> {
 
 /**
  * The primary of `server.workers` > 1: forks the workers (they share the port through
- * node:cluster), replaces one that dies (waiting longer each time workers keep dying young, up to
- * 30 s), forwards SIGHUP, and on SIGTERM/SIGINT lets every worker drain and exits 0 once all have.
+ * node:cluster), each in a slot 1..N passed in its environment, replaces one that dies in the same
+ * slot (waiting longer each time workers keep dying young, up to 30 s), forwards SIGHUP, and on
+ * SIGTERM/SIGINT lets every worker drain and exits 0 once all have and their last stdout lines are
+ * relayed. The workers' stdout comes to the primary through pipes and only the primary writes
+ * stdout (relayLines), so audit lines of two workers never tear.
  * A worker that exits with EX_CONFIG (its credentials cannot be resolved) is not replaced: every
  * other would fail the same way, so the primary stops the rest and exits 78 too.
  */
@@ -126,22 +141,32 @@ function supervise(count: number, log: Logger): void {
   let exitCode = 0;
   let delay = 250;
   const startedAt = new Map<number, number>();
-  const fork = () => {
+  const slotOf = new Map<number, number>();
+  const relay = relayLines(process.stdout, log);
+  cluster.setupPrimary({ stdio: ['inherit', 'pipe', 'inherit', 'ipc'] });
+  const fork = (slot: number) => {
     // A restart still waiting when shutdown began must not start a worker nobody will stop.
-    if (!stopping) startedAt.set(cluster.fork().id, Date.now());
+    if (stopping) return;
+    const worker = cluster.fork({ [WORKER_SLOT_ENV]: String(slot) });
+    startedAt.set(worker.id, Date.now());
+    slotOf.set(worker.id, slot);
+    if (worker.process.stdout) relay.add(worker.process.stdout);
   };
+  const exit = (code: number) => void relay.flushed(RELAY_FLUSH_MS).then(() => process.exit(code));
   const stopAll = () => {
     const workers = Object.values(cluster.workers ?? {});
-    if (workers.length === 0) process.exit(exitCode);
+    if (workers.length === 0) exit(exitCode);
     for (const w of workers) w?.process.kill('SIGTERM');
   };
   log.info('starting workers', { workers: count });
-  for (let i = 0; i < count; i++) fork();
+  for (let slot = 1; slot <= count; slot++) fork(slot);
   cluster.on('exit', (worker, code, signal) => {
     const lived = Date.now() - (startedAt.get(worker.id) ?? 0);
+    const slot = slotOf.get(worker.id) ?? 1;
     startedAt.delete(worker.id);
+    slotOf.delete(worker.id);
     if (stopping) {
-      if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(exitCode);
+      if (Object.keys(cluster.workers ?? {}).length === 0) exit(exitCode);
       return;
     }
     if (code === EX_CONFIG) {
@@ -152,8 +177,8 @@ function supervise(count: number, log: Logger): void {
       return;
     }
     delay = lived < 10_000 ? Math.min(delay * 2, 30_000) : 500;
-    log.error('worker died; starting another', { pid: worker.process.pid, code, signal, restartInMs: delay });
-    setTimeout(fork, delay);
+    log.error('worker died; starting another', { pid: worker.process.pid, slot, code, signal, restartInMs: delay });
+    setTimeout(() => fork(slot), delay);
   });
   const stop = (signal: NodeJS.Signals) => {
     stopping = true;

@@ -1,7 +1,7 @@
 // Builds the audit trail from config: one writer (chain, queue, spool) per sink, and the recorder the request path uses.
 import { mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, parse } from 'node:path';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import type { RedisClient } from '../redis/client.js';
@@ -14,6 +14,17 @@ import { AuditTrail, SinkWriter } from './trail.js';
  * (the text is handed over) and rejects when the stream failed (EPIPE, closed): see createLineSink.
  */
 export type AuditWrite = (text: string) => void | Promise<void>;
+
+/**
+ * A worker slot's own file: `audit.jsonl` → `audit.w1.jsonl` (a name without an extension gets
+ * `.w1`). Its rotated files are `audit.w1.jsonl.<time>`, so `audit verify --file audit.w1.jsonl`
+ * reads one slot's whole trail. Without a slot (one process), the path as configured.
+ */
+export function slotPath(path: string, slot: number | undefined): string {
+  if (slot === undefined) return path;
+  const p = parse(path);
+  return join(p.dir, `${p.name}.w${slot}${p.ext}`);
+}
 
 export interface AuditDeps {
   log: Logger;
@@ -29,13 +40,16 @@ export interface AuditDeps {
 export async function createAudit(config: Config, deps: AuditDeps): Promise<AuditRecorder> {
   const a = config.audit;
   const sinkConfigs = a.sinks ?? (a.stdout ? [{ type: 'stdout' as const, required: true }] : []);
-  const spoolDir = a.spoolDir ?? join(tmpdir(), 'snapgate-spool');
+  // With workers, each slot spools in its own directory (<spoolDir>/w<slot>/<sink>.spool.jsonl): one
+  // worker's replay never truncates another's spooled attempts, and a replacement replays its slot's.
+  const baseSpoolDir = a.spoolDir ?? join(tmpdir(), 'snapgate-spool');
+  const spoolDir = deps.workerSlot === undefined ? baseSpoolDir : join(baseSpoolDir, `w${deps.workerSlot}`);
   if (a.onFailure === 'spool') await mkdir(spoolDir, { recursive: true });
   const writers: SinkWriter[] = [];
   for (const sc of sinkConfigs) {
     let sink: Sink;
     if (sc.type === 'stdout') sink = createLineSink('stdout', deps.auditWrite);
-    else if (sc.type === 'file') sink = await createFileSink({ path: sc.path, maxBytes: sc.maxBytes, fsync: sc.fsync });
+    else if (sc.type === 'file') sink = await createFileSink({ path: slotPath(sc.path, deps.workerSlot), maxBytes: sc.maxBytes, fsync: sc.fsync });
     else if (deps.redis !== undefined) sink = createRedisStreamSink(deps.redis, { stream: sc.stream, maxLen: sc.maxLen });
     else throw new Error('audit redis sink without redis');
     writers.push(

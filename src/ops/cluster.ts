@@ -1,8 +1,11 @@
 // With server.workers > 1 the primary owns the admin listener: /metrics sums every worker's
-// registry (prom-client's AggregatorRegistry) and /readyz asks each worker over IPC. Each worker answers.
+// registry (prom-client's AggregatorRegistry) and /readyz asks each worker over IPC. Each worker
+// answers. The primary also writes stdout for all workers, relaying whole lines.
 import cluster, { type Worker } from 'node:cluster';
 import type { Server } from 'node:http';
+import type { Readable, Writable } from 'node:stream';
 import { AggregatorRegistry, type Registry } from 'prom-client';
+import type { Logger } from '../log.js';
 import { startAdminServer } from './admin.js';
 import type { ReadinessReport } from './health.js';
 
@@ -89,4 +92,90 @@ export async function startPrimaryAdmin(options: { host: string; port: number; e
   };
 
   return startAdminServer({ readiness, metrics: { contentType: aggregator.contentType, metrics: () => aggregator.clusterMetrics() } }, options);
+}
+
+export interface LineRelay {
+  /** Relays a worker's stdout pipe until it closes. */
+  add(source: Readable): void;
+  /** Resolves once every worker pipe has closed and `out` has taken what was relayed, or after `timeoutMs`. */
+  flushed(timeoutMs: number): Promise<void>;
+}
+
+/**
+ * In the primary: the one writer of `out` (stdout) for every worker. Each worker's stdout is a pipe
+ * to the primary, and only whole lines are written on, one write per run of whole lines, so a line
+ * is never split between two writes and two workers' lines never tear into each other (however
+ * large a worker's batch). While `out` needs draining every worker pipe is paused: a reader that
+ * stalls fills the workers' pipes, which becomes backpressure in their stdout sinks (their ack
+ * timeout and onFailure apply). Memory stays bounded: one chunk per worker beyond `out`'s buffer.
+ * When `out` fails (EPIPE: the reader is gone), the worker pipes are closed, so each worker's
+ * stdout sink fails too and onFailure applies there.
+ */
+export function relayLines(out: Writable, log: Logger): LineRelay {
+  const sources = new Set<Readable>();
+  const closed: Promise<void>[] = [];
+  let broken = false;
+  let paused = false;
+
+  const resumeAll = () => {
+    paused = false;
+    for (const s of sources) s.resume();
+  };
+  out.on('error', () => {
+    // main.ts logs the failure; here the workers are told, by closing their pipes.
+    broken = true;
+    for (const s of sources) s.destroy();
+  });
+  const forward = (text: Buffer) => {
+    if (broken) return;
+    if (!out.write(text) && !paused) {
+      paused = true;
+      for (const s of sources) s.pause();
+      out.once('drain', resumeAll);
+    }
+  };
+
+  return {
+    add(source) {
+      closed.push(new Promise((resolve) => source.once('close', () => resolve())));
+      // A pipe closed by `destroy` or a worker gone mid-write: the close below says what was lost.
+      source.on('error', () => undefined);
+      if (broken) {
+        source.destroy();
+        return;
+      }
+      sources.add(source);
+      if (paused) source.pause();
+      // The start of a line whose end has not come yet.
+      let partial: Buffer[] = [];
+      let partialBytes = 0;
+      source.on('data', (chunk: Buffer) => {
+        const end = chunk.lastIndexOf(0x0a);
+        if (end < 0) {
+          partial.push(chunk);
+          partialBytes += chunk.length;
+          return;
+        }
+        const whole = chunk.subarray(0, end + 1);
+        forward(partial.length === 0 ? whole : Buffer.concat([...partial, whole]));
+        partial = end + 1 < chunk.length ? [chunk.subarray(end + 1)] : [];
+        partialBytes = chunk.length - end - 1;
+      });
+      source.once('close', () => {
+        sources.delete(source);
+        // Never acknowledged (the worker's write callback had not fired), so nothing the trail relied on.
+        if (partialBytes > 0) log.warn('a worker stopped in the middle of an audit line on stdout; the unfinished line was not relayed', { bytes: partialBytes });
+      });
+    },
+    async flushed(timeoutMs) {
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
+      const drained = (async () => {
+        await Promise.all(closed);
+        if (!broken && out.writableLength > 0) await new Promise<void>((resolve) => out.write('', () => resolve()));
+      })();
+      await Promise.race([drained, deadline]);
+      clearTimeout(timer);
+    },
+  };
 }
