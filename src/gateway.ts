@@ -115,7 +115,7 @@ export async function startGateway(config: Config, options: GatewayOptions): Pro
   const inFlight = new InFlightCalls();
 
   const instance = config.server.instanceId ?? options.instance;
-  const audit = await createAudit(config, { log, instance, redis, auditWrite: options.auditWrite, workerSlot: options.workerSlot });
+  const audit = await createAudit(config, { log, instance, redis, auditWrite: options.auditWrite, workerSlot: options.workerSlot, metrics });
   const app = createApp({
     verifier,
     policy: createPolicy(config.policy),
@@ -146,12 +146,18 @@ export async function startGateway(config: Config, options: GatewayOptions): Pro
       keepAliveTimeout: config.server.keepAliveTimeout,
       // Node checks the header and request deadlines on this interval (30 s by default).
       connectionsCheckingInterval: 1_000,
+      // A request without Host reaches node-server, which answers it as problem+json (not Node's bare 400).
+      requireHostHeader: false,
     },
     (req, res) => {
       void listener(req, res);
     },
   );
   server.on('clientError', answerClientError(log));
+  // An Expect other than 100-continue: answered by the app like any request, never Node's bare 417.
+  server.on('checkExpectation', (req, res) => {
+    void listener(req, res);
+  });
 
   const port = await listen(server, config.server.port, config.server.host);
   let admin: Server | undefined;

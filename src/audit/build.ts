@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, parse } from 'node:path';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
+import type { Metrics } from '../ops/metrics.js';
 import type { RedisClient } from '../redis/client.js';
 import { createAuditRecorder, type AuditRecorder } from './recorder.js';
 import { createFileSink, createLineSink, createRedisStreamSink, type Sink } from './sinks.js';
@@ -32,6 +33,7 @@ export interface AuditDeps {
   instance: string;
   redis: RedisClient | undefined;
   auditWrite: AuditWrite;
+  metrics: Metrics;
   /** With server.workers, this worker's slot (1..N, kept by its replacement); undefined in a single process. */
   workerSlot: number | undefined;
 }
@@ -53,10 +55,26 @@ export async function createAudit(config: Config, deps: AuditDeps): Promise<Audi
     else if (deps.redis !== undefined) sink = createRedisStreamSink(deps.redis, { stream: sc.stream, maxLen: sc.maxLen });
     else throw new Error('audit redis sink without redis');
     writers.push(
-      new SinkWriter({ sink, required: sc.required, onFailure: a.onFailure, ackTimeoutMs: a.ackTimeout, spoolDir, instance: deps.instance, log: deps.log }),
+      new SinkWriter({
+        sink,
+        required: sc.required,
+        onFailure: a.onFailure,
+        ackTimeoutMs: a.ackTimeout,
+        spoolDir,
+        instance: deps.instance,
+        log: deps.log,
+        maxQueue: a.maxQueue,
+        onDropped: (name) => deps.metrics.auditDropped.inc({ sink: name }),
+      }),
     );
   }
   const trail = new AuditTrail(writers);
+  deps.metrics.auditQueueDepth.reset();
+  // Read at scrape time: nothing on the request path.
+  const gauge = deps.metrics.auditQueueDepth as unknown as { collect?: () => void };
+  gauge.collect = () => {
+    for (const { sink, depth } of trail.queueDepths()) deps.metrics.auditQueueDepth.set({ sink }, depth);
+  };
   await trail.start();
   return createAuditRecorder(trail, { ...a.denials, log: deps.log });
 }
