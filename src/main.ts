@@ -198,6 +198,9 @@ if (command === 'serve') {
 } else if (command === 'audit') {
   // Loaded only for this command: the serving process does not need the CLI.
   const { auditUsage, runAuditCli } = await import('./audit/cli.js');
+  // `snapgate audit query … | head`: the reader leaving ends the command quietly, like any Unix tool.
+  process.stdout.on('error', () => process.exit(0));
+  process.stderr.on('error', () => undefined);
   if (args.length === 0 || args[0] === '--help' || args[0] === '-h') {
     process.stdout.write(`${auditUsage}\n`);
     process.exit(args.length === 0 ? 2 : 0);
