@@ -38,7 +38,7 @@ describe.each(limiters)('%s limiter', (_name, make) => {
   beforeEach(() => {
     limiter = make();
   });
-  const check = (l: OrgLimits, caller = 'caller-a', leaseId = randomUUID()) => limiter.check({ limits: l, caller, leaseId });
+  const check = (l: OrgLimits, caller = 'caller-a', leaseId: string = randomUUID()) => limiter.check({ limits: l, caller, leaseId });
 
   it('admits exactly limit + burst at once, then refuses with an exact retry time', async () => {
     const l = limits({ limit: 10, burst: 5, window: 60_000 });
