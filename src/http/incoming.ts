@@ -14,6 +14,11 @@ export function incomingOf(c: Context): IncomingMessage | undefined {
   return bindings(c)?.incoming;
 }
 
+/** Node's response of this request, when served by @hono/node-server. */
+export function outgoingOf(c: Context): ServerResponse | undefined {
+  return bindings(c)?.outgoing;
+}
+
 /**
  * One request header (name in lower case), read from Node's parsed headers. `c.req.header()` would
  * build a WHATWG Headers object of the whole request first, on every call.

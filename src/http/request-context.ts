@@ -8,7 +8,7 @@ import { GatewayError, kindOf, type ErrorCode } from '../errors.js';
 import { seriesOf, type Metrics } from '../ops/metrics.js';
 import { acceptableRequestId } from '../upstream/headers.js';
 import type { AppEnv } from './app-env.js';
-import { callSignal, requestHeader } from './incoming.js';
+import { callSignal, outgoingOf, requestHeader } from './incoming.js';
 import type { InFlightCalls } from './in-flight.js';
 import { ensureRequestHeaders } from './response-headers.js';
 
@@ -77,7 +77,11 @@ export function requestContext(deps: {
       if (deps.isDraining() && responseHeaders.connection === undefined) c.res.headers.set('connection', 'close');
       record(c, started);
     } finally {
-      leave();
+      // In flight until its outcome is recorded and its response has left (shutdown closes the
+      // connections only after that).
+      const outgoing = outgoingOf(c);
+      if (outgoing === undefined || outgoing.destroyed || outgoing.writableFinished) leave();
+      else outgoing.once('close', leave);
     }
   };
 

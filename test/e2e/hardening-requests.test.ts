@@ -324,6 +324,9 @@ describe('shutdown loses no outcome', () => {
     const outcome = gw.audit.find((e) => e.type === 'outcome' && e.attemptId === attempt!.id);
     expect(outcome?.reason).toBe('aborted_by_shutdown');
     expect(outcome?.decision).toBe('aborted');
-    await pending;
+    // The caller is told, before the connection closes.
+    const reply = (await pending) as Reply;
+    expect(reply.status).toBe(503);
+    expect(reply.json.code).toBe('aborted_by_shutdown');
   });
 });
