@@ -115,6 +115,7 @@ export interface EventInput {
   client: { address: string | undefined; userAgent: string | undefined };
   count?: number;
   window?: { from: Date; to: Date };
+  sink?: string;
 }
 
 /** Copies only the allowed fields; callers may pass richer objects without widening the event. */
@@ -150,5 +151,6 @@ export function buildAuditEvent(input: EventInput): AuditEvent {
     ...(input.type === 'outcome' && fields.attemptId !== undefined ? { attemptId: fields.attemptId } : {}),
     ...(input.count !== undefined ? { count: input.count } : {}),
     ...(input.window !== undefined ? { window: { from: input.window.from.toISOString(), to: input.window.to.toISOString() } } : {}),
+    ...(input.sink !== undefined ? { sink: input.sink } : {}),
   };
 }

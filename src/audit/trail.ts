@@ -3,8 +3,7 @@ import { open, readFile, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describeError, type Logger } from '../log.js';
 import { ChainWriter, eventBody, recordOf, type ChainedRecord } from './chain.js';
-import { randomUUID } from 'node:crypto';
-import { AUDIT_SCHEMA_VERSION, type AuditEvent } from './event.js';
+import { buildAuditEvent, type AuditEvent } from './event.js';
 import type { Sink } from './sinks.js';
 
 export type OnFailure = 'reject' | 'spool';
@@ -266,29 +265,22 @@ export class SinkWriter {
     if (this.dropped > 0 && this.queue.length < this.maxQueue) {
       this.o.log.error('audit events dropped while the sink was down', { sink: this.name, dropped: this.dropped });
       const now = new Date();
-      const event: AuditEvent = {
-        v: AUDIT_SCHEMA_VERSION,
-        id: randomUUID(),
+      const event = buildAuditEvent({
         type: 'dropped',
-        time: now.toISOString(),
+        time: now,
         requestId: '-',
         instance: this.o.instance,
-        caller: null,
-        org: null,
-        ruuid: null,
-        action: null,
+        caller: undefined,
+        fields: {},
         decision: 'unavailable',
         reason: 'audit_queue_full',
-        rateLimit: null,
-        status: null,
-        upstreamStatus: null,
-        slStatusCode: null,
-        latencyMs: null,
-        client: { address: null, userAgent: null },
+        status: undefined,
+        latencyMs: undefined,
+        client: { address: undefined, userAgent: undefined },
         count: this.dropped,
-        window: { from: (this.droppedSince ?? now).toISOString(), to: now.toISOString() },
+        window: { from: this.droppedSince ?? now, to: now },
         sink: this.name,
-      };
+      });
       this.dropped = 0;
       this.droppedSince = undefined;
       // Into this sink's own chain, past the cap: it is one event, and the queue has room again.

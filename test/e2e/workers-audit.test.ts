@@ -13,6 +13,7 @@ import { baseConfig, spawnGateway, startTestStandIn, tempDir, testSecrets, write
 import { resume, send } from '../helpers/http.js';
 import type { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
 import { TokenIssuer } from '../helpers/token-issuer.js';
+import { sleep, until } from '../helpers/wait.js';
 
 let standIn: SnapLogicStandIn;
 let issuer: TokenIssuer;
@@ -27,15 +28,6 @@ afterAll(async () => {
   await issuer.close();
 });
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(check: () => boolean, timeoutMs: number, what: () => string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`not met in ${timeoutMs} ms: ${what()}`);
-    await sleep(50);
-  }
-}
 
 const listening = (gw: GatewayProcess) => gw.stderr.filter((l) => l.includes('"snapgate listening"')).length;
 
