@@ -1,6 +1,7 @@
 // A config that audits nothing is refused unless it says so with audit.allowUnaudited: true.
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseConfig } from '../../src/config/load.js';
+import { problemsOf } from '../helpers/config.js';
+import { parseConfig } from '../../src/config/load.js';
 
 const withAudit = (audit: unknown) => ({
   auth: { issuers: [{ issuer: 'https://idp.example', audience: 'snapgate', jwksUri: 'https://idp.example/jwks', algorithms: ['ES256'] }] },
@@ -8,16 +9,6 @@ const withAudit = (audit: unknown) => ({
   orgs: { 'Acme-Prod': { pod: 'https://elastic.snaplogic.com', username: 'env:U', password: 'file:/run/secrets/p' } },
   ...(audit === undefined ? {} : { audit }),
 });
-
-function problemsOf(doc: unknown): string[] {
-  try {
-    parseConfig(doc, 'test');
-  } catch (err) {
-    if (err instanceof ConfigError) return [...err.problems];
-    throw err;
-  }
-  return [];
-}
 
 describe('auditing off is never an accident', () => {
   it.each([

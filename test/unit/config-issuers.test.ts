@@ -1,6 +1,6 @@
 // Config rules that scope policy to the issuer: with several issuers every rule names one, and each issuer appears once.
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseConfig } from '../../src/config/load.js';
+import { problemsOf } from '../helpers/config.js';
 
 const issuer = (iss: string) => ({ issuer: iss, audience: 'snapgate', jwksUri: `${iss}/jwks`, algorithms: ['ES256'] });
 
@@ -9,16 +9,6 @@ const twoIssuers = (policy: unknown[]) => ({
   policy,
   orgs: { 'Acme-Prod': { pod: 'https://elastic.snaplogic.com', username: 'env:U', password: 'file:/run/secrets/p' } },
 });
-
-function problemsOf(doc: unknown): string[] {
-  try {
-    parseConfig(doc, 'test');
-  } catch (err) {
-    if (err instanceof ConfigError) return [...err.problems];
-    throw err;
-  }
-  return [];
-}
 
 describe('policy scoped to the issuer', () => {
   it('with two issuers, refuses a rule that names no issuer, at policy.<i>.match.iss, saying why', () => {

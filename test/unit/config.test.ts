@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseConfig } from '../../src/config/load.js';
+import { problemsOf } from '../helpers/config.js';
+import { parseConfig } from '../../src/config/load.js';
 import { parseDuration } from '../../src/config/duration.js';
 
 const minimal = () => ({
@@ -7,16 +8,6 @@ const minimal = () => ({
   policy: [{ match: { sub: 'svc-billing' }, orgs: ['Acme-Prod'], actions: ['runtime.start'] }],
   orgs: { 'Acme-Prod': { pod: 'https://elastic.snaplogic.com', username: 'env:U', password: 'file:/run/secrets/p' } },
 });
-
-function problemsOf(doc: unknown, env: Record<string, string> = {}): string[] {
-  try {
-    parseConfig(doc, 'test', env);
-  } catch (err) {
-    if (err instanceof ConfigError) return [...err.problems];
-    throw err;
-  }
-  return [];
-}
 
 describe('config', () => {
   it('accepts a minimal config and fills safe defaults', () => {
