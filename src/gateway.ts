@@ -15,7 +15,7 @@ import { createReadiness } from './ops/readiness.js';
 import { createScaledLimiter } from './ratelimit/scaled-limiter.js';
 import { createPolicy } from './policy/policy.js';
 import { createForwarder } from './upstream/forwarder.js';
-import { createRedisClient, waitForRedis } from './redis/client.js';
+import { createRedisClient, waitForRedis, withDeadline } from './redis/client.js';
 import { createMetrics, type Metrics } from './ops/metrics.js';
 import { createMemoryLimiter } from './ratelimit/memory-limiter.js';
 import { compileOrgLimits, type OrgLimits, type RateLimiter } from './ratelimit/policy.js';
@@ -103,6 +103,12 @@ export async function startGateway(config: Config, options: GatewayOptions): Pro
   }
   if (limits.size > 0 && redis === undefined) {
     log.warn('rate limits are enforced per instance: no redis is configured', { orgs: [...limits.keys()] });
+    const workers = config.server.workers;
+    // Each worker enforces at least 1: a limit below the worker count cannot be split exactly.
+    const tooSmall = [...limits.values()].filter((l) => l.rate.limit < workers || (l.concurrency?.limit ?? workers) < workers).map((l) => l.org);
+    if (workers > 1 && tooSmall.length > 0) {
+      log.warn('some limits are below server.workers: each worker admits at least 1, so the instance admits up to one per worker', { orgs: tooSmall, workers });
+    }
   }
   const sinks = config.audit.sinks ?? (config.audit.stdout ? [{ required: true }] : []);
   if (!sinks.some((s) => s.required)) {
@@ -111,11 +117,10 @@ export async function startGateway(config: Config, options: GatewayOptions): Pro
 
   let draining = false;
   const isDraining = () => draining;
-  const readiness = createReadiness({ verifier, redis, redisConfig: config.redis, isDraining });
-  const inFlight = new InFlightCalls();
-
   const instance = config.server.instanceId ?? options.instance;
   const audit = await createAudit(config, { log, instance, redis, auditWrite: options.auditWrite, workerSlot: options.workerSlot, metrics });
+  const readiness = createReadiness({ verifier, redis, redisConfig: config.redis, isDraining, audit });
+  const inFlight = new InFlightCalls();
   const app = createApp({
     verifier,
     policy: createPolicy(config.policy),
@@ -193,7 +198,8 @@ export async function startGateway(config: Config, options: GatewayOptions): Pro
       await audit.close(config.audit.closeTimeout);
       credentials.close();
       await forwarder.close().catch((err: unknown) => log.warn('closing upstream pool failed', { error: describeError(err) }));
-      if (redis !== undefined) await redis.quit().catch(() => redis?.disconnect());
+      // A stalled Redis must not hold the exit: QUIT gets a second, then the socket is dropped.
+      if (redis !== undefined) await withDeadline(redis.quit(), 1_000).catch(() => redis.disconnect());
       log.info('stopped', { drained });
       return { drained };
     })();

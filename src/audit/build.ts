@@ -39,7 +39,7 @@ export interface AuditDeps {
 }
 
 /** The audit sinks from config, each behind a writer with its chain, queue and spool. */
-export async function createAudit(config: Config, deps: AuditDeps): Promise<AuditRecorder> {
+export async function createAudit(config: Config, deps: AuditDeps): Promise<AuditRecorder & { health(): { ready: boolean; detail: string } }> {
   const a = config.audit;
   const sinkConfigs = a.sinks ?? (a.stdout ? [{ type: 'stdout' as const, required: true }] : []);
   // With workers, each slot spools in its own directory (<spoolDir>/w<slot>/<sink>.spool.jsonl): one
@@ -48,7 +48,11 @@ export async function createAudit(config: Config, deps: AuditDeps): Promise<Audi
   const spoolDir = deps.workerSlot === undefined ? baseSpoolDir : join(baseSpoolDir, `w${deps.workerSlot}`);
   if (a.onFailure === 'spool') await mkdir(spoolDir, { recursive: true });
   const writers: SinkWriter[] = [];
+  const ofType = new Map<string, number>();
   for (const sc of sinkConfigs) {
+    // The second sink of a type spools to `<type>.2.spool.jsonl`, so sinks never share a spool.
+    const n = (ofType.get(sc.type) ?? 0) + 1;
+    ofType.set(sc.type, n);
     let sink: Sink;
     if (sc.type === 'stdout') sink = createLineSink('stdout', deps.auditWrite);
     else if (sc.type === 'file') sink = await createFileSink({ path: slotPath(sc.path, deps.workerSlot), maxBytes: sc.maxBytes, fsync: sc.fsync });
@@ -65,6 +69,7 @@ export async function createAudit(config: Config, deps: AuditDeps): Promise<Audi
         log: deps.log,
         maxQueue: a.maxQueue,
         onDropped: (name) => deps.metrics.auditDropped.inc({ sink: name }),
+        spoolName: n === 1 ? sc.type : `${sc.type}.${n}`,
       }),
     );
   }
@@ -76,5 +81,6 @@ export async function createAudit(config: Config, deps: AuditDeps): Promise<Audi
     for (const { sink, depth } of trail.queueDepths()) deps.metrics.auditQueueDepth.set({ sink }, depth);
   };
   await trail.start();
-  return createAuditRecorder(trail, { ...a.denials, log: deps.log });
+  const recorder = createAuditRecorder(trail, { ...a.denials, log: deps.log });
+  return { ...recorder, health: () => trail.health(a.onFailure) };
 }

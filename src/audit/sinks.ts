@@ -31,6 +31,40 @@ export class SupersededAppendError extends Error {
 }
 
 /**
+ * Appends one at a time. While one is stuck (a stalled reader or Redis), only the newest append
+ * waits behind it: an older waiting one is told to give up (its caller, the writer's single loop,
+ * has given up on it already). So a stall holds at most two batches, however long it lasts.
+ */
+class Turns {
+  // Settles once the latest append's work finished, whatever its result.
+  private inFlight: Promise<void> = Promise.resolve();
+  private waiting: { cancel: () => void } | undefined;
+
+  /** Resolves true when it is this append's turn, false when a later append took its place. */
+  take(): Promise<boolean> {
+    return new Promise<boolean>((resolve) => {
+      this.waiting?.cancel();
+      const me = { cancel: () => resolve(false) };
+      this.waiting = me;
+      void this.inFlight.then(() => {
+        if (this.waiting !== me) return;
+        this.waiting = undefined;
+        resolve(true);
+      });
+    });
+  }
+
+  /** Marks `work` as the append in flight; returns it. */
+  track<T>(work: Promise<T>): Promise<T> {
+    this.inFlight = work.then(
+      () => undefined,
+      () => undefined,
+    );
+    return work;
+  }
+}
+
+/**
  * One JSON line per event through `write` (stdout in production), which resolves once the stream's
  * write callback fired (for a pipe: the text is in the kernel's buffer) and rejects when the stream
  * failed (EPIPE, closed). What went down a pipe cannot be read back, so the sink remembers, per
@@ -45,32 +79,17 @@ export class SupersededAppendError extends Error {
  */
 export function createLineSink(name: string, write: (text: string) => void | Promise<void>): Sink {
   const handed = new Map<string, number>();
-  // Settles once the latest write's callback fired, whatever its result.
-  let inFlight: Promise<void> = Promise.resolve();
-  let waiting: { cancel: () => void } | undefined;
-
-  const turn = () =>
-    new Promise<boolean>((resolve) => {
-      waiting?.cancel();
-      const me = { cancel: () => resolve(false) };
-      waiting = me;
-      void inFlight.then(() => {
-        if (waiting !== me) return;
-        waiting = undefined;
-        resolve(true);
-      });
-    });
+  const turns = new Turns();
 
   return {
     name,
     async append(records) {
-      if (!(await turn())) throw new SupersededAppendError(name);
+      if (!(await turns.take())) throw new SupersededAppendError(name);
       const fresh = records.filter((r) => r.seq > (handed.get(r.writer) ?? 0));
       if (fresh.length === 0) return;
       const before = new Map(fresh.map((r) => [r.writer, handed.get(r.writer)]));
       for (const r of fresh) handed.set(r.writer, r.seq);
-      const done = (async () => write(lines(fresh)))();
-      inFlight = done.catch(() => undefined);
+      const done = turns.track((async () => write(lines(fresh)))());
       try {
         await done;
       } catch (err) {
@@ -222,19 +241,27 @@ export function createRedisStreamSink(client: RedisClient, options: { stream: st
   if (typeof (client as Redis).snapgateAuditAppend !== 'function') {
     client.defineCommand('snapgateAuditAppend', { lua: STREAM_APPEND_SCRIPT });
   }
+  // Serialized: while Redis is stalled (connection open, nothing answered), retries do not pile
+  // more batches into the socket's buffer.
+  const turns = new Turns();
   return {
     name: 'redis',
     async append(records) {
-      // One script call per writer's run of records, in order.
-      let i = 0;
-      while (i < records.length) {
-        const writer = records[i]!.writer;
-        const args: (string | number)[] = [];
-        for (; i < records.length && records[i]!.writer === writer; i++) args.push(records[i]!.seq, records[i]!.line);
-        batchWritesThisTurn(client);
-        await (client as Redis).snapgateAuditAppend(2, options.stream, streamHeadKey(options.stream, writer), options.maxLen, 30 * 86_400, ...args);
-      }
+      if (!(await turns.take())) throw new SupersededAppendError('redis');
+      await turns.track(appendRuns(records));
     },
     close: () => Promise.resolve(),
   };
+
+  async function appendRuns(records: readonly ChainedRecord[]): Promise<void> {
+    // One script call per writer's run of records, in order.
+    let i = 0;
+    while (i < records.length) {
+      const writer = records[i]!.writer;
+      const args: (string | number)[] = [];
+      for (; i < records.length && records[i]!.writer === writer; i++) args.push(records[i]!.seq, records[i]!.line);
+      batchWritesThisTurn(client);
+      await (client as Redis).snapgateAuditAppend(2, options.stream, streamHeadKey(options.stream, writer), options.maxLen, 30 * 86_400, ...args);
+    }
+  }
 }

@@ -42,6 +42,8 @@ export interface SinkWriterOptions {
   maxQueue?: number;
   /** Told of every event dropped because the queue was full (for a metric). */
   onDropped?: (sink: string) => void;
+  /** Names the spool file (default: the sink's name); two sinks of one type need two names. */
+  spoolName?: string;
 }
 
 /**
@@ -59,6 +61,7 @@ export class SinkWriter {
   private running = false;
   private wake: (() => void) | undefined;
   private closing = false;
+  private closed = false;
   private failing = false;
   private dropped = 0;
   private droppedSince: Date | undefined;
@@ -68,7 +71,7 @@ export class SinkWriter {
   constructor(private readonly o: SinkWriterOptions) {
     this.chain = new ChainWriter(o.instance);
     this.maxQueue = o.maxQueue ?? DEFAULT_MAX_QUEUE;
-    this.spoolPath = join(o.spoolDir, `${o.sink.name}.spool.jsonl`);
+    this.spoolPath = join(o.spoolDir, `${o.spoolName ?? o.sink.name}.spool.jsonl`);
   }
 
   get name(): string {
@@ -100,6 +103,11 @@ export class SinkWriter {
    * spool mode, the spool) holds it, and rejects with AuditUnavailableError when neither happens within ackTimeoutMs.
    */
   submit(body: string, ack: boolean): Promise<void> {
+    if (this.closed) {
+      // Shutdown waits for calls in flight before closing the trail, so this is a bug: say so.
+      this.o.log.error('audit event arrived after the trail closed; not written', { sink: this.name });
+      return ack ? Promise.reject(new AuditUnavailableError(this.name, { recorded: false })) : Promise.resolve();
+    }
     if (this.queue.length >= this.maxQueue) {
       // Memory stays bounded through any outage. Nothing is linked into the chain (it stays whole);
       // a `dropped` event says how many were lost once there is room again.
@@ -155,43 +163,77 @@ export class SinkWriter {
       if (this.o.onFailure === 'spool') await this.spool(this.queue.splice(0));
       else this.o.log.error('audit events not written at shutdown: the sink is unavailable', { sink: this.name, events: this.queue.length });
     }
+    this.closed = true;
     await this.o.sink.close().catch(() => undefined);
+  }
+
+  /** False while the sink fails to take events (until a write succeeds again). */
+  get healthy(): boolean {
+    return !this.failing;
+  }
+
+  /** Waits for new events (wake) or `ms`, whichever comes first. */
+  private pause(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, Math.max(0, ms));
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wake = done;
+    }).finally(() => {
+      this.wake = undefined;
+    });
   }
 
   private async loop(): Promise<void> {
     let backoff = 100;
+    // Spool mode: when the next replay of the spool into the sink may be tried.
+    let replayAt = 0;
     while (this.running) {
       if (this.queue.length === 0 && this.spooled === 0) {
         if (this.closing) return;
-        await new Promise<void>((resolve) => {
-          this.wake = resolve;
-        });
-        this.wake = undefined;
+        await this.pause(60_000);
         continue;
       }
       if (this.spooled > 0) {
-        // Order: what is spooled goes first; new events join the spool meanwhile.
-        if (this.queue.length > 0) await this.spool(this.queue.splice(0, BATCH));
-        if (await this.replay()) {
-          backoff = 100;
+        // Order: what is spooled goes first. New events join the spool at once (so their
+        // write-ahead acks come from the spool, never waiting on a sink that is down), and replays
+        // into the sink are paced, each bounded by ackTimeout.
+        if (this.queue.length > 0) {
+          await this.spool(this.queue.splice(0, BATCH));
           continue;
         }
-      } else {
-        const batch = this.queue.splice(0, BATCH);
-        if (await this.write(batch)) {
-          backoff = 100;
-          continue;
+        if (Date.now() >= replayAt) {
+          if (await this.replay()) {
+            backoff = 100;
+            replayAt = 0;
+            continue;
+          }
+          replayAt = Date.now() + backoff;
+          backoff = Math.min(backoff * 2, 2_000);
         }
-        if (this.o.onFailure === 'spool') {
-          await this.spool(batch);
-          continue;
-        }
-        this.queue.unshift(...batch);
-        for (const p of batch) p.reject?.(new AuditUnavailableError(this.name));
-        for (const p of batch) {
-          p.resolve = undefined;
-          p.reject = undefined;
-        }
+        if (this.closing) return;
+        // Events that arrived during the replay go to the spool now, not after the pause.
+        if (this.queue.length === 0) await this.pause(replayAt - Date.now());
+        continue;
+      }
+      const batch = this.queue.splice(0, BATCH);
+      if (await this.write(batch)) {
+        backoff = 100;
+        continue;
+      }
+      if (this.o.onFailure === 'spool') {
+        await this.spool(batch);
+        replayAt = Date.now() + backoff;
+        backoff = Math.min(backoff * 2, 2_000);
+        continue;
+      }
+      this.queue.unshift(...batch);
+      for (const p of batch) p.reject?.(new AuditUnavailableError(this.name));
+      for (const p of batch) {
+        p.resolve = undefined;
+        p.reject = undefined;
       }
       if (this.closing) return;
       await new Promise((r) => setTimeout(r, backoff));
@@ -241,14 +283,25 @@ export class SinkWriter {
     const text = await readFile(this.spoolPath, 'utf8').catch(() => '');
     // A torn last line from a crash mid-write is dropped: that event was never acknowledged.
     const events = text.split('\n').flatMap((l) => recordOf(l) ?? []);
+    let timer: NodeJS.Timeout | undefined;
     try {
-      for (let i = 0; i < events.length; i += BATCH) await this.o.sink.append(events.slice(i, i + BATCH));
+      // Bounded like any write: a stalled sink must not hold the loop (new events keep spooling).
+      await Promise.race([
+        (async () => {
+          for (let i = 0; i < events.length; i += BATCH) await this.o.sink.append(events.slice(i, i + BATCH));
+        })(),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`no answer within ${this.o.ackTimeoutMs} ms`)), this.o.ackTimeoutMs);
+        }),
+      ]);
+      clearTimeout(timer);
       await truncate(this.spoolPath, 0);
       this.o.log.info('audit spool replayed', { sink: this.name, events: events.length });
       this.spooled = 0;
       this.markHealthy();
       return true;
     } catch (err) {
+      clearTimeout(timer);
       this.markFailing(err);
       return false;
     }
@@ -313,6 +366,16 @@ export class AuditTrail {
     // Recorded only if every sink that refused still holds it queued (it will be written later).
     const recorded = failed.every((err) => !(err instanceof AuditUnavailableError) || err.recorded);
     throw new AuditUnavailableError(this.writers.filter((w) => w.required).map((w) => w.name).join(', '), { cause: failed[0], recorded });
+  }
+
+  /**
+   * For readiness: not ready while a required sink fails in `reject` mode (every call would get
+   * 503). In `spool` mode calls go on, so it stays ready and says it is spooling.
+   */
+  health(onFailure: OnFailure): { ready: boolean; detail: string } {
+    const failing = this.writers.filter((w) => w.required && !w.healthy).map((w) => w.name);
+    if (failing.length === 0) return { ready: true, detail: 'ok' };
+    return { ready: onFailure === 'spool', detail: `${onFailure === 'spool' ? 'spooling' : 'failing'}: ${failing.join(', ')}` };
   }
 
   /** Each sink's queue depth, for metrics. */

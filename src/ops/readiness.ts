@@ -9,6 +9,8 @@ export interface ReadinessDeps {
   redis: RedisClient | undefined;
   redisConfig: RedisConfig | undefined;
   isDraining: () => boolean;
+  /** The audit trail's state: not ready while a required sink fails and calls would be refused. */
+  audit: { health(): { ready: boolean; detail: string } };
   /** Longest a computed report is reused, ms. */
   cacheMs?: number;
   now?: () => number;
@@ -35,7 +37,11 @@ export function createReadiness(deps: ReadinessDeps): ReadinessProbe {
         (err: unknown) => (err instanceof RedisDeadlineError ? `no answer within ${timeoutMs} ms` : 'unreachable'),
       );
     }
-    const blocking = Object.entries(checks).filter(([name]) => name !== 'redis' || deps.redisConfig?.requiredForReadiness !== false);
+    const audit = deps.audit.health();
+    checks.audit = audit.detail;
+    const blocking = Object.entries(checks).filter(
+      ([name]) => (name !== 'redis' || deps.redisConfig?.requiredForReadiness !== false) && (name !== 'audit' || !audit.ready),
+    );
     return { ready: blocking.every(([, v]) => v === 'ok'), checks };
   };
 

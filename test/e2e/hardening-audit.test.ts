@@ -1,8 +1,9 @@
 // Bounded memory while a required audit sink is down: a cap on each sink's queue, counted drops, and a `dropped`
 // event in the sink's own chain once it is back. Real redis-server, killed and restarted.
+import { readdirSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { baseConfig, startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { baseConfig, startTestGateway, tempDir, type TestGateway } from '../helpers/gateway.js';
 import { resume, send } from '../helpers/http.js';
 import type { RedisServer } from '../helpers/redis-server.js';
 import type { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
@@ -96,4 +97,96 @@ describe('a required sink that is down', () => {
       reader.disconnect();
     }
   }, 40_000);
+});
+
+describe('spool mode while the sink is stalled', () => {
+  it('keeps forwarding through a Redis stall (events go to the spool at once), then replays it whole', async () => {
+    const spoolDir = tempDir('snapgate-spool-');
+    const spooling = await startTestGateway(
+      baseConfig(standIn, issuer, {
+        redis: { url: redis.url, commandTimeout: '100ms', requiredForReadiness: false },
+        admin: { host: '127.0.0.1', port: 0 },
+        audit: {
+          sinks: [
+            { type: 'redis', stream: 'audit:{s1}:events' },
+            { type: 'redis', stream: 'audit:{s2}:events' },
+          ],
+          onFailure: 'spool',
+          spoolDir,
+          ackTimeout: '300ms',
+        },
+      }),
+    );
+    try {
+      expect((await resume(spooling.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), world.jwt)).status).toBe(200);
+      redis.pause();
+      const statuses: number[] = [];
+      const refused: string[] = [];
+      const durations: number[] = [];
+      const until = Date.now() + 3_000;
+      while (Date.now() < until) {
+        const t0 = Date.now();
+        const r = await resume(spooling.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), world.jwt);
+        durations.push(Date.now() - t0);
+        statuses.push(r.status);
+        if (r.status !== 200) refused.push(r.text);
+      }
+      // Two sinks of one type never share a spool file.
+      expect(readdirSync(spoolDir).sort()).toEqual(['redis.2.spool.jsonl', 'redis.spool.jsonl']);
+      const ready = await send(`http://127.0.0.1:${spooling.gateway.adminPort}`, 'GET', '/readyz');
+      redis.resume();
+      expect(statuses.length).toBeGreaterThan(5);
+      expect(refused, 'no call refused while spooling').toEqual([]);
+      // A call waits for the spool, or at most for one paced replay attempt (ackTimeout, 300 ms), never longer.
+      expect(Math.max(...durations), durations.join(',')).toBeLessThan(600);
+      expect(ready.status, ready.text).toBe(200);
+      expect(ready.json.checks.audit).toMatch(/^spooling: redis/);
+
+      const reader = new Redis(redis.port, '127.0.0.1', { lazyConnect: true });
+      await reader.connect();
+      try {
+        const deadline = Date.now() + 10_000;
+        const expected = (statuses.length + 1) * 2;
+        let counts = [0, 0];
+        while (Date.now() < deadline) {
+          counts = [await reader.xlen('audit:{s1}:events'), await reader.xlen('audit:{s2}:events')];
+          if (counts.every((n) => n >= expected)) break;
+          await new Promise((r) => setTimeout(r, 200));
+        }
+        for (const stream of ['audit:{s1}:events', 'audit:{s2}:events']) {
+          const lines = (await reader.xrange(stream, '-', '+')).map(([, f]) => f[1]!);
+          expect(lines.length, stream).toBe(expected);
+          const report = verifyChain(lines, { complete: true });
+          expect(report.ok, JSON.stringify(report)).toBe(true);
+          expect(report.writers).toBe(1);
+        }
+      } finally {
+        reader.disconnect();
+      }
+    } finally {
+      redis.resume();
+      await spooling.close();
+    }
+  }, 30_000);
+
+  it('is not ready while a required sink fails in reject mode (every call would be refused)', async () => {
+    const rejecting = await startTestGateway(
+      baseConfig(standIn, issuer, {
+        redis: { url: redis.url, commandTimeout: '100ms', requiredForReadiness: false },
+        admin: { host: '127.0.0.1', port: 0 },
+        audit: { sinks: [{ type: 'redis', stream: 'audit:{r}:events' }], onFailure: 'reject', ackTimeout: '200ms' },
+      }),
+    );
+    try {
+      await redis.kill();
+      expect((await resume(rejecting.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), world.jwt)).status).toBe(503);
+      await new Promise((r) => setTimeout(r, 1_100));
+      const ready = await send(`http://127.0.0.1:${rejecting.gateway.adminPort}`, 'GET', '/readyz');
+      expect(ready.status, ready.text).toBe(503);
+      expect(ready.json.checks.audit).toBe('failing: redis');
+    } finally {
+      await redis.restart();
+      await rejecting.close();
+    }
+  });
 });

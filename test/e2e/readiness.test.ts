@@ -50,7 +50,7 @@ describe('readiness', () => {
   it('is ready when config, credentials, keys and Redis are all usable', async () => {
     const res = await readyz();
     expect(res.status, res.text).toBe(200);
-    expect(res.json).toEqual({ status: 'ready', checks: { config: 'ok', credentials: 'ok', jwks: 'ok', redis: 'ok' } });
+    expect(res.json).toEqual({ status: 'ready', checks: { config: 'ok', credentials: 'ok', jwks: 'ok', redis: 'ok', audit: 'ok' } });
     const callers = await send(gw.url, 'GET', '/readyz');
     expect(callers.json).toEqual({ status: 'ready' });
   });
