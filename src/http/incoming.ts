@@ -69,7 +69,8 @@ export function callSignal(c: Context): CallSignal {
     else raw.addEventListener('abort', () => signal.abort('caller'), { once: true });
     return signal;
   }
-  const socket = outgoing.socket;
+  // A pipelined request's response has no socket until the ones before it are answered: watch the request's.
+  const socket = outgoing.socket ?? bindings(c)?.incoming?.socket ?? null;
   if (outgoing.destroyed || socket === null || socket.destroyed || socket.readableEnded) {
     signal.abort('caller');
     return signal;
@@ -89,18 +90,19 @@ export function callSignal(c: Context): CallSignal {
 
 /** Why a request body could not be read. */
 export class BodyReadError extends Error {
-  constructor(readonly reason: 'too_large' | 'timeout' | 'aborted') {
+  constructor(readonly reason: 'too_large' | 'timeout' | 'aborted' | 'shutdown') {
     super(`request body ${reason}`);
     this.name = 'BodyReadError';
   }
 }
 
-function readNodeBody(incoming: IncomingMessage, max: number, timeoutMs: number): Promise<Uint8Array> {
+function readNodeBody(incoming: IncomingMessage, max: number, timeoutMs: number, signal: CallSignal | undefined): Promise<Uint8Array> {
   return new Promise<Uint8Array>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     const finish = (err: BodyReadError | undefined): void => {
       clearTimeout(timer);
+      signal?.off('abort', onSignal);
       incoming.off('data', onData).off('end', onEnd).off('aborted', onAborted).off('error', onAborted).off('close', onClose);
       if (err !== undefined) {
         incoming.pause();
@@ -117,7 +119,10 @@ function readNodeBody(incoming: IncomingMessage, max: number, timeoutMs: number)
     const onClose = (): void => {
       if (!incoming.complete) finish(new BodyReadError('aborted'));
     };
+    // Shutdown cuts a body still arriving at once, so its decision is written before the trail closes.
+    const onSignal = (): void => finish(new BodyReadError(signal?.reason === 'shutdown' ? 'shutdown' : 'aborted'));
     const timer = setTimeout(() => finish(new BodyReadError('timeout')), timeoutMs);
+    signal?.once('abort', onSignal);
     incoming.on('data', onData).on('end', onEnd).on('aborted', onAborted).on('error', onAborted).on('close', onClose);
   });
 }
@@ -149,15 +154,15 @@ async function readWebBody(body: ReadableStream<Uint8Array>, max: number, timeou
 
 /**
  * Reads the whole body, at most `max` bytes, within `timeoutMs`. Throws BodyReadError (too_large,
- * timeout, aborted). A declared Content-Length over `max` fails at once; empty bodies cost nothing.
+ * timeout, aborted, shutdown when `signal` fires for shutdown). A declared Content-Length over `max` fails at once; empty bodies cost nothing.
  */
-export function readRequestBody(c: Context, max: number, timeoutMs: number): Promise<Uint8Array> {
+export function readRequestBody(c: Context, max: number, timeoutMs: number, signal?: CallSignal): Promise<Uint8Array> {
   const incoming = incomingOf(c);
   const declared = Number(requestHeader(c, 'content-length') ?? '0');
   if (declared > max) return Promise.reject(new BodyReadError('too_large'));
   if (incoming !== undefined) {
     if (declared === 0 && incoming.headers['transfer-encoding'] === undefined) return Promise.resolve(new Uint8Array(0));
-    return readNodeBody(incoming, max, timeoutMs);
+    return readNodeBody(incoming, max, timeoutMs, signal);
   }
   const body = c.req.raw.body;
   return body === null ? Promise.resolve(new Uint8Array(0)) : readWebBody(body, max, timeoutMs);

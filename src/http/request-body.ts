@@ -12,7 +12,7 @@ import { BodyReadError, readRequestBody } from './incoming.js';
 export function requestBody(options: { maxBytes: number; timeoutMs: number; note?: string }): MiddlewareHandler<AppEnv> {
   return async function requestBodyMiddleware(c, next) {
     try {
-      c.set('body', await readRequestBody(c, options.maxBytes, options.timeoutMs));
+      c.set('body', await readRequestBody(c, options.maxBytes, options.timeoutMs, c.get('signal')));
     } catch (err) {
       if (!(err instanceof BodyReadError)) throw err;
       // The rest of the body is never read: the connection cannot carry another request.
@@ -24,6 +24,8 @@ export function requestBody(options: { maxBytes: number; timeoutMs: number; note
           throw new GatewayError('request_body_timeout', `The request body did not arrive within ${options.timeoutMs} ms. Nothing was forwarded; send the whole body promptly (runtime calls take none).`, { cause: err });
         case 'aborted':
           throw new GatewayError('request_body_aborted', 'The connection closed before the request body was complete. Nothing was forwarded.', { cause: err });
+        case 'shutdown':
+          throw new GatewayError('aborted_by_shutdown', 'This snapgate instance shut down while the request body was arriving. Nothing was forwarded; retry.', { cause: err });
       }
     }
     await next();

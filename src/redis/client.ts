@@ -91,8 +91,9 @@ export async function createRedisClient(
     connectTimeout: config.connectTimeout,
     // Backstop only: callers race commands with withDeadline(config.commandTimeout).
     // Long enough that the answer of a script that missed its deadline during a stall is still
-    // read, so what it took can be given back (see redis-limiter.ts).
-    commandTimeout: Math.max(config.commandTimeout * 10, 30_000),
+    // read, so what it took can be given back (see redis-limiter.ts). What can be pending meanwhile
+    // is bounded: the breaker keeps calls off a stalled Redis, and audit appends are serialized.
+    commandTimeout: Math.max(config.commandTimeout * 10, 300_000),
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     retryStrategy: (attempt: number) => Math.min(attempt * 200, 2_000),

@@ -58,17 +58,28 @@ export interface ForwarderOptions {
 
 const timeoutCodes = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
 
-function abandoned(signal: UpstreamAbortSignal | undefined, cause?: unknown): GatewayError {
+/** The error for a call abandoned by its signal; `sent` says whether SnapLogic may have received it. */
+function abandoned(signal: UpstreamAbortSignal | undefined, sent: boolean, cause?: unknown): GatewayError {
   if (signal?.reason === 'shutdown') {
-    return new GatewayError('aborted_by_shutdown', 'This snapgate instance shut down before SnapLogic answered. The resume may or may not have taken effect: check the run\'s state before retrying.', { cause });
+    return new GatewayError(
+      'aborted_by_shutdown',
+      sent
+        ? 'This snapgate instance shut down before SnapLogic answered. The resume may or may not have taken effect: check the run\'s state before retrying.'
+        : 'This snapgate instance shut down before the call was sent to SnapLogic. Nothing was forwarded; retry.',
+      { cause },
+    );
   }
-  return new GatewayError('client_closed_request', 'The caller closed the connection before SnapLogic answered; the call was abandoned.', { cause });
+  return new GatewayError(
+    'client_closed_request',
+    sent ? 'The caller closed the connection before SnapLogic answered; the call was abandoned.' : 'The caller closed the connection before the call was sent to SnapLogic. Nothing was forwarded.',
+    { cause },
+  );
 }
 
 function translate(err: unknown, origin: string, signal: UpstreamAbortSignal | undefined): GatewayError {
   if (err instanceof GatewayError) return err;
   const code = (err as { code?: unknown }).code;
-  if (signal?.reason === 'shutdown') return abandoned(signal, err);
+  if (signal?.reason === 'shutdown') return abandoned(signal, true, err);
   if (signal?.aborted || code === 'UND_ERR_ABORTED') {
     return new GatewayError('client_closed_request', 'The caller closed the connection before SnapLogic answered; the call was abandoned.', { cause: err });
   }
@@ -140,7 +151,7 @@ class Slots {
         cleanup();
         reject(err);
       };
-      const onAbort = (): void => leave(abandoned(signal));
+      const onAbort = (): void => leave(abandoned(signal, false));
       const timer = setTimeout(() => leave(busy(`no connection became free within ${this.timeoutMs} ms`)), this.timeoutMs);
       signal?.once('abort', onAbort);
       this.waiting.push(entry);
@@ -196,7 +207,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
       // A caller gone (or a shutdown) while waiting for Redis, the audit trail or a connection: never sent.
       if (req.signal?.aborted === true) {
         release();
-        throw abandoned(req.signal);
+        throw abandoned(req.signal, false);
       }
       req.onDispatch?.();
       try {

@@ -203,6 +203,19 @@ describe('a caller that hangs up is not forwarded', () => {
   });
 });
 
+describe('pipelined requests are not hang-ups', () => {
+  it('two requests pipelined on one socket both get 200', async () => {
+    const gw = await gateway(undefined);
+    const one = `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${jwt}\r\n\r\n`;
+    const two = `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${jwt}\r\nConnection: close\r\n\r\n`;
+    const s = await rawSocket(gw, one + two);
+    await Promise.race([s.closed, settle(5_000)]);
+    const statuses = [...s.received().matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => m[1]);
+    expect(statuses).toEqual(['200', '200']);
+    expect(gw.audit.filter((e) => e.reason === 'client_closed_request')).toEqual([]);
+  });
+});
+
 describe('slow bodies cannot hold an org\'s slots', () => {
   it('two stalled bodies leave both concurrency slots free and get 408 after the body deadline', async () => {
     const gw = await gateway({ limit: 100, window: '60s', concurrency: 2 }, { server: { host: '127.0.0.1', port: 0, bodyTimeout: '800ms' } });
@@ -311,6 +324,28 @@ describe('without Redis, each worker\'s limiter takes its share', () => {
 });
 
 describe('shutdown loses no outcome', () => {
+  it('a body still arriving at shutdown is cut at once, and its decision is written before the trail closes', async () => {
+    const gw = await gateway(undefined, { server: { host: '127.0.0.1', port: 0, bodyTimeout: '10s' } });
+    open.splice(open.indexOf(gw), 1);
+    const s = await rawSocket(gw, `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${jwt}\r\nContent-Length: 10\r\n\r\n{`);
+    await settle(200);
+    const started = Date.now();
+    await gw.gateway.shutdown(300);
+    expect(Date.now() - started).toBeLessThan(1_500);
+    expect(gw.audit.find((e) => e.type === 'decision' && e.reason === 'aborted_by_shutdown')?.decision).toBe('aborted');
+    expect(gw.logs.filter((l) => String(l.msg).includes('after the trail closed'))).toEqual([]);
+    s.socket.destroy();
+  });
+
+  it('a stalled Redis does not hold the exit', async () => {
+    const gw = await gateway(undefined);
+    open.splice(open.indexOf(gw), 1);
+    redis.pause();
+    const started = Date.now();
+    await gw.gateway.shutdown(500);
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
   it('a call cut at the drain deadline gets an aborted_by_shutdown outcome before the trail closes', async () => {
     const gw = await gateway(undefined);
     open.splice(open.indexOf(gw), 1);
