@@ -132,6 +132,19 @@ describe('a decision that missed its deadline leaves nothing behind', () => {
     expect(String(after.headers.ratelimit)).toContain('"org-rate";r=19;');
   });
 
+  it('without a concurrency policy, the late answers are read when Redis resumes and their quota given back', async () => {
+    const gw = await gateway({ limit: 20, window: '60s' });
+    redis.pause();
+    const during = await Promise.all(Array.from({ length: 6 }, () => call(gw)));
+    expect(during.every((r) => r.status === 200)).toBe(true);
+    await settle(2_500);
+    redis.resume();
+    await settle(1_000);
+    const after = await call(gw);
+    expect(after.status, after.text).toBe(200);
+    expect(String(after.headers.ratelimit)).toContain('"org-rate";r=19;');
+  });
+
   it('a call refused after the decision (audit unavailable) gets its quota back', async () => {
     const gw = await gateway(
       { limit: 3, window: '60s' },
