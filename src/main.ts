@@ -16,7 +16,7 @@ const EX_CONFIG = 78;
 const WORKER_SLOT_ENV = 'SNAPGATE_WORKER_SLOT';
 
 /** How long the primary waits, at exit, for the workers' last stdout lines to be relayed. */
-const RELAY_FLUSH_MS = 5_000;
+const RELAY_FLUSH_MS = 2_000;
 
 /**
  * stdout and stderr are often pipes whose reader can go away (`| head`, a log shipper restarting).

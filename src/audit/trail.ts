@@ -62,6 +62,8 @@ export class SinkWriter {
   private wake: (() => void) | undefined;
   private closing = false;
   private closed = false;
+  /** Events taken out of the queue for the write in progress: they count against maxQueue too. */
+  private writing = 0;
   private failing = false;
   private dropped = 0;
   private droppedSince: Date | undefined;
@@ -108,7 +110,7 @@ export class SinkWriter {
       this.o.log.error('audit event arrived after the trail closed; not written', { sink: this.name });
       return ack ? Promise.reject(new AuditUnavailableError(this.name, { recorded: false })) : Promise.resolve();
     }
-    if (this.queue.length >= this.maxQueue) {
+    if (this.queue.length + this.writing >= this.maxQueue) {
       // Memory stays bounded through any outage. Nothing is linked into the chain (it stays whole);
       // a `dropped` event says how many were lost once there is room again.
       if (this.dropped++ === 0) {
@@ -158,6 +160,10 @@ export class SinkWriter {
     clearTimeout(timer);
     this.running = false;
     this.wake?.();
+    // Let the loop finish the step it is in (a write or spool of a batch it took out), so what is
+    // spooled below comes after it, in order.
+    await Promise.race([this.loopDone, new Promise((r) => (timer = setTimeout(r, this.o.ackTimeoutMs + 1_000)))]);
+    clearTimeout(timer);
     if (this.queue.length > 0) {
       // The sink did not take everything in time: keep it on disk when we may, else say what is lost.
       if (this.o.onFailure === 'spool') await this.spool(this.queue.splice(0));
@@ -243,6 +249,7 @@ export class SinkWriter {
 
   private async write(batch: Pending[]): Promise<boolean> {
     let timer: NodeJS.Timeout | undefined;
+    this.writing = batch.length;
     try {
       await Promise.race([
         this.o.sink.append(batch.map((p) => p.record)),
@@ -258,6 +265,8 @@ export class SinkWriter {
       clearTimeout(timer);
       this.markFailing(err);
       return false;
+    } finally {
+      this.writing = 0;
     }
   }
 
@@ -363,8 +372,9 @@ export class AuditTrail {
     const results = await Promise.allSettled(acks);
     const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as unknown);
     if (failed.length === 0) return;
-    // Recorded only if every sink that refused still holds it queued (it will be written later).
-    const recorded = failed.every((err) => !(err instanceof AuditUnavailableError) || err.recorded);
+    // Recorded when some sink holds it, or will (queued): then an outcome must follow it. A sink
+    // that dropped it instead writes a `dropped` event saying so.
+    const recorded = results.some((r) => r.status === 'fulfilled' || !(r.reason instanceof AuditUnavailableError) || r.reason.recorded);
     throw new AuditUnavailableError(this.writers.filter((w) => w.required).map((w) => w.name).join(', '), { cause: failed[0], recorded });
   }
 

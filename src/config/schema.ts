@@ -184,9 +184,9 @@ export const configSchema = z
         host: z.string().min(1).default('0.0.0.0'),
         port: z.number().int().min(0).max(65535).default(8080),
         /** How long shutdown lets calls in flight finish before cutting them (aborted_by_shutdown). */
-        shutdownTimeout: duration().default(20_000),
+        shutdownTimeout: duration().default(15_000),
         maxBodyBytes: z.number().int().nonnegative().default(65_536),
-        /** Deadline for reading a request body, from the end of its headers. */
+        /** Deadline for reading a request body, once the call is authorized (before any limit is taken). */
         bodyTimeout: duration().default(5_000),
         /** Deadline for receiving a request's headers (slow headers get their socket closed). */
         headersTimeout: duration().default(10_000),
@@ -201,7 +201,7 @@ export const configSchema = z
       .default({
         host: '0.0.0.0',
         port: 8080,
-        shutdownTimeout: 20_000,
+        shutdownTimeout: 15_000,
         maxBodyBytes: 65_536,
         bodyTimeout: 5_000,
         headersTimeout: 10_000,

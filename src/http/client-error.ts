@@ -92,15 +92,26 @@ export function answerClientError(log: Logger): (err: Error & { code?: string },
       socket.end(answerBytes(refusal.code, refusal.detail, requestId));
     };
 
+    // A pipelined request whose predecessors are still being answered: answering now would pass for
+    // a predecessor's answer, so the refusal follows the last of them. When one finishes, Node hands
+    // the socket to the next queued response, so look again until none is left.
+    const afterPending = (current: ServerResponse): void => {
+      current.once('finish', () =>
+        setImmediate(() => {
+          const next = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage ?? undefined;
+          if (next === undefined || next === current || next.writableFinished) answer();
+          else afterPending(next);
+        }),
+      );
+      current.once('close', () => {
+        if (!current.writableFinished) socket.destroy();
+      });
+    };
+
     if (inFlight === undefined) {
       answer();
     } else if (inFlight.req.complete) {
-      // A pipelined request whose predecessor is still being answered: answering now would pass for
-      // the predecessor's answer, so the refusal follows it.
-      inFlight.once('finish', answer);
-      inFlight.once('close', () => {
-        if (!inFlight.writableFinished) socket.destroy();
-      });
+      afterPending(inFlight);
     } else if (inFlight.headersSent) {
       // The answer to this very request has begun: more bytes would corrupt it.
       socket.destroy();

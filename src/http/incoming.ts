@@ -3,6 +3,7 @@
 // through app.request() have no Node request and fall back to the WHATWG one.
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { HttpBindings } from '@hono/node-server';
 import type { Context } from 'hono';
 
@@ -59,6 +60,36 @@ export class CallSignal extends EventEmitter {
   }
 }
 
+/** The call was aborted (see CallSignal.reason) while it waited. */
+export class CallAbortedError extends Error {
+  constructor() {
+    super('call aborted while waiting');
+    this.name = 'CallAbortedError';
+  }
+}
+
+/** Resolves like `work`, or rejects with CallAbortedError as soon as `signal` fires; `work` goes on and is never unhandled. */
+export function unlessAborted<T>(work: Promise<T>, signal: CallSignal): Promise<T> {
+  if (signal.aborted) {
+    work.catch(() => undefined);
+    return Promise.reject(new CallAbortedError());
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(new CallAbortedError());
+    signal.once('abort', onAbort);
+    work.then(
+      (v) => {
+        signal.off('abort', onAbort);
+        resolve(v);
+      },
+      (err: unknown) => {
+        signal.off('abort', onAbort);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      },
+    );
+  });
+}
+
 /** A signal that aborts when the caller hangs up before the response is finished. */
 export function callSignal(c: Context): CallSignal {
   const signal = new CallSignal();
@@ -75,17 +106,37 @@ export function callSignal(c: Context): CallSignal {
     signal.abort('caller');
     return signal;
   }
-  // The socket's own end (FIN; Node does not keep half-open requests) or reset shows a caller gone
-  // before the response notices; the listeners go when the response closes (keep-alive sockets).
-  const gone = (): void => signal.abort('caller');
-  socket.once('end', gone);
-  socket.once('error', gone);
+  // The socket's own end (FIN; Node does not keep half-open requests), reset or close shows a
+  // caller gone before the response notices. One set of listeners per socket serves every call on
+  // it (keep-alive, pipelining), so none pile up; a call leaves the set when its response closes.
+  const calls = callsOn(socket);
+  calls.add(signal);
   outgoing.once('close', () => {
-    socket.off('end', gone);
-    socket.off('error', gone);
-    if (!outgoing.writableFinished) gone();
+    calls.delete(signal);
+    if (!outgoing.writableFinished) signal.abort('caller');
   });
   return signal;
+}
+
+const kCalls = Symbol('snapgate.calls');
+type WatchedSocket = Socket & { [kCalls]?: Set<CallSignal> };
+
+/** The calls in flight on a socket; created with its listeners the first time it serves one. */
+function callsOn(socket: WatchedSocket): Set<CallSignal> {
+  let calls = socket[kCalls];
+  if (calls === undefined) {
+    const set = new Set<CallSignal>();
+    calls = set;
+    socket[kCalls] = set;
+    const gone = (): void => {
+      for (const signal of set) signal.abort('caller');
+      set.clear();
+    };
+    socket.once('end', gone);
+    socket.on('error', gone);
+    socket.once('close', gone);
+  }
+  return calls;
 }
 
 /** Why a request body could not be read. */
@@ -97,6 +148,8 @@ export class BodyReadError extends Error {
 }
 
 function readNodeBody(incoming: IncomingMessage, max: number, timeoutMs: number, signal: CallSignal | undefined): Promise<Uint8Array> {
+  if (signal?.aborted === true) return Promise.reject(new BodyReadError(signal.reason === 'shutdown' ? 'shutdown' : 'aborted'));
+  if (incoming.destroyed || (incoming.readableEnded && !incoming.complete)) return Promise.reject(new BodyReadError('aborted'));
   return new Promise<Uint8Array>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;

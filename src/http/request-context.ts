@@ -79,9 +79,23 @@ export function requestContext(deps: {
     } finally {
       // In flight until its outcome is recorded and its response has left (shutdown closes the
       // connections only after that).
+      // A pipelined response whose socket died before its turn never closes: the signal (aborted
+      // when the socket goes) ends it too.
       const outgoing = outgoingOf(c);
-      if (outgoing === undefined || outgoing.destroyed || outgoing.writableFinished) leave();
-      else outgoing.once('close', leave);
+      const gone = (): boolean => signal.reason === 'caller';
+      if (outgoing === undefined || outgoing.destroyed || outgoing.writableFinished || gone()) leave();
+      else {
+        let left = false;
+        const done = (): void => {
+          // A shutdown abort does not end it: its answer is still to be written.
+          if (left || (!outgoing.destroyed && !outgoing.writableFinished && !gone())) return;
+          left = true;
+          signal.off('abort', done);
+          leave();
+        };
+        outgoing.once('close', done);
+        signal.on('abort', done);
+      }
     }
   };
 

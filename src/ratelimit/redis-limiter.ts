@@ -92,10 +92,8 @@ local member = ARGV[1]
 local if_leased = ARGV[2] == '1'
 local n = tonumber(ARGV[3])
 local leased = 0
-local has_lease = false
 for i = 1, n do
   if ARGV[3 + (i - 1) * 2 + 1] == 'c' then
-    has_lease = true
     leased = leased + redis.call('ZREM', KEYS[i], member)
   end
 end

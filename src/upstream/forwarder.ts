@@ -59,7 +59,7 @@ export interface ForwarderOptions {
 const timeoutCodes = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
 
 /** The error for a call abandoned by its signal; `sent` says whether SnapLogic may have received it. */
-function abandoned(signal: UpstreamAbortSignal | undefined, sent: boolean, cause?: unknown): GatewayError {
+export function abandoned(signal: UpstreamAbortSignal | undefined, sent: boolean, cause?: unknown): GatewayError {
   if (signal?.reason === 'shutdown') {
     return new GatewayError(
       'aborted_by_shutdown',

@@ -8,10 +8,10 @@ import type { Logger } from '../log.js';
 import type { AuditRecorder } from '../audit/recorder.js';
 import { AuditUnavailableError } from '../audit/trail.js';
 import { auditEventOf } from '../http/request-context.js';
-import { requestHeaderEntries } from '../http/incoming.js';
+import { CallAbortedError, requestHeaderEntries, unlessAborted } from '../http/incoming.js';
 import { requestBody } from '../http/request-body.js';
 import { carriesRequestHeaders, withRequestHeaders } from '../http/response-headers.js';
-import type { Forwarder } from './forwarder.js';
+import { abandoned, type Forwarder } from './forwarder.js';
 import { callerResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import { isValidOrg, isValidRuuid } from './snaplogic-names.js';
 
@@ -52,12 +52,6 @@ function validateRuntimePath(action: Action): MiddlewareHandler<AppEnv> {
   };
 }
 
-function abandonedBeforeForwarding(reason: 'caller' | 'shutdown' | undefined): GatewayError {
-  return reason === 'shutdown'
-    ? new GatewayError('aborted_by_shutdown', 'This snapgate instance shut down before the call was forwarded. Nothing was sent to SnapLogic; retry.')
-    : new GatewayError('client_closed_request', 'The caller closed the connection before the call was forwarded. Nothing was sent to SnapLogic.');
-}
-
 /** The runtime start route and the 400/405 answers around it. */
 export function runtimeStartRoutes(deps: RuntimeRouteDeps): Hono<AppEnv> {
   const routes = new Hono<AppEnv>();
@@ -81,15 +75,18 @@ export function runtimeStartRoutes(deps: RuntimeRouteDeps): Hono<AppEnv> {
       }
       const signal = c.get('signal');
       // Gone while the limits were checked: no attempt, nothing forwarded (the quota is refunded).
-      if (signal.aborted) throw abandonedBeforeForwarding(signal.reason);
+      if (signal.aborted) throw abandoned(signal, false);
 
       // Write-ahead: the attempt is in the required audit sinks before anything reaches SnapLogic.
       const attempt = auditEventOf(c, 'attempt', { decision: 'allowed' });
       // Whatever happens next, this request ends with an outcome that refers to its attempt.
       audit.attemptId = attempt.id;
       try {
-        await deps.audit.attempt(attempt);
+        // A caller gone (or a shutdown) while the attempt is being acknowledged stops waiting at
+        // once; the attempt is still written, and the outcome says the call was abandoned.
+        await unlessAborted(deps.audit.attempt(attempt), signal);
       } catch (err) {
+        if (err instanceof CallAbortedError) throw abandoned(signal, false);
         if (!(err instanceof AuditUnavailableError)) throw err;
         // Not even queued (a sink's queue is full): no outcome can refer to it; a decision is written instead.
         if (!err.recorded) delete audit.attemptId;
@@ -100,7 +97,7 @@ export function runtimeStartRoutes(deps: RuntimeRouteDeps): Hono<AppEnv> {
       }
 
       // Gone while the attempt was being acknowledged: the outcome says so; nothing forwarded.
-      if (signal.aborted) throw abandonedBeforeForwarding(signal.reason);
+      if (signal.aborted) throw abandoned(signal, false);
 
       const started = performance.now();
       const res = await deps.forwarder.forward({

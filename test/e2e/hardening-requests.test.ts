@@ -11,6 +11,7 @@ import { resume, send, type Reply } from '../helpers/http.js';
 import type { RedisServer } from '../helpers/redis-server.js';
 import type { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
 import type { TokenIssuer } from '../helpers/token-issuer.js';
+import { sleep } from '../helpers/wait.js';
 import { startWorld, stopWorld } from '../helpers/world.js';
 
 let standIn: SnapLogicStandIn;
@@ -19,7 +20,7 @@ let redis: RedisServer;
 let admin: Redis;
 let jwt: string;
 const open: TestGateway[] = [];
-const settle = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const settle = sleep;
 
 beforeAll(async () => {
   ({ standIn, issuer, redis, admin, jwt } = await startWorld());
@@ -150,8 +151,7 @@ describe('a decision that missed its deadline leaves nothing behind', () => {
       { limit: 3, window: '60s' },
       { audit: { sinks: [{ type: 'redis', stream: 'audit:{t}:ev' }], ackTimeout: '300ms', onFailure: 'reject' } },
     );
-    // The limiter's connection is the same as the sink's; a script that answers and an append that cannot be
-    // acknowledged are made by removing the sink's stream key type: XADD on a string key fails.
+    // The limiter answers, but the sink cannot take the attempt: its stream key holds a string, so XADD fails.
     await admin.set('audit:{t}:ev', 'not-a-stream');
     const refused = await call(gw);
     expect(refused.status, refused.text).toBe(503);
@@ -229,6 +229,49 @@ describe('pipelined requests are not hang-ups', () => {
   });
 });
 
+describe('pipelining and hang-ups together', () => {
+  it('a pipelined call whose socket dies before its turn is not left in flight', async () => {
+    const gw = await gateway(undefined, { upstream: { connectTimeout: '1s', headersTimeout: '5s', bodyTimeout: '5s' } });
+    open.splice(open.indexOf(gw), 1);
+    standIn.setFault({ kind: 'latency', ms: 800, count: 1 });
+    const req = (close = false) => `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${jwt}\r\n${close ? 'Connection: close\r\n' : ''}\r\n`;
+    const s = await rawSocket(gw, req() + req(true));
+    await settle(200);
+    s.socket.destroy();
+    await settle(1_200);
+    const started = Date.now();
+    const { drained } = await gw.gateway.shutdown(3_000);
+    expect(drained).toBe(true);
+    expect(Date.now() - started).toBeLessThan(1_500);
+  });
+
+  it('thirty pipelined calls on one socket add no listener warnings', async () => {
+    const gw = await gateway(undefined);
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(w.name);
+    process.on('warning', onWarning);
+    try {
+      const reqs = Array.from({ length: 30 }, (_, i) => `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${jwt}\r\n${i === 29 ? 'Connection: close\r\n' : ''}\r\n`);
+      const s = await rawSocket(gw, reqs.join(''));
+      await Promise.race([s.closed, settle(8_000)]);
+      expect([...s.received().matchAll(/HTTP\/1\.1 200/g)].length).toBe(30);
+    } finally {
+      process.off('warning', onWarning);
+    }
+    expect(warnings).toEqual([]);
+  });
+
+  it('a malformed request pipelined behind two valid ones is answered after both', async () => {
+    const gw = await gateway(undefined);
+    standIn.setFault({ kind: 'latency', ms: 300, count: 2 });
+    const ok = () => `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${jwt}\r\n\r\n`;
+    const s = await rawSocket(gw, `${ok()}${ok()}GET / HTTP/1.1\r\nBad Header\r\n\r\n`);
+    await Promise.race([s.closed, settle(5_000)]);
+    expect([...s.received().matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => m[1])).toEqual(['200', '200', '400']);
+    s.socket.destroy();
+  });
+});
+
 describe('slow bodies cannot hold an org\'s slots', () => {
   it('two stalled bodies leave both concurrency slots free and get 408 after the body deadline', async () => {
     const gw = await gateway({ limit: 100, window: '60s', concurrency: 2 }, { server: { host: '127.0.0.1', port: 0, bodyTimeout: '800ms' } });
@@ -280,6 +323,21 @@ describe('upstream connections are bounded', () => {
     expect(standIn.startCalls().length - before).toBe(1);
   });
 
+  it('a call refused upstream_busy gets its quota back', async () => {
+    const gw = await gateway(
+      { limit: 10, window: '60s' },
+      { upstream: { connectTimeout: '1s', headersTimeout: '5s', bodyTimeout: '5s', connections: 1, maxQueue: 0, queueTimeout: '300ms' } },
+    );
+    standIn.setFault({ kind: 'latency', ms: 600, count: 1 });
+    const first = call(gw);
+    await settle(150);
+    expect((await call(gw)).json.code).toBe('upstream_busy');
+    expect((await first).status).toBe(200);
+    const after = await call(gw);
+    // Counted: the first and this one; the busy one was given back.
+    expect(String(after.headers.ratelimit)).toContain('"org-rate";r=8;');
+  });
+
   it('closes a connection whose headers never finish within server.headersTimeout', async () => {
     const gw = await gateway(undefined, { server: { host: '127.0.0.1', port: 0, headersTimeout: '1s', requestTimeout: '2s' } });
     const s = await rawSocket(gw, `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nX-Slow: `);
@@ -294,6 +352,13 @@ describe('upstream connections are bounded', () => {
     const gw = await gateway(undefined);
     const res = await send(gw.url, 'GET', '/livez', { headers: { connection: 'keep-alive' } });
     expect(res.headers['keep-alive']).toBe('timeout=75');
+    // An idle connection outlives Node's 5 s default and serves again.
+    const s = await rawSocket(gw, 'GET /livez HTTP/1.1\r\nHost: x\r\n\r\n');
+    await settle(6_000);
+    expect(s.socket.destroyed).toBe(false);
+    s.socket.write('GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    await Promise.race([s.closed, settle(2_000)]);
+    expect([...s.received().matchAll(/HTTP\/1\.1 200/g)].length).toBe(2);
   });
 });
 

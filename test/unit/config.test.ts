@@ -12,7 +12,7 @@ const minimal = () => ({
 describe('config', () => {
   it('accepts a minimal config and fills safe defaults', () => {
     const cfg = parseConfig(minimal(), 'test');
-    expect(cfg.server).toMatchObject({ port: 8080, shutdownTimeout: 20_000, bodyTimeout: 5_000, keepAliveTimeout: 75_000 });
+    expect(cfg.server).toMatchObject({ port: 8080, shutdownTimeout: 15_000, bodyTimeout: 5_000, keepAliveTimeout: 75_000 });
     expect(cfg.upstream).toMatchObject({ connectTimeout: 5_000, headersTimeout: 30_000, bodyTimeout: 30_000 });
     expect(cfg.auth.issuers[0]).toMatchObject({ clockTolerance: 30_000, jwks: { timeout: 5_000, cooldown: 30_000, cacheMaxAge: 600_000 } });
     expect(Object.isFrozen(cfg.orgs['Acme-Prod'])).toBe(true);
