@@ -2,7 +2,7 @@
 import { createServer, type Server } from 'node:http';
 import { getRequestListener } from '@hono/node-server';
 import { createApp } from './app.js';
-import { createAudit, type AuditWrite } from './audit/build.js';
+import { createAudit, sinksOf, type AuditWrite } from './audit/build.js';
 import { answerClientError } from './http/client-error.js';
 import { createTokenVerifier } from './auth/verifier.js';
 import type { Config } from './config/schema.js';
@@ -110,7 +110,7 @@ export async function startGateway(config: Config, options: GatewayOptions): Pro
       log.warn('some limits are below server.workers: each worker admits at least 1, so the instance admits up to one per worker', { orgs: tooSmall, workers });
     }
   }
-  const sinks = config.audit.sinks ?? (config.audit.stdout ? [{ required: true }] : []);
+  const sinks = sinksOf(config.audit);
   if (!sinks.some((s) => s.required)) {
     log.warn('audit trail off: calls are forwarded without a write-ahead record (audit.allowUnaudited)', { sinks: sinks.length });
   }

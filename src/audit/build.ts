@@ -38,10 +38,15 @@ export interface AuditDeps {
   workerSlot: number | undefined;
 }
 
+/** The sinks a config declares: `audit.sinks`, or one required stdout sink when `audit.stdout` (the default). */
+export function sinksOf(audit: Config['audit']): NonNullable<Config['audit']['sinks']> {
+  return audit.sinks ?? (audit.stdout ? [{ type: 'stdout', required: true }] : []);
+}
+
 /** The audit sinks from config, each behind a writer with its chain, queue and spool. */
 export async function createAudit(config: Config, deps: AuditDeps): Promise<AuditRecorder & { health(): { ready: boolean; detail: string } }> {
   const a = config.audit;
-  const sinkConfigs = a.sinks ?? (a.stdout ? [{ type: 'stdout' as const, required: true }] : []);
+  const sinkConfigs = sinksOf(a);
   // With workers, each slot spools in its own directory (<spoolDir>/w<slot>/<sink>.spool.jsonl): one
   // worker's replay never truncates another's spooled attempts, and a replacement replays its slot's.
   const baseSpoolDir = a.spoolDir ?? join(tmpdir(), 'snapgate-spool');

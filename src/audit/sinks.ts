@@ -71,11 +71,9 @@ class Turns {
  * writer, the highest seq it handed to the stream and skips those records when a batch comes again
  * (the writer retries a batch whose write outlived its ack timeout). Appends are serialized: each
  * waits until the previous write's callback fired, so a retry with nothing fresh resolves only once
- * the earlier write was really taken, and at most one batch sits in the stream's buffer. While a
- * write is stuck (a reader that stopped reading), only the newest append waits behind it; an older
- * waiting one is rejected with SupersededAppendError, since its caller (the writer's single loop)
- * has given up on it already. So a stalled reader costs at most two batches of memory here. A
- * failed write rejects, and its records count as not handed over.
+ * the earlier write was really taken, and at most one batch sits in the stream's buffer (see Turns:
+ * a stalled reader costs at most two batches). A failed write rejects, and its records count as
+ * not handed over.
  */
 export function createLineSink(name: string, write: (text: string) => void | Promise<void>): Sink {
   const handed = new Map<string, number>();

@@ -102,7 +102,8 @@ export class SinkWriter {
 
   /**
    * Chains and queues an event's body (from `eventBody`). With `ack`, resolves once the sink (or, in
-   * spool mode, the spool) holds it, and rejects with AuditUnavailableError when neither happens within ackTimeoutMs.
+   * spool mode, the spool) holds it, and rejects with AuditUnavailableError when neither happens
+   * within ackTimeoutMs (spool mode: ackTimeoutMs + 1 s, time for the spool write after a sink timeout).
    */
   submit(body: string, ack: boolean): Promise<void> {
     if (this.closed) {

@@ -1,4 +1,4 @@
-// The calls a gateway has in flight, from their first byte until their audit outcome is written: what shutdown drains and, past its deadline, cuts.
+// The calls a gateway has in flight, from their first byte until their outcome is recorded and their response has left: what shutdown drains and, past its deadline, cuts.
 import type { AbortReason, CallSignal } from './incoming.js';
 
 /** Created by the composition root; the request context enters every call (health checks excepted). */
@@ -10,7 +10,7 @@ export class InFlightCalls {
     return this.calls.size;
   }
 
-  /** Counts a call until the returned function is called (once its outcome is recorded). */
+  /** Counts a call until the returned function is called (once its outcome is recorded and its response has left). */
   enter(signal: CallSignal): () => void {
     this.calls.add(signal);
     return () => {

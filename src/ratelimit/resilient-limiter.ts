@@ -2,7 +2,8 @@
 import type { Logger } from '../log.js';
 import { RedisDeadlineError } from '../redis/client.js';
 import type { Metrics } from '../ops/metrics.js';
-import { scaleForInstance, type LimitDecision, type LimitRequest, type OrgLimits, type RateLimiter } from './policy.js';
+import type { LimitDecision, LimitRequest, RateLimiter } from './policy.js';
+import { createScaledLimiter } from './scaled-limiter.js';
 
 /** Redis is unavailable and the org's mode is `closed`: refuse with 503 after `retryAfterMs`. */
 export class LimiterUnavailableError extends Error {
@@ -41,7 +42,8 @@ export function createResilientLimiter(options: ResilientLimiterOptions): RateLi
   let openedAt = 0;
   let probing = false;
   let timeouts = 0;
-  const scaled = new Map<OrgLimits, OrgLimits>();
+  // The fallback enforces one instance's share of each org's limits.
+  const local = createScaledLimiter(options.local, options.expectedInstances);
 
   const mayTryRedis = (): boolean => {
     if (!open) return true;
@@ -94,12 +96,7 @@ export function createResilientLimiter(options: ResilientLimiterOptions): RateLi
       metrics.rateLimitDegradedDecisions.inc({ mode });
       switch (mode) {
         case 'local': {
-          let limits = scaled.get(request.limits);
-          if (limits === undefined) {
-            limits = scaleForInstance(request.limits, options.expectedInstances);
-            scaled.set(request.limits, limits);
-          }
-          const decision = await options.local.check({ ...request, limits });
+          const decision = await local.check(request);
           return { ...decision, degraded: 'local' };
         }
         case 'open':

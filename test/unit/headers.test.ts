@@ -3,7 +3,7 @@ import { acceptableRequestId, callerResponseHeaders, upstreamRequestHeaders } fr
 import { isValidOrg, isValidRuuid } from '../../src/upstream/snaplogic-names.js';
 
 describe('upstream request headers', () => {
-  it('drops credentials, cookies, hop-by-hop, Connection-listed and X-Forwarded-* fields and sets Basic last', () => {
+  it('drops credentials, cookies, hop-by-hop and X-Forwarded-* fields (none is on the allow-list) and sets Basic last', () => {
     const incoming = new Headers({
       authorization: 'Bearer caller.jwt.token',
       'proxy-authorization': 'Basic x',
