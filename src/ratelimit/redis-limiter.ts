@@ -150,15 +150,69 @@ function sendRefund(client: RedisClient, keys: readonly string[], policies: read
 }
 
 /**
+ * A script whose answer missed its deadline: the call was decided without it (the fallback), but
+ * the script may still run once Redis answers. `settle` says what became of the call; what the
+ * script took is then given back accordingly. The lease always goes (the call has ended); the rate
+ * quota goes only for a call that was not forwarded: a forwarded call counts once in Redis, like
+ * any other, so instances sharing Redis stay exact across a slow answer.
+ */
+export class LateScript {
+  private answer: number[] | undefined;
+  private settled: 'release' | 'refund' | undefined;
+
+  constructor(
+    private readonly client: RedisClient,
+    private readonly command: Promise<number[]>,
+    private readonly keys: readonly string[],
+    private readonly policies: readonly LimitPolicy[],
+    private readonly leaseId: string,
+  ) {
+    command.then(
+      (late) => {
+        this.answer = late;
+        this.act();
+      },
+      () => undefined,
+    );
+  }
+
+  /** Called once, when the call ends: `forwarded` or not. */
+  settle(forwarded: boolean): void {
+    if (this.settled !== undefined) return;
+    this.settled = forwarded ? 'release' : 'refund';
+    const conc = this.policies.filter((p) => p.kind === 'concurrency');
+    if (conc.length > 0) {
+      // Queued behind the script on the same connection: runs right after it, whether or not its
+      // answer is ever read. The lease shows whether the script admitted the call.
+      const taken = forwarded ? conc : this.policies;
+      void sendRefund(this.client, taken.map((p) => this.keys[this.policies.indexOf(p)]!), taken, this.leaseId, true);
+      return;
+    }
+    this.act();
+  }
+
+  /** Without a lease policy: refund what the answer says it took, once both the answer and the call's end are known. */
+  private act(): void {
+    if (this.settled !== 'refund' || this.answer === undefined || this.policies.some((p) => p.kind === 'concurrency')) return;
+    const late = this.answer;
+    this.answer = undefined;
+    if (late[0] !== 1) return;
+    const taken = this.policies.filter((_, i) => late[1 + i * 4] === 1);
+    void sendRefund(this.client, taken.map((p) => this.keys[this.policies.indexOf(p)]!), taken, this.leaseId, false);
+  }
+}
+
+/** The limiter's answer did not come within its deadline; `late` settles what the script may still take. */
+export class LimitDeadlineError extends RedisDeadlineError {
+  constructor(ms: number, readonly late: LateScript) {
+    super(ms);
+  }
+}
+
+/**
  * A limiter whose state lives in Redis, shared by every snapgate instance. Throws on any Redis
- * error, and RedisDeadlineError when no answer comes within `deadlineMs`.
- *
- * A script whose answer missed the deadline may still run once Redis answers again (a stall): the
- * call was decided without it, so what it takes is given back. With a concurrency policy, a
- * conditional refund is sent at once: it queues behind the script on the same connection, so the
- * lease (and the quota, if the lease shows the script admitted the call) is freed the moment Redis
- * resumes, whether or not the script's own answer is ever read. Without one, the late answer is
- * read when it comes and, if it admitted the call, refunded.
+ * error, and LimitDeadlineError (a RedisDeadlineError) when no answer comes within `deadlineMs`:
+ * whoever decides the call instead settles its LateScript when the call ends.
  */
 export function createRedisLimiter(client: RedisClient, deadlineMs = 1_000): RateLimiter {
   defineLimitCommand(client);
@@ -177,17 +231,7 @@ export function createRedisLimiter(client: RedisClient, deadlineMs = 1_000): Rat
       try {
         raw = await withDeadline(command, deadlineMs);
       } catch (err) {
-        if (err instanceof RedisDeadlineError) {
-          if (policies.some((p) => p.kind === 'concurrency')) void sendRefund(client, keys, policies, leaseId, true);
-          else {
-            command.then(
-              (late) => {
-                if (late[0] === 1) void sendRefund(client, keys, policies.filter((_, i) => late[1 + i * 4] === 1), leaseId, false);
-              },
-              () => undefined,
-            );
-          }
-        }
+        if (err instanceof RedisDeadlineError) throw new LimitDeadlineError(deadlineMs, new LateScript(client, command, keys, policies, leaseId));
         throw err;
       }
       const outcomes: PolicyOutcome[] = policies.map((policy, i) => ({

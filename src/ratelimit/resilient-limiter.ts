@@ -3,6 +3,7 @@ import type { Logger } from '../log.js';
 import { RedisDeadlineError } from '../redis/client.js';
 import type { Metrics } from '../ops/metrics.js';
 import type { LimitDecision, LimitRequest, RateLimiter } from './policy.js';
+import { LimitDeadlineError, type LateScript } from './redis-limiter.js';
 import { createScaledLimiter } from './scaled-limiter.js';
 
 /** Redis is unavailable and the org's mode is `closed`: refuse with 503 after `retryAfterMs`. */
@@ -23,6 +24,21 @@ export interface ResilientLimiterOptions {
   log: Logger;
   metrics: Metrics;
   now?: () => number;
+}
+
+/** The fallback decision's release and refund, settling the late Redis script the same way. */
+function settling(decision: Pick<LimitDecision, 'release' | 'refund'>, late: LateScript | undefined): Pick<LimitDecision, 'release' | 'refund'> {
+  if (late === undefined) return { release: decision.release, refund: decision.refund };
+  return {
+    release: () => {
+      late.settle(true);
+      return decision.release();
+    },
+    refund: () => {
+      late.settle(false);
+      return decision.refund();
+    },
+  };
 }
 
 /** Consecutive deadline misses that open the breaker; a connection error opens it at once. */
@@ -94,14 +110,18 @@ export function createResilientLimiter(options: ResilientLimiterOptions): RateLi
       }
       const mode = request.limits.onRedisError;
       metrics.rateLimitDegradedDecisions.inc({ mode });
+      // A script that missed its deadline may still run: it is settled with the call's end.
+      const late = cause instanceof LimitDeadlineError ? cause.late : undefined;
       switch (mode) {
         case 'local': {
           const decision = await local.check(request);
-          return { ...decision, degraded: 'local' };
+          if (!decision.allowed) late?.settle(false);
+          return { ...decision, degraded: 'local', ...settling(decision, late) };
         }
         case 'open':
-          return { allowed: true, outcomes: [], degraded: 'open', release: () => Promise.resolve(), refund: () => Promise.resolve() };
+          return { allowed: true, outcomes: [], degraded: 'open', ...settling({ release: () => Promise.resolve(), refund: () => Promise.resolve() }, late) };
         case 'closed':
+          late?.settle(false);
           throw new LimiterUnavailableError(Math.max(1_000, options.openForMs - (now() - openedAt)), { cause });
       }
     },
