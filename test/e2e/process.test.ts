@@ -2,24 +2,21 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { baseConfig, startTestStandIn, spawnGateway, tempDir, testSecrets, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
+import { baseConfig, spawnGateway, tempDir, testSecrets, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
 import { resume, send } from '../helpers/http.js';
 import type { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
 import { freePort } from '../helpers/redis-server.js';
-import { TokenIssuer } from '../helpers/token-issuer.js';
+import type { TokenIssuer } from '../helpers/token-issuer.js';
+import { startStandInAndIssuer, stopStandInAndIssuer } from '../helpers/world.js';
 
 let standIn: SnapLogicStandIn;
 let issuer: TokenIssuer;
 
 beforeAll(async () => {
-  standIn = await startTestStandIn();
-  issuer = await TokenIssuer.start();
+  ({ standIn, issuer } = await startStandInAndIssuer());
 });
 
-afterAll(async () => {
-  await standIn.close();
-  await issuer.close();
-});
+afterAll(() => stopStandInAndIssuer({ standIn, issuer }));
 
 const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
 

@@ -4,26 +4,23 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { baseConfig, spawnGateway, startTestGateway, startTestStandIn, tempDir, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
+import { baseConfig, spawnGateway, startTestGateway, tempDir, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
 import { resume } from '../helpers/http.js';
 import { RedisCluster } from '../helpers/redis-cluster.js';
 import { freePort, RedisServer } from '../helpers/redis-server.js';
 import { track } from '../helpers/children.js';
 import type { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
-import { TokenIssuer } from '../helpers/token-issuer.js';
+import type { TokenIssuer } from '../helpers/token-issuer.js';
+import { startStandInAndIssuer, stopStandInAndIssuer } from '../helpers/world.js';
 
 let standIn: SnapLogicStandIn;
 let issuer: TokenIssuer;
 
 beforeAll(async () => {
-  standIn = await startTestStandIn();
-  issuer = await TokenIssuer.start();
+  ({ standIn, issuer } = await startStandInAndIssuer());
 });
 
-afterAll(async () => {
-  await standIn.close();
-  await issuer.close();
-});
+afterAll(() => stopStandInAndIssuer({ standIn, issuer }));
 
 const LIMIT = 20;
 const BURST = 5;

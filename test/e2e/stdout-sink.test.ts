@@ -2,25 +2,21 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyChain } from '../../src/audit/chain.js';
 import type { AuditEvent } from '../../src/audit/event.js';
-import { baseConfig, spawnGateway, startTestStandIn, testSecrets, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
+import { baseConfig, spawnGateway, testSecrets, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
 import { resume, send } from '../helpers/http.js';
 import type { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
-import { TokenIssuer } from '../helpers/token-issuer.js';
+import type { TokenIssuer } from '../helpers/token-issuer.js';
+import { startStandInAndIssuer, stopStandInAndIssuer } from '../helpers/world.js';
 import { sleep, until } from '../helpers/wait.js';
 
 let standIn: SnapLogicStandIn;
 let issuer: TokenIssuer;
 
 beforeAll(async () => {
-  standIn = await startTestStandIn();
-  issuer = await TokenIssuer.start();
+  ({ standIn, issuer } = await startStandInAndIssuer());
 });
 
-afterAll(async () => {
-  await standIn.close();
-  await issuer.close();
-});
-
+afterAll(() => stopStandInAndIssuer({ standIn, issuer }));
 
 /** (writer, seq) positions that appear more than once, with their counts. */
 function duplicatePositions(lines: readonly string[]): string[] {

@@ -9,25 +9,21 @@ import { AUDIT_SCHEMA_VERSION, type AuditEvent } from '../../src/audit/event.js'
 import { parseConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/log.js';
 import { createMetrics } from '../../src/ops/metrics.js';
-import { baseConfig, spawnGateway, startTestStandIn, tempDir, testSecrets, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
+import { baseConfig, spawnGateway, tempDir, testSecrets, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
 import { resume, send } from '../helpers/http.js';
 import type { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
-import { TokenIssuer } from '../helpers/token-issuer.js';
+import type { TokenIssuer } from '../helpers/token-issuer.js';
+import { startStandInAndIssuer, stopStandInAndIssuer } from '../helpers/world.js';
 import { sleep, until } from '../helpers/wait.js';
 
 let standIn: SnapLogicStandIn;
 let issuer: TokenIssuer;
 
 beforeAll(async () => {
-  standIn = await startTestStandIn();
-  issuer = await TokenIssuer.start();
+  ({ standIn, issuer } = await startStandInAndIssuer());
 });
 
-afterAll(async () => {
-  await standIn.close();
-  await issuer.close();
-});
-
+afterAll(() => stopStandInAndIssuer({ standIn, issuer }));
 
 const listening = (gw: GatewayProcess) => gw.stderr.filter((l) => l.includes('"snapgate listening"')).length;
 

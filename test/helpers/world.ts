@@ -32,3 +32,13 @@ export async function stopWorld(w: World): Promise<void> {
   await w.standIn.close();
   await w.issuer.close();
 }
+
+/** The SnapLogic stand-in and a token issuer, for suites that start their own gateways and Redis. */
+export async function startStandInAndIssuer(): Promise<{ standIn: SnapLogicStandIn; issuer: TokenIssuer }> {
+  return { standIn: await startTestStandIn(), issuer: await TokenIssuer.start() };
+}
+
+export async function stopStandInAndIssuer(parts: { standIn: SnapLogicStandIn; issuer: TokenIssuer }): Promise<void> {
+  await parts.standIn.close();
+  await parts.issuer.close();
+}
