@@ -51,7 +51,16 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 
   app.onError(handleError(deps.log));
-  app.use('*', requestContext({ audit: deps.audit, instance: deps.instance, isDraining: deps.isDraining, metrics: deps.metrics, inFlight: deps.inFlight }));
+  app.use(
+    '*',
+    requestContext({
+      audit: deps.audit,
+      instance: deps.instance,
+      isDraining: deps.isDraining,
+      metrics: deps.metrics,
+      inFlight: deps.inFlight,
+    }),
+  );
   app.use('*', drainGuard(deps.isDraining));
   app.use('*', rawPathGuard());
 
@@ -75,7 +84,10 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
 
   app.all('*', () => {
     // The caller's path is not echoed back.
-    throw new GatewayError('not_found', 'snapgate serves POST /api/1/rest/public/runtime/start/{org}/{ruuid}; this request is not for a route it serves.');
+    throw new GatewayError(
+      'not_found',
+      'snapgate serves POST /api/1/rest/public/runtime/start/{org}/{ruuid}; this request is not for a route it serves.',
+    );
   });
   return app;
 }

@@ -87,7 +87,11 @@ const catalog: Readonly<Record<ErrorCode, { status: number; title: string; kind:
   },
   // nginx's convention for a caller that hung up before the answer; the caller never sees it.
   client_closed_request: { status: 499, title: 'Caller closed the request', kind: 'aborted' },
-  upstream_credentials_rejected: { status: 502, title: 'SnapLogic rejected the stored credentials', kind: 'upstream_error' },
+  upstream_credentials_rejected: {
+    status: 502,
+    title: 'SnapLogic rejected the stored credentials',
+    kind: 'upstream_error',
+  },
   upstream_unreachable: { status: 502, title: 'SnapLogic unreachable', kind: 'upstream_error' },
   upstream_timeout: { status: 504, title: 'SnapLogic timed out', kind: 'upstream_error' },
   upstream_response_too_large: { status: 502, title: 'SnapLogic response too large', kind: 'upstream_error' },

@@ -68,13 +68,22 @@ export async function startGateway(config: Config, options: GatewayOptions): Pro
     log,
     cache: { maxEntries: config.auth.cache.maxEntries, maxTtlMs: config.auth.cache.maxTtl },
   });
-  const credentials = await createCredentialStore(config.orgs, { env, log, watchFiles: options.watchSecretFiles ?? false });
+  const credentials = await createCredentialStore(config.orgs, {
+    env,
+    log,
+    watchFiles: options.watchSecretFiles ?? false,
+  });
   const forwarder = createForwarder(config.upstream);
 
   const redis = config.redis !== undefined ? await createRedisClient(config.redis, { env, log }) : undefined;
   if (redis !== undefined) {
     const ready = await waitForRedis(redis, Math.max(config.redis?.connectTimeout ?? 0, 2_000));
-    const warm = ready && (await warmUpLimiter(redis, 2_000).then(() => true, () => false));
+    const warm =
+      ready &&
+      (await warmUpLimiter(redis, 2_000).then(
+        () => true,
+        () => false,
+      ));
     if (!warm) log.warn('redis not usable at start-up; rate limits use the fallback until it is', {});
   }
   const metrics = createMetrics({ defaultMetrics: options.processMetrics ?? false });
@@ -105,20 +114,34 @@ export async function startGateway(config: Config, options: GatewayOptions): Pro
     log.warn('rate limits are enforced per instance: no redis is configured', { orgs: [...limits.keys()] });
     const workers = config.server.workers;
     // Each worker enforces at least 1: a limit below the worker count cannot be split exactly.
-    const tooSmall = [...limits.values()].filter((l) => l.rate.limit < workers || (l.concurrency?.limit ?? workers) < workers).map((l) => l.org);
+    const tooSmall = [...limits.values()]
+      .filter((l) => l.rate.limit < workers || (l.concurrency?.limit ?? workers) < workers)
+      .map((l) => l.org);
     if (workers > 1 && tooSmall.length > 0) {
-      log.warn('some limits are below server.workers: each worker admits at least 1, so the instance admits up to one per worker', { orgs: tooSmall, workers });
+      log.warn(
+        'some limits are below server.workers: each worker admits at least 1, so the instance admits up to one per worker',
+        { orgs: tooSmall, workers },
+      );
     }
   }
   const sinks = sinksOf(config.audit);
   if (!sinks.some((s) => s.required)) {
-    log.warn('audit trail off: calls are forwarded without a write-ahead record (audit.allowUnaudited)', { sinks: sinks.length });
+    log.warn('audit trail off: calls are forwarded without a write-ahead record (audit.allowUnaudited)', {
+      sinks: sinks.length,
+    });
   }
 
   let draining = false;
   const isDraining = () => draining;
   const instance = config.server.instanceId ?? options.instance;
-  const audit = await createAudit(config, { log, instance, redis, auditWrite: options.auditWrite, workerSlot: options.workerSlot, metrics });
+  const audit = await createAudit(config, {
+    log,
+    instance,
+    redis,
+    auditWrite: options.auditWrite,
+    workerSlot: options.workerSlot,
+    metrics,
+  });
   const readiness = createReadiness({ verifier, redis, redisConfig: config.redis, isDraining, audit });
   const inFlight = new InFlightCalls();
   const app = createApp({
@@ -168,7 +191,10 @@ export async function startGateway(config: Config, options: GatewayOptions): Pro
   let admin: Server | undefined;
   let adminPort: number | undefined;
   if (config.admin !== undefined && options.serveAdmin !== false) {
-    ({ server: admin, port: adminPort } = await startAdminServer({ readiness, metrics: metrics.registry }, config.admin));
+    ({ server: admin, port: adminPort } = await startAdminServer(
+      { readiness, metrics: metrics.registry },
+      config.admin,
+    ));
   }
   log.info('snapgate listening', { host: config.server.host, port, adminPort, orgs: Object.keys(config.orgs).length });
 
@@ -185,7 +211,8 @@ export async function startGateway(config: Config, options: GatewayOptions): Pro
         // before the trail closes.
         const cut = inFlight.abortAll('shutdown');
         log.warn('drain deadline passed; abandoning calls in flight', { inFlight: cut });
-        if (!(await inFlight.whenIdle(ABORT_GRACE_MS))) log.error('calls still in flight after abandoning them', { inFlight: inFlight.size });
+        if (!(await inFlight.whenIdle(ABORT_GRACE_MS)))
+          log.error('calls still in flight after abandoning them', { inFlight: inFlight.size });
       }
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();
@@ -197,7 +224,9 @@ export async function startGateway(config: Config, options: GatewayOptions): Pro
       }
       await audit.close(config.audit.closeTimeout);
       credentials.close();
-      await forwarder.close().catch((err: unknown) => log.warn('closing upstream pool failed', { error: describeError(err) }));
+      await forwarder
+        .close()
+        .catch((err: unknown) => log.warn('closing upstream pool failed', { error: describeError(err) }));
       // A stalled Redis must not hold the exit: QUIT gets a second, then the socket is dropped.
       if (redis !== undefined) await withDeadline(redis.quit(), 1_000).catch(() => redis.disconnect());
       log.info('stopped', { drained });

@@ -28,7 +28,9 @@ function guardStdio(log: Logger): void {
   process.stdout.on('error', (err) => {
     if (reported) return;
     reported = true;
-    log.error('stdout failed: audit lines written to it fail from now on (audit.onFailure applies)', { error: describeError(err) });
+    log.error('stdout failed: audit lines written to it fail from now on (audit.onFailure applies)', {
+      error: describeError(err),
+    });
   });
   // Nowhere left to say it.
   process.stderr.on('error', () => undefined);
@@ -69,7 +71,11 @@ async function serve(): Promise<void> {
     if (config.admin !== undefined) {
       // The primary serves /metrics and /readyz for all workers (each worker's own would answer for itself only).
       try {
-        const admin = await startPrimaryAdmin({ host: config.admin.host, port: config.admin.port, expected: config.server.workers });
+        const admin = await startPrimaryAdmin({
+          host: config.admin.host,
+          port: config.admin.port,
+          expected: config.server.workers,
+        });
         log.info('admin listening', { host: config.admin.host, adminPort: admin.port, workers: config.server.workers });
       } catch (err) {
         log.error('start-up failed', { error: describeError(err) });

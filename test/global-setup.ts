@@ -8,5 +8,9 @@ import { LEAK_SCAN_DIR } from './helpers/leak-scan.js';
 
 export function setup(): void {
   rmSync(LEAK_SCAN_DIR, { recursive: true, force: true });
-  execFileSync(process.execPath, [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json')], { cwd: ROOT, stdio: 'pipe' });
+  execFileSync(
+    process.execPath,
+    [join(ROOT, 'node_modules/typescript/bin/tsc'), '-p', join(ROOT, 'tsconfig.build.json')],
+    { cwd: ROOT, stdio: 'pipe' },
+  );
 }

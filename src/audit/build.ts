@@ -44,7 +44,10 @@ export function sinksOf(audit: Config['audit']): NonNullable<Config['audit']['si
 }
 
 /** The audit sinks from config, each behind a writer with its chain, queue and spool. */
-export async function createAudit(config: Config, deps: AuditDeps): Promise<AuditRecorder & { health(): { ready: boolean; detail: string } }> {
+export async function createAudit(
+  config: Config,
+  deps: AuditDeps,
+): Promise<AuditRecorder & { health(): { ready: boolean; detail: string } }> {
   const a = config.audit;
   const sinkConfigs = sinksOf(a);
   // With workers, each slot spools in its own directory (<spoolDir>/w<slot>/<sink>.spool.jsonl): one
@@ -60,8 +63,10 @@ export async function createAudit(config: Config, deps: AuditDeps): Promise<Audi
     ofType.set(sc.type, n);
     let sink: Sink;
     if (sc.type === 'stdout') sink = createLineSink('stdout', deps.auditWrite);
-    else if (sc.type === 'file') sink = await createFileSink({ path: slotPath(sc.path, deps.workerSlot), maxBytes: sc.maxBytes, fsync: sc.fsync });
-    else if (deps.redis !== undefined) sink = createRedisStreamSink(deps.redis, { stream: sc.stream, maxLen: sc.maxLen });
+    else if (sc.type === 'file')
+      sink = await createFileSink({ path: slotPath(sc.path, deps.workerSlot), maxBytes: sc.maxBytes, fsync: sc.fsync });
+    else if (deps.redis !== undefined)
+      sink = createRedisStreamSink(deps.redis, { stream: sc.stream, maxLen: sc.maxLen });
     else throw new Error('audit redis sink without redis');
     writers.push(
       new SinkWriter({

@@ -55,7 +55,10 @@ async function filesOf(path: string): Promise<string[]> {
     .filter((n) => n.startsWith(`${base}.`))
     .sort()
     .map((n) => join(dir, n));
-  const current = await stat(path).then(() => [path], () => [] as string[]);
+  const current = await stat(path).then(
+    () => [path],
+    () => [] as string[],
+  );
   if (rotated.length === 0 && current.length === 0) throw new UsageError(`no audit file at ${path}`);
   return [...rotated, ...current];
 }
@@ -71,16 +74,23 @@ async function* fileLines(path: string): AsyncGenerator<string> {
  * nor a node list is ever repeated: a URL with credentials is refused without echoing it, and the
  * password comes from SNAPGATE_REDIS_PASSWORD alone.
  */
-function redisClient(values: { redis?: string; cluster?: string }, env: CliIo['env']): { client: Redis | Cluster; where: string } {
+function redisClient(
+  values: { redis?: string; cluster?: string },
+  env: CliIo['env'],
+): { client: Redis | Cluster; where: string } {
   const password = env.SNAPGATE_REDIS_PASSWORD;
   const common = { maxRetriesPerRequest: 1, ...(password ? { password } : {}) };
   if (values.cluster !== undefined) {
     const nodes = values.cluster.split(',').map((hp) => {
       const m = /^([^:@/?#\s]+):(\d{1,5})$/.exec(hp);
-      if (m === null) throw new UsageError('--cluster takes HOST:PORT,HOST:PORT,… (a password comes from SNAPGATE_REDIS_PASSWORD)');
+      if (m === null)
+        throw new UsageError('--cluster takes HOST:PORT,HOST:PORT,… (a password comes from SNAPGATE_REDIS_PASSWORD)');
       return { host: m[1]!, port: Number(m[2]) };
     });
-    return { client: new Cluster(nodes, { redisOptions: common }), where: `cluster ${nodes.map((n) => `${n.host}:${n.port}`).join(',')}` };
+    return {
+      client: new Cluster(nodes, { redisOptions: common }),
+      where: `cluster ${nodes.map((n) => `${n.host}:${n.port}`).join(',')}`,
+    };
   }
   const parsed = parseRedisUrl(values.redis ?? 'redis://127.0.0.1:6379');
   if (!parsed.ok) {
@@ -169,7 +179,8 @@ export async function runAuditCli(argv: string[], io: CliIo): Promise<number> {
   try {
     const { values } = parseArgs({ args: rest, options, strict: true, allowPositionals: false });
     const sources = [values.file, values.redis, values.cluster].filter((v) => v !== undefined).length;
-    if (!['verify', 'query', 'tail'].includes(command ?? '') || sources !== 1) throw new UsageError('name a command and exactly one of --file, --redis, --cluster');
+    if (!['verify', 'query', 'tail'].includes(command ?? '') || sources !== 1)
+      throw new UsageError('name a command and exactly one of --file, --redis, --cluster');
     const stream = values.stream ?? DEFAULT_AUDIT_STREAM;
     if (values.file === undefined) {
       ({ client, where } = redisClient(values, io.env));
@@ -188,9 +199,12 @@ export async function runAuditCli(argv: string[], io: CliIo): Promise<number> {
             ? 'ok: no events (the file or stream is empty, or absent)\n'
             : `ok: ${report.events} events in ${report.writers} chain(s), every link intact\n`,
         );
-        for (const p of report.partialStarts) io.out(`note: chain ${p.writer} starts at seq ${p.firstSeq} (older events trimmed or removed)\n`);
+        for (const p of report.partialStarts)
+          io.out(`note: chain ${p.writer} starts at seq ${p.firstSeq} (older events trimmed or removed)\n`);
       } else {
-        io.out(`BROKEN at event ${report.broken!.position}${report.broken!.id ? ` (id ${report.broken!.id})` : ''}: ${report.broken!.reason}\n`);
+        io.out(
+          `BROKEN at event ${report.broken!.position}${report.broken!.id ? ` (id ${report.broken!.id})` : ''}: ${report.broken!.reason}\n`,
+        );
       }
       return report.ok ? 0 : 1;
     }
@@ -232,7 +246,10 @@ export async function runAuditCli(argv: string[], io: CliIo): Promise<number> {
       let offset = 0;
       let partial = '';
       while (!stop) {
-        const size = await stat(path).then((s) => s.size, () => 0);
+        const size = await stat(path).then(
+          (s) => s.size,
+          () => 0,
+        );
         if (size < offset) offset = 0; // rotated
         if (size > offset) {
           const fh = await open(path, 'r');
@@ -251,7 +268,7 @@ export async function runAuditCli(argv: string[], io: CliIo): Promise<number> {
     }
     let last = '0-0';
     while (!stop) {
-      const res = (await client!.xread('COUNT', 1000, 'BLOCK', 500, 'STREAMS', stream, last));
+      const res = await client!.xread('COUNT', 1000, 'BLOCK', 500, 'STREAMS', stream, last);
       for (const [, entries] of res ?? []) {
         for (const [id, fields] of entries) {
           last = id;

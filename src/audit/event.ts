@@ -150,7 +150,9 @@ export function buildAuditEvent(input: EventInput): AuditEvent {
     client: { address: input.client.address ?? null, userAgent: cleanUserAgent(input.client.userAgent) },
     ...(input.type === 'outcome' && fields.attemptId !== undefined ? { attemptId: fields.attemptId } : {}),
     ...(input.count !== undefined ? { count: input.count } : {}),
-    ...(input.window !== undefined ? { window: { from: input.window.from.toISOString(), to: input.window.to.toISOString() } } : {}),
+    ...(input.window !== undefined
+      ? { window: { from: input.window.from.toISOString(), to: input.window.to.toISOString() } }
+      : {}),
     ...(input.sink !== undefined ? { sink: input.sink } : {}),
   };
 }

@@ -33,7 +33,8 @@ export function createAuditRecorder(trail: AuditTrail, options: DenialBoundOptio
   };
   const timer = setInterval(flush, 1_000);
   timer.unref();
-  const fail = (err: unknown) => options.log.error('audit record failed', { error: err instanceof Error ? err.message : String(err) });
+  const fail = (err: unknown) =>
+    options.log.error('audit record failed', { error: err instanceof Error ? err.message : String(err) });
   return {
     attempt: (event) => trail.record(event, true),
     outcome: (event) => void trail.record(event).catch(fail),

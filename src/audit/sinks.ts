@@ -162,7 +162,15 @@ export async function createFileSink(options: FileSinkOptions): Promise<Sink> {
     await handle.datasync();
     await handle.close();
     let target = `${options.path}.${now().toISOString().replace(/[:.]/g, '-')}`;
-    for (let n = 1; await stat(target).then(() => true, () => false); n++) target = `${options.path}.${now().toISOString().replace(/[:.]/g, '-')}-${n}`;
+    for (
+      let n = 1;
+      await stat(target).then(
+        () => true,
+        () => false,
+      );
+      n++
+    )
+      target = `${options.path}.${now().toISOString().replace(/[:.]/g, '-')}-${n}`;
     await rename(options.path, target);
     handle = await open(options.path, 'a', 0o640);
     size = 0;
@@ -259,7 +267,14 @@ export function createRedisStreamSink(client: RedisClient, options: { stream: st
       const args: (string | number)[] = [];
       for (; i < records.length && records[i]!.writer === writer; i++) args.push(records[i]!.seq, records[i]!.line);
       batchWritesThisTurn(client);
-      await (client as Redis).snapgateAuditAppend(2, options.stream, streamHeadKey(options.stream, writer), options.maxLen, 30 * 86_400, ...args);
+      await (client as Redis).snapgateAuditAppend(
+        2,
+        options.stream,
+        streamHeadKey(options.stream, writer),
+        options.maxLen,
+        30 * 86_400,
+        ...args,
+      );
     }
   }
 }

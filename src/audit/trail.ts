@@ -94,7 +94,8 @@ export class SinkWriter {
     if (this.o.onFailure === 'spool') {
       const text = await readFile(this.spoolPath, 'utf8').catch(() => '');
       this.spooled = text.split('\n').filter(Boolean).length;
-      if (this.spooled > 0) this.o.log.info('audit spool found; replaying it first', { sink: this.name, events: this.spooled });
+      if (this.spooled > 0)
+        this.o.log.info('audit spool found; replaying it first', { sink: this.name, events: this.spooled });
     }
     this.running = true;
     this.loopDone = this.loop();
@@ -116,7 +117,10 @@ export class SinkWriter {
       // a `dropped` event says how many were lost once there is room again.
       if (this.dropped++ === 0) {
         this.droppedSince = new Date();
-        this.o.log.error('audit queue full; dropping events until the sink recovers', { sink: this.name, maxQueue: this.maxQueue });
+        this.o.log.error('audit queue full; dropping events until the sink recovers', {
+          sink: this.name,
+          maxQueue: this.maxQueue,
+        });
       }
       this.o.onDropped?.(this.name);
       return ack ? Promise.reject(new AuditUnavailableError(this.name, { recorded: false })) : Promise.resolve();
@@ -137,16 +141,21 @@ export class SinkWriter {
       const pending: Pending = { record, resolve, reject };
       this.queue.push(pending);
       this.wake?.();
-      const timer = setTimeout(() => {
-        // The event stays queued (the chain stays whole); only the caller stops waiting.
-        pending.resolve = undefined;
-        pending.reject = undefined;
-        reject(new AuditUnavailableError(this.name));
-      }, this.o.ackTimeoutMs + (this.o.onFailure === 'spool' ? 1_000 : 0));
-      const settle = <T>(fn: ((v: T) => void) | undefined) => (v: T) => {
-        clearTimeout(timer);
-        fn?.(v);
-      };
+      const timer = setTimeout(
+        () => {
+          // The event stays queued (the chain stays whole); only the caller stops waiting.
+          pending.resolve = undefined;
+          pending.reject = undefined;
+          reject(new AuditUnavailableError(this.name));
+        },
+        this.o.ackTimeoutMs + (this.o.onFailure === 'spool' ? 1_000 : 0),
+      );
+      const settle =
+        <T>(fn: ((v: T) => void) | undefined) =>
+        (v: T) => {
+          clearTimeout(timer);
+          fn?.(v);
+        };
       pending.resolve = settle(resolve);
       pending.reject = settle(reject);
     });
@@ -168,7 +177,11 @@ export class SinkWriter {
     if (this.queue.length > 0) {
       // The sink did not take everything in time: keep it on disk when we may, else say what is lost.
       if (this.o.onFailure === 'spool') await this.spool(this.queue.splice(0));
-      else this.o.log.error('audit events not written at shutdown: the sink is unavailable', { sink: this.name, events: this.queue.length });
+      else
+        this.o.log.error('audit events not written at shutdown: the sink is unavailable', {
+          sink: this.name,
+          events: this.queue.length,
+        });
     }
     this.closed = true;
     await this.o.sink.close().catch(() => undefined);
@@ -255,7 +268,10 @@ export class SinkWriter {
       await Promise.race([
         this.o.sink.append(batch.map((p) => p.record)),
         new Promise((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`no answer within ${this.o.ackTimeoutMs} ms`)), this.o.ackTimeoutMs);
+          timer = setTimeout(
+            () => reject(new Error(`no answer within ${this.o.ackTimeoutMs} ms`)),
+            this.o.ackTimeoutMs,
+          );
         }),
       ]);
       clearTimeout(timer);
@@ -301,7 +317,10 @@ export class SinkWriter {
           for (let i = 0; i < events.length; i += BATCH) await this.o.sink.append(events.slice(i, i + BATCH));
         })(),
         new Promise((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`no answer within ${this.o.ackTimeoutMs} ms`)), this.o.ackTimeoutMs);
+          timer = setTimeout(
+            () => reject(new Error(`no answer within ${this.o.ackTimeoutMs} ms`)),
+            this.o.ackTimeoutMs,
+          );
         }),
       ]);
       clearTimeout(timer);
@@ -318,7 +337,12 @@ export class SinkWriter {
   }
 
   private markFailing(err: unknown): void {
-    if (!this.failing) this.o.log.error('audit sink failing', { sink: this.name, onFailure: this.o.onFailure, error: describeError(err) });
+    if (!this.failing)
+      this.o.log.error('audit sink failing', {
+        sink: this.name,
+        onFailure: this.o.onFailure,
+        error: describeError(err),
+      });
     this.failing = true;
   }
 
@@ -371,12 +395,22 @@ export class AuditTrail {
     const acks = this.writers.map((w) => w.submit(body, writeAhead && w.required));
     if (!writeAhead) return;
     const results = await Promise.allSettled(acks);
-    const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason as unknown);
+    const failed = results
+      .filter((r): r is PromiseRejectedResult => r.status === 'rejected')
+      .map((r) => r.reason as unknown);
     if (failed.length === 0) return;
     // Recorded when some sink holds it, or will (queued): then an outcome must follow it. A sink
     // that dropped it instead writes a `dropped` event saying so.
-    const recorded = results.some((r) => r.status === 'fulfilled' || !(r.reason instanceof AuditUnavailableError) || r.reason.recorded);
-    throw new AuditUnavailableError(this.writers.filter((w) => w.required).map((w) => w.name).join(', '), { cause: failed[0], recorded });
+    const recorded = results.some(
+      (r) => r.status === 'fulfilled' || !(r.reason instanceof AuditUnavailableError) || r.reason.recorded,
+    );
+    throw new AuditUnavailableError(
+      this.writers
+        .filter((w) => w.required)
+        .map((w) => w.name)
+        .join(', '),
+      { cause: failed[0], recorded },
+    );
   }
 
   /**
@@ -386,7 +420,10 @@ export class AuditTrail {
   health(onFailure: OnFailure): { ready: boolean; detail: string } {
     const failing = this.writers.filter((w) => w.required && !w.healthy).map((w) => w.name);
     if (failing.length === 0) return { ready: true, detail: 'ok' };
-    return { ready: onFailure === 'spool', detail: `${onFailure === 'spool' ? 'spooling' : 'failing'}: ${failing.join(', ')}` };
+    return {
+      ready: onFailure === 'spool',
+      detail: `${onFailure === 'spool' ? 'spooling' : 'failing'}: ${failing.join(', ')}`,
+    };
   }
 
   /** Each sink's queue depth, for metrics. */
@@ -398,4 +435,3 @@ export class AuditTrail {
     await Promise.all(this.writers.map((w) => w.close(deadlineMs)));
   }
 }
-

@@ -25,7 +25,10 @@ export function authenticate(verifier: TokenVerifier): MiddlewareHandler<AppEnv>
   return async function authenticateMiddleware(c, next) {
     const header = requestHeader(c, 'authorization');
     if (header === undefined || header.trim() === '') {
-      throw new GatewayError('token_missing', 'Send Authorization: Bearer <JWT> with a token from your company identity provider.');
+      throw new GatewayError(
+        'token_missing',
+        'Send Authorization: Bearer <JWT> with a token from your company identity provider.',
+      );
     }
     if (repeatedAuthorization(c)) {
       throw new GatewayError('token_malformed', 'Send exactly one Authorization header; this request carries several.');

@@ -138,7 +138,10 @@ export class RemoteJwks implements KeySource {
   }
 
   private mayFetch(): boolean {
-    const gap = this.local === undefined ? Math.max(this.options.cooldownMs, MIN_FETCH_GAP_WITHOUT_KEYS_MS) : this.options.cooldownMs;
+    const gap =
+      this.local === undefined
+        ? Math.max(this.options.cooldownMs, MIN_FETCH_GAP_WITHOUT_KEYS_MS)
+        : this.options.cooldownMs;
     return this.now() - this.lastAttemptAt >= gap;
   }
 
@@ -148,7 +151,11 @@ export class RemoteJwks implements KeySource {
     const age = this.now() - this.fetchedAt;
     if (age <= this.options.maxStaleMs) return;
     this.local = undefined;
-    this.log.warn('jwks keys dropped: older than maxStale', { jwksUri: this.url, maxStaleMs: this.options.maxStaleMs, ageMs: age });
+    this.log.warn('jwks keys dropped: older than maxStale', {
+      jwksUri: this.url,
+      maxStaleMs: this.options.maxStaleMs,
+      ageMs: age,
+    });
   }
 
   private takeMissRefetch(): boolean {
@@ -178,13 +185,18 @@ export class RemoteJwks implements KeySource {
       this.local = createLocalJWKSet(parseJwks(text, `JWKS ${this.url}`));
       this.fetchedAt = this.now();
       if (this.failures > 0) {
-        this.log.info('jwks fetch recovered', { jwksUri: this.url, failedAttempts: this.failures, failingForMs: this.fetchedAt - this.failingSince });
+        this.log.info('jwks fetch recovered', {
+          jwksUri: this.url,
+          failedAttempts: this.failures,
+          failingForMs: this.fetchedAt - this.failingSince,
+        });
         this.failures = 0;
       } else {
         this.log.debug('jwks refreshed', { jwksUri: this.url });
       }
     } catch (err) {
-      const reason = err instanceof Error && err.name === 'TimeoutError' ? `timed out after ${this.options.timeoutMs} ms` : 'failed';
+      const reason =
+        err instanceof Error && err.name === 'TimeoutError' ? `timed out after ${this.options.timeoutMs} ms` : 'failed';
       const fields = {
         jwksUri: this.url,
         reason,

@@ -9,7 +9,10 @@ import type { Config } from './schema.js';
 type Reply = { config: Config } | { problems: string[] } | { failure: string };
 
 /** Like loadConfig (same result, same ConfigError), but the parsing happens in a worker thread. */
-export async function loadConfigIsolated(path: string, env: Readonly<Record<string, string | undefined>>): Promise<Config> {
+export async function loadConfigIsolated(
+  path: string,
+  env: Readonly<Record<string, string | undefined>>,
+): Promise<Config> {
   if (import.meta.url.endsWith('.ts')) {
     // Run from source through tsx (npm run dev, tests): tsx's hooks do not reach worker threads,
     // and memory does not matter there.

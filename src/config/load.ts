@@ -11,7 +11,11 @@ function pathText(path: readonly PropertyKey[]): string {
 }
 
 /** Environment variables that override single config fields, for containers and quick local runs. */
-function applyEnvOverrides(raw: unknown, env: Readonly<Record<string, string | undefined>>, problems: string[]): unknown {
+function applyEnvOverrides(
+  raw: unknown,
+  env: Readonly<Record<string, string | undefined>>,
+  problems: string[],
+): unknown {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return raw;
   const doc = raw as Record<string, unknown>;
   const server = { ...((doc.server as Record<string, unknown> | undefined) ?? {}) };
@@ -23,24 +27,30 @@ function applyEnvOverrides(raw: unknown, env: Readonly<Record<string, string | u
   if (env.SNAPGATE_HOST !== undefined) server.host = env.SNAPGATE_HOST;
   if (env.SNAPGATE_WORKERS !== undefined) {
     const workers = Number(env.SNAPGATE_WORKERS);
-    if (!Number.isInteger(workers)) problems.push(`SNAPGATE_WORKERS: must be a whole number of worker processes, got "${env.SNAPGATE_WORKERS}"`);
+    if (!Number.isInteger(workers))
+      problems.push(`SNAPGATE_WORKERS: must be a whole number of worker processes, got "${env.SNAPGATE_WORKERS}"`);
     server.workers = workers;
   }
   const out: Record<string, unknown> = { ...doc, server };
-  if (env.SNAPGATE_LOG_LEVEL !== undefined) out.log = { ...((doc.log) ?? {}), level: env.SNAPGATE_LOG_LEVEL };
-  if (env.SNAPGATE_REDIS_URL !== undefined) out.redis = { ...((doc.redis) ?? {}), url: env.SNAPGATE_REDIS_URL };
+  if (env.SNAPGATE_LOG_LEVEL !== undefined) out.log = { ...(doc.log ?? {}), level: env.SNAPGATE_LOG_LEVEL };
+  if (env.SNAPGATE_REDIS_URL !== undefined) out.redis = { ...(doc.redis ?? {}), url: env.SNAPGATE_REDIS_URL };
   if (env.SNAPGATE_ADMIN_HOST !== undefined) {
     // Only moves a listener the config declares: the port stays the config's to choose.
     const admin = doc.admin;
     if (admin === null || typeof admin !== 'object' || Array.isArray(admin)) {
-      problems.push('SNAPGATE_ADMIN_HOST: sets the admin listener\'s host, but the config declares no admin listener (add admin.port)');
+      problems.push(
+        "SNAPGATE_ADMIN_HOST: sets the admin listener's host, but the config declares no admin listener (add admin.port)",
+      );
     } else out.admin = { ...admin, host: env.SNAPGATE_ADMIN_HOST };
   }
   return out;
 }
 
 /** Which environment variable supplied the field at `path`, so its problem names where to fix it. */
-function envSourceOf(path: readonly PropertyKey[], env: Readonly<Record<string, string | undefined>>): string | undefined {
+function envSourceOf(
+  path: readonly PropertyKey[],
+  env: Readonly<Record<string, string | undefined>>,
+): string | undefined {
   const at = path.map(String).join('.');
   const sources: Record<string, string> = {
     'redis.url': 'SNAPGATE_REDIS_URL',
@@ -55,21 +65,30 @@ function envSourceOf(path: readonly PropertyKey[], env: Readonly<Record<string, 
 }
 
 /** Validates an already-parsed document. Returns a deeply frozen, typed config. */
-export function parseConfig(raw: unknown, source: string, env: Readonly<Record<string, string | undefined>> = {}): Config {
+export function parseConfig(
+  raw: unknown,
+  source: string,
+  env: Readonly<Record<string, string | undefined>> = {},
+): Config {
   const problems: string[] = [];
   const doc = applyEnvOverrides(raw, env, problems);
   const result = configSchema.safeParse(doc);
   const issues = [...(result.success ? [] : result.error.issues), ...crossFieldProblems(doc)];
   for (const issue of issues) {
     const source = envSourceOf(issue.path, env);
-    problems.push(`${pathText(issue.path)}: ${issue.message}${source !== undefined ? ` (the value comes from ${source})` : ''}`);
+    problems.push(
+      `${pathText(issue.path)}: ${issue.message}${source !== undefined ? ` (the value comes from ${source})` : ''}`,
+    );
   }
   if (problems.length > 0 || !result.success) throw new ConfigError(source, problems);
   return deepFreeze(result.data);
 }
 
 /** Reads and validates the YAML file at `path`. Throws ConfigError naming every problem. */
-export async function loadConfig(path: string, env: Readonly<Record<string, string | undefined>> = {}): Promise<Config> {
+export async function loadConfig(
+  path: string,
+  env: Readonly<Record<string, string | undefined>> = {},
+): Promise<Config> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');

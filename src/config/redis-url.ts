@@ -25,7 +25,9 @@ export const redisUrlProblems: Readonly<Record<RedisUrlProblem, string>> = {
  * Parses `text` with the WHATWG URL parser. Refuses userinfo and any query or fragment outright
  * (ioredis would read `?password=` as the password), so whatever is accepted can be shown.
  */
-export function parseRedisUrl(text: string): { ok: true; target: RedisTarget } | { ok: false; problem: RedisUrlProblem } {
+export function parseRedisUrl(
+  text: string,
+): { ok: true; target: RedisTarget } | { ok: false; problem: RedisUrlProblem } {
   let u: URL;
   try {
     u = new URL(text);

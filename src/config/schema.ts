@@ -6,7 +6,16 @@ import { parseRedisUrl, redisUrlProblems } from './redis-url.js';
 import { secretRefPattern } from './secret-ref.js';
 
 export const asymmetricAlgorithms = [
-  'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA',
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'EdDSA',
 ] as const;
 export const hmacAlgorithms = ['HS256', 'HS384', 'HS512'] as const;
 
@@ -18,7 +27,10 @@ const duration = () =>
   z.union([z.number(), z.string()]).transform((value, ctx) => {
     const ms = parseDuration(value);
     if (ms === undefined) {
-      ctx.addIssue({ code: 'custom', message: 'must be a duration in milliseconds or a string such as 500ms, 30s, 5m' });
+      ctx.addIssue({
+        code: 'custom',
+        message: 'must be a duration in milliseconds or a string such as 500ms, 30s, 5m',
+      });
       return z.NEVER;
     }
     return ms;
@@ -31,7 +43,8 @@ const secretRef = () =>
 
 const orgName = () =>
   z.string().refine(isValidOrg, {
-    message: 'must be a SnapLogic org name: letters, digits, ".", "_" or "-", starting with a letter or digit, at most 100 characters, no ".."',
+    message:
+      'must be a SnapLogic org name: letters, digits, ".", "_" or "-", starting with a letter or digit, at most 100 characters, no ".."',
   });
 
 const positiveInt = () => z.number().int().positive();
@@ -99,7 +112,11 @@ const issuerSchema = z
     }
     const hmac = iss.algorithms.filter((a) => (hmacAlgorithms as readonly string[]).includes(a));
     if (iss.secret !== undefined && hmac.length !== iss.algorithms.length) {
-      ctx.addIssue({ code: 'custom', path: ['algorithms'], message: 'a shared secret only verifies HS256, HS384 or HS512' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['algorithms'],
+        message: 'a shared secret only verifies HS256, HS384 or HS512',
+      });
     }
     if (iss.secret === undefined && hmac.length > 0) {
       ctx.addIssue({
@@ -111,7 +128,11 @@ const issuerSchema = z
     if (iss.jwksUri !== undefined) {
       const u = new URL(iss.jwksUri);
       if (u.protocol === 'http:' && !isLoopback(u.hostname)) {
-        ctx.addIssue({ code: 'custom', path: ['jwksUri'], message: 'must use https (plain http is accepted for loopback addresses only)' });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['jwksUri'],
+          message: 'must use https (plain http is accepted for loopback addresses only)',
+        });
       }
     }
   });
@@ -177,163 +198,171 @@ const orgSchema = z.strictObject({
   rateLimit: rateLimitSchema.optional(),
 });
 
-export const configSchema = z
-  .strictObject({
-    server: z
-      .strictObject({
-        host: z.string().min(1).default('0.0.0.0'),
-        port: z.number().int().min(0).max(65535).default(8080),
-        /** How long shutdown lets calls in flight finish before cutting them (aborted_by_shutdown). */
-        shutdownTimeout: duration().default(15_000),
-        maxBodyBytes: z.number().int().nonnegative().default(65_536),
-        /** Deadline for reading a request body, once the call is authorized (before any limit is taken). */
-        bodyTimeout: duration().default(5_000),
-        /** Deadline for receiving a request's headers (slow headers get their socket closed). */
-        headersTimeout: duration().default(10_000),
-        /** Deadline for receiving a whole request. */
-        requestTimeout: duration().default(30_000),
-        /** Idle keep-alive connections are closed after this; keep it above the load balancer's idle timeout. */
-        keepAliveTimeout: duration().default(75_000),
-        instanceId: z.string().min(1).optional(),
-        /** Worker processes sharing the port (node:cluster); 1 runs in a single process. */
-        workers: z.number().int().min(1).max(64).default(1),
-      })
-      .default({
-        host: '0.0.0.0',
-        port: 8080,
-        shutdownTimeout: 15_000,
-        maxBodyBytes: 65_536,
-        bodyTimeout: 5_000,
-        headersTimeout: 10_000,
-        requestTimeout: 30_000,
-        keepAliveTimeout: 75_000,
-        workers: 1,
-      }),
-    admin: z
-      .strictObject({ host: z.string().min(1).default('127.0.0.1'), port: z.number().int().min(0).max(65535) })
-      .optional(),
-    log: z.strictObject({ level: z.enum(['debug', 'info', 'warn', 'error']).default('info') }).default({ level: 'info' }),
-    auth: z.strictObject({
-      issuers: z.array(issuerSchema).min(1),
-      /** Verified tokens remembered by hash (0 entries turns it off); reuse never outlives exp or maxTtl. */
-      cache: z
-        .strictObject({ maxEntries: z.number().int().nonnegative().default(10_000), maxTtl: duration().default(60_000) })
-        .default({ maxEntries: 10_000, maxTtl: 60_000 }),
+export const configSchema = z.strictObject({
+  server: z
+    .strictObject({
+      host: z.string().min(1).default('0.0.0.0'),
+      port: z.number().int().min(0).max(65535).default(8080),
+      /** How long shutdown lets calls in flight finish before cutting them (aborted_by_shutdown). */
+      shutdownTimeout: duration().default(15_000),
+      maxBodyBytes: z.number().int().nonnegative().default(65_536),
+      /** Deadline for reading a request body, once the call is authorized (before any limit is taken). */
+      bodyTimeout: duration().default(5_000),
+      /** Deadline for receiving a request's headers (slow headers get their socket closed). */
+      headersTimeout: duration().default(10_000),
+      /** Deadline for receiving a whole request. */
+      requestTimeout: duration().default(30_000),
+      /** Idle keep-alive connections are closed after this; keep it above the load balancer's idle timeout. */
+      keepAliveTimeout: duration().default(75_000),
+      instanceId: z.string().min(1).optional(),
+      /** Worker processes sharing the port (node:cluster); 1 runs in a single process. */
+      workers: z.number().int().min(1).max(64).default(1),
+    })
+    .default({
+      host: '0.0.0.0',
+      port: 8080,
+      shutdownTimeout: 15_000,
+      maxBodyBytes: 65_536,
+      bodyTimeout: 5_000,
+      headersTimeout: 10_000,
+      requestTimeout: 30_000,
+      keepAliveTimeout: 75_000,
+      workers: 1,
     }),
-    policy: z.array(policyRuleSchema).default([]),
-    orgs: z.record(orgName(), orgSchema).refine((o) => Object.keys(o).length > 0, { message: 'must declare at least one org' }),
-    upstream: z
-      .strictObject({
-        connectTimeout: duration().default(5_000),
-        headersTimeout: duration().default(30_000),
-        bodyTimeout: duration().default(30_000),
-        keepAliveTimeout: duration().default(4_000),
-        connections: positiveInt().default(32),
-        /** Calls waiting for a free connection at most; beyond, 503 upstream_busy at once. */
-        maxQueue: z.number().int().nonnegative().default(256),
-        /** How long a call waits for a free connection before 503 upstream_busy. */
-        queueTimeout: duration().default(2_000),
-        maxResponseBytes: positiveInt().default(1_048_576),
-        allowInsecureHttp: z.boolean().default(false),
-      })
-      .default({
-        connectTimeout: 5_000,
-        headersTimeout: 30_000,
-        bodyTimeout: 30_000,
-        keepAliveTimeout: 4_000,
-        connections: 32,
-        maxQueue: 256,
-        queueTimeout: 2_000,
-        maxResponseBytes: 1_048_576,
-        allowInsecureHttp: false,
-      }),
-    redis: z
-      .strictObject({
-        url: redisUrl().optional(),
-        sentinel: z
-          .strictObject({
-            name: z.string().min(1),
-            sentinels: z.array(z.strictObject({ host: z.string().min(1), port: z.number().int().min(1).max(65535) })).min(1),
-            password: secretRef().optional(),
-          })
-          .optional(),
-        cluster: z
-          .strictObject({ nodes: z.array(z.strictObject({ host: z.string().min(1), port: z.number().int().min(1).max(65535) })).min(1) })
-          .optional(),
-        username: z.string().min(1).optional(),
-        password: secretRef().optional(),
-        tls: z.boolean().default(false),
-        /** When false, /readyz reports Redis but stays ready without it (the rate-limit fallback serves). */
-        requiredForReadiness: z.boolean().default(true),
-        connectTimeout: duration().default(1_000),
-        commandTimeout: duration().default(100),
-      })
-      .refine((r) => [r.url, r.sentinel, r.cluster].filter((v) => v !== undefined).length === 1, {
-        message: 'needs exactly one of url (standalone), sentinel or cluster',
-      })
-      .optional(),
-    rateLimiting: z
-      .strictObject({
-        /** Instances sharing the limits; the local fallback admits limit / expectedInstances. */
-        expectedInstances: positiveInt().default(1),
-        /** How long Redis is left alone after a failure before one probe tries it again. */
-        breakerOpenFor: duration().default(1_000),
-        /** Most keys the in-process limiter holds (oldest dropped first). */
-        localMaxKeys: positiveInt().default(10_000),
-      })
-      .default({ expectedInstances: 1, breakerOpenFor: 1_000, localMaxKeys: 10_000 }),
-    audit: z
-      .strictObject({
-        /** Shorthand for sinks: [{ type: stdout }]; used when `sinks` is absent. */
-        stdout: z.boolean().default(true),
-        sinks: z
-          .array(
-            z.discriminatedUnion('type', [
-              z.strictObject({ type: z.literal('stdout'), required: z.boolean().default(true) }),
-              z.strictObject({
-                type: z.literal('file'),
-                path: z.string().min(1),
-                maxBytes: positiveInt().default(104_857_600),
-                fsync: z.enum(['always', 'interval', 'never']).default('always'),
-                required: z.boolean().default(true),
-              }),
-              z.strictObject({
-                type: z.literal('redis'),
-                stream: z.string().regex(/\{[^}]+\}/, { message: 'must carry a hash tag such as audit:{snapgate}:events' }).default('audit:{snapgate}:events'),
-                maxLen: positiveInt().default(1_000_000),
-                required: z.boolean().default(true),
-              }),
-            ]),
-          )
-          .optional(),
-        /** What a write-ahead attempt does when a required sink cannot take it: refuse the call, or spool locally and forward. */
-        onFailure: z.enum(['reject', 'spool']).default('reject'),
-        spoolDir: z.string().min(1).optional(),
-        ackTimeout: duration().default(1_000),
-        /** Events held in memory per sink while it is down; beyond, they are counted and dropped (a `dropped` event says how many). */
-        maxQueue: positiveInt().default(10_000),
-        /** How long shutdown waits for the sinks to take what is queued. */
-        closeTimeout: duration().default(5_000),
-        /** Accept a config that audits nothing (no sinks, or none required). Start-up then logs a warning. */
-        allowUnaudited: z.boolean().default(false),
-        denials: z
-          .strictObject({ fullPerSecond: positiveInt().default(5), maxKeys: positiveInt().default(1_000) })
-          .default({ fullPerSecond: 5, maxKeys: 1_000 }),
-      })
-      .refine((a) => a.onFailure !== 'spool' || a.spoolDir !== undefined, {
-        message: 'onFailure: spool needs spoolDir (a directory on durable local disk)',
-        path: ['spoolDir'],
-      })
-      .default({
-        stdout: true,
-        onFailure: 'reject',
-        ackTimeout: 1_000,
-        maxQueue: 10_000,
-        closeTimeout: 5_000,
-        allowUnaudited: false,
-        denials: { fullPerSecond: 5, maxKeys: 1_000 },
-      }),
-  });
+  admin: z
+    .strictObject({ host: z.string().min(1).default('127.0.0.1'), port: z.number().int().min(0).max(65535) })
+    .optional(),
+  log: z.strictObject({ level: z.enum(['debug', 'info', 'warn', 'error']).default('info') }).default({ level: 'info' }),
+  auth: z.strictObject({
+    issuers: z.array(issuerSchema).min(1),
+    /** Verified tokens remembered by hash (0 entries turns it off); reuse never outlives exp or maxTtl. */
+    cache: z
+      .strictObject({ maxEntries: z.number().int().nonnegative().default(10_000), maxTtl: duration().default(60_000) })
+      .default({ maxEntries: 10_000, maxTtl: 60_000 }),
+  }),
+  policy: z.array(policyRuleSchema).default([]),
+  orgs: z
+    .record(orgName(), orgSchema)
+    .refine((o) => Object.keys(o).length > 0, { message: 'must declare at least one org' }),
+  upstream: z
+    .strictObject({
+      connectTimeout: duration().default(5_000),
+      headersTimeout: duration().default(30_000),
+      bodyTimeout: duration().default(30_000),
+      keepAliveTimeout: duration().default(4_000),
+      connections: positiveInt().default(32),
+      /** Calls waiting for a free connection at most; beyond, 503 upstream_busy at once. */
+      maxQueue: z.number().int().nonnegative().default(256),
+      /** How long a call waits for a free connection before 503 upstream_busy. */
+      queueTimeout: duration().default(2_000),
+      maxResponseBytes: positiveInt().default(1_048_576),
+      allowInsecureHttp: z.boolean().default(false),
+    })
+    .default({
+      connectTimeout: 5_000,
+      headersTimeout: 30_000,
+      bodyTimeout: 30_000,
+      keepAliveTimeout: 4_000,
+      connections: 32,
+      maxQueue: 256,
+      queueTimeout: 2_000,
+      maxResponseBytes: 1_048_576,
+      allowInsecureHttp: false,
+    }),
+  redis: z
+    .strictObject({
+      url: redisUrl().optional(),
+      sentinel: z
+        .strictObject({
+          name: z.string().min(1),
+          sentinels: z
+            .array(z.strictObject({ host: z.string().min(1), port: z.number().int().min(1).max(65535) }))
+            .min(1),
+          password: secretRef().optional(),
+        })
+        .optional(),
+      cluster: z
+        .strictObject({
+          nodes: z.array(z.strictObject({ host: z.string().min(1), port: z.number().int().min(1).max(65535) })).min(1),
+        })
+        .optional(),
+      username: z.string().min(1).optional(),
+      password: secretRef().optional(),
+      tls: z.boolean().default(false),
+      /** When false, /readyz reports Redis but stays ready without it (the rate-limit fallback serves). */
+      requiredForReadiness: z.boolean().default(true),
+      connectTimeout: duration().default(1_000),
+      commandTimeout: duration().default(100),
+    })
+    .refine((r) => [r.url, r.sentinel, r.cluster].filter((v) => v !== undefined).length === 1, {
+      message: 'needs exactly one of url (standalone), sentinel or cluster',
+    })
+    .optional(),
+  rateLimiting: z
+    .strictObject({
+      /** Instances sharing the limits; the local fallback admits limit / expectedInstances. */
+      expectedInstances: positiveInt().default(1),
+      /** How long Redis is left alone after a failure before one probe tries it again. */
+      breakerOpenFor: duration().default(1_000),
+      /** Most keys the in-process limiter holds (oldest dropped first). */
+      localMaxKeys: positiveInt().default(10_000),
+    })
+    .default({ expectedInstances: 1, breakerOpenFor: 1_000, localMaxKeys: 10_000 }),
+  audit: z
+    .strictObject({
+      /** Shorthand for sinks: [{ type: stdout }]; used when `sinks` is absent. */
+      stdout: z.boolean().default(true),
+      sinks: z
+        .array(
+          z.discriminatedUnion('type', [
+            z.strictObject({ type: z.literal('stdout'), required: z.boolean().default(true) }),
+            z.strictObject({
+              type: z.literal('file'),
+              path: z.string().min(1),
+              maxBytes: positiveInt().default(104_857_600),
+              fsync: z.enum(['always', 'interval', 'never']).default('always'),
+              required: z.boolean().default(true),
+            }),
+            z.strictObject({
+              type: z.literal('redis'),
+              stream: z
+                .string()
+                .regex(/\{[^}]+\}/, { message: 'must carry a hash tag such as audit:{snapgate}:events' })
+                .default('audit:{snapgate}:events'),
+              maxLen: positiveInt().default(1_000_000),
+              required: z.boolean().default(true),
+            }),
+          ]),
+        )
+        .optional(),
+      /** What a write-ahead attempt does when a required sink cannot take it: refuse the call, or spool locally and forward. */
+      onFailure: z.enum(['reject', 'spool']).default('reject'),
+      spoolDir: z.string().min(1).optional(),
+      ackTimeout: duration().default(1_000),
+      /** Events held in memory per sink while it is down; beyond, they are counted and dropped (a `dropped` event says how many). */
+      maxQueue: positiveInt().default(10_000),
+      /** How long shutdown waits for the sinks to take what is queued. */
+      closeTimeout: duration().default(5_000),
+      /** Accept a config that audits nothing (no sinks, or none required). Start-up then logs a warning. */
+      allowUnaudited: z.boolean().default(false),
+      denials: z
+        .strictObject({ fullPerSecond: positiveInt().default(5), maxKeys: positiveInt().default(1_000) })
+        .default({ fullPerSecond: 5, maxKeys: 1_000 }),
+    })
+    .refine((a) => a.onFailure !== 'spool' || a.spoolDir !== undefined, {
+      message: 'onFailure: spool needs spoolDir (a directory on durable local disk)',
+      path: ['spoolDir'],
+    })
+    .default({
+      stdout: true,
+      onFailure: 'reject',
+      ackTimeout: 1_000,
+      maxQueue: 10_000,
+      closeTimeout: 5_000,
+      allowUnaudited: false,
+      denials: { fullPerSecond: 5, maxKeys: 1_000 },
+    }),
+});
 
 const asRecord = (v: unknown): Record<string, unknown> | undefined =>
   v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
@@ -372,7 +401,10 @@ function issuerProblems(doc: Record<string, unknown> | undefined, policy: unknow
           'is required once auth.issuers lists more than one issuer: a sub is unique only within its issuer, so without iss this rule would also admit a token from another issuer with the same sub (or claims); name the issuer this rule is for',
       });
     } else if (typeof iss === 'string' && iss !== '' && issuers.length > 0 && !firstAt.has(iss)) {
-      problems.push({ path: ['policy', i, 'match', 'iss'], message: 'names an issuer that is not configured under auth.issuers, so the rule could never match' });
+      problems.push({
+        path: ['policy', i, 'match', 'iss'],
+        message: 'names an issuer that is not configured under auth.issuers, so the rule could never match',
+      });
     }
   });
   return problems;
@@ -386,7 +418,12 @@ function auditProblems(doc: Record<string, unknown> | undefined): Problem[] {
   const sinks = audit.sinks;
   if (Array.isArray(sinks)) {
     if (sinks.length === 0) {
-      return [{ path: ['audit', 'sinks'], message: `lists no sink, so nothing is audited: add one (e.g. { type: stdout }), or ${optIn}` }];
+      return [
+        {
+          path: ['audit', 'sinks'],
+          message: `lists no sink, so nothing is audited: add one (e.g. { type: stdout }), or ${optIn}`,
+        },
+      ];
     }
     if (sinks.every((sink) => asRecord(sink)?.required === false)) {
       return [
@@ -399,7 +436,12 @@ function auditProblems(doc: Record<string, unknown> | undefined): Problem[] {
     return [];
   }
   if (sinks === undefined && audit.stdout === false) {
-    return [{ path: ['audit', 'stdout'], message: `is false and no sinks are listed, so nothing is audited: list audit.sinks, or ${optIn}` }];
+    return [
+      {
+        path: ['audit', 'stdout'],
+        message: `is false and no sinks are listed, so nothing is audited: list audit.sinks, or ${optIn}`,
+      },
+    ];
   }
   return [];
 }
@@ -420,7 +462,10 @@ export function crossFieldProblems(raw: unknown): Problem[] {
     if (!Array.isArray(list)) return;
     list.forEach((org, j) => {
       if (typeof org === 'string' && org !== '*' && !Object.hasOwn(orgs, org)) {
-        problems.push({ path: ['policy', i, 'orgs', j], message: `names org "${org}", which is not declared under orgs` });
+        problems.push({
+          path: ['policy', i, 'orgs', j],
+          message: `names org "${org}", which is not declared under orgs`,
+        });
       }
     });
   });
@@ -428,7 +473,10 @@ export function crossFieldProblems(raw: unknown): Problem[] {
   if (Array.isArray(sinks) && doc?.redis === undefined) {
     sinks.forEach((sink, i) => {
       if (asRecord(sink)?.type === 'redis') {
-        problems.push({ path: ['audit', 'sinks', i], message: 'a redis sink needs the redis section (url, sentinel or cluster)' });
+        problems.push({
+          path: ['audit', 'sinks', i],
+          message: 'a redis sink needs the redis section (url, sentinel or cluster)',
+        });
       }
     });
   }
@@ -440,7 +488,8 @@ export function crossFieldProblems(raw: unknown): Problem[] {
     if (u.protocol === 'http:' && !isLoopback(u.hostname) && !allowInsecure) {
       problems.push({
         path: ['orgs', name, 'pod'],
-        message: 'must use https; plain http is accepted for loopback addresses, or anywhere with upstream.allowInsecureHttp: true',
+        message:
+          'must use https; plain http is accepted for loopback addresses, or anywhere with upstream.allowInsecureHttp: true',
       });
     }
   }

@@ -28,7 +28,10 @@ export class SecretResolutionError extends Error {
  * Resolves a reference to its value. Files lose one trailing newline (as written by `echo` and
  * most secret mounts). An empty value is an error: an empty password is always a mistake.
  */
-export async function resolveSecret(ref: SecretRef, env: Readonly<Record<string, string | undefined>>): Promise<string> {
+export async function resolveSecret(
+  ref: SecretRef,
+  env: Readonly<Record<string, string | undefined>>,
+): Promise<string> {
   let value: string | undefined;
   if (ref.kind === 'env') {
     value = env[ref.name];

@@ -50,7 +50,9 @@ async function resolveAll(
         }
       }
       if (resolved.username?.includes(':')) {
-        problems.push(`orgs.${org}.username: ${cfg.username} contains ":", which HTTP Basic cannot carry in a user name`);
+        problems.push(
+          `orgs.${org}.username: ${cfg.username} contains ":", which HTTP Basic cannot carry in a user name`,
+        );
         return;
       }
       if (resolved.username !== undefined && resolved.password !== undefined) {
@@ -72,7 +74,9 @@ export async function createCredentialStore(
   const first = await resolveAll(orgs, deps.env);
   if (first.problems.length > 0) throw new CredentialError(first.problems);
 
-  let current = new Map<string, OrgCredential>([...first.values].map(([org, authorization]) => [org, { authorization, version: 1 }]));
+  let current = new Map<string, OrgCredential>(
+    [...first.values].map(([org, authorization]) => [org, { authorization, version: 1 }]),
+  );
   let reloading: Promise<{ ok: boolean; problems: string[]; changed: string[] }> | undefined;
 
   async function reloadOnce(): Promise<{ ok: boolean; problems: string[]; changed: string[] }> {

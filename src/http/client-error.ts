@@ -18,23 +18,27 @@ function refusalOf(code: string | undefined): { code: ErrorCode; detail: string 
     case 'HPE_HEADER_OVERFLOW':
       return {
         code: 'request_headers_too_large',
-        detail: 'The request line and headers are larger than snapgate accepts. Send fewer or shorter headers. Nothing was forwarded.',
+        detail:
+          'The request line and headers are larger than snapgate accepts. Send fewer or shorter headers. Nothing was forwarded.',
       };
     case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
       return {
         code: 'payload_too_large',
-        detail: 'The chunk extensions of the request body are larger than snapgate accepts. Send the body without chunk extensions. Nothing was forwarded.',
+        detail:
+          'The chunk extensions of the request body are larger than snapgate accepts. Send the body without chunk extensions. Nothing was forwarded.',
       };
     case 'ERR_HTTP_REQUEST_TIMEOUT':
       return {
         code: 'request_timeout',
-        detail: 'The request headers or body did not arrive in time. Send the whole request at once and retry. Nothing was forwarded.',
+        detail:
+          'The request headers or body did not arrive in time. Send the whole request at once and retry. Nothing was forwarded.',
       };
     default:
       if (code?.startsWith('HPE_') === true) {
         return {
           code: 'malformed_request',
-          detail: 'The request is not valid HTTP/1.1 (request line, a header, or the body framing). Fix the client and retry. Nothing was forwarded.',
+          detail:
+            'The request is not valid HTTP/1.1 (request line, a header, or the body framing). Fix the client and retry. Nothing was forwarded.',
         };
       }
       return undefined;
@@ -75,7 +79,11 @@ export function answerClientError(log: Logger): (err: Error & { code?: string },
     // The response in flight on this socket, if any (Node keeps it there; there is no public accessor).
     const inFlight = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage ?? undefined;
     const requestId = randomUUID();
-    log.debug('request refused by the HTTP parser', { requestId, code: err.code ?? 'unknown', answer: refusal?.code ?? 'closed' });
+    log.debug('request refused by the HTTP parser', {
+      requestId,
+      code: err.code ?? 'unknown',
+      answer: refusal?.code ?? 'closed',
+    });
     if (refusal === undefined || !socket.writable) {
       socket.destroy();
       return;

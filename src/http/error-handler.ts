@@ -15,8 +15,15 @@ export function handleError(log: Logger): ErrorHandler<AppEnv> {
       if (err.status === 401) {
         headers['www-authenticate'] = `Bearer realm="snapgate", error="invalid_token", error_description="${err.code}"`;
       }
-      if (err.status >= 500) log.warn('request failed', { requestId, code: err.code, error: describeError(err.cause ?? err) });
-      return carriesRequestHeaders(c, problemResponse(err.code, err.detail, { headers: withRequestHeaders(c, headers), extensions: { ...err.extensions } }));
+      if (err.status >= 500)
+        log.warn('request failed', { requestId, code: err.code, error: describeError(err.cause ?? err) });
+      return carriesRequestHeaders(
+        c,
+        problemResponse(err.code, err.detail, {
+          headers: withRequestHeaders(c, headers),
+          extensions: { ...err.extensions },
+        }),
+      );
     }
     log.error('unhandled error', {
       requestId,
@@ -25,9 +32,13 @@ export function handleError(log: Logger): ErrorHandler<AppEnv> {
     });
     return carriesRequestHeaders(
       c,
-      problemResponse('internal_error', 'snapgate hit an unexpected error. Retry later and quote the X-Request-Id when reporting it.', {
-        headers: withRequestHeaders(c, {}),
-      }),
+      problemResponse(
+        'internal_error',
+        'snapgate hit an unexpected error. Retry later and quote the X-Request-Id when reporting it.',
+        {
+          headers: withRequestHeaders(c, {}),
+        },
+      ),
     );
   };
 }

@@ -147,16 +147,28 @@ export class BodyReadError extends Error {
   }
 }
 
-function readNodeBody(incoming: IncomingMessage, max: number, timeoutMs: number, signal: CallSignal | undefined): Promise<Uint8Array> {
-  if (signal?.aborted === true) return Promise.reject(new BodyReadError(signal.reason === 'shutdown' ? 'shutdown' : 'aborted'));
-  if (incoming.destroyed || (incoming.readableEnded && !incoming.complete)) return Promise.reject(new BodyReadError('aborted'));
+function readNodeBody(
+  incoming: IncomingMessage,
+  max: number,
+  timeoutMs: number,
+  signal: CallSignal | undefined,
+): Promise<Uint8Array> {
+  if (signal?.aborted === true)
+    return Promise.reject(new BodyReadError(signal.reason === 'shutdown' ? 'shutdown' : 'aborted'));
+  if (incoming.destroyed || (incoming.readableEnded && !incoming.complete))
+    return Promise.reject(new BodyReadError('aborted'));
   return new Promise<Uint8Array>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     const finish = (err: BodyReadError | undefined): void => {
       clearTimeout(timer);
       signal?.off('abort', onSignal);
-      incoming.off('data', onData).off('end', onEnd).off('aborted', onAborted).off('error', onAborted).off('close', onClose);
+      incoming
+        .off('data', onData)
+        .off('end', onEnd)
+        .off('aborted', onAborted)
+        .off('error', onAborted)
+        .off('close', onClose);
       if (err !== undefined) {
         incoming.pause();
         reject(err);
@@ -214,7 +226,8 @@ export function readRequestBody(c: Context, max: number, timeoutMs: number, sign
   const declared = Number(requestHeader(c, 'content-length') ?? '0');
   if (declared > max) return Promise.reject(new BodyReadError('too_large'));
   if (incoming !== undefined) {
-    if (declared === 0 && incoming.headers['transfer-encoding'] === undefined) return Promise.resolve(new Uint8Array(0));
+    if (declared === 0 && incoming.headers['transfer-encoding'] === undefined)
+      return Promise.resolve(new Uint8Array(0));
     return readNodeBody(incoming, max, timeoutMs, signal);
   }
   const body = c.req.raw.body;

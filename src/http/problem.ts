@@ -24,5 +24,8 @@ export function problemResponse(
   options: { headers?: Record<string, string>; extensions?: Record<string, unknown> } = {},
 ): Response {
   const headers = { ...options.headers, 'content-type': PROBLEM_CONTENT_TYPE, 'cache-control': 'no-store' };
-  return new Response(JSON.stringify(problemBody(code, detail, options.extensions)), { status: statusFor(code), headers });
+  return new Response(JSON.stringify(problemBody(code, detail, options.extensions)), {
+    status: statusFor(code),
+    headers,
+  });
 }

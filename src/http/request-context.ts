@@ -101,7 +101,8 @@ export function requestContext(deps: {
 
   function record(c: Context<AppEnv>, started: number): void {
     const err = c.error;
-    const code: ErrorCode | undefined = err === undefined ? undefined : err instanceof GatewayError ? err.code : 'internal_error';
+    const code: ErrorCode | undefined =
+      err === undefined ? undefined : err instanceof GatewayError ? err.code : 'internal_error';
     const decision: Decision = code === undefined ? 'allowed' : kindOf(code);
     const latencyMs = performance.now() - started;
     const fields = c.get('audit');
@@ -127,9 +128,13 @@ export function requestContext(deps: {
 export function drainGuard(isDraining: () => boolean): MiddlewareHandler<AppEnv> {
   return async function drainGuardMiddleware(c, next) {
     if (isDraining() && !opsPaths.has(c.req.path)) {
-      throw new GatewayError('shutting_down', 'This snapgate instance is shutting down and took no action. Retry; another instance will serve the call.', {
-        headers: { 'retry-after': '1' },
-      });
+      throw new GatewayError(
+        'shutting_down',
+        'This snapgate instance is shutting down and took no action. Retry; another instance will serve the call.',
+        {
+          headers: { 'retry-after': '1' },
+        },
+      );
     }
     await next();
   };

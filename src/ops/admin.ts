@@ -17,10 +17,15 @@ export function adminApp(deps: { readiness: ReadinessProbe; metrics: MetricsSour
   const app = new Hono<AppEnv>();
   app.get('/metrics', async (c) => {
     try {
-      return c.body(await deps.metrics.metrics(), 200, { 'content-type': deps.metrics.contentType, 'cache-control': 'no-store' });
+      return c.body(await deps.metrics.metrics(), 200, {
+        'content-type': deps.metrics.contentType,
+        'cache-control': 'no-store',
+      });
     } catch (err) {
       // E.g. a worker that did not answer the primary in time (one restarting): say so, and let the next scrape retry.
-      return c.text(`metrics unavailable: ${err instanceof Error ? err.message : 'error'}\n`, 503, { 'cache-control': 'no-store' });
+      return c.text(`metrics unavailable: ${err instanceof Error ? err.message : 'error'}\n`, 503, {
+        'cache-control': 'no-store',
+      });
     }
   });
   app.route('/', healthRoutes(deps.readiness));

@@ -22,8 +22,13 @@ interface Answer {
   report: ReadinessReport;
 }
 
-const isMessage = <T extends Ask | Answer>(type: T['type']) => (m: unknown): m is T =>
-  typeof m === 'object' && m !== null && (m as { type?: unknown }).type === type && typeof (m as { id?: unknown }).id === 'number';
+const isMessage =
+  <T extends Ask | Answer>(type: T['type']) =>
+  (m: unknown): m is T =>
+    typeof m === 'object' &&
+    m !== null &&
+    (m as { type?: unknown }).type === type &&
+    typeof (m as { id?: unknown }).id === 'number';
 const isAsk = isMessage<Ask>(READYZ_ASK);
 const isAnswer = isMessage<Answer>(READYZ_ANSWER);
 
@@ -47,7 +52,13 @@ export function answerPrimary(registry: Registry, readiness: () => Promise<Readi
       .catch((): ReadinessReport => ({ ready: false, checks: { worker: 'readiness check failed' } }))
       .then((report) => {
         // With a callback, a channel closed meanwhile (the worker is exiting) is not an 'error' event.
-        if (process.connected) process.send?.({ type: READYZ_ANSWER, id: message.id, report } satisfies Answer, undefined, {}, () => undefined);
+        if (process.connected)
+          process.send?.(
+            { type: READYZ_ANSWER, id: message.id, report } satisfies Answer,
+            undefined,
+            {},
+            () => undefined,
+          );
       });
   });
 }
@@ -57,7 +68,12 @@ export function answerPrimary(registry: Registry, readiness: () => Promise<Readi
  * each reports ready within `timeoutMs` (a worker still starting has not answered yet, so it is not).
  * Resolves with the server and its port once it listens.
  */
-export async function startPrimaryAdmin(options: { host: string; port: number; expected: number; timeoutMs?: number }): Promise<{ server: Server; port: number }> {
+export async function startPrimaryAdmin(options: {
+  host: string;
+  port: number;
+  expected: number;
+  timeoutMs?: number;
+}): Promise<{ server: Server; port: number }> {
   const timeoutMs = options.timeoutMs ?? 1_000;
   const aggregator = new AggregatorRegistry();
   const waiting = new Map<number, (report: ReadinessReport) => void>();
@@ -69,7 +85,10 @@ export async function startPrimaryAdmin(options: { host: string; port: number; e
   const ask = (worker: Worker) =>
     new Promise<ReadinessReport>((resolve) => {
       const id = nextId++;
-      const timer = setTimeout(() => settle({ ready: false, checks: { worker: `no answer within ${timeoutMs} ms` } }), timeoutMs);
+      const timer = setTimeout(
+        () => settle({ ready: false, checks: { worker: `no answer within ${timeoutMs} ms` } }),
+        timeoutMs,
+      );
       const settle = (report: ReadinessReport) => {
         clearTimeout(timer);
         waiting.delete(id);
@@ -83,7 +102,9 @@ export async function startPrimaryAdmin(options: { host: string; port: number; e
   const readiness = async (): Promise<ReadinessReport> => {
     const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && w.isConnected());
     const reports = await Promise.all(workers.map(async (w) => [w.process.pid, await ask(w)] as const));
-    const checks: Record<string, string> = { workers: reports.length === options.expected ? 'ok' : `${reports.length} of ${options.expected} running` };
+    const checks: Record<string, string> = {
+      workers: reports.length === options.expected ? 'ok' : `${reports.length} of ${options.expected} running`,
+    };
     for (const [pid, report] of reports) {
       const failing = Object.entries(report.checks).filter(([, v]) => v !== 'ok');
       checks[`worker ${pid}`] = report.ready ? 'ok' : failing.map(([k, v]) => `${k}: ${v}`).join('; ') || 'not ready';
@@ -91,7 +112,10 @@ export async function startPrimaryAdmin(options: { host: string; port: number; e
     return { ready: reports.length === options.expected && reports.every(([, r]) => r.ready), checks };
   };
 
-  return startAdminServer({ readiness, metrics: { contentType: aggregator.contentType, metrics: () => aggregator.clusterMetrics() } }, options);
+  return startAdminServer(
+    { readiness, metrics: { contentType: aggregator.contentType, metrics: () => aggregator.clusterMetrics() } },
+    options,
+  );
 }
 
 export interface LineRelay {
@@ -164,7 +188,10 @@ export function relayLines(out: Writable, log: Logger): LineRelay {
       source.once('close', () => {
         sources.delete(source);
         // Never acknowledged (the worker's write callback had not fired), so nothing the trail relied on.
-        if (partialBytes > 0) log.warn('a worker stopped in the middle of an audit line on stdout; the unfinished line was not relayed', { bytes: partialBytes });
+        if (partialBytes > 0)
+          log.warn('a worker stopped in the middle of an audit line on stdout; the unfinished line was not relayed', {
+            bytes: partialBytes,
+          });
       });
     },
     async flushed(timeoutMs) {

@@ -14,7 +14,10 @@ export type ReadinessProbe = () => Promise<ReadinessReport>;
  * and not draining. With `detailed` (the admin listener) the body names each check; on the callers'
  * port it carries the status only.
  */
-export function healthRoutes(readiness: ReadinessProbe, options: { detailed: boolean } = { detailed: true }): Hono<AppEnv> {
+export function healthRoutes(
+  readiness: ReadinessProbe,
+  options: { detailed: boolean } = { detailed: true },
+): Hono<AppEnv> {
   const routes = new Hono<AppEnv>();
   routes.get('/livez', (c) => c.json({ status: 'ok' }, 200, { 'cache-control': 'no-store' }));
   routes.get('/readyz', async (c) => {

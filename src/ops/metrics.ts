@@ -28,25 +28,61 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
   const ms = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
   return {
     registry,
-    requests: new Counter({ name: 'snapgate_requests_total', help: 'Requests by audit decision and reason code', labelNames: ['decision', 'reason'], registers: [registry] }),
-    requestDuration: new Histogram({ name: 'snapgate_request_duration_seconds', help: 'Time to answer, by decision', labelNames: ['decision'], buckets: ms, registers: [registry] }),
-    upstreamDuration: new Histogram({ name: 'snapgate_upstream_duration_seconds', help: 'SnapLogic call time, by status', labelNames: ['status'], buckets: ms, registers: [registry] }),
+    requests: new Counter({
+      name: 'snapgate_requests_total',
+      help: 'Requests by audit decision and reason code',
+      labelNames: ['decision', 'reason'],
+      registers: [registry],
+    }),
+    requestDuration: new Histogram({
+      name: 'snapgate_request_duration_seconds',
+      help: 'Time to answer, by decision',
+      labelNames: ['decision'],
+      buckets: ms,
+      registers: [registry],
+    }),
+    upstreamDuration: new Histogram({
+      name: 'snapgate_upstream_duration_seconds',
+      help: 'SnapLogic call time, by status',
+      labelNames: ['status'],
+      buckets: ms,
+      registers: [registry],
+    }),
     rateLimitDecisions: new Counter({
       name: 'snapgate_ratelimit_decisions_total',
       help: 'Rate-limit outcomes per org and policy: allowed, limited, would_limit (shadow)',
       labelNames: ['org', 'policy', 'outcome'],
       registers: [registry],
     }),
-    rateLimitDegraded: new Gauge({ name: 'snapgate_ratelimit_degraded', help: '1 while rate limiting runs without Redis', registers: [registry] }),
-    rateLimitModeChanges: new Counter({ name: 'snapgate_ratelimit_mode_changes_total', help: 'Switches between Redis and the fallback, by mode entered', labelNames: ['mode'], registers: [registry] }),
+    rateLimitDegraded: new Gauge({
+      name: 'snapgate_ratelimit_degraded',
+      help: '1 while rate limiting runs without Redis',
+      registers: [registry],
+    }),
+    rateLimitModeChanges: new Counter({
+      name: 'snapgate_ratelimit_mode_changes_total',
+      help: 'Switches between Redis and the fallback, by mode entered',
+      labelNames: ['mode'],
+      registers: [registry],
+    }),
     rateLimitDegradedDecisions: new Counter({
       name: 'snapgate_ratelimit_degraded_decisions_total',
       help: 'Rate-limit decisions made without Redis, by onRedisError mode',
       labelNames: ['mode'],
       registers: [registry],
     }),
-    auditDropped: new Counter({ name: 'snapgate_audit_dropped_total', help: 'Audit events dropped because a sink\'s queue was full', labelNames: ['sink'], registers: [registry] }),
-    auditQueueDepth: new Gauge({ name: 'snapgate_audit_queue_depth', help: 'Audit events waiting in memory for their sink', labelNames: ['sink'], registers: [registry] }),
+    auditDropped: new Counter({
+      name: 'snapgate_audit_dropped_total',
+      help: "Audit events dropped because a sink's queue was full",
+      labelNames: ['sink'],
+      registers: [registry],
+    }),
+    auditQueueDepth: new Gauge({
+      name: 'snapgate_audit_queue_depth',
+      help: 'Audit events waiting in memory for their sink',
+      labelNames: ['sink'],
+      registers: [registry],
+    }),
   };
 }
 

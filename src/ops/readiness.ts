@@ -40,7 +40,8 @@ export function createReadiness(deps: ReadinessDeps): ReadinessProbe {
     const audit = deps.audit.health();
     checks.audit = audit.detail;
     const blocking = Object.entries(checks).filter(
-      ([name]) => (name !== 'redis' || deps.redisConfig?.requiredForReadiness !== false) && (name !== 'audit' || !audit.ready),
+      ([name]) =>
+        (name !== 'redis' || deps.redisConfig?.requiredForReadiness !== false) && (name !== 'audit' || !audit.ready),
     );
     return { ready: blocking.every(([, v]) => v === 'ok'), checks };
   };

@@ -1,5 +1,12 @@
 // The in-process limiter: the same GCRA and lease semantics as the Redis script, for one process (demo, laptop, Redis-outage fallback).
-import { keyFor, policiesOf, type LimitDecision, type LimitRequest, type PolicyOutcome, type RateLimiter } from './policy.js';
+import {
+  keyFor,
+  policiesOf,
+  type LimitDecision,
+  type LimitRequest,
+  type PolicyOutcome,
+  type RateLimiter,
+} from './policy.js';
 
 interface Entry {
   /** GCRA theoretical arrival time (µs), or lease expiry per member for concurrency. */
@@ -13,7 +20,10 @@ interface Entry {
  * Creates an in-process limiter holding at most `maxKeys` keys; idle keys expire like Redis keys,
  * and past the cap the least recently used are dropped (which can only make it more lenient).
  */
-export function createMemoryLimiter(options: { maxKeys: number; nowUs?: () => number }): RateLimiter & { size(): number } {
+export function createMemoryLimiter(options: {
+  maxKeys: number;
+  nowUs?: () => number;
+}): RateLimiter & { size(): number } {
   const nowUs = options.nowUs ?? (() => Date.now() * 1000);
   const entries = new Map<string, Entry>();
 
@@ -55,10 +65,19 @@ export function createMemoryLimiter(options: { maxKeys: number; nowUs?: () => nu
         if (policy.kind === 'rate') {
           const tat = Math.max(entry?.tat ?? now, now);
           if (tat - now > policy.toleranceUs) {
-            outcome = { policy, allowed: false, remaining: 0, resetMs: Math.ceil((tat - now) / 1000), retryMs: Math.ceil((tat - policy.toleranceUs - now) / 1000) };
+            outcome = {
+              policy,
+              allowed: false,
+              remaining: 0,
+              resetMs: Math.ceil((tat - now) / 1000),
+              retryMs: Math.ceil((tat - policy.toleranceUs - now) / 1000),
+            };
           } else {
             const newTat = tat + policy.intervalUs;
-            const remaining = Math.max(0, Math.floor((policy.toleranceUs - (newTat - now)) / policy.intervalUs + 1e-9) + 1);
+            const remaining = Math.max(
+              0,
+              Math.floor((policy.toleranceUs - (newTat - now)) / policy.intervalUs + 1e-9) + 1,
+            );
             outcome = { policy, allowed: true, remaining, resetMs: Math.ceil((newTat - now) / 1000), retryMs: 0 };
             writes.push(() => {
               put(key, { tat: newTat, leases: undefined, expiresAt: newTat });

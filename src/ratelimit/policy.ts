@@ -78,7 +78,10 @@ export interface RateLimiter {
   check(request: LimitRequest): Promise<LimitDecision>;
 }
 
-export function ratePolicy(name: PolicyName, cfg: { limit: number; window: number; burst: number; shadow: boolean }): RatePolicy {
+export function ratePolicy(
+  name: PolicyName,
+  cfg: { limit: number; window: number; burst: number; shadow: boolean },
+): RatePolicy {
   const intervalUs = (cfg.window * 1000) / cfg.limit;
   return {
     kind: 'rate',

@@ -1,7 +1,15 @@
 // The shared limiter: every policy of a request checked and consumed by one Lua script, on Redis's clock, in one round trip.
 import { Cluster, type Redis, type Result } from 'ioredis';
 import { batchWritesThisTurn, RedisDeadlineError, withDeadline, type RedisClient } from '../redis/client.js';
-import { keyFor, policiesOf, type LimitDecision, type LimitPolicy, type LimitRequest, type PolicyOutcome, type RateLimiter } from './policy.js';
+import {
+  keyFor,
+  policiesOf,
+  type LimitDecision,
+  type LimitPolicy,
+  type LimitRequest,
+  type PolicyOutcome,
+  type RateLimiter,
+} from './policy.js';
 
 /**
  * KEYS[i]  one key per policy; all carry the same {org:…} hash tag (one Cluster slot)
@@ -135,12 +143,20 @@ export function defineLimitCommand(client: RedisClient): void {
 export async function warmUpLimiter(client: RedisClient, deadlineMs: number): Promise<void> {
   const nodes: Redis[] = client instanceof Cluster ? client.nodes('master') : [client];
   await Promise.all(
-    nodes.flatMap((node) => [LIMIT_SCRIPT, REFUND_SCRIPT].map((lua) => withDeadline(node.script('LOAD', lua), deadlineMs))),
+    nodes.flatMap((node) =>
+      [LIMIT_SCRIPT, REFUND_SCRIPT].map((lua) => withDeadline(node.script('LOAD', lua), deadlineMs)),
+    ),
   );
 }
 
 /** Sends the refund script for `policies` (all, or those a decision took); errors are ignored: a lease still expires. */
-function sendRefund(client: RedisClient, keys: readonly string[], policies: readonly LimitPolicy[], leaseId: string, ifLeased: boolean): Promise<void> {
+function sendRefund(
+  client: RedisClient,
+  keys: readonly string[],
+  policies: readonly LimitPolicy[],
+  leaseId: string,
+  ifLeased: boolean,
+): Promise<void> {
   const args: (string | number)[] = [leaseId, ifLeased ? '1' : '0', policies.length];
   for (const p of policies) args.push(p.kind === 'rate' ? 'r' : 'c', p.kind === 'rate' ? p.intervalUs : 0);
   return (client as Redis).snapgateRefund(keys.length, ...keys, ...args).then(
@@ -185,7 +201,13 @@ export class LateScript {
       // Queued behind the script on the same connection: runs right after it, whether or not its
       // answer is ever read. The lease shows whether the script admitted the call.
       const taken = forwarded ? conc : this.policies;
-      void sendRefund(this.client, taken.map((p) => this.keys[this.policies.indexOf(p)]!), taken, this.leaseId, true);
+      void sendRefund(
+        this.client,
+        taken.map((p) => this.keys[this.policies.indexOf(p)]!),
+        taken,
+        this.leaseId,
+        true,
+      );
       return;
     }
     this.act();
@@ -193,18 +215,28 @@ export class LateScript {
 
   /** Without a lease policy: refund what the answer says it took, once both the answer and the call's end are known. */
   private act(): void {
-    if (this.settled !== 'refund' || this.answer === undefined || this.policies.some((p) => p.kind === 'concurrency')) return;
+    if (this.settled !== 'refund' || this.answer === undefined || this.policies.some((p) => p.kind === 'concurrency'))
+      return;
     const late = this.answer;
     this.answer = undefined;
     if (late[0] !== 1) return;
     const taken = this.policies.filter((_, i) => late[1 + i * 4] === 1);
-    void sendRefund(this.client, taken.map((p) => this.keys[this.policies.indexOf(p)]!), taken, this.leaseId, false);
+    void sendRefund(
+      this.client,
+      taken.map((p) => this.keys[this.policies.indexOf(p)]!),
+      taken,
+      this.leaseId,
+      false,
+    );
   }
 }
 
 /** The limiter's answer did not come within its deadline; `late` settles what the script may still take. */
 export class LimitDeadlineError extends RedisDeadlineError {
-  constructor(ms: number, readonly late: LateScript) {
+  constructor(
+    ms: number,
+    readonly late: LateScript,
+  ) {
     super(ms);
   }
 }
@@ -231,7 +263,8 @@ export function createRedisLimiter(client: RedisClient, deadlineMs = 1_000): Rat
       try {
         raw = await withDeadline(command, deadlineMs);
       } catch (err) {
-        if (err instanceof RedisDeadlineError) throw new LimitDeadlineError(deadlineMs, new LateScript(client, command, keys, policies, leaseId));
+        if (err instanceof RedisDeadlineError)
+          throw new LimitDeadlineError(deadlineMs, new LateScript(client, command, keys, policies, leaseId));
         throw err;
       }
       const outcomes: PolicyOutcome[] = policies.map((policy, i) => ({
@@ -258,7 +291,13 @@ export function createRedisLimiter(client: RedisClient, deadlineMs = 1_000): Rat
           refundable = false;
           leased = false;
           const taken = outcomes.filter((o) => o.allowed);
-          await sendRefund(client, taken.map((o) => keys[policies.indexOf(o.policy)]!), taken.map((o) => o.policy), leaseId, false);
+          await sendRefund(
+            client,
+            taken.map((o) => keys[policies.indexOf(o.policy)]!),
+            taken.map((o) => o.policy),
+            leaseId,
+            false,
+          );
         },
       };
     },

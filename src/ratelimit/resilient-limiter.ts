@@ -8,7 +8,10 @@ import { createScaledLimiter } from './scaled-limiter.js';
 
 /** Redis is unavailable and the org's mode is `closed`: refuse with 503 after `retryAfterMs`. */
 export class LimiterUnavailableError extends Error {
-  constructor(readonly retryAfterMs: number, options?: { cause?: unknown }) {
+  constructor(
+    readonly retryAfterMs: number,
+    options?: { cause?: unknown },
+  ) {
     super('rate limiter unavailable', options);
     this.name = 'LimiterUnavailableError';
   }
@@ -27,7 +30,10 @@ export interface ResilientLimiterOptions {
 }
 
 /** The fallback decision's release and refund, settling the late Redis script the same way. */
-function settling(decision: Pick<LimitDecision, 'release' | 'refund'>, late: LateScript | undefined): Pick<LimitDecision, 'release' | 'refund'> {
+function settling(
+  decision: Pick<LimitDecision, 'release' | 'refund'>,
+  late: LateScript | undefined,
+): Pick<LimitDecision, 'release' | 'refund'> {
   if (late === undefined) return { release: decision.release, refund: decision.refund };
   return {
     release: () => {
@@ -119,7 +125,12 @@ export function createResilientLimiter(options: ResilientLimiterOptions): RateLi
           return { ...decision, degraded: 'local', ...settling(decision, late) };
         }
         case 'open':
-          return { allowed: true, outcomes: [], degraded: 'open', ...settling({ release: () => Promise.resolve(), refund: () => Promise.resolve() }, late) };
+          return {
+            allowed: true,
+            outcomes: [],
+            degraded: 'open',
+            ...settling({ release: () => Promise.resolve(), refund: () => Promise.resolve() }, late),
+          };
         case 'closed':
           late?.settle(false);
           throw new LimiterUnavailableError(Math.max(1_000, options.openForMs - (now() - openedAt)), { cause });

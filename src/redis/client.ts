@@ -122,7 +122,13 @@ export async function createRedisClient(
     // The URL is taken apart here rather than handed to ioredis, which would also read options
     // (a password among them) from its query string.
     const target = standaloneTarget(config.url);
-    client = new Redis({ ...common, host: target.host, port: target.port, db: target.db, ...(target.tls ? { tls: {} } : {}) });
+    client = new Redis({
+      ...common,
+      host: target.host,
+      port: target.port,
+      db: target.db,
+      ...(target.tls ? { tls: {} } : {}),
+    });
   }
 
   let up = false;

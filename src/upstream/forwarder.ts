@@ -17,7 +17,10 @@ export interface UpstreamRequest {
   onDispatch?: () => void;
 }
 
-export type UpstreamAbortSignal = EventEmitter & { readonly aborted: boolean; readonly reason?: 'caller' | 'shutdown' | undefined };
+export type UpstreamAbortSignal = EventEmitter & {
+  readonly aborted: boolean;
+  readonly reason?: 'caller' | 'shutdown' | undefined;
+};
 
 export interface UpstreamResponse {
   status: number;
@@ -56,7 +59,12 @@ export interface ForwarderOptions {
   queueTimeout: number;
 }
 
-const timeoutCodes = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
+const timeoutCodes = new Set([
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'ETIMEDOUT',
+]);
 
 /** The error for a call abandoned by its signal; `sent` says whether SnapLogic may have received it. */
 export function abandoned(signal: UpstreamAbortSignal | undefined, sent: boolean, cause?: unknown): GatewayError {
@@ -64,14 +72,16 @@ export function abandoned(signal: UpstreamAbortSignal | undefined, sent: boolean
     return new GatewayError(
       'aborted_by_shutdown',
       sent
-        ? 'This snapgate instance shut down before SnapLogic answered. The resume may or may not have taken effect: check the run\'s state before retrying.'
+        ? "This snapgate instance shut down before SnapLogic answered. The resume may or may not have taken effect: check the run's state before retrying."
         : 'This snapgate instance shut down before the call was sent to SnapLogic. Nothing was forwarded; retry.',
       { cause },
     );
   }
   return new GatewayError(
     'client_closed_request',
-    sent ? 'The caller closed the connection before SnapLogic answered; the call was abandoned.' : 'The caller closed the connection before the call was sent to SnapLogic. Nothing was forwarded.',
+    sent
+      ? 'The caller closed the connection before SnapLogic answered; the call was abandoned.'
+      : 'The caller closed the connection before the call was sent to SnapLogic. Nothing was forwarded.',
     { cause },
   );
 }
@@ -81,10 +91,18 @@ function translate(err: unknown, origin: string, signal: UpstreamAbortSignal | u
   const code = (err as { code?: unknown }).code;
   if (signal?.reason === 'shutdown') return abandoned(signal, true, err);
   if (signal?.aborted || code === 'UND_ERR_ABORTED') {
-    return new GatewayError('client_closed_request', 'The caller closed the connection before SnapLogic answered; the call was abandoned.', { cause: err });
+    return new GatewayError(
+      'client_closed_request',
+      'The caller closed the connection before SnapLogic answered; the call was abandoned.',
+      { cause: err },
+    );
   }
   if (typeof code === 'string' && timeoutCodes.has(code)) {
-    return new GatewayError('upstream_timeout', 'SnapLogic did not answer in time. The resume may or may not have taken effect: check the run\'s state before retrying.', { cause: err });
+    return new GatewayError(
+      'upstream_timeout',
+      "SnapLogic did not answer in time. The resume may or may not have taken effect: check the run's state before retrying.",
+      { cause: err },
+    );
   }
   return new GatewayError(
     'upstream_unreachable',
@@ -102,7 +120,12 @@ function readBody(body: Dispatcher.ResponseData['body'], max: number): Promise<B
       size += chunk.byteLength;
       if (size > max) {
         body.destroy();
-        reject(new GatewayError('upstream_response_too_large', `SnapLogic's response exceeded ${max} bytes and was not passed on. Tell the platform team.`));
+        reject(
+          new GatewayError(
+            'upstream_response_too_large',
+            `SnapLogic's response exceeded ${max} bytes and was not passed on. Tell the platform team.`,
+          ),
+        );
         return;
       }
       chunks.push(chunk);
@@ -120,7 +143,11 @@ class Slots {
   private active = 0;
   private readonly waiting: Array<{ grant: () => void }> = [];
 
-  constructor(private readonly limit: number, private readonly maxQueue: number, private readonly timeoutMs: number) {}
+  constructor(
+    private readonly limit: number,
+    private readonly maxQueue: number,
+    private readonly timeoutMs: number,
+  ) {}
 
   /** Resolves with a release function once a slot is free. Throws upstream_busy, or the abandonment when `signal` fires. */
   acquire(signal: UpstreamAbortSignal | undefined): Promise<() => void> {
@@ -133,7 +160,10 @@ class Slots {
       this.active += 1;
       return Promise.resolve(release);
     }
-    if (this.waiting.length >= this.maxQueue) return Promise.reject(busy(`all ${this.limit} connections are in use and ${this.maxQueue} calls are already waiting`));
+    if (this.waiting.length >= this.maxQueue)
+      return Promise.reject(
+        busy(`all ${this.limit} connections are in use and ${this.maxQueue} calls are already waiting`),
+      );
     return new Promise((resolve, reject) => {
       const entry = {
         grant: () => {
@@ -152,7 +182,10 @@ class Slots {
         reject(err);
       };
       const onAbort = (): void => leave(abandoned(signal, false));
-      const timer = setTimeout(() => leave(busy(`no connection became free within ${this.timeoutMs} ms`)), this.timeoutMs);
+      const timer = setTimeout(
+        () => leave(busy(`no connection became free within ${this.timeoutMs} ms`)),
+        this.timeoutMs,
+      );
       signal?.once('abort', onAbort);
       this.waiting.push(entry);
     });
@@ -164,9 +197,13 @@ class Slots {
 }
 
 function busy(why: string): GatewayError {
-  return new GatewayError('upstream_busy', `snapgate's connections to SnapLogic are all busy (${why}). Nothing was forwarded; retry after the Retry-After delay.`, {
-    headers: { 'retry-after': '1' },
-  });
+  return new GatewayError(
+    'upstream_busy',
+    `snapgate's connections to SnapLogic are all busy (${why}). Nothing was forwarded; retry after the Retry-After delay.`,
+    {
+      headers: { 'retry-after': '1' },
+    },
+  );
 }
 
 /** Creates the forwarder. One pool per connect timeout, one bounded queue per origin; requests choose header/body timeouts. */

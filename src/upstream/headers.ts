@@ -6,13 +6,24 @@
  * (X-HTTP-Method-Override, X-Original-URL, impersonation headers, True-Client-IP, Origin, ...).
  * snapgate adds its own X-Request-Id and the org's Authorization.
  */
-export const FORWARDED_REQUEST_HEADERS: readonly string[] = ['content-type', 'accept', 'user-agent', 'traceparent', 'tracestate'];
+export const FORWARDED_REQUEST_HEADERS: readonly string[] = [
+  'content-type',
+  'accept',
+  'user-agent',
+  'traceparent',
+  'tracestate',
+];
 const forwarded = new Set(FORWARDED_REQUEST_HEADERS);
 
 // Response headers SnapLogic may send that reach the caller. Everything else (Set-Cookie from the
 // service account's session, server banners, hop-by-hop fields) stays at the gateway.
 const passedBack = new Set([
-  'content-type', 'content-encoding', 'content-language', 'cache-control', 'retry-after', 'x-sl-statuscode',
+  'content-type',
+  'content-encoding',
+  'content-language',
+  'cache-control',
+  'retry-after',
+  'x-sl-statuscode',
 ]);
 
 /**

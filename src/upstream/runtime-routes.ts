@@ -41,11 +41,17 @@ function validateRuntimePath(action: Action): MiddlewareHandler<AppEnv> {
     const audit = c.get('audit');
     audit.action = action;
     if (!isValidOrg(org)) {
-      throw new GatewayError('invalid_path', 'The org segment is not a valid SnapLogic org name (letters, digits, ".", "_", "-"; at most 100 characters). Org names are case-sensitive.');
+      throw new GatewayError(
+        'invalid_path',
+        'The org segment is not a valid SnapLogic org name (letters, digits, ".", "_", "-"; at most 100 characters). Org names are case-sensitive.',
+      );
     }
     audit.org = org;
     if (!isValidRuuid(ruuid)) {
-      throw new GatewayError('invalid_path', 'The ruuid segment is not a SnapLogic runtime id (<24 hex>_<uuid>, e.g. 52e99318640a9a03d8681d0d_e74cbd53-806e-464a-8190-52226c49bff5).');
+      throw new GatewayError(
+        'invalid_path',
+        'The ruuid segment is not a SnapLogic runtime id (<24 hex>_<uuid>, e.g. 52e99318640a9a03d8681d0d_e74cbd53-806e-464a-8190-52226c49bff5).',
+      );
     }
     audit.ruuid = ruuid;
     await next();
@@ -62,7 +68,11 @@ export function runtimeStartRoutes(deps: RuntimeRouteDeps): Hono<AppEnv> {
     validateRuntimePath('runtime.start'),
     deps.authenticate,
     deps.authorize('runtime.start'),
-    requestBody({ maxBytes: deps.maxBodyBytes, timeoutMs: deps.bodyTimeoutMs, note: " SnapLogic's resume call takes no body." }),
+    requestBody({
+      maxBytes: deps.maxBodyBytes,
+      timeoutMs: deps.bodyTimeoutMs,
+      note: " SnapLogic's resume call takes no body.",
+    }),
     deps.rateLimit,
     async function forwardRuntimeStart(c) {
       const audit = c.get('audit');
@@ -90,10 +100,14 @@ export function runtimeStartRoutes(deps: RuntimeRouteDeps): Hono<AppEnv> {
         if (!(err instanceof AuditUnavailableError)) throw err;
         // Not even queued (a sink's queue is full): no outcome can refer to it; a decision is written instead.
         if (!err.recorded) delete audit.attemptId;
-        throw new GatewayError('audit_unavailable', 'The audit trail cannot record this call right now, so it was not forwarded. Retry shortly.', {
-          cause: err,
-          headers: { 'retry-after': '1' },
-        });
+        throw new GatewayError(
+          'audit_unavailable',
+          'The audit trail cannot record this call right now, so it was not forwarded. Retry shortly.',
+          {
+            cause: err,
+            headers: { 'retry-after': '1' },
+          },
+        );
       }
 
       // Gone while the attempt was being acknowledged: the outcome says so; nothing forwarded.
@@ -104,7 +118,10 @@ export function runtimeStartRoutes(deps: RuntimeRouteDeps): Hono<AppEnv> {
         origin,
         path: `${RUNTIME_START_PREFIX}/${encodeURIComponent(org)}/${encodeURIComponent(ruuid)}`,
         method: 'POST',
-        headers: upstreamRequestHeaders(requestHeaderEntries(c), { authorization: credential.authorization, requestId: c.get('requestId') }),
+        headers: upstreamRequestHeaders(requestHeaderEntries(c), {
+          authorization: credential.authorization,
+          requestId: c.get('requestId'),
+        }),
         body: c.get('body'),
         timeouts: deps.orgs[org]?.timeouts ?? {},
         // A caller that hangs up aborts the call, which frees its concurrency lease at once.
@@ -124,7 +141,7 @@ export function runtimeStartRoutes(deps: RuntimeRouteDeps): Hono<AppEnv> {
         });
         throw new GatewayError(
           'upstream_credentials_rejected',
-          'Your token was accepted, but SnapLogic rejected the credentials snapgate holds for this org. Nothing was resumed. The platform team must rotate the org\'s SnapLogic secret; quote the X-Request-Id.',
+          "Your token was accepted, but SnapLogic rejected the credentials snapgate holds for this org. Nothing was resumed. The platform team must rotate the org's SnapLogic secret; quote the X-Request-Id.",
           { extensions: { upstreamStatus: res.status } },
         );
       }
@@ -140,9 +157,14 @@ export function runtimeStartRoutes(deps: RuntimeRouteDeps): Hono<AppEnv> {
 
   const otherwise = (c: { req: { method: string } }): never => {
     if (c.req.method !== 'POST') {
-      throw new GatewayError('method_not_allowed', `${RUNTIME_START_PREFIX}/{org}/{ruuid} accepts POST only.`, { headers: { allow: 'POST' } });
+      throw new GatewayError('method_not_allowed', `${RUNTIME_START_PREFIX}/{org}/{ruuid} accepts POST only.`, {
+        headers: { allow: 'POST' },
+      });
     }
-    throw new GatewayError('invalid_path', `The path must be ${RUNTIME_START_PREFIX}/{org}/{ruuid}, with exactly those two segments.`);
+    throw new GatewayError(
+      'invalid_path',
+      `The path must be ${RUNTIME_START_PREFIX}/{org}/{ruuid}, with exactly those two segments.`,
+    );
   };
   routes.all(`${RUNTIME_START_PREFIX}/*`, otherwise);
   routes.all(RUNTIME_START_PREFIX, otherwise);

@@ -24,26 +24,47 @@ const env = { BENCH_SL_USER: 'bench@example.com', BENCH_SL_PASSWORD: 'bench-pass
 const redis = await RedisServer.start();
 const issuer = await TokenIssuer.start();
 // The stand-in runs in this process too; its frames are reported apart (they are not snapgate's).
-const standIn = await SnapLogicStandIn.start({ orgs: {}, benchmark: { username: env.BENCH_SL_USER, password: env.BENCH_SL_PASSWORD } });
+const standIn = await SnapLogicStandIn.start({
+  orgs: {},
+  benchmark: { username: env.BENCH_SL_USER, password: env.BENCH_SL_PASSWORD },
+});
 const config = parseConfig(
   {
     server: { host: '127.0.0.1', port: 0 },
-    auth: { issuers: [{ issuer: issuer.issuer, audience: 'snapgate', jwksUri: issuer.jwksUri, algorithms: ['ES256'] }] },
+    auth: {
+      issuers: [{ issuer: issuer.issuer, audience: 'snapgate', jwksUri: issuer.jwksUri, algorithms: ['ES256'] }],
+    },
     policy: [{ match: { claims: { scope: 'snaplogic:runtime:start' } }, orgs: '*', actions: ['runtime.start'] }],
-    orgs: { 'Bench-Org': { pod: standIn.url, username: 'env:BENCH_SL_USER', password: 'env:BENCH_SL_PASSWORD', rateLimit: { limit: 1_000_000_000, window: '1h' } } },
+    orgs: {
+      'Bench-Org': {
+        pod: standIn.url,
+        username: 'env:BENCH_SL_USER',
+        password: 'env:BENCH_SL_PASSWORD',
+        rateLimit: { limit: 1_000_000_000, window: '1h' },
+      },
+    },
     redis: { url: redis.url },
     audit: { sinks: [{ type: 'redis', maxLen: 200_000 }] },
   },
   'alloc-profile',
   env,
 );
-const gateway = await startGateway(config, { env, log: createLogger({ level: 'warn', write: () => undefined }), auditWrite: () => undefined, instance: 'alloc' });
+const gateway = await startGateway(config, {
+  env,
+  log: createLogger({ level: 'warn', write: () => undefined }),
+  auditWrite: () => undefined,
+  instance: 'alloc',
+});
 const token = await issuer.mint({ sub: 'svc-000', scope: 'snaplogic:runtime:start' }, { expiresIn: 3600 });
 const url = `http://127.0.0.1:${gateway.port}/api/1/rest/public/runtime/start/Bench-Org/52e99318640a9a03d8681d0d_e74cbd53-806e-464a-8190-52226c49bff5`;
 
 const drive = (duration: number) =>
   new Promise<number>((resolve, reject) => {
-    const child = spawn(join(ROOT, 'node_modules/.bin/autocannon'), ['-j', '-c', '50', '-d', String(duration), '-m', 'POST', '-H', `authorization=Bearer ${token}`, url], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const child = spawn(
+      join(ROOT, 'node_modules/.bin/autocannon'),
+      ['-j', '-c', '50', '-d', String(duration), '-m', 'POST', '-H', `authorization=Bearer ${token}`, url],
+      { stdio: ['ignore', 'pipe', 'ignore'] },
+    );
     let out = '';
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
     child.once('exit', () => {
@@ -58,7 +79,11 @@ const drive = (duration: number) =>
 await drive(3); // warm-up: JIT, pools, JWKS
 const session = new Session();
 session.connect();
-await session.post('HeapProfiler.startSampling', { samplingInterval: 1024, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+await session.post('HeapProfiler.startSampling', {
+  samplingInterval: 1024,
+  includeObjectsCollectedByMajorGC: true,
+  includeObjectsCollectedByMinorGC: true,
+});
 const requests = await drive(seconds);
 const { profile } = (await session.post('HeapProfiler.stopSampling')) as unknown as { profile: { head: ProfileNode } };
 session.disconnect();
@@ -67,7 +92,11 @@ await standIn.close();
 await redis.stop();
 await issuer.close();
 
-const where = (n: ProfileNode) => `${n.callFrame.functionName || '(anon)'} ${n.callFrame.url.replace(/^.*node_modules\//, 'nm:').replace(/^.*\/work\/main\//, '').replace(/^file:\/\//, '')}:${n.callFrame.lineNumber}`;
+const where = (n: ProfileNode) =>
+  `${n.callFrame.functionName || '(anon)'} ${n.callFrame.url
+    .replace(/^.*node_modules\//, 'nm:')
+    .replace(/^.*\/work\/main\//, '')
+    .replace(/^file:\/\//, '')}:${n.callFrame.lineNumber}`;
 const selfBy = new Map<string, number>();
 const ourBy = new Map<string, number>();
 let total = 0;
@@ -89,7 +118,15 @@ const walk = (n: ProfileNode, stack: ProfileNode[]) => {
 };
 walk(profile.head, []);
 const top = (m: Map<string, number>, k: number) =>
-  [...m.entries()].sort((a, b) => b[1] - a[1]).slice(0, k).map(([name, b]) => `${String(Math.round(b / requests)).padStart(7)} B/req  ${name}`).join('\n');
-process.stdout.write(`${requests} requests; snapgate allocated ${Math.round(total / requests)} B/request (stand-in ${Math.round(standInBytes / requests)} B/request left out)\n\n`);
-process.stdout.write(`by allocating function:\n${top(selfBy, 30)}\n\nby innermost snapgate frame:\n${top(ourBy, 30)}\n`);
+  [...m.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, k)
+    .map(([name, b]) => `${String(Math.round(b / requests)).padStart(7)} B/req  ${name}`)
+    .join('\n');
+process.stdout.write(
+  `${requests} requests; snapgate allocated ${Math.round(total / requests)} B/request (stand-in ${Math.round(standInBytes / requests)} B/request left out)\n\n`,
+);
+process.stdout.write(
+  `by allocating function:\n${top(selfBy, 30)}\n\nby innermost snapgate frame:\n${top(ourBy, 30)}\n`,
+);
 process.exit(0);

@@ -5,7 +5,14 @@ import { Agent } from 'undici';
 
 const upstream = process.env.BARE_UPSTREAM ?? 'http://127.0.0.1:9000';
 const authorization = `Basic ${Buffer.from(`${process.env.BENCH_SL_USER ?? 'bench@example.com'}:${process.env.BENCH_SL_PASSWORD ?? 'bench'}`).toString('base64')}`;
-const agent = new Agent({ connections: 32, keepAliveTimeout: 4_000, headersTimeout: 30_000, bodyTimeout: 30_000, connect: { timeout: 5_000 }, pipelining: 1 });
+const agent = new Agent({
+  connections: 32,
+  keepAliveTimeout: 4_000,
+  headersTimeout: 30_000,
+  bodyTimeout: 30_000,
+  connect: { timeout: 5_000 },
+  pipelining: 1,
+});
 
 const server = createServer((req, res) => {
   req.resume();

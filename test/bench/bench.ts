@@ -30,8 +30,15 @@ interface Proc {
 }
 
 /** Starts a child and waits for a line that yields its port. */
-function start(args: string[], extraEnv: Record<string, string>, portOf: (line: string) => number | undefined, logTo?: string): Promise<Proc> {
-  const proc = track(spawn(process.execPath, args, { cwd: ROOT, env: { ...env, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] }));
+function start(
+  args: string[],
+  extraEnv: Record<string, string>,
+  portOf: (line: string) => number | undefined,
+  logTo?: string,
+): Promise<Proc> {
+  const proc = track(
+    spawn(process.execPath, args, { cwd: ROOT, env: { ...env, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] }),
+  );
   return new Promise((resolve, reject) => {
     let buf = '';
     const onData = (chunk: Buffer) => {
@@ -149,10 +156,18 @@ function machineTimeUs(): number {
 
 /** Snapshots the machine's and the other parts' CPU time; the returned function gives µs per request since. */
 function sharesSince(): (requests: number) => Record<string, number> {
-  const before = { machine: machineTimeUs(), ...Object.fromEntries(Object.entries(others).map(([k, pid]) => [k, cpuTimeUs(pid)])) };
+  const before = {
+    machine: machineTimeUs(),
+    ...Object.fromEntries(Object.entries(others).map(([k, pid]) => [k, cpuTimeUs(pid)])),
+  };
   return (requests) => {
-    const now: Record<string, number> = { machine: machineTimeUs(), ...Object.fromEntries(Object.entries(others).map(([k, pid]) => [k, cpuTimeUs(pid)])) };
-    return Object.fromEntries(Object.entries(before).map(([k, v]) => [k, Math.round((now[k]! - v) / Math.max(1, requests))]));
+    const now: Record<string, number> = {
+      machine: machineTimeUs(),
+      ...Object.fromEntries(Object.entries(others).map(([k, pid]) => [k, cpuTimeUs(pid)])),
+    };
+    return Object.fromEntries(
+      Object.entries(before).map(([k, v]) => [k, Math.round((now[k]! - v) / Math.max(1, requests))]),
+    );
   };
 }
 
@@ -194,7 +209,12 @@ async function load(port: number, pick: () => { path: string; token: string }, p
  * by requests that were never sent (coordinated omission). autocannon's overallRate sends each
  * second's quota in a burst, which measures its own queueing.
  */
-async function loadAtRate(port: number, pick: () => { path: string; token: string }, rate: number, pid: number): Promise<Run> {
+async function loadAtRate(
+  port: number,
+  pick: () => { path: string; token: string },
+  rate: number,
+  pid: number,
+): Promise<Run> {
   const agent = new HttpAgent({ keepAlive: true, maxSockets: CONNECTIONS });
   const latencies: number[] = [];
   const statuses: Record<string, number> = {};
@@ -208,14 +228,24 @@ async function loadAtRate(port: number, pick: () => { path: string; token: strin
   const send = (scheduled: number) =>
     new Promise<void>((done) => {
       const { path, token } = pick();
-      const req = httpRequest({ host: '127.0.0.1', port, path, method: 'POST', agent, headers: { authorization: `Bearer ${token}`, 'content-length': '0' } }, (res) => {
-        res.resume();
-        res.once('end', () => {
-          latencies.push(performance.now() - scheduled);
-          statuses[String(res.statusCode)] = (statuses[String(res.statusCode)] ?? 0) + 1;
-          done();
-        });
-      });
+      const req = httpRequest(
+        {
+          host: '127.0.0.1',
+          port,
+          path,
+          method: 'POST',
+          agent,
+          headers: { authorization: `Bearer ${token}`, 'content-length': '0' },
+        },
+        (res) => {
+          res.resume();
+          res.once('end', () => {
+            latencies.push(performance.now() - scheduled);
+            statuses[String(res.statusCode)] = (statuses[String(res.statusCode)] ?? 0) + 1;
+            done();
+          });
+        },
+      );
       req.once('error', () => {
         errors += 1;
         done();
@@ -264,14 +294,30 @@ function combine(runs: Run[]): Run {
     non2xx: runs.reduce((n, r) => n + r.non2xx, 0),
     statuses,
     cpuUs: Math.round(median(runs.map((r) => r.cpuUs))),
-    shares: Object.fromEntries(Object.keys(runs[0]?.shares ?? {}).map((k) => [k, Math.round(median(runs.map((r) => r.shares[k] ?? 0)))])),
+    shares: Object.fromEntries(
+      Object.keys(runs[0]?.shares ?? {}).map((k) => [k, Math.round(median(runs.map((r) => r.shares[k] ?? 0)))]),
+    ),
   };
 }
 
 /** Top-level Redis commands (what a client sends), from INFO commandstats; commands run inside scripts are left out. */
 async function clientCommands(redis: Redis): Promise<number> {
   const info = await redis.info('commandstats');
-  const topLevel = ['evalsha', 'eval', 'evalsha_ro', 'eval_ro', 'fcall', 'zrem', 'ping', 'script', 'xadd', 'get', 'set', 'multi', 'exec'];
+  const topLevel = [
+    'evalsha',
+    'eval',
+    'evalsha_ro',
+    'eval_ro',
+    'fcall',
+    'zrem',
+    'ping',
+    'script',
+    'xadd',
+    'get',
+    'set',
+    'multi',
+    'exec',
+  ];
   // get/set/xadd also run inside scripts; the bench's own client issues none, and snapgate issues them only from scripts.
   const inScripts = new Set(['get', 'set', 'xadd']);
   let n = 0;
@@ -303,29 +349,39 @@ async function main(): Promise<void> {
     const path = join(dir, `snapgate-${workers}.yaml`);
     writeFileSync(
       path,
-      stringify({
-        server: { host: '127.0.0.1', port: 0, workers },
-        log: { level: 'info' },
-        auth: { issuers: [{ issuer: issuer.issuer, audience: 'snapgate', jwksUri: issuer.jwksUri, algorithms: ['ES256'] }] },
-        policy: [{ match: { claims: { scope: 'snaplogic:runtime:start' } }, orgs: '*', actions: ['runtime.start'] }],
-        orgs,
-        redis: { url: redis.url },
-        // BENCH_AUDIT=stdout|none, to measure what the Redis audit sink costs.
-        audit:
-          process.env.BENCH_AUDIT === 'none'
-            ? { stdout: false, allowUnaudited: true }
-            : process.env.BENCH_AUDIT === 'stdout'
-              ? { stdout: true }
-              : { sinks: [{ type: 'redis', maxLen: Number(process.env.BENCH_AUDIT_MAXLEN ?? 200_000) }] },
-      }, { aliasDuplicateObjects: false }),
+      stringify(
+        {
+          server: { host: '127.0.0.1', port: 0, workers },
+          log: { level: 'info' },
+          auth: {
+            issuers: [{ issuer: issuer.issuer, audience: 'snapgate', jwksUri: issuer.jwksUri, algorithms: ['ES256'] }],
+          },
+          policy: [{ match: { claims: { scope: 'snaplogic:runtime:start' } }, orgs: '*', actions: ['runtime.start'] }],
+          orgs,
+          redis: { url: redis.url },
+          // BENCH_AUDIT=stdout|none, to measure what the Redis audit sink costs.
+          audit:
+            process.env.BENCH_AUDIT === 'none'
+              ? { stdout: false, allowUnaudited: true }
+              : process.env.BENCH_AUDIT === 'stdout'
+                ? { stdout: true }
+                : { sinks: [{ type: 'redis', maxLen: Number(process.env.BENCH_AUDIT_MAXLEN ?? 200_000) }] },
+        },
+        { aliasDuplicateObjects: false },
+      ),
     );
     return path;
   };
 
   const tokens = await Promise.all(
-    Array.from({ length: CALLERS }, (_, i) => issuer.mint({ sub: `svc-${String(i).padStart(3, '0')}`, scope: 'snaplogic:runtime:start' }, { expiresIn: 3600 })),
+    Array.from({ length: CALLERS }, (_, i) =>
+      issuer.mint({ sub: `svc-${String(i).padStart(3, '0')}`, scope: 'snaplogic:runtime:start' }, { expiresIn: 3600 }),
+    ),
   );
-  const forged = await issuer.mint({ sub: 'svc-evil', scope: 'snaplogic:runtime:start' }, { expiresIn: 3600, forgeWithUnpublishedKey: true });
+  const forged = await issuer.mint(
+    { sub: 'svc-evil', scope: 'snaplogic:runtime:start' },
+    { expiresIn: 3600, forgeWithUnpublishedKey: true },
+  );
   const pathFor = (org: string) => `/api/1/rest/public/runtime/start/${org}/${RUUID}`;
   const rand = (n: number) => Math.floor(Math.random() * n);
 
@@ -341,11 +397,18 @@ async function main(): Promise<void> {
     },
     'd over limit': () => ({ path: pathFor('Limited-Org'), token: tokens[0]! }),
   };
-  const scenarios = Object.fromEntries(Object.entries(allScenarios).filter(([k]) => !only || only.some((o) => k.startsWith(o))));
+  const scenarios = Object.fromEntries(
+    Object.entries(allScenarios).filter(([k]) => !only || only.some((o) => k.startsWith(o))),
+  );
 
-  const bare = await start(['--import', 'tsx', join(ROOT, 'test/bench/bare-proxy.ts')], { BARE_UPSTREAM: upstream }, readyLine);
+  const bare = await start(
+    ['--import', 'tsx', join(ROOT, 'test/bench/bare-proxy.ts')],
+    { BARE_UPSTREAM: upstream },
+    readyLine,
+  );
   // BENCH_PROFILE=1 writes a V8 CPU profile of snapgate to reports/profile/ (open it in Chrome DevTools or speedscope).
-  const profile = process.env.BENCH_PROFILE === '1' ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, 'reports/profile')}`] : [];
+  const profile =
+    process.env.BENCH_PROFILE === '1' ? ['--cpu-prof', `--cpu-prof-dir=${join(ROOT, 'reports/profile')}`] : [];
   // BENCH_NODE_ARGS adds node flags to snapgate, e.g. --perf-basic-prof for `perf record`.
   const nodeArgs = process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
   // BENCH_FLOOR=1 puts test/bench/hono-floor.ts (Hono on @hono/node-server, no checks) in snapgate's place:
@@ -353,10 +416,23 @@ async function main(): Promise<void> {
   // snapgate's design requires (rate limit + write-ahead audit) through snapgate's own limiter and
   // trail; BENCH_FLOOR=redis-raw sends the same commands straight through ioredis.
   const floor = process.env.BENCH_FLOOR;
-  const floorEnv: Record<string, string> = floor === 'redis' || floor === 'redis-raw' ? { FLOOR_REDIS: redis.url, FLOOR_REDIS_MODE: floor === 'redis-raw' ? 'raw' : 'ours' } : {};
-  const gateway = floor !== undefined && floor !== '' && floor !== '0'
-    ? await start([...profile, '--import', 'tsx', join(ROOT, 'test/bench/hono-floor.ts')], { BARE_UPSTREAM: upstream, ...floorEnv }, readyLine)
-    : await start([...profile, ...nodeArgs, join(ROOT, 'dist/src/main.js')], { SNAPGATE_CONFIG: configFor(1) }, listeningLine, process.env.BENCH_GATEWAY_LOG);
+  const floorEnv: Record<string, string> =
+    floor === 'redis' || floor === 'redis-raw'
+      ? { FLOOR_REDIS: redis.url, FLOOR_REDIS_MODE: floor === 'redis-raw' ? 'raw' : 'ours' }
+      : {};
+  const gateway =
+    floor !== undefined && floor !== '' && floor !== '0'
+      ? await start(
+          [...profile, '--import', 'tsx', join(ROOT, 'test/bench/hono-floor.ts')],
+          { BARE_UPSTREAM: upstream, ...floorEnv },
+          readyLine,
+        )
+      : await start(
+          [...profile, ...nodeArgs, join(ROOT, 'dist/src/main.js')],
+          { SNAPGATE_CONFIG: configFor(1) },
+          listeningLine,
+          process.env.BENCH_GATEWAY_LOG,
+        );
 
   const rssAtStart = { bare: rssMb(bare.proc.pid!), snapgate: rssMb(gateway.proc.pid!) };
   // Warm both up (JIT, pools, JWKS fetch, script load).
@@ -369,9 +445,12 @@ async function main(): Promise<void> {
   // back to back in alternating order, so drift on a noisy machine hits every case and both
   // targets alike; rounds are combined by their median.
   const fixedName = `a @ ${FIXED_RATE}/s`;
-  const cases: [string, (port: number, pid: number) => Promise<Run>][] = Object.entries(scenarios).map(([name, pick]) => [name, (port, pid) => load(port, pick, pid)]);
+  const cases: [string, (port: number, pid: number) => Promise<Run>][] = Object.entries(scenarios).map(
+    ([name, pick]) => [name, (port, pid) => load(port, pick, pid)],
+  );
   const steady = scenarios['a steady'];
-  if (steady !== undefined && FIXED_RATE > 0) cases.push([fixedName, (port, pid) => loadAtRate(port, steady, FIXED_RATE, pid)]);
+  if (steady !== undefined && FIXED_RATE > 0)
+    cases.push([fixedName, (port, pid) => loadAtRate(port, steady, FIXED_RATE, pid)]);
   const runs = new Map(cases.map(([name]) => [name, { bare: [] as Run[], snapgate: [] as Run[] }]));
   for (let round = 0; round < ROUNDS; round++) {
     for (const [name, run] of cases) {
@@ -383,7 +462,8 @@ async function main(): Promise<void> {
           const before = await clientCommands(redisClient);
           const r = await run(gateway.port, gateway.proc.pid!);
           const after = await clientCommands(redisClient);
-          if (name === 'a steady') roundTrips = Math.max(roundTrips, (after - before) / Math.max(1, r.statuses['200'] ?? 0));
+          if (name === 'a steady')
+            roundTrips = Math.max(roundTrips, (after - before) / Math.max(1, r.statuses['200'] ?? 0));
           runs.get(name)!.snapgate.push(r);
         }
       }
@@ -421,20 +501,28 @@ async function main(): Promise<void> {
   await issuer.close();
 
   // Report.
-  const a = results['a steady'] ?? { bare: { rps: 1, p99: 0 }, snapgate: { rps: 0, p99: 0 } } as { bare: Run; snapgate: Run };
+  const a =
+    results['a steady'] ?? ({ bare: { rps: 1, p99: 0 }, snapgate: { rps: 0, p99: 0 } } as { bare: Run; snapgate: Run });
   const fmt = (n: number, d = 1) => n.toFixed(d);
   const lines: string[] = [];
-  lines.push(`snapgate benchmark — ${new Date().toISOString()} — ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`);
+  lines.push(
+    `snapgate benchmark — ${new Date().toISOString()} — ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`,
+  );
   lines.push(`${CONNECTIONS} connections, ${DURATION}s × ${ROUNDS} rounds per target, alternating`);
-  if (floor !== undefined && floor !== '' && floor !== '0') lines.push(`BENCH_FLOOR=${floor}: the rows named snapgate are test/bench/hono-floor.ts, not snapgate`);
+  if (floor !== undefined && floor !== '' && floor !== '0')
+    lines.push(`BENCH_FLOOR=${floor}: the rows named snapgate are test/bench/hono-floor.ts, not snapgate`);
   lines.push('');
-  lines.push('scenario       target     req/s   p50 ms  p99 ms  p99.9 ms  errors  statuses              req/s ratio  p99 Δ ms  CPU µs/req');
+  lines.push(
+    'scenario       target     req/s   p50 ms  p99 ms  p99.9 ms  errors  statuses              req/s ratio  p99 Δ ms  CPU µs/req',
+  );
   for (const [name, r] of Object.entries(results)) {
     for (const who of ['bare', 'snapgate'] as const) {
       const x = r[who];
       const ratio = who === 'snapgate' ? fmt(x.rps / r.bare.rps, 2) : '1.00';
       const delta = who === 'snapgate' ? fmt(x.p99 - r.bare.p99, 1) : '';
-      const statuses = Object.entries(x.statuses).map(([k, v]) => `${k}:${v}`).join(' ');
+      const statuses = Object.entries(x.statuses)
+        .map(([k, v]) => `${k}:${v}`)
+        .join(' ');
       lines.push(
         `${name.padEnd(14)} ${who.padEnd(9)} ${String(x.rps).padStart(6)}  ${fmt(x.p50).padStart(6)}  ${fmt(x.p99).padStart(6)}  ${fmt(x.p999).padStart(8)}  ${String(x.errors).padStart(6)}  ${statuses.padEnd(20)}  ${ratio.padStart(11)}  ${delta.padStart(8)}  ${String(x.cpuUs).padStart(10)}`,
       );
@@ -446,15 +534,29 @@ async function main(): Promise<void> {
   for (const [name, r] of Object.entries(results)) {
     for (const who of ['bare', 'snapgate'] as const) {
       const x = r[who];
-      const parts = [`target ${x.cpuUs}`, ...Object.entries(x.shares).filter(([k]) => k !== 'machine').map(([k, v]) => `${k} ${v}`)];
-      lines.push(`  ${name.padEnd(14)} ${who.padEnd(9)} machine ${String(x.shares.machine ?? 0).padStart(4)} = ${parts.join(', ')}`);
+      const parts = [
+        `target ${x.cpuUs}`,
+        ...Object.entries(x.shares)
+          .filter(([k]) => k !== 'machine')
+          .map(([k, v]) => `${k} ${v}`),
+      ];
+      lines.push(
+        `  ${name.padEnd(14)} ${who.padEnd(9)} machine ${String(x.shares.machine ?? 0).padStart(4)} = ${parts.join(', ')}`,
+      );
     }
   }
   lines.push('');
-  lines.push(`peak RSS: snapgate ${rss.snapgate} MB, bare proxy ${rss.bare} MB (ratio ${fmt(rss.snapgate / rss.bare, 2)}); after start, before load: snapgate ${rssAtStart.snapgate} MB, bare ${rssAtStart.bare} MB`);
+  lines.push(
+    `peak RSS: snapgate ${rss.snapgate} MB, bare proxy ${rss.bare} MB (ratio ${fmt(rss.snapgate / rss.bare, 2)}); after start, before load: snapgate ${rssAtStart.snapgate} MB, bare ${rssAtStart.bare} MB`,
+  );
   lines.push(`Redis round trips per allowed call (a): ${fmt(roundTrips, 2)}`);
-  lines.push(`(a) at saturation: p99 ${fmt(a.snapgate.p99 - a.bare.p99)} ms over bare (there, latency = ${CONNECTIONS} connections / throughput)`);
-  if (workers) lines.push(`workers (a): 1 → ${workers.one.rps} req/s, 2 → ${workers.two.rps} req/s (×${fmt(workers.two.rps / workers.one.rps, 2)}), p99 ${fmt(workers.one.p99)} → ${fmt(workers.two.p99)} ms, peak RSS of 2 workers + primary ${workers.rssTwo} MB`);
+  lines.push(
+    `(a) at saturation: p99 ${fmt(a.snapgate.p99 - a.bare.p99)} ms over bare (there, latency = ${CONNECTIONS} connections / throughput)`,
+  );
+  if (workers)
+    lines.push(
+      `workers (a): 1 → ${workers.one.rps} req/s, 2 → ${workers.two.rps} req/s (×${fmt(workers.two.rps / workers.one.rps, 2)}), p99 ${fmt(workers.one.p99)} → ${fmt(workers.two.p99)} ms, peak RSS of 2 workers + primary ${workers.rssTwo} MB`,
+    );
   // Scenarios run one after another, so machine drift between them would read as a difference;
   // each is compared through its ratio to the bare proxy measured beside it.
   const relativeToA = (name: string) => {
@@ -463,7 +565,10 @@ async function main(): Promise<void> {
   };
   const budget = [
     ['(a) req/s ≥ 65% of bare', a.snapgate.rps / a.bare.rps >= 0.65],
-    [`(a) p99 within 3 ms of bare, both at ${FIXED_RATE} req/s`, (results[fixedName]?.snapgate.p99 ?? Infinity) - (results[fixedName]?.bare.p99 ?? 0) <= 3],
+    [
+      `(a) p99 within 3 ms of bare, both at ${FIXED_RATE} req/s`,
+      (results[fixedName]?.snapgate.p99 ?? Infinity) - (results[fixedName]?.bare.p99 ?? 0) <= 3,
+    ],
     [`(b) req/s within 10% of (a): ×${fmt(relativeToA('b spread'), 2)}`, Math.abs(relativeToA('b spread') - 1) <= 0.1],
     [`(d) 429 path ≥ 1.5× (a) req/s: ×${fmt(relativeToA('d over limit'), 2)}`, relativeToA('d over limit') >= 1.5],
     ['peak RSS < 150 MB', rss.snapgate < 150],
@@ -477,7 +582,20 @@ async function main(): Promise<void> {
   // BENCH_OUT: where the JSON goes (the smoke test writes elsewhere, so a real run's report stays).
   const out = process.env.BENCH_OUT ?? join(ROOT, 'reports/bench.json');
   mkdirSync(dirname(out), { recursive: true });
-  const report: BenchReport = { date: new Date().toISOString(), machine: { cores: cpus().length, model: cpus()[0]?.model, node: process.version }, connections: CONNECTIONS, durationSec: DURATION, rounds: ROUNDS, fixedRate: FIXED_RATE, results, rss, rssAtStart, roundTrips, workers, budget: Object.fromEntries(budget) };
+  const report: BenchReport = {
+    date: new Date().toISOString(),
+    machine: { cores: cpus().length, model: cpus()[0]?.model, node: process.version },
+    connections: CONNECTIONS,
+    durationSec: DURATION,
+    rounds: ROUNDS,
+    fixedRate: FIXED_RATE,
+    results,
+    rss,
+    rssAtStart,
+    roundTrips,
+    workers,
+    budget: Object.fromEntries(budget),
+  };
   writeFileSync(out, JSON.stringify(report, null, 2));
   process.stdout.write(`results written to ${out}\n`);
 }

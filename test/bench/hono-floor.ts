@@ -20,7 +20,14 @@ import { batchWritesThisTurn } from '../../src/redis/client.js';
 
 const upstream = process.env.BARE_UPSTREAM ?? 'http://127.0.0.1:9000';
 const authorization = `Basic ${Buffer.from(`${process.env.BENCH_SL_USER ?? 'bench@example.com'}:${process.env.BENCH_SL_PASSWORD ?? 'bench'}`).toString('base64')}`;
-const agent = new Agent({ connections: 32, keepAliveTimeout: 4_000, headersTimeout: 30_000, bodyTimeout: 30_000, connect: { timeout: 5_000 }, pipelining: 1 });
+const agent = new Agent({
+  connections: 32,
+  keepAliveTimeout: 4_000,
+  headersTimeout: 30_000,
+  bodyTimeout: 30_000,
+  connect: { timeout: 5_000 },
+  pipelining: 1,
+});
 
 /** Does a call's Redis work up to forwarding; the function it returns records the outcome. */
 type RedisWork = (org: string, ruuid: string) => Promise<() => void>;
@@ -31,7 +38,16 @@ async function redisWork(url: string): Promise<RedisWork> {
   const stream = 'audit:{floor}:events';
   const maxLen = Number(process.env.FLOOR_AUDIT_MAXLEN ?? 200_000);
   // Padding brings each event to the size of snapgate's (about 900 bytes of JSON).
-  const eventOf = (org: string, ruuid: string) => ({ v: 3, id: randomUUID(), type: 'attempt', time: new Date().toISOString(), caller: { iss: 'https://idp.example.com', sub: 'svc-000' }, org, ruuid, pad: 'x'.repeat(560) });
+  const eventOf = (org: string, ruuid: string) => ({
+    v: 3,
+    id: randomUUID(),
+    type: 'attempt',
+    time: new Date().toISOString(),
+    caller: { iss: 'https://idp.example.com', sub: 'svc-000' },
+    org,
+    ruuid,
+    pad: 'x'.repeat(560),
+  });
 
   if (process.env.FLOOR_REDIS_MODE === 'raw') {
     const sha = String(await client.script('LOAD', LIMIT_SCRIPT));
@@ -45,7 +61,15 @@ async function redisWork(url: string): Promise<RedisWork> {
       ]);
       return () => {
         batchWritesThisTurn(client);
-        void client.xadd(stream, 'MAXLEN', '~', maxLen, '*', 'e', JSON.stringify({ ...event, type: 'outcome', status: 200 }));
+        void client.xadd(
+          stream,
+          'MAXLEN',
+          '~',
+          maxLen,
+          '*',
+          'e',
+          JSON.stringify({ ...event, type: 'outcome', status: 200 }),
+        );
       };
     };
   }
@@ -54,7 +78,17 @@ async function redisWork(url: string): Promise<RedisWork> {
   const limits = compileOrgLimits('Bench-Org', { limit: 1_000_000_000, window: '1h' } as never, 30_000);
   const log = createLogger({ level: 'warn', write: () => undefined });
   const sink = createRedisStreamSink(client, { stream, maxLen });
-  const trail = new AuditTrail([new SinkWriter({ sink, required: true, onFailure: 'reject', ackTimeoutMs: 1_000, spoolDir: '/tmp', instance: 'floor', log })]);
+  const trail = new AuditTrail([
+    new SinkWriter({
+      sink,
+      required: true,
+      onFailure: 'reject',
+      ackTimeoutMs: 1_000,
+      spoolDir: '/tmp',
+      instance: 'floor',
+      log,
+    }),
+  ]);
   await trail.start();
   return async (org, ruuid) => {
     const event = eventOf(org, ruuid) as unknown as AuditEvent;
@@ -73,10 +107,16 @@ app.post('/api/1/rest/public/runtime/start/:org/:ruuid', async (c) => {
   done?.();
   return new Response(body, {
     status: up.statusCode,
-    headers: { 'content-type': String(up.headers['content-type'] ?? 'application/json'), ...(typeof sl === 'string' ? { 'x-sl-statuscode': sl } : {}) },
+    headers: {
+      'content-type': String(up.headers['content-type'] ?? 'application/json'),
+      ...(typeof sl === 'string' ? { 'x-sl-statuscode': sl } : {}),
+    },
   });
 });
-const server = serve({ fetch: app.fetch, port: Number(process.env.BARE_PORT ?? 0), hostname: '127.0.0.1' }, (info: AddressInfo) => {
-  process.stdout.write(`ready ${info.port}\n`);
-});
+const server = serve(
+  { fetch: app.fetch, port: Number(process.env.BARE_PORT ?? 0), hostname: '127.0.0.1' },
+  (info: AddressInfo) => {
+    process.stdout.write(`ready ${info.port}\n`);
+  },
+);
 process.on('SIGTERM', () => server.close(() => process.exit(0)));

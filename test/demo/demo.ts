@@ -15,7 +15,10 @@ const ORG = 'Demo-Org';
 const SL_USER = 'svc-demo@example.com';
 const SL_PASSWORD = `demo-${Math.random().toString(36).slice(2)}`;
 
-const standIn = await SnapLogicStandIn.start({ orgs: { [ORG]: { username: SL_USER, password: SL_PASSWORD } }, transitionMs: 2_000 });
+const standIn = await SnapLogicStandIn.start({
+  orgs: { [ORG]: { username: SL_USER, password: SL_PASSWORD } },
+  transitionMs: 2_000,
+});
 const issuer = await TokenIssuer.start({ audience: 'snapgate' });
 
 // The SnapLogic password lives in a file, the user name in an environment variable: the two kinds
@@ -28,10 +31,17 @@ const env = { ...process.env, DEMO_SL_USER: SL_USER };
 const config = parseConfig(
   {
     server: { host: '127.0.0.1', port: 8080, shutdownTimeout: '5s' },
-    auth: { issuers: [{ issuer: issuer.issuer, audience: 'snapgate', jwksUri: issuer.jwksUri, algorithms: ['ES256'] }] },
+    auth: {
+      issuers: [{ issuer: issuer.issuer, audience: 'snapgate', jwksUri: issuer.jwksUri, algorithms: ['ES256'] }],
+    },
     policy: [{ match: { sub: 'svc-demo' }, orgs: [ORG], actions: ['runtime.start'] }],
     orgs: {
-      [ORG]: { pod: standIn.url, username: 'env:DEMO_SL_USER', password: `file:${passwordFile}`, rateLimit: { limit: 10, window: '60s', burst: 5 } },
+      [ORG]: {
+        pod: standIn.url,
+        username: 'env:DEMO_SL_USER',
+        password: `file:${passwordFile}`,
+        rateLimit: { limit: 10, window: '60s', burst: 5 },
+      },
     },
   },
   'demo',
@@ -42,7 +52,13 @@ const gateway = await startGateway(config, {
   env,
   log: createLogger({ level: once ? 'warn' : 'info', write: (l) => process.stderr.write(l) }),
   auditWrite: (text) => {
-    process.stdout.write(text.split('\n').filter(Boolean).map((l) => `[audit] ${l}\n`).join(''));
+    process.stdout.write(
+      text
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => `[audit] ${l}\n`)
+        .join(''),
+    );
   },
   instance: 'demo',
   watchSecretFiles: true,
@@ -72,7 +88,9 @@ say(`Resuming suspended run ${first} through snapgate:`);
 say(`  curl -si -X POST -H "Authorization: Bearer $TOKEN" ${base}${path(first)}`);
 const res = await fetch(`${base}${path(first)}`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
 say(`  → HTTP ${res.status} ${await res.text()}`);
-say(`  (the stand-in received Basic auth as ${standIn.startCalls().at(-1)?.authUser ?? '?'}; the run is now ${standIn.run(ORG, first)?.state})`);
+say(
+  `  (the stand-in received Basic auth as ${standIn.startCalls().at(-1)?.authUser ?? '?'}; the run is now ${standIn.run(ORG, first)?.state})`,
+);
 
 if (once) {
   await gateway.shutdown(1_000);
@@ -85,11 +103,17 @@ say();
 say('Try it yourself (the token is valid for one hour):');
 say(`  export TOKEN=${token}`);
 say(`  curl -si -X POST -H "Authorization: Bearer $TOKEN" ${base}${path(spare[0]!)}`);
-say(`  curl -si -X POST -H "Authorization: Bearer $TOKEN" ${base}${path(spare[0]!)}     # again: SnapLogic says 409, not Suspended`);
+say(
+  `  curl -si -X POST -H "Authorization: Bearer $TOKEN" ${base}${path(spare[0]!)}     # again: SnapLogic says 409, not Suspended`,
+);
 say(`  curl -si -X POST ${base}${path(spare[1]!)}                                      # no token: 401 problem+json`);
-say(`  curl -si -X POST -H "Authorization: Bearer $TOKEN" ${base}/api/1/rest/public/runtime/start/Other-Org/${spare[1]!}   # 403`);
+say(
+  `  curl -si -X POST -H "Authorization: Bearer $TOKEN" ${base}/api/1/rest/public/runtime/start/Other-Org/${spare[1]!}   # 403`,
+);
 say(`  curl -s ${base}/readyz`);
-say(`  (every resume answer carries RateLimit-Policy / RateLimit: ${ORG} allows 10 per minute plus a burst of 5, per process in the demo)`);
+say(
+  `  (every resume answer carries RateLimit-Policy / RateLimit: ${ORG} allows 10 per minute plus a burst of 5, per process in the demo)`,
+);
 say();
 say('Audit events appear below as [audit] lines. Ctrl-C to stop.');
 

@@ -9,7 +9,15 @@ import type { AuditEvent } from '../../src/audit/event.js';
 import { createFileSink } from '../../src/audit/sinks.js';
 import { ChainWriter, eventBody } from '../../src/audit/chain.js';
 import { buildAuditEvent } from '../../src/audit/event.js';
-import { baseConfig, spawnGateway, startTestGateway, tempDir, writeConfig, type GatewayProcess, type TestGateway } from '../helpers/gateway.js';
+import {
+  baseConfig,
+  spawnGateway,
+  startTestGateway,
+  tempDir,
+  writeConfig,
+  type GatewayProcess,
+  type TestGateway,
+} from '../helpers/gateway.js';
 import { resume } from '../helpers/http.js';
 import type { RedisServer } from '../helpers/redis-server.js';
 import type { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
@@ -83,7 +91,10 @@ describe('write-ahead', () => {
     };
     const gw = open[0]!;
     const requestId = `wa-${randomUUID()}`;
-    const res = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt, { 'x-request-id': requestId, 'user-agent': 'billing-job/1.2' });
+    const res = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt, {
+      'x-request-id': requestId,
+      'user-agent': 'billing-job/1.2',
+    });
     expect(res.status).toBe(200);
     expect(seenAtArrival[0]!.filter((e) => e.requestId === requestId).map((e) => e.type)).toEqual(['attempt']);
     const events = await until(streamEvents, (es) => es.filter((e) => e.requestId === requestId).length === 2);
@@ -112,7 +123,9 @@ describe('write-ahead', () => {
     await redis.kill();
     try {
       const before = standIn.startCalls().length;
-      const refused = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt, { 'x-request-id': 'refused-1' });
+      const refused = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt, {
+        'x-request-id': 'refused-1',
+      });
       expect(refused.status).toBe(503);
       expect(refused.json.code).toBe('audit_unavailable');
       expect(refused.headers['retry-after']).toBe('1');
@@ -121,7 +134,11 @@ describe('write-ahead', () => {
       await redis.restart();
     }
     // Nothing is lost: once Redis is back, the refused attempt and its 503 outcome reach the stream, chain intact.
-    const events = await until(streamEvents, (es) => es.some((e) => e.requestId === 'refused-1' && e.type === 'outcome'), 8_000);
+    const events = await until(
+      streamEvents,
+      (es) => es.some((e) => e.requestId === 'refused-1' && e.type === 'outcome'),
+      8_000,
+    );
     const refusedEvents = events.filter((e) => e.requestId === 'refused-1');
     expect(refusedEvents.map((e) => [e.type, e.status])).toEqual([
       ['attempt', null],
@@ -144,16 +161,24 @@ describe('write-ahead', () => {
       for (let i = 0; i < 5; i++) {
         const id = `during-${i}`;
         during.push(id);
-        expect((await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt, { 'x-request-id': id })).status).toBe(200);
+        expect(
+          (await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt, { 'x-request-id': id })).status,
+        ).toBe(200);
       }
       const spool = readFileSync(join(spoolDir, 'redis.spool.jsonl'), 'utf8');
       for (const id of during) expect(spool).toContain(`"requestId":"${id}"`);
     } finally {
       await redis.restart();
     }
-    const events = await until(streamEvents, (es) => es.filter((e) => e.requestId.startsWith('during-')).length === 10, 15_000);
+    const events = await until(
+      streamEvents,
+      (es) => es.filter((e) => e.requestId.startsWith('during-')).length === 10,
+      15_000,
+    );
     const duringEvents = events.filter((e) => e.requestId.startsWith('during-'));
-    expect(duringEvents.map((e) => `${e.requestId}:${e.type}`)).toEqual(during.flatMap((id) => [`${id}:attempt`, `${id}:outcome`]));
+    expect(duringEvents.map((e) => `${e.requestId}:${e.type}`)).toEqual(
+      during.flatMap((id) => [`${id}:attempt`, `${id}:outcome`]),
+    );
     expect(new Set(events.map((e) => e.id)).size).toBe(events.length);
     await until(() => gw.logs.some((l) => l.msg === 'audit spool replayed'), Boolean, 15_000);
     expect(gw.logs.some((l) => l.msg === 'audit spool replayed')).toBe(true);
@@ -170,7 +195,9 @@ describe('file sink', () => {
     for (let i = 0; i < 12; i++) {
       const id = `file-${i}`;
       ids.push(id);
-      expect((await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt, { 'x-request-id': id })).status).toBe(200);
+      expect((await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt, { 'x-request-id': id })).status).toBe(
+        200,
+      );
     }
     await gw.close();
     open.splice(0);
@@ -196,10 +223,21 @@ describe('file sink', () => {
     const writer = new ChainWriter('t');
     const batch = [1, 2, 3].map((i) =>
       writer.link(
-        eventBody(buildAuditEvent({
-          type: 'decision', time: new Date(), requestId: `r${i}`, instance: 't', caller: undefined, fields: {},
-          decision: 'forbidden', reason: 'forbidden', status: 403, latencyMs: 1, client: { address: undefined, userAgent: undefined },
-        })),
+        eventBody(
+          buildAuditEvent({
+            type: 'decision',
+            time: new Date(),
+            requestId: `r${i}`,
+            instance: 't',
+            caller: undefined,
+            fields: {},
+            decision: 'forbidden',
+            reason: 'forbidden',
+            status: 403,
+            latencyMs: 1,
+            client: { address: undefined, userAgent: undefined },
+          }),
+        ),
       ),
     );
     await sink.append(batch);
@@ -214,7 +252,8 @@ describe('tamper evidence and the CLI', () => {
     const dir = tempDir('snapgate-audit-');
     const path = join(dir, 'audit.jsonl');
     const gw = await gateway({ sinks: [{ type: 'file', path, fsync: 'never' }] });
-    for (let i = 0; i < n; i++) await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt, { 'x-request-id': `t-${i}` });
+    for (let i = 0; i < n; i++)
+      await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt, { 'x-request-id': `t-${i}` });
     await gw.close();
     open.splice(0);
     return path;
@@ -249,7 +288,10 @@ describe('tamper evidence and the CLI', () => {
   it('finds a tampered Redis stream entry', async () => {
     const gw = await gateway({ sinks: [{ type: 'redis' }] });
     for (let i = 0; i < 3; i++) await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt);
-    const entries = await until(async () => (await admin.xrange(STREAM, '-', '+')) as [string, string[]][], (es) => es.length === 6);
+    const entries = await until(
+      async () => (await admin.xrange(STREAM, '-', '+')) as [string, string[]][],
+      (es) => es.length === 6,
+    );
     expect((await cli(['verify', '--redis', redis.url, '--complete'])).code).toBe(0);
     await admin.xdel(STREAM, entries[2]![0]);
     const res = await cli(['verify', '--redis', redis.url]);
@@ -265,17 +307,27 @@ describe('tamper evidence and the CLI', () => {
     await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt);
     await resume(gw.url, 'Other-Org', standIn.addRun('Other-Org'), jwt);
     await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), 'bad-token');
-    await until(() => readFileSync(path, 'utf8').split('\n').filter(Boolean).length, (n) => n >= 4);
+    await until(
+      () => readFileSync(path, 'utf8').split('\n').filter(Boolean).length,
+      (n) => n >= 4,
+    );
 
     const forbidden = await cli(['query', '--file', path, '--decision', 'forbidden', '--caller', 'svc-billing']);
-    const rows = forbidden.out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as AuditEvent);
+    const rows = forbidden.out
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as AuditEvent);
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ org: 'Other-Org', decision: 'forbidden', reason: 'forbidden' });
 
     const acme = await cli(['query', '--file', path, '--org', 'Acme-Prod', '--since', since, '--format', 'table']);
     const table = acme.out.split('\n').filter(Boolean);
     expect(table[0]).toBe('time\ttype\tdecision\treason\torg\truuid\tcaller\tstatus\tupstream\tms\tcount');
-    expect(table.slice(1).map((l) => l.split('\t').slice(1, 3).join(' '))).toEqual(['attempt allowed', 'outcome allowed', 'decision unauthenticated']);
+    expect(table.slice(1).map((l) => l.split('\t').slice(1, 3).join(' '))).toEqual([
+      'attempt allowed',
+      'outcome allowed',
+      'decision unauthenticated',
+    ]);
 
     const none = await cli(['query', '--file', path, '--until', '2000-01-01T00:00:00Z']);
     expect(none.out).toBe('');
@@ -294,18 +346,30 @@ describe('bounded denials', () => {
   it('writes a few full events per caller and reason per second, and folds the rest into counted denials events', async () => {
     const dir = tempDir('snapgate-audit-');
     const path = join(dir, 'audit.jsonl');
-    const gw = await gateway({ sinks: [{ type: 'file', path, fsync: 'never' }], denials: { fullPerSecond: 3, maxKeys: 100 } });
+    const gw = await gateway({
+      sinks: [{ type: 'file', path, fsync: 'never' }],
+      denials: { fullPerSecond: 3, maxKeys: 100 },
+    });
     const N = 300;
-    await Promise.all(Array.from({ length: N }, () => resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), 'garbage-token')));
+    await Promise.all(
+      Array.from({ length: N }, () => resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), 'garbage-token')),
+    );
     await new Promise((r) => setTimeout(r, 1_300));
-    const events = readFileSync(path, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as AuditEvent);
+    const events = readFileSync(path, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as AuditEvent);
     const full = events.filter((e) => e.type === 'decision' && e.reason === 'token_malformed');
     const folded = events.filter((e) => e.type === 'denials');
     const seconds = new Set(full.map((e) => e.time.slice(0, 19))).size;
     expect(full.length).toBeLessThanOrEqual(3 * seconds);
     expect(folded.length).toBeGreaterThan(0);
     expect(full.length + folded.reduce((n, e) => n + (e.count ?? 0), 0)).toBe(N);
-    expect(folded[0]).toMatchObject({ decision: 'unauthenticated', reason: 'token_malformed', client: { address: '127.0.0.1' } });
+    expect(folded[0]).toMatchObject({
+      decision: 'unauthenticated',
+      reason: 'token_malformed',
+      client: { address: '127.0.0.1' },
+    });
     expect(events.length).toBeLessThan(20);
   });
 });
@@ -319,12 +383,22 @@ async function loadThenKill(gw: GatewayProcess, prefix: string, atLeast = 200): 
   let stop = false;
   const worker = async () => {
     while (!stop) {
-      await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt, { 'x-request-id': `${prefix}${n++}` }).catch(() => undefined);
+      await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt, { 'x-request-id': `${prefix}${n++}` }).catch(
+        () => undefined,
+      );
     }
   };
   const workers = Promise.all(Array.from({ length: 20 }, worker));
-  const mine = () => standIn.startCalls().map((c) => String(c.headers['x-request-id'])).filter((id) => id.startsWith(prefix));
-  await until(() => mine().length, (k) => k >= atLeast, 10_000);
+  const mine = () =>
+    standIn
+      .startCalls()
+      .map((c) => String(c.headers['x-request-id']))
+      .filter((id) => id.startsWith(prefix));
+  await until(
+    () => mine().length,
+    (k) => k >= atLeast,
+    10_000,
+  );
   gw.kill('SIGKILL');
   await gw.exited;
   stop = true;
@@ -334,7 +408,9 @@ async function loadThenKill(gw: GatewayProcess, prefix: string, atLeast = 200): 
 
 describe('crash', () => {
   it('after kill -9 mid-load, every call SnapLogic received has its attempt in the stream', async () => {
-    const gw = await spawnGateway(writeConfig(baseConfig(standIn, issuer, { redis: { url: redis.url }, audit: { sinks: [{ type: 'redis' }] } })));
+    const gw = await spawnGateway(
+      writeConfig(baseConfig(standIn, issuer, { redis: { url: redis.url }, audit: { sinks: [{ type: 'redis' }] } })),
+    );
     expect(gw.port, gw.stderr.join('\n')).toBeGreaterThan(0);
     const received = await loadThenKill(gw, `crash-${randomUUID().slice(0, 8)}-`);
     expect(received.length).toBeGreaterThanOrEqual(200);
@@ -372,14 +448,24 @@ describe('volume', () => {
     const worker = async () => {
       while (next < total) {
         const i = next++;
-        const res = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod', 'Suspended', `${(i + 1).toString(16).padStart(24, '0')}_${randomUUID()}`), jwt, {
-          'x-request-id': `vol-${i}`,
-        });
+        const res = await resume(
+          gw.url,
+          'Acme-Prod',
+          standIn.addRun('Acme-Prod', 'Suspended', `${(i + 1).toString(16).padStart(24, '0')}_${randomUUID()}`),
+          jwt,
+          {
+            'x-request-id': `vol-${i}`,
+          },
+        );
         if (res.status !== 200) throw new Error(`call ${i}: ${res.status} ${res.text}`);
       }
     };
     await Promise.all(Array.from({ length: 50 }, worker));
-    const len = await until(() => admin.xlen(STREAM), (n) => n >= 2 * total, 20_000);
+    const len = await until(
+      () => admin.xlen(STREAM),
+      (n) => n >= 2 * total,
+      20_000,
+    );
     expect(len).toBe(2 * total);
     const positions = new Map<string, string[]>();
     let start = '-';

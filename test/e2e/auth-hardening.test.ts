@@ -37,11 +37,22 @@ describe('readiness while the identity provider is down', () => {
     issuer = await TokenIssuer.start();
     issuer.mode = 'error';
     const gw = await gatewayWith(issuer, [
-      { issuer: issuer.issuer, audience: 'snapgate', jwksUri: issuer.jwksUri, algorithms: ['ES256'], jwks: { cooldown: '30s' } },
+      {
+        issuer: issuer.issuer,
+        audience: 'snapgate',
+        jwksUri: issuer.jwksUri,
+        algorithms: ['ES256'],
+        jwks: { cooldown: '30s' },
+      },
     ]);
     const statuses: number[] = [];
     for (let i = 0; i < 20; i++) statuses.push((await send(gw.url, 'GET', '/readyz')).status);
-    const res = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), await issuer.mint({ sub: 'svc-billing' }));
+    const res = await resume(
+      gw.url,
+      'Acme-Prod',
+      standIn.addRun('Acme-Prod'),
+      await issuer.mint({ sub: 'svc-billing' }),
+    );
     expect(res.status, res.text).toBe(503);
     expect(res.json.code).toBe('jwks_unavailable');
     expect(statuses).toEqual(Array(20).fill(503));
@@ -65,7 +76,13 @@ describe('stale keys expire', () => {
       },
     ]);
     // A fresh token per call, so the verified-token cache never answers for the keys.
-    const call = async () => resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), await idp.mint({ sub: 'svc-billing', jti: crypto.randomUUID() }));
+    const call = async () =>
+      resume(
+        gw.url,
+        'Acme-Prod',
+        standIn.addRun('Acme-Prod'),
+        await idp.mint({ sub: 'svc-billing', jti: crypto.randomUUID() }),
+      );
     const first = await call();
     expect(first.status, `${first.text} ${JSON.stringify(gw.logs.filter((l) => l.level === 'error'))}`).toBe(200);
     const lastGood = Date.now();
@@ -93,7 +110,14 @@ describe('401 bodies', () => {
   it('never echo the unverified alg from the token header', async () => {
     issuer = await TokenIssuer.start();
     const { publicKey } = await generateKeyPair('ES256');
-    const gw = await gatewayWith(issuer, [{ issuer: 'https://pem-idp', audience: 'snapgate', publicKey: await exportSPKI(publicKey), algorithms: ['ES256'] }]);
+    const gw = await gatewayWith(issuer, [
+      {
+        issuer: 'https://pem-idp',
+        audience: 'snapgate',
+        publicKey: await exportSPKI(publicKey),
+        algorithms: ['ES256'],
+      },
+    ]);
     const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
     const exp = Math.floor(Date.now() / 1000) + 300;
     const hostile = `${b64({ alg: 'ZZ-hostile-alg-value' })}.${b64({ iss: 'https://pem-idp', sub: 'svc-billing', aud: 'snapgate', exp })}.c2ln`;

@@ -10,14 +10,25 @@ import { ROOT, tempDir } from '../helpers/gateway.js';
 
 it('runs every scenario against snapgate and the bare proxy, prints the table and writes the JSON', async () => {
   const out = join(tempDir('snapgate-bench-test-'), 'bench.json');
-  const env = { ...process.env, BENCH_DURATION: '1', BENCH_ROUNDS: '1', BENCH_ORGS: '20', BENCH_FIXED_RATE: '100', BENCH_OUT: out };
+  const env = {
+    ...process.env,
+    BENCH_DURATION: '1',
+    BENCH_ROUNDS: '1',
+    BENCH_ORGS: '20',
+    BENCH_FIXED_RATE: '100',
+    BENCH_OUT: out,
+  };
   const stdout = await new Promise<string>((resolve, reject) => {
-    execFile(process.execPath, ['--import', 'tsx', join(ROOT, 'test/bench/bench.ts')], { cwd: ROOT, env, maxBuffer: 1 << 20 }, (err, text, stderr) =>
-      err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(text),
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', join(ROOT, 'test/bench/bench.ts')],
+      { cwd: ROOT, env, maxBuffer: 1 << 20 },
+      (err, text, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(text)),
     );
   });
 
-  for (const line of ['a steady ', 'b spread ', 'c hostile ', 'd over limit ', 'a @ 100/s ']) expect(stdout).toContain(line);
+  for (const line of ['a steady ', 'b spread ', 'c hostile ', 'd over limit ', 'a @ 100/s '])
+    expect(stdout).toContain(line);
   expect(stdout).toContain('req/s ratio');
   expect(stdout).toMatch(/peak RSS: snapgate \d+ MB, bare proxy \d+ MB/);
   expect(stdout).toMatch(/workers \(a\): 1 → \d+ req\/s, 2 → \d+ req\/s/);

@@ -7,11 +7,13 @@ import { track } from '../helpers/children.js';
 
 describe('demo', () => {
   it('resumes a run through snapgate with nothing outside to set up, then exits with --once', async () => {
-    const proc = track(spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/demo/demo.ts'), '--once'], {
-      cwd: ROOT,
-      env: { PATH: process.env.PATH, SNAPGATE_PORT: '0' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    }));
+    const proc = track(
+      spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'test/demo/demo.ts'), '--once'], {
+        cwd: ROOT,
+        env: { PATH: process.env.PATH, SNAPGATE_PORT: '0' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+    );
     let out = '';
     proc.stdout.on('data', (c: Buffer) => (out += c.toString()));
     proc.stderr.on('data', (c: Buffer) => (out += c.toString()));
@@ -19,6 +21,8 @@ describe('demo', () => {
     expect(code, out).toBe(0);
     expect(out).toContain('→ HTTP 200 {"response_map":{},"http_status_code":200}');
     expect(out).toContain('"decision":"allowed"');
-    expect(out).toMatch(/curl -si -X POST -H "Authorization: Bearer \$TOKEN" http:\/\/127\.0\.0\.1:\d+\/api\/1\/rest\/public\/runtime\/start\/Demo-Org\//);
+    expect(out).toMatch(
+      /curl -si -X POST -H "Authorization: Bearer \$TOKEN" http:\/\/127\.0\.0\.1:\d+\/api\/1\/rest\/public\/runtime\/start\/Demo-Org\//,
+    );
   });
 });

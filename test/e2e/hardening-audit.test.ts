@@ -25,7 +25,12 @@ beforeAll(async () => {
     baseConfig(standIn, issuer, {
       redis: { url: redis.url, commandTimeout: '100ms' },
       admin: { host: '127.0.0.1', port: 0 },
-      audit: { sinks: [{ type: 'redis', stream: 'audit:{q}:events' }], onFailure: 'reject', ackTimeout: '200ms', maxQueue: MAX_QUEUE },
+      audit: {
+        sinks: [{ type: 'redis', stream: 'audit:{q}:events' }],
+        onFailure: 'reject',
+        ackTimeout: '200ms',
+        maxQueue: MAX_QUEUE,
+      },
     }),
   );
 });
@@ -58,7 +63,10 @@ describe('a required sink that is down', () => {
     };
     const sampler = (async () => {
       while (Date.now() < until) {
-        maxDepth = Math.max(maxDepth, metric((await send(adminUrl, 'GET', '/metrics')).text, 'snapgate_audit_queue_depth'));
+        maxDepth = Math.max(
+          maxDepth,
+          metric((await send(adminUrl, 'GET', '/metrics')).text, 'snapgate_audit_queue_depth'),
+        );
         await new Promise((r) => setTimeout(r, 100));
       }
     })();
@@ -92,7 +100,9 @@ describe('a required sink that is down', () => {
       const droppedAfter = metric((await send(adminUrl, 'GET', '/metrics')).text, 'snapgate_audit_dropped_total');
       expect(events.filter((e) => e.type === 'dropped').reduce((n, e) => n + (e.count ?? 0), 0)).toBe(droppedAfter);
       // What was queued and the dropped event form one unbroken chain: drops never leave a gap in it.
-      expect(verifyChain(lines, { complete: true }).ok, JSON.stringify(verifyChain(lines, { complete: true }))).toBe(true);
+      expect(verifyChain(lines, { complete: true }).ok, JSON.stringify(verifyChain(lines, { complete: true }))).toBe(
+        true,
+      );
     } finally {
       reader.disconnect();
     }

@@ -42,8 +42,15 @@ afterAll(async () => {
 });
 
 /** A gateway whose Acme-Prod has `rateLimit` (when given), on the world's Redis unless `redis: undefined` is passed. */
-async function gateway(rateLimit: Record<string, unknown> | undefined, extra: Record<string, unknown> = {}): Promise<TestGateway> {
-  const doc = baseConfig(standIn, issuer, { redis: { url: redis.url, commandTimeout: '100ms' }, admin: { host: '127.0.0.1', port: 0 }, ...extra });
+async function gateway(
+  rateLimit: Record<string, unknown> | undefined,
+  extra: Record<string, unknown> = {},
+): Promise<TestGateway> {
+  const doc = baseConfig(standIn, issuer, {
+    redis: { url: redis.url, commandTimeout: '100ms' },
+    admin: { host: '127.0.0.1', port: 0 },
+    ...extra,
+  });
   if (doc.redis === undefined) delete doc.redis;
   const orgs = doc.orgs as Record<string, Record<string, unknown>>;
   if (rateLimit !== undefined) orgs['Acme-Prod'] = { ...orgs['Acme-Prod'], rateLimit };
@@ -53,13 +60,21 @@ async function gateway(rateLimit: Record<string, unknown> | undefined, extra: Re
 }
 
 const startPath = (ruuid = standIn.addRun('Acme-Prod')) => `/api/1/rest/public/runtime/start/Acme-Prod/${ruuid}`;
-const call = (gw: TestGateway, headers: Record<string, string> = {}) => resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt, headers);
+const call = (gw: TestGateway, headers: Record<string, string> = {}) =>
+  resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt, headers);
 
 /** A call whose client gives up after `ms` (destroys its socket); resolves when it has. */
 function callAndHangUp(gw: TestGateway, ms: number): Promise<void> {
   const u = new URL(gw.url);
   return new Promise((resolve) => {
-    const req = httpRequest({ host: u.hostname, port: u.port, method: 'POST', path: startPath(), headers: { authorization: `Bearer ${jwt}` }, agent: false });
+    const req = httpRequest({
+      host: u.hostname,
+      port: u.port,
+      method: 'POST',
+      path: startPath(),
+      headers: { authorization: `Bearer ${jwt}` },
+      agent: false,
+    });
     req.on('error', () => resolve());
     req.on('response', (res) => res.resume());
     req.end();
@@ -71,7 +86,10 @@ function callAndHangUp(gw: TestGateway, ms: number): Promise<void> {
 }
 
 /** A raw socket that sends `head` (request line and headers) and then whatever `body` says. */
-function rawSocket(gw: TestGateway, head: string): Promise<{ socket: Socket; received: () => string; closed: Promise<void> }> {
+function rawSocket(
+  gw: TestGateway,
+  head: string,
+): Promise<{ socket: Socket; received: () => string; closed: Promise<void> }> {
   const u = new URL(gw.url);
   return new Promise((resolve, reject) => {
     const socket = connect(Number(u.port), u.hostname);
@@ -90,7 +108,7 @@ function rawSocket(gw: TestGateway, head: string): Promise<{ socket: Socket; rec
 
 const unhandled = (gw: TestGateway) => gw.logs.filter((l) => l.msg === 'unhandled error');
 
-describe('concurrency leases are snapgate\'s own', () => {
+describe("concurrency leases are snapgate's own", () => {
   const slowUpstream = { upstream: { connectTimeout: '1s', headersTimeout: '6s', bodyTimeout: '6s' } };
 
   it('five parallel calls with one X-Request-Id and concurrency 2: two forwarded, three 429', async () => {
@@ -102,7 +120,7 @@ describe('concurrency leases are snapgate\'s own', () => {
     expect(standIn.startCalls().length - before).toBe(2);
   });
 
-  it('a call that reuses an id in flight cannot free that call\'s lease', async () => {
+  it("a call that reuses an id in flight cannot free that call's lease", async () => {
     const gw = await gateway({ limit: 100, window: '60s', concurrency: 2 }, slowUpstream);
     standIn.setFault({ kind: 'latency', ms: 2_500, count: 1 });
     const slow = call(gw, { 'x-request-id': 'victim' });
@@ -184,7 +202,11 @@ describe('only an allow-list of caller headers reaches SnapLogic', () => {
       'x-forwarded-host': 'evil.example',
       'x-anything': 'else',
     };
-    const res = await call(gw, { ...hostile, 'user-agent': 'job/1', traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01' });
+    const res = await call(gw, {
+      ...hostile,
+      'user-agent': 'job/1',
+      traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
+    });
     expect(res.status, res.text).toBe(200);
     const seen = standIn.startCalls().at(-1)!.headers;
     for (const name of Object.keys(hostile)) expect(seen[name], name).toBeUndefined();
@@ -208,14 +230,18 @@ describe('a caller that hangs up is not forwarded', () => {
   });
 
   it('gone while the audit attempt waits for its acknowledgement: never forwarded, the outcome says aborted', async () => {
-    const gw = await gateway(undefined, { audit: { sinks: [{ type: 'redis' }], ackTimeout: '3s', onFailure: 'reject' } });
+    const gw = await gateway(undefined, {
+      audit: { sinks: [{ type: 'redis' }], ackTimeout: '3s', onFailure: 'reject' },
+    });
     const before = standIn.startCalls().length;
     redis.pause();
     setTimeout(() => redis.resume(), 900);
     await callAndHangUp(gw, 300);
     await settle(2_000);
     expect(standIn.startCalls().length - before).toBe(0);
-    const events = (await admin.xrange('audit:{snapgate}:events', '-', '+')).map(([, f]) => JSON.parse(f[1]!) as Record<string, unknown>);
+    const events = (await admin.xrange('audit:{snapgate}:events', '-', '+')).map(
+      ([, f]) => JSON.parse(f[1]!) as Record<string, unknown>,
+    );
     const outcome = events.find((e) => e.type === 'outcome');
     expect(outcome?.reason).toBe('client_closed_request');
     expect(outcome?.decision).toBe('aborted');
@@ -237,10 +263,13 @@ describe('pipelined requests are not hang-ups', () => {
 
 describe('pipelining and hang-ups together', () => {
   it('a pipelined call whose socket dies before its turn is not left in flight', async () => {
-    const gw = await gateway(undefined, { upstream: { connectTimeout: '1s', headersTimeout: '5s', bodyTimeout: '5s' } });
+    const gw = await gateway(undefined, {
+      upstream: { connectTimeout: '1s', headersTimeout: '5s', bodyTimeout: '5s' },
+    });
     open.splice(open.indexOf(gw), 1);
     standIn.setFault({ kind: 'latency', ms: 800, count: 1 });
-    const req = (close = false) => `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${jwt}\r\n${close ? 'Connection: close\r\n' : ''}\r\n`;
+    const req = (close = false) =>
+      `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${jwt}\r\n${close ? 'Connection: close\r\n' : ''}\r\n`;
     const s = await rawSocket(gw, req() + req(true));
     await settle(200);
     s.socket.destroy();
@@ -257,7 +286,11 @@ describe('pipelining and hang-ups together', () => {
     const onWarning = (w: Error) => warnings.push(w.name);
     process.on('warning', onWarning);
     try {
-      const reqs = Array.from({ length: 30 }, (_, i) => `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${jwt}\r\n${i === 29 ? 'Connection: close\r\n' : ''}\r\n`);
+      const reqs = Array.from(
+        { length: 30 },
+        (_, i) =>
+          `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${jwt}\r\n${i === 29 ? 'Connection: close\r\n' : ''}\r\n`,
+      );
       const s = await rawSocket(gw, reqs.join(''));
       await Promise.race([s.closed, settle(8_000)]);
       expect([...s.received().matchAll(/HTTP\/1\.1 200/g)].length).toBe(30);
@@ -278,9 +311,12 @@ describe('pipelining and hang-ups together', () => {
   });
 });
 
-describe('slow bodies cannot hold an org\'s slots', () => {
+describe("slow bodies cannot hold an org's slots", () => {
   it('two stalled bodies leave both concurrency slots free and get 408 after the body deadline', async () => {
-    const gw = await gateway({ limit: 100, window: '60s', concurrency: 2 }, { server: { host: '127.0.0.1', port: 0, bodyTimeout: '800ms' } });
+    const gw = await gateway(
+      { limit: 100, window: '60s', concurrency: 2 },
+      { server: { host: '127.0.0.1', port: 0, bodyTimeout: '800ms' } },
+    );
     const head = `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${jwt}\r\nContent-Length: 10\r\n\r\n`;
     const stalled = [await rawSocket(gw, head), await rawSocket(gw, head)];
     await settle(200);
@@ -299,7 +335,10 @@ describe('slow bodies cannot hold an org\'s slots', () => {
   it('a body aborted midway is a decision with its own code, not an unhandled error', async () => {
     const gw = await gateway({ limit: 100, window: '60s', concurrency: 2 });
     const before = standIn.startCalls().length;
-    const s = await rawSocket(gw, `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${jwt}\r\nContent-Length: 100\r\n\r\n{"par`);
+    const s = await rawSocket(
+      gw,
+      `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${jwt}\r\nContent-Length: 100\r\n\r\n{"par`,
+    );
     await settle(200);
     s.socket.destroy();
     await settle(300);
@@ -312,7 +351,16 @@ describe('slow bodies cannot hold an org\'s slots', () => {
 
 describe('upstream connections are bounded', () => {
   it('calls beyond upstream.connections wait at most queueTimeout, and beyond maxQueue are refused at once: 503 upstream_busy', async () => {
-    const gw = await gateway(undefined, { upstream: { connectTimeout: '1s', headersTimeout: '5s', bodyTimeout: '5s', connections: 1, maxQueue: 1, queueTimeout: '300ms' } });
+    const gw = await gateway(undefined, {
+      upstream: {
+        connectTimeout: '1s',
+        headersTimeout: '5s',
+        bodyTimeout: '5s',
+        connections: 1,
+        maxQueue: 1,
+        queueTimeout: '300ms',
+      },
+    });
     standIn.setFault({ kind: 'latency', ms: 1_200, count: 1 });
     const before = standIn.startCalls().length;
     const first = call(gw);
@@ -332,7 +380,16 @@ describe('upstream connections are bounded', () => {
   it('a call refused upstream_busy gets its quota back', async () => {
     const gw = await gateway(
       { limit: 10, window: '60s' },
-      { upstream: { connectTimeout: '1s', headersTimeout: '5s', bodyTimeout: '5s', connections: 1, maxQueue: 0, queueTimeout: '300ms' } },
+      {
+        upstream: {
+          connectTimeout: '1s',
+          headersTimeout: '5s',
+          bodyTimeout: '5s',
+          connections: 1,
+          maxQueue: 0,
+          queueTimeout: '300ms',
+        },
+      },
     );
     standIn.setFault({ kind: 'latency', ms: 600, count: 1 });
     const first = call(gw);
@@ -345,7 +402,9 @@ describe('upstream connections are bounded', () => {
   });
 
   it('closes a connection whose headers never finish within server.headersTimeout', async () => {
-    const gw = await gateway(undefined, { server: { host: '127.0.0.1', port: 0, headersTimeout: '1s', requestTimeout: '2s' } });
+    const gw = await gateway(undefined, {
+      server: { host: '127.0.0.1', port: 0, headersTimeout: '1s', requestTimeout: '2s' },
+    });
     const s = await rawSocket(gw, `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nX-Slow: `);
     const started = Date.now();
     await Promise.race([s.closed, settle(4_000)]);
@@ -368,7 +427,7 @@ describe('upstream connections are bounded', () => {
   });
 });
 
-describe('readiness on the callers\' port is cheap and says little', () => {
+describe("readiness on the callers' port is cheap and says little", () => {
   let jwks: Server;
   let fetches = 0;
   beforeAll(async () => {
@@ -383,7 +442,16 @@ describe('readiness on the callers\' port is cheap and says little', () => {
   it('20 /readyz with an unreachable JWKS: one fetch, status only, no Redis or library text', async () => {
     const port = (jwks.address() as { port: number }).port;
     const gw = await gateway(undefined, {
-      auth: { issuers: [{ issuer: 'https://idp.down', audience: 'snapgate', jwksUri: `http://127.0.0.1:${port}/jwks`, algorithms: ['ES256'] }] },
+      auth: {
+        issuers: [
+          {
+            issuer: 'https://idp.down',
+            audience: 'snapgate',
+            jwksUri: `http://127.0.0.1:${port}/jwks`,
+            algorithms: ['ES256'],
+          },
+        ],
+      },
       policy: [],
     });
     fetches = 0;
@@ -398,9 +466,12 @@ describe('readiness on the callers\' port is cheap and says little', () => {
   });
 });
 
-describe('without Redis, each worker\'s limiter takes its share', () => {
+describe("without Redis, each worker's limiter takes its share", () => {
   it('server.workers: 2 with no redis admits limit / 2 in this process', async () => {
-    const gw = await gateway({ limit: 6, window: '60s' }, { redis: undefined, server: { host: '127.0.0.1', port: 0, workers: 2 } });
+    const gw = await gateway(
+      { limit: 6, window: '60s' },
+      { redis: undefined, server: { host: '127.0.0.1', port: 0, workers: 2 } },
+    );
     const statuses: number[] = [];
     for (let i = 0; i < 5; i++) statuses.push((await call(gw)).status);
     expect(statuses).toEqual([200, 200, 200, 429, 429]);
@@ -411,7 +482,10 @@ describe('shutdown loses no outcome', () => {
   it('a body still arriving at shutdown is cut at once, and its decision is written before the trail closes', async () => {
     const gw = await gateway(undefined, { server: { host: '127.0.0.1', port: 0, bodyTimeout: '10s' } });
     open.splice(open.indexOf(gw), 1);
-    const s = await rawSocket(gw, `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${jwt}\r\nContent-Length: 10\r\n\r\n{`);
+    const s = await rawSocket(
+      gw,
+      `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${jwt}\r\nContent-Length: 10\r\n\r\n{`,
+    );
     await settle(200);
     const started = Date.now();
     await gw.gateway.shutdown(300);

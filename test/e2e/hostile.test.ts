@@ -67,7 +67,8 @@ async function buildCorpus(port: number): Promise<void> {
     headers?: ReadonlyArray<readonly [string, string]>;
     body?: string | Buffer;
     noHost?: boolean;
-  }): Buffer => rawRequest({ ...parts, headers: [...(parts.noHost === true ? [] : [host]), rid(), ...(parts.headers ?? [])] });
+  }): Buffer =>
+    rawRequest({ ...parts, headers: [...(parts.noHost === true ? [] : [host]), rid(), ...(parts.headers ?? [])] });
   const once = (bytes: Buffer | string): RawStep[] => [{ write: bytes }];
   const acme = (): { ruuid: string; target: string } => {
     const ruuid = newRuuid();
@@ -82,12 +83,25 @@ async function buildCorpus(port: number): Promise<void> {
   // Each hostile header goes out three ways, none of which may be forwarded: without a token (401),
   // with a junk token (401), and with a valid token for an org the caller may not use (403).
   // `parser` is the answer when the header itself makes the request unacceptable before the app runs.
-  const hostileHeaders: Array<{ label: string; lines: string[]; parser?: readonly ErrorCode[]; noHost?: boolean; responses?: number; mayClose?: boolean }> = [
+  const hostileHeaders: Array<{
+    label: string;
+    lines: string[];
+    parser?: readonly ErrorCode[];
+    noHost?: boolean;
+    responses?: number;
+    mayClose?: boolean;
+  }> = [
     { label: 'X-HTTP-Method-Override: DELETE', lines: ['X-HTTP-Method-Override: DELETE'] },
     { label: 'X-HTTP-Method: GET', lines: ['X-HTTP-Method: GET'] },
     { label: 'X-Method-Override: PUT', lines: ['X-Method-Override: PUT'] },
-    { label: 'X-Original-URL to a stop path', lines: [`X-Original-URL: /api/1/rest/public/runtime/stop/Acme-Prod/${newRuuid()}`] },
-    { label: 'X-Rewrite-URL to a stop path', lines: [`X-Rewrite-URL: /api/1/rest/public/runtime/stop/Acme-Prod/${newRuuid()}`] },
+    {
+      label: 'X-Original-URL to a stop path',
+      lines: [`X-Original-URL: /api/1/rest/public/runtime/stop/Acme-Prod/${newRuuid()}`],
+    },
+    {
+      label: 'X-Rewrite-URL to a stop path',
+      lines: [`X-Rewrite-URL: /api/1/rest/public/runtime/stop/Acme-Prod/${newRuuid()}`],
+    },
     { label: 'X-Forwarded-Host: evil.example', lines: ['X-Forwarded-Host: evil.example'] },
     { label: 'X-Forwarded-For spoofing', lines: ['X-Forwarded-For: 10.0.0.1, 127.0.0.1'] },
     { label: 'Forwarded: host=evil', lines: ['Forwarded: for=127.0.0.1;host=evil.example;proto=https'] },
@@ -107,43 +121,106 @@ async function buildCorpus(port: number): Promise<void> {
     { label: 'User-Agent of 8000 bytes', lines: [`User-Agent: ${'u'.repeat(8000)}`] },
     { label: 'latin-1 obs-text value', lines: ['X-Note: caf\xe9 \xff\xfe'] },
     { label: 'UTF-8 bytes in a value', lines: [Buffer.from('X-Note: ünïcødé ✓ 😈').toString('latin1')] },
-    { label: 'UTF-8 bytes in a name', lines: [Buffer.from('X-Nämé: 1').toString('latin1')], parser: ['malformed_request'] },
+    {
+      label: 'UTF-8 bytes in a name',
+      lines: [Buffer.from('X-Nämé: 1').toString('latin1')],
+      parser: ['malformed_request'],
+    },
     { label: 'space inside a name', lines: ['X Foo: 1'], parser: ['malformed_request'] },
     { label: 'space before the colon', lines: ['X-Foo : 1'], parser: ['malformed_request'] },
     { label: 'NUL in a value', lines: ['X-Foo: a\0b'], parser: ['malformed_request'] },
     { label: 'NUL in a name', lines: ['X-F\0oo: 1'], parser: ['malformed_request'] },
-    { label: 'bare CR inside a value (CRLF injection)', lines: ['X-Foo: a\rX-Injected: b'], parser: ['malformed_request'] },
-    { label: 'bare LF inside a value (CRLF injection)', lines: ['X-Foo: a\nX-Injected: b'], parser: ['malformed_request'] },
+    {
+      label: 'bare CR inside a value (CRLF injection)',
+      lines: ['X-Foo: a\rX-Injected: b'],
+      parser: ['malformed_request'],
+    },
+    {
+      label: 'bare LF inside a value (CRLF injection)',
+      lines: ['X-Foo: a\nX-Injected: b'],
+      parser: ['malformed_request'],
+    },
     { label: 'encoded CRLF in a value', lines: ['X-Foo: a%0d%0aX-Injected:%20b'] },
-    { label: 'obs-fold continuation line', lines: ['X-Foo: a', ' folded: continuation'], parser: ['malformed_request'] },
+    {
+      label: 'obs-fold continuation line',
+      lines: ['X-Foo: a', ' folded: continuation'],
+      parser: ['malformed_request'],
+    },
     { label: 'header without a colon', lines: ['NoColonHere'], parser: ['malformed_request'] },
     { label: 'empty header name', lines: [': value'], parser: ['malformed_request'] },
     { label: '200 distinct headers', lines: Array.from({ length: 200 }, (_, i) => `X-H${i}: v`) },
-    { label: '3000 tiny headers', lines: Array.from({ length: 3000 }, (_, i) => `a${i}: b`), parser: ['request_headers_too_large'] },
+    {
+      label: '3000 tiny headers',
+      lines: Array.from({ length: 3000 }, (_, i) => `a${i}: b`),
+      parser: ['request_headers_too_large'],
+    },
     { label: 'one header of 14 KiB', lines: [`X-Big: ${'b'.repeat(14 * 1024)}`] },
-    { label: 'one header of 20 KiB', lines: [`X-Big: ${'b'.repeat(20 * 1024)}`], parser: ['request_headers_too_large'] },
-    { label: 'one header of 70 KiB', lines: [`X-Big: ${'b'.repeat(70 * 1024)}`], parser: ['request_headers_too_large'] },
+    {
+      label: 'one header of 20 KiB',
+      lines: [`X-Big: ${'b'.repeat(20 * 1024)}`],
+      parser: ['request_headers_too_large'],
+    },
+    {
+      label: 'one header of 70 KiB',
+      lines: [`X-Big: ${'b'.repeat(70 * 1024)}`],
+      parser: ['request_headers_too_large'],
+    },
     { label: 'duplicate Content-Type', lines: ['Content-Type: application/json', 'Content-Type: text/xml'] },
     { label: 'duplicate X-Request-Id', lines: ['X-Request-Id: one', 'X-Request-Id: two'] },
     { label: 'Expect: 100-continue', lines: ['Expect: 100-continue'] },
     { label: 'Expect: something else', lines: ['Expect: 200-ok'] },
-    { label: 'Upgrade: websocket', lines: ['Connection: Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', 'Sec-WebSocket-Version: 13'] },
-    { label: 'Upgrade: h2c', lines: ['Connection: Upgrade, HTTP2-Settings', 'Upgrade: h2c', 'HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA'] },
-    { label: 'Connection naming a header hop-by-hop', lines: ['Connection: keep-alive, X-Api-Key, Authorization', 'X-Api-Key: k'] },
+    {
+      label: 'Upgrade: websocket',
+      lines: [
+        'Connection: Upgrade',
+        'Upgrade: websocket',
+        'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+        'Sec-WebSocket-Version: 13',
+      ],
+    },
+    {
+      label: 'Upgrade: h2c',
+      lines: ['Connection: Upgrade, HTTP2-Settings', 'Upgrade: h2c', 'HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA'],
+    },
+    {
+      label: 'Connection naming a header hop-by-hop',
+      lines: ['Connection: keep-alive, X-Api-Key, Authorization', 'X-Api-Key: k'],
+    },
     { label: 'TE: trailers', lines: ['TE: trailers, deflate'] },
     { label: 'no Host header', lines: [], noHost: true, parser: ['malformed_request', 'invalid_path'] },
     { label: 'empty Host', lines: ['Host: '], noHost: true, parser: ['malformed_request', 'invalid_path'] },
-    { label: 'Host with a path', lines: ['Host: evil.example/../x'], noHost: true, parser: ['malformed_request', 'invalid_path'] },
-    { label: 'Host with userinfo', lines: ['Host: user:pass@127.0.0.1'], noHost: true, parser: ['malformed_request', 'invalid_path'] },
+    {
+      label: 'Host with a path',
+      lines: ['Host: evil.example/../x'],
+      noHost: true,
+      parser: ['malformed_request', 'invalid_path'],
+    },
+    {
+      label: 'Host with userinfo',
+      lines: ['Host: user:pass@127.0.0.1'],
+      noHost: true,
+      parser: ['malformed_request', 'invalid_path'],
+    },
     { label: 'Host with a bad port', lines: ['Host: 127.0.0.1:99999'], noHost: true, parser: ['invalid_path'] },
-    { label: 'Host in unicode', lines: [Buffer.from('Host: ехample.com').toString('latin1')], noHost: true, parser: ['invalid_path', 'malformed_request'] },
+    {
+      label: 'Host in unicode',
+      lines: [Buffer.from('Host: ехample.com').toString('latin1')],
+      noHost: true,
+      parser: ['invalid_path', 'malformed_request'],
+    },
     { label: 'two Host headers', lines: ['Host: a.example', 'Host: b.example'], noHost: true },
   ];
-  const tokenVariants: Array<{ label: string; auth: (t: string) => string[]; code: ErrorCode; org: 'acme' | 'other' }> = [
-    { label: 'no token', auth: () => [], code: 'token_missing', org: 'acme' },
-    { label: 'junk token', auth: () => ['Authorization: Bearer junk.junk.junk'], code: 'token_malformed', org: 'acme' },
-    { label: 'forbidden org', auth: (t) => [`Authorization: Bearer ${t}`], code: 'forbidden', org: 'other' },
-  ];
+  const tokenVariants: Array<{ label: string; auth: (t: string) => string[]; code: ErrorCode; org: 'acme' | 'other' }> =
+    [
+      { label: 'no token', auth: () => [], code: 'token_missing', org: 'acme' },
+      {
+        label: 'junk token',
+        auth: () => ['Authorization: Bearer junk.junk.junk'],
+        code: 'token_malformed',
+        org: 'acme',
+      },
+      { label: 'forbidden org', auth: (t) => [`Authorization: Bearer ${t}`], code: 'forbidden', org: 'other' },
+    ];
   for (const h of hostileHeaders) {
     for (const v of tokenVariants) {
       const { ruuid, target } = v.org === 'acme' ? acme() : other();
@@ -179,18 +256,35 @@ async function buildCorpus(port: number): Promise<void> {
     add({
       name: `headers: duplicate Authorization, ${label}`,
       category: 'headers',
-      steps: once(request({ target, headers: [...values.map((v) => ['authorization', v] as const), ['content-length', '0']] })),
+      steps: once(
+        request({ target, headers: [...values.map((v) => ['authorization', v] as const), ['content-length', '0']] }),
+      ),
       ruuid,
       mustNotEcho: [valid],
     });
   }
   // A method override must not turn a refused method into the one that is routed.
-  for (const [method, header] of [['GET', 'X-HTTP-Method-Override'], ['PUT', 'X-HTTP-Method'], ['DELETE', 'X-Method-Override'], ['PATCH', 'X-HTTP-Method-Override']] as const) {
+  for (const [method, header] of [
+    ['GET', 'X-HTTP-Method-Override'],
+    ['PUT', 'X-HTTP-Method'],
+    ['DELETE', 'X-Method-Override'],
+    ['PATCH', 'X-HTTP-Method-Override'],
+  ] as const) {
     const { ruuid, target } = acme();
     add({
       name: `headers: ${method} with ${header}: POST and a valid token`,
       category: 'headers',
-      steps: once(request({ method, target, headers: [['authorization', `Bearer ${valid}`], [header, 'POST'], ['content-length', '0']] })),
+      steps: once(
+        request({
+          method,
+          target,
+          headers: [
+            ['authorization', `Bearer ${valid}`],
+            [header, 'POST'],
+            ['content-length', '0'],
+          ],
+        }),
+      ),
       codes: ['method_not_allowed'],
       ruuid,
     });
@@ -198,8 +292,16 @@ async function buildCorpus(port: number): Promise<void> {
 
   // ---------------------------------------------------------------- paths
   // A valid token for Acme-Prod throughout: only the target decides, and none may be forwarded.
-  const withToken = [['authorization', `Bearer ${valid}`], ['content-length', '0']] as const;
-  const pathCase = (label: string, target: (ruuid: string) => string, codes?: readonly ErrorCode[], extra: Partial<Case> & { method?: string; version?: string; noHost?: boolean } = {}): void => {
+  const withToken = [
+    ['authorization', `Bearer ${valid}`],
+    ['content-length', '0'],
+  ] as const;
+  const pathCase = (
+    label: string,
+    target: (ruuid: string) => string,
+    codes?: readonly ErrorCode[],
+    extra: Partial<Case> & { method?: string; version?: string; noHost?: boolean } = {},
+  ): void => {
     const ruuid = newRuuid();
     const { method, version, noHost, ...rest } = extra;
     add({
@@ -225,11 +327,46 @@ async function buildCorpus(port: number): Promise<void> {
   ];
   const encodings: Array<[string, (s: string) => string]> = [
     ['raw', (s) => s],
-    ['%2e', (s) => s.replace(/\.\./g, '%2e%2e').replace(/\/\.\//g, '/%2e/').replace(/\/\.$/, '/%2e')],
-    ['%2E upper', (s) => s.replace(/\.\./g, '%2E%2E').replace(/\/\.\//g, '/%2E/').replace(/\/\.$/, '/%2E')],
-    ['mixed .%2e', (s) => s.replace(/\.\./g, '.%2e').replace(/\/\.\//g, '/%2e/').replace(/\/\.$/, '/%2e')],
-    ['double-encoded %252e', (s) => s.replace(/\.\./g, '%252e%252e').replace(/\/\.\//g, '/%252e/').replace(/\/\.$/, '/%252e')],
-    ['overlong UTF-8 %c0%ae', (s) => s.replace(/\.\./g, '%c0%ae%c0%ae').replace(/\/\.\//g, '/%c0%ae/').replace(/\/\.$/, '/%c0%ae')],
+    [
+      '%2e',
+      (s) =>
+        s
+          .replace(/\.\./g, '%2e%2e')
+          .replace(/\/\.\//g, '/%2e/')
+          .replace(/\/\.$/, '/%2e'),
+    ],
+    [
+      '%2E upper',
+      (s) =>
+        s
+          .replace(/\.\./g, '%2E%2E')
+          .replace(/\/\.\//g, '/%2E/')
+          .replace(/\/\.$/, '/%2E'),
+    ],
+    [
+      'mixed .%2e',
+      (s) =>
+        s
+          .replace(/\.\./g, '.%2e')
+          .replace(/\/\.\//g, '/%2e/')
+          .replace(/\/\.$/, '/%2e'),
+    ],
+    [
+      'double-encoded %252e',
+      (s) =>
+        s
+          .replace(/\.\./g, '%252e%252e')
+          .replace(/\/\.\//g, '/%252e/')
+          .replace(/\/\.$/, '/%252e'),
+    ],
+    [
+      'overlong UTF-8 %c0%ae',
+      (s) =>
+        s
+          .replace(/\.\./g, '%c0%ae%c0%ae')
+          .replace(/\/\.\//g, '/%c0%ae/')
+          .replace(/\/\.$/, '/%c0%ae'),
+    ],
   ];
   for (const [label, t] of dotTargets) {
     for (const [enc, f] of encodings) pathCase(`dot segments, ${label} (${enc})`, (r) => f(t(r)), PN);
@@ -284,7 +421,8 @@ async function buildCorpus(port: number): Promise<void> {
     ['admin-looking path', () => '/admin/config'],
     ['metrics on the callers port', () => '/metrics'],
   ];
-  for (const [label, t] of separators) pathCase(label, t, /^(case-folded|upper-case org|%4F)/.test(label) ? ['forbidden', 'invalid_path'] : undefined);
+  for (const [label, t] of separators)
+    pathCase(label, t, /^(case-folded|upper-case org|%4F)/.test(label) ? ['forbidden', 'invalid_path'] : undefined);
   const queries: Array<[string, string]> = [
     ['?org=Acme-Prod', '?org=Acme-Prod'],
     ['?ruuid=', '?ruuid=x'],
@@ -309,49 +447,110 @@ async function buildCorpus(port: number): Promise<void> {
   pathCase('query longer than the target limit', (r) => `${START}/Acme-Prod/${r}?q=${'x'.repeat(2100)}`, P);
   pathCase('target of 2100 characters', (r) => `${START}/Acme-Prod/${r}${'/x'.repeat(1050)}`, P);
   pathCase('target of 8 KiB', (r) => `${START}/Acme-Prod/${r}/${'y'.repeat(8192)}`, P);
-  pathCase('target of 17 KiB', (r) => `${START}/Acme-Prod/${r}/${'z'.repeat(17 * 1024)}`, ['request_headers_too_large']);
-  pathCase('target of 70 KiB', (r) => `${START}/Acme-Prod/${r}/${'z'.repeat(70 * 1024)}`, ['request_headers_too_large']);
-  pathCase('raw UTF-8 bytes in the org', (r) => Buffer.from(`${START}/Acme-Prоd/${r}`).toString('latin1'), ['malformed_request', 'invalid_path']);
+  pathCase('target of 17 KiB', (r) => `${START}/Acme-Prod/${r}/${'z'.repeat(17 * 1024)}`, [
+    'request_headers_too_large',
+  ]);
+  pathCase('target of 70 KiB', (r) => `${START}/Acme-Prod/${r}/${'z'.repeat(70 * 1024)}`, [
+    'request_headers_too_large',
+  ]);
+  pathCase('raw UTF-8 bytes in the org', (r) => Buffer.from(`${START}/Acme-Prоd/${r}`).toString('latin1'), [
+    'malformed_request',
+    'invalid_path',
+  ]);
   pathCase('raw tab in the path', (r) => `${START}/Acme-Prod\t/${r}`, ['malformed_request', 'invalid_path']);
   pathCase('raw NUL in the path', (r) => `${START}/Acme-Prod\0/${r}`, ['malformed_request']);
   pathCase('raw DEL in the path', (r) => `${START}/Acme-Prod\x7f/${r}`, ['malformed_request', 'invalid_path']);
   pathCase('empty target', () => '', ['malformed_request']);
-  for (const method of ['GET', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'TRACE', 'PROPFIND', 'MKCOL', 'LOCK', 'PURGE', 'SEARCH', 'REPORT']) {
-    pathCase(`method ${method}`, (r) => `${START}/Acme-Prod/${r}`, ['method_not_allowed', 'malformed_request'], { method });
+  for (const method of [
+    'GET',
+    'PUT',
+    'DELETE',
+    'PATCH',
+    'OPTIONS',
+    'TRACE',
+    'PROPFIND',
+    'MKCOL',
+    'LOCK',
+    'PURGE',
+    'SEARCH',
+    'REPORT',
+  ]) {
+    pathCase(`method ${method}`, (r) => `${START}/Acme-Prod/${r}`, ['method_not_allowed', 'malformed_request'], {
+      method,
+    });
   }
   pathCase('method HEAD', (r) => `${START}/Acme-Prod/${r}`, ['method_not_allowed'], { method: 'HEAD', noBody: true });
   pathCase('lower-case post', (r) => `${START}/Acme-Prod/${r}`, ['malformed_request'], { method: 'post' });
   pathCase('unknown method FOO', (r) => `${START}/Acme-Prod/${r}`, ['malformed_request'], { method: 'FOO' });
-  pathCase('method of 300 letters', (r) => `${START}/Acme-Prod/${r}`, ['malformed_request'], { method: 'P'.repeat(300) });
-  pathCase('CONNECT to the path', (r) => `${START}/Acme-Prod/${r}`, ['malformed_request'], { method: 'CONNECT', mayClose: true });
-  pathCase('CONNECT authority-form', () => `127.0.0.1:${port}`, ['malformed_request'], { method: 'CONNECT', mayClose: true });
+  pathCase('method of 300 letters', (r) => `${START}/Acme-Prod/${r}`, ['malformed_request'], {
+    method: 'P'.repeat(300),
+  });
+  pathCase('CONNECT to the path', (r) => `${START}/Acme-Prod/${r}`, ['malformed_request'], {
+    method: 'CONNECT',
+    mayClose: true,
+  });
+  pathCase('CONNECT authority-form', () => `127.0.0.1:${port}`, ['malformed_request'], {
+    method: 'CONNECT',
+    mayClose: true,
+  });
   pathCase('absolute-form to this gateway', (r) => `http://127.0.0.1:${port}${START}/Acme-Prod/${r}`, P);
   pathCase('absolute-form to another host', (r) => `http://evil.example${START}/Acme-Prod/${r}`, P);
   pathCase('absolute-form https', (r) => `https://127.0.0.1:${port}${START}/Acme-Prod/${r}`, P);
   pathCase('absolute-form with userinfo', (r) => `http://user:pass@127.0.0.1:${port}${START}/Acme-Prod/${r}`, P);
-  pathCase('absolute-form upper-case scheme', (r) => `HTTP://127.0.0.1:${port}${START}/Acme-Prod/${r}`, ['invalid_path', 'malformed_request']);
+  pathCase('absolute-form upper-case scheme', (r) => `HTTP://127.0.0.1:${port}${START}/Acme-Prod/${r}`, [
+    'invalid_path',
+    'malformed_request',
+  ]);
   pathCase('absolute-form ftp', (r) => `ftp://127.0.0.1${START}/Acme-Prod/${r}`, ['invalid_path', 'malformed_request']);
   pathCase('network-path //host/path', (r) => `//127.0.0.1:${port}${START}/Acme-Prod/${r}`, P);
-  pathCase('absolute-form with backslashes', (r) => `http://127.0.0.1:${port}\\${START}/Acme-Prod/${r}`, ['invalid_path', 'malformed_request']);
-  for (const method of ['OPTIONS', 'POST', 'GET']) pathCase(`${method} *`, () => '*', ['invalid_path', 'malformed_request'], { method });
-  pathCase('HTTP/1.0 without Host', (r) => `${START}/Acme-Prod/${r}`, ['invalid_path'], { version: 'HTTP/1.0', noHost: true });
-  pathCase('HTTP/0.9 version', (r) => `${START}/Other-Org/${r}`, ['malformed_request', 'forbidden'], { version: 'HTTP/0.9', mayClose: true });
-  pathCase('HTTP/2.0 version', (r) => `${START}/Other-Org/${r}`, ['malformed_request', 'forbidden'], { version: 'HTTP/2.0' });
-  pathCase('HTTP/1.2 version', (r) => `${START}/Other-Org/${r}`, ['malformed_request', 'forbidden'], { version: 'HTTP/1.2' });
-  pathCase('HTTP/9.9 version', (r) => `${START}/Other-Org/${r}`, ['malformed_request', 'forbidden'], { version: 'HTTP/9.9' });
-  pathCase('lower-case http/1.1', (r) => `${START}/Other-Org/${r}`, ['malformed_request', 'forbidden'], { version: 'http/1.1' });
-  pathCase('junk after the version', (r) => `${START}/Other-Org/${r}`, ['malformed_request', 'forbidden'], { version: 'HTTP/1.1 extra' });
+  pathCase('absolute-form with backslashes', (r) => `http://127.0.0.1:${port}\\${START}/Acme-Prod/${r}`, [
+    'invalid_path',
+    'malformed_request',
+  ]);
+  for (const method of ['OPTIONS', 'POST', 'GET'])
+    pathCase(`${method} *`, () => '*', ['invalid_path', 'malformed_request'], { method });
+  pathCase('HTTP/1.0 without Host', (r) => `${START}/Acme-Prod/${r}`, ['invalid_path'], {
+    version: 'HTTP/1.0',
+    noHost: true,
+  });
+  pathCase('HTTP/0.9 version', (r) => `${START}/Other-Org/${r}`, ['malformed_request', 'forbidden'], {
+    version: 'HTTP/0.9',
+    mayClose: true,
+  });
+  pathCase('HTTP/2.0 version', (r) => `${START}/Other-Org/${r}`, ['malformed_request', 'forbidden'], {
+    version: 'HTTP/2.0',
+  });
+  pathCase('HTTP/1.2 version', (r) => `${START}/Other-Org/${r}`, ['malformed_request', 'forbidden'], {
+    version: 'HTTP/1.2',
+  });
+  pathCase('HTTP/9.9 version', (r) => `${START}/Other-Org/${r}`, ['malformed_request', 'forbidden'], {
+    version: 'HTTP/9.9',
+  });
+  pathCase('lower-case http/1.1', (r) => `${START}/Other-Org/${r}`, ['malformed_request', 'forbidden'], {
+    version: 'http/1.1',
+  });
+  pathCase('junk after the version', (r) => `${START}/Other-Org/${r}`, ['malformed_request', 'forbidden'], {
+    version: 'HTTP/1.1 extra',
+  });
   pathCase('two spaces in the request line', (r) => ` ${START}/Other-Org/${r}`, ['malformed_request', 'forbidden']);
-  pathCase('tab as the separator', (r) => `${START}/Other-Org/${r}\tHTTP/1.1\r\nX:`, ['malformed_request', 'forbidden', 'invalid_path']);
+  pathCase('tab as the separator', (r) => `${START}/Other-Org/${r}\tHTTP/1.1\r\nX:`, [
+    'malformed_request',
+    'forbidden',
+    'invalid_path',
+  ]);
 
   // ---------------------------------------------------------------- tokens
   // All against a valid Acme-Prod target: only the token decides.
   const jwks = (await (await fetch(issuer.jwksUri)).json()) as { keys: JWK[] };
   const publicJwk = jwks.keys[0]!;
-  const publicPem = createPublicKey({ key: publicJwk as JsonWebKey, format: 'jwk' }).export({ type: 'spki', format: 'pem' }).toString();
+  const publicPem = createPublicKey({ key: publicJwk as JsonWebKey, format: 'jwk' })
+    .export({ type: 'spki', format: 'pem' })
+    .toString();
   const claims = { sub: 'svc-billing', aud: 'snapgate', iss: issuer.issuer, exp: nowSec() + 600, iat: nowSec() };
   const hmac = (alg: string, secret: string, header: Record<string, unknown> = {}): Promise<string> =>
-    new SignJWT(claims).setProtectedHeader({ alg, kid: publicJwk.kid, ...header }).sign(new TextEncoder().encode(secret));
+    new SignJWT(claims)
+      .setProtectedHeader({ alg, kid: publicJwk.kid, ...header })
+      .sign(new TextEncoder().encode(secret));
   const unsigned = (header: unknown, payload: unknown, sig = ''): string => `${b64(header)}.${b64(payload)}.${sig}`;
   const [, validPayload = '', validSig = ''] = valid.split('.');
   const validHeader = valid.split('.')[0]!;
@@ -363,61 +562,186 @@ async function buildCorpus(port: number): Promise<void> {
     { label: 'Basic credentials', auth: 'Basic c3ZjLWFjbWVAZXhhbXBsZS5jb206Z3Vlc3M=', codes: ['token_missing'] },
     { label: 'Digest scheme', auth: 'Digest username="a", response="b"', codes: ['token_missing'] },
     { label: 'token without a scheme', auth: valid, codes: ['token_missing'] },
-    { label: 'two tokens in one header', auth: `Bearer ${valid} ${valid}`, codes: ['token_missing', 'token_malformed'] },
+    {
+      label: 'two tokens in one header',
+      auth: `Bearer ${valid} ${valid}`,
+      codes: ['token_missing', 'token_malformed'],
+    },
     { label: 'garbage word', auth: 'Bearer abc', codes: ['token_malformed'] },
     { label: 'a.b.c', auth: 'Bearer a.b.c', codes: ['token_malformed'] },
     { label: 'three dots', auth: 'Bearer ...', codes: ['token_malformed', 'token_missing'] },
     { label: 'many dots', auth: `Bearer ${'.'.repeat(1000)}`, codes: ['token_malformed'] },
-    { label: 'many segments', auth: `Bearer ${Array.from({ length: 500 }, () => 'eyJ').join('.')}`, codes: ['token_malformed'] },
-    { label: 'five segments (JWE shape)', auth: `Bearer ${validHeader}.${validPayload}.${validSig}.x.y`, codes: ['token_malformed'] },
+    {
+      label: 'many segments',
+      auth: `Bearer ${Array.from({ length: 500 }, () => 'eyJ').join('.')}`,
+      codes: ['token_malformed'],
+    },
+    {
+      label: 'five segments (JWE shape)',
+      auth: `Bearer ${validHeader}.${validPayload}.${validSig}.x.y`,
+      codes: ['token_malformed'],
+    },
     { label: 'two segments', auth: `Bearer ${validHeader}.${validPayload}`, codes: ['token_malformed'] },
     { label: 'random base64url', auth: `Bearer ${randomBytes(300).toString('base64url')}`, codes: ['token_malformed'] },
-    { label: 'random base64url with dots', auth: `Bearer ${randomBytes(40).toString('base64url')}.${randomBytes(80).toString('base64url')}.${randomBytes(64).toString('base64url')}`, codes: ['token_malformed'] },
-    { label: 'header not JSON', auth: `Bearer ${b64('not json')}.${validPayload}.${validSig}`, codes: ['token_malformed'] },
-    { label: 'header a JSON array', auth: `Bearer ${b64([1, 2])}.${validPayload}.${validSig}`, codes: ['token_malformed'] },
-    { label: 'payload not JSON', auth: `Bearer ${validHeader}.${b64('not json')}.${validSig}`, codes: ['token_malformed'] },
-    { label: 'payload a JSON string', auth: `Bearer ${validHeader}.${b64('"svc-billing"')}.${validSig}`, codes: ['token_malformed'] },
-    { label: 'standard base64 with padding', auth: `Bearer ${Buffer.from(JSON.stringify({ alg: 'ES256' })).toString('base64')}==.${validPayload}.${validSig}`, codes: ['token_malformed'] },
-    { label: 'signature stripped', auth: `Bearer ${validHeader}.${validPayload}.`, codes: ['token_signature_invalid', 'token_malformed'] },
-    { label: 'signature of another token', auth: `Bearer ${validHeader}.${b64({ ...claims, sub: 'root' })}.${validSig}`, codes: ['token_signature_invalid'] },
-    { label: 'signature bit-flipped', auth: `Bearer ${validHeader}.${validPayload}.${validSig.slice(0, -2)}${validSig.endsWith('AA') ? 'BB' : 'AA'}`, codes: ['token_signature_invalid'] },
-    { label: 'token of 8 KiB', auth: `Bearer ${validHeader}.${b64({ ...claims, pad: 'p'.repeat(6000) })}.${validSig}`, codes: ['token_signature_invalid', 'token_malformed'] },
+    {
+      label: 'random base64url with dots',
+      auth: `Bearer ${randomBytes(40).toString('base64url')}.${randomBytes(80).toString('base64url')}.${randomBytes(64).toString('base64url')}`,
+      codes: ['token_malformed'],
+    },
+    {
+      label: 'header not JSON',
+      auth: `Bearer ${b64('not json')}.${validPayload}.${validSig}`,
+      codes: ['token_malformed'],
+    },
+    {
+      label: 'header a JSON array',
+      auth: `Bearer ${b64([1, 2])}.${validPayload}.${validSig}`,
+      codes: ['token_malformed'],
+    },
+    {
+      label: 'payload not JSON',
+      auth: `Bearer ${validHeader}.${b64('not json')}.${validSig}`,
+      codes: ['token_malformed'],
+    },
+    {
+      label: 'payload a JSON string',
+      auth: `Bearer ${validHeader}.${b64('"svc-billing"')}.${validSig}`,
+      codes: ['token_malformed'],
+    },
+    {
+      label: 'standard base64 with padding',
+      auth: `Bearer ${Buffer.from(JSON.stringify({ alg: 'ES256' })).toString('base64')}==.${validPayload}.${validSig}`,
+      codes: ['token_malformed'],
+    },
+    {
+      label: 'signature stripped',
+      auth: `Bearer ${validHeader}.${validPayload}.`,
+      codes: ['token_signature_invalid', 'token_malformed'],
+    },
+    {
+      label: 'signature of another token',
+      auth: `Bearer ${validHeader}.${b64({ ...claims, sub: 'root' })}.${validSig}`,
+      codes: ['token_signature_invalid'],
+    },
+    {
+      label: 'signature bit-flipped',
+      auth: `Bearer ${validHeader}.${validPayload}.${validSig.slice(0, -2)}${validSig.endsWith('AA') ? 'BB' : 'AA'}`,
+      codes: ['token_signature_invalid'],
+    },
+    {
+      label: 'token of 8 KiB',
+      auth: `Bearer ${validHeader}.${b64({ ...claims, pad: 'p'.repeat(6000) })}.${validSig}`,
+      codes: ['token_signature_invalid', 'token_malformed'],
+    },
     { label: 'token of 15 KiB', auth: `Bearer ${'e'.repeat(15 * 1024)}`, codes: ['token_malformed'] },
     { label: 'token of 20 KiB', auth: `Bearer ${'e'.repeat(20 * 1024)}`, codes: ['request_headers_too_large'] },
     { label: 'tab before the token', auth: `Bearer\t${validHeader}.x.y`, codes: ['token_missing', 'token_malformed'] },
   ];
   for (const alg of ['none', 'None', 'NONE', 'nOnE']) {
-    tokens.push({ label: `alg ${alg}`, auth: `Bearer ${unsigned({ alg, typ: 'JWT' }, claims)}`, codes: ['token_algorithm_not_allowed', 'token_malformed'], echo: alg === 'none' ? [] : [alg] });
-    tokens.push({ label: `alg ${alg} with a signature`, auth: `Bearer ${unsigned({ alg }, claims, validSig)}`, codes: ['token_algorithm_not_allowed', 'token_malformed'], echo: alg === 'none' ? [] : [alg] });
+    tokens.push({
+      label: `alg ${alg}`,
+      auth: `Bearer ${unsigned({ alg, typ: 'JWT' }, claims)}`,
+      codes: ['token_algorithm_not_allowed', 'token_malformed'],
+      echo: alg === 'none' ? [] : [alg],
+    });
+    tokens.push({
+      label: `alg ${alg} with a signature`,
+      auth: `Bearer ${unsigned({ alg }, claims, validSig)}`,
+      codes: ['token_algorithm_not_allowed', 'token_malformed'],
+      echo: alg === 'none' ? [] : [alg],
+    });
   }
   for (const alg of ['HS256', 'HS384', 'HS512']) {
-    tokens.push({ label: `${alg} signed with the public JWK`, auth: `Bearer ${await hmac(alg, JSON.stringify(publicJwk))}`, codes: ['token_algorithm_not_allowed'], echo: [alg] });
-    tokens.push({ label: `${alg} signed with the public PEM`, auth: `Bearer ${await hmac(alg, publicPem)}`, codes: ['token_algorithm_not_allowed'], echo: [alg] });
+    tokens.push({
+      label: `${alg} signed with the public JWK`,
+      auth: `Bearer ${await hmac(alg, JSON.stringify(publicJwk))}`,
+      codes: ['token_algorithm_not_allowed'],
+      echo: [alg],
+    });
+    tokens.push({
+      label: `${alg} signed with the public PEM`,
+      auth: `Bearer ${await hmac(alg, publicPem)}`,
+      codes: ['token_algorithm_not_allowed'],
+      echo: [alg],
+    });
   }
   for (const alg of ['RS256', 'PS256', 'ES384', 'ES512', 'EdDSA', 'XS999']) {
-    tokens.push({ label: `alg ${alg} (not pinned)`, auth: `Bearer ${unsigned({ alg, kid: publicJwk.kid }, claims, validSig)}`, codes: ['token_algorithm_not_allowed', 'token_malformed'], echo: [alg] });
+    tokens.push({
+      label: `alg ${alg} (not pinned)`,
+      auth: `Bearer ${unsigned({ alg, kid: publicJwk.kid }, claims, validSig)}`,
+      codes: ['token_algorithm_not_allowed', 'token_malformed'],
+      echo: [alg],
+    });
   }
-  tokens.push({ label: 'alg missing', auth: `Bearer ${unsigned({ kid: publicJwk.kid }, claims, validSig)}`, codes: ['token_algorithm_not_allowed', 'token_malformed'] });
-  tokens.push({ label: 'alg a number', auth: `Bearer ${unsigned({ alg: 256, kid: publicJwk.kid }, claims, validSig)}`, codes: ['token_algorithm_not_allowed', 'token_malformed'] });
+  tokens.push({
+    label: 'alg missing',
+    auth: `Bearer ${unsigned({ kid: publicJwk.kid }, claims, validSig)}`,
+    codes: ['token_algorithm_not_allowed', 'token_malformed'],
+  });
+  tokens.push({
+    label: 'alg a number',
+    auth: `Bearer ${unsigned({ alg: 256, kid: publicJwk.kid }, claims, validSig)}`,
+    codes: ['token_algorithm_not_allowed', 'token_malformed'],
+  });
   const minted: Array<[string, Promise<string>, readonly ErrorCode[]]> = [
     ['wrong iss', issuer.mint({ sub: 'svc-billing' }, { iss: 'https://evil.example' }), ['token_issuer_untrusted']],
-    ['iss with a trailing slash', issuer.mint({ sub: 'svc-billing' }, { iss: `${issuer.issuer}/` }), ['token_issuer_untrusted']],
+    [
+      'iss with a trailing slash',
+      issuer.mint({ sub: 'svc-billing' }, { iss: `${issuer.issuer}/` }),
+      ['token_issuer_untrusted'],
+    ],
     ['wrong aud', issuer.mint({ sub: 'svc-billing', aud: 'someone-else' }), ['token_audience_invalid']],
-    ['aud an empty list', issuer.mint({ sub: 'svc-billing', aud: [] }), ['token_audience_invalid', 'token_claim_invalid']],
+    [
+      'aud an empty list',
+      issuer.mint({ sub: 'svc-billing', aud: [] }),
+      ['token_audience_invalid', 'token_claim_invalid'],
+    ],
     ['expired', issuer.mint({ sub: 'svc-billing' }, { expiresIn: -600 }), ['token_expired']],
     ['expired long ago', issuer.mint({ sub: 'svc-billing' }, { expiresIn: -86_400 * 365 }), ['token_expired']],
     ['not yet valid', issuer.mint({ sub: 'svc-billing' }, { notBefore: 3600 }), ['token_not_yet_valid']],
     ['no exp', issuer.mint({ sub: 'svc-billing' }, { expiresIn: null }), ['token_claim_invalid']],
-    ['exp a string', issuer.mint({ sub: 'svc-billing', exp: 'tomorrow' as unknown as number }, { expiresIn: null }), ['token_claim_invalid', 'token_malformed']],
+    [
+      'exp a string',
+      issuer.mint({ sub: 'svc-billing', exp: 'tomorrow' as unknown as number }, { expiresIn: null }),
+      ['token_claim_invalid', 'token_malformed'],
+    ],
     ['no sub', issuer.mint({}), ['token_claim_invalid']],
-    ['sub an object', issuer.mint({ sub: { id: 'svc-billing' } as unknown as string }), ['token_claim_invalid', 'token_malformed']],
-    ['nbf a string', issuer.mint({ sub: 'svc-billing', nbf: 'later' as unknown as number }), ['token_claim_invalid', 'token_malformed', 'token_not_yet_valid']],
+    [
+      'sub an object',
+      issuer.mint({ sub: { id: 'svc-billing' } as unknown as string }),
+      ['token_claim_invalid', 'token_malformed'],
+    ],
+    [
+      'nbf a string',
+      issuer.mint({ sub: 'svc-billing', nbf: 'later' as unknown as number }),
+      ['token_claim_invalid', 'token_malformed', 'token_not_yet_valid'],
+    ],
     ['unknown kid', issuer.mint({ sub: 'svc-billing' }, { kid: 'nobody-has-this' }), ['token_key_unknown']],
-    ['kid path traversal', issuer.mint({ sub: 'svc-billing' }, { kid: '../../../../etc/passwd' }), ['token_key_unknown']],
-    ['kid of 4 KiB', issuer.mint({ sub: 'svc-billing' }, { kid: 'k'.repeat(4096) }), ['token_key_unknown', 'token_malformed']],
-    ['no kid, unpublished key', issuer.mint({ sub: 'svc-billing' }, { kid: null, forgeWithUnpublishedKey: true }), ['token_signature_invalid', 'token_key_unknown']],
-    ['forged with an unpublished key', issuer.mint({ sub: 'svc-billing' }, { forgeWithUnpublishedKey: true }), ['token_signature_invalid']],
-    ['signed by the next (unpublished) key', issuer.mint({ sub: 'svc-billing' }, { nextKey: true }), ['token_key_unknown']],
+    [
+      'kid path traversal',
+      issuer.mint({ sub: 'svc-billing' }, { kid: '../../../../etc/passwd' }),
+      ['token_key_unknown'],
+    ],
+    [
+      'kid of 4 KiB',
+      issuer.mint({ sub: 'svc-billing' }, { kid: 'k'.repeat(4096) }),
+      ['token_key_unknown', 'token_malformed'],
+    ],
+    [
+      'no kid, unpublished key',
+      issuer.mint({ sub: 'svc-billing' }, { kid: null, forgeWithUnpublishedKey: true }),
+      ['token_signature_invalid', 'token_key_unknown'],
+    ],
+    [
+      'forged with an unpublished key',
+      issuer.mint({ sub: 'svc-billing' }, { forgeWithUnpublishedKey: true }),
+      ['token_signature_invalid'],
+    ],
+    [
+      'signed by the next (unpublished) key',
+      issuer.mint({ sub: 'svc-billing' }, { nextKey: true }),
+      ['token_key_unknown'],
+    ],
     ['valid token for another sub', issuer.mint({ sub: 'svc-nobody' }), ['forbidden']],
   ];
   for (const [label, t, codes] of minted) tokens.push({ label, auth: `Bearer ${await t}`, codes });
@@ -433,7 +757,11 @@ async function buildCorpus(port: number): Promise<void> {
       ['crit header', { crit: ['exp'] }],
       ['typ not JWT', { typ: 'JOSE+JSON' }],
     ] as const) {
-      tokens.push({ label, auth: `Bearer ${b64({ alg: 'ES256', kid: publicJwk.kid, ...extra })}.${rp}.${rs}`, codes: ['token_signature_invalid', 'token_malformed', 'token_key_unknown'] });
+      tokens.push({
+        label,
+        auth: `Bearer ${b64({ alg: 'ES256', kid: publicJwk.kid, ...extra })}.${rp}.${rs}`,
+        codes: ['token_signature_invalid', 'token_malformed', 'token_key_unknown'],
+      });
     }
   } finally {
     await rogue.close();
@@ -444,7 +772,15 @@ async function buildCorpus(port: number): Promise<void> {
     add({
       name: `tokens: ${t.label}`,
       category: 'tokens',
-      steps: once(request({ target, headers: [['authorization', t.auth], ['content-length', '0']] })),
+      steps: once(
+        request({
+          target,
+          headers: [
+            ['authorization', t.auth],
+            ['content-length', '0'],
+          ],
+        }),
+      ),
       ...(t.codes !== undefined ? { codes: t.codes } : {}),
       ruuid,
       mustNotEcho: [...(token.length > 12 ? [token] : []), ...(t.echo ?? [])],
@@ -458,72 +794,228 @@ async function buildCorpus(port: number): Promise<void> {
     const { ruuid, target } = acme();
     add({ name: `bodies: ${label}`, category: 'bodies', steps: build(target), ruuid, ...extra });
   };
-  const head = (target: string, headers: ReadonlyArray<readonly [string, string]>): Buffer => request({ target, headers: [auth, ...headers] });
-  bodyCase('Content-Length one over maxBodyBytes, nothing sent', (t) => once(head(t, [['content-length', String(MAX_BODY + 1)]])), { codes: ['payload_too_large'] });
-  bodyCase('Content-Length of 1 TB', (t) => once(head(t, [['content-length', '1000000000000']])), { codes: ['payload_too_large'] });
-  bodyCase('Content-Length over 2^64', (t) => once(head(t, [['content-length', '99999999999999999999999']])), { codes: ['malformed_request', 'payload_too_large'] });
-  bodyCase('body over maxBodyBytes, sent whole', (t) => once(Buffer.concat([head(t, [['content-length', String(MAX_BODY + 10)]]), Buffer.alloc(MAX_BODY + 10, 'a')])), { codes: ['payload_too_large'] });
-  bodyCase('chunked body over maxBodyBytes', (t) => {
-    const chunk = `4000\r\n${'c'.repeat(0x4000)}\r\n`;
-    return [{ write: head(t, [['transfer-encoding', 'chunked']]) }, { write: chunk.repeat(5) }, { write: '0\r\n\r\n' }];
-  }, { codes: ['payload_too_large'] });
-  bodyCase('chunked body over maxBodyBytes, never finished', (t) => [
-    { write: head(t, [['transfer-encoding', 'chunked']]) },
-    { write: `10000\r\n${'c'.repeat(0x10000)}\r\n1\r\nx\r\n` },
-  ], { codes: ['payload_too_large'] });
+  const head = (target: string, headers: ReadonlyArray<readonly [string, string]>): Buffer =>
+    request({ target, headers: [auth, ...headers] });
+  bodyCase(
+    'Content-Length one over maxBodyBytes, nothing sent',
+    (t) => once(head(t, [['content-length', String(MAX_BODY + 1)]])),
+    { codes: ['payload_too_large'] },
+  );
+  bodyCase('Content-Length of 1 TB', (t) => once(head(t, [['content-length', '1000000000000']])), {
+    codes: ['payload_too_large'],
+  });
+  bodyCase('Content-Length over 2^64', (t) => once(head(t, [['content-length', '99999999999999999999999']])), {
+    codes: ['malformed_request', 'payload_too_large'],
+  });
+  bodyCase(
+    'body over maxBodyBytes, sent whole',
+    (t) =>
+      once(Buffer.concat([head(t, [['content-length', String(MAX_BODY + 10)]]), Buffer.alloc(MAX_BODY + 10, 'a')])),
+    { codes: ['payload_too_large'] },
+  );
+  bodyCase(
+    'chunked body over maxBodyBytes',
+    (t) => {
+      const chunk = `4000\r\n${'c'.repeat(0x4000)}\r\n`;
+      return [
+        { write: head(t, [['transfer-encoding', 'chunked']]) },
+        { write: chunk.repeat(5) },
+        { write: '0\r\n\r\n' },
+      ];
+    },
+    { codes: ['payload_too_large'] },
+  );
+  bodyCase(
+    'chunked body over maxBodyBytes, never finished',
+    (t) => [
+      { write: head(t, [['transfer-encoding', 'chunked']]) },
+      { write: `10000\r\n${'c'.repeat(0x10000)}\r\n1\r\nx\r\n` },
+    ],
+    { codes: ['payload_too_large'] },
+  );
   for (const cl of ['-1', '+10', '1e3', '0x10', '10, 10', '10,11', '1 0', '١٠']) {
-    bodyCase(`Content-Length: ${cl}`, (t) => once(Buffer.concat([Buffer.from(head(t, [['content-length', Buffer.from(cl).toString('latin1')]])), Buffer.from('0123456789')])), { codes: ['malformed_request'] });
+    bodyCase(
+      `Content-Length: ${cl}`,
+      (t) =>
+        once(
+          Buffer.concat([
+            Buffer.from(head(t, [['content-length', Buffer.from(cl).toString('latin1')]])),
+            Buffer.from('0123456789'),
+          ]),
+        ),
+      { codes: ['malformed_request'] },
+    );
   }
-  bodyCase('two different Content-Length headers', (t) => once(Buffer.concat([head(t, [['content-length', '5'], ['content-length', '10']]), Buffer.from('0123456789')])), { codes: ['malformed_request'] });
+  bodyCase(
+    'two different Content-Length headers',
+    (t) =>
+      once(
+        Buffer.concat([
+          head(t, [
+            ['content-length', '5'],
+            ['content-length', '10'],
+          ]),
+          Buffer.from('0123456789'),
+        ]),
+      ),
+    { codes: ['malformed_request'] },
+  );
   bodyCase('declared 10, sent nothing, then silence', (t) => [{ write: head(t, [['content-length', '10']]) }], {
-    codes: ['request_body_timeout', 'request_timeout'], timeoutMs: SLOW_MS,
+    codes: ['request_body_timeout', 'request_timeout'],
+    timeoutMs: SLOW_MS,
   });
-  bodyCase('declared 10, sent 5, then silence', (t) => [{ write: head(t, [['content-length', '10']]) }, { write: '01234' }], {
-    codes: ['request_body_timeout', 'request_timeout'], timeoutMs: SLOW_MS,
-  });
-  bodyCase('chunked, half a chunk, then silence', (t) => [{ write: head(t, [['transfer-encoding', 'chunked']]) }, { write: '5\r\nhel' }], {
-    codes: ['request_body_timeout', 'request_timeout'], timeoutMs: SLOW_MS,
-  });
-  bodyCase('slow body: 1 byte every 300 ms', (t) => [
-    { write: head(t, [['content-length', '40']]) },
-    ...Array.from({ length: 14 }, (): RawStep[] => [{ wait: 300 }, { write: 'x' }]).flat(),
-  ], { codes: ['request_body_timeout', 'request_timeout'], timeoutMs: SLOW_MS });
-  bodyCase('declared 10, sent 5, then hang-up', (t) => [{ write: head(t, [['content-length', '10']]) }, { write: '01234' }, { wait: 50 }, { hangUp: true }], { mayClose: true });
-  bodyCase('declared 10, sent 5, then reset', (t) => [{ write: head(t, [['content-length', '10']]) }, { write: '01234' }, { wait: 50 }, { reset: true }], { mayClose: true });
-  bodyCase('declared 10, sent 5, then half-close', (t) => [{ write: head(t, [['content-length', '10']]) }, { write: '01234' }, { wait: 50 }, { halfClose: true }], {
-    codes: ['malformed_request', 'request_body_aborted'], mayClose: true,
-  });
-  bodyCase('chunked, aborted mid-chunk', (t) => [{ write: head(t, [['transfer-encoding', 'chunked']]) }, { write: 'a\r\n01234' }, { wait: 50 }, { hangUp: true }], { mayClose: true });
-  bodyCase('declared 40 KiB, 20 KiB sent, then hang-up', (t) => [{ write: head(t, [['content-length', String(40 * 1024)]]) }, { write: Buffer.alloc(20 * 1024, 'z') }, { wait: 50 }, { hangUp: true }], { mayClose: true });
+  bodyCase(
+    'declared 10, sent 5, then silence',
+    (t) => [{ write: head(t, [['content-length', '10']]) }, { write: '01234' }],
+    {
+      codes: ['request_body_timeout', 'request_timeout'],
+      timeoutMs: SLOW_MS,
+    },
+  );
+  bodyCase(
+    'chunked, half a chunk, then silence',
+    (t) => [{ write: head(t, [['transfer-encoding', 'chunked']]) }, { write: '5\r\nhel' }],
+    {
+      codes: ['request_body_timeout', 'request_timeout'],
+      timeoutMs: SLOW_MS,
+    },
+  );
+  bodyCase(
+    'slow body: 1 byte every 300 ms',
+    (t) => [
+      { write: head(t, [['content-length', '40']]) },
+      ...Array.from({ length: 14 }, (): RawStep[] => [{ wait: 300 }, { write: 'x' }]).flat(),
+    ],
+    { codes: ['request_body_timeout', 'request_timeout'], timeoutMs: SLOW_MS },
+  );
+  bodyCase(
+    'declared 10, sent 5, then hang-up',
+    (t) => [{ write: head(t, [['content-length', '10']]) }, { write: '01234' }, { wait: 50 }, { hangUp: true }],
+    { mayClose: true },
+  );
+  bodyCase(
+    'declared 10, sent 5, then reset',
+    (t) => [{ write: head(t, [['content-length', '10']]) }, { write: '01234' }, { wait: 50 }, { reset: true }],
+    { mayClose: true },
+  );
+  bodyCase(
+    'declared 10, sent 5, then half-close',
+    (t) => [{ write: head(t, [['content-length', '10']]) }, { write: '01234' }, { wait: 50 }, { halfClose: true }],
+    {
+      codes: ['malformed_request', 'request_body_aborted'],
+      mayClose: true,
+    },
+  );
+  bodyCase(
+    'chunked, aborted mid-chunk',
+    (t) => [
+      { write: head(t, [['transfer-encoding', 'chunked']]) },
+      { write: 'a\r\n01234' },
+      { wait: 50 },
+      { hangUp: true },
+    ],
+    { mayClose: true },
+  );
+  bodyCase(
+    'declared 40 KiB, 20 KiB sent, then hang-up',
+    (t) => [
+      { write: head(t, [['content-length', String(40 * 1024)]]) },
+      { write: Buffer.alloc(20 * 1024, 'z') },
+      { wait: 50 },
+      { hangUp: true },
+    ],
+    { mayClose: true },
+  );
   const badChunks: Array<[string, string, readonly ErrorCode[]]> = [
     ['chunk size not hex', 'zz\r\nhello\r\n0\r\n\r\n', ['malformed_request']],
     ['chunk longer than its size', '5\r\nhelloXX\r\n0\r\n\r\n', ['malformed_request']],
     ['chunk size overflow', 'fffffffffffffffffffff\r\nx\r\n0\r\n\r\n', ['malformed_request']],
     ['negative chunk size', '-5\r\nhello\r\n0\r\n\r\n', ['malformed_request']],
     ['space after the chunk size', '5 \r\nhello\r\n0\r\n\r\n', ['malformed_request']],
-    ['chunk extension of 20 KiB', `5;${'e'.repeat(20 * 1024)}\r\nhello\r\n0\r\n\r\n`, ['payload_too_large', 'malformed_request']],
+    [
+      'chunk extension of 20 KiB',
+      `5;${'e'.repeat(20 * 1024)}\r\nhello\r\n0\r\n\r\n`,
+      ['payload_too_large', 'malformed_request'],
+    ],
     ['NUL in a trailer', '5\r\nhello\r\n0\r\nX-T: a\0b\r\n\r\n', ['malformed_request']],
     ['LF-only chunk lines', '5\nhello\n0\n\n', ['malformed_request']],
     ['bare CR after the size', '5\rhello\r\n0\r\n\r\n', ['malformed_request']],
     ['0x prefix', '0x5\r\nhello\r\n0\r\n\r\n', ['malformed_request']],
   ];
   for (const [label, body, codes] of badChunks) {
-    bodyCase(`invalid chunked: ${label}`, (t) => once(Buffer.concat([head(t, [['transfer-encoding', 'chunked']]), Buffer.from(body, 'latin1')])), { codes });
+    bodyCase(
+      `invalid chunked: ${label}`,
+      (t) => once(Buffer.concat([head(t, [['transfer-encoding', 'chunked']]), Buffer.from(body, 'latin1')])),
+      { codes },
+    );
   }
   // Request smuggling: conflicting framing must be refused by the parser, never read two ways.
   const framings: Array<[string, ReadonlyArray<readonly [string, string]>, string]> = [
-    ['CL.TE', [['content-length', '6'], ['transfer-encoding', 'chunked']], '0\r\n\r\nX'],
-    ['TE.CL', [['transfer-encoding', 'chunked'], ['content-length', '4']], '5c\r\nGPOST / HTTP/1.1\r\nContent-Length: 15\r\n\r\nx=1\r\n0\r\n\r\n'],
+    [
+      'CL.TE',
+      [
+        ['content-length', '6'],
+        ['transfer-encoding', 'chunked'],
+      ],
+      '0\r\n\r\nX',
+    ],
+    [
+      'TE.CL',
+      [
+        ['transfer-encoding', 'chunked'],
+        ['content-length', '4'],
+      ],
+      '5c\r\nGPOST / HTTP/1.1\r\nContent-Length: 15\r\n\r\nx=1\r\n0\r\n\r\n',
+    ],
     ['TE: chunked, identity', [['transfer-encoding', 'chunked, identity']], '0\r\n\r\n'],
-    ['TE: identity', [['transfer-encoding', 'identity'], ['content-length', '3']], 'abc'],
+    [
+      'TE: identity',
+      [
+        ['transfer-encoding', 'identity'],
+        ['content-length', '3'],
+      ],
+      'abc',
+    ],
     ['TE: gzip', [['transfer-encoding', 'gzip']], 'abc'],
     ['TE: xchunked', [['transfer-encoding', 'xchunked']], '0\r\n\r\n'],
-    ['TE: chunked twice', [['transfer-encoding', 'chunked'], ['transfer-encoding', 'chunked']], '0\r\n\r\n'],
-    ['TE with a tab before the colon', [['transfer-encoding\t', 'chunked'], ['content-length', '3']], 'abc'],
-    ['TE with obs-fold', [['transfer-encoding', '\r\n chunked'], ['content-length', '3']], 'abc'],
-    ['TE: \\x0bchunked', [['transfer-encoding', '\x0bchunked'], ['content-length', '3']], 'abc'],
+    [
+      'TE: chunked twice',
+      [
+        ['transfer-encoding', 'chunked'],
+        ['transfer-encoding', 'chunked'],
+      ],
+      '0\r\n\r\n',
+    ],
+    [
+      'TE with a tab before the colon',
+      [
+        ['transfer-encoding\t', 'chunked'],
+        ['content-length', '3'],
+      ],
+      'abc',
+    ],
+    [
+      'TE with obs-fold',
+      [
+        ['transfer-encoding', '\r\n chunked'],
+        ['content-length', '3'],
+      ],
+      'abc',
+    ],
+    [
+      'TE: \\x0bchunked',
+      [
+        ['transfer-encoding', '\x0bchunked'],
+        ['content-length', '3'],
+      ],
+      'abc',
+    ],
     ['CL then a smuggled request', [['content-length', '0']], `GET /admin HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`],
-    ['CL too short, rest is a request', [['content-length', '3']], `abcPOST ${START}/Acme-Prod/${newRuuid()} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n`],
+    [
+      'CL too short, rest is a request',
+      [['content-length', '3']],
+      `abcPOST ${START}/Acme-Prod/${newRuuid()} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n`,
+    ],
   ];
   for (const [label, headers, body] of framings) {
     for (const v of tokenVariants.filter((x) => x.label !== 'junk token')) {
@@ -532,7 +1024,18 @@ async function buildCorpus(port: number): Promise<void> {
       add({
         name: `bodies: smuggling ${label} (${v.label})`,
         category: 'bodies',
-        steps: once(Buffer.concat([request({ target, headers: [...v.auth(valid).map((l) => ['authorization', l.slice('Authorization: '.length)] as const), ...headers] }), Buffer.from(body, 'latin1')])),
+        steps: once(
+          Buffer.concat([
+            request({
+              target,
+              headers: [
+                ...v.auth(valid).map((l) => ['authorization', l.slice('Authorization: '.length)] as const),
+                ...headers,
+              ],
+            }),
+            Buffer.from(body, 'latin1'),
+          ]),
+        ),
         ...(pipelined ? { responses: 2 } : {}),
         ruuid,
       });
@@ -540,64 +1043,150 @@ async function buildCorpus(port: number): Promise<void> {
   }
 
   // ---------------------------------------------------------------- sockets
-  const sockets = (label: string, steps: RawStep[], extra: Partial<Case> = {}): void => add({ name: `sockets: ${label}`, category: 'sockets', steps, ...extra });
+  const sockets = (label: string, steps: RawStep[], extra: Partial<Case> = {}): void =>
+    add({ name: `sockets: ${label}`, category: 'sockets', steps, ...extra });
   for (let i = 1; i <= 3; i += 1) sockets(`connect and close #${i}`, [{ hangUp: true }], { mayClose: true });
   for (let i = 1; i <= 2; i += 1) sockets(`connect and reset #${i}`, [{ reset: true }], { mayClose: true });
   sockets('connect and half-close', [{ halfClose: true }], { mayClose: true });
   sockets('connect and say nothing', [], { mayClose: true, codes: ['request_timeout'], timeoutMs: SLOW_MS });
-  sockets('slowloris: one header every 400 ms', [
-    { write: `POST ${START}/Acme-Prod/${newRuuid()} HTTP/1.1\r\nHost: x\r\n` },
-    ...Array.from({ length: 12 }, (_, i): RawStep[] => [{ wait: 400 }, { write: `X-Slow-${i}: ${i}\r\n` }]).flat(),
-  ], { mayClose: true, codes: ['request_timeout'], timeoutMs: SLOW_MS });
-  sockets('slowloris: request line one byte every 250 ms', [
-    ...Array.from(`POST ${START}/Acme-Prod/`, (ch): RawStep[] => [{ write: ch }, { wait: 250 }]).flat(),
-  ], { mayClose: true, codes: ['request_timeout'], timeoutMs: SLOW_MS });
-  sockets('partial request line, then half-close', [{ write: `POST ${START}/Acme` }, { wait: 30 }, { halfClose: true }], { mayClose: true, codes: ['malformed_request'] });
-  sockets('partial headers, then half-close', [{ write: `POST ${START}/Acme-Prod/${newRuuid()} HTTP/1.1\r\nHost: x\r\nX-A: ` }, { wait: 30 }, { halfClose: true }], { mayClose: true, codes: ['malformed_request'] });
-  sockets('partial headers, then hang-up', [{ write: `POST ${START}/Acme-Prod/${newRuuid()} HTTP/1.1\r\nHost: x\r\n` }, { wait: 30 }, { hangUp: true }], { mayClose: true });
-  sockets('partial headers, then reset', [{ write: `POST ${START}/Acme-Prod/${newRuuid()} HTTP/1.1\r\nHost: x\r\n` }, { wait: 30 }, { reset: true }], { mayClose: true });
-  sockets('request line without CRLF, then hang-up', [{ write: `POST ${START}/Acme-Prod/${newRuuid()} HTTP/1.1` }, { wait: 30 }, { hangUp: true }], { mayClose: true });
+  sockets(
+    'slowloris: one header every 400 ms',
+    [
+      { write: `POST ${START}/Acme-Prod/${newRuuid()} HTTP/1.1\r\nHost: x\r\n` },
+      ...Array.from({ length: 12 }, (_, i): RawStep[] => [{ wait: 400 }, { write: `X-Slow-${i}: ${i}\r\n` }]).flat(),
+    ],
+    { mayClose: true, codes: ['request_timeout'], timeoutMs: SLOW_MS },
+  );
+  sockets(
+    'slowloris: request line one byte every 250 ms',
+    [...Array.from(`POST ${START}/Acme-Prod/`, (ch): RawStep[] => [{ write: ch }, { wait: 250 }]).flat()],
+    { mayClose: true, codes: ['request_timeout'], timeoutMs: SLOW_MS },
+  );
+  sockets(
+    'partial request line, then half-close',
+    [{ write: `POST ${START}/Acme` }, { wait: 30 }, { halfClose: true }],
+    { mayClose: true, codes: ['malformed_request'] },
+  );
+  sockets(
+    'partial headers, then half-close',
+    [
+      { write: `POST ${START}/Acme-Prod/${newRuuid()} HTTP/1.1\r\nHost: x\r\nX-A: ` },
+      { wait: 30 },
+      { halfClose: true },
+    ],
+    { mayClose: true, codes: ['malformed_request'] },
+  );
+  sockets(
+    'partial headers, then hang-up',
+    [{ write: `POST ${START}/Acme-Prod/${newRuuid()} HTTP/1.1\r\nHost: x\r\n` }, { wait: 30 }, { hangUp: true }],
+    { mayClose: true },
+  );
+  sockets(
+    'partial headers, then reset',
+    [{ write: `POST ${START}/Acme-Prod/${newRuuid()} HTTP/1.1\r\nHost: x\r\n` }, { wait: 30 }, { reset: true }],
+    { mayClose: true },
+  );
+  sockets(
+    'request line without CRLF, then hang-up',
+    [{ write: `POST ${START}/Acme-Prod/${newRuuid()} HTTP/1.1` }, { wait: 30 }, { hangUp: true }],
+    { mayClose: true },
+  );
   {
     const { ruuid, target } = acme();
-    sockets('whole request, then half-close at once', [{ write: request({ target, headers: [['content-length', '0']] }) }, { halfClose: true }], { mayClose: true, codes: ['token_missing'], ruuid });
+    sockets(
+      'whole request, then half-close at once',
+      [{ write: request({ target, headers: [['content-length', '0']] }) }, { halfClose: true }],
+      { mayClose: true, codes: ['token_missing'], ruuid },
+    );
   }
   {
     const { ruuid, target } = acme();
-    sockets('whole request with a valid token, then reset at once', [{ write: request({ target, headers: [auth, ['content-length', '0']] }) }, { reset: true }], { mayClose: true, ruuid });
+    sockets(
+      'whole request with a valid token, then reset at once',
+      [{ write: request({ target, headers: [auth, ['content-length', '0']] }) }, { reset: true }],
+      { mayClose: true, ruuid },
+    );
   }
   {
     const { ruuid, target } = acme();
-    sockets('whole request with a valid token, then hang-up at once', [{ write: request({ target, headers: [auth, ['content-length', '0']] }) }, { hangUp: true }], { mayClose: true, ruuid });
+    sockets(
+      'whole request with a valid token, then hang-up at once',
+      [{ write: request({ target, headers: [auth, ['content-length', '0']] }) }, { hangUp: true }],
+      { mayClose: true, ruuid },
+    );
   }
   {
     const { ruuid, target } = acme();
-    sockets('a request, then garbage on the same connection', [{ write: Buffer.concat([request({ target, headers: [['content-length', '0']] }), Buffer.from('GARBAGE\r\n\r\n')]) }], {
-      responses: 2, codes: ['token_missing', 'malformed_request'], ruuid,
-    });
+    sockets(
+      'a request, then garbage on the same connection',
+      [
+        {
+          write: Buffer.concat([
+            request({ target, headers: [['content-length', '0']] }),
+            Buffer.from('GARBAGE\r\n\r\n'),
+          ]),
+        },
+      ],
+      {
+        responses: 2,
+        codes: ['token_missing', 'malformed_request'],
+        ruuid,
+      },
+    );
   }
   {
     const ruuids = Array.from({ length: 30 }, () => newRuuid());
-    sockets('30 pipelined requests without a token', [{ write: Buffer.concat(ruuids.map((r) => request({ target: `${START}/Acme-Prod/${r}`, headers: [['content-length', '0']] }))) }], {
-      responses: 30, codes: ['token_missing'],
-    });
+    sockets(
+      '30 pipelined requests without a token',
+      [
+        {
+          write: Buffer.concat(
+            ruuids.map((r) => request({ target: `${START}/Acme-Prod/${r}`, headers: [['content-length', '0']] })),
+          ),
+        },
+      ],
+      {
+        responses: 30,
+        codes: ['token_missing'],
+      },
+    );
   }
   for (let i = 1; i <= 8; i += 1) {
-    sockets(`random binary #${i}`, [{ write: randomBytes(64 + i * 97) }], { mayClose: true, codes: ['malformed_request'] });
+    sockets(`random binary #${i}`, [{ write: randomBytes(64 + i * 97) }], {
+      mayClose: true,
+      codes: ['malformed_request'],
+    });
   }
-  sockets('TLS ClientHello', [{ write: Buffer.from('160301020001000200030372', 'hex') }], { mayClose: true, codes: ['malformed_request'] });
-  sockets('HTTP/2 connection preface', [{ write: 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n' }], { mayClose: true, codes: ['malformed_request'] });
+  sockets('TLS ClientHello', [{ write: Buffer.from('160301020001000200030372', 'hex') }], {
+    mayClose: true,
+    codes: ['malformed_request'],
+  });
+  sockets('HTTP/2 connection preface', [{ write: 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n' }], {
+    mayClose: true,
+    codes: ['malformed_request'],
+  });
   sockets('SSH banner', [{ write: 'SSH-2.0-OpenSSH_9.6\r\n' }], { mayClose: true, codes: ['malformed_request'] });
-  sockets('only CRLFs', [{ write: '\r\n'.repeat(5000) }], { mayClose: true, codes: ['malformed_request', 'request_headers_too_large', 'request_timeout'], timeoutMs: SLOW_MS });
-  sockets('64 KiB of one letter', [{ write: Buffer.alloc(64 * 1024, 'A') }], { mayClose: true, codes: ['malformed_request', 'request_headers_too_large'] });
+  sockets('only CRLFs', [{ write: '\r\n'.repeat(5000) }], {
+    mayClose: true,
+    codes: ['malformed_request', 'request_headers_too_large', 'request_timeout'],
+    timeoutMs: SLOW_MS,
+  });
+  sockets('64 KiB of one letter', [{ write: Buffer.alloc(64 * 1024, 'A') }], {
+    mayClose: true,
+    codes: ['malformed_request', 'request_headers_too_large'],
+  });
 }
 
 /** What is wrong with one case's result, or undefined when it held. */
 function verdict(c: Case, r: RawResult): string | undefined {
-  const seen = `${r.responses.map((x) => `${x.status} ${x.headers['content-type']?.[0] ?? '-'} ${x.body.toString('utf8').slice(0, 160)}`).join(' | ') || 'no answer'}` +
+  const seen =
+    `${r.responses.map((x) => `${x.status} ${x.headers['content-type']?.[0] ?? '-'} ${x.body.toString('utf8').slice(0, 160)}`).join(' | ') || 'no answer'}` +
     `${r.closedByServer ? ', closed by the gateway' : ''}${r.timedOut ? `, still open after ${c.timeoutMs ?? QUICK_MS} ms` : ''}${r.error !== undefined ? `, ${r.error}` : ''}`;
-  if (r.timedOut && r.responses.filter((x) => x.complete).length < (c.responses ?? 1)) return `neither answered nor closed in time: ${seen}`;
+  if (r.timedOut && r.responses.filter((x) => x.complete).length < (c.responses ?? 1))
+    return `neither answered nor closed in time: ${seen}`;
   if (r.responses.length === 0) return c.mayClose === true ? undefined : `closed without an answer: ${seen}`;
-  if (r.responses.length < (c.responses ?? 1) && c.mayClose !== true) return `expected ${c.responses ?? 1} answers: ${seen}`;
+  if (r.responses.length < (c.responses ?? 1) && c.mayClose !== true)
+    return `expected ${c.responses ?? 1} answers: ${seen}`;
   for (const res of r.responses) {
     if (!res.complete) return `incomplete answer: ${seen}`;
     if (res.status < 400 || res.status >= 500) return `status ${res.status} is not a 4xx refusal: ${seen}`;
@@ -616,10 +1205,13 @@ function verdict(c: Case, r: RawResult): string | undefined {
       status = undefined;
     }
     if (status === undefined) return `code ${String(body.code)} is not in the catalog: ${seen}`;
-    if (status !== res.status || body.status !== res.status) return `code ${String(body.code)} does not match status ${res.status}: ${seen}`;
-    if (c.codes !== undefined && !c.codes.includes(body.code as ErrorCode)) return `code ${String(body.code)}, expected one of ${c.codes.join(', ')}: ${seen}`;
+    if (status !== res.status || body.status !== res.status)
+      return `code ${String(body.code)} does not match status ${res.status}: ${seen}`;
+    if (c.codes !== undefined && !c.codes.includes(body.code as ErrorCode))
+      return `code ${String(body.code)}, expected one of ${c.codes.join(', ')}: ${seen}`;
     const text = res.body.toString('latin1');
-    for (const s of c.mustNotEcho ?? []) if (text.includes(s)) return `answer echoes ${s.length > 40 ? `${s.slice(0, 40)}…` : s}: ${seen}`;
+    for (const s of c.mustNotEcho ?? [])
+      if (text.includes(s)) return `answer echoes ${s.length > 40 ? `${s.slice(0, 40)}…` : s}: ${seen}`;
   }
   return undefined;
 }
@@ -630,7 +1222,14 @@ async function runAll(cases: readonly Case[], port: number, width: number): Prom
   const lane = async (): Promise<void> => {
     while (next < cases.length) {
       const c = cases[next++]!;
-      results.set(c.name, await rawExchange(port, c.steps, { timeoutMs: c.timeoutMs ?? QUICK_MS, responses: c.responses ?? 1, noBody: c.noBody === true }));
+      results.set(
+        c.name,
+        await rawExchange(port, c.steps, {
+          timeoutMs: c.timeoutMs ?? QUICK_MS,
+          responses: c.responses ?? 1,
+          noBody: c.noBody === true,
+        }),
+      );
     }
   };
   await Promise.all(Array.from({ length: width }, lane));
@@ -644,7 +1243,15 @@ beforeAll(async () => {
   issuer = await TokenIssuer.start();
   gw = await startTestGateway(
     baseConfig(standIn, issuer, {
-      server: { host: '127.0.0.1', port: 0, shutdownTimeout: '5s', maxBodyBytes: MAX_BODY, headersTimeout: '1s', bodyTimeout: '1s', requestTimeout: '3s' },
+      server: {
+        host: '127.0.0.1',
+        port: 0,
+        shutdownTimeout: '5s',
+        maxBodyBytes: MAX_BODY,
+        headersTimeout: '1s',
+        bodyTimeout: '1s',
+        requestTimeout: '3s',
+      },
     }),
   );
   await buildCorpus(gw.gateway.port);
@@ -670,7 +1277,12 @@ afterAll(async () => {
 
 describe('hostile-input corpus', () => {
   it('has at least 300 cases across headers, paths, tokens, bodies and sockets', () => {
-    const counts = Object.fromEntries(['headers', 'paths', 'tokens', 'bodies', 'sockets'].map((k) => [k, corpus.filter((c) => c.category === k).length]));
+    const counts = Object.fromEntries(
+      ['headers', 'paths', 'tokens', 'bodies', 'sockets'].map((k) => [
+        k,
+        corpus.filter((c) => c.category === k).length,
+      ]),
+    );
     expect(corpus.length, JSON.stringify(counts)).toBeGreaterThanOrEqual(300);
     for (const n of Object.values(counts)) expect(n).toBeGreaterThanOrEqual(20);
   });
@@ -693,8 +1305,13 @@ describe('hostile-input corpus', () => {
   });
 
   it('logs no unhandled error and no stack, and node-server prints nothing', () => {
-    const bad = gw.logs.filter((l) => (l.level === 'error' && /unhandled/i.test(String(l.msg))) || l.stack !== undefined);
-    expect(bad.map((l) => JSON.stringify(l).slice(0, 300)), 'error lines').toEqual([]);
+    const bad = gw.logs.filter(
+      (l) => (l.level === 'error' && /unhandled/i.test(String(l.msg))) || l.stack !== undefined,
+    );
+    expect(
+      bad.map((l) => JSON.stringify(l).slice(0, 300)),
+      'error lines',
+    ).toEqual([]);
     expect(consoleErrors, 'console.error').toEqual([]);
   });
 

@@ -3,7 +3,14 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { baseConfig, startTestStandIn, startTestGateway, tempDir, testSecrets, type TestGateway } from '../helpers/gateway.js';
+import {
+  baseConfig,
+  startTestStandIn,
+  startTestGateway,
+  tempDir,
+  testSecrets,
+  type TestGateway,
+} from '../helpers/gateway.js';
 import { resume, send } from '../helpers/http.js';
 import type { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
 import { TokenIssuer } from '../helpers/token-issuer.js';
@@ -37,7 +44,13 @@ describe('remote JWKS', () => {
     issuer.mode = 'error';
     // Without keys, a fetch is tried at most once per cooldown: 1 s here, so recovery is seen within it.
     const gw = await gatewayWith([
-      { issuer: issuer.issuer, audience: 'snapgate', jwksUri: issuer.jwksUri, algorithms: ['ES256'], jwks: { cooldown: '1s' } },
+      {
+        issuer: issuer.issuer,
+        audience: 'snapgate',
+        jwksUri: issuer.jwksUri,
+        algorithms: ['ES256'],
+        jwks: { cooldown: '1s' },
+      },
     ]);
     const jwt = await issuer.mint({ sub: 'svc-billing' });
     const before = standIn.received.length;
@@ -65,10 +78,21 @@ describe('remote JWKS', () => {
     issuer = await TokenIssuer.start();
     issuer.mode = 'hang';
     const gw = await gatewayWith([
-      { issuer: issuer.issuer, audience: 'snapgate', jwksUri: issuer.jwksUri, algorithms: ['ES256'], jwks: { timeout: '300ms' } },
+      {
+        issuer: issuer.issuer,
+        audience: 'snapgate',
+        jwksUri: issuer.jwksUri,
+        algorithms: ['ES256'],
+        jwks: { timeout: '300ms' },
+      },
     ]);
     const started = Date.now();
-    const res = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), await issuer.mint({ sub: 'svc-billing' }));
+    const res = await resume(
+      gw.url,
+      'Acme-Prod',
+      standIn.addRun('Acme-Prod'),
+      await issuer.mint({ sub: 'svc-billing' }),
+    );
     expect(res.status).toBe(503);
     expect(Date.now() - started).toBeLessThan(2_000);
   });
@@ -76,13 +100,27 @@ describe('remote JWKS', () => {
   it('keeps serving the last good keys when a refresh fails (stale-if-error)', async () => {
     issuer = await TokenIssuer.start();
     const gw = await gatewayWith([
-      { issuer: issuer.issuer, audience: 'snapgate', jwksUri: issuer.jwksUri, algorithms: ['ES256'], jwks: { cacheMaxAge: '50ms', cooldown: '10ms' } },
+      {
+        issuer: issuer.issuer,
+        audience: 'snapgate',
+        jwksUri: issuer.jwksUri,
+        algorithms: ['ES256'],
+        jwks: { cacheMaxAge: '50ms', cooldown: '10ms' },
+      },
     ]);
-    expect((await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), await issuer.mint({ sub: 'svc-billing' }))).status).toBe(200);
+    expect(
+      (await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), await issuer.mint({ sub: 'svc-billing' })))
+        .status,
+    ).toBe(200);
     issuer.mode = 'error';
     await new Promise((r) => setTimeout(r, 100));
     const fetchesBefore = issuer.jwksFetches;
-    const res = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), await issuer.mint({ sub: 'svc-billing' }));
+    const res = await resume(
+      gw.url,
+      'Acme-Prod',
+      standIn.addRun('Acme-Prod'),
+      await issuer.mint({ sub: 'svc-billing' }),
+    );
     expect(res.status, res.text).toBe(200);
     expect(issuer.jwksFetches).toBeGreaterThan(fetchesBefore);
     expect(gw.logs.some((l) => l.msg === 'jwks fetch failed' && l.keptLastGood === true)).toBe(true);
@@ -91,7 +129,13 @@ describe('remote JWKS', () => {
   it('answers a repeated bad token the same way, and accepts a token whose key is published after it was first refused', async () => {
     issuer = await TokenIssuer.start();
     const gw = await gatewayWith([
-      { issuer: issuer.issuer, audience: 'snapgate', jwksUri: issuer.jwksUri, algorithms: ['ES256'], jwks: { cooldown: '1s' } },
+      {
+        issuer: issuer.issuer,
+        audience: 'snapgate',
+        jwksUri: issuer.jwksUri,
+        algorithms: ['ES256'],
+        jwks: { cooldown: '1s' },
+      },
     ]);
     // A forged signature is a final answer for that token (remembered by hash for a few seconds).
     const forged = await issuer.mint({ sub: 'svc-billing' }, { forgeWithUnpublishedKey: true });
@@ -116,12 +160,26 @@ describe('remote JWKS', () => {
   it('bounds refetches caused by made-up kids (no fetch storm)', async () => {
     issuer = await TokenIssuer.start();
     const gw = await gatewayWith([
-      { issuer: issuer.issuer, audience: 'snapgate', jwksUri: issuer.jwksUri, algorithms: ['ES256'], jwks: { cooldown: '30s' } },
+      {
+        issuer: issuer.issuer,
+        audience: 'snapgate',
+        jwksUri: issuer.jwksUri,
+        algorithms: ['ES256'],
+        jwks: { cooldown: '30s' },
+      },
     ]);
-    expect((await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), await issuer.mint({ sub: 'svc-billing' }))).status).toBe(200);
+    expect(
+      (await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), await issuer.mint({ sub: 'svc-billing' })))
+        .status,
+    ).toBe(200);
     const before = issuer.jwksFetches;
     for (let i = 0; i < 25; i++) {
-      const res = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), await issuer.mint({ sub: 'svc-billing' }, { kid: `made-up-${i}` }));
+      const res = await resume(
+        gw.url,
+        'Acme-Prod',
+        standIn.addRun('Acme-Prod'),
+        await issuer.mint({ sub: 'svc-billing' }, { kid: `made-up-${i}` }),
+      );
       expect(res.status).toBe(401);
     }
     expect(issuer.jwksFetches - before).toBeLessThanOrEqual(3);
@@ -129,9 +187,13 @@ describe('remote JWKS', () => {
 
   it('fetches the JWKS once for many concurrent first requests (single flight)', async () => {
     issuer = await TokenIssuer.start();
-    const gw = await gatewayWith([{ issuer: issuer.issuer, audience: 'snapgate', jwksUri: issuer.jwksUri, algorithms: ['ES256'] }]);
+    const gw = await gatewayWith([
+      { issuer: issuer.issuer, audience: 'snapgate', jwksUri: issuer.jwksUri, algorithms: ['ES256'] },
+    ]);
     const jwt = await issuer.mint({ sub: 'svc-billing' });
-    const replies = await Promise.all(Array.from({ length: 20 }, () => resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt)));
+    const replies = await Promise.all(
+      Array.from({ length: 20 }, () => resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt)),
+    );
     expect(replies.map((r) => r.status)).toEqual(Array(20).fill(200));
     expect(issuer.jwksFetches).toBe(1);
   });
@@ -144,7 +206,9 @@ describe('static key sources', () => {
     const dir = tempDir();
     const file = join(dir, 'jwks.json');
     writeFileSync(file, JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'file-key', alg: 'RS256' }] }));
-    const gw = await gatewayWith([{ issuer: 'https://file-idp', audience: 'snapgate', jwksFile: file, algorithms: ['RS256'] }]);
+    const gw = await gatewayWith([
+      { issuer: 'https://file-idp', audience: 'snapgate', jwksFile: file, algorithms: ['RS256'] },
+    ]);
     const jwt = await new SignJWT({ sub: 'svc-billing', aud: 'snapgate' })
       .setProtectedHeader({ alg: 'RS256', kid: 'file-key' })
       .setIssuer('https://file-idp')
@@ -156,10 +220,23 @@ describe('static key sources', () => {
   it('verifies with a PEM public key and refuses an algorithm outside the pinned list', async () => {
     issuer = await TokenIssuer.start();
     const { publicKey, privateKey } = await generateKeyPair('ES256');
-    const gw = await gatewayWith([{ issuer: 'https://pem-idp', audience: 'snapgate', publicKey: await exportSPKI(publicKey), algorithms: ['ES256'] }]);
+    const gw = await gatewayWith([
+      {
+        issuer: 'https://pem-idp',
+        audience: 'snapgate',
+        publicKey: await exportSPKI(publicKey),
+        algorithms: ['ES256'],
+      },
+    ]);
     const mint = (alg: string, key: Parameters<SignJWT['sign']>[0]) =>
-      new SignJWT({ sub: 'svc-billing', aud: 'snapgate' }).setProtectedHeader({ alg }).setIssuer('https://pem-idp').setExpirationTime('5m').sign(key);
-    expect((await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), await mint('ES256', privateKey))).status).toBe(200);
+      new SignJWT({ sub: 'svc-billing', aud: 'snapgate' })
+        .setProtectedHeader({ alg })
+        .setIssuer('https://pem-idp')
+        .setExpirationTime('5m')
+        .sign(key);
+    expect(
+      (await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), await mint('ES256', privateKey))).status,
+    ).toBe(200);
     const rs = await generateKeyPair('RS256');
     const wrongAlg = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), await mint('RS256', rs.privateKey));
     expect(wrongAlg.status).toBe(401);
@@ -169,7 +246,10 @@ describe('static key sources', () => {
   it('verifies HS256 only with an explicitly configured shared secret reference', async () => {
     issuer = await TokenIssuer.start();
     const env = { ...testSecrets, IDP_HMAC: 'a-long-shared-secret-for-hmac-tokens-0123456789' };
-    const gw = await gatewayWith([{ issuer: 'https://hmac-idp', audience: 'snapgate', secret: 'env:IDP_HMAC', algorithms: ['HS256'] }], env);
+    const gw = await gatewayWith(
+      [{ issuer: 'https://hmac-idp', audience: 'snapgate', secret: 'env:IDP_HMAC', algorithms: ['HS256'] }],
+      env,
+    );
     const mint = (secret: string) =>
       new SignJWT({ sub: 'svc-billing', aud: 'snapgate' })
         .setProtectedHeader({ alg: 'HS256' })
@@ -177,7 +257,12 @@ describe('static key sources', () => {
         .setExpirationTime('5m')
         .sign(new TextEncoder().encode(secret));
     expect((await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), await mint(env.IDP_HMAC))).status).toBe(200);
-    const forged = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), await mint('another-secret-entirely-0123456789abcdef'));
+    const forged = await resume(
+      gw.url,
+      'Acme-Prod',
+      standIn.addRun('Acme-Prod'),
+      await mint('another-secret-entirely-0123456789abcdef'),
+    );
     expect(forged.status).toBe(401);
     expect(forged.json.code).toBe('token_signature_invalid');
     expect(gw.logLines.join('\n')).not.toContain(env.IDP_HMAC);
@@ -186,11 +271,19 @@ describe('static key sources', () => {
   it('honours the configured clock tolerance for exp', async () => {
     issuer = await TokenIssuer.start();
     const gw = await gatewayWith([
-      { issuer: issuer.issuer, audience: 'snapgate', jwksUri: issuer.jwksUri, algorithms: ['ES256'], clockTolerance: '60s' },
+      {
+        issuer: issuer.issuer,
+        audience: 'snapgate',
+        jwksUri: issuer.jwksUri,
+        algorithms: ['ES256'],
+        clockTolerance: '60s',
+      },
     ]);
     const recentlyExpired = await issuer.mint({ sub: 'svc-billing' }, { expiresIn: -20 });
     expect((await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), recentlyExpired)).status).toBe(200);
     const longExpired = await issuer.mint({ sub: 'svc-billing' }, { expiresIn: -120 });
-    expect((await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), longExpired)).json.code).toBe('token_expired');
+    expect((await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), longExpired)).json.code).toBe(
+      'token_expired',
+    );
   });
 });

@@ -25,7 +25,11 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 let orgSeq = 0;
 function limits(cfg: Partial<Parameters<typeof compileOrgLimits>[1]> = {}): OrgLimits {
   orgSeq += 1;
-  return compileOrgLimits(`Org-${orgSeq}-${randomUUID().slice(0, 8)}`, { limit: 5, window: 60_000, burst: 0, shadow: false, onRedisError: 'local', ...cfg }, 10_000);
+  return compileOrgLimits(
+    `Org-${orgSeq}-${randomUUID().slice(0, 8)}`,
+    { limit: 5, window: 60_000, burst: 0, shadow: false, onRedisError: 'local', ...cfg },
+    10_000,
+  );
 }
 
 const limiters: Array<[string, () => RateLimiter]> = [
@@ -38,7 +42,8 @@ describe.each(limiters)('%s limiter', (_name, make) => {
   beforeEach(() => {
     limiter = make();
   });
-  const check = (l: OrgLimits, caller = 'caller-a', leaseId: string = randomUUID()) => limiter.check({ limits: l, caller, leaseId });
+  const check = (l: OrgLimits, caller = 'caller-a', leaseId: string = randomUUID()) =>
+    limiter.check({ limits: l, caller, leaseId });
 
   it('admits exactly limit + burst at once, then refuses with an exact retry time', async () => {
     const l = limits({ limit: 10, burst: 5, window: 60_000 });
@@ -103,7 +108,10 @@ describe.each(limiters)('%s limiter', (_name, make) => {
     const second = await check(l);
     const third = await check(l);
     expect([first.allowed, second.allowed, third.allowed]).toEqual([true, true, false]);
-    expect(third.outcomes.find((o) => o.policy.name === 'org-concurrency')).toMatchObject({ allowed: false, retryMs: 1000 });
+    expect(third.outcomes.find((o) => o.policy.name === 'org-concurrency')).toMatchObject({
+      allowed: false,
+      retryMs: 1000,
+    });
     // The refused call consumed no rate either: 98 remain after two admitted calls.
     expect(third.outcomes[0]!.allowed).toBe(true);
     await first.release();
@@ -113,7 +121,12 @@ describe.each(limiters)('%s limiter', (_name, make) => {
   });
 
   it('refund gives back the rate quota and the lease a decision took, once', async () => {
-    const l = limits({ limit: 2, burst: 0, concurrency: { limit: 1, shadow: false, lease: undefined }, perCaller: { limit: 2, window: 60_000, burst: 0, shadow: false } });
+    const l = limits({
+      limit: 2,
+      burst: 0,
+      concurrency: { limit: 1, shadow: false, lease: undefined },
+      perCaller: { limit: 2, window: 60_000, burst: 0, shadow: false },
+    });
     const first = await check(l);
     expect(first.allowed).toBe(true);
     expect((await check(l)).allowed).toBe(false); // the lease is held
@@ -158,7 +171,12 @@ describe.each(limiters)('%s limiter', (_name, make) => {
 describe('redis limiter specifics', () => {
   it('sets a TTL on every key so idle orgs and callers vanish', async () => {
     const limiter = createRedisLimiter(client);
-    const l = limits({ limit: 10, window: 10_000, perCaller: { limit: 5, window: 5_000, burst: 0, shadow: false }, concurrency: { limit: 3, shadow: false, lease: 20_000 } });
+    const l = limits({
+      limit: 10,
+      window: 10_000,
+      perCaller: { limit: 5, window: 5_000, burst: 0, shadow: false },
+      concurrency: { limit: 3, shadow: false, lease: 20_000 },
+    });
     await limiter.check({ limits: l, caller: 'c1', leaseId: 'r1' });
     const keys = [keyFor(l.org, l.rate, 'c1'), keyFor(l.org, l.perCaller!, 'c1'), keyFor(l.org, l.concurrency!, 'c1')];
     const ttls = await Promise.all(keys.map((k) => client.pttl(k)));
@@ -189,7 +207,10 @@ describe('redis limiter specifics', () => {
       return { scripts: calls('evalsha') + calls('eval'), all };
     };
     const batch = async () => {
-      const l = limits({ perCaller: { limit: 5, window: 60_000, burst: 0, shadow: false }, concurrency: { limit: 3, shadow: false } });
+      const l = limits({
+        perCaller: { limit: 5, window: 60_000, burst: 0, shadow: false },
+        concurrency: { limit: 3, shadow: false },
+      });
       const before = await stats();
       for (let i = 0; i < 10; i++) await limiter.check({ limits: l, caller: 'c', leaseId: `x${i}` });
       const after = await stats();

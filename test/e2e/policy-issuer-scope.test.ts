@@ -22,7 +22,12 @@ afterAll(async () => {
   await issuerB.close();
 });
 
-const issuerEntry = (i: TokenIssuer) => ({ issuer: i.issuer, audience: 'snapgate', jwksUri: i.jwksUri, algorithms: ['ES256'] });
+const issuerEntry = (i: TokenIssuer) => ({
+  issuer: i.issuer,
+  audience: 'snapgate',
+  jwksUri: i.jwksUri,
+  algorithms: ['ES256'],
+});
 
 describe('policy scoped to the issuer', () => {
   it('refuses to start with two issuers and a rule that names no issuer', async () => {
@@ -42,21 +47,33 @@ describe('policy scoped to the issuer', () => {
     expect((err as ConfigError).problems).toEqual([expect.stringMatching(/^policy\.0\.match\.iss: /)]);
   });
 
-  it('answers 403 to issuer B\'s token whose sub equals the caller a rule names for issuer A', async () => {
+  it("answers 403 to issuer B's token whose sub equals the caller a rule names for issuer A", async () => {
     const gw = await startTestGateway(
       baseConfig(standIn, issuerA, {
         auth: { issuers: [issuerEntry(issuerA), issuerEntry(issuerB)] },
-        policy: [{ match: { iss: issuerA.issuer, sub: 'svc-billing' }, orgs: ['Acme-Prod'], actions: ['runtime.start'] }],
+        policy: [
+          { match: { iss: issuerA.issuer, sub: 'svc-billing' }, orgs: ['Acme-Prod'], actions: ['runtime.start'] },
+        ],
       }),
     );
     try {
       const before = standIn.received.length;
-      const fromB = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), await issuerB.mint({ sub: 'svc-billing' }));
+      const fromB = await resume(
+        gw.url,
+        'Acme-Prod',
+        standIn.addRun('Acme-Prod'),
+        await issuerB.mint({ sub: 'svc-billing' }),
+      );
       expect(fromB.status, fromB.text).toBe(403);
       expect(fromB.json.code).toBe('forbidden');
       expect(standIn.received.length).toBe(before);
 
-      const fromA = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), await issuerA.mint({ sub: 'svc-billing' }));
+      const fromA = await resume(
+        gw.url,
+        'Acme-Prod',
+        standIn.addRun('Acme-Prod'),
+        await issuerA.mint({ sub: 'svc-billing' }),
+      );
       expect(fromA.status, fromA.text).toBe(200);
       expect(standIn.received.length).toBe(before + 1);
     } finally {

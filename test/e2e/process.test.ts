@@ -2,7 +2,14 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { baseConfig, spawnGateway, tempDir, testSecrets, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
+import {
+  baseConfig,
+  spawnGateway,
+  tempDir,
+  testSecrets,
+  writeConfig,
+  type GatewayProcess,
+} from '../helpers/gateway.js';
 import { resume, send } from '../helpers/http.js';
 import type { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
 import { freePort } from '../helpers/redis-server.js';
@@ -33,7 +40,9 @@ async function servesThenStops(gw: GatewayProcess, workers: number, calls: numbe
   try {
     await until(() => gw.stderr.filter((l) => l.includes('"snapgate listening"')).length === workers);
     const jwt = await issuer.mint({ sub: 'svc-billing' });
-    const replies = await Promise.all(Array.from({ length: calls }, () => resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt)));
+    const replies = await Promise.all(
+      Array.from({ length: calls }, () => resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt)),
+    );
     expect(replies.map((r) => r.status)).toEqual(Array(calls).fill(200));
     gw.kill('SIGTERM');
     expect(await gw.exited).toBe(0);
@@ -73,7 +82,10 @@ describe('start-up with a bad config', () => {
   });
 
   it('stops when a credential reference cannot be resolved, naming the org and the reference but no value', async () => {
-    const gw = await spawnGateway(writeConfig(baseConfig(standIn, issuer)), { ...testSecrets, ACME_SL_PASSWORD: undefined });
+    const gw = await spawnGateway(writeConfig(baseConfig(standIn, issuer)), {
+      ...testSecrets,
+      ACME_SL_PASSWORD: undefined,
+    });
     expect(await gw.exited).toBe(78);
     const err = gw.stderr.join('\n');
     expect(err).toContain('orgs.Acme-Prod.password');
@@ -127,7 +139,9 @@ describe('credential rotation', () => {
       // A broken reload (empty file) keeps the last good credentials and says why.
       writeFileSync(pwFile, '');
       gw.kill('SIGHUP');
-      await until(() => gw.stderr.some((l) => l.includes('"credential reload failed; keeping the last good credentials"')));
+      await until(() =>
+        gw.stderr.some((l) => l.includes('"credential reload failed; keeping the last good credentials"')),
+      );
       const still = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt);
       expect(still.status, still.text).toBe(200);
       expect(standIn.startCalls().at(-1)?.headers.authorization).toBe(basic(testSecrets.ACME_SL_USER, 'new-password'));
@@ -151,7 +165,9 @@ describe('credential rotation', () => {
       await until(() => gw.stderr.some((l) => l.includes('"credentials reloaded"')));
       const res = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt);
       expect(res.status, res.text).toBe(200);
-      expect(standIn.startCalls().at(-1)?.headers.authorization).toBe(basic(testSecrets.ACME_SL_USER, 'second-password'));
+      expect(standIn.startCalls().at(-1)?.headers.authorization).toBe(
+        basic(testSecrets.ACME_SL_USER, 'second-password'),
+      );
     } finally {
       gw.kill('SIGKILL');
       await gw.exited;
@@ -166,7 +182,15 @@ describe('the built gateway (node dist/src/main.js, as deployed)', () => {
 
   it('stops with exit 78 naming every bad field when the config is bad', async () => {
     const doc = baseConfig(standIn, issuer);
-    const gw = await spawnGateway(writeConfig({ ...doc, server: { port: 'eighty' }, policy: [{ match: {}, orgs: ['Ghost-Org'], actions: ['runtime.start'] }] }), testSecrets, { built: true });
+    const gw = await spawnGateway(
+      writeConfig({
+        ...doc,
+        server: { port: 'eighty' },
+        policy: [{ match: {}, orgs: ['Ghost-Org'], actions: ['runtime.start'] }],
+      }),
+      testSecrets,
+      { built: true },
+    );
     expect(gw.port).toBe(-1);
     expect(await gw.exited).toBe(78);
     const err = gw.stderr.join('\n');
@@ -192,7 +216,10 @@ describe('worker processes', () => {
 
   it('serves /metrics summed over every worker and /readyz for all of them from the primary', async () => {
     const adminPort = await freePort();
-    const doc: Record<string, unknown> = { ...baseConfig(standIn, issuer), admin: { host: '127.0.0.1', port: adminPort } };
+    const doc: Record<string, unknown> = {
+      ...baseConfig(standIn, issuer),
+      admin: { host: '127.0.0.1', port: adminPort },
+    };
     (doc.server as Record<string, unknown>).workers = 2;
     const gw = await spawnGateway(writeConfig(doc));
     const admin = `http://127.0.0.1:${adminPort}`;
@@ -201,7 +228,8 @@ describe('worker processes', () => {
       await until(async () => (await send(admin, 'GET', '/readyz')).status === 200);
       const jwt = await issuer.mint({ sub: 'svc-billing' });
       // Sequential calls on fresh connections: the primary hands connections to the workers in turn.
-      for (let i = 0; i < 6; i++) expect((await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt)).status).toBe(200);
+      for (let i = 0; i < 6; i++)
+        expect((await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt)).status).toBe(200);
 
       const allowed = (text: string) =>
         text
@@ -214,7 +242,9 @@ describe('worker processes', () => {
 
       const ready = await send(admin, 'GET', '/readyz');
       expect(ready.status).toBe(200);
-      const workerChecks = Object.entries(ready.json.checks as Record<string, string>).filter(([k]) => k.startsWith('worker '));
+      const workerChecks = Object.entries(ready.json.checks as Record<string, string>).filter(([k]) =>
+        k.startsWith('worker '),
+      );
       expect(workerChecks).toHaveLength(2);
       expect(workerChecks.every(([, v]) => v === 'ok')).toBe(true);
       expect(ready.json.checks.workers).toBe('ok');

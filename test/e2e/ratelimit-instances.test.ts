@@ -4,7 +4,14 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Cluster, Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { baseConfig, spawnGateway, startTestGateway, tempDir, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
+import {
+  baseConfig,
+  spawnGateway,
+  startTestGateway,
+  tempDir,
+  writeConfig,
+  type GatewayProcess,
+} from '../helpers/gateway.js';
 import { resume } from '../helpers/http.js';
 import { RedisCluster } from '../helpers/redis-cluster.js';
 import { freePort, RedisServer } from '../helpers/redis-server.js';
@@ -46,7 +53,9 @@ async function stopAll(gateways: GatewayProcess[]): Promise<void> {
 async function fire(gateways: GatewayProcess[], total: number): Promise<number[]> {
   const jwt = await issuer.mint({ sub: 'svc-billing' }, { expiresIn: 600 });
   const replies = await Promise.all(
-    Array.from({ length: total }, (_, i) => resume(gateways[i % gateways.length]!.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt)),
+    Array.from({ length: total }, (_, i) =>
+      resume(gateways[i % gateways.length]!.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt),
+    ),
   );
   return replies.map((r) => r.status);
 }
@@ -67,7 +76,7 @@ describe('exact limits across instances', () => {
     }
   });
 
-  it('three processes on a 3-master Redis Cluster admit exactly limit + burst, all of an org\'s keys in one slot', async () => {
+  it("three processes on a 3-master Redis Cluster admit exactly limit + burst, all of an org's keys in one slot", async () => {
     const cluster = await RedisCluster.start();
     const gateways = await threeGateways({ cluster: { nodes: cluster.hosts } });
     try {
@@ -80,7 +89,11 @@ describe('exact limits across instances', () => {
       try {
         const key = 'rl:{org:Acme-Prod}:rate';
         expect(await client.exists(key)).toBe(1);
-        const slots = await Promise.all(['rl:{org:Acme-Prod}:rate', 'rl:{org:Acme-Prod}:conc', 'rl:{org:Acme-Prod}:caller:x'].map((k) => client.cluster('KEYSLOT', k)));
+        const slots = await Promise.all(
+          ['rl:{org:Acme-Prod}:rate', 'rl:{org:Acme-Prod}:conc', 'rl:{org:Acme-Prod}:caller:x'].map((k) =>
+            client.cluster('KEYSLOT', k),
+          ),
+        );
         expect(new Set(slots).size).toBe(1);
       } finally {
         client.disconnect();
@@ -97,19 +110,29 @@ describe('Redis Sentinel', () => {
     const master = await RedisServer.start();
     const dir = tempDir('snapgate-sentinel-');
     const confPath = join(dir, 'sentinel.conf');
-    writeFileSync(confPath, `sentinel monitor snapmaster 127.0.0.1 ${master.port} 1\nsentinel down-after-milliseconds snapmaster 5000\n`);
+    writeFileSync(
+      confPath,
+      `sentinel monitor snapmaster 127.0.0.1 ${master.port} 1\nsentinel down-after-milliseconds snapmaster 5000\n`,
+    );
     const sentinelPort = await freePort();
-    const sentinel = track(spawn('redis-server', [confPath, '--sentinel', '--port', String(sentinelPort), '--bind', '127.0.0.1'], { stdio: 'ignore' }));
+    const sentinel = track(
+      spawn('redis-server', [confPath, '--sentinel', '--port', String(sentinelPort), '--bind', '127.0.0.1'], {
+        stdio: 'ignore',
+      }),
+    );
     try {
       await waitForPort(sentinelPort);
-      const doc = baseConfig(standIn, issuer, { redis: { sentinel: { name: 'snapmaster', sentinels: [{ host: '127.0.0.1', port: sentinelPort }] } } });
+      const doc = baseConfig(standIn, issuer, {
+        redis: { sentinel: { name: 'snapmaster', sentinels: [{ host: '127.0.0.1', port: sentinelPort }] } },
+      });
       const orgs = doc.orgs as Record<string, Record<string, unknown>>;
       orgs['Acme-Prod'] = { ...orgs['Acme-Prod'], rateLimit: { limit: 2, window: '1h' } };
       const gw = await startTestGateway(doc);
       try {
         const jwt = await issuer.mint({ sub: 'svc-billing' });
         const statuses = [];
-        for (let i = 0; i < 3; i++) statuses.push((await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt)).status);
+        for (let i = 0; i < 3; i++)
+          statuses.push((await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt)).status);
         expect(statuses).toEqual([200, 200, 429]);
         const direct = new Redis(master.port, '127.0.0.1');
         expect(await direct.exists('rl:{org:Acme-Prod}:rate')).toBe(1);

@@ -34,7 +34,11 @@ afterAll(async () => {
 });
 
 /** A gateway whose Acme-Prod has `rateLimit`; Redis unless `withRedis` is false. */
-async function gateway(rateLimit: Record<string, unknown>, extra: Record<string, unknown> = {}, withRedis = true): Promise<TestGateway> {
+async function gateway(
+  rateLimit: Record<string, unknown>,
+  extra: Record<string, unknown> = {},
+  withRedis = true,
+): Promise<TestGateway> {
   const doc = baseConfig(standIn, issuer, {
     ...(withRedis ? { redis: { url: redis.url, commandTimeout: '100ms' } } : {}),
     admin: { host: '127.0.0.1', port: 0 },
@@ -47,7 +51,8 @@ async function gateway(rateLimit: Record<string, unknown>, extra: Record<string,
   return gw;
 }
 
-const call = (gw: TestGateway, token = jwt, headers: Record<string, string> = {}) => resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), token, headers);
+const call = (gw: TestGateway, token = jwt, headers: Record<string, string> = {}) =>
+  resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), token, headers);
 
 async function metricsText(gw: TestGateway): Promise<string> {
   return (await send(`http://127.0.0.1:${gw.gateway.adminPort}`, 'GET', '/metrics')).text;
@@ -63,7 +68,12 @@ describe('enforcement', () => {
     expect(standIn.startCalls().length - before).toBe(4);
 
     expect(replies[0]!.headers['ratelimit-policy']).toMatch(/^"org-rate";q=3;w=60;pk=:[A-Za-z0-9+/]{16}:$/);
-    expect(replies.slice(0, 4).map((r) => /r=(\d+)/.exec(String(r.headers.ratelimit))?.[1])).toEqual(['3', '2', '1', '0']);
+    expect(replies.slice(0, 4).map((r) => /r=(\d+)/.exec(String(r.headers.ratelimit))?.[1])).toEqual([
+      '3',
+      '2',
+      '1',
+      '0',
+    ]);
     expect(String(replies[0]!.headers['ratelimit-policy'])).not.toContain('Acme');
 
     const limited = replies[4]!;
@@ -78,7 +88,12 @@ describe('enforcement', () => {
     // One request's worth returns every 60 s / 3 = 20 s.
     expect(limited.headers['retry-after']).toMatch(/^(19|20)$/);
     expect(limited.headers.ratelimit).toMatch(/^"org-rate";r=0;t=\d+;pk=/);
-    expect(gw.audit.at(-1)).toMatchObject({ decision: 'rate_limited', reason: 'quota_exceeded', status: 429, rateLimit: { outcome: 'limited', policies: ['org-rate'] } });
+    expect(gw.audit.at(-1)).toMatchObject({
+      decision: 'rate_limited',
+      reason: 'quota_exceeded',
+      status: 429,
+      rateLimit: { outcome: 'limited', policies: ['org-rate'] },
+    });
   });
 
   it('never charges the quota for 400, 401 or 403 answers', async () => {
@@ -87,7 +102,13 @@ describe('enforcement', () => {
     for (let i = 0; i < 5; i++) {
       expect((await call(gw, 'not-a-token')).status).toBe(401);
       expect((await call(gw, stranger)).status).toBe(403);
-      expect((await send(gw.url, 'POST', '/api/1/rest/public/runtime/start/Acme-Prod/..', { headers: { authorization: `Bearer ${jwt}` } })).status).toBe(400);
+      expect(
+        (
+          await send(gw.url, 'POST', '/api/1/rest/public/runtime/start/Acme-Prod/..', {
+            headers: { authorization: `Bearer ${jwt}` },
+          })
+        ).status,
+      ).toBe(400);
     }
     expect((await call(gw)).status).toBe(200);
     expect((await call(gw)).status).toBe(200);
@@ -134,10 +155,17 @@ describe('shadow mode', () => {
     expect(replies[0]!.headers['ratelimit-policy']).toContain(';sg-shadow');
     expect(replies[1]!.headers.ratelimit).not.toContain('sg-would-limit');
     expect(replies[4]!.headers.ratelimit).toContain('sg-would-limit');
-    expect(gw.audit.at(-1)).toMatchObject({ decision: 'allowed', rateLimit: { outcome: 'would_limit', policies: ['org-rate'] } });
+    expect(gw.audit.at(-1)).toMatchObject({
+      decision: 'allowed',
+      rateLimit: { outcome: 'would_limit', policies: ['org-rate'] },
+    });
     const metrics = await metricsText(gw);
-    expect(metrics).toContain('snapgate_ratelimit_decisions_total{org="Acme-Prod",policy="org-rate",outcome="would_limit"} 3');
-    expect(metrics).toContain('snapgate_ratelimit_decisions_total{org="Acme-Prod",policy="org-rate",outcome="allowed"} 2');
+    expect(metrics).toContain(
+      'snapgate_ratelimit_decisions_total{org="Acme-Prod",policy="org-rate",outcome="would_limit"} 3',
+    );
+    expect(metrics).toContain(
+      'snapgate_ratelimit_decisions_total{org="Acme-Prod",policy="org-rate",outcome="allowed"} 2',
+    );
   });
 });
 
@@ -182,7 +210,7 @@ describe('concurrency cap', () => {
 describe('Redis outage', () => {
   const settle = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-  it('local mode with server.workers: each worker process takes its share of the instance\'s share', async () => {
+  it("local mode with server.workers: each worker process takes its share of the instance's share", async () => {
     // Redis never reachable: every decision is the fallback's. One instance of two workers: 12 / 2 = 6 here.
     const doc = baseConfig(standIn, issuer, {
       server: { host: '127.0.0.1', port: 0, workers: 2 },
@@ -199,7 +227,10 @@ describe('Redis outage', () => {
   });
 
   it('local mode: no request waits on the dead Redis, limits fall back to limit / expectedInstances, and exact limits return with Redis', async () => {
-    const gw = await gateway({ limit: 10, window: '60s', onRedisError: 'local' }, { rateLimiting: { expectedInstances: 2, breakerOpenFor: '300ms' } });
+    const gw = await gateway(
+      { limit: 10, window: '60s', onRedisError: 'local' },
+      { rateLimiting: { expectedInstances: 2, breakerOpenFor: '300ms' } },
+    );
     expect((await call(gw)).headers['x-snapgate-ratelimit-degraded']).toBeUndefined();
 
     // Kill Redis in the middle of a load of concurrent calls.
@@ -217,7 +248,10 @@ describe('Redis outage', () => {
     await settle(5);
     await redis.kill();
     await workers;
-    expect(statuses.every((s) => s === 200 || s === 429), statuses.join()).toBe(true);
+    expect(
+      statuses.every((s) => s === 200 || s === 429),
+      statuses.join(),
+    ).toBe(true);
     expect(Math.max(...latencies)).toBeLessThan(600);
 
     // While degraded: this instance admits its share, 10 / 2 = 5, then 429, each answer immediate.
@@ -250,7 +284,10 @@ describe('Redis outage', () => {
   });
 
   it('closed mode: 503 temporary-reduced-capacity with Retry-After, nothing forwarded', async () => {
-    const gw = await gateway({ limit: 10, window: '60s', onRedisError: 'closed' }, { rateLimiting: { breakerOpenFor: '2s' } });
+    const gw = await gateway(
+      { limit: 10, window: '60s', onRedisError: 'closed' },
+      { rateLimiting: { breakerOpenFor: '2s' } },
+    );
     expect((await call(gw)).status).toBe(200);
     await redis.kill();
     try {
@@ -259,7 +296,10 @@ describe('Redis outage', () => {
       const refused = await call(gw);
       expect(Date.now() - started).toBeLessThan(500);
       expect(refused.status).toBe(503);
-      expect(refused.json).toMatchObject({ type: 'https://iana.org/assignments/http-problem-types#temporary-reduced-capacity', code: 'temporary_reduced_capacity' });
+      expect(refused.json).toMatchObject({
+        type: 'https://iana.org/assignments/http-problem-types#temporary-reduced-capacity',
+        code: 'temporary_reduced_capacity',
+      });
       expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1);
       expect((await call(gw)).status).toBe(503);
       expect(standIn.startCalls().length).toBe(before);
@@ -270,7 +310,10 @@ describe('Redis outage', () => {
   });
 
   it('open mode (explicit opt-in): admits, marking the answer as degraded', async () => {
-    const gw = await gateway({ limit: 1, window: '60s', onRedisError: 'open' }, { rateLimiting: { breakerOpenFor: '2s' } });
+    const gw = await gateway(
+      { limit: 1, window: '60s', onRedisError: 'open' },
+      { rateLimiting: { breakerOpenFor: '2s' } },
+    );
     expect((await call(gw)).status).toBe(200);
     await redis.kill();
     try {

@@ -16,7 +16,12 @@ beforeAll(async () => {
   standIn = await startTestStandIn();
   issuer = await TokenIssuer.start();
   redis = await RedisServer.start();
-  gw = await startTestGateway(baseConfig(standIn, issuer, { redis: { url: redis.url, commandTimeout: '100ms' }, admin: { host: '127.0.0.1', port: 0 } }));
+  gw = await startTestGateway(
+    baseConfig(standIn, issuer, {
+      redis: { url: redis.url, commandTimeout: '100ms' },
+      admin: { host: '127.0.0.1', port: 0 },
+    }),
+  );
 });
 
 afterAll(async () => {
@@ -50,7 +55,10 @@ describe('readiness', () => {
   it('is ready when config, credentials, keys and Redis are all usable', async () => {
     const res = await readyz();
     expect(res.status, res.text).toBe(200);
-    expect(res.json).toEqual({ status: 'ready', checks: { config: 'ok', credentials: 'ok', jwks: 'ok', redis: 'ok', audit: 'ok' } });
+    expect(res.json).toEqual({
+      status: 'ready',
+      checks: { config: 'ok', credentials: 'ok', jwks: 'ok', redis: 'ok', audit: 'ok' },
+    });
     const callers = await send(gw.url, 'GET', '/readyz');
     expect(callers.json).toEqual({ status: 'ready' });
   });
@@ -72,7 +80,10 @@ describe('readiness', () => {
 
   it('stays ready without Redis when redis.requiredForReadiness is false, still reporting it', async () => {
     const lenient = await startTestGateway(
-      baseConfig(standIn, issuer, { redis: { url: redis.url, commandTimeout: '100ms', requiredForReadiness: false }, admin: { host: '127.0.0.1', port: 0 } }),
+      baseConfig(standIn, issuer, {
+        redis: { url: redis.url, commandTimeout: '100ms', requiredForReadiness: false },
+        admin: { host: '127.0.0.1', port: 0 },
+      }),
     );
     try {
       await redis.kill();

@@ -75,7 +75,10 @@ describe('redis credentials in the gateway', () => {
   it('logs host:port only when it connects and when the connection is lost, and never the password', async () => {
     const env = { ...testSecrets, REDIS_PASSWORD: SECRET };
     const gw = await startTestGateway(
-      baseConfig(standIn, issuer, { redis: { url: redis.url, password: 'env:REDIS_PASSWORD' }, admin: { host: '127.0.0.1', port: 0 } }),
+      baseConfig(standIn, issuer, {
+        redis: { url: redis.url, password: 'env:REDIS_PASSWORD' },
+        admin: { host: '127.0.0.1', port: 0 },
+      }),
       env,
     );
     const adminUrl = `http://127.0.0.1:${gw.gateway.adminPort}`;
@@ -88,12 +91,19 @@ describe('redis credentials in the gateway', () => {
 
       await redis.kill();
       await until(() => gw.logs.some((l) => l.msg === 'redis connection lost'));
-      expect(gw.logs.find((l) => l.msg === 'redis connection lost'), gw.logLines.join('\n')).toMatchObject({ redis: where });
+      expect(
+        gw.logs.find((l) => l.msg === 'redis connection lost'),
+        gw.logLines.join('\n'),
+      ).toMatchObject({ redis: where });
       // The admin listener names each check: the Redis one in fixed words, never the URL or password.
       await new Promise((r) => setTimeout(r, 1_100));
       const detail = await send(adminUrl, 'GET', '/readyz');
       expect(detail.json.checks.redis, detail.text).toBe('unreachable');
-      for (const text of [detail.text, (await send(adminUrl, 'GET', '/metrics')).text, (await send(gw.url, 'GET', '/readyz')).text]) {
+      for (const text of [
+        detail.text,
+        (await send(adminUrl, 'GET', '/metrics')).text,
+        (await send(gw.url, 'GET', '/readyz')).text,
+      ]) {
         expect(text).not.toContain(SECRET);
         expect(text).not.toContain('redis://');
       }
@@ -126,7 +136,9 @@ describe('redis credentials in the audit CLI', () => {
   });
 
   it('names host:port, not the URL, when Redis cannot be read', async () => {
-    const { code, text } = await cli(['verify', '--redis', `${redis.url}/0`], { SNAPGATE_REDIS_PASSWORD: 'wrong-password' });
+    const { code, text } = await cli(['verify', '--redis', `${redis.url}/0`], {
+      SNAPGATE_REDIS_PASSWORD: 'wrong-password',
+    });
     expect(code, text).toBe(1);
     expect(text).toContain(`127.0.0.1:${redis.port}`);
     expect(text).not.toContain('redis://');

@@ -93,7 +93,9 @@ describe('happy path', () => {
     const jwt = await token({ sub: 'alice', scope: 'openid snaplogic:runtime:start', groups: ['data-eng', 'staff'] });
     const res = await resume(gw.url, 'Other-Org', ruuid, jwt);
     expect(res.status, res.text).toBe(200);
-    expect(standIn.startCalls().at(-1)?.headers.authorization).toBe(basic(testSecrets.OTHER_SL_USER, testSecrets.OTHER_SL_PASSWORD));
+    expect(standIn.startCalls().at(-1)?.headers.authorization).toBe(
+      basic(testSecrets.OTHER_SL_USER, testSecrets.OTHER_SL_PASSWORD),
+    );
   });
 
   it('makes a new request id when the caller sends none or an unsafe one', async () => {
@@ -122,14 +124,44 @@ describe('authentication (401)', () => {
     ['Basic instead of Bearer', 'token_missing', () => ({ authorization: basic('a', 'b') })],
     ['malformed token', 'token_malformed', () => ({ authorization: 'Bearer not.a.jwt' })],
     ['garbage token', 'token_malformed', () => ({ authorization: 'Bearer abc' })],
-    ['expired token', 'token_expired', async () => ({ authorization: `Bearer ${await token({ sub: 'svc-billing' }, { expiresIn: -600 })}` })],
-    ['token not yet valid', 'token_not_yet_valid', async () => ({ authorization: `Bearer ${await token({ sub: 'svc-billing' }, { notBefore: 600 })}` })],
-    ['wrong signature', 'token_signature_invalid', async () => ({ authorization: `Bearer ${await token({ sub: 'svc-billing' }, { forgeWithUnpublishedKey: true })}` })],
-    ['wrong audience', 'token_audience_invalid', async () => ({ authorization: `Bearer ${await token({ sub: 'svc-billing', aud: 'someone-else' })}` })],
-    ['untrusted issuer', 'token_issuer_untrusted', async () => ({ authorization: `Bearer ${await token({ sub: 'svc-billing' }, { iss: 'https://evil.example' })}` })],
-    ['no exp claim', 'token_claim_invalid', async () => ({ authorization: `Bearer ${await token({ sub: 'svc-billing' }, { expiresIn: null })}` })],
+    [
+      'expired token',
+      'token_expired',
+      async () => ({ authorization: `Bearer ${await token({ sub: 'svc-billing' }, { expiresIn: -600 })}` }),
+    ],
+    [
+      'token not yet valid',
+      'token_not_yet_valid',
+      async () => ({ authorization: `Bearer ${await token({ sub: 'svc-billing' }, { notBefore: 600 })}` }),
+    ],
+    [
+      'wrong signature',
+      'token_signature_invalid',
+      async () => ({
+        authorization: `Bearer ${await token({ sub: 'svc-billing' }, { forgeWithUnpublishedKey: true })}`,
+      }),
+    ],
+    [
+      'wrong audience',
+      'token_audience_invalid',
+      async () => ({ authorization: `Bearer ${await token({ sub: 'svc-billing', aud: 'someone-else' })}` }),
+    ],
+    [
+      'untrusted issuer',
+      'token_issuer_untrusted',
+      async () => ({ authorization: `Bearer ${await token({ sub: 'svc-billing' }, { iss: 'https://evil.example' })}` }),
+    ],
+    [
+      'no exp claim',
+      'token_claim_invalid',
+      async () => ({ authorization: `Bearer ${await token({ sub: 'svc-billing' }, { expiresIn: null })}` }),
+    ],
     ['no sub claim', 'token_claim_invalid', async () => ({ authorization: `Bearer ${await token({})}` })],
-    ['unknown kid', 'token_key_unknown', async () => ({ authorization: `Bearer ${await token({ sub: 'svc-billing' }, { kid: 'nobody-has-this' })}` })],
+    [
+      'unknown kid',
+      'token_key_unknown',
+      async () => ({ authorization: `Bearer ${await token({ sub: 'svc-billing' }, { kid: 'nobody-has-this' })}` }),
+    ],
     [
       'HS256 token for an ES256 issuer (algorithm confusion)',
       'token_algorithm_not_allowed',
@@ -148,7 +180,9 @@ describe('authentication (401)', () => {
       () => {
         const enc = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
         const exp = Math.floor(Date.now() / 1000) + 300;
-        return { authorization: `Bearer ${enc({ alg: 'none' })}.${enc({ sub: 'svc-billing', aud: 'snapgate', iss: issuer.issuer, exp })}.` };
+        return {
+          authorization: `Bearer ${enc({ alg: 'none' })}.${enc({ sub: 'svc-billing', aud: 'snapgate', iss: issuer.issuer, exp })}.`,
+        };
       },
     ],
   ];
@@ -195,11 +229,20 @@ describe('authorization (403)', () => {
     expect(unknown.text).toBe(forbidden.text);
     expect(forbidden.json.code).toBe('forbidden');
     expect(standIn.received.length).toBe(before);
-    expect(gw.audit.at(-1)).toMatchObject({ decision: 'forbidden', org: 'No-Such-Org', caller: { sub: 'svc-billing' } });
+    expect(gw.audit.at(-1)).toMatchObject({
+      decision: 'forbidden',
+      org: 'No-Such-Org',
+      caller: { sub: 'svc-billing' },
+    });
   });
 
   it('denies by default: a valid token with no matching rule is 403', async () => {
-    const res = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), await token({ sub: 'svc-unknown', scope: 'openid' }));
+    const res = await resume(
+      gw.url,
+      'Acme-Prod',
+      standIn.addRun('Acme-Prod'),
+      await token({ sub: 'svc-unknown', scope: 'openid' }),
+    );
     expect(res.status).toBe(403);
   });
 
@@ -209,7 +252,12 @@ describe('authorization (403)', () => {
   });
 
   it('requires every claim of a rule: scope alone without the group is 403', async () => {
-    const res = await resume(gw.url, 'Other-Org', standIn.addRun('Other-Org'), await token({ sub: 'bob', scope: 'snaplogic:runtime:start' }));
+    const res = await resume(
+      gw.url,
+      'Other-Org',
+      standIn.addRun('Other-Org'),
+      await token({ sub: 'bob', scope: 'snaplogic:runtime:start' }),
+    );
     expect(res.status).toBe(403);
   });
 });
@@ -258,7 +306,9 @@ describe('path validation (400) and routing (404/405)', () => {
     expect(notFound.headers['content-type']).toBe('application/problem+json');
     expect(notFound.json.code).toBe('not_found');
 
-    const stop = await send(gw.url, 'POST', `/api/1/rest/public/runtime/stop/Acme-Prod/${ruuid}`, { headers: { authorization: `Bearer ${await token()}` } });
+    const stop = await send(gw.url, 'POST', `/api/1/rest/public/runtime/stop/Acme-Prod/${ruuid}`, {
+      headers: { authorization: `Bearer ${await token()}` },
+    });
     expect(stop.status).toBe(404);
 
     const get = await send(gw.url, 'GET', `/api/1/rest/public/runtime/start/Acme-Prod/${ruuid}`);
@@ -269,10 +319,15 @@ describe('path validation (400) and routing (404/405)', () => {
 
   it('refuses a request body over the configured size with 413, forwarding nothing', async () => {
     const before = standIn.received.length;
-    const res = await send(gw.url, 'POST', `/api/1/rest/public/runtime/start/Acme-Prod/${standIn.addRun('Acme-Prod')}`, {
-      headers: { authorization: `Bearer ${await token()}`, 'content-type': 'application/json' },
-      body: 'x'.repeat(70_000),
-    });
+    const res = await send(
+      gw.url,
+      'POST',
+      `/api/1/rest/public/runtime/start/Acme-Prod/${standIn.addRun('Acme-Prod')}`,
+      {
+        headers: { authorization: `Bearer ${await token()}`, 'content-type': 'application/json' },
+        body: 'x'.repeat(70_000),
+      },
+    );
     expect(res.status).toBe(413);
     expect(res.json.code).toBe('payload_too_large');
     expect(standIn.received.length).toBe(before);
@@ -287,8 +342,14 @@ describe('upstream failures', () => {
     expect(res.status).toBe(502);
     expect(res.json.code).toBe('upstream_credentials_rejected');
     expect(res.headers['www-authenticate']).toBeUndefined();
-    expect(gw.audit.at(-1)).toMatchObject({ decision: 'upstream_error', reason: 'upstream_credentials_rejected', upstreamStatus: 401 });
-    expect(gw.logs.some((l) => l.msg === 'SnapLogic rejected the stored credentials; rotate the org secret')).toBe(true);
+    expect(gw.audit.at(-1)).toMatchObject({
+      decision: 'upstream_error',
+      reason: 'upstream_credentials_rejected',
+      upstreamStatus: 401,
+    });
+    expect(gw.logs.some((l) => l.msg === 'SnapLogic rejected the stored credentials; rotate the org secret')).toBe(
+      true,
+    );
   });
 
   it('turns a 403 from SnapLogic (Basic disabled) into 502 upstream_credentials_rejected', async () => {
@@ -322,7 +383,10 @@ describe('upstream failures', () => {
 
   it('passes a response up to upstream.maxResponseBytes whole, and answers 502 for a larger one', async () => {
     const config = baseConfig(standIn, issuer);
-    const small = await startTestGateway({ ...config, upstream: { ...(config.upstream as object), maxResponseBytes: 4096 } });
+    const small = await startTestGateway({
+      ...config,
+      upstream: { ...(config.upstream as object), maxResponseBytes: 4096 },
+    });
     try {
       standIn.setFault({ kind: 'large', bytes: 4096, count: 1 });
       const fits = await resume(small.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), await token());

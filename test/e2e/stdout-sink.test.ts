@@ -81,10 +81,16 @@ describe('stdout audit sink on a pipe', () => {
 
       const report = verifyChain(gw.stdout);
       const dups = duplicatePositions(gw.stdout);
-      expect({ dups: dups.slice(0, 5), broken: report.broken }, `${gw.stdout.length} lines, statuses ${JSON.stringify(statuses)}`).toEqual({ dups: [], broken: undefined });
+      expect(
+        { dups: dups.slice(0, 5), broken: report.broken },
+        `${gw.stdout.length} lines, statuses ${JSON.stringify(statuses)}`,
+      ).toEqual({ dups: [], broken: undefined });
       expect(report.ok).toBe(true);
       // The stall was felt: calls waited out the ack timeout and were refused (onFailure: reject), the rest went through.
-      expect(statuses.every((s) => s === 200 || s === 503), JSON.stringify(statuses)).toBe(true);
+      expect(
+        statuses.every((s) => s === 200 || s === 503),
+        JSON.stringify(statuses),
+      ).toBe(true);
       expect(statuses, JSON.stringify(statuses)).toContain(503);
       expect(foreignStderr(gw)).toEqual([]);
     } finally {
@@ -110,8 +116,13 @@ describe('stdout audit sink on a pipe', () => {
       }
       await sleep(200);
 
-      const refused = await Promise.all(Array.from({ length: 5 }, () => resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt)));
-      expect(refused.map((r) => `${r.status} ${String(r.json?.code)}`), refused.map((r) => r.text).join('\n')).toEqual(Array(5).fill('503 audit_unavailable'));
+      const refused = await Promise.all(
+        Array.from({ length: 5 }, () => resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt)),
+      );
+      expect(
+        refused.map((r) => `${r.status} ${String(r.json?.code)}`),
+        refused.map((r) => r.text).join('\n'),
+      ).toEqual(Array(5).fill('503 audit_unavailable'));
       expect((await send(gw.url, 'GET', '/livez')).status).toBe(200);
       expect(gw.proc.exitCode, gw.stderr.join('\n')).toBeNull();
       expect(foreignStderr(gw)).toEqual([]);
@@ -119,7 +130,8 @@ describe('stdout audit sink on a pipe', () => {
 
       // Now stderr's reader goes away too: log lines fail to write, and still nothing crashes.
       gw.proc.stderr!.destroy();
-      for (let i = 0; i < 5; i++) expect((await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt)).status).toBe(503);
+      for (let i = 0; i < 5; i++)
+        expect((await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt)).status).toBe(503);
       await sleep(300);
       expect((await send(gw.url, 'GET', '/livez')).status).toBe(200);
       expect(gw.proc.exitCode).toBeNull();

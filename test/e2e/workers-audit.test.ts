@@ -9,7 +9,14 @@ import { AUDIT_SCHEMA_VERSION, type AuditEvent } from '../../src/audit/event.js'
 import { parseConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/log.js';
 import { createMetrics } from '../../src/ops/metrics.js';
-import { baseConfig, spawnGateway, tempDir, testSecrets, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
+import {
+  baseConfig,
+  spawnGateway,
+  tempDir,
+  testSecrets,
+  writeConfig,
+  type GatewayProcess,
+} from '../helpers/gateway.js';
 import { resume, send } from '../helpers/http.js';
 import type { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
 import type { TokenIssuer } from '../helpers/token-issuer.js';
@@ -38,7 +45,11 @@ async function load(gw: GatewayProcess, calls: number, parallel: number): Promis
   const jwt = await issuer.mint({ sub: 'svc-billing' });
   const statuses: number[] = [];
   for (let done = 0; done < calls; done += parallel) {
-    const replies = await Promise.all(Array.from({ length: Math.min(parallel, calls - done) }, () => resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt)));
+    const replies = await Promise.all(
+      Array.from({ length: Math.min(parallel, calls - done) }, () =>
+        resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt),
+      ),
+    );
     statuses.push(...replies.map((r) => r.status));
   }
   return statuses;
@@ -46,19 +57,38 @@ async function load(gw: GatewayProcess, calls: number, parallel: number): Promis
 
 async function verifyFile(path: string): Promise<{ code: number; out: string }> {
   let out = '';
-  const code = await runAuditCli(['verify', '--file', path], { out: (t) => (out += t), err: (t) => (out += t), env: {}, interrupted: new Promise(() => undefined) });
+  const code = await runAuditCli(['verify', '--file', path], {
+    out: (t) => (out += t),
+    err: (t) => (out += t),
+    env: {},
+    interrupted: new Promise(() => undefined),
+  });
   return { code, out };
 }
 
 const writerPid = (writer: string) => Number(/:(\d+)\//.exec(writer)?.[1]);
 
-const UPSTREAM = { connectTimeout: '1s', headersTimeout: '5s', bodyTimeout: '5s', connections: 400, queueTimeout: '10s' };
+const UPSTREAM = {
+  connectTimeout: '1s',
+  headersTimeout: '5s',
+  bodyTimeout: '5s',
+  connections: 400,
+  queueTimeout: '10s',
+};
 
 describe('two workers on one stdout', () => {
   it('never tears a line: with batches past the pipe buffer and a reader that stalls, every line parses and each worker chain verifies', async () => {
-    const gw = await spawnGateway(writeConfig(twoWorkers({ audit: { ackTimeout: '5s' }, upstream: UPSTREAM })), testSecrets, { built: true });
+    const gw = await spawnGateway(
+      writeConfig(twoWorkers({ audit: { ackTimeout: '5s' }, upstream: UPSTREAM })),
+      testSecrets,
+      { built: true },
+    );
     try {
-      await until(() => listening(gw) === 2, 15_000, () => gw.stderr.join('\n'));
+      await until(
+        () => listening(gw) === 2,
+        15_000,
+        () => gw.stderr.join('\n'),
+      );
       // The reader stops for 250 ms after each chunk it takes (short of the 5 s ack timeout). Meanwhile each worker
       // queues a batch larger than the pipe's 64 KiB, which the kernel takes in pieces as the reader frees room.
       const stdout = gw.proc.stdout!;
@@ -75,7 +105,11 @@ describe('two workers on one stdout', () => {
         stdout.resume();
       }
       expect(statuses.filter((s) => s !== 200)).toEqual([]);
-      await until(() => gw.stdout.length >= 2 * statuses.length, 20_000, () => `${gw.stdout.length} lines`);
+      await until(
+        () => gw.stdout.length >= 2 * statuses.length,
+        20_000,
+        () => `${gw.stdout.length} lines`,
+      );
       gw.kill('SIGTERM');
       expect(await gw.exited).toBe(0);
 
@@ -87,7 +121,10 @@ describe('two workers on one stdout', () => {
           return true;
         }
       });
-      expect(torn.slice(0, 3).map((l) => l.slice(0, 200)), `${torn.length} of ${gw.stdout.length} lines do not parse`).toEqual([]);
+      expect(
+        torn.slice(0, 3).map((l) => l.slice(0, 200)),
+        `${torn.length} of ${gw.stdout.length} lines do not parse`,
+      ).toEqual([]);
       expect(gw.stdout).toHaveLength(2 * statuses.length);
       const report = verifyChain(gw.stdout);
       expect(report.broken).toBeUndefined();
@@ -102,17 +139,29 @@ describe('two workers when stdout closes', () => {
   it('answer 503 audit_unavailable on every worker once the reader is gone, and nothing crashes', async () => {
     const gw = await spawnGateway(writeConfig(twoWorkers()), testSecrets, { built: true });
     try {
-      await until(() => listening(gw) === 2, 15_000, () => gw.stderr.join('\n'));
+      await until(
+        () => listening(gw) === 2,
+        15_000,
+        () => gw.stderr.join('\n'),
+      );
       expect(await load(gw, 20, 10)).toEqual(Array(20).fill(200));
       gw.proc.stdout!.destroy();
       await sleep(300);
       // Each worker finds out on its next write; from then on it refuses at once.
       await load(gw, 20, 10);
       const jwt = await issuer.mint({ sub: 'svc-billing' });
-      const refused = await Promise.all(Array.from({ length: 10 }, () => resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt)));
-      expect(refused.map((r) => `${r.status} ${String(r.json?.code)}`), refused[0]?.text).toEqual(Array(10).fill('503 audit_unavailable'));
+      const refused = await Promise.all(
+        Array.from({ length: 10 }, () => resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt)),
+      );
+      expect(
+        refused.map((r) => `${r.status} ${String(r.json?.code)}`),
+        refused[0]?.text,
+      ).toEqual(Array(10).fill('503 audit_unavailable'));
       expect((await send(gw.url, 'GET', '/livez')).status).toBe(200);
-      expect(gw.stderr.filter((l) => l.includes('"worker died')), gw.stderr.slice(-10).join('\n')).toEqual([]);
+      expect(
+        gw.stderr.filter((l) => l.includes('"worker died')),
+        gw.stderr.slice(-10).join('\n'),
+      ).toEqual([]);
       expect(gw.proc.exitCode).toBeNull();
       gw.kill('SIGTERM');
       expect(await gw.exited).toBe(0);
@@ -126,21 +175,44 @@ describe('two workers with a file sink', () => {
   it('write one file per worker slot, each verifying; a replacement worker continues its slot file', async () => {
     const dir = tempDir();
     const path = join(dir, 'audit.jsonl');
-    const gw = await spawnGateway(writeConfig(twoWorkers({ audit: { sinks: [{ type: 'file', path }] } })), testSecrets, { built: true });
+    const gw = await spawnGateway(
+      writeConfig(twoWorkers({ audit: { sinks: [{ type: 'file', path }] } })),
+      testSecrets,
+      { built: true },
+    );
     try {
-      await until(() => listening(gw) === 2, 15_000, () => gw.stderr.join('\n'));
+      await until(
+        () => listening(gw) === 2,
+        15_000,
+        () => gw.stderr.join('\n'),
+      );
       expect(await load(gw, 200, 20)).toEqual(Array(200).fill(200));
-      expect(readdirSync(dir).filter((f) => f.endsWith('.jsonl')).sort()).toEqual(['audit.w1.jsonl', 'audit.w2.jsonl']);
+      expect(
+        readdirSync(dir)
+          .filter((f) => f.endsWith('.jsonl'))
+          .sort(),
+      ).toEqual(['audit.w1.jsonl', 'audit.w2.jsonl']);
       expect(existsSync(path)).toBe(false);
 
       // The worker of slot 1 dies; its replacement writes on in audit.w1.jsonl, with a new chain.
       const w1 = join(dir, 'audit.w1.jsonl');
       const firstWriter = (JSON.parse(readFileSync(w1, 'utf8').split('\n')[0]!) as AuditEvent).chain!.writer;
       process.kill(writerPid(firstWriter), 'SIGKILL');
-      await until(() => listening(gw) === 3, 20_000, () => gw.stderr.slice(-5).join('\n'));
-      const writersOf = (f: string) => new Set(readFileSync(f, 'utf8').split('\n').filter(Boolean).map((l) => (JSON.parse(l) as AuditEvent).chain!.writer));
+      await until(
+        () => listening(gw) === 3,
+        20_000,
+        () => gw.stderr.slice(-5).join('\n'),
+      );
+      const writersOf = (f: string) =>
+        new Set(
+          readFileSync(f, 'utf8')
+            .split('\n')
+            .filter(Boolean)
+            .map((l) => (JSON.parse(l) as AuditEvent).chain!.writer),
+        );
       const deadline = Date.now() + 15_000;
-      while (writersOf(w1).size < 2 && Date.now() < deadline) expect(await load(gw, 20, 10)).toEqual(Array(20).fill(200));
+      while (writersOf(w1).size < 2 && Date.now() < deadline)
+        expect(await load(gw, 20, 10)).toEqual(Array(20).fill(200));
       expect(writersOf(w1).size).toBe(2);
       expect(writersOf(join(dir, 'audit.w2.jsonl')).size).toBe(1);
 
@@ -150,7 +222,11 @@ describe('two workers with a file sink', () => {
         const v = await verifyFile(join(dir, f));
         expect(v.code, v.out).toBe(0);
       }
-      expect(readdirSync(dir).filter((f) => f.endsWith('.jsonl')).sort()).toEqual(['audit.w1.jsonl', 'audit.w2.jsonl']);
+      expect(
+        readdirSync(dir)
+          .filter((f) => f.endsWith('.jsonl'))
+          .sort(),
+      ).toEqual(['audit.w1.jsonl', 'audit.w2.jsonl']);
     } finally {
       gw.kill('SIGKILL');
     }
@@ -161,7 +237,10 @@ describe('spools per worker slot', () => {
   it("one slot's replay leaves another slot's spooled events in its own spool", async () => {
     const spoolDir = tempDir();
     const config = parseConfig(
-      { ...baseConfig(standIn, issuer), audit: { sinks: [{ type: 'stdout' }], onFailure: 'spool', spoolDir, ackTimeout: '100ms' } },
+      {
+        ...baseConfig(standIn, issuer),
+        audit: { sinks: [{ type: 'stdout' }], onFailure: 'spool', spoolDir, ackTimeout: '100ms' },
+      },
       'test',
       testSecrets,
     );
@@ -181,7 +260,14 @@ describe('spools per worker slot', () => {
     };
     const audits = await Promise.all(
       [1, 2].map((slot) => {
-        const deps = { log, metrics: createMetrics(), instance: `w${slot}`, redis: undefined, auditWrite: sinkOf(slot), workerSlot: slot };
+        const deps = {
+          log,
+          metrics: createMetrics(),
+          instance: `w${slot}`,
+          redis: undefined,
+          auditWrite: sinkOf(slot),
+          workerSlot: slot,
+        };
         return createAudit(config, deps);
       }),
     );
@@ -207,20 +293,36 @@ describe('spools per worker slot', () => {
     });
     try {
       // Both sinks are down: each slot's attempts go to the spool and count as stored.
-      for (const [slot, audit] of audits.entries()) for (let i = 0; i < 3; i++) await audit.attempt(event(slot * 10 + i));
-      const spools = readdirSync(spoolDir, { recursive: true }).map(String).filter((f) => f.endsWith('.jsonl')).sort();
+      for (const [slot, audit] of audits.entries())
+        for (let i = 0; i < 3; i++) await audit.attempt(event(slot * 10 + i));
+      const spools = readdirSync(spoolDir, { recursive: true })
+        .map(String)
+        .filter((f) => f.endsWith('.jsonl'))
+        .sort();
       expect(spools).toEqual([join('w1', 'stdout.spool.jsonl'), join('w2', 'stdout.spool.jsonl')]);
 
       // Slot 1's sink comes back: it replays its own spool only; slot 2's stays whole.
       up.set(1, true);
-      await until(() => written.get(1)!.length === 3, 10_000, () => JSON.stringify(written.get(1)));
+      await until(
+        () => written.get(1)!.length === 3,
+        10_000,
+        () => JSON.stringify(written.get(1)),
+      );
       await sleep(300);
       expect(new Set(written.get(1)!.map((l) => (JSON.parse(l) as AuditEvent).chain!.writer)).size).toBe(1);
       expect(written.get(1)!.map((l) => (JSON.parse(l) as AuditEvent).id)).toEqual(['e0', 'e1', 'e2']);
-      expect(readFileSync(join(spoolDir, 'w2', 'stdout.spool.jsonl'), 'utf8').split('\n').filter(Boolean)).toHaveLength(3);
+      expect(
+        readFileSync(join(spoolDir, 'w2', 'stdout.spool.jsonl'), 'utf8')
+          .split('\n')
+          .filter(Boolean),
+      ).toHaveLength(3);
 
       up.set(2, true);
-      await until(() => written.get(2)!.length === 3, 10_000, () => JSON.stringify(written.get(2)));
+      await until(
+        () => written.get(2)!.length === 3,
+        10_000,
+        () => JSON.stringify(written.get(2)),
+      );
       expect(verifyChain([...written.get(1)!, ...written.get(2)!]).ok).toBe(true);
     } finally {
       await Promise.all(audits.map((a) => a.close(1_000)));

@@ -24,16 +24,32 @@ export function tempDir(prefix = 'snapgate-test-'): string {
  * A config document pointing at a stand-in and an issuer: org Acme-Prod (and Other-Org), whose
  * credentials come from env:ACME_SL_USER / env:ACME_SL_PASSWORD, and a rule letting `svc-billing` start runs on Acme-Prod.
  */
-export function baseConfig(standIn: SnapLogicStandIn, issuer: TokenIssuer, overrides: Record<string, unknown> = {}): Record<string, unknown> {
+export function baseConfig(
+  standIn: SnapLogicStandIn,
+  issuer: TokenIssuer,
+  overrides: Record<string, unknown> = {},
+): Record<string, unknown> {
   return {
     server: { host: '127.0.0.1', port: 0, shutdownTimeout: '5s' },
     log: { level: 'debug' },
     auth: {
-      issuers: [{ issuer: issuer.issuer, audience: 'snapgate', jwksUri: issuer.jwksUri, algorithms: ['ES256'], jwks: { cooldown: '1s' } }],
+      issuers: [
+        {
+          issuer: issuer.issuer,
+          audience: 'snapgate',
+          jwksUri: issuer.jwksUri,
+          algorithms: ['ES256'],
+          jwks: { cooldown: '1s' },
+        },
+      ],
     },
     policy: [
       { match: { sub: 'svc-billing' }, orgs: ['Acme-Prod'], actions: ['runtime.start'] },
-      { match: { claims: { scope: 'snaplogic:runtime:start', groups: 'data-eng' } }, orgs: '*', actions: ['runtime.start'] },
+      {
+        match: { claims: { scope: 'snaplogic:runtime:start', groups: 'data-eng' } },
+        orgs: '*',
+        actions: ['runtime.start'],
+      },
     ],
     orgs: {
       'Acme-Prod': { pod: standIn.url, username: 'env:ACME_SL_USER', password: 'env:ACME_SL_PASSWORD' },

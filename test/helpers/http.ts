@@ -45,7 +45,13 @@ export async function send(
 }
 
 /** POST to the runtime start path for org/ruuid with a bearer token. */
-export function resume(baseUrl: string, org: string, ruuid: string, token?: string, headers: Record<string, string> = {}): Promise<Reply> {
+export function resume(
+  baseUrl: string,
+  org: string,
+  ruuid: string,
+  token?: string,
+  headers: Record<string, string> = {},
+): Promise<Reply> {
   return send(baseUrl, 'POST', `/api/1/rest/public/runtime/start/${org}/${ruuid}`, {
     headers: { ...(token !== undefined ? { authorization: `Bearer ${token}` } : {}), ...headers },
   });

@@ -4,11 +4,7 @@ import { recordOutput } from './leak-scan.js';
 
 /** One step of a conversation: write bytes, wait, half-close (FIN), hang up, or reset (RST). */
 export type RawStep =
-  | { write: string | Buffer }
-  | { wait: number }
-  | { halfClose: true }
-  | { hangUp: true }
-  | { reset: true };
+  { write: string | Buffer } | { wait: number } | { halfClose: true } | { hangUp: true } | { reset: true };
 
 export interface RawResponse {
   status: number;
@@ -76,7 +72,11 @@ function dechunk(buf: Buffer): { body: Buffer; used: number } | undefined {
 }
 
 /** Parses as many responses as `buf` holds. A body framed by the close only counts once `closed`. */
-export function parseResponses(buf: Buffer, closed: boolean, noBody = false): { responses: RawResponse[]; interim: number[] } {
+export function parseResponses(
+  buf: Buffer,
+  closed: boolean,
+  noBody = false,
+): { responses: RawResponse[]; interim: number[] } {
   const responses: RawResponse[] = [];
   const interim: number[] = [];
   let at = 0;
@@ -212,7 +212,10 @@ export function rawRequest(parts: {
   headers?: ReadonlyArray<readonly [string, string]>;
   body?: string | Buffer;
 }): Buffer {
-  const head = [`${parts.method ?? 'POST'} ${parts.target} ${parts.version ?? 'HTTP/1.1'}`, ...(parts.headers ?? []).map(([n, v]) => `${n}: ${v}`)];
+  const head = [
+    `${parts.method ?? 'POST'} ${parts.target} ${parts.version ?? 'HTTP/1.1'}`,
+    ...(parts.headers ?? []).map(([n, v]) => `${n}: ${v}`),
+  ];
   const body = typeof parts.body === 'string' ? Buffer.from(parts.body, 'latin1') : (parts.body ?? Buffer.alloc(0));
   return Buffer.concat([Buffer.from(`${head.join('\r\n')}\r\n\r\n`, 'latin1'), body]);
 }

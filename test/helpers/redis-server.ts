@@ -41,13 +41,21 @@ export class RedisServer {
 
   private async launch(): Promise<void> {
     this.proc = track(
-      spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...this.extraArgs], {
-        stdio: 'ignore',
-      }),
+      spawn(
+        'redis-server',
+        ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...this.extraArgs],
+        {
+          stdio: 'ignore',
+        },
+      ),
     );
     const deadline = Date.now() + 10_000;
     for (;;) {
-      const client = new Redis(this.port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      const client = new Redis(this.port, '127.0.0.1', {
+        lazyConnect: true,
+        maxRetriesPerRequest: 0,
+        retryStrategy: () => null,
+      });
       client.on('error', () => {});
       try {
         await client.connect();

@@ -4,8 +4,18 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from 'node:net';
 
 export type RunState =
-  | 'Queued' | 'NoUpdate' | 'Prepared' | 'Started' | 'Completed' | 'Failing' | 'Failed'
-  | 'Stopped' | 'Stopping' | 'Suspending' | 'Suspended' | 'Resuming';
+  | 'Queued'
+  | 'NoUpdate'
+  | 'Prepared'
+  | 'Started'
+  | 'Completed'
+  | 'Failing'
+  | 'Failed'
+  | 'Stopped'
+  | 'Stopping'
+  | 'Suspending'
+  | 'Suspended'
+  | 'Resuming';
 
 export interface Run {
   ruuid: string;
@@ -103,7 +113,13 @@ export class SnapLogicStandIn {
   addRun(org: string, state: RunState = 'Suspended', ruuid = newRuuid()): string {
     const now = Date.now();
     this.runs.set(`${org}/${ruuid}`, {
-      ruuid, org, state, stateLog: [{ timestamp: now, new_state: state }], label: 'resumable-pipeline', createTime: now, resumes: 0,
+      ruuid,
+      org,
+      state,
+      stateLog: [{ timestamp: now, new_state: state }],
+      label: 'resumable-pipeline',
+      createTime: now,
+      resumes: 0,
     });
     return ruuid;
   }
@@ -185,7 +201,12 @@ export class SnapLogicStandIn {
           await new Promise((r) => setTimeout(r, Math.min(fault.ms, this.options.maxLatencyMs ?? 900_000)));
           break;
         case 'status':
-          return this.send(res, fault.status, errorEnvelope(fault.status, 'Injected failure'), fault.retryAfter !== undefined ? { 'retry-after': String(fault.retryAfter) } : {});
+          return this.send(
+            res,
+            fault.status,
+            errorEnvelope(fault.status, 'Injected failure'),
+            fault.retryAfter !== undefined ? { 'retry-after': String(fault.retryAfter) } : {},
+          );
         case 'non-json':
           res.writeHead(502, { 'content-type': 'text/html' });
           res.end('<html><body>Bad gateway</body></html>');
@@ -208,7 +229,11 @@ export class SnapLogicStandIn {
     const ok = req.method === 'POST' && req.url?.startsWith(`${BASE}/start/`) && req.headers.authorization === expected;
     const status = ok ? 200 : 401;
     const body = ok ? '{"response_map":{},"http_status_code":200}' : errorEnvelope(401, 'Authentication required');
-    res.writeHead(status, { 'content-type': 'application/json', 'x-sl-statuscode': String(status), 'content-length': Buffer.byteLength(body) });
+    res.writeHead(status, {
+      'content-type': 'application/json',
+      'x-sl-statuscode': String(status),
+      'content-length': Buffer.byteLength(body),
+    });
     res.end(body);
   }
 
@@ -222,9 +247,18 @@ export class SnapLogicStandIn {
     res.end(body);
   }
 
-  private route(method: string, url: URL, user: string | undefined, password: string | undefined, res: ServerResponse): void {
+  private route(
+    method: string,
+    url: URL,
+    user: string | undefined,
+    password: string | undefined,
+    res: ServerResponse,
+  ): void {
     if (!url.pathname.startsWith(`${BASE}/`)) return this.send(res, 404, errorEnvelope(404, 'Not found'));
-    const parts = url.pathname.slice(BASE.length + 1).split('/').map(decodeURIComponent);
+    const parts = url.pathname
+      .slice(BASE.length + 1)
+      .split('/')
+      .map(decodeURIComponent);
     const orgOf = (name: string | undefined) => (name !== undefined ? this.options.orgs[name] : undefined);
 
     // Generic, detail-free 401 for any auth failure, as documented; 403 when Basic is disabled.
@@ -275,7 +309,13 @@ export class SnapLogicStandIn {
     if (method !== 'GET') return this.send(res, 404, errorEnvelope(404, 'Not found'));
     if (first === 'api-stats' && second !== undefined && parts.length <= 3) {
       if (!authorized(second)) return;
-      const response_map = { organization: second, daily_limit: 10_000, daily_call_used: 0, concurrent_limit: 10, concurrent_call_in_progress: 0 };
+      const response_map = {
+        organization: second,
+        daily_limit: 10_000,
+        daily_call_used: 0,
+        concurrent_limit: 10,
+        concurrent_call_in_progress: 0,
+      };
       return this.send(res, 200, JSON.stringify({ response_map, http_status_code: 200 }));
     }
     if (parts.length === 1 && first) {
@@ -291,8 +331,16 @@ export class SnapLogicStandIn {
       const run = this.run(first, second!);
       if (run === undefined) return this.send(res, 404, errorEnvelope(404, `Runtime ${second} not found`));
       const response_map = {
-        ...this.entry(run), ruuid: run.ruuid, instance_id: run.ruuid, root_ruuid: run.ruuid, parent_ruuid: null,
-        state_log: run.stateLog, reason: '', error_list: [], warning_list: [], restart_attempts: run.resumes,
+        ...this.entry(run),
+        ruuid: run.ruuid,
+        instance_id: run.ruuid,
+        root_ruuid: run.ruuid,
+        parent_ruuid: null,
+        state_log: run.stateLog,
+        reason: '',
+        error_list: [],
+        warning_list: [],
+        restart_attempts: run.resumes,
       };
       return this.send(res, 200, JSON.stringify({ response_map, http_status_code: 200 }));
     }
@@ -301,8 +349,17 @@ export class SnapLogicStandIn {
 
   private entry(run: Run): Record<string, unknown> {
     return {
-      id: run.ruuid, label: run.label, state: run.state, create_time: run.createTime, state_timestamp: run.stateLog.at(-1)?.timestamp,
-      invoker: 'manual', mode: 'standard', user_id: 'svc@example.com', documents: 0, error_documents: 0, has_lints: false,
+      id: run.ruuid,
+      label: run.label,
+      state: run.state,
+      create_time: run.createTime,
+      state_timestamp: run.stateLog.at(-1)?.timestamp,
+      invoker: 'manual',
+      mode: 'standard',
+      user_id: 'svc@example.com',
+      documents: 0,
+      error_documents: 0,
+      has_lints: false,
     };
   }
 }

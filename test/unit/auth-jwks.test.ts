@@ -14,15 +14,30 @@ afterEach(async () => {
 
 function capture() {
   const lines: Record<string, unknown>[] = [];
-  const log = createLogger({ level: 'debug', write: (line) => lines.push(JSON.parse(line) as Record<string, unknown>) });
+  const log = createLogger({
+    level: 'debug',
+    write: (line) => lines.push(JSON.parse(line) as Record<string, unknown>),
+  });
   const count = (level: string, msg: string) => lines.filter((l) => l.level === level && l.msg === msg).length;
   return { log, lines, count };
 }
 
-function remote(url: string, clock: { now: number }, log: ReturnType<typeof capture>['log'], options: Partial<RemoteJwksOptions> = {}): RemoteJwks {
+function remote(
+  url: string,
+  clock: { now: number },
+  log: ReturnType<typeof capture>['log'],
+  options: Partial<RemoteJwksOptions> = {},
+): RemoteJwks {
   return new RemoteJwks(
     url,
-    { timeoutMs: 1_000, cooldownMs: 30_000, cacheMaxAgeMs: 600_000, maxStaleMs: 3_600_000, now: () => clock.now, ...options },
+    {
+      timeoutMs: 1_000,
+      cooldownMs: 30_000,
+      cacheMaxAgeMs: 600_000,
+      maxStaleMs: 3_600_000,
+      now: () => clock.now,
+      ...options,
+    },
     log,
   );
 }
@@ -53,7 +68,10 @@ describe('remote JWKS while the identity provider is down and no keys are loaded
       clock.now += 1_000;
     }
     expect(answers).toEqual(Array(20).fill(false));
-    expect(issuer.jwksFetches, `${issuer.jwksFetches} JWKS fetches for 20 ready() and 20 getKey within one cooldown`).toBe(1);
+    expect(
+      issuer.jwksFetches,
+      `${issuer.jwksFetches} JWKS fetches for 20 ready() and 20 getKey within one cooldown`,
+    ).toBe(1);
     expect(count('warn', 'jwks fetch failed'), JSON.stringify(lines)).toBe(1);
 
     // The next cooldown allows one more attempt: a debug line, not another warning.
@@ -93,7 +111,11 @@ describe('remote JWKS stale-if-error bounded by maxStale', () => {
     issuer = await TokenIssuer.start();
     const clock = { now: 1_000_000 };
     const { log, count } = capture();
-    const jwks = remote(issuer.jwksUri, clock, log, { cacheMaxAgeMs: 600_000, cooldownMs: 30_000, maxStaleMs: 3_600_000 });
+    const jwks = remote(issuer.jwksUri, clock, log, {
+      cacheMaxAgeMs: 600_000,
+      cooldownMs: 30_000,
+      maxStaleMs: 3_600_000,
+    });
     const token = await issuer.mint({ sub: 'svc-billing' });
     expect(await outcome(jwtVerify(token, jwks.getKey))).toBe('ok');
     const fetchedAt = clock.now;
@@ -106,7 +128,9 @@ describe('remote JWKS stale-if-error bounded by maxStale', () => {
     expect(await jwks.ready()).toBe(true);
 
     clock.now = fetchedAt + 3_600_001;
-    expect(await outcome(jwtVerify(token, jwks.getKey)), 'keys older than maxStale were still trusted').toBe('keys unavailable');
+    expect(await outcome(jwtVerify(token, jwks.getKey)), 'keys older than maxStale were still trusted').toBe(
+      'keys unavailable',
+    );
     expect(await jwks.ready()).toBe(false);
     expect(await outcome(jwtVerify(token, jwks.getKey))).toBe('keys unavailable');
     expect(count('warn', 'jwks keys dropped: older than maxStale')).toBe(1);

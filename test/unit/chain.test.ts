@@ -29,7 +29,10 @@ describe('hash chain', () => {
     expect(record.seq).toBe(1);
     const stored = JSON.parse(record.line) as AuditEvent;
     expect(Object.keys(stored).at(-1)).toBe('chain');
-    expect(stored).toEqual({ ...e, chain: { writer: record.writer, seq: 1, prev: 'genesis', hash: expect.stringMatching(/^[0-9a-f]{64}$/) } });
+    expect(stored).toEqual({
+      ...e,
+      chain: { writer: record.writer, seq: 1, prev: 'genesis', hash: expect.stringMatching(/^[0-9a-f]{64}$/) },
+    });
     expect(record.line.startsWith(body.slice(0, -1))).toBe(true);
     expect(eventBody(stored)).toBe(body);
     expect(stored.chain!.hash).toBe(eventHash(body, { writer: record.writer, seq: 1, prev: 'genesis' }));
@@ -40,7 +43,10 @@ describe('hash chain', () => {
     const e = JSON.parse(lines[1]!) as Record<string, unknown>;
     const { v, ...rest } = e;
     lines[1] = JSON.stringify({ ...rest, v });
-    expect(verifyChain(lines)).toMatchObject({ ok: false, broken: { position: 2, reason: expect.stringContaining('edited') } });
+    expect(verifyChain(lines)).toMatchObject({
+      ok: false,
+      broken: { position: 2, reason: expect.stringContaining('edited') },
+    });
   });
 
   it('verifies an intact chain, and interleaved chains of several writers', () => {
@@ -54,13 +60,19 @@ describe('hash chain', () => {
   it('detects an edited event', () => {
     const lines = chained(5);
     lines[2] = lines[2]!.replace('"decision":"forbidden"', '"decision":"allowed"');
-    expect(verifyChain(lines)).toMatchObject({ ok: false, broken: { position: 3, reason: expect.stringContaining('edited') } });
+    expect(verifyChain(lines)).toMatchObject({
+      ok: false,
+      broken: { position: 3, reason: expect.stringContaining('edited') },
+    });
   });
 
   it('detects a deleted event', () => {
     const lines = chained(5);
     lines.splice(2, 1);
-    expect(verifyChain(lines)).toMatchObject({ ok: false, broken: { position: 3, reason: expect.stringContaining('deleted') } });
+    expect(verifyChain(lines)).toMatchObject({
+      ok: false,
+      broken: { position: 3, reason: expect.stringContaining('deleted') },
+    });
   });
 
   it('detects reordered events', () => {
@@ -75,7 +87,10 @@ describe('hash chain', () => {
     const edited = { ...original, org: 'Other' };
     // The forger re-hashes the edited event in place; the next event's prev still names the old hash.
     lines[1] = JSON.stringify({ ...edited, chain: { ...chain!, hash: eventHash(JSON.stringify(edited), chain!) } });
-    expect(verifyChain(lines)).toMatchObject({ ok: false, broken: { position: 3, reason: expect.stringContaining('prev does not match') } });
+    expect(verifyChain(lines)).toMatchObject({
+      ok: false,
+      broken: { position: 3, reason: expect.stringContaining('prev does not match') },
+    });
   });
 
   it('reports a chain that starts after seq 1, and fails on it with complete', () => {

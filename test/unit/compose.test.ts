@@ -13,7 +13,9 @@ interface Service {
   volumes?: string[];
 }
 
-const compose = parse(readFileSync(resolve(ROOT, 'docker-compose.yml'), 'utf8')) as { services: Record<string, Service> };
+const compose = parse(readFileSync(resolve(ROOT, 'docker-compose.yml'), 'utf8')) as {
+  services: Record<string, Service>;
+};
 
 interface Published {
   hostIp: string | undefined;
@@ -23,7 +25,8 @@ interface Published {
 
 /** A compose port entry, short ("[HOST_IP:][HOST:]CONTAINER[/proto]") or long ({ target, published, host_ip }). */
 function published(entry: NonNullable<Service['ports']>[number]): Published {
-  if (typeof entry === 'object') return { hostIp: entry.host_ip, published: entry.published?.toString(), target: entry.target };
+  if (typeof entry === 'object')
+    return { hostIp: entry.host_ip, published: entry.published?.toString(), target: entry.target };
   const text = String(entry).replace(/\/(tcp|udp)$/, '');
   const m = /^(?:(?:\[([^\]]+)\]|([^:]+)):)?(?:([^:]*):)?(\d+)$/.exec(text);
   if (!m) throw new Error(`unreadable port entry ${text}`);
@@ -57,21 +60,27 @@ describe('docker-compose.yml', () => {
     expect(config.admin, 'the example config has an admin listener').toBeDefined();
   });
 
-  it('publishes no port on every interface except the callers\' port', async () => {
+  it("publishes no port on every interface except the callers' port", async () => {
     const config = await mountedConfig();
     for (const [name, service] of Object.entries(compose.services)) {
       for (const entry of service.ports ?? []) {
         const p = published(entry);
         const everyInterface = p.hostIp === undefined || p.hostIp === '0.0.0.0' || p.hostIp === '::';
-        if (everyInterface) expect({ service: name, target: p.target }, JSON.stringify(entry)).toEqual({ service: 'snapgate', target: config.server.port });
+        if (everyInterface)
+          expect({ service: name, target: p.target }, JSON.stringify(entry)).toEqual({
+            service: 'snapgate',
+            target: config.server.port,
+          });
       }
     }
   });
 
-  it('publishes the admin port on the host\'s loopback only, and the admin listener inside the container is reachable through it', async () => {
+  it("publishes the admin port on the host's loopback only, and the admin listener inside the container is reachable through it", async () => {
     const config = await mountedConfig();
     const admin = (snapgate.ports ?? []).map(published).filter((p) => p.target === config.admin!.port);
-    expect(admin, JSON.stringify(snapgate.ports)).toEqual([{ hostIp: '127.0.0.1', published: String(config.admin!.port), target: config.admin!.port }]);
+    expect(admin, JSON.stringify(snapgate.ports)).toEqual([
+      { hostIp: '127.0.0.1', published: String(config.admin!.port), target: config.admin!.port },
+    ]);
     // Inside the container a loopback-bound listener cannot be reached through a published port.
     expect(config.admin!.host).toBe('0.0.0.0');
   });

@@ -4,7 +4,16 @@ import { problemsOf } from '../helpers/config.js';
 import { parseConfig } from '../../src/config/load.js';
 
 const withAudit = (audit: unknown) => ({
-  auth: { issuers: [{ issuer: 'https://idp.example', audience: 'snapgate', jwksUri: 'https://idp.example/jwks', algorithms: ['ES256'] }] },
+  auth: {
+    issuers: [
+      {
+        issuer: 'https://idp.example',
+        audience: 'snapgate',
+        jwksUri: 'https://idp.example/jwks',
+        algorithms: ['ES256'],
+      },
+    ],
+  },
   policy: [{ match: { sub: 'svc-billing' }, orgs: ['Acme-Prod'], actions: ['runtime.start'] }],
   orgs: { 'Acme-Prod': { pod: 'https://elastic.snaplogic.com', username: 'env:U', password: 'file:/run/secrets/p' } },
   ...(audit === undefined ? {} : { audit }),
@@ -14,10 +23,21 @@ describe('auditing off is never an accident', () => {
   it.each([
     ['no sinks', { sinks: [] }, 'audit.sinks'],
     ['stdout off and no sinks', { stdout: false }, 'audit.stdout'],
-    ['no sink required', { sinks: [{ type: 'stdout', required: false }, { type: 'file', path: '/tmp/a.jsonl', required: false }] }, 'audit.sinks'],
+    [
+      'no sink required',
+      {
+        sinks: [
+          { type: 'stdout', required: false },
+          { type: 'file', path: '/tmp/a.jsonl', required: false },
+        ],
+      },
+      'audit.sinks',
+    ],
   ])('refuses %s, saying to add audit.allowUnaudited: true', (_, audit, path) => {
     const problems = problemsOf(withAudit(audit));
-    expect(problems, problems.join('\n')).toEqual([expect.stringMatching(new RegExp(`^${path.replace('.', '\\.')}: .*allowUnaudited: true`))]);
+    expect(problems, problems.join('\n')).toEqual([
+      expect.stringMatching(new RegExp(`^${path.replace('.', '\\.')}: .*allowUnaudited: true`)),
+    ]);
   });
 
   it.each([
@@ -31,7 +51,16 @@ describe('auditing off is never an accident', () => {
 
   it('accepts the default (one required stdout sink) and any config with a required sink', () => {
     expect(problemsOf(withAudit(undefined))).toEqual([]);
-    expect(problemsOf(withAudit({ sinks: [{ type: 'stdout', required: false }, { type: 'file', path: '/tmp/a.jsonl' }] }))).toEqual([]);
+    expect(
+      problemsOf(
+        withAudit({
+          sinks: [
+            { type: 'stdout', required: false },
+            { type: 'file', path: '/tmp/a.jsonl' },
+          ],
+        }),
+      ),
+    ).toEqual([]);
     // stdout: false is irrelevant when sinks are listed.
     expect(problemsOf(withAudit({ stdout: false, sinks: [{ type: 'stdout' }] }))).toEqual([]);
   });
@@ -41,7 +70,10 @@ describe('auditing off is never an accident', () => {
     (doc.orgs['Acme-Prod'] as Record<string, unknown>).password = 'inline';
     const problems = problemsOf(doc);
     for (const path of ['audit.sinks', 'audit.onFailure', 'orgs.Acme-Prod.password']) {
-      expect(problems.some((p) => p.startsWith(`${path}:`)), problems.join('\n')).toBe(true);
+      expect(
+        problems.some((p) => p.startsWith(`${path}:`)),
+        problems.join('\n'),
+      ).toBe(true);
     }
   });
 });

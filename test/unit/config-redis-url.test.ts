@@ -5,7 +5,16 @@ import { ConfigError, parseConfig } from '../../src/config/load.js';
 const SECRET = 'Redis-S3cret-pw';
 
 const withRedis = (redis: unknown) => ({
-  auth: { issuers: [{ issuer: 'https://idp.example', audience: 'snapgate', jwksUri: 'https://idp.example/jwks', algorithms: ['ES256'] }] },
+  auth: {
+    issuers: [
+      {
+        issuer: 'https://idp.example',
+        audience: 'snapgate',
+        jwksUri: 'https://idp.example/jwks',
+        algorithms: ['ES256'],
+      },
+    ],
+  },
   policy: [{ match: { sub: 'svc-billing' }, orgs: ['Acme-Prod'], actions: ['runtime.start'] }],
   orgs: { 'Acme-Prod': { pod: 'https://elastic.snaplogic.com', username: 'env:U', password: 'file:/run/secrets/p' } },
   redis,
@@ -39,22 +48,29 @@ describe('redis.url', () => {
     expect(problems[0]).not.toContain(SECRET);
   });
 
-  it.each(['redis://127.0.0.1:6379', 'redis://127.0.0.1:6379/3', 'rediss://redis.internal:6380', 'redis://redis', 'redis://[::1]:6379/'])(
-    'accepts %s',
-    (url) => {
-      expect(problemsOf(withRedis({ url }))).toEqual([]);
-    },
-  );
+  it.each([
+    'redis://127.0.0.1:6379',
+    'redis://127.0.0.1:6379/3',
+    'rediss://redis.internal:6380',
+    'redis://redis',
+    'redis://[::1]:6379/',
+  ])('accepts %s', (url) => {
+    expect(problemsOf(withRedis({ url }))).toEqual([]);
+  });
 
   it.each(['http://127.0.0.1:6379', 'redis://127.0.0.1:6379/db', 'redis:///0'])('refuses %s', (url) => {
     expect(problemsOf(withRedis({ url }))).toEqual([expect.stringMatching(/^redis\.url: /)]);
   });
 
   it('applies the same rule to SNAPGATE_REDIS_URL, naming the variable and not its value', () => {
-    const problems = problemsOf(withRedis({ url: 'redis://127.0.0.1:6379' }), { SNAPGATE_REDIS_URL: `redis://127.0.0.1:6379?password=${SECRET}` });
+    const problems = problemsOf(withRedis({ url: 'redis://127.0.0.1:6379' }), {
+      SNAPGATE_REDIS_URL: `redis://127.0.0.1:6379?password=${SECRET}`,
+    });
     expect(problems, problems.join('\n')).toEqual([expect.stringMatching(/^redis\.url: .*SNAPGATE_REDIS_URL/)]);
     expect(problems[0]).not.toContain(SECRET);
-    expect(parseConfig(withRedis(undefined), 'test', { SNAPGATE_REDIS_URL: 'redis://redis:6379' }).redis?.url).toBe('redis://redis:6379');
+    expect(parseConfig(withRedis(undefined), 'test', { SNAPGATE_REDIS_URL: 'redis://redis:6379' }).redis?.url).toBe(
+      'redis://redis:6379',
+    );
   });
 });
 
@@ -65,10 +81,27 @@ describe('how logs name a Redis deployment', () => {
     expect(describeRedis({ url: 'redis://redis' })).toBe('redis:6379');
     expect(describeRedis({ url: 'redis://[::1]:7000' })).toBe('[::1]:7000');
     expect(describeRedis({ url: undefined })).toBe('127.0.0.1:6379');
-    expect(describeRedis({ sentinel: { name: 'mymaster', sentinels: [{ host: 's1', port: 26379 }, { host: 's2', port: 26379 }] } })).toBe(
-      'sentinel mymaster via s1:26379,s2:26379',
-    );
-    expect(describeRedis({ cluster: { nodes: [{ host: 'r1', port: 7000 }, { host: 'r2', port: 7001 }] } })).toBe('cluster r1:7000,r2:7001');
+    expect(
+      describeRedis({
+        sentinel: {
+          name: 'mymaster',
+          sentinels: [
+            { host: 's1', port: 26379 },
+            { host: 's2', port: 26379 },
+          ],
+        },
+      }),
+    ).toBe('sentinel mymaster via s1:26379,s2:26379');
+    expect(
+      describeRedis({
+        cluster: {
+          nodes: [
+            { host: 'r1', port: 7000 },
+            { host: 'r2', port: 7001 },
+          ],
+        },
+      }),
+    ).toBe('cluster r1:7000,r2:7001');
     // Were validation ever bypassed, the URL itself still never reaches a log line.
     expect(describeRedis({ url: `redis://127.0.0.1:6379?password=${SECRET}` })).not.toContain(SECRET);
   });

@@ -4,7 +4,16 @@ import { parseConfig } from '../../src/config/load.js';
 import { parseDuration } from '../../src/config/duration.js';
 
 const minimal = () => ({
-  auth: { issuers: [{ issuer: 'https://idp.example', audience: 'snapgate', jwksUri: 'https://idp.example/jwks', algorithms: ['ES256'] }] },
+  auth: {
+    issuers: [
+      {
+        issuer: 'https://idp.example',
+        audience: 'snapgate',
+        jwksUri: 'https://idp.example/jwks',
+        algorithms: ['ES256'],
+      },
+    ],
+  },
   policy: [{ match: { sub: 'svc-billing' }, orgs: ['Acme-Prod'], actions: ['runtime.start'] }],
   orgs: { 'Acme-Prod': { pod: 'https://elastic.snaplogic.com', username: 'env:U', password: 'file:/run/secrets/p' } },
 });
@@ -12,9 +21,17 @@ const minimal = () => ({
 describe('config', () => {
   it('accepts a minimal config and fills safe defaults', () => {
     const cfg = parseConfig(minimal(), 'test');
-    expect(cfg.server).toMatchObject({ port: 8080, shutdownTimeout: 15_000, bodyTimeout: 5_000, keepAliveTimeout: 75_000 });
+    expect(cfg.server).toMatchObject({
+      port: 8080,
+      shutdownTimeout: 15_000,
+      bodyTimeout: 5_000,
+      keepAliveTimeout: 75_000,
+    });
     expect(cfg.upstream).toMatchObject({ connectTimeout: 5_000, headersTimeout: 30_000, bodyTimeout: 30_000 });
-    expect(cfg.auth.issuers[0]).toMatchObject({ clockTolerance: 30_000, jwks: { timeout: 5_000, cooldown: 30_000, cacheMaxAge: 600_000 } });
+    expect(cfg.auth.issuers[0]).toMatchObject({
+      clockTolerance: 30_000,
+      jwks: { timeout: 5_000, cooldown: 30_000, cacheMaxAge: 600_000 },
+    });
     expect(Object.isFrozen(cfg.orgs['Acme-Prod'])).toBe(true);
   });
 
@@ -75,12 +92,16 @@ describe('config', () => {
     expect(problemsOf(minimal(), { SNAPGATE_PORT: 'x' }).some((p) => p.startsWith('SNAPGATE_PORT'))).toBe(true);
   });
 
-  it('takes the admin listener\'s host from SNAPGATE_ADMIN_HOST, only for an admin listener the config declares', () => {
+  it("takes the admin listener's host from SNAPGATE_ADMIN_HOST, only for an admin listener the config declares", () => {
     const doc = { ...minimal(), admin: { port: 9464 } };
     expect(parseConfig(doc, 'test').admin).toEqual({ host: '127.0.0.1', port: 9464 });
     expect(parseConfig(doc, 'test', { SNAPGATE_ADMIN_HOST: '0.0.0.0' }).admin).toEqual({ host: '0.0.0.0', port: 9464 });
-    expect(problemsOf(minimal(), { SNAPGATE_ADMIN_HOST: '0.0.0.0' })).toEqual([expect.stringMatching(/^SNAPGATE_ADMIN_HOST: .*admin\.port/)]);
-    expect(problemsOf(doc, { SNAPGATE_ADMIN_HOST: '' })).toEqual([expect.stringMatching(/^admin\.host: .*SNAPGATE_ADMIN_HOST/)]);
+    expect(problemsOf(minimal(), { SNAPGATE_ADMIN_HOST: '0.0.0.0' })).toEqual([
+      expect.stringMatching(/^SNAPGATE_ADMIN_HOST: .*admin\.port/),
+    ]);
+    expect(problemsOf(doc, { SNAPGATE_ADMIN_HOST: '' })).toEqual([
+      expect.stringMatching(/^admin\.host: .*SNAPGATE_ADMIN_HOST/),
+    ]);
   });
 
   it('takes the number of worker processes from SNAPGATE_WORKERS, within the same bounds as server.workers', () => {
@@ -129,7 +150,14 @@ describe('rate-limit config', () => {
 
   it('accepts a full rate limit and fills defaults', () => {
     const cfg = parseConfig(
-      withLimit({ limit: 60, window: '60s', burst: 10, perCaller: { limit: 10, window: '1m' }, concurrency: 5, onRedisError: 'closed' }),
+      withLimit({
+        limit: 60,
+        window: '60s',
+        burst: 10,
+        perCaller: { limit: 10, window: '1m' },
+        concurrency: 5,
+        onRedisError: 'closed',
+      }),
       'test',
     );
     expect(cfg.orgs['Acme-Prod']!.rateLimit).toMatchObject({
@@ -145,14 +173,22 @@ describe('rate-limit config', () => {
   });
 
   it('names each bad rate-limit field', () => {
-    const problems = problemsOf(withLimit({ limit: 0, window: '500ms', burst: -1, onRedisError: 'maybe', concurrency: { limit: 'x' } }));
+    const problems = problemsOf(
+      withLimit({ limit: 0, window: '500ms', burst: -1, onRedisError: 'maybe', concurrency: { limit: 'x' } }),
+    );
     for (const path of ['limit', 'window', 'burst', 'onRedisError', 'concurrency']) {
-      expect(problems.some((p) => p.startsWith(`orgs.Acme-Prod.rateLimit.${path}`)), problems.join('\n')).toBe(true);
+      expect(
+        problems.some((p) => p.startsWith(`orgs.Acme-Prod.rateLimit.${path}`)),
+        problems.join('\n'),
+      ).toBe(true);
     }
   });
 
   it('accepts exactly one Redis deployment: url, sentinel or cluster', () => {
-    const both = { ...minimal(), redis: { url: 'redis://127.0.0.1:6379', cluster: { nodes: [{ host: '127.0.0.1', port: 7000 }] } } };
+    const both = {
+      ...minimal(),
+      redis: { url: 'redis://127.0.0.1:6379', cluster: { nodes: [{ host: '127.0.0.1', port: 7000 }] } },
+    };
     expect(problemsOf(both)).toEqual([expect.stringContaining('exactly one of url')]);
     const sentinel = { ...minimal(), redis: { sentinel: { name: 'm', sentinels: [{ host: 's1', port: 26379 }] } } };
     expect(problemsOf(sentinel)).toEqual([]);
@@ -169,7 +205,12 @@ describe('config file', () => {
     const writeFileSync = (p: string, t: string) => fs.writeFileSync(p, t);
     const dir = fs.mkdtempSync(join(os.tmpdir(), 'snapgate-cfg-'));
     const lines = ['a: &a [x, x, x, x, x, x, x, x, x, x]'];
-    for (let i = 0; i < 8; i++) lines.push(`${String.fromCharCode(98 + i)}: &${String.fromCharCode(98 + i)} [${Array(10).fill(`*${String.fromCharCode(97 + i)}`).join(', ')}]`);
+    for (let i = 0; i < 8; i++)
+      lines.push(
+        `${String.fromCharCode(98 + i)}: &${String.fromCharCode(98 + i)} [${Array(10)
+          .fill(`*${String.fromCharCode(97 + i)}`)
+          .join(', ')}]`,
+      );
     writeFileSync(join(dir, 'bomb.yaml'), `${lines.join('\n')}\n`);
     await expect(loadConfig(join(dir, 'bomb.yaml'))).rejects.toThrow(/\(yaml\)/);
   });

@@ -53,7 +53,9 @@ describe('caller response headers', () => {
 });
 
 describe('names', () => {
-  it.each(['Acme-Prod', 'My-Dev-Env', 'org_1', 'a.b', 'X'])('accepts org %s', (org) => expect(isValidOrg(org)).toBe(true));
+  it.each(['Acme-Prod', 'My-Dev-Env', 'org_1', 'a.b', 'X'])('accepts org %s', (org) =>
+    expect(isValidOrg(org)).toBe(true),
+  );
   it.each(['', '..', '.hidden', 'a..b', 'a/b', 'a%2Fb', 'a b', 'a\u0000', 'A'.repeat(101)])('refuses org %j', (org) =>
     expect(isValidOrg(org)).toBe(false),
   );
@@ -92,6 +94,12 @@ describe('upstream request headers are an allow-list', () => {
       Object.entries({ ...hostile, Accept: 'application/json', 'User-Agent': 'job/1', tracestate: 'a=b' }),
       { authorization: 'Basic c3ZjOnB3', requestId: 'rid-2' },
     );
-    expect(out).toEqual({ accept: 'application/json', 'user-agent': 'job/1', tracestate: 'a=b', 'x-request-id': 'rid-2', authorization: 'Basic c3ZjOnB3' });
+    expect(out).toEqual({
+      accept: 'application/json',
+      'user-agent': 'job/1',
+      tracestate: 'a=b',
+      'x-request-id': 'rid-2',
+      authorization: 'Basic c3ZjOnB3',
+    });
   });
 });

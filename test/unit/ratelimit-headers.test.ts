@@ -1,6 +1,11 @@
 // Golden tests: the exact RateLimit-Policy / RateLimit text snapgate sends (draft-ietf-httpapi-ratelimit-headers-11).
 import { describe, expect, it } from 'vitest';
-import { formatPolicyField, formatRateLimitField, partitionKey, retryAfterSeconds } from '../../src/ratelimit/headers.js';
+import {
+  formatPolicyField,
+  formatRateLimitField,
+  partitionKey,
+  retryAfterSeconds,
+} from '../../src/ratelimit/headers.js';
 import { compileOrgLimits, type LimitDecision, type PolicyOutcome } from '../../src/ratelimit/policy.js';
 
 const limits = compileOrgLimits(
@@ -56,15 +61,21 @@ describe('RateLimit headers', () => {
   });
 
   it('marks degraded decisions', () => {
-    const local = decision([{ policy: rate, allowed: true, remaining: 3, resetMs: 1_000, retryMs: 0 }], { degraded: 'local' });
+    const local = decision([{ policy: rate, allowed: true, remaining: 3, resetMs: 1_000, retryMs: 0 }], {
+      degraded: 'local',
+    });
     expect(formatRateLimitField(limits, local, 'c')).toBe(`"org-rate";r=3;t=1;pk=${pkOrg};sg-degraded="local"`);
     const open = decision([], { degraded: 'open' });
     expect(formatRateLimitField(limits, open, 'c')).toBe(`"org-rate";sg-degraded="open"`);
   });
 
   it('computes Retry-After in whole seconds from enforced refusals only, at least 1', () => {
-    expect(retryAfterSeconds(decision([{ policy: rate, allowed: false, remaining: 0, resetMs: 9_000, retryMs: 6_200 }]))).toBe(7);
-    expect(retryAfterSeconds(decision([{ policy: rate, allowed: false, remaining: 0, resetMs: 100, retryMs: 20 }]))).toBe(1);
+    expect(
+      retryAfterSeconds(decision([{ policy: rate, allowed: false, remaining: 0, resetMs: 9_000, retryMs: 6_200 }])),
+    ).toBe(7);
+    expect(
+      retryAfterSeconds(decision([{ policy: rate, allowed: false, remaining: 0, resetMs: 100, retryMs: 20 }])),
+    ).toBe(1);
     expect(
       retryAfterSeconds(
         decision([
