@@ -18,7 +18,7 @@ import type { Policy } from './policy/policy.js';
 import type { Forwarder } from './upstream/forwarder.js';
 import type { Metrics } from './ops/metrics.js';
 import { rateLimit } from './ratelimit/middleware.js';
-import type { OrgLimits, RateLimiter } from './ratelimit/policy.js';
+import type { OrgLimits, RateLimiter } from './ratelimit/limits.js';
 import { runtimeStartRoutes } from './upstream/runtime-routes.js';
 
 export interface AppDeps {

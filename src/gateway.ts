@@ -18,7 +18,7 @@ import { createForwarder } from './upstream/forwarder.js';
 import { createRedisClient, waitForRedis, withDeadline } from './redis/client.js';
 import { createMetrics, type Metrics } from './ops/metrics.js';
 import { createMemoryLimiter } from './ratelimit/memory-limiter.js';
-import { compileOrgLimits, type OrgLimits, type RateLimiter } from './ratelimit/policy.js';
+import { compileOrgLimits, type OrgLimits, type RateLimiter } from './ratelimit/limits.js';
 import { createRedisLimiter, warmUpLimiter } from './ratelimit/redis-limiter.js';
 import { createResilientLimiter } from './ratelimit/resilient-limiter.js';
 import { startAdminServer } from './ops/admin.js';

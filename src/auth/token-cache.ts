@@ -1,6 +1,6 @@
 // A bounded LRU cache of verified tokens, with final refusals in a separate bounded space: keyed by a SHA-256 of the token (the token itself is never kept).
 import { hash } from 'node:crypto';
-import type { Principal } from './verifier.js';
+import type { Principal } from './principal.js';
 
 export interface TokenCacheOptions {
   /** Most verified tokens remembered; the least recently used go first. */

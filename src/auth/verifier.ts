@@ -4,7 +4,6 @@ import {
   decodeProtectedHeader,
   errors as joseErrors,
   jwtVerify,
-  type JWTPayload,
   type JWTVerifyGetKey,
 } from 'jose';
 import type { IssuerConfig } from '../config/schema.js';
@@ -19,16 +18,8 @@ import {
   type KeySource,
 } from './key-source.js';
 import { resolveSecret, parseSecretRef } from '../config/secret-ref.js';
+import type { Principal } from './principal.js';
 import { TokenCache } from './token-cache.js';
-
-/** The verified caller. Claims are kept for policy matching; the token itself is never kept. */
-export interface Principal {
-  readonly iss: string;
-  readonly sub: string;
-  /** `azp` or `client_id`, when the token carries one. */
-  readonly clientId?: string;
-  readonly claims: Readonly<JWTPayload>;
-}
 
 export interface TokenVerifier {
   verify(token: string): Promise<Principal>;

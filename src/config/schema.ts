@@ -1,6 +1,6 @@
 // The config file's shape, defaults and cross-field rules; the single source of truth for the README's reference.
 import { z } from 'zod';
-import { isValidOrg } from '../upstream/snaplogic-names.js';
+import { isValidOrg } from '../snaplogic/names.js';
 import { parseDuration } from './duration.js';
 import { parseRedisUrl, redisUrlProblems } from './redis-url.js';
 import { secretRefPattern } from './secret-ref.js';

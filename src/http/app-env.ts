@@ -1,5 +1,5 @@
 // The one Hono environment type for the whole app: per-request variables set by middleware.
-import type { Principal } from '../auth/verifier.js';
+import type { Principal } from '../auth/principal.js';
 import type { AuditFields } from '../audit/event.js';
 import type { CallSignal } from './incoming.js';
 

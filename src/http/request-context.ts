@@ -1,12 +1,11 @@
 // Per-request context: request id, timing, client facts, and the audit outcome or decision written after the response is decided.
-import { randomUUID } from 'node:crypto';
 import type { HttpBindings } from '@hono/node-server';
 import type { Context, MiddlewareHandler } from 'hono';
 import { buildAuditEvent, type AuditEvent, type AuditEventType, type Decision } from '../audit/event.js';
 import type { AuditRecorder } from '../audit/recorder.js';
 import { GatewayError, kindOf, type ErrorCode } from '../errors.js';
 import { seriesOf, type Metrics } from '../ops/metrics.js';
-import { acceptableRequestId } from '../upstream/headers.js';
+import { requestIdOf } from './request-id.js';
 import type { AppEnv } from './app-env.js';
 import { callSignal, outgoingOf, requestHeader } from './incoming.js';
 import type { InFlightCalls } from './in-flight.js';
@@ -55,7 +54,7 @@ export function requestContext(deps: {
 
   return async function requestContextMiddleware(c, next) {
     const started = performance.now();
-    const requestId = acceptableRequestId(requestHeader(c, 'x-request-id')) ?? randomUUID();
+    const requestId = requestIdOf(requestHeader(c, 'x-request-id'));
     c.set('requestId', requestId);
     c.set('instance', deps.instance);
     c.set('audit', {});

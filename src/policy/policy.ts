@@ -1,6 +1,6 @@
 // Who may do what on which org: pure rule matching over verified claims, deny by default.
 import type { Action, PolicyRuleConfig } from '../config/schema.js';
-import type { Principal } from '../auth/verifier.js';
+import type { Principal } from '../auth/principal.js';
 
 export interface Policy {
   /** True only when some rule matches the caller and grants `action` on `org`. */

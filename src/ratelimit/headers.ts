@@ -1,7 +1,7 @@
 // RateLimit-Policy and RateLimit fields (draft-ietf-httpapi-ratelimit-headers-11), formatted in one place. Pure.
 import { createHash } from 'node:crypto';
-import type { LimitDecision, LimitPolicy, OrgLimits, PolicyOutcome } from './policy.js';
-import { policiesOf } from './policy.js';
+import type { LimitDecision, LimitPolicy, OrgLimits, PolicyOutcome } from './limits.js';
+import { policiesOf } from './limits.js';
 
 /**
  * The partition key: a Structured Fields byte sequence of a truncated SHA-256, so the org name (and

@@ -6,7 +6,7 @@ import {
   type LimitRequest,
   type PolicyOutcome,
   type RateLimiter,
-} from './policy.js';
+} from './limits.js';
 
 interface Entry {
   /** GCRA theoretical arrival time (µs), or lease expiry per member for concurrency. */

@@ -5,7 +5,7 @@ import { GatewayError } from '../errors.js';
 import type { AppEnv } from '../http/app-env.js';
 import { seriesOf, type Metrics } from '../ops/metrics.js';
 import { formatPolicyField, formatRateLimitField, retryAfterSeconds } from './headers.js';
-import { callerKey, type LimitDecision, type OrgLimits, type RateLimiter } from './policy.js';
+import { callerKey, type LimitDecision, type OrgLimits, type RateLimiter } from './limits.js';
 import { LimiterUnavailableError } from './resilient-limiter.js';
 
 function describeRate(limits: OrgLimits, name: string): string {

@@ -9,7 +9,7 @@ import {
   type LimitRequest,
   type PolicyOutcome,
   type RateLimiter,
-} from './policy.js';
+} from './limits.js';
 
 /**
  * KEYS[i]  one key per policy; all carry the same {org:…} hash tag (one Cluster slot)

@@ -2,7 +2,7 @@
 import type { Logger } from '../log.js';
 import { RedisDeadlineError } from '../redis/client.js';
 import type { Metrics } from '../ops/metrics.js';
-import type { LimitDecision, LimitRequest, RateLimiter } from './policy.js';
+import type { LimitDecision, LimitRequest, RateLimiter } from './limits.js';
 import { LimitDeadlineError, type LateScript } from './redis-limiter.js';
 import { createScaledLimiter } from './scaled-limiter.js';
 

@@ -1,5 +1,5 @@
 // A limiter that enforces one share of every org's limits: an instance's share, or a worker's share of its instance's.
-import { scaleForInstance, type LimitDecision, type LimitRequest, type OrgLimits, type RateLimiter } from './policy.js';
+import { scaleForInstance, type LimitDecision, type LimitRequest, type OrgLimits, type RateLimiter } from './limits.js';
 
 /** Wraps `inner` so each check uses the org's limits divided by `shares` (at least 1 each). */
 export function createScaledLimiter(inner: RateLimiter, shares: number): RateLimiter {

@@ -56,10 +56,3 @@ export function callerResponseHeaders(upstream: Record<string, string | string[]
   }
   return out;
 }
-
-const saneRequestId = /^[A-Za-z0-9._:-]{1,128}$/;
-
-/** The caller's X-Request-Id when it is short and plain; otherwise undefined (a new one is made). */
-export function acceptableRequestId(value: string | undefined | null): string | undefined {
-  return value && saneRequestId.test(value) ? value : undefined;
-}

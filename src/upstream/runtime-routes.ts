@@ -13,7 +13,7 @@ import { requestBody } from '../http/request-body.js';
 import { carriesRequestHeaders, withRequestHeaders } from '../http/response-headers.js';
 import { abandoned, type Forwarder } from './forwarder.js';
 import { callerResponseHeaders, upstreamRequestHeaders } from './headers.js';
-import { isValidOrg, isValidRuuid } from './snaplogic-names.js';
+import { isValidOrg, isValidRuuid } from '../snaplogic/names.js';
 
 export const RUNTIME_START_PREFIX = '/api/1/rest/public/runtime/start';
 

@@ -14,7 +14,7 @@ import type { AuditEvent } from '../../src/audit/event.js';
 import { createRedisStreamSink } from '../../src/audit/sinks.js';
 import { AuditTrail, SinkWriter } from '../../src/audit/trail.js';
 import { createLogger } from '../../src/log.js';
-import { compileOrgLimits } from '../../src/ratelimit/policy.js';
+import { compileOrgLimits } from '../../src/ratelimit/limits.js';
 import { createRedisLimiter, LIMIT_SCRIPT } from '../../src/ratelimit/redis-limiter.js';
 import { batchWritesThisTurn } from '../../src/redis/client.js';
 

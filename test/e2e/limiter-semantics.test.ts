@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createMemoryLimiter } from '../../src/ratelimit/memory-limiter.js';
-import { compileOrgLimits, keyFor, type OrgLimits, type RateLimiter } from '../../src/ratelimit/policy.js';
+import { compileOrgLimits, keyFor, type OrgLimits, type RateLimiter } from '../../src/ratelimit/limits.js';
 import { createRedisLimiter } from '../../src/ratelimit/redis-limiter.js';
 import { RedisServer } from '../helpers/redis-server.js';
 

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { acceptableRequestId, callerResponseHeaders, upstreamRequestHeaders } from '../../src/upstream/headers.js';
-import { isValidOrg, isValidRuuid } from '../../src/upstream/snaplogic-names.js';
+import { acceptableRequestId } from '../../src/http/request-id.js';
+import { callerResponseHeaders, upstreamRequestHeaders } from '../../src/upstream/headers.js';
+import { isValidOrg, isValidRuuid } from '../../src/snaplogic/names.js';
 
 describe('upstream request headers', () => {
   it('drops credentials, cookies, hop-by-hop and X-Forwarded-* fields (none is on the allow-list) and sets Basic last', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Principal } from '../../src/auth/verifier.js';
+import type { Principal } from '../../src/auth/principal.js';
 import { createPolicy } from '../../src/policy/policy.js';
 
 const principal = (sub: string, claims: Record<string, unknown> = {}, iss = 'https://idp'): Principal => ({

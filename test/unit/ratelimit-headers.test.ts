@@ -6,7 +6,7 @@ import {
   partitionKey,
   retryAfterSeconds,
 } from '../../src/ratelimit/headers.js';
-import { compileOrgLimits, type LimitDecision, type PolicyOutcome } from '../../src/ratelimit/policy.js';
+import { compileOrgLimits, type LimitDecision, type PolicyOutcome } from '../../src/ratelimit/limits.js';
 
 const limits = compileOrgLimits(
   'Acme-Prod',

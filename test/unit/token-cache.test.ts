@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { TokenCache } from '../../src/auth/token-cache.js';
-import type { Principal } from '../../src/auth/verifier.js';
+import type { Principal } from '../../src/auth/principal.js';
 
 const principal = (exp: number, iat?: number): Principal => ({
   iss: 'https://idp',

@@ -1,4 +1,5 @@
-// Rate-limit policies compiled from config once at start-up, and the limiter interface both limiters implement.
+// Rate limits compiled from config once at start-up (an org's rate and concurrency limits), and the limiter
+// interface every limiter implements. Who may call at all is policy/; this is how often.
 import { hash } from 'node:crypto';
 import type { RateLimitConfig } from '../config/schema.js';
 
@@ -142,7 +143,7 @@ export function callerKey(iss: string, sub: string): string {
 
 /**
  * Redis keys for an org's policies. The `{org:…}` hash tag puts them all in one Cluster slot, so
- * one script can touch every one of them. Org names cannot contain braces (see snaplogic-names).
+ * one script can touch every one of them. Org names cannot contain braces (see snaplogic/names.ts).
  */
 export function keyFor(org: string, policy: LimitPolicy, caller: string): string {
   switch (policy.name) {
