@@ -1,11 +1,5 @@
 // JWT verification with jose: picks the trusted issuer, pins its algorithms, checks iss/aud/exp/nbf, and names the check that failed.
-import {
-  decodeJwt,
-  decodeProtectedHeader,
-  errors as joseErrors,
-  jwtVerify,
-  type JWTVerifyGetKey,
-} from 'jose';
+import { decodeJwt, decodeProtectedHeader, errors as joseErrors, jwtVerify, type JWTVerifyGetKey } from 'jose';
 import type { IssuerConfig } from '../config/schema.js';
 import { GatewayError, type ErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
