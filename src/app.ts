@@ -1,24 +1,24 @@
 // createApp(deps): middleware order and routes. No I/O of its own; everything it touches is passed in.
 import { Hono } from 'hono';
 import type { AuditRecorder } from './audit/recorder.js';
-import type { TokenVerifier } from './auth/verifier.js';
 import { authenticate } from './auth/authenticate.js';
-import type { OrgConfig } from './config/schema.js';
+import type { TokenVerifier } from './auth/verifier.js';
 import type { CredentialStore } from './credentials/store.js';
 import { GatewayError } from './errors.js';
 import type { AppEnv } from './http/app-env.js';
 import { handleError } from './http/error-handler.js';
+import type { InFlightCalls } from './http/in-flight.js';
 import { rawPathGuard } from './http/raw-path-guard.js';
 import { drainGuard, requestContext } from './http/request-context.js';
-import type { InFlightCalls } from './http/in-flight.js';
 import type { Logger } from './log.js';
 import { healthRoutes, type ReadinessProbe } from './ops/health.js';
+import type { Metrics } from './ops/metrics.js';
 import { authorize } from './policy/authorize.js';
 import type { Policy } from './policy/policy.js';
-import type { Forwarder } from './upstream/forwarder.js';
-import type { Metrics } from './ops/metrics.js';
+import { CallerKeys, type OrgLimits, type RateLimiter } from './ratelimit/limits.js';
 import { rateLimit } from './ratelimit/middleware.js';
-import type { OrgLimits, RateLimiter } from './ratelimit/limits.js';
+import type { Forwarder } from './upstream/forwarder.js';
+import type { UpstreamOrg } from './upstream/orgs.js';
 import { runtimeStartRoutes } from './upstream/runtime-routes.js';
 
 export interface AppDeps {
@@ -26,7 +26,8 @@ export interface AppDeps {
   policy: Policy;
   credentials: CredentialStore;
   forwarder: Forwarder;
-  orgs: Readonly<Record<string, OrgConfig>>;
+  /** The orgs this gateway serves, with each one's pod and effective timeouts; any other org is refused. */
+  orgs: ReadonlyMap<string, UpstreamOrg>;
   audit: AuditRecorder;
   log: Logger;
   /** Names this gateway instance in audit events. */
@@ -46,22 +47,17 @@ export interface AppDeps {
   metrics: Metrics;
 }
 
-/** Builds the Hono app: request context → path guard → routes (authenticate → authorize → forward). */
+const NOT_FOUND =
+  'snapgate serves POST /api/1/rest/public/runtime/start/{org}/{ruuid}; this request is not for a route it serves.';
+
+/** Builds the Hono app: request context → drain and path guards → routes (validate → authenticate → authorize → …). */
 export function createApp(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
+  const { audit, instance, isDraining, metrics, inFlight } = deps;
 
   app.onError(handleError(deps.log));
-  app.use(
-    '*',
-    requestContext({
-      audit: deps.audit,
-      instance: deps.instance,
-      isDraining: deps.isDraining,
-      metrics: deps.metrics,
-      inFlight: deps.inFlight,
-    }),
-  );
-  app.use('*', drainGuard(deps.isDraining));
+  app.use('*', requestContext({ audit, instance, isDraining, metrics, inFlight }));
+  app.use('*', drainGuard(isDraining));
   app.use('*', rawPathGuard());
 
   // The callers' port says ready or not; which check fails is for the admin listener.
@@ -70,9 +66,15 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     '/',
     runtimeStartRoutes({
       authenticate: authenticate(deps.verifier),
-      authorize: authorize(deps.policy, (org) => Object.hasOwn(deps.orgs, org)),
-      rateLimit: rateLimit({ limiter: deps.limiter, limitsFor: (org) => deps.limits.get(org), metrics: deps.metrics }),
-      audit: deps.audit,
+      authorize: authorize(deps.policy, (org) => deps.orgs.has(org)),
+      rateLimit: rateLimit({
+        limiter: deps.limiter,
+        limitsFor: (org) => deps.limits.get(org),
+        metrics,
+        callerKeys: new CallerKeys(),
+      }),
+      audit,
+      instance,
       credentials: deps.credentials,
       forwarder: deps.forwarder,
       orgs: deps.orgs,
@@ -82,12 +84,9 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
     }),
   );
 
+  // The caller's path is not echoed back.
   app.all('*', () => {
-    // The caller's path is not echoed back.
-    throw new GatewayError(
-      'not_found',
-      'snapgate serves POST /api/1/rest/public/runtime/start/{org}/{ruuid}; this request is not for a route it serves.',
-    );
+    throw new GatewayError('not_found', NOT_FOUND);
   });
   return app;
 }

@@ -50,6 +50,11 @@ export async function createAudit(
 ): Promise<AuditRecorder & { health(): { ready: boolean; detail: string } }> {
   const a = config.audit;
   const sinkConfigs = sinksOf(a);
+  if (!sinkConfigs.some((s) => s.required)) {
+    deps.log.warn('audit trail off: calls are forwarded without a write-ahead record (audit.allowUnaudited)', {
+      sinks: sinkConfigs.length,
+    });
+  }
   // With workers, each slot spools in its own directory (<spoolDir>/w<slot>/<sink>.spool.jsonl): one
   // worker's replay never truncates another's spooled attempts, and a replacement replays its slot's.
   const baseSpoolDir = a.spoolDir ?? join(tmpdir(), 'snapgate-spool');

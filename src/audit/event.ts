@@ -2,6 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Action } from '../config/schema.js';
 import type { ErrorKind } from '../errors.js';
+import type { RequestTarget } from '../snaplogic/target.js';
 
 export const AUDIT_SCHEMA_VERSION = 3;
 
@@ -26,11 +27,8 @@ export interface RateLimitOutcome {
   degraded?: 'local' | 'open';
 }
 
-/** What a request has established while it ran; each middleware fills in what it learns. */
-export interface AuditFields {
-  org?: string;
-  ruuid?: string;
-  action?: Action;
+/** What a call has established while it ran, beyond its target; each step fills in what it learns. */
+export interface CallFacts {
   upstreamStatus?: number;
   slStatusCode?: string;
   upstreamLatencyMs?: number;
@@ -88,17 +86,14 @@ export interface AuditEvent {
 }
 
 const MAX_USER_AGENT = 200;
-
-let lastUa: { raw: string; clean: string } | undefined;
+const plainUserAgent = /^[\x20-\x7e]{1,200}$/;
 
 /** A user agent fit for the trail: printable ASCII only, at most 200 characters. */
 export function cleanUserAgent(ua: string | undefined): string | null {
   if (ua === undefined || ua === '') return null;
-  // A caller sends the same user agent on every call: remember the last one cleaned.
-  if (lastUa?.raw === ua) return lastUa.clean;
-  const clean = ua.replace(/[^\x20-\x7e]/g, '?').slice(0, MAX_USER_AGENT);
-  lastUa = { raw: ua, clean };
-  return clean;
+  // Nearly every user agent is already plain: kept as it is, without building a copy.
+  if (plainUserAgent.test(ua)) return ua;
+  return ua.replace(/[^\x20-\x7e]/g, '?').slice(0, MAX_USER_AGENT);
 }
 
 export interface EventInput {
@@ -107,7 +102,9 @@ export interface EventInput {
   requestId: string;
   instance: string;
   caller: Caller | undefined;
-  fields: AuditFields;
+  /** What the request asked for, once its route validated it (its action alone before that). */
+  target?: Partial<RequestTarget>;
+  fields: CallFacts;
   decision: Decision;
   reason: string | undefined;
   status: number | undefined;
@@ -121,6 +118,7 @@ export interface EventInput {
 /** Copies only the allowed fields; callers may pass richer objects without widening the event. */
 export function buildAuditEvent(input: EventInput): AuditEvent {
   const { caller, fields } = input;
+  const target = input.target;
   return {
     v: AUDIT_SCHEMA_VERSION,
     id: randomUUID(),
@@ -131,9 +129,9 @@ export function buildAuditEvent(input: EventInput): AuditEvent {
     caller: caller
       ? { iss: caller.iss, sub: caller.sub, ...(caller.clientId !== undefined ? { clientId: caller.clientId } : {}) }
       : null,
-    org: fields.org ?? null,
-    ruuid: fields.ruuid ?? null,
-    action: fields.action ?? null,
+    org: target?.org ?? null,
+    ruuid: target?.ruuid ?? null,
+    action: target?.action ?? null,
     decision: input.decision,
     reason: input.reason ?? null,
     rateLimit: fields.rateLimit

@@ -1,10 +1,17 @@
 // The calls a gateway has in flight, from their first byte until their outcome is recorded and their response has left: what shutdown drains and, past its deadline, cuts.
+import type { Logger } from '../log.js';
 import type { AbortReason, CallSignal } from './incoming.js';
 
 /** Created by the composition root; the request context enters every call (health checks excepted). */
 export class InFlightCalls {
   private readonly calls = new Set<CallSignal>();
   private idle: Array<() => void> = [];
+  private draining = false;
+
+  /** True once drain() began: new calls are refused and responses close their connection. */
+  get isDraining(): boolean {
+    return this.draining;
+  }
 
   get size(): number {
     return this.calls.size;
@@ -38,5 +45,22 @@ export class InFlightCalls {
   abortAll(reason: AbortReason): number {
     for (const signal of this.calls) signal.abort(reason);
     return this.calls.size;
+  }
+
+  /**
+   * Shutdown's first step: stops taking new calls and waits up to `deadlineMs` for the calls in
+   * flight. Past the deadline, cuts what is left (each abandoned call ends with an
+   * aborted_by_shutdown outcome, written before the trail closes) and gives them `graceMs` to say
+   * so. Resolves true when every call finished within the deadline.
+   */
+  async drain(deadlineMs: number, graceMs: number, log: Logger): Promise<boolean> {
+    this.draining = true;
+    log.info('draining', { inFlight: this.size, deadlineMs });
+    if (await this.whenIdle(deadlineMs)) return true;
+    const cut = this.abortAll('shutdown');
+    log.warn('drain deadline passed; abandoning calls in flight', { inFlight: cut });
+    if (!(await this.whenIdle(graceMs)))
+      log.error('calls still in flight after abandoning them', { inFlight: this.size });
+    return false;
   }
 }

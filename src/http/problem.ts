@@ -17,15 +17,25 @@ export function problemBody(code: ErrorCode, detail: string, extensions: Record<
   return { type: problemTypeFor(code), title: titleFor(code), status: statusFor(code), code, detail, ...extensions };
 }
 
-/** A complete problem+json Response. Header names are lower-case. */
+/** The status and headers of a problem response; `headers` (a fresh object) gets the content type added. */
+export function problemInit(
+  code: ErrorCode,
+  headers: Record<string, string> = {},
+): { status: number; headers: Record<string, string> } {
+  headers['content-type'] = PROBLEM_CONTENT_TYPE;
+  headers['cache-control'] = 'no-store';
+  return { status: statusFor(code), headers };
+}
+
+/**
+ * A complete problem+json Response, for answers outside any request context (a request Node or
+ * node-server could not parse); inside the app, errors are rendered through respond().
+ */
 export function problemResponse(
   code: ErrorCode,
   detail: string,
   options: { headers?: Record<string, string>; extensions?: Record<string, unknown> } = {},
 ): Response {
-  const headers = { ...options.headers, 'content-type': PROBLEM_CONTENT_TYPE, 'cache-control': 'no-store' };
-  return new Response(JSON.stringify(problemBody(code, detail, options.extensions)), {
-    status: statusFor(code),
-    headers,
-  });
+  const body = JSON.stringify(problemBody(code, detail, options.extensions));
+  return new Response(body, problemInit(code, { ...options.headers }));
 }

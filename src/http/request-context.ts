@@ -1,69 +1,59 @@
-// Per-request context: request id, timing, client facts, and the audit outcome or decision written after the response is decided.
-import type { HttpBindings } from '@hono/node-server';
+// Per-request context: request id, timing, the call's place in flight, and the audit outcome or decision written
+// once the response is decided.
 import type { Context, MiddlewareHandler } from 'hono';
-import { buildAuditEvent, type AuditEvent, type AuditEventType, type Decision } from '../audit/event.js';
 import type { AuditRecorder } from '../audit/recorder.js';
+import { requestEvent, type RequestFacts, type RequestOutcome } from '../audit/request-event.js';
+import type { AuditEventType, Decision } from '../audit/event.js';
 import { GatewayError, kindOf, type ErrorCode } from '../errors.js';
 import { seriesOf, type Metrics } from '../ops/metrics.js';
-import { requestIdOf } from './request-id.js';
 import type { AppEnv } from './app-env.js';
-import { callSignal, outgoingOf, requestHeader } from './incoming.js';
+import { callSignal, incomingOf, outgoingOf, requestHeader, type CallSignal } from './incoming.js';
 import type { InFlightCalls } from './in-flight.js';
-import { ensureRequestHeaders } from './response-headers.js';
+import { requestIdOf } from './request-id.js';
+import { carryRequestHeaders } from './respond.js';
 
 export const opsPaths: ReadonlySet<string> = new Set(['/livez', '/readyz']);
 
-/** Builds an audit event of this request from what the context has established so far. */
-export function auditEventOf(
-  c: Context<AppEnv>,
-  type: AuditEventType,
-  outcome: { decision: Decision; reason?: string; status?: number; latencyMs?: number },
-): AuditEvent {
-  const incoming = (c.env as Partial<HttpBindings> | undefined)?.incoming;
-  return buildAuditEvent({
-    type,
-    time: new Date(),
+/** What this request has established so far, as the audit trail reads it. */
+export function factsOf(c: Context<AppEnv>, instance: string): RequestFacts {
+  const action = c.get('action');
+  return {
     requestId: c.get('requestId'),
-    instance: c.get('instance'),
-    caller: c.get('principal'),
-    fields: c.get('audit'),
-    decision: outcome.decision,
-    reason: outcome.reason,
-    status: outcome.status,
-    latencyMs: outcome.latencyMs,
-    client: { address: incoming?.socket?.remoteAddress, userAgent: requestHeader(c, 'user-agent') },
-  });
+    instance,
+    principal: c.get('principal'),
+    target: c.get('target') ?? (action !== undefined ? { action } : undefined),
+    call: c.get('call'),
+    client: { address: incomingOf(c)?.socket?.remoteAddress, userAgent: requestHeader(c, 'user-agent') },
+  };
 }
 
-/**
- * Sets `requestId` and an empty audit record, then, after the response is decided (errors are
- * already rendered by onError and visible as `c.error`), writes the outcome of a forwarded call
- * (its attempt was written before forwarding) or the decision on one that was not, and echoes
- * X-Request-Id. Health checks are not audited.
- */
-export function requestContext(deps: {
+export interface RequestContextDeps {
   audit: AuditRecorder;
   instance: string;
   isDraining: () => boolean;
   metrics: Metrics;
   inFlight: InFlightCalls;
-}): MiddlewareHandler<AppEnv> {
-  const requests = seriesOf((decision, reason) => deps.metrics.requests.labels(decision, reason));
-  const requestDuration = seriesOf((decision) => deps.metrics.requestDuration.labels(decision));
-  const upstreamDuration = seriesOf((status) => deps.metrics.upstreamDuration.labels(status));
+}
 
+/**
+ * Sets the request id and the empty per-request variables, then, after the response is decided
+ * (errors are already rendered by onError and visible as `c.error`), writes the outcome of a
+ * forwarded call (its attempt was written before forwarding) or the decision on one that was not.
+ * Health checks are not audited.
+ */
+export function requestContext(deps: RequestContextDeps): MiddlewareHandler<AppEnv> {
+  const record = recorder(deps);
   return async function requestContextMiddleware(c, next) {
     const started = performance.now();
     const requestId = requestIdOf(requestHeader(c, 'x-request-id'));
     c.set('requestId', requestId);
-    c.set('instance', deps.instance);
-    c.set('audit', {});
+    c.set('call', {});
     const responseHeaders: Record<string, string> = { 'x-request-id': requestId };
     if (deps.isDraining()) responseHeaders.connection = 'close';
     c.set('responseHeaders', responseHeaders);
     if (opsPaths.has(c.req.path)) {
       await next();
-      ensureRequestHeaders(c);
+      carryRequestHeaders(c);
       return;
     }
     // Watched from the first byte: a caller gone before forwarding starts is never forwarded.
@@ -72,52 +62,64 @@ export function requestContext(deps: {
     const leave = deps.inFlight.enter(signal);
     try {
       await next();
-      ensureRequestHeaders(c);
+      carryRequestHeaders(c);
       if (deps.isDraining() && responseHeaders.connection === undefined) c.res.headers.set('connection', 'close');
       record(c, started);
     } finally {
-      // In flight until its outcome is recorded and its response has left (shutdown closes the
-      // connections only after that).
-      // A pipelined response whose socket died before its turn never closes: the signal (aborted
-      // when the socket goes) ends it too.
-      const outgoing = outgoingOf(c);
-      const gone = (): boolean => signal.reason === 'caller';
-      if (outgoing === undefined || outgoing.destroyed || outgoing.writableFinished || gone()) leave();
-      else {
-        let left = false;
-        const done = (): void => {
-          // A shutdown abort does not end it: its answer is still to be written.
-          if (left || (!outgoing.destroyed && !outgoing.writableFinished && !gone())) return;
-          left = true;
-          signal.off('abort', done);
-          leave();
-        };
-        outgoing.once('close', done);
-        signal.on('abort', done);
-      }
+      leaveOnceSent(c, signal, leave);
     }
   };
+}
 
-  function record(c: Context<AppEnv>, started: number): void {
+/**
+ * A call is in flight until its outcome is recorded and its response has left (shutdown closes the
+ * connections only after that). A pipelined response whose socket died before its turn never
+ * closes: the signal (aborted when the socket goes) ends it too.
+ */
+function leaveOnceSent(c: Context<AppEnv>, signal: CallSignal, leave: () => void): void {
+  const outgoing = outgoingOf(c);
+  const gone = (): boolean => signal.reason === 'caller';
+  if (outgoing === undefined || outgoing.destroyed || outgoing.writableFinished || gone()) return leave();
+  let left = false;
+  const done = (): void => {
+    // A shutdown abort does not end it: its answer is still to be written.
+    if (left || (!outgoing.destroyed && !outgoing.writableFinished && !gone())) return;
+    left = true;
+    signal.off('abort', done);
+    leave();
+  };
+  outgoing.once('close', done);
+  signal.on('abort', done);
+}
+
+/** Counts the request in the metrics and writes its outcome (forwarded) or decision (not forwarded). */
+function recorder(deps: RequestContextDeps): (c: Context<AppEnv>, started: number) => void {
+  const requests = seriesOf((decision, reason) => deps.metrics.requests.labels(decision, reason));
+  const requestDuration = seriesOf((decision) => deps.metrics.requestDuration.labels(decision));
+  const upstreamDuration = seriesOf((status) => deps.metrics.upstreamDuration.labels(status));
+  const eventOf = (c: Context<AppEnv>, type: AuditEventType, outcome: RequestOutcome) =>
+    requestEvent(factsOf(c, deps.instance), type, outcome);
+
+  return function record(c, started) {
     const err = c.error;
     const code: ErrorCode | undefined =
       err === undefined ? undefined : err instanceof GatewayError ? err.code : 'internal_error';
     const decision: Decision = code === undefined ? 'allowed' : kindOf(code);
     const latencyMs = performance.now() - started;
-    const fields = c.get('audit');
+    const call = c.get('call');
     requests(decision, code ?? 'none').inc();
     requestDuration(decision).observe(latencyMs / 1000);
-    if (fields.upstreamLatencyMs !== undefined) {
-      upstreamDuration(String(fields.upstreamStatus ?? 0)).observe(fields.upstreamLatencyMs / 1000);
+    if (call.upstreamLatencyMs !== undefined) {
+      upstreamDuration(String(call.upstreamStatus ?? 0)).observe(call.upstreamLatencyMs / 1000);
     }
     const outcome = { decision, status: c.res.status, latencyMs, ...(code !== undefined ? { reason: code } : {}) };
-    if (fields.attemptId !== undefined) {
-      deps.audit.outcome(auditEventOf(c, 'outcome', outcome));
+    if (call.attemptId !== undefined) {
+      deps.audit.outcome(eventOf(c, 'outcome', outcome));
     } else {
-      const event = auditEventOf(c, 'decision', outcome);
+      const event = eventOf(c, 'decision', outcome);
       deps.audit.decision(event, event.caller?.sub ?? `addr:${event.client.address ?? '?'}`);
     }
-  }
+  };
 }
 
 /**
@@ -130,9 +132,7 @@ export function drainGuard(isDraining: () => boolean): MiddlewareHandler<AppEnv>
       throw new GatewayError(
         'shutting_down',
         'This snapgate instance is shutting down and took no action. Retry; another instance will serve the call.',
-        {
-          headers: { 'retry-after': '1' },
-        },
+        { headers: { 'retry-after': '1' } },
       );
     }
     await next();

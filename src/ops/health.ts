@@ -1,6 +1,7 @@
 // Liveness and readiness endpoints for orchestrators and load balancers.
 import { Hono } from 'hono';
 import type { AppEnv } from '../http/app-env.js';
+import { respondJson } from '../http/respond.js';
 
 export interface ReadinessReport {
   ready: boolean;
@@ -19,13 +20,11 @@ export function healthRoutes(
   options: { detailed: boolean } = { detailed: true },
 ): Hono<AppEnv> {
   const routes = new Hono<AppEnv>();
-  routes.get('/livez', (c) => c.json({ status: 'ok' }, 200, { 'cache-control': 'no-store' }));
+  routes.get('/livez', (c) => respondJson(c, 200, { status: 'ok' }));
   routes.get('/readyz', async (c) => {
     const report = await readiness();
     const status = report.ready ? 'ready' : 'not_ready';
-    return c.json(options.detailed ? { status, checks: report.checks } : { status }, report.ready ? 200 : 503, {
-      'cache-control': 'no-store',
-    });
+    return respondJson(c, report.ready ? 200 : 503, options.detailed ? { status, checks: report.checks } : { status });
   });
   return routes;
 }

@@ -1,29 +1,9 @@
 // RateLimit-Policy and RateLimit fields (draft-ietf-httpapi-ratelimit-headers-11), formatted in one place. Pure.
-import { createHash } from 'node:crypto';
 import type { LimitDecision, LimitPolicy, OrgLimits, PolicyOutcome } from './limits.js';
-import { policiesOf } from './limits.js';
-
-/**
- * The partition key: a Structured Fields byte sequence of a truncated SHA-256, so the org name (and
- * for the caller policy, the caller) never appears in intermediaries' logs (draft §6.1, §8.2).
- */
-export function partitionKey(...parts: string[]): string {
-  const hash = createHash('sha256');
-  for (const p of parts) hash.update(p).update('\n');
-  return `:${hash.digest().subarray(0, 12).toString('base64')}:`;
-}
-
-// One entry per configured org: the org's key never changes, so it is hashed once, not per call.
-const orgKeys = new Map<string, string>();
+import { partitionKey, policiesOf } from './limits.js';
 
 function pkFor(limits: OrgLimits, policy: LimitPolicy, caller: string): string {
-  if (policy.name === 'caller-rate') return partitionKey('org', limits.org, caller);
-  let pk = orgKeys.get(limits.org);
-  if (pk === undefined) {
-    pk = partitionKey('org', limits.org);
-    orgKeys.set(limits.org, pk);
-  }
-  return pk;
+  return policy.name === 'caller-rate' ? partitionKey('org', limits.org, caller) : limits.partitionKey;
 }
 
 /** `RateLimit-Policy`: every policy that applies, with its quota. Shadow policies carry `sg-shadow`. */

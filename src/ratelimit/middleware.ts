@@ -5,7 +5,8 @@ import { GatewayError } from '../errors.js';
 import type { AppEnv } from '../http/app-env.js';
 import { seriesOf, type Metrics } from '../ops/metrics.js';
 import { formatPolicyField, formatRateLimitField, retryAfterSeconds } from './headers.js';
-import { callerKey, type LimitDecision, type OrgLimits, type RateLimiter } from './limits.js';
+import { addResponseHeaders } from '../http/respond.js';
+import type { CallerKeys, LimitDecision, OrgLimits, RateLimiter } from './limits.js';
 import { LimiterUnavailableError } from './resilient-limiter.js';
 
 function describeRate(limits: OrgLimits, name: string): string {
@@ -26,6 +27,7 @@ export function rateLimit(deps: {
   limiter: RateLimiter;
   limitsFor: (org: string) => OrgLimits | undefined;
   metrics: Metrics;
+  callerKeys: CallerKeys;
 }): MiddlewareHandler<AppEnv> {
   const decisions = seriesOf((org, policy, outcome) => deps.metrics.rateLimitDecisions.labels(org, policy, outcome));
   // Lease ids are snapgate's own: unique per call across instances (random per middleware, then a
@@ -34,18 +36,20 @@ export function rateLimit(deps: {
   let leaseCount = 0;
 
   return async function rateLimitMiddleware(c, next) {
-    const audit = c.get('audit');
-    const limits = audit.org !== undefined ? deps.limitsFor(audit.org) : undefined;
+    const target = c.get('target');
+    const limits = target !== undefined ? deps.limitsFor(target.org) : undefined;
     if (limits === undefined) return next();
     const principal = c.get('principal');
-    const caller = callerKey(principal.iss, principal.sub);
+    if (principal === undefined) throw new Error('rate limits are checked after authentication');
+    const caller = deps.callerKeys.keyOf(principal.iss, principal.sub);
+    const call = c.get('call');
 
     let decision: LimitDecision;
     try {
       decision = await deps.limiter.check({ limits, caller, leaseId: `${leasePrefix}.${(leaseCount++).toString(36)}` });
     } catch (err) {
       if (!(err instanceof LimiterUnavailableError)) throw err;
-      audit.rateLimit = { outcome: 'unavailable', policies: [] };
+      call.rateLimit = { outcome: 'unavailable', policies: [] };
       throw new GatewayError(
         'temporary_reduced_capacity',
         'Rate limits cannot be checked right now and this org is configured to refuse calls until they can. Nothing was forwarded; retry after the Retry-After delay.',
@@ -59,7 +63,7 @@ export function rateLimit(deps: {
       const outcome = o.allowed ? 'allowed' : o.policy.shadow ? 'would_limit' : 'limited';
       decisions(limits.org, o.policy.name, outcome).inc();
     }
-    audit.rateLimit = {
+    call.rateLimit = {
       outcome: decision.allowed ? (wouldLimit.length > 0 ? 'would_limit' : 'allowed') : 'limited',
       policies: decision.allowed ? wouldLimit : violated,
       ...(decision.degraded !== undefined ? { degraded: decision.degraded } : {}),
@@ -80,7 +84,7 @@ export function rateLimit(deps: {
     }
 
     // Every response from here on (the forwarded answer or an upstream error) carries the RateLimit fields.
-    Object.assign(c.get('responseHeaders'), headers);
+    addResponseHeaders(c, headers);
     try {
       await next();
     } finally {

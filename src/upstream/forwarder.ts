@@ -2,6 +2,7 @@
 import type { EventEmitter } from 'node:events';
 import { Agent, type Dispatcher } from 'undici';
 import { GatewayError } from '../errors.js';
+import type { UpstreamTimeouts } from './orgs.js';
 
 export interface UpstreamRequest {
   /** The pod origin from config, e.g. https://elastic.snaplogic.com. Never from the caller. */
@@ -10,7 +11,8 @@ export interface UpstreamRequest {
   method: 'GET' | 'POST';
   headers: Record<string, string>;
   body?: Uint8Array;
-  timeouts?: { connect?: number; headers?: number; body?: number };
+  /** This org's effective timeouts (see orgs.ts). */
+  timeouts: UpstreamTimeouts;
   /** Aborts the call (caller hung up, or shutdown): an EventEmitter that emits `abort`. */
   signal?: UpstreamAbortSignal;
   /** Called the moment the request is handed to the connection pool; until then nothing was sent. */
@@ -40,13 +42,8 @@ export interface Forwarder {
   close(): Promise<void>;
 }
 
+/** The pool's settings; the timeouts of each call come with it (its org's, see orgs.ts). */
 export interface ForwarderOptions {
-  /** ms to establish a TCP/TLS connection. */
-  connectTimeout: number;
-  /** ms from sending the request to receiving the response headers. */
-  headersTimeout: number;
-  /** ms of silence allowed while receiving the response body. */
-  bodyTimeout: number;
   /** ms an idle pooled connection is kept; keep below SnapLogic's load balancer idle timeout. */
   keepAliveTimeout: number;
   /** Connections per origin. */
@@ -217,8 +214,6 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
         connections: options.connections,
         keepAliveTimeout: options.keepAliveTimeout,
         keepAliveMaxTimeout: Math.max(options.keepAliveTimeout, 1_000),
-        headersTimeout: options.headersTimeout,
-        bodyTimeout: options.bodyTimeout,
         // Never pipeline: a POST queued behind another on a socket that dies would be lost or doubled.
         pipelining: 1,
       });
@@ -239,7 +234,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
 
   return {
     async forward(req) {
-      const agent = agentFor(req.timeouts?.connect ?? options.connectTimeout);
+      const agent = agentFor(req.timeouts.connect);
       const release = await slotsFor(req.origin).acquire(req.signal);
       // A caller gone (or a shutdown) while waiting for Redis, the audit trail or a connection: never sent.
       if (req.signal?.aborted === true) {
@@ -254,8 +249,8 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
           method: req.method,
           headers: req.headers,
           body: req.body && req.body.byteLength > 0 ? req.body : null,
-          headersTimeout: req.timeouts?.headers ?? options.headersTimeout,
-          bodyTimeout: req.timeouts?.body ?? options.bodyTimeout,
+          headersTimeout: req.timeouts.headers,
+          bodyTimeout: req.timeouts.body,
           ...(req.signal !== undefined ? { signal: req.signal } : {}),
         });
         const body = await readBody(res.body, options.maxResponseBytes);

@@ -1,12 +1,7 @@
 // Golden tests: the exact RateLimit-Policy / RateLimit text snapgate sends (draft-ietf-httpapi-ratelimit-headers-11).
 import { describe, expect, it } from 'vitest';
-import {
-  formatPolicyField,
-  formatRateLimitField,
-  partitionKey,
-  retryAfterSeconds,
-} from '../../src/ratelimit/headers.js';
-import { compileOrgLimits, type LimitDecision, type PolicyOutcome } from '../../src/ratelimit/limits.js';
+import { formatPolicyField, formatRateLimitField, retryAfterSeconds } from '../../src/ratelimit/headers.js';
+import { compileOrgLimits, partitionKey, type LimitDecision, type PolicyOutcome } from '../../src/ratelimit/limits.js';
 
 const limits = compileOrgLimits(
   'Acme-Prod',

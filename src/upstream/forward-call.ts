@@ -1,0 +1,122 @@
+// The last step of every runtime route: write the attempt ahead, swap the caller's token for the org's credential,
+// send the call to the org's pod once, and answer with SnapLogic's response.
+import type { Context, Handler } from 'hono';
+import type { AuditRecorder } from '../audit/recorder.js';
+import { requestEvent } from '../audit/request-event.js';
+import { AuditUnavailableError } from '../audit/trail.js';
+import type { CredentialStore, OrgCredential } from '../credentials/store.js';
+import { GatewayError } from '../errors.js';
+import type { AppEnv } from '../http/app-env.js';
+import { CallAbortedError, requestHeaderEntries, unlessAborted } from '../http/incoming.js';
+import { factsOf } from '../http/request-context.js';
+import { respond } from '../http/respond.js';
+import type { Logger } from '../log.js';
+import type { RequestTarget } from '../snaplogic/target.js';
+import { abandoned, type Forwarder, type UpstreamResponse } from './forwarder.js';
+import { callerResponseHeaders, upstreamRequestHeaders } from './headers.js';
+import type { UpstreamOrg } from './orgs.js';
+
+export interface ForwardDeps {
+  audit: AuditRecorder;
+  credentials: CredentialStore;
+  forwarder: Forwarder;
+  orgs: ReadonlyMap<string, UpstreamOrg>;
+  log: Logger;
+  /** Names this gateway instance in audit events. */
+  instance: string;
+}
+
+/** How a route's target becomes SnapLogic's path and method. */
+export interface UpstreamCall {
+  readonly method: 'GET' | 'POST';
+  path(target: RequestTarget): string;
+}
+
+const nullBodyStatuses = new Set([204, 205, 304]);
+
+/** The forwarding handler of a route whose target was validated, authorized and counted by earlier steps. */
+export function forwardCall(deps: ForwardDeps, upstream: UpstreamCall): Handler<AppEnv> {
+  return async function forwardToSnapLogic(c) {
+    const target = c.get('target');
+    const org = target !== undefined ? deps.orgs.get(target.org) : undefined;
+    const credential = target !== undefined ? deps.credentials.get(target.org) : undefined;
+    if (target === undefined || org === undefined || credential === undefined) {
+      throw new Error(`org ${target?.org ?? '?'} passed authorization without pod or credential`);
+    }
+    const signal = c.get('signal');
+    // Gone while the limits were checked: no attempt, nothing forwarded (the quota is refunded).
+    if (signal.aborted) throw abandoned(signal, false);
+    await writeAttempt(c, deps);
+    // Gone while the attempt was being acknowledged: the outcome says so; nothing forwarded.
+    if (signal.aborted) throw abandoned(signal, false);
+
+    const started = performance.now();
+    const res = await deps.forwarder.forward({
+      origin: org.origin,
+      path: upstream.path(target),
+      method: upstream.method,
+      headers: upstreamRequestHeaders(requestHeaderEntries(c), {
+        authorization: credential.authorization,
+        requestId: c.get('requestId'),
+      }),
+      body: c.get('body'),
+      timeouts: org.timeouts,
+      // A caller that hangs up aborts the call, which frees its concurrency lease at once.
+      signal,
+      onDispatch: () => c.set('forwarded', true),
+    });
+    noteAnswer(c, res, performance.now() - started);
+    if (res.status === 401 || res.status === 403) throw credentialsRejected(c, deps.log, credential, res.status);
+    const body = nullBodyStatuses.has(res.status) ? null : res.body;
+    return respond(c, body, { status: res.status, headers: callerResponseHeaders(res.headers) });
+  };
+}
+
+/**
+ * Write-ahead: the attempt is in the required audit sinks before anything reaches SnapLogic.
+ * Whatever happens next, the request ends with an outcome that refers to it.
+ */
+async function writeAttempt(c: Context<AppEnv>, deps: ForwardDeps): Promise<void> {
+  const call = c.get('call');
+  const signal = c.get('signal');
+  const attempt = requestEvent(factsOf(c, deps.instance), 'attempt', { decision: 'allowed' });
+  call.attemptId = attempt.id;
+  try {
+    // A caller gone (or a shutdown) while the attempt is being acknowledged stops waiting at
+    // once; the attempt is still written, and the outcome says the call was abandoned.
+    await unlessAborted(deps.audit.attempt(attempt), signal);
+  } catch (err) {
+    if (err instanceof CallAbortedError) throw abandoned(signal, false);
+    if (!(err instanceof AuditUnavailableError)) throw err;
+    // Not even queued (a sink's queue is full): no outcome can refer to it; a decision is written instead.
+    if (!err.recorded) delete call.attemptId;
+    throw new GatewayError(
+      'audit_unavailable',
+      'The audit trail cannot record this call right now, so it was not forwarded. Retry shortly.',
+      { cause: err, headers: { 'retry-after': '1' } },
+    );
+  }
+}
+
+/** What SnapLogic answered, for the outcome event and the metrics. */
+function noteAnswer(c: Context<AppEnv>, res: UpstreamResponse, latencyMs: number): void {
+  const call = c.get('call');
+  call.upstreamStatus = res.status;
+  const sl = res.headers['x-sl-statuscode'];
+  if (typeof sl === 'string' && /^\d{3}$/.test(sl)) call.slStatusCode = sl;
+  call.upstreamLatencyMs = latencyMs;
+}
+
+function credentialsRejected(c: Context<AppEnv>, log: Logger, credential: OrgCredential, status: number): GatewayError {
+  log.warn('SnapLogic rejected the stored credentials; rotate the org secret', {
+    requestId: c.get('requestId'),
+    org: c.get('target')?.org,
+    credentialVersion: credential.version,
+    upstreamStatus: status,
+  });
+  return new GatewayError(
+    'upstream_credentials_rejected',
+    "Your token was accepted, but SnapLogic rejected the credentials snapgate holds for this org. Nothing was resumed. The platform team must rotate the org's SnapLogic secret; quote the X-Request-Id.",
+    { extensions: { upstreamStatus: status } },
+  );
+}
