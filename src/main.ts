@@ -1,19 +1,18 @@
 #!/usr/bin/env node
-// Composition root and CLI: load config, start the gateway, wire signals. The only file that touches process.*.
+// The CLI: load config, then start the gateway (or, with several workers, supervise them) and wire signals. The
+// only file that reaches for process.*; the cluster objects it makes are handed the process they use.
 import cluster from 'node:cluster';
 import { hostname } from 'node:os';
 import { ConfigError } from './config/errors.js';
 import { loadConfigIsolated } from './config/load-isolated.js';
 import { CredentialError } from './credentials/store.js';
-import { startGateway } from './gateway.js';
+import { startGateway, type Gateway } from './gateway.js';
 import { createLogger, describeError, type Logger } from './log.js';
-import { answerPrimary, joinPrimary, relayLines, startPrimaryAdmin } from './ops/cluster.js';
+import { PrimaryLink, startPrimaryAdmin, Supervisor, WORKER_SLOT_ENV } from './ops/cluster.js';
+import type { Config } from './config/schema.js';
 
 /** Exit code for a config that cannot be used (sysexits EX_CONFIG). */
 const EX_CONFIG = 78;
-
-/** Names a worker's slot (1..N) in its environment: its audit files and spool are the slot's own. */
-const WORKER_SLOT_ENV = 'SNAPGATE_WORKER_SLOT';
 
 /** How long the primary waits, at exit, for the workers' last stdout lines to be relayed. */
 const RELAY_FLUSH_MS = 2_000;
@@ -50,14 +49,10 @@ const usage = `usage: snapgate [serve]
 
 Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads SnapLogic credentials.`;
 
-async function serve(): Promise<void> {
-  if (cluster.isWorker) joinPrimary();
-  const configPath = process.env.SNAPGATE_CONFIG ?? 'config/snapgate.yaml';
-  const bootLog = createLogger({ write: (l) => process.stderr.write(l) });
-  guardStdio(bootLog);
-  let config;
+/** Loads the config or exits 78 with every bad field named. */
+async function loadOrExit(configPath: string, bootLog: Logger): Promise<Config> {
   try {
-    config = await loadConfigIsolated(configPath, process.env);
+    return await loadConfigIsolated(configPath, process.env);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`snapgate: ${err.message}\n`);
@@ -66,37 +61,52 @@ async function serve(): Promise<void> {
     }
     throw err;
   }
-  const log = createLogger({ level: config.log.level, write: (l) => process.stderr.write(l) });
-  if (config.server.workers > 1 && cluster.isPrimary) {
-    if (config.admin !== undefined) {
-      // The primary serves /metrics and /readyz for all workers (each worker's own would answer for itself only).
-      try {
-        const admin = await startPrimaryAdmin({
-          host: config.admin.host,
-          port: config.admin.port,
-          expected: config.server.workers,
-        });
-        log.info('admin listening', { host: config.admin.host, adminPort: admin.port, workers: config.server.workers });
-      } catch (err) {
-        log.error('start-up failed', { error: describeError(err) });
-        process.exit(1);
-      }
+}
+
+/** The primary of several workers: serves the admin listener for all of them and supervises them. */
+async function superviseWorkers(config: Config, log: Logger): Promise<void> {
+  if (config.admin !== undefined) {
+    // The primary serves /metrics and /readyz for all workers (each worker's own would answer for itself only).
+    try {
+      const { host, port } = config.admin;
+      const admin = await startPrimaryAdmin({ host, port, expected: config.server.workers });
+      log.info('admin listening', { host, adminPort: admin.port, workers: config.server.workers });
+    } catch (err) {
+      log.error('start-up failed', { error: describeError(err) });
+      process.exit(1);
     }
-    supervise(config.server.workers, log);
-    return;
   }
-  const workerSlot = cluster.isWorker ? Number(process.env[WORKER_SLOT_ENV]) : undefined;
-  if (workerSlot !== undefined && !(Number.isInteger(workerSlot) && workerSlot >= 1)) {
-    log.error('start-up failed', { error: { message: `a worker needs ${WORKER_SLOT_ENV} (1..N) from its primary` } });
-    process.exit(1);
-  }
-  let gateway;
+  const supervisor = new Supervisor({
+    workers: config.server.workers,
+    log,
+    out: process.stdout,
+    configExitCode: EX_CONFIG,
+    relayFlushMs: RELAY_FLUSH_MS,
+    exit: (code) => process.exit(code),
+  });
+  supervisor.start();
+  process.on('SIGTERM', () => supervisor.stop('SIGTERM'));
+  process.on('SIGINT', () => supervisor.stop('SIGINT'));
+  process.on('SIGHUP', () => supervisor.reload());
+}
+
+/** This process's slot among the workers (1..N), or undefined when it is not a worker. */
+function workerSlotOrExit(log: Logger): number | undefined {
+  if (!cluster.isWorker) return undefined;
+  const slot = Number(process.env[WORKER_SLOT_ENV]);
+  if (Number.isInteger(slot) && slot >= 1) return slot;
+  log.error('start-up failed', { error: { message: `a worker needs ${WORKER_SLOT_ENV} (1..N) from its primary` } });
+  process.exit(1);
+}
+
+/** Starts the gateway in this process, or exits 78 (credentials) or 1 (anything else). */
+async function startOrExit(config: Config, configPath: string, log: Logger): Promise<Gateway> {
   try {
-    gateway = await startGateway(config, {
+    return await startGateway(config, {
       env: process.env,
       log,
       auditWrite: writeStdout,
-      workerSlot,
+      workerSlot: workerSlotOrExit(log),
       instance: `${hostname()}:${process.pid}`,
       watchSecretFiles: true,
       processMetrics: true,
@@ -111,9 +121,19 @@ async function serve(): Promise<void> {
     log.error('start-up failed', { error: describeError(err) });
     process.exit(1);
   }
+}
 
-  if (cluster.isWorker) answerPrimary(gateway.metrics.registry, () => gateway.readiness());
+async function serve(): Promise<void> {
+  const link = cluster.isWorker ? new PrimaryLink(process) : undefined;
+  const configPath = process.env.SNAPGATE_CONFIG ?? 'config/snapgate.yaml';
+  const bootLog = createLogger({ write: (l) => process.stderr.write(l) });
+  guardStdio(bootLog);
+  const config = await loadOrExit(configPath, bootLog);
+  const log = createLogger({ level: config.log.level, write: (l) => process.stderr.write(l) });
+  if (config.server.workers > 1 && cluster.isPrimary) return superviseWorkers(config, log);
 
+  const gateway = await startOrExit(config, configPath, log);
+  link?.answer(gateway.metrics.registry, () => gateway.readiness());
   const stop = (signal: string) => {
     log.info('signal received', { signal });
     gateway.shutdown().then(
@@ -129,72 +149,6 @@ async function serve(): Promise<void> {
   process.on('SIGHUP', () => {
     log.info('signal received', { signal: 'SIGHUP' });
     void gateway.credentials.reload();
-  });
-}
-
-/**
- * The primary of `server.workers` > 1: forks the workers (they share the port through
- * node:cluster), each in a slot 1..N passed in its environment, replaces one that dies in the same
- * slot (waiting longer each time workers keep dying young, up to 30 s), forwards SIGHUP, and on
- * SIGTERM/SIGINT lets every worker drain and exits 0 once all have and their last stdout lines are
- * relayed. The workers' stdout comes to the primary through pipes and only the primary writes
- * stdout (relayLines), so audit lines of two workers never tear.
- * A worker that exits with EX_CONFIG (its credentials cannot be resolved) is not replaced: every
- * other would fail the same way, so the primary stops the rest and exits 78 too.
- */
-function supervise(count: number, log: Logger): void {
-  let stopping = false;
-  let exitCode = 0;
-  let delay = 250;
-  const startedAt = new Map<number, number>();
-  const slotOf = new Map<number, number>();
-  const relay = relayLines(process.stdout, log);
-  cluster.setupPrimary({ stdio: ['inherit', 'pipe', 'inherit', 'ipc'] });
-  const fork = (slot: number) => {
-    // A restart still waiting when shutdown began must not start a worker nobody will stop.
-    if (stopping) return;
-    const worker = cluster.fork({ [WORKER_SLOT_ENV]: String(slot) });
-    startedAt.set(worker.id, Date.now());
-    slotOf.set(worker.id, slot);
-    if (worker.process.stdout) relay.add(worker.process.stdout);
-  };
-  const exit = (code: number) => void relay.flushed(RELAY_FLUSH_MS).then(() => process.exit(code));
-  const stopAll = () => {
-    const workers = Object.values(cluster.workers ?? {});
-    if (workers.length === 0) exit(exitCode);
-    for (const w of workers) w?.process.kill('SIGTERM');
-  };
-  log.info('starting workers', { workers: count });
-  for (let slot = 1; slot <= count; slot++) fork(slot);
-  cluster.on('exit', (worker, code, signal) => {
-    const lived = Date.now() - (startedAt.get(worker.id) ?? 0);
-    const slot = slotOf.get(worker.id) ?? 1;
-    startedAt.delete(worker.id);
-    slotOf.delete(worker.id);
-    if (stopping) {
-      if (Object.keys(cluster.workers ?? {}).length === 0) exit(exitCode);
-      return;
-    }
-    if (code === EX_CONFIG) {
-      log.error('a worker cannot start with this config; stopping the others', { pid: worker.process.pid, code });
-      stopping = true;
-      exitCode = EX_CONFIG;
-      stopAll();
-      return;
-    }
-    delay = lived < 10_000 ? Math.min(delay * 2, 30_000) : 500;
-    log.error('worker died; starting another', { pid: worker.process.pid, slot, code, signal, restartInMs: delay });
-    setTimeout(() => fork(slot), delay);
-  });
-  const stop = (signal: NodeJS.Signals) => {
-    stopping = true;
-    log.info('signal received', { signal });
-    stopAll();
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGHUP', () => {
-    for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGHUP');
   });
 }
 

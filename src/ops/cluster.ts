@@ -33,34 +33,45 @@ const isAsk = isMessage<Ask>(READYZ_ASK);
 const isAnswer = isMessage<Answer>(READYZ_ANSWER);
 
 /**
- * In a worker, before anything else: answers the primary's metrics requests at once (with no
- * series until `answerPrimary`), so a scrape while a worker starts does not wait out prom-client's 5 s.
+ * A worker's side of the IPC channel to its primary: the primary's metrics requests (prom-client)
+ * and readiness questions are answered here. Made by main in a worker; `close()` stops answering.
  */
-export function joinPrimary(): void {
-  AggregatorRegistry.setRegistries([]);
-  new AggregatorRegistry();
-}
+export class PrimaryLink {
+  private onMessage: ((message: unknown) => void) | undefined;
 
-/** In a worker, once the gateway serves: lets the primary read this worker's metrics and readiness. */
-export function answerPrimary(registry: Registry, readiness: () => Promise<ReadinessReport>): void {
-  AggregatorRegistry.setRegistries([registry]);
-  // Constructing one installs prom-client's worker side: it answers the primary's metrics requests.
-  new AggregatorRegistry();
-  process.on('message', (message: unknown) => {
-    if (!isAsk(message)) return;
-    void readiness()
-      .catch((): ReadinessReport => ({ ready: false, checks: { worker: 'readiness check failed' } }))
-      .then((report) => {
-        // With a callback, a channel closed meanwhile (the worker is exiting) is not an 'error' event.
-        if (process.connected)
-          process.send?.(
-            { type: READYZ_ANSWER, id: message.id, report } satisfies Answer,
-            undefined,
-            {},
-            () => undefined,
-          );
-      });
-  });
+  /**
+   * Before anything else: answers the primary's metrics requests at once (with no series until
+   * `answer`), so a scrape while a worker starts does not wait out prom-client's 5 s.
+   */
+  constructor(private readonly proc: NodeJS.Process) {
+    AggregatorRegistry.setRegistries([]);
+    new AggregatorRegistry();
+  }
+
+  /** Once the gateway serves: lets the primary read this worker's metrics and readiness. */
+  answer(registry: Registry, readiness: () => Promise<ReadinessReport>): void {
+    AggregatorRegistry.setRegistries([registry]);
+    // Constructing one installs prom-client's worker side: it answers the primary's metrics requests.
+    new AggregatorRegistry();
+    this.close();
+    this.onMessage = (message: unknown) => {
+      if (!isAsk(message)) return;
+      void readiness()
+        .catch((): ReadinessReport => ({ ready: false, checks: { worker: 'readiness check failed' } }))
+        .then((report) => this.reply({ type: READYZ_ANSWER, id: message.id, report }));
+    };
+    this.proc.on('message', this.onMessage);
+  }
+
+  close(): void {
+    if (this.onMessage !== undefined) this.proc.off('message', this.onMessage);
+    this.onMessage = undefined;
+  }
+
+  private reply(answer: Answer): void {
+    // With a callback, a channel closed meanwhile (the worker is exiting) is not an 'error' event.
+    if (this.proc.connected) this.proc.send?.(answer, undefined, {}, () => undefined);
+  }
 }
 
 /**
@@ -78,9 +89,10 @@ export async function startPrimaryAdmin(options: {
   const aggregator = new AggregatorRegistry();
   const waiting = new Map<number, (report: ReadinessReport) => void>();
   let nextId = 0;
-  cluster.on('message', (_worker: Worker, message: unknown) => {
+  const onAnswer = (_worker: Worker, message: unknown) => {
     if (isAnswer(message)) waiting.get(message.id)?.(message.report);
-  });
+  };
+  cluster.on('message', onAnswer);
 
   const ask = (worker: Worker) =>
     new Promise<ReadinessReport>((resolve) => {
@@ -112,10 +124,13 @@ export async function startPrimaryAdmin(options: {
     return { ready: reports.length === options.expected && reports.every(([, r]) => r.ready), checks };
   };
 
-  return startAdminServer(
-    { readiness, metrics: { contentType: aggregator.contentType, metrics: () => aggregator.clusterMetrics() } },
-    options,
-  );
+  const metrics = { contentType: aggregator.contentType, metrics: () => aggregator.clusterMetrics() };
+  try {
+    return await startAdminServer({ readiness, metrics }, options);
+  } catch (err) {
+    cluster.off('message', onAnswer);
+    throw err;
+  }
 }
 
 export interface LineRelay {
@@ -205,4 +220,109 @@ export function relayLines(out: Writable, log: Logger): LineRelay {
       clearTimeout(timer);
     },
   };
+}
+
+/** Names a worker's slot (1..N) in its environment: its audit files and spool are the slot's own. */
+export const WORKER_SLOT_ENV = 'SNAPGATE_WORKER_SLOT';
+
+export interface SupervisorOptions {
+  workers: number;
+  log: Logger;
+  /** Where the workers' stdout lines go (stdout): see relayLines. */
+  out: Writable;
+  /** A worker exiting with this code cannot start with this config: none is replaced, and the primary exits with it. */
+  configExitCode: number;
+  /** How long the primary waits, at exit, for the workers' last stdout lines to be relayed. */
+  relayFlushMs: number;
+  /** Ends the primary (main passes process.exit). */
+  exit: (code: number) => void;
+}
+
+/**
+ * The primary of `server.workers` > 1: forks the workers (they share the port through
+ * node:cluster), each in a slot 1..N passed in its environment, replaces one that dies in the same
+ * slot (waiting longer each time workers keep dying young, up to 30 s), and on stop() lets every
+ * worker drain and exits 0 once all have and their last stdout lines are relayed. The workers'
+ * stdout comes to the primary through pipes and only the primary writes stdout (relayLines), so
+ * audit lines of two workers never tear. A worker that exits with `configExitCode` (its
+ * credentials cannot be resolved) is not replaced: every other would fail the same way, so the
+ * primary stops the rest and exits with that code too. Made by main, which wires the signals.
+ */
+export class Supervisor {
+  private stopping = false;
+  private exitCode = 0;
+  private delay = 250;
+  private readonly startedAt = new Map<number, number>();
+  private readonly slotOf = new Map<number, number>();
+  private readonly relay: LineRelay;
+
+  constructor(private readonly options: SupervisorOptions) {
+    this.relay = relayLines(options.out, options.log);
+  }
+
+  start(): void {
+    cluster.setupPrimary({ stdio: ['inherit', 'pipe', 'inherit', 'ipc'] });
+    cluster.on('exit', (worker, code, signal) => this.exited(worker, code, signal));
+    this.options.log.info('starting workers', { workers: this.options.workers });
+    for (let slot = 1; slot <= this.options.workers; slot++) this.fork(slot);
+  }
+
+  /** SIGTERM/SIGINT: every worker drains; the primary exits once all have. */
+  stop(signal: NodeJS.Signals): void {
+    this.stopping = true;
+    this.options.log.info('signal received', { signal });
+    this.stopAll();
+  }
+
+  /** SIGHUP: every worker reloads its credentials. */
+  reload(): void {
+    for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGHUP');
+  }
+
+  private fork(slot: number): void {
+    // A restart still waiting when shutdown began must not start a worker nobody will stop.
+    if (this.stopping) return;
+    const worker = cluster.fork({ [WORKER_SLOT_ENV]: String(slot) });
+    this.startedAt.set(worker.id, Date.now());
+    this.slotOf.set(worker.id, slot);
+    if (worker.process.stdout) this.relay.add(worker.process.stdout);
+  }
+
+  private exited(worker: Worker, code: number, signal: string): void {
+    const lived = Date.now() - (this.startedAt.get(worker.id) ?? 0);
+    const slot = this.slotOf.get(worker.id) ?? 1;
+    this.startedAt.delete(worker.id);
+    this.slotOf.delete(worker.id);
+    if (this.stopping) {
+      if (Object.keys(cluster.workers ?? {}).length === 0) this.exit(this.exitCode);
+      return;
+    }
+    const { log } = this.options;
+    if (code === this.options.configExitCode) {
+      log.error('a worker cannot start with this config; stopping the others', { pid: worker.process.pid, code });
+      this.stopping = true;
+      this.exitCode = code;
+      this.stopAll();
+      return;
+    }
+    this.delay = lived < 10_000 ? Math.min(this.delay * 2, 30_000) : 500;
+    log.error('worker died; starting another', {
+      pid: worker.process.pid,
+      slot,
+      code,
+      signal,
+      restartInMs: this.delay,
+    });
+    setTimeout(() => this.fork(slot), this.delay);
+  }
+
+  private stopAll(): void {
+    const workers = Object.values(cluster.workers ?? {});
+    if (workers.length === 0) this.exit(this.exitCode);
+    for (const w of workers) w?.process.kill('SIGTERM');
+  }
+
+  private exit(code: number): void {
+    void this.relay.flushed(this.options.relayFlushMs).then(() => this.options.exit(code));
+  }
 }
