@@ -1,4 +1,5 @@
-// Redis first; when Redis fails, a circuit breaker and each org's onRedisError mode decide, and Redis is probed until it is back.
+// Redis first; when Redis fails, a circuit breaker and each org's onRedisError mode decide, and Redis is probed
+// until it is back.
 import type { Logger } from '../log.js';
 import { RedisDeadlineError } from '../redis/client.js';
 import type { Metrics } from '../ops/metrics.js';
@@ -59,82 +60,97 @@ const TIMEOUTS_TO_OPEN = 3;
  */
 export function createResilientLimiter(options: ResilientLimiterOptions): RateLimiter {
   const now = options.now ?? Date.now;
-  const { log, metrics } = options;
-  let open = false;
-  let openedAt = 0;
-  let probing = false;
-  let timeouts = 0;
+  const breaker = new Breaker(options, now);
   // The fallback enforces one instance's share of each org's limits.
   const local = createScaledLimiter(options.local, options.expectedInstances);
 
-  const mayTryRedis = (): boolean => {
-    if (!open) return true;
-    if (!probing && now() - openedAt >= options.openForMs) {
-      probing = true;
-      return true;
+  const fallback = async (request: LimitRequest, cause: unknown): Promise<LimitDecision> => {
+    const mode = request.limits.onRedisError;
+    options.metrics.rateLimitDegradedDecisions.inc({ mode });
+    // A script that missed its deadline may still run: it is settled with the call's end.
+    const late = cause instanceof LimitDeadlineError ? cause.late : undefined;
+    switch (mode) {
+      case 'local': {
+        const decision = await local.check(request);
+        if (!decision.allowed) late?.settle(false);
+        return { ...decision, degraded: 'local', ...settling(decision, late) };
+      }
+      case 'open': {
+        const nothingTaken = { release: () => Promise.resolve(), refund: () => Promise.resolve() };
+        return { allowed: true, outcomes: [], degraded: 'open', ...settling(nothingTaken, late) };
+      }
+      case 'closed':
+        late?.settle(false);
+        throw new LimiterUnavailableError(breaker.retryAfterMs(), { cause });
     }
-    return false;
-  };
-  const succeeded = (): void => {
-    if (open) {
-      open = false;
-      log.info('rate limiter back on redis', { degradedForMs: now() - openedAt });
-      metrics.rateLimitDegraded.set(0);
-      metrics.rateLimitModeChanges.inc({ mode: 'redis' });
-    }
-    probing = false;
-    timeouts = 0;
-  };
-  const failed = (err: unknown): void => {
-    if (!open && err instanceof RedisDeadlineError && ++timeouts < TIMEOUTS_TO_OPEN) return;
-    timeouts = 0;
-    if (!open) {
-      log.warn('rate limiter degraded: redis unavailable; each org follows its onRedisError mode', {
-        error: err instanceof Error ? err.message : String(err),
-        retryInMs: options.openForMs,
-      });
-      metrics.rateLimitDegraded.set(1);
-      metrics.rateLimitModeChanges.inc({ mode: 'degraded' });
-    }
-    open = true;
-    openedAt = now();
-    probing = false;
   };
 
   return {
     async check(request: LimitRequest): Promise<LimitDecision> {
-      let cause: unknown;
-      if (mayTryRedis()) {
-        try {
-          const decision = await options.primary.check(request);
-          succeeded();
-          return decision;
-        } catch (err) {
-          failed(err);
-          cause = err;
-        }
-      }
-      const mode = request.limits.onRedisError;
-      metrics.rateLimitDegradedDecisions.inc({ mode });
-      // A script that missed its deadline may still run: it is settled with the call's end.
-      const late = cause instanceof LimitDeadlineError ? cause.late : undefined;
-      switch (mode) {
-        case 'local': {
-          const decision = await local.check(request);
-          if (!decision.allowed) late?.settle(false);
-          return { ...decision, degraded: 'local', ...settling(decision, late) };
-        }
-        case 'open':
-          return {
-            allowed: true,
-            outcomes: [],
-            degraded: 'open',
-            ...settling({ release: () => Promise.resolve(), refund: () => Promise.resolve() }, late),
-          };
-        case 'closed':
-          late?.settle(false);
-          throw new LimiterUnavailableError(Math.max(1_000, options.openForMs - (now() - openedAt)), { cause });
+      if (!breaker.mayTry()) return fallback(request, undefined);
+      try {
+        const decision = await options.primary.check(request);
+        breaker.succeeded();
+        return decision;
+      } catch (err) {
+        breaker.failed(err);
+        return fallback(request, err);
       }
     },
   };
+}
+
+/** The breaker's state; see createResilientLimiter. Mode changes are logged and counted here. */
+class Breaker {
+  private open = false;
+  private openedAt = 0;
+  private probing = false;
+  private timeouts = 0;
+
+  constructor(
+    private readonly options: Pick<ResilientLimiterOptions, 'openForMs' | 'log' | 'metrics'>,
+    private readonly now: () => number,
+  ) {}
+
+  /** True when this request may use Redis: the breaker is closed, or this is the probe after openForMs. */
+  mayTry(): boolean {
+    if (!this.open) return true;
+    if (!this.probing && this.now() - this.openedAt >= this.options.openForMs) {
+      this.probing = true;
+      return true;
+    }
+    return false;
+  }
+
+  succeeded(): void {
+    if (this.open) {
+      this.open = false;
+      this.options.log.info('rate limiter back on redis', { degradedForMs: this.now() - this.openedAt });
+      this.options.metrics.rateLimitDegraded.set(0);
+      this.options.metrics.rateLimitModeChanges.inc({ mode: 'redis' });
+    }
+    this.probing = false;
+    this.timeouts = 0;
+  }
+
+  failed(err: unknown): void {
+    if (!this.open && err instanceof RedisDeadlineError && ++this.timeouts < TIMEOUTS_TO_OPEN) return;
+    this.timeouts = 0;
+    if (!this.open) {
+      this.options.log.warn('rate limiter degraded: redis unavailable; each org follows its onRedisError mode', {
+        error: err instanceof Error ? err.message : String(err),
+        retryInMs: this.options.openForMs,
+      });
+      this.options.metrics.rateLimitDegraded.set(1);
+      this.options.metrics.rateLimitModeChanges.inc({ mode: 'degraded' });
+    }
+    this.open = true;
+    this.openedAt = this.now();
+    this.probing = false;
+  }
+
+  /** How long a caller refused in closed mode should wait: until the next probe, at least 1 s. */
+  retryAfterMs(): number {
+    return Math.max(1_000, this.options.openForMs - (this.now() - this.openedAt));
+  }
 }
