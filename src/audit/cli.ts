@@ -4,7 +4,7 @@ import { basename, dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Cluster, Redis } from 'ioredis';
 import { parseRedisUrl, redisUrlProblems } from '../config/redis-url.js';
-import { verifyChain } from './chain.js';
+import { verifyChain, type VerifyReport } from './chain.js';
 import type { AuditEvent } from './event.js';
 import { DEFAULT_AUDIT_STREAM } from './sinks.js';
 
@@ -47,6 +47,44 @@ const options = {
 
 class UsageError extends Error {}
 
+type Command = 'verify' | 'query' | 'tail';
+
+const commands: readonly string[] = ['verify', 'query', 'tail'] satisfies Command[];
+
+const isCommand = (text: string | undefined): text is Command => commands.includes(text ?? '');
+
+/** The command and its options. Throws UsageError, or parseArgs' ERR_PARSE_ARGS_* errors. */
+function parseInvocation(argv: string[]) {
+  const [command, ...rest] = argv;
+  const { values } = parseArgs({ args: rest, options, strict: true, allowPositionals: false });
+  const sources = [values.file, values.redis, values.cluster].filter((v) => v !== undefined).length;
+  if (!isCommand(command) || sources !== 1)
+    throw new UsageError('name a command and exactly one of --file, --redis, --cluster');
+  return { command, values };
+}
+
+type Values = ReturnType<typeof parseInvocation>['values'];
+
+/** Where the trail is read from: a file with its rotated siblings, or a Redis stream. */
+interface TrailSource {
+  /** How failures name a Redis source (host:port only); undefined for a file. */
+  readonly where: string | undefined;
+  /** Every stored line, oldest first. */
+  lines(): AsyncGenerator<string>;
+  /** Hands `print` what is stored, then what arrives, until `interrupted` resolves. */
+  follow(print: (line: string) => void, interrupted: Promise<void>): Promise<void>;
+  close(): void;
+}
+
+/** A flag that turns true once `interrupted` resolves. */
+function stopOn(interrupted: Promise<void>): () => boolean {
+  let stop = false;
+  void interrupted.then(() => {
+    stop = true;
+  });
+  return () => stop;
+}
+
 /** PATH's rotated siblings (PATH.<time>) oldest first, then PATH. */
 async function filesOf(path: string): Promise<string[]> {
   const dir = dirname(path);
@@ -63,10 +101,113 @@ async function filesOf(path: string): Promise<string[]> {
   return [...rotated, ...current];
 }
 
-async function* fileLines(path: string): AsyncGenerator<string> {
-  for (const file of await filesOf(path)) {
-    for (const l of (await readFile(file, 'utf8')).split('\n')) if (l) yield l;
+/** The bytes of `path` from `start` to `end`, as text. */
+async function readRange(path: string, start: number, end: number): Promise<string> {
+  const fh = await open(path, 'r');
+  try {
+    const buf = Buffer.alloc(end - start);
+    await fh.read(buf, 0, buf.length, start);
+    return buf.toString('utf8');
+  } finally {
+    await fh.close();
   }
+}
+
+class FileSource implements TrailSource {
+  readonly where = undefined;
+
+  constructor(private readonly path: string) {}
+
+  async *lines(): AsyncGenerator<string> {
+    for (const file of await filesOf(this.path)) {
+      for (const l of (await readFile(file, 'utf8')).split('\n')) if (l) yield l;
+    }
+  }
+
+  /** Polls the file every 250 ms. A file that shrank was rotated: it is read again from its start. */
+  async follow(print: (line: string) => void, interrupted: Promise<void>): Promise<void> {
+    const stopped = stopOn(interrupted);
+    let offset = 0;
+    let partial = '';
+    while (!stopped()) {
+      const size = await stat(this.path).then(
+        (s) => s.size,
+        () => 0,
+      );
+      if (size < offset) offset = 0;
+      if (size > offset) {
+        const parts = (partial + (await readRange(this.path, offset, size))).split('\n');
+        offset = size;
+        partial = parts.pop() ?? '';
+        for (const l of parts) if (l) print(l);
+      }
+      await Promise.race([new Promise((r) => setTimeout(r, 250)), interrupted]);
+    }
+  }
+
+  close(): void {
+    // Nothing is held open between reads.
+  }
+}
+
+/** Stream entries read per XRANGE or XREAD call. */
+const PAGE = 1000;
+
+/** The event JSON of a stream entry: the value of its `e` field. */
+function eventLine(fields: string[]): string | undefined {
+  const i = fields.indexOf('e');
+  return i >= 0 ? fields[i + 1] : undefined;
+}
+
+class RedisSource implements TrailSource {
+  constructor(
+    private readonly client: Redis | Cluster,
+    readonly where: string,
+    private readonly stream: string,
+  ) {}
+
+  async *lines(): AsyncGenerator<string> {
+    let start = '-';
+    for (;;) {
+      const page = (await this.client.xrange(this.stream, start, '+', 'COUNT', PAGE)) as [string, string[]][];
+      for (const [id, fields] of page) {
+        const line = eventLine(fields);
+        if (line !== undefined) yield line;
+        start = `(${id}`;
+      }
+      if (page.length < PAGE) return;
+    }
+  }
+
+  /** Blocks in XREAD for 500 ms at a time, so an interrupt is noticed within that. */
+  async follow(print: (line: string) => void, interrupted: Promise<void>): Promise<void> {
+    const stopped = stopOn(interrupted);
+    let last = '0-0';
+    while (!stopped()) {
+      const res = await this.client.xread('COUNT', PAGE, 'BLOCK', 500, 'STREAMS', this.stream, last);
+      for (const [, entries] of res ?? []) {
+        for (const [id, fields] of entries) {
+          last = id;
+          const line = eventLine(fields);
+          if (line !== undefined) print(line);
+        }
+      }
+    }
+  }
+
+  close(): void {
+    this.client.disconnect();
+  }
+}
+
+/** --cluster's HOST:PORT list. A password is never taken from it (SNAPGATE_REDIS_PASSWORD only). */
+function clusterNodes(list: string): { host: string; port: number }[] {
+  return list.split(',').map((hp) => {
+    const m = /^([^:@/?#\s]+):(\d{1,5})$/.exec(hp);
+    if (m === null)
+      throw new UsageError('--cluster takes HOST:PORT,HOST:PORT,… (a password comes from SNAPGATE_REDIS_PASSWORD)');
+    return { host: m[1]!, port: Number(m[2]) };
+  });
 }
 
 /**
@@ -81,12 +222,7 @@ function redisClient(
   const password = env.SNAPGATE_REDIS_PASSWORD;
   const common = { maxRetriesPerRequest: 1, ...(password ? { password } : {}) };
   if (values.cluster !== undefined) {
-    const nodes = values.cluster.split(',').map((hp) => {
-      const m = /^([^:@/?#\s]+):(\d{1,5})$/.exec(hp);
-      if (m === null)
-        throw new UsageError('--cluster takes HOST:PORT,HOST:PORT,… (a password comes from SNAPGATE_REDIS_PASSWORD)');
-      return { host: m[1]!, port: Number(m[2]) };
-    });
+    const nodes = clusterNodes(values.cluster);
     return {
       client: new Cluster(nodes, { redisOptions: common }),
       where: `cluster ${nodes.map((n) => `${n.host}:${n.port}`).join(',')}`,
@@ -95,24 +231,20 @@ function redisClient(
   const parsed = parseRedisUrl(values.redis ?? 'redis://127.0.0.1:6379');
   if (!parsed.ok) {
     throw new UsageError(
-      `--redis ${redisUrlProblems[parsed.problem]}; give redis://host:port[/db] or rediss://host:port[/db] and put the password in SNAPGATE_REDIS_PASSWORD`,
+      `--redis ${redisUrlProblems[parsed.problem]}; give redis://host:port[/db] or rediss://host:port[/db] ` +
+        'and put the password in SNAPGATE_REDIS_PASSWORD',
     );
   }
   const { host, port, db, tls } = parsed.target;
   return { client: new Redis({ ...common, host, port, db, ...(tls ? { tls: {} } : {}) }), where: parsed.target.where };
 }
 
-async function* streamLines(client: Redis | Cluster, stream: string): AsyncGenerator<string> {
-  let start = '-';
-  for (;;) {
-    const page = (await client.xrange(stream, start, '+', 'COUNT', 1000)) as [string, string[]][];
-    for (const [id, fields] of page) {
-      const i = fields.indexOf('e');
-      if (i >= 0 && fields[i + 1] !== undefined) yield fields[i + 1]!;
-      start = `(${id}`;
-    }
-    if (page.length < 1000) return;
-  }
+function openSource(values: Values, env: CliIo['env']): TrailSource {
+  if (values.file !== undefined) return new FileSource(values.file);
+  const { client, where } = redisClient(values, env);
+  // Without a listener ioredis prints each connection error; the command that fails reports it instead.
+  client.on('error', () => {});
+  return new RedisSource(client, where, values.stream ?? DEFAULT_AUDIT_STREAM);
 }
 
 interface Filters {
@@ -165,128 +297,104 @@ const columns: [string, (e: AuditEvent) => string][] = [
   ['count', (e) => (e.count === undefined ? '' : String(e.count))],
 ];
 
-function formatter(format: string | undefined): { header?: string; row: (e: AuditEvent) => string } {
+interface Format {
+  header?: string;
+  row: (e: AuditEvent) => string;
+}
+
+function formatter(format: string | undefined): Format {
   if (format === undefined || format === 'json') return { row: (e) => JSON.stringify(e) };
   if (format !== 'table') throw new UsageError('--format is json or table');
   return { header: columns.map(([n]) => n).join('\t'), row: (e) => columns.map(([, f]) => f(e)).join('\t') };
 }
 
+function limitOf(text: string | undefined): number {
+  const limit = text !== undefined ? Number(text) : Number.POSITIVE_INFINITY;
+  if (Number.isNaN(limit) || limit < 1) throw new UsageError('--limit must be a positive number');
+  return limit;
+}
+
+/** Prints a line that holds a matching event; a line that is not JSON is skipped, saying so. True when printed. */
+function printer(filters: Filters, fmt: Format, io: CliIo): (line: string) => boolean {
+  return (line) => {
+    let e: AuditEvent;
+    try {
+      e = JSON.parse(line) as AuditEvent;
+    } catch {
+      io.err(`skipping a line that is not JSON\n`);
+      return false;
+    }
+    if (!matches(e, filters)) return false;
+    io.out(`${fmt.row(e)}\n`);
+    return true;
+  };
+}
+
+function printReport(report: VerifyReport, io: CliIo): void {
+  if (!report.ok) {
+    const { position, id, reason } = report.broken!;
+    io.out(`BROKEN at event ${position}${id ? ` (id ${id})` : ''}: ${reason}\n`);
+    return;
+  }
+  io.out(
+    report.events === 0
+      ? 'ok: no events (the file or stream is empty, or absent)\n'
+      : `ok: ${report.events} events in ${report.writers} chain(s), every link intact\n`,
+  );
+  for (const p of report.partialStarts)
+    io.out(`note: chain ${p.writer} starts at seq ${p.firstSeq} (older events trimmed or removed)\n`);
+}
+
+/** verify: exit 0 when every chain is whole, 1 at the first broken link. */
+async function verify(source: TrailSource, values: Values, io: CliIo): Promise<number> {
+  const all: string[] = [];
+  for await (const l of source.lines()) all.push(l);
+  const report = verifyChain(all, { complete: values.complete ?? false });
+  if (values.json) io.out(`${JSON.stringify(report)}\n`);
+  else printReport(report, io);
+  return report.ok ? 0 : 1;
+}
+
+/** query prints the matching events, at most --limit of them; tail prints them and what arrives until interrupted. */
+async function read(command: 'query' | 'tail', source: TrailSource, values: Values, io: CliIo): Promise<number> {
+  const filters = filtersOf(values);
+  const fmt = formatter(values.format);
+  const limit = limitOf(values.limit);
+  if (fmt.header) io.out(`${fmt.header}\n`);
+  const print = printer(filters, fmt, io);
+  if (command === 'tail') {
+    await source.follow(print, io.interrupted);
+    return 0;
+  }
+  let shown = 0;
+  for await (const l of source.lines()) {
+    if (print(l)) shown += 1;
+    if (shown >= limit) break;
+  }
+  return 0;
+}
+
+/** Says why the command failed: 2 for a usage error (with the usage), 1 for anything else. */
+function failure(err: unknown, where: string | undefined, io: CliIo): number {
+  if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+    io.err(`snapgate audit: ${(err as Error).message}\n\n${auditUsage}\n`);
+    return 2;
+  }
+  // ioredis knows only host and port (never a URL), so its messages hold nothing secret.
+  io.err(`snapgate audit: ${where !== undefined ? `redis ${where}: ` : ''}${(err as Error).message}\n`);
+  return 1;
+}
+
 /** Runs `snapgate audit …`; returns the exit code. */
 export async function runAuditCli(argv: string[], io: CliIo): Promise<number> {
-  const [command, ...rest] = argv;
-  let client: Redis | Cluster | undefined;
-  let where: string | undefined;
+  let source: TrailSource | undefined;
   try {
-    const { values } = parseArgs({ args: rest, options, strict: true, allowPositionals: false });
-    const sources = [values.file, values.redis, values.cluster].filter((v) => v !== undefined).length;
-    if (!['verify', 'query', 'tail'].includes(command ?? '') || sources !== 1)
-      throw new UsageError('name a command and exactly one of --file, --redis, --cluster');
-    const stream = values.stream ?? DEFAULT_AUDIT_STREAM;
-    if (values.file === undefined) {
-      ({ client, where } = redisClient(values, io.env));
-      client.on('error', () => {});
-    }
-    const lines = () => (values.file !== undefined ? fileLines(values.file) : streamLines(client!, stream));
-
-    if (command === 'verify') {
-      const all: string[] = [];
-      for await (const l of lines()) all.push(l);
-      const report = verifyChain(all, { complete: values.complete ?? false });
-      if (values.json) io.out(`${JSON.stringify(report)}\n`);
-      else if (report.ok) {
-        io.out(
-          report.events === 0
-            ? 'ok: no events (the file or stream is empty, or absent)\n'
-            : `ok: ${report.events} events in ${report.writers} chain(s), every link intact\n`,
-        );
-        for (const p of report.partialStarts)
-          io.out(`note: chain ${p.writer} starts at seq ${p.firstSeq} (older events trimmed or removed)\n`);
-      } else {
-        io.out(
-          `BROKEN at event ${report.broken!.position}${report.broken!.id ? ` (id ${report.broken!.id})` : ''}: ${report.broken!.reason}\n`,
-        );
-      }
-      return report.ok ? 0 : 1;
-    }
-
-    const filters = filtersOf(values);
-    const fmt = formatter(values.format);
-    const limit = values.limit !== undefined ? Number(values.limit) : Number.POSITIVE_INFINITY;
-    if (Number.isNaN(limit) || limit < 1) throw new UsageError('--limit must be a positive number');
-    if (fmt.header) io.out(`${fmt.header}\n`);
-    const print = (l: string): boolean => {
-      let e: AuditEvent;
-      try {
-        e = JSON.parse(l) as AuditEvent;
-      } catch {
-        io.err(`skipping a line that is not JSON\n`);
-        return false;
-      }
-      if (!matches(e, filters)) return false;
-      io.out(`${fmt.row(e)}\n`);
-      return true;
-    };
-
-    if (command === 'query') {
-      let shown = 0;
-      for await (const l of lines()) {
-        if (print(l)) shown += 1;
-        if (shown >= limit) break;
-      }
-      return 0;
-    }
-
-    // tail: what exists, then what arrives, until interrupted.
-    let stop = false;
-    void io.interrupted.then(() => {
-      stop = true;
-    });
-    if (values.file !== undefined) {
-      const path = values.file;
-      let offset = 0;
-      let partial = '';
-      while (!stop) {
-        const size = await stat(path).then(
-          (s) => s.size,
-          () => 0,
-        );
-        if (size < offset) offset = 0; // rotated
-        if (size > offset) {
-          const fh = await open(path, 'r');
-          const buf = Buffer.alloc(size - offset);
-          await fh.read(buf, 0, buf.length, offset);
-          await fh.close();
-          offset = size;
-          const text = partial + buf.toString('utf8');
-          const parts = text.split('\n');
-          partial = parts.pop() ?? '';
-          for (const l of parts) if (l) print(l);
-        }
-        await Promise.race([new Promise((r) => setTimeout(r, 250)), io.interrupted]);
-      }
-      return 0;
-    }
-    let last = '0-0';
-    while (!stop) {
-      const res = await client!.xread('COUNT', 1000, 'BLOCK', 500, 'STREAMS', stream, last);
-      for (const [, entries] of res ?? []) {
-        for (const [id, fields] of entries) {
-          last = id;
-          const i = fields.indexOf('e');
-          if (i >= 0 && fields[i + 1] !== undefined) print(fields[i + 1]!);
-        }
-      }
-    }
-    return 0;
+    const { command, values } = parseInvocation(argv);
+    source = openSource(values, io.env);
+    return command === 'verify' ? await verify(source, values, io) : await read(command, source, values, io);
   } catch (err) {
-    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      io.err(`snapgate audit: ${(err as Error).message}\n\n${auditUsage}\n`);
-      return 2;
-    }
-    // ioredis knows only host and port (never a URL), so its messages hold nothing secret.
-    io.err(`snapgate audit: ${where !== undefined ? `redis ${where}: ` : ''}${(err as Error).message}\n`);
-    return 1;
+    return failure(err, source?.where, io);
   } finally {
-    client?.disconnect();
+    source?.close();
   }
 }
