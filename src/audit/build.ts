@@ -1,4 +1,5 @@
-// Builds the audit trail from config: one writer (chain, queue, spool) per sink, and the recorder the request path uses.
+// Builds the audit trail from config: one writer (chain, queue, spool) per sink, and the recorder the request path
+// uses.
 import { mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, parse } from 'node:path';

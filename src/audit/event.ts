@@ -1,4 +1,5 @@
-// The audit event model (v3): built from an allow-list of fields, so tokens, credentials, cookies, headers, bodies and query strings cannot reach it.
+// The audit event model (v3): built from an allow-list of fields, so tokens, credentials, cookies, headers, bodies and
+// query strings cannot reach it.
 import { randomUUID } from 'node:crypto';
 import type { Action } from '../config/schema.js';
 import type { ErrorKind } from '../errors.js';
@@ -18,7 +19,10 @@ export type Decision = 'allowed' | ErrorKind;
  */
 export type AuditEventType = 'attempt' | 'outcome' | 'decision' | 'denials' | 'dropped';
 
-/** What the rate limiter decided: allowed, limited (429), would_limit (a shadow policy), or unavailable (Redis down, closed mode). */
+/**
+ * What the rate limiter decided: allowed, limited (429), would_limit (a shadow policy), or unavailable (Redis down,
+ * closed mode).
+ */
 export interface RateLimitOutcome {
   outcome: 'allowed' | 'limited' | 'would_limit' | 'unavailable';
   /** The policies that refused (or, for would_limit, would have). */

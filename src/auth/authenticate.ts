@@ -20,7 +20,9 @@ function repeatedAuthorization(c: Context): boolean {
   return false;
 }
 
-/** Verifies `Authorization: Bearer <JWT>`; sets `principal`. Throws GatewayError 401 (or 503 when keys are unavailable). */
+/**
+ * Verifies `Authorization: Bearer <JWT>`; sets `principal`. Throws GatewayError 401 (or 503 when keys are unavailable).
+ */
 export function authenticate(verifier: TokenVerifier): MiddlewareHandler<AppEnv> {
   return async function authenticateMiddleware(c, next) {
     const header = requestHeader(c, 'authorization');
@@ -37,7 +39,8 @@ export function authenticate(verifier: TokenVerifier): MiddlewareHandler<AppEnv>
     if (match?.[1] === undefined) {
       throw new GatewayError(
         'token_missing',
-        'The Authorization header must use the Bearer scheme: Authorization: Bearer <JWT>. SnapLogic credentials are never accepted here.',
+        'The Authorization header must use the Bearer scheme: Authorization: Bearer <JWT>. SnapLogic credentials ' +
+          'are never accepted here.',
       );
     }
     c.set('principal', await verifier.verify(match[1]));

@@ -19,26 +19,30 @@ function refusalOf(code: string | undefined): { code: ErrorCode; detail: string 
       return {
         code: 'request_headers_too_large',
         detail:
-          'The request line and headers are larger than snapgate accepts. Send fewer or shorter headers. Nothing was forwarded.',
+          'The request line and headers are larger than snapgate accepts. Send fewer or shorter headers. Nothing ' +
+          'was forwarded.',
       };
     case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
       return {
         code: 'payload_too_large',
         detail:
-          'The chunk extensions of the request body are larger than snapgate accepts. Send the body without chunk extensions. Nothing was forwarded.',
+          'The chunk extensions of the request body are larger than snapgate accepts. Send the body without chunk ' +
+          'extensions. Nothing was forwarded.',
       };
     case 'ERR_HTTP_REQUEST_TIMEOUT':
       return {
         code: 'request_timeout',
         detail:
-          'The request headers or body did not arrive in time. Send the whole request at once and retry. Nothing was forwarded.',
+          'The request headers or body did not arrive in time. Send the whole request at once and retry. Nothing ' +
+          'was forwarded.',
       };
     default:
       if (code?.startsWith('HPE_') === true) {
         return {
           code: 'malformed_request',
           detail:
-            'The request is not valid HTTP/1.1 (request line, a header, or the body framing). Fix the client and retry. Nothing was forwarded.',
+            'The request is not valid HTTP/1.1 (request line, a header, or the body framing). Fix the client and ' +
+            'retry. Nothing was forwarded.',
         };
       }
       return undefined;

@@ -1,4 +1,5 @@
-// The calls a gateway has in flight, from their first byte until their outcome is recorded and their response has left: what shutdown drains and, past its deadline, cuts.
+// The calls a gateway has in flight, from their first byte until their outcome is recorded and their response has left:
+// what shutdown drains and, past its deadline, cuts.
 import type { Logger } from '../log.js';
 import type { AbortReason, CallSignal } from './incoming.js';
 

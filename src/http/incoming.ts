@@ -68,7 +68,10 @@ export class CallAbortedError extends Error {
   }
 }
 
-/** Resolves like `work`, or rejects with CallAbortedError as soon as `signal` fires; `work` goes on and is never unhandled. */
+/**
+ * Resolves like `work`, or rejects with CallAbortedError as soon as `signal` fires; `work` goes on and is never
+ * unhandled.
+ */
 export function unlessAborted<T>(work: Promise<T>, signal: CallSignal): Promise<T> {
   if (signal.aborted) {
     work.catch(() => undefined);
@@ -219,7 +222,8 @@ async function readWebBody(body: ReadableStream<Uint8Array>, max: number, timeou
 
 /**
  * Reads the whole body, at most `max` bytes, within `timeoutMs`. Throws BodyReadError (too_large,
- * timeout, aborted, shutdown when `signal` fires for shutdown). A declared Content-Length over `max` fails at once; empty bodies cost nothing.
+ * timeout, aborted, shutdown when `signal` fires for shutdown). A declared Content-Length over `max` fails at once;
+ * empty bodies cost nothing.
  */
 export function readRequestBody(c: Context, max: number, timeoutMs: number, signal?: CallSignal): Promise<Uint8Array> {
   const incoming = incomingOf(c);

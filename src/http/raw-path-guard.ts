@@ -35,7 +35,8 @@ export function rawPathGuard(): MiddlewareHandler<AppEnv> {
     ) {
       throw new GatewayError(
         'invalid_path',
-        'The request path contains a dot segment, an encoded slash or backslash, a control character or an empty segment, or is too long. Send /api/1/rest/public/runtime/start/{org}/{ruuid} with plain values.',
+        'The request path contains a dot segment, an encoded slash or backslash, a control character or an empty ' +
+          'segment, or is too long. Send /api/1/rest/public/runtime/start/{org}/{ruuid} with plain values.',
       );
     }
     await next();

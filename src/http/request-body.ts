@@ -1,4 +1,5 @@
-// Reads the request body before any limit is taken, within its own deadline, so a slow or stalled body cannot hold an org's slots.
+// Reads the request body before any limit is taken, within its own deadline, so a slow or stalled body cannot hold an
+// org's slots.
 import type { MiddlewareHandler } from 'hono';
 import { GatewayError } from '../errors.js';
 import type { AppEnv } from './app-env.js';
@@ -31,7 +32,8 @@ export function requestBody(options: {
         case 'timeout':
           throw new GatewayError(
             'request_body_timeout',
-            `The request body did not arrive within ${options.timeoutMs} ms. Nothing was forwarded; send the whole body promptly (runtime calls take none).`,
+            `The request body did not arrive within ${options.timeoutMs} ms. Nothing was forwarded; send the whole ` +
+              `body promptly (runtime calls take none).`,
             { cause: err },
           );
         case 'aborted':

@@ -1,4 +1,5 @@
-// The admin listener: Prometheus metrics and health, on a port of its own so callers cannot read org names from metrics.
+// The admin listener: Prometheus metrics and health, on a port of its own so callers cannot read org names from
+// metrics.
 import { createServer, type Server } from 'node:http';
 import { getRequestListener } from '@hono/node-server';
 import { Hono } from 'hono';

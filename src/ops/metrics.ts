@@ -21,7 +21,10 @@ export interface Metrics {
   readonly auditQueueDepth: Gauge<'sink'>;
 }
 
-/** Creates the metrics. Labels carry configured org names, policy names and codes only: never a caller, token or credential. */
+/**
+ * Creates the metrics. Labels carry configured org names, policy names and codes only: never a caller, token or
+ * credential.
+ */
 export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
   const registry = new Registry();
   if (options.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'snapgate_' });

@@ -38,7 +38,8 @@ export function warnPerInstanceLimits(limits: ReadonlyMap<string, OrgLimits>, wo
     .map((l) => l.org);
   if (workers > 1 && tooSmall.length > 0) {
     log.warn(
-      'some limits are below server.workers: each worker admits at least 1, so the instance admits up to one per worker',
+      'some limits are below server.workers: each worker admits at least 1, so the instance admits up to one per ' +
+        'worker',
       { orgs: tooSmall, workers },
     );
   }

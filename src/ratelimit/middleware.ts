@@ -1,4 +1,5 @@
-// The rate-limit middleware: after authorization, before forwarding; writes the RateLimit fields on every authorized response.
+// The rate-limit middleware: after authorization, before forwarding; writes the RateLimit fields on every authorized
+// response.
 import { randomBytes } from 'node:crypto';
 import type { MiddlewareHandler } from 'hono';
 import { GatewayError } from '../errors.js';
@@ -14,7 +15,8 @@ function describeRate(limits: OrgLimits, name: string): string {
   if (name === 'org-concurrency') return `at most ${limits.concurrency?.limit ?? '?'} calls in flight at once`;
   if (p === undefined) return name;
   const window = p.windowMs % 60_000 === 0 ? `${p.windowMs / 60_000} min` : `${p.windowMs / 1000} s`;
-  return `${p.limit} per ${window}${p.burst > 0 ? ` (+${p.burst} burst)` : ''}${name === 'caller-rate' ? ' for each caller' : ''}`;
+  const burst = p.burst > 0 ? ` (+${p.burst} burst)` : '';
+  return `${p.limit} per ${window}${burst}${name === 'caller-rate' ? ' for each caller' : ''}`;
 }
 
 /**
@@ -52,7 +54,8 @@ export function rateLimit(deps: {
       call.rateLimit = { outcome: 'unavailable', policies: [] };
       throw new GatewayError(
         'temporary_reduced_capacity',
-        'Rate limits cannot be checked right now and this org is configured to refuse calls until they can. Nothing was forwarded; retry after the Retry-After delay.',
+        'Rate limits cannot be checked right now and this org is configured to refuse calls until they can. ' +
+          'Nothing was forwarded; retry after the Retry-After delay.',
         { cause: err, headers: { 'retry-after': String(Math.ceil(err.retryAfterMs / 1000)) } },
       );
     }
@@ -78,7 +81,9 @@ export function rateLimit(deps: {
       const retryAfter = retryAfterSeconds(decision);
       throw new GatewayError(
         'quota_exceeded',
-        `This call would exceed ${limits.org}'s limit: ${violated.map((v) => `${v} (${describeRate(limits, v)})`).join(', ')}. Nothing was forwarded. Retry after ${retryAfter} s; the RateLimit header shows what is left.`,
+        `This call would exceed ${limits.org}'s limit: ` +
+          `${violated.map((v) => `${v} (${describeRate(limits, v)})`).join(', ')}. Nothing was forwarded. Retry ` +
+          `after ${retryAfter} s; the RateLimit header shows what is left.`,
         { headers: { ...headers, 'retry-after': String(retryAfter) }, extensions: { 'violated-policies': violated } },
       );
     }

@@ -116,7 +116,8 @@ function credentialsRejected(c: Context<AppEnv>, log: Logger, credential: OrgCre
   });
   return new GatewayError(
     'upstream_credentials_rejected',
-    "Your token was accepted, but SnapLogic rejected the credentials snapgate holds for this org. Nothing was resumed. The platform team must rotate the org's SnapLogic secret; quote the X-Request-Id.",
+    'Your token was accepted, but SnapLogic rejected the credentials snapgate holds for this org. Nothing was ' +
+      "resumed. The platform team must rotate the org's SnapLogic secret; quote the X-Request-Id.",
     { extensions: { upstreamStatus: status } },
   );
 }

@@ -1,4 +1,5 @@
-// The pooled HTTP client for SnapLogic: explicit timeouts, keep-alive, no retries, and transport errors translated by code.
+// The pooled HTTP client for SnapLogic: explicit timeouts, keep-alive, no retries, and transport errors translated by
+// code.
 import type { EventEmitter } from 'node:events';
 import { Agent, type Dispatcher } from 'undici';
 import { GatewayError } from '../errors.js';
@@ -69,7 +70,8 @@ export function abandoned(signal: UpstreamAbortSignal | undefined, sent: boolean
     return new GatewayError(
       'aborted_by_shutdown',
       sent
-        ? "This snapgate instance shut down before SnapLogic answered. The resume may or may not have taken effect: check the run's state before retrying."
+        ? 'This snapgate instance shut down before SnapLogic answered. The resume may or may not have taken effect: ' +
+            "check the run's state before retrying."
         : 'This snapgate instance shut down before the call was sent to SnapLogic. Nothing was forwarded; retry.',
       { cause },
     );
@@ -97,18 +99,22 @@ function translate(err: unknown, origin: string, signal: UpstreamAbortSignal | u
   if (typeof code === 'string' && timeoutCodes.has(code)) {
     return new GatewayError(
       'upstream_timeout',
-      "SnapLogic did not answer in time. The resume may or may not have taken effect: check the run's state before retrying.",
+      "SnapLogic did not answer in time. The resume may or may not have taken effect: check the run's state before " +
+        'retrying.',
       { cause: err },
     );
   }
   return new GatewayError(
     'upstream_unreachable',
-    `SnapLogic at ${origin} could not be reached or closed the connection. The resume may or may not have taken effect: check the run's state before retrying.`,
+    `SnapLogic at ${origin} could not be reached or closed the connection. The resume may or may not have taken ` +
+      `effect: check the run's state before retrying.`,
     { cause: err },
   );
 }
 
-/** Reads a whole response body, refusing one larger than `max` bytes (events, not an async iterator: cheaper per call). */
+/**
+ * Reads a whole response body, refusing one larger than `max` bytes (events, not an async iterator: cheaper per call).
+ */
 function readBody(body: Dispatcher.ResponseData['body'], max: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -146,7 +152,9 @@ class Slots {
     private readonly timeoutMs: number,
   ) {}
 
-  /** Resolves with a release function once a slot is free. Throws upstream_busy, or the abandonment when `signal` fires. */
+  /**
+   * Resolves with a release function once a slot is free. Throws upstream_busy, or the abandonment when `signal` fires.
+   */
   acquire(signal: UpstreamAbortSignal | undefined): Promise<() => void> {
     const release = (): void => {
       const next = this.waiting.shift();
@@ -196,14 +204,18 @@ class Slots {
 function busy(why: string): GatewayError {
   return new GatewayError(
     'upstream_busy',
-    `snapgate's connections to SnapLogic are all busy (${why}). Nothing was forwarded; retry after the Retry-After delay.`,
+    `snapgate's connections to SnapLogic are all busy (${why}). Nothing was forwarded; retry after the Retry-After ` +
+      `delay.`,
     {
       headers: { 'retry-after': '1' },
     },
   );
 }
 
-/** Creates the forwarder. One pool per connect timeout, one bounded queue per origin; requests choose header/body timeouts. */
+/**
+ * Creates the forwarder. One pool per connect timeout, one bounded queue per origin; requests choose header/body
+ * timeouts.
+ */
 export function createForwarder(options: ForwarderOptions): Forwarder {
   const agents = new Map<number, Agent>();
   const agentFor = (connectTimeout: number): Agent => {

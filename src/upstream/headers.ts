@@ -1,4 +1,5 @@
-// Header hygiene for forwarding: an allow-list of what leaves for SnapLogic, and what comes back to the caller. Pure functions.
+// Header hygiene for forwarding: an allow-list of what leaves for SnapLogic, and what comes back to the caller. Pure
+// functions.
 
 /**
  * The only caller headers that reach SnapLogic. Everything else stays at the gateway: credentials,
