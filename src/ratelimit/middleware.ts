@@ -3,6 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import type { MiddlewareHandler } from 'hono';
 import { GatewayError } from '../errors.js';
+import type { RateLimitOutcome } from '../audit/event.js';
 import type { AppEnv } from '../http/app-env.js';
 import { seriesOf, type Metrics } from '../ops/metrics.js';
 import { formatPolicyField, formatRateLimitField, retryAfterSeconds } from './headers.js';
@@ -17,6 +18,48 @@ function describeRate(limits: OrgLimits, name: string): string {
   const window = p.windowMs % 60_000 === 0 ? `${p.windowMs / 60_000} min` : `${p.windowMs / 1000} s`;
   const burst = p.burst > 0 ? ` (+${p.burst} burst)` : '';
   return `${p.limit} per ${window}${burst}${name === 'caller-rate' ? ' for each caller' : ''}`;
+}
+
+/** What the decision means for the audit trail: allowed, would_limit (a shadow policy), or limited. */
+function rateLimitOutcome(decision: LimitDecision): RateLimitOutcome {
+  const refused = (shadow: boolean) =>
+    decision.outcomes.filter((o) => !o.allowed && o.policy.shadow === shadow).map((o) => o.policy.name);
+  const wouldLimit = refused(true);
+  return {
+    outcome: decision.allowed ? (wouldLimit.length > 0 ? 'would_limit' : 'allowed') : 'limited',
+    policies: decision.allowed ? wouldLimit : refused(false),
+    ...(decision.degraded !== undefined ? { degraded: decision.degraded } : {}),
+  };
+}
+
+/** The RateLimit-Policy and RateLimit fields of a decision (and the degraded marker). */
+function limitHeaders(limits: OrgLimits, decision: LimitDecision, caller: string): Record<string, string> {
+  const headers: Record<string, string> = { 'ratelimit-policy': formatPolicyField(limits, caller) };
+  const state = formatRateLimitField(limits, decision, caller);
+  if (state !== undefined) headers.ratelimit = state;
+  if (decision.degraded !== undefined) headers['x-snapgate-ratelimit-degraded'] = decision.degraded;
+  return headers;
+}
+
+function quotaExceeded(limits: OrgLimits, decision: LimitDecision, headers: Record<string, string>): GatewayError {
+  const violated = decision.outcomes.filter((o) => !o.allowed && !o.policy.shadow).map((o) => o.policy.name);
+  const retryAfter = retryAfterSeconds(decision);
+  return new GatewayError(
+    'quota_exceeded',
+    `This call would exceed ${limits.org}'s limit: ` +
+      `${violated.map((v) => `${v} (${describeRate(limits, v)})`).join(', ')}. Nothing was forwarded. Retry ` +
+      `after ${retryAfter} s; the RateLimit header shows what is left.`,
+    { headers: { ...headers, 'retry-after': String(retryAfter) }, extensions: { 'violated-policies': violated } },
+  );
+}
+
+function limitsUnavailable(err: LimiterUnavailableError): GatewayError {
+  return new GatewayError(
+    'temporary_reduced_capacity',
+    'Rate limits cannot be checked right now and this org is configured to refuse calls until they can. ' +
+      'Nothing was forwarded; retry after the Retry-After delay.',
+    { cause: err, headers: { 'retry-after': String(Math.ceil(err.retryAfterMs / 1000)) } },
+  );
 }
 
 /**
@@ -52,41 +95,15 @@ export function rateLimit(deps: {
     } catch (err) {
       if (!(err instanceof LimiterUnavailableError)) throw err;
       call.rateLimit = { outcome: 'unavailable', policies: [] };
-      throw new GatewayError(
-        'temporary_reduced_capacity',
-        'Rate limits cannot be checked right now and this org is configured to refuse calls until they can. ' +
-          'Nothing was forwarded; retry after the Retry-After delay.',
-        { cause: err, headers: { 'retry-after': String(Math.ceil(err.retryAfterMs / 1000)) } },
-      );
+      throw limitsUnavailable(err);
     }
-
-    const violated = decision.outcomes.filter((o) => !o.allowed && !o.policy.shadow).map((o) => o.policy.name);
-    const wouldLimit = decision.outcomes.filter((o) => !o.allowed && o.policy.shadow).map((o) => o.policy.name);
     for (const o of decision.outcomes) {
       const outcome = o.allowed ? 'allowed' : o.policy.shadow ? 'would_limit' : 'limited';
       decisions(limits.org, o.policy.name, outcome).inc();
     }
-    call.rateLimit = {
-      outcome: decision.allowed ? (wouldLimit.length > 0 ? 'would_limit' : 'allowed') : 'limited',
-      policies: decision.allowed ? wouldLimit : violated,
-      ...(decision.degraded !== undefined ? { degraded: decision.degraded } : {}),
-    };
-
-    const headers: Record<string, string> = { 'ratelimit-policy': formatPolicyField(limits, caller) };
-    const state = formatRateLimitField(limits, decision, caller);
-    if (state !== undefined) headers.ratelimit = state;
-    if (decision.degraded !== undefined) headers['x-snapgate-ratelimit-degraded'] = decision.degraded;
-
-    if (!decision.allowed) {
-      const retryAfter = retryAfterSeconds(decision);
-      throw new GatewayError(
-        'quota_exceeded',
-        `This call would exceed ${limits.org}'s limit: ` +
-          `${violated.map((v) => `${v} (${describeRate(limits, v)})`).join(', ')}. Nothing was forwarded. Retry ` +
-          `after ${retryAfter} s; the RateLimit header shows what is left.`,
-        { headers: { ...headers, 'retry-after': String(retryAfter) }, extensions: { 'violated-policies': violated } },
-      );
-    }
+    call.rateLimit = rateLimitOutcome(decision);
+    const headers = limitHeaders(limits, decision, caller);
+    if (!decision.allowed) throw quotaExceeded(limits, decision, headers);
 
     // Every response from here on (the forwarded answer or an upstream error) carries the RateLimit fields.
     addResponseHeaders(c, headers);
