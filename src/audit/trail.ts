@@ -1,4 +1,5 @@
-// The audit trail: chains events per sink, writes them in order, acknowledges write-ahead attempts, and spools or rejects when a required sink fails.
+// The audit trail: chains events per sink, writes them in order, acknowledges write-ahead attempts, and spools or
+// rejects when a required sink fails.
 import { open, readFile, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describeError, type Logger } from '../log.js';
@@ -29,6 +30,29 @@ const BATCH = 500;
 /** Events held in memory per sink while it is down, by default; past this, new ones are counted and dropped. */
 const DEFAULT_MAX_QUEUE = 10_000;
 
+/** Waits for `work`, but no longer than `ms`. */
+async function waitAtMost(work: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([work, new Promise((resolve) => (timer = setTimeout(resolve, ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Settles like `work`, or rejects when `ms` pass without an answer (the sink counts as failing). */
+async function answeredWithin(work: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const silence = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  try {
+    await Promise.race([work, silence]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export interface SinkWriterOptions {
   sink: Sink;
   required: boolean;
@@ -48,7 +72,7 @@ export interface SinkWriterOptions {
 
 /**
  * Owns one sink: its hash chain, its queue and its spool file. A single loop writes in order.
- * `spool` mode: a batch the sink does not take in time goes to `<spoolDir>/<sink>.spool.jsonl`
+ * `spool` mode: a batch the sink does not take in time goes to `<spoolDir>/<spoolName>.spool.jsonl`
  * (fsynced) and counts as stored; once anything is spooled, later events queue behind it, and the
  * spool is replayed into the sink (the sink skips what it already has) before new events.
  * `reject` mode: the batch stays queued and is retried; write-ahead waiters are refused.
@@ -110,37 +134,53 @@ export class SinkWriter {
     if (this.closed) {
       // Shutdown waits for calls in flight before closing the trail, so this is a bug: say so.
       this.o.log.error('audit event arrived after the trail closed; not written', { sink: this.name });
-      return ack ? Promise.reject(new AuditUnavailableError(this.name, { recorded: false })) : Promise.resolve();
+      return this.notRecorded(ack);
     }
     if (this.queue.length + this.writing >= this.maxQueue) {
       // Memory stays bounded through any outage. Nothing is linked into the chain (it stays whole);
       // a `dropped` event says how many were lost once there is room again.
-      if (this.dropped++ === 0) {
-        this.droppedSince = new Date();
-        this.o.log.error('audit queue full; dropping events until the sink recovers', {
-          sink: this.name,
-          maxQueue: this.maxQueue,
-        });
-      }
-      this.o.onDropped?.(this.name);
-      return ack ? Promise.reject(new AuditUnavailableError(this.name, { recorded: false })) : Promise.resolve();
+      this.countDropped();
+      return this.notRecorded(ack);
     }
     const record = this.chain.link(body);
     if (!ack) {
-      this.queue.push({ record });
-      this.wake?.();
+      this.enqueue({ record });
       return Promise.resolve();
     }
     if (this.failing && this.o.onFailure === 'reject') {
       // Known down: refuse at once rather than make the caller wait out the timeout.
-      this.queue.push({ record });
-      this.wake?.();
+      this.enqueue({ record });
       return Promise.reject(new AuditUnavailableError(this.name));
     }
+    return this.acknowledged(record);
+  }
+
+  /** An event that will never be written: a write-ahead caller is refused, others go on. */
+  private notRecorded(ack: boolean): Promise<void> {
+    return ack ? Promise.reject(new AuditUnavailableError(this.name, { recorded: false })) : Promise.resolve();
+  }
+
+  private countDropped(): void {
+    if (this.dropped++ === 0) {
+      this.droppedSince = new Date();
+      this.o.log.error('audit queue full; dropping events until the sink recovers', {
+        sink: this.name,
+        maxQueue: this.maxQueue,
+      });
+    }
+    this.o.onDropped?.(this.name);
+  }
+
+  private enqueue(pending: Pending): void {
+    this.queue.push(pending);
+    this.wake?.();
+  }
+
+  /** Queues a write-ahead event; settles once it is stored, or rejects when the ack timeout passes first. */
+  private acknowledged(record: ChainedRecord): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const pending: Pending = { record, resolve, reject };
-      this.queue.push(pending);
-      this.wake?.();
+      this.enqueue(pending);
       const timer = setTimeout(
         () => {
           // The event stays queued (the chain stays whole); only the caller stops waiting.
@@ -165,15 +205,12 @@ export class SinkWriter {
   async close(deadlineMs = 5_000): Promise<void> {
     this.closing = true;
     this.wake?.();
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.loopDone, new Promise((r) => (timer = setTimeout(r, deadlineMs)))]);
-    clearTimeout(timer);
+    await waitAtMost(this.loopDone, deadlineMs);
     this.running = false;
     this.wake?.();
     // Let the loop finish the step it is in (a write or spool of a batch it took out), so what is
     // spooled below comes after it, in order.
-    await Promise.race([this.loopDone, new Promise((r) => (timer = setTimeout(r, this.o.ackTimeoutMs + 1_000)))]);
-    clearTimeout(timer);
+    await waitAtMost(this.loopDone, this.o.ackTimeoutMs + 1_000);
     if (this.queue.length > 0) {
       // The sink did not take everything in time: keep it on disk when we may, else say what is lost.
       if (this.o.onFailure === 'spool') await this.spool(this.queue.splice(0));
@@ -262,24 +299,13 @@ export class SinkWriter {
   }
 
   private async write(batch: Pending[]): Promise<boolean> {
-    let timer: NodeJS.Timeout | undefined;
     this.writing = batch.length;
     try {
-      await Promise.race([
-        this.o.sink.append(batch.map((p) => p.record)),
-        new Promise((_, reject) => {
-          timer = setTimeout(
-            () => reject(new Error(`no answer within ${this.o.ackTimeoutMs} ms`)),
-            this.o.ackTimeoutMs,
-          );
-        }),
-      ]);
-      clearTimeout(timer);
+      await answeredWithin(this.o.sink.append(batch.map((p) => p.record)), this.o.ackTimeoutMs);
       for (const p of batch) p.resolve?.();
       this.markHealthy();
       return true;
     } catch (err) {
-      clearTimeout(timer);
       this.markFailing(err);
       return false;
     } finally {
@@ -309,31 +335,22 @@ export class SinkWriter {
     const text = await readFile(this.spoolPath, 'utf8').catch(() => '');
     // A torn last line from a crash mid-write is dropped: that event was never acknowledged.
     const events = text.split('\n').flatMap((l) => recordOf(l) ?? []);
-    let timer: NodeJS.Timeout | undefined;
     try {
       // Bounded like any write: a stalled sink must not hold the loop (new events keep spooling).
-      await Promise.race([
-        (async () => {
-          for (let i = 0; i < events.length; i += BATCH) await this.o.sink.append(events.slice(i, i + BATCH));
-        })(),
-        new Promise((_, reject) => {
-          timer = setTimeout(
-            () => reject(new Error(`no answer within ${this.o.ackTimeoutMs} ms`)),
-            this.o.ackTimeoutMs,
-          );
-        }),
-      ]);
-      clearTimeout(timer);
+      await answeredWithin(this.appendInBatches(events), this.o.ackTimeoutMs);
       await truncate(this.spoolPath, 0);
       this.o.log.info('audit spool replayed', { sink: this.name, events: events.length });
       this.spooled = 0;
       this.markHealthy();
       return true;
     } catch (err) {
-      clearTimeout(timer);
       this.markFailing(err);
       return false;
     }
+  }
+
+  private async appendInBatches(records: readonly ChainedRecord[]): Promise<void> {
+    for (let i = 0; i < records.length; i += BATCH) await this.o.sink.append(records.slice(i, i + BATCH));
   }
 
   private markFailing(err: unknown): void {
