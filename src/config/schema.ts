@@ -99,7 +99,7 @@ const issuerSchema = z
         /** How long the last good keys stay trusted when they cannot be refreshed; then calls get 503 jwks_unavailable. */
         maxStale: duration().default(3_600_000),
       })
-      .default({ timeout: 5_000, cooldown: 30_000, cacheMaxAge: 600_000, maxStale: 3_600_000 }),
+      .prefault({}),
   })
   .superRefine((iss, ctx) => {
     const sources = (['jwksUri', 'jwksFile', 'publicKey', 'secret'] as const).filter((k) => iss[k] !== undefined);
@@ -218,27 +218,17 @@ export const configSchema = z.strictObject({
       /** Worker processes sharing the port (node:cluster); 1 runs in a single process. */
       workers: z.number().int().min(1).max(64).default(1),
     })
-    .default({
-      host: '0.0.0.0',
-      port: 8080,
-      shutdownTimeout: 15_000,
-      maxBodyBytes: 65_536,
-      bodyTimeout: 5_000,
-      headersTimeout: 10_000,
-      requestTimeout: 30_000,
-      keepAliveTimeout: 75_000,
-      workers: 1,
-    }),
+    .prefault({}),
   admin: z
     .strictObject({ host: z.string().min(1).default('127.0.0.1'), port: z.number().int().min(0).max(65535) })
     .optional(),
-  log: z.strictObject({ level: z.enum(['debug', 'info', 'warn', 'error']).default('info') }).default({ level: 'info' }),
+  log: z.strictObject({ level: z.enum(['debug', 'info', 'warn', 'error']).default('info') }).prefault({}),
   auth: z.strictObject({
     issuers: z.array(issuerSchema).min(1),
     /** Verified tokens remembered by hash (0 entries turns it off); reuse never outlives exp or maxTtl. */
     cache: z
       .strictObject({ maxEntries: z.number().int().nonnegative().default(10_000), maxTtl: duration().default(60_000) })
-      .default({ maxEntries: 10_000, maxTtl: 60_000 }),
+      .prefault({}),
   }),
   policy: z.array(policyRuleSchema).default([]),
   orgs: z
@@ -258,17 +248,7 @@ export const configSchema = z.strictObject({
       maxResponseBytes: positiveInt().default(1_048_576),
       allowInsecureHttp: z.boolean().default(false),
     })
-    .default({
-      connectTimeout: 5_000,
-      headersTimeout: 30_000,
-      bodyTimeout: 30_000,
-      keepAliveTimeout: 4_000,
-      connections: 32,
-      maxQueue: 256,
-      queueTimeout: 2_000,
-      maxResponseBytes: 1_048_576,
-      allowInsecureHttp: false,
-    }),
+    .prefault({}),
   redis: z
     .strictObject({
       url: redisUrl().optional(),
@@ -307,7 +287,7 @@ export const configSchema = z.strictObject({
       /** Most keys the in-process limiter holds (oldest dropped first). */
       localMaxKeys: positiveInt().default(10_000),
     })
-    .default({ expectedInstances: 1, breakerOpenFor: 1_000, localMaxKeys: 10_000 }),
+    .prefault({}),
   audit: z
     .strictObject({
       /** Shorthand for sinks: [{ type: stdout }]; used when `sinks` is absent. */
@@ -347,21 +327,13 @@ export const configSchema = z.strictObject({
       allowUnaudited: z.boolean().default(false),
       denials: z
         .strictObject({ fullPerSecond: positiveInt().default(5), maxKeys: positiveInt().default(1_000) })
-        .default({ fullPerSecond: 5, maxKeys: 1_000 }),
+        .prefault({}),
     })
     .refine((a) => a.onFailure !== 'spool' || a.spoolDir !== undefined, {
       message: 'onFailure: spool needs spoolDir (a directory on durable local disk)',
       path: ['spoolDir'],
     })
-    .default({
-      stdout: true,
-      onFailure: 'reject',
-      ackTimeout: 1_000,
-      maxQueue: 10_000,
-      closeTimeout: 5_000,
-      allowUnaudited: false,
-      denials: { fullPerSecond: 5, maxKeys: 1_000 },
-    }),
+    .prefault({}),
 });
 
 const asRecord = (v: unknown): Record<string, unknown> | undefined =>
