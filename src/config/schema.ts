@@ -44,7 +44,8 @@ const secretRef = () =>
 const orgName = () =>
   z.string().refine(isValidOrg, {
     message:
-      'must be a SnapLogic org name: letters, digits, ".", "_" or "-", starting with a letter or digit, at most 100 characters, no ".."',
+      'must be a SnapLogic org name: letters, digits, ".", "_" or "-", starting with a letter or digit, ' +
+      'at most 100 characters, no ".."',
   });
 
 const positiveInt = () => z.number().int().positive();
@@ -56,7 +57,9 @@ const redisUrl = () =>
     if (parsed.ok) return;
     ctx.addIssue({
       code: 'custom',
-      message: `${redisUrlProblems[parsed.problem]}: give redis://host:port[/db] or rediss://host:port[/db], and the credentials as redis.username and redis.password (a secret reference such as env:REDIS_PASSWORD)`,
+      message:
+        `${redisUrlProblems[parsed.problem]}: give redis://host:port[/db] or rediss://host:port[/db], ` +
+        'and the credentials as redis.username and redis.password (a secret reference such as env:REDIS_PASSWORD)',
     });
   });
 
@@ -77,6 +80,20 @@ const httpUrl = (what: string) =>
     { message: `must be an absolute http(s) URL for the ${what}, without credentials` },
   );
 
+/** How an issuer's remote JWKS (jwksUri) is fetched and kept. */
+const jwksSchema = z
+  .strictObject({
+    /** Per fetch. */
+    timeout: duration().default(5_000),
+    /** Least time between two fetches; a fetch for an unknown kid gets a burst of 3 first. */
+    cooldown: duration().default(30_000),
+    /** Keys older than this are refetched; while that fails the last good keys serve (see maxStale). */
+    cacheMaxAge: duration().default(600_000),
+    /** How long the last good keys stay trusted when they cannot be refreshed; then calls get 503 jwks_unavailable. */
+    maxStale: duration().default(3_600_000),
+  })
+  .prefault({});
+
 const issuerSchema = z
   .strictObject({
     issuer: z.string().min(1),
@@ -91,15 +108,7 @@ const issuerSchema = z
     maxTokenAge: duration().optional(),
     typ: z.string().min(1).optional(),
     requireKid: z.boolean().default(false),
-    jwks: z
-      .strictObject({
-        timeout: duration().default(5_000),
-        cooldown: duration().default(30_000),
-        cacheMaxAge: duration().default(600_000),
-        /** How long the last good keys stay trusted when they cannot be refreshed; then calls get 503 jwks_unavailable. */
-        maxStale: duration().default(3_600_000),
-      })
-      .prefault({}),
+    jwks: jwksSchema,
   })
   .superRefine((iss, ctx) => {
     const sources = (['jwksUri', 'jwksFile', 'publicKey', 'secret'] as const).filter((k) => iss[k] !== undefined);
@@ -107,7 +116,9 @@ const issuerSchema = z
       ctx.addIssue({
         code: 'custom',
         path: [],
-        message: `needs exactly one key source (jwksUri, jwksFile, publicKey or secret); found ${sources.length === 0 ? 'none' : sources.join(', ')}`,
+        message:
+          'needs exactly one key source (jwksUri, jwksFile, publicKey or secret); ' +
+          `found ${sources.length === 0 ? 'none' : sources.join(', ')}`,
       });
     }
     const hmac = iss.algorithms.filter((a) => (hmacAlgorithms as readonly string[]).includes(a));
@@ -122,7 +133,9 @@ const issuerSchema = z
       ctx.addIssue({
         code: 'custom',
         path: ['algorithms'],
-        message: `${hmac.join(', ')} needs an explicit shared secret (secret: env:NAME); public keys and JWKS verify asymmetric algorithms only`,
+        message:
+          `${hmac.join(', ')} needs an explicit shared secret (secret: env:NAME); ` +
+          'public keys and JWKS verify asymmetric algorithms only',
       });
     }
     if (iss.jwksUri !== undefined) {
@@ -284,7 +297,7 @@ export const configSchema = z.strictObject({
       expectedInstances: positiveInt().default(1),
       /** How long Redis is left alone after a failure before one probe tries it again. */
       breakerOpenFor: duration().default(1_000),
-      /** Most keys the in-process limiter holds (oldest dropped first). */
+      /** Most keys the in-process limiter holds (the least recently used are dropped first). */
       localMaxKeys: positiveInt().default(10_000),
     })
     .prefault({}),
@@ -315,11 +328,17 @@ export const configSchema = z.strictObject({
           ]),
         )
         .optional(),
-      /** What a write-ahead attempt does when a required sink cannot take it: refuse the call, or spool locally and forward. */
+      /**
+       * What a write-ahead attempt does when a required sink cannot take it: refuse the call, or spool
+       * locally and forward.
+       */
       onFailure: z.enum(['reject', 'spool']).default('reject'),
       spoolDir: z.string().min(1).optional(),
       ackTimeout: duration().default(1_000),
-      /** Events held in memory per sink while it is down; beyond, they are counted and dropped (a `dropped` event says how many). */
+      /**
+       * Events held in memory per sink while it is down; beyond, they are counted and dropped (a
+       * `dropped` event says how many).
+       */
       maxQueue: positiveInt().default(10_000),
       /** How long shutdown waits for the sinks to take what is queued. */
       closeTimeout: duration().default(5_000),
@@ -358,7 +377,9 @@ function issuerProblems(doc: Record<string, unknown> | undefined, policy: unknow
     else {
       problems.push({
         path: ['auth', 'issuers', j, 'issuer'],
-        message: `repeats the issuer of auth.issuers.${first}; each issuer appears once (merge the two entries, e.g. list both audiences)`,
+        message:
+          `repeats the issuer of auth.issuers.${first}; ` +
+          'each issuer appears once (merge the two entries, e.g. list both audiences)',
       });
     }
   });
@@ -370,7 +391,9 @@ function issuerProblems(doc: Record<string, unknown> | undefined, policy: unknow
       problems.push({
         path: ['policy', i, 'match', 'iss'],
         message:
-          'is required once auth.issuers lists more than one issuer: a sub is unique only within its issuer, so without iss this rule would also admit a token from another issuer with the same sub (or claims); name the issuer this rule is for',
+          'is required once auth.issuers lists more than one issuer: a sub is unique only within its issuer, ' +
+          'so without iss this rule would also admit a token from another issuer with the same sub (or claims); ' +
+          'name the issuer this rule is for',
       });
     } else if (typeof iss === 'string' && iss !== '' && issuers.length > 0 && !firstAt.has(iss)) {
       problems.push({
@@ -401,7 +424,9 @@ function auditProblems(doc: Record<string, unknown> | undefined): Problem[] {
       return [
         {
           path: ['audit', 'sinks'],
-          message: `has no required sink (every one says required: false), so calls go ahead when no record was kept: make one required, or ${optIn}`,
+          message:
+            'has no required sink (every one says required: false), so calls go ahead when no record was kept: ' +
+            `make one required, or ${optIn}`,
         },
       ];
     }
@@ -461,7 +486,8 @@ export function crossFieldProblems(raw: unknown): Problem[] {
       problems.push({
         path: ['orgs', name, 'pod'],
         message:
-          'must use https; plain http is accepted for loopback addresses, or anywhere with upstream.allowInsecureHttp: true',
+          'must use https; plain http is accepted for loopback addresses, ' +
+          'or anywhere with upstream.allowInsecureHttp: true',
       });
     }
   }
