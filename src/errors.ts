@@ -47,20 +47,41 @@ export type ErrorKind =
   | 'aborted'
   | 'error';
 
-const token = (title = 'Invalid bearer token') => ({ status: 401, title, kind: 'unauthenticated' as const });
+interface CatalogEntry {
+  status: number;
+  title: string;
+  kind: ErrorKind;
+  /** The problem type URI, where an IANA-registered one fits. */
+  type?: string;
+}
+
+const IANA_PROBLEM_TYPES = 'https://iana.org/assignments/http-problem-types#';
+
+const invalidRequest = (status: number, title: string): CatalogEntry => ({ status, title, kind: 'invalid_request' });
+/** A 401: the title is the same for every reason a token is refused; the detail says which. */
+const token = (): CatalogEntry => ({ status: 401, title: 'Invalid bearer token', kind: 'unauthenticated' });
+/** A 503: a dependency (or the gateway itself) cannot serve the call now; retrying later may work. */
+const unavailable = (title: string, type?: string): CatalogEntry => ({
+  status: 503,
+  title,
+  kind: 'unavailable',
+  ...(type !== undefined ? { type } : {}),
+});
+const upstreamError = (status: number, title: string): CatalogEntry => ({ status, title, kind: 'upstream_error' });
+const aborted = (status: number, title: string): CatalogEntry => ({ status, title, kind: 'aborted' });
 
 /** Status, title and kind per code. A Record over the union: a new code without an entry fails the type check. */
-const catalog: Readonly<Record<ErrorCode, { status: number; title: string; kind: ErrorKind; type?: string }>> = {
-  invalid_path: { status: 400, title: 'Invalid request path', kind: 'invalid_request' },
-  not_found: { status: 404, title: 'Not found', kind: 'invalid_request' },
-  method_not_allowed: { status: 405, title: 'Method not allowed', kind: 'invalid_request' },
-  payload_too_large: { status: 413, title: 'Request body too large', kind: 'invalid_request' },
-  malformed_request: { status: 400, title: 'Malformed HTTP request', kind: 'invalid_request' },
-  request_headers_too_large: { status: 431, title: 'Request headers too large', kind: 'invalid_request' },
-  request_timeout: { status: 408, title: 'Request not received in time', kind: 'invalid_request' },
-  request_body_timeout: { status: 408, title: 'Request body not received in time', kind: 'invalid_request' },
+const catalog: Readonly<Record<ErrorCode, CatalogEntry>> = {
+  invalid_path: invalidRequest(400, 'Invalid request path'),
+  not_found: invalidRequest(404, 'Not found'),
+  method_not_allowed: invalidRequest(405, 'Method not allowed'),
+  payload_too_large: invalidRequest(413, 'Request body too large'),
+  malformed_request: invalidRequest(400, 'Malformed HTTP request'),
+  request_headers_too_large: invalidRequest(431, 'Request headers too large'),
+  request_timeout: invalidRequest(408, 'Request not received in time'),
+  request_body_timeout: invalidRequest(408, 'Request body not received in time'),
   // The caller hung up mid-body: nobody receives this answer; the audit decision says so.
-  request_body_aborted: { status: 400, title: 'Request body incomplete', kind: 'aborted' },
+  request_body_aborted: aborted(400, 'Request body incomplete'),
   token_missing: token(),
   token_malformed: token(),
   token_expired: token(),
@@ -71,34 +92,28 @@ const catalog: Readonly<Record<ErrorCode, { status: number; title: string; kind:
   token_algorithm_not_allowed: token(),
   token_claim_invalid: token(),
   token_key_unknown: token(),
-  jwks_unavailable: { status: 503, title: 'Token keys unavailable', kind: 'unavailable' },
+  jwks_unavailable: unavailable('Token keys unavailable'),
   forbidden: { status: 403, title: 'Forbidden', kind: 'forbidden' },
   quota_exceeded: {
     status: 429,
     title: 'Org quota exceeded',
     kind: 'rate_limited',
-    type: 'https://iana.org/assignments/http-problem-types#quota-exceeded',
+    type: `${IANA_PROBLEM_TYPES}quota-exceeded`,
   },
-  temporary_reduced_capacity: {
-    status: 503,
-    title: 'Rate limiting temporarily unavailable',
-    kind: 'unavailable',
-    type: 'https://iana.org/assignments/http-problem-types#temporary-reduced-capacity',
-  },
+  temporary_reduced_capacity: unavailable(
+    'Rate limiting temporarily unavailable',
+    `${IANA_PROBLEM_TYPES}temporary-reduced-capacity`,
+  ),
   // nginx's convention for a caller that hung up before the answer; the caller never sees it.
-  client_closed_request: { status: 499, title: 'Caller closed the request', kind: 'aborted' },
-  upstream_credentials_rejected: {
-    status: 502,
-    title: 'SnapLogic rejected the stored credentials',
-    kind: 'upstream_error',
-  },
-  upstream_unreachable: { status: 502, title: 'SnapLogic unreachable', kind: 'upstream_error' },
-  upstream_timeout: { status: 504, title: 'SnapLogic timed out', kind: 'upstream_error' },
-  upstream_response_too_large: { status: 502, title: 'SnapLogic response too large', kind: 'upstream_error' },
-  upstream_busy: { status: 503, title: 'SnapLogic connections busy', kind: 'unavailable' },
-  aborted_by_shutdown: { status: 503, title: 'Gateway shut down during the call', kind: 'aborted' },
-  shutting_down: { status: 503, title: 'Gateway shutting down', kind: 'unavailable' },
-  audit_unavailable: { status: 503, title: 'Audit trail unavailable', kind: 'unavailable' },
+  client_closed_request: aborted(499, 'Caller closed the request'),
+  upstream_credentials_rejected: upstreamError(502, 'SnapLogic rejected the stored credentials'),
+  upstream_unreachable: upstreamError(502, 'SnapLogic unreachable'),
+  upstream_timeout: upstreamError(504, 'SnapLogic timed out'),
+  upstream_response_too_large: upstreamError(502, 'SnapLogic response too large'),
+  upstream_busy: unavailable('SnapLogic connections busy'),
+  aborted_by_shutdown: aborted(503, 'Gateway shut down during the call'),
+  shutting_down: unavailable('Gateway shutting down'),
+  audit_unavailable: unavailable('Audit trail unavailable'),
   internal_error: { status: 500, title: 'Internal error', kind: 'error' },
 };
 
