@@ -56,7 +56,8 @@ const gateway = await startGateway(config, {
   instance: 'alloc',
 });
 const token = await issuer.mint({ sub: 'svc-000', scope: 'snaplogic:runtime:start' }, { expiresIn: 3600 });
-const url = `http://127.0.0.1:${gateway.port}/api/1/rest/public/runtime/start/Bench-Org/52e99318640a9a03d8681d0d_e74cbd53-806e-464a-8190-52226c49bff5`;
+const ruuid = '52e99318640a9a03d8681d0d_e74cbd53-806e-464a-8190-52226c49bff5';
+const url = `http://127.0.0.1:${gateway.port}/api/1/rest/public/runtime/start/Bench-Org/${ruuid}`;
 
 const drive = (duration: number) =>
   new Promise<number>((resolve, reject) => {
@@ -124,7 +125,8 @@ const top = (m: Map<string, number>, k: number) =>
     .map(([name, b]) => `${String(Math.round(b / requests)).padStart(7)} B/req  ${name}`)
     .join('\n');
 process.stdout.write(
-  `${requests} requests; snapgate allocated ${Math.round(total / requests)} B/request (stand-in ${Math.round(standInBytes / requests)} B/request left out)\n\n`,
+  `${requests} requests; snapgate allocated ${Math.round(total / requests)} B/request (stand-in ` +
+    `${Math.round(standInBytes / requests)} B/request left out)\n\n`,
 );
 process.stdout.write(
   `by allocating function:\n${top(selfBy, 30)}\n\nby innermost snapgate frame:\n${top(ourBy, 30)}\n`,

@@ -1,10 +1,13 @@
-// The baseline: a bare Node reverse proxy (node:http plus the same undici pool settings as snapgate), with no checks at all.
+// The baseline: a bare Node reverse proxy (node:http plus the same undici pool settings as snapgate), with no checks at
+// all.
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Agent } from 'undici';
 
 const upstream = process.env.BARE_UPSTREAM ?? 'http://127.0.0.1:9000';
-const authorization = `Basic ${Buffer.from(`${process.env.BENCH_SL_USER ?? 'bench@example.com'}:${process.env.BENCH_SL_PASSWORD ?? 'bench'}`).toString('base64')}`;
+const slUser = process.env.BENCH_SL_USER ?? 'bench@example.com';
+const slPassword = process.env.BENCH_SL_PASSWORD ?? 'bench';
+const authorization = `Basic ${Buffer.from(`${slUser}:${slPassword}`).toString('base64')}`;
 const agent = new Agent({
   connections: 32,
   keepAliveTimeout: 4_000,

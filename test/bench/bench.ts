@@ -1,4 +1,5 @@
-// `npm run bench`: snapgate (built, JWT + Redis rate limits + Redis audit) against a bare Node proxy, same stand-in, same load, in one run.
+// `npm run bench`: snapgate (built, JWT + Redis rate limits + Redis audit) against a bare Node proxy, same stand-in,
+// same load, in one run.
 // Prints a table of ratios to the bare proxy and writes reports/bench.json.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -117,7 +118,9 @@ export interface Run {
   statuses: Record<string, number>;
   /** CPU time (user + system, all threads) the target spent per answered request, µs. */
   cpuUs: number;
-  /** The same per answered request for the whole machine and for the other parts (Redis, stand-in, load generator), µs. */
+  /**
+   * The same per answered request for the whole machine and for the other parts (Redis, stand-in, load generator), µs.
+   */
   shares: Record<string, number>;
 }
 
@@ -318,7 +321,8 @@ async function clientCommands(redis: Redis): Promise<number> {
     'multi',
     'exec',
   ];
-  // get/set/xadd also run inside scripts; the bench's own client issues none, and snapgate issues them only from scripts.
+  // get/set/xadd also run inside scripts; the bench's own client issues none, and snapgate issues them only from
+  // scripts.
   const inScripts = new Set(['get', 'set', 'xadd']);
   let n = 0;
   for (const cmd of topLevel) {
@@ -506,14 +510,16 @@ async function main(): Promise<void> {
   const fmt = (n: number, d = 1) => n.toFixed(d);
   const lines: string[] = [];
   lines.push(
-    `snapgate benchmark — ${new Date().toISOString()} — ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`,
+    `snapgate benchmark — ${new Date().toISOString()} — ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ` +
+      `${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`,
   );
   lines.push(`${CONNECTIONS} connections, ${DURATION}s × ${ROUNDS} rounds per target, alternating`);
   if (floor !== undefined && floor !== '' && floor !== '0')
     lines.push(`BENCH_FLOOR=${floor}: the rows named snapgate are test/bench/hono-floor.ts, not snapgate`);
   lines.push('');
   lines.push(
-    'scenario       target     req/s   p50 ms  p99 ms  p99.9 ms  errors  statuses              req/s ratio  p99 Δ ms  CPU µs/req',
+    'scenario       target     req/s   p50 ms  p99 ms  p99.9 ms  errors  statuses              req/s ratio  p99 Δ ' +
+      'ms  CPU µs/req',
   );
   for (const [name, r] of Object.entries(results)) {
     for (const who of ['bare', 'snapgate'] as const) {
@@ -524,7 +530,9 @@ async function main(): Promise<void> {
         .map(([k, v]) => `${k}:${v}`)
         .join(' ');
       lines.push(
-        `${name.padEnd(14)} ${who.padEnd(9)} ${String(x.rps).padStart(6)}  ${fmt(x.p50).padStart(6)}  ${fmt(x.p99).padStart(6)}  ${fmt(x.p999).padStart(8)}  ${String(x.errors).padStart(6)}  ${statuses.padEnd(20)}  ${ratio.padStart(11)}  ${delta.padStart(8)}  ${String(x.cpuUs).padStart(10)}`,
+        `${name.padEnd(14)} ${who.padEnd(9)} ${String(x.rps).padStart(6)}  ${fmt(x.p50).padStart(6)}  ` +
+          `${fmt(x.p99).padStart(6)}  ${fmt(x.p999).padStart(8)}  ${String(x.errors).padStart(6)}  ` +
+          `${statuses.padEnd(20)}  ${ratio.padStart(11)}  ${delta.padStart(8)}  ${String(x.cpuUs).padStart(10)}`,
       );
     }
   }
@@ -541,21 +549,26 @@ async function main(): Promise<void> {
           .map(([k, v]) => `${k} ${v}`),
       ];
       lines.push(
-        `  ${name.padEnd(14)} ${who.padEnd(9)} machine ${String(x.shares.machine ?? 0).padStart(4)} = ${parts.join(', ')}`,
+        `  ${name.padEnd(14)} ${who.padEnd(9)} machine ${String(x.shares.machine ?? 0).padStart(4)} = ` +
+          `${parts.join(', ')}`,
       );
     }
   }
   lines.push('');
   lines.push(
-    `peak RSS: snapgate ${rss.snapgate} MB, bare proxy ${rss.bare} MB (ratio ${fmt(rss.snapgate / rss.bare, 2)}); after start, before load: snapgate ${rssAtStart.snapgate} MB, bare ${rssAtStart.bare} MB`,
+    `peak RSS: snapgate ${rss.snapgate} MB, bare proxy ${rss.bare} MB (ratio ${fmt(rss.snapgate / rss.bare, 2)}); ` +
+      `after start, before load: snapgate ${rssAtStart.snapgate} MB, bare ${rssAtStart.bare} MB`,
   );
   lines.push(`Redis round trips per allowed call (a): ${fmt(roundTrips, 2)}`);
   lines.push(
-    `(a) at saturation: p99 ${fmt(a.snapgate.p99 - a.bare.p99)} ms over bare (there, latency = ${CONNECTIONS} connections / throughput)`,
+    `(a) at saturation: p99 ${fmt(a.snapgate.p99 - a.bare.p99)} ms over bare (there, latency = ${CONNECTIONS} ` +
+      `connections / throughput)`,
   );
   if (workers)
     lines.push(
-      `workers (a): 1 → ${workers.one.rps} req/s, 2 → ${workers.two.rps} req/s (×${fmt(workers.two.rps / workers.one.rps, 2)}), p99 ${fmt(workers.one.p99)} → ${fmt(workers.two.p99)} ms, peak RSS of 2 workers + primary ${workers.rssTwo} MB`,
+      `workers (a): 1 → ${workers.one.rps} req/s, 2 → ${workers.two.rps} req/s ` +
+        `(×${fmt(workers.two.rps / workers.one.rps, 2)}), p99 ${fmt(workers.one.p99)} → ${fmt(workers.two.p99)} ms, ` +
+        `peak RSS of 2 workers + primary ${workers.rssTwo} MB`,
     );
   // Scenarios run one after another, so machine drift between them would read as a difference;
   // each is compared through its ratio to the bare proxy measured beside it.

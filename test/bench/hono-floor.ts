@@ -19,7 +19,9 @@ import { createRedisLimiter, LIMIT_SCRIPT } from '../../src/ratelimit/redis-limi
 import { batchWritesThisTurn } from '../../src/redis/client.js';
 
 const upstream = process.env.BARE_UPSTREAM ?? 'http://127.0.0.1:9000';
-const authorization = `Basic ${Buffer.from(`${process.env.BENCH_SL_USER ?? 'bench@example.com'}:${process.env.BENCH_SL_PASSWORD ?? 'bench'}`).toString('base64')}`;
+const slUser = process.env.BENCH_SL_USER ?? 'bench@example.com';
+const slPassword = process.env.BENCH_SL_PASSWORD ?? 'bench';
+const authorization = `Basic ${Buffer.from(`${slUser}:${slPassword}`).toString('base64')}`;
 const agent = new Agent({
   connections: 32,
   keepAliveTimeout: 4_000,

@@ -38,7 +38,8 @@ const parent = new Map<number, number>();
 for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
 const byId = new Map(prof.nodes.map((n) => [n.id, n]));
 const label = (n: Node) =>
-  `${n.callFrame.functionName || '(anon)'} ${n.callFrame.url.replace(/^.*node_modules\//, 'nm:').replace(/^.*\/work\/main\//, '')}:${n.callFrame.lineNumber}`;
+  `${n.callFrame.functionName || '(anon)'} ` +
+  `${n.callFrame.url.replace(/^.*node_modules\//, 'nm:').replace(/^.*\/work\/main\//, '')}:${n.callFrame.lineNumber}`;
 const inclusive = new Map<string, number>();
 let busy = 0;
 for (const n of prof.nodes) {
@@ -55,5 +56,6 @@ for (const n of prof.nodes) {
 }
 const topBusy = [...inclusive.entries()].sort((a, b) => b[1] - a[1]).slice(0, Number(process.env.TOP ?? 60));
 process.stdout.write(
-  `\ninclusive, share of busy time:\n${topBusy.map(([k, t]) => `${((100 * t) / busy).toFixed(1).padStart(5)}%  ${k}`).join('\n')}\n`,
+  `\ninclusive, share of busy ` +
+    `time:\n${topBusy.map(([k, t]) => `${((100 * t) / busy).toFixed(1).padStart(5)}%  ${k}`).join('\n')}\n`,
 );

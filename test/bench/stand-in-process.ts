@@ -1,4 +1,5 @@
-// The SnapLogic stand-in in benchmark mode, as its own process so it does not share an event loop with what is measured.
+// The SnapLogic stand-in in benchmark mode, as its own process so it does not share an event loop with what is
+// measured.
 import { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
 
 const standIn = await SnapLogicStandIn.start({

@@ -1,5 +1,6 @@
 // `npm run demo`: snapgate against a local SnapLogic stand-in and a local token issuer, with nothing outside to set up.
-// Starts all three, mints a token, resumes a suspended run through snapgate, prints the curl and the answer, and keeps serving.
+// Starts all three, mints a token, resumes a suspended run through snapgate, prints the curl and the answer, and keeps
+// serving.
 // `npm run demo -- --once` exits after the first call (used by the tests).
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -89,7 +90,8 @@ say(`  curl -si -X POST -H "Authorization: Bearer $TOKEN" ${base}${path(first)}`
 const res = await fetch(`${base}${path(first)}`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
 say(`  → HTTP ${res.status} ${await res.text()}`);
 say(
-  `  (the stand-in received Basic auth as ${standIn.startCalls().at(-1)?.authUser ?? '?'}; the run is now ${standIn.run(ORG, first)?.state})`,
+  `  (the stand-in received Basic auth as ${standIn.startCalls().at(-1)?.authUser ?? '?'}; the run is now ` +
+    `${standIn.run(ORG, first)?.state})`,
 );
 
 if (once) {
@@ -104,15 +106,18 @@ say('Try it yourself (the token is valid for one hour):');
 say(`  export TOKEN=${token}`);
 say(`  curl -si -X POST -H "Authorization: Bearer $TOKEN" ${base}${path(spare[0]!)}`);
 say(
-  `  curl -si -X POST -H "Authorization: Bearer $TOKEN" ${base}${path(spare[0]!)}     # again: SnapLogic says 409, not Suspended`,
+  `  curl -si -X POST -H "Authorization: Bearer $TOKEN" ${base}${path(spare[0]!)}     # again: SnapLogic says 409, ` +
+    `not Suspended`,
 );
 say(`  curl -si -X POST ${base}${path(spare[1]!)}                                      # no token: 401 problem+json`);
 say(
-  `  curl -si -X POST -H "Authorization: Bearer $TOKEN" ${base}/api/1/rest/public/runtime/start/Other-Org/${spare[1]!}   # 403`,
+  `  curl -si -X POST -H "Authorization: Bearer $TOKEN" ` +
+    `${base}/api/1/rest/public/runtime/start/Other-Org/${spare[1]!}   # 403`,
 );
 say(`  curl -s ${base}/readyz`);
 say(
-  `  (every resume answer carries RateLimit-Policy / RateLimit: ${ORG} allows 10 per minute plus a burst of 5, per process in the demo)`,
+  `  (every resume answer carries RateLimit-Policy / RateLimit: ${ORG} allows 10 per minute plus a burst of 5, per ` +
+    `process in the demo)`,
 );
 say();
 say('Audit events appear below as [audit] lines. Ctrl-C to stop.');
