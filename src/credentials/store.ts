@@ -1,4 +1,5 @@
-// Per-org SnapLogic Basic credentials, resolved from secret references; reloaded on demand and on file change, keeping the last good set.
+// Per-org SnapLogic Basic credentials, resolved from secret references; reloaded on demand and on file change,
+// keeping the last good set.
 import { watch, type FSWatcher } from 'node:fs';
 import { dirname } from 'node:path';
 import type { OrgConfig } from '../config/schema.js';
@@ -63,6 +64,76 @@ async function resolveAll(
   return { values, problems: problems.sort() };
 }
 
+type ReloadResult = Awaited<ReturnType<CredentialStore['reload']>>;
+
+/**
+ * The credentials after a reload: an org whose header is unchanged keeps its entry (and version);
+ * a new or changed one gets the next version.
+ */
+function versioned(
+  current: ReadonlyMap<string, OrgCredential>,
+  values: ReadonlyMap<string, string>,
+): { credentials: Map<string, OrgCredential>; changed: string[] } {
+  const credentials = new Map<string, OrgCredential>();
+  const changed: string[] = [];
+  for (const [org, authorization] of values) {
+    const prev = current.get(org);
+    if (prev?.authorization === authorization) {
+      credentials.set(org, prev);
+    } else {
+      changed.push(org);
+      credentials.set(org, { authorization, version: (prev?.version ?? 0) + 1 });
+    }
+  }
+  return { credentials, changed };
+}
+
+/** Runs `fn` once per call, each run starting after the one before it settled. */
+function oneAtATime<T>(fn: () => Promise<T>): () => Promise<T> {
+  let previous: Promise<unknown> = Promise.resolve();
+  return () => {
+    const run = previous.then(fn);
+    previous = run.catch(() => undefined);
+    return run;
+  };
+}
+
+/** The directories of the file references: secret mounts replace files by rename or symlink swap. */
+function secretDirs(orgs: Readonly<Record<string, OrgConfig>>): Set<string> {
+  const dirs = new Set<string>();
+  for (const cfg of Object.values(orgs)) {
+    for (const text of [cfg.username, cfg.password]) {
+      const ref = parseSecretRef(text);
+      if (ref?.kind === 'file') dirs.add(dirname(ref.path));
+    }
+  }
+  return dirs;
+}
+
+/** Watches each secret directory; after a change, `onChange` runs once things are quiet for 100 ms. */
+function watchSecretDirs(dirs: Iterable<string>, onChange: () => void, log: Logger): { close(): void } {
+  const watchers: FSWatcher[] = [];
+  let timer: NodeJS.Timeout | undefined;
+  for (const dir of dirs) {
+    try {
+      const w = watch(dir, { persistent: false }, () => {
+        clearTimeout(timer);
+        timer = setTimeout(onChange, 100);
+      });
+      w.on('error', (err) => log.warn('secret file watch failed', { dir, error: err.message }));
+      watchers.push(w);
+    } catch (err) {
+      log.warn('cannot watch secret directory; reload with SIGHUP', { dir, error: (err as Error).message });
+    }
+  }
+  return {
+    close() {
+      clearTimeout(timer);
+      for (const w of watchers) w.close();
+    },
+  };
+}
+
 /**
  * Resolves every org's credentials. Throws CredentialError listing every reference that cannot be
  * resolved. With `watchFiles`, a change to any referenced file triggers a reload (debounced 100 ms).
@@ -73,76 +144,30 @@ export async function createCredentialStore(
 ): Promise<CredentialStore> {
   const first = await resolveAll(orgs, deps.env);
   if (first.problems.length > 0) throw new CredentialError(first.problems);
-
   let current = new Map<string, OrgCredential>(
     [...first.values].map(([org, authorization]) => [org, { authorization, version: 1 }]),
   );
-  let reloading: Promise<{ ok: boolean; problems: string[]; changed: string[] }> | undefined;
 
-  async function reloadOnce(): Promise<{ ok: boolean; problems: string[]; changed: string[] }> {
+  async function reloadOnce(): Promise<ReloadResult> {
     const next = await resolveAll(orgs, deps.env);
     if (next.problems.length > 0) {
       deps.log.warn('credential reload failed; keeping the last good credentials', { problems: next.problems });
       return { ok: false, problems: next.problems, changed: [] };
     }
-    const changed: string[] = [];
-    const replacement = new Map<string, OrgCredential>();
-    for (const [org, authorization] of next.values) {
-      const prev = current.get(org);
-      if (prev?.authorization === authorization) {
-        replacement.set(org, prev);
-      } else {
-        changed.push(org);
-        replacement.set(org, { authorization, version: (prev?.version ?? 0) + 1 });
-      }
-    }
-    current = replacement;
+    const { credentials, changed } = versioned(current, next.values);
+    current = credentials;
     deps.log.info('credentials reloaded', {
-      changed: changed.map((org) => ({ org, version: replacement.get(org)?.version })),
+      changed: changed.map((org) => ({ org, version: credentials.get(org)?.version })),
     });
     return { ok: true, problems: [], changed };
   }
 
-  const reload = (): Promise<{ ok: boolean; problems: string[]; changed: string[] }> => {
-    // A reload already under way may have read files before the latest change: chain one more.
-    const run = (reloading ?? Promise.resolve()).then(reloadOnce, reloadOnce);
-    reloading = run.finally(() => {
-      if (reloading === run) reloading = undefined;
-    });
-    return run;
-  };
-
-  const watchers: FSWatcher[] = [];
-  let timer: NodeJS.Timeout | undefined;
-  if (deps.watchFiles) {
-    const dirs = new Set<string>();
-    for (const cfg of Object.values(orgs)) {
-      for (const text of [cfg.username, cfg.password]) {
-        const ref = parseSecretRef(text);
-        // Watch the directory: secret mounts replace files by rename or symlink swap.
-        if (ref?.kind === 'file') dirs.add(dirname(ref.path));
-      }
-    }
-    for (const dir of dirs) {
-      try {
-        const w = watch(dir, { persistent: false }, () => {
-          clearTimeout(timer);
-          timer = setTimeout(() => void reload(), 100);
-        });
-        w.on('error', (err) => deps.log.warn('secret file watch failed', { dir, error: err.message }));
-        watchers.push(w);
-      } catch (err) {
-        deps.log.warn('cannot watch secret directory; reload with SIGHUP', { dir, error: (err as Error).message });
-      }
-    }
-  }
-
+  // A reload already under way may have read files before the latest change: each call runs once more, after it.
+  const reload = oneAtATime(reloadOnce);
+  const watching = deps.watchFiles ? watchSecretDirs(secretDirs(orgs), () => void reload(), deps.log) : undefined;
   return {
     get: (org) => current.get(org),
     reload,
-    close() {
-      clearTimeout(timer);
-      for (const w of watchers) w.close();
-    },
+    close: () => watching?.close(),
   };
 }
