@@ -2,8 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { runAuditCli } from '../../src/audit/cli.js';
 import type { AuditEvent } from '../../src/audit/event.js';
 import { createFileSink } from '../../src/audit/sinks.js';
@@ -14,60 +13,34 @@ import {
   spawnGateway,
   startTestGateway,
   tempDir,
-  writeConfig,
   type GatewayProcess,
   type TestGateway,
 } from '../helpers/gateway.js';
-import { resume } from '../helpers/http.js';
-import type { RedisServer } from '../helpers/redis-server.js';
-import type { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
-import type { TokenIssuer } from '../helpers/token-issuer.js';
-import { startWorld, stopWorld } from '../helpers/world.js';
+import { resume, resumeNewRun } from '../helpers/http.js';
+import { poll, sleep } from '../helpers/wait.js';
+import { closedAfterEach, useWorld } from '../helpers/world.js';
 
 const STREAM = 'audit:{snapgate}:events';
-let standIn: SnapLogicStandIn;
-let issuer: TokenIssuer;
-let redis: RedisServer;
-let admin: Redis;
-let jwt: string;
-const open: TestGateway[] = [];
-
-beforeAll(async () => {
-  ({ standIn, issuer, redis, admin, jwt } = await startWorld());
-});
+const world = useWorld();
+const open = closedAfterEach();
 
 beforeEach(async () => {
-  await admin.flushall();
-  standIn.setFault(undefined);
-  standIn.onRequest = undefined;
-});
-
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((g) => g.close()));
-});
-
-afterAll(async () => {
-  await stopWorld({ standIn, issuer, redis, admin, jwt });
+  await world.admin.flushall();
+  world.standIn.setFault(undefined);
+  world.standIn.onRequest = undefined;
 });
 
 async function gateway(audit: Record<string, unknown>): Promise<TestGateway> {
-  const gw = await startTestGateway(baseConfig(standIn, issuer, { redis: { url: redis.url }, audit }));
+  const gw = await startTestGateway(
+    baseConfig(world.standIn, world.issuer, { redis: { url: world.redis.url }, audit }),
+  );
   open.push(gw);
   return gw;
 }
 
 async function streamEvents(): Promise<AuditEvent[]> {
-  const entries = (await admin.xrange(STREAM, '-', '+')) as [string, string[]][];
+  const entries = (await world.admin.xrange(STREAM, '-', '+')) as [string, string[]][];
   return entries.map(([, f]) => JSON.parse(f[1]!) as AuditEvent);
-}
-
-async function until<T>(fn: () => Promise<T> | T, ok: (v: T) => boolean, timeoutMs = 5_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (ok(v) || Date.now() > deadline) return v;
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -86,25 +59,27 @@ describe('write-ahead', () => {
   it('has the attempt in the Redis stream before SnapLogic sees the call, and the outcome after', async () => {
     await gateway({ sinks: [{ type: 'redis' }] });
     const seenAtArrival: AuditEvent[][] = [];
-    standIn.onRequest = async () => {
+    world.standIn.onRequest = async () => {
       seenAtArrival.push(await streamEvents());
     };
     const gw = open[0]!;
     const requestId = `wa-${randomUUID()}`;
-    const res = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt, {
-      'x-request-id': requestId,
-      'user-agent': 'billing-job/1.2',
+    const res = await resumeNewRun(gw.url, world.standIn, world.jwt, {
+      headers: {
+        'x-request-id': requestId,
+        'user-agent': 'billing-job/1.2',
+      },
     });
     expect(res.status).toBe(200);
     expect(seenAtArrival[0]!.filter((e) => e.requestId === requestId).map((e) => e.type)).toEqual(['attempt']);
-    const events = await until(streamEvents, (es) => es.filter((e) => e.requestId === requestId).length === 2);
+    const events = await poll(streamEvents, (es) => es.filter((e) => e.requestId === requestId).length === 2);
     const mine = events.filter((e) => e.requestId === requestId);
     expect(mine.map((e) => e.type)).toEqual(['attempt', 'outcome']);
     expect(mine[1]).toMatchObject({
       v: 3,
       attemptId: mine[0]!.id,
       instance: 'test-instance',
-      caller: { iss: issuer.issuer, sub: 'svc-billing' },
+      caller: { iss: world.issuer.issuer, sub: 'svc-billing' },
       org: 'Acme-Prod',
       action: 'runtime.start',
       decision: 'allowed',
@@ -114,27 +89,29 @@ describe('write-ahead', () => {
       client: { address: '127.0.0.1', userAgent: 'billing-job/1.2' },
     });
     expect(typeof mine[1]!.latencyMs).toBe('number');
-    expect(JSON.stringify(mine)).not.toContain(jwt.split('.')[2]!);
+    expect(JSON.stringify(mine)).not.toContain(world.jwt.split('.')[2]!);
   });
 
   it('reject mode: a required sink that cannot take the attempt means 503 audit_unavailable and nothing forwarded', async () => {
     const gw = await gateway({ sinks: [{ type: 'redis' }], onFailure: 'reject', ackTimeout: '300ms' });
-    expect((await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt)).status).toBe(200);
-    await redis.kill();
+    expect((await resumeNewRun(gw.url, world.standIn, world.jwt)).status).toBe(200);
+    await world.redis.kill();
     try {
-      const before = standIn.startCalls().length;
-      const refused = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt, {
-        'x-request-id': 'refused-1',
+      const before = world.standIn.startCalls().length;
+      const refused = await resumeNewRun(gw.url, world.standIn, world.jwt, {
+        headers: {
+          'x-request-id': 'refused-1',
+        },
       });
       expect(refused.status).toBe(503);
       expect(refused.json.code).toBe('audit_unavailable');
       expect(refused.headers['retry-after']).toBe('1');
-      expect(standIn.startCalls().length).toBe(before);
+      expect(world.standIn.startCalls().length).toBe(before);
     } finally {
-      await redis.restart();
+      await world.redis.restart();
     }
     // Nothing is lost: once Redis is back, the refused attempt and its 503 outcome reach the stream, chain intact.
-    const events = await until(
+    const events = await poll(
       streamEvents,
       (es) => es.some((e) => e.requestId === 'refused-1' && e.type === 'outcome'),
       8_000,
@@ -144,7 +121,7 @@ describe('write-ahead', () => {
       ['attempt', null],
       ['outcome', 503],
     ]);
-    const verify = await cli(['verify', '--redis', redis.url]);
+    const verify = await cli(['verify', '--redis', world.redis.url]);
     expect(verify.code, verify.out).toBe(0);
     expect(verify.out).toContain('starts at seq');
   });
@@ -152,25 +129,25 @@ describe('write-ahead', () => {
   it('spool mode: forwards while the sink is down, then replays the spool in order without duplicates', async () => {
     const spoolDir = tempDir('snapgate-spool-');
     const gw = await gateway({ sinks: [{ type: 'redis' }], onFailure: 'spool', spoolDir, ackTimeout: '200ms' });
-    const ok = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt, { 'x-request-id': 'before-outage' });
+    const ok = await resumeNewRun(gw.url, world.standIn, world.jwt, { headers: { 'x-request-id': 'before-outage' } });
     expect(ok.status).toBe(200);
-    await until(streamEvents, (es) => es.length >= 2);
-    await redis.kill();
+    await poll(streamEvents, (es) => es.length >= 2);
+    await world.redis.kill();
     const during: string[] = [];
     try {
       for (let i = 0; i < 5; i++) {
         const id = `during-${i}`;
         during.push(id);
-        expect(
-          (await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt, { 'x-request-id': id })).status,
-        ).toBe(200);
+        expect((await resumeNewRun(gw.url, world.standIn, world.jwt, { headers: { 'x-request-id': id } })).status).toBe(
+          200,
+        );
       }
       const spool = readFileSync(join(spoolDir, 'redis.spool.jsonl'), 'utf8');
       for (const id of during) expect(spool).toContain(`"requestId":"${id}"`);
     } finally {
-      await redis.restart();
+      await world.redis.restart();
     }
-    const events = await until(
+    const events = await poll(
       streamEvents,
       (es) => es.filter((e) => e.requestId.startsWith('during-')).length === 10,
       15_000,
@@ -180,7 +157,7 @@ describe('write-ahead', () => {
       during.flatMap((id) => [`${id}:attempt`, `${id}:outcome`]),
     );
     expect(new Set(events.map((e) => e.id)).size).toBe(events.length);
-    await until(() => gw.logs.some((l) => l.msg === 'audit spool replayed'), Boolean, 15_000);
+    await poll(() => gw.logs.some((l) => l.msg === 'audit spool replayed'), Boolean, 15_000);
     expect(gw.logs.some((l) => l.msg === 'audit spool replayed')).toBe(true);
     expect(readFileSync(join(spoolDir, 'redis.spool.jsonl'), 'utf8')).toBe('');
   });
@@ -195,7 +172,7 @@ describe('file sink', () => {
     for (let i = 0; i < 12; i++) {
       const id = `file-${i}`;
       ids.push(id);
-      expect((await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt, { 'x-request-id': id })).status).toBe(
+      expect((await resumeNewRun(gw.url, world.standIn, world.jwt, { headers: { 'x-request-id': id } })).status).toBe(
         200,
       );
     }
@@ -253,7 +230,7 @@ describe('tamper evidence and the CLI', () => {
     const path = join(dir, 'audit.jsonl');
     const gw = await gateway({ sinks: [{ type: 'file', path, fsync: 'never' }] });
     for (let i = 0; i < n; i++)
-      await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt, { 'x-request-id': `t-${i}` });
+      await resumeNewRun(gw.url, world.standIn, world.jwt, { headers: { 'x-request-id': `t-${i}` } });
     await gw.close();
     open.splice(0);
     return path;
@@ -287,14 +264,14 @@ describe('tamper evidence and the CLI', () => {
 
   it('finds a tampered Redis stream entry', async () => {
     const gw = await gateway({ sinks: [{ type: 'redis' }] });
-    for (let i = 0; i < 3; i++) await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt);
-    const entries = await until(
-      async () => (await admin.xrange(STREAM, '-', '+')) as [string, string[]][],
+    for (let i = 0; i < 3; i++) await resumeNewRun(gw.url, world.standIn, world.jwt);
+    const entries = await poll(
+      async () => (await world.admin.xrange(STREAM, '-', '+')) as [string, string[]][],
       (es) => es.length === 6,
     );
-    expect((await cli(['verify', '--redis', redis.url, '--complete'])).code).toBe(0);
-    await admin.xdel(STREAM, entries[2]![0]);
-    const res = await cli(['verify', '--redis', redis.url]);
+    expect((await cli(['verify', '--redis', world.redis.url, '--complete'])).code).toBe(0);
+    await world.admin.xdel(STREAM, entries[2]![0]);
+    const res = await cli(['verify', '--redis', world.redis.url]);
     expect(res.code).toBe(1);
     expect(res.out).toContain('deleted');
   });
@@ -304,10 +281,10 @@ describe('tamper evidence and the CLI', () => {
     const path = join(dir, 'audit.jsonl');
     const gw = await gateway({ sinks: [{ type: 'file', path, fsync: 'never' }] });
     const since = new Date().toISOString();
-    await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt);
-    await resume(gw.url, 'Other-Org', standIn.addRun('Other-Org'), jwt);
-    await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), 'bad-token');
-    await until(
+    await resumeNewRun(gw.url, world.standIn, world.jwt);
+    await resumeNewRun(gw.url, world.standIn, world.jwt, { org: 'Other-Org' });
+    await resumeNewRun(gw.url, world.standIn, 'bad-token');
+    await poll(
       () => readFileSync(path, 'utf8').split('\n').filter(Boolean).length,
       (n) => n >= 4,
     );
@@ -335,8 +312,8 @@ describe('tamper evidence and the CLI', () => {
 
     // tail prints what is there, then what arrives.
     const tail = cli(['tail', '--file', path, '--type', 'outcome']);
-    await new Promise((r) => setTimeout(r, 100));
-    await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt, { 'x-request-id': 'tailed' });
+    await sleep(100);
+    await resumeNewRun(gw.url, world.standIn, world.jwt, { headers: { 'x-request-id': 'tailed' } });
     const tailed = await tail;
     expect(tailed.out).toContain('"requestId":"tailed"');
   });
@@ -351,10 +328,8 @@ describe('bounded denials', () => {
       denials: { fullPerSecond: 3, maxKeys: 100 },
     });
     const N = 300;
-    await Promise.all(
-      Array.from({ length: N }, () => resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), 'garbage-token')),
-    );
-    await new Promise((r) => setTimeout(r, 1_300));
+    await Promise.all(Array.from({ length: N }, () => resumeNewRun(gw.url, world.standIn, 'garbage-token')));
+    await sleep(1_300);
     const events = readFileSync(path, 'utf8')
       .split('\n')
       .filter(Boolean)
@@ -383,18 +358,18 @@ async function loadThenKill(gw: GatewayProcess, prefix: string, atLeast = 200): 
   let stop = false;
   const worker = async () => {
     while (!stop) {
-      await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt, { 'x-request-id': `${prefix}${n++}` }).catch(
+      await resumeNewRun(gw.url, world.standIn, world.jwt, { headers: { 'x-request-id': `${prefix}${n++}` } }).catch(
         () => undefined,
       );
     }
   };
   const workers = Promise.all(Array.from({ length: 20 }, worker));
   const mine = () =>
-    standIn
+    world.standIn
       .startCalls()
       .map((c) => String(c.headers['x-request-id']))
       .filter((id) => id.startsWith(prefix));
-  await until(
+  await poll(
     () => mine().length,
     (k) => k >= atLeast,
     10_000,
@@ -409,7 +384,10 @@ async function loadThenKill(gw: GatewayProcess, prefix: string, atLeast = 200): 
 describe('crash', () => {
   it('after kill -9 mid-load, every call SnapLogic received has its attempt in the stream', async () => {
     const gw = await spawnGateway(
-      writeConfig(baseConfig(standIn, issuer, { redis: { url: redis.url }, audit: { sinks: [{ type: 'redis' }] } })),
+      baseConfig(world.standIn, world.issuer, {
+        redis: { url: world.redis.url },
+        audit: { sinks: [{ type: 'redis' }] },
+      }),
     );
     expect(gw.port, gw.stderr.join('\n')).toBeGreaterThan(0);
     const received = await loadThenKill(gw, `crash-${randomUUID().slice(0, 8)}-`);
@@ -422,10 +400,10 @@ describe('crash', () => {
 
 describe('crash with the default stdout trail', () => {
   it('after kill -9, every call SnapLogic received has its attempt line on stdout', async () => {
-    const gw = await spawnGateway(writeConfig(baseConfig(standIn, issuer)));
+    const gw = await spawnGateway(baseConfig(world.standIn, world.issuer));
     expect(gw.port, gw.stderr.join('\n')).toBeGreaterThan(0);
     const received = await loadThenKill(gw, `stdout-crash-${randomUUID().slice(0, 8)}-`);
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
     const attempts = new Set(
       gw.stdout.flatMap((l) => {
         try {
@@ -451,8 +429,8 @@ describe('volume', () => {
         const res = await resume(
           gw.url,
           'Acme-Prod',
-          standIn.addRun('Acme-Prod', 'Suspended', `${(i + 1).toString(16).padStart(24, '0')}_${randomUUID()}`),
-          jwt,
+          world.standIn.addRun('Acme-Prod', 'Suspended', `${(i + 1).toString(16).padStart(24, '0')}_${randomUUID()}`),
+          world.jwt,
           {
             'x-request-id': `vol-${i}`,
           },
@@ -461,8 +439,8 @@ describe('volume', () => {
       }
     };
     await Promise.all(Array.from({ length: 50 }, worker));
-    const len = await until(
-      () => admin.xlen(STREAM),
+    const len = await poll(
+      () => world.admin.xlen(STREAM),
       (n) => n >= 2 * total,
       20_000,
     );
@@ -470,7 +448,7 @@ describe('volume', () => {
     const positions = new Map<string, string[]>();
     let start = '-';
     for (;;) {
-      const page = (await admin.xrange(STREAM, start, '+', 'COUNT', 5000)) as [string, string[]][];
+      const page = (await world.admin.xrange(STREAM, start, '+', 'COUNT', 5000)) as [string, string[]][];
       for (const [id, f] of page) {
         const e = JSON.parse(f[1]!) as AuditEvent;
         positions.set(e.requestId, [...(positions.get(e.requestId) ?? []), e.type]);
@@ -480,6 +458,6 @@ describe('volume', () => {
     }
     expect(positions.size).toBe(total);
     for (const [, types] of positions) expect(types).toEqual(['attempt', 'outcome']);
-    expect((await cli(['verify', '--redis', redis.url, '--complete'])).code).toBe(0);
+    expect((await cli(['verify', '--redis', world.redis.url, '--complete'])).code).toBe(0);
   }, 120_000);
 });

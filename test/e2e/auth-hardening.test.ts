@@ -1,88 +1,45 @@
 // Auth hardening through the real gateway: readiness does not hammer a dead IdP, stale keys expire, 401 bodies never echo the token's alg.
 import { exportSPKI, generateKeyPair, SignJWT } from 'jose';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { baseConfig, startTestGateway, startTestStandIn, testSecrets, type TestGateway } from '../helpers/gateway.js';
-import { resume, send } from '../helpers/http.js';
-import type { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
-import { TokenIssuer } from '../helpers/token-issuer.js';
+import { describe, expect, it } from 'vitest';
+import { baseConfig, startTestGateway, testSecrets, type TestGateway } from '../helpers/gateway.js';
+import { resumeNewRun, send } from '../helpers/http.js';
+import { sleep } from '../helpers/wait.js';
+import { closedAfterEach, useStandInAndFreshIssuer } from '../helpers/world.js';
 
-let standIn: SnapLogicStandIn;
-let issuer: TokenIssuer | undefined;
-const open: TestGateway[] = [];
+const world = useStandInAndFreshIssuer();
+const open = closedAfterEach();
 
-async function gatewayWith(idp: TokenIssuer, issuers: unknown[]): Promise<TestGateway> {
-  const gw = await startTestGateway(baseConfig(standIn, idp, { auth: { issuers } }), testSecrets);
+async function gatewayWith(issuers: unknown[]): Promise<TestGateway> {
+  const gw = await startTestGateway(baseConfig(world.standIn, world.issuer, { auth: { issuers } }), testSecrets);
   open.push(gw);
   return gw;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-beforeAll(async () => {
-  standIn = await startTestStandIn();
-});
-
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((g) => g.close()));
-  await issuer?.close();
-  issuer = undefined;
-});
-
-afterAll(async () => {
-  await standIn.close();
-});
-
 describe('readiness while the identity provider is down', () => {
   it('20 /readyz calls cost at most one JWKS fetch per cooldown and one warning', async () => {
-    issuer = await TokenIssuer.start();
-    issuer.mode = 'error';
-    const gw = await gatewayWith(issuer, [
-      {
-        issuer: issuer.issuer,
-        audience: 'snapgate',
-        jwksUri: issuer.jwksUri,
-        algorithms: ['ES256'],
-        jwks: { cooldown: '30s' },
-      },
-    ]);
+    world.issuer.mode = 'error';
+    const gw = await gatewayWith([world.issuer.configEntry({ jwks: { cooldown: '30s' } })]);
     const statuses: number[] = [];
     for (let i = 0; i < 20; i++) statuses.push((await send(gw.url, 'GET', '/readyz')).status);
-    const res = await resume(
-      gw.url,
-      'Acme-Prod',
-      standIn.addRun('Acme-Prod'),
-      await issuer.mint({ sub: 'svc-billing' }),
-    );
+    const res = await resumeNewRun(gw.url, world.standIn, await world.issuer.mint({ sub: 'svc-billing' }));
     expect(res.status, res.text).toBe(503);
     expect(res.json.code).toBe('jwks_unavailable');
     expect(statuses).toEqual(Array(20).fill(503));
     const warnings = gw.logs.filter((l) => l.level === 'warn' && l.msg === 'jwks fetch failed');
-    expect(issuer.jwksFetches, `${issuer.jwksFetches} JWKS fetches`).toBe(1);
+    expect(world.issuer.jwksFetches, `${world.issuer.jwksFetches} JWKS fetches`).toBe(1);
     expect(warnings.length, `${warnings.length} warnings`).toBe(1);
   });
 });
 
 describe('stale keys expire', () => {
   it('serves the last good keys while the JWKS cannot be refreshed, for maxStale; then 503 jwks_unavailable until a fetch succeeds', async () => {
-    issuer = await TokenIssuer.start();
-    const idp = issuer;
-    const gw = await gatewayWith(idp, [
-      {
-        issuer: idp.issuer,
-        audience: 'snapgate',
-        jwksUri: idp.jwksUri,
-        algorithms: ['ES256'],
-        jwks: { cacheMaxAge: '50ms', cooldown: '20ms', maxStale: '600ms' },
-      },
+    const idp = world.issuer;
+    const gw = await gatewayWith([
+      idp.configEntry({ jwks: { cacheMaxAge: '50ms', cooldown: '20ms', maxStale: '600ms' } }),
     ]);
     // A fresh token per call, so the verified-token cache never answers for the keys.
     const call = async () =>
-      resume(
-        gw.url,
-        'Acme-Prod',
-        standIn.addRun('Acme-Prod'),
-        await idp.mint({ sub: 'svc-billing', jti: crypto.randomUUID() }),
-      );
+      resumeNewRun(gw.url, world.standIn, await idp.mint({ sub: 'svc-billing', jti: crypto.randomUUID() }));
     const first = await call();
     expect(first.status, `${first.text} ${JSON.stringify(gw.logs.filter((l) => l.level === 'error'))}`).toBe(200);
     const lastGood = Date.now();
@@ -108,9 +65,8 @@ describe('stale keys expire', () => {
 
 describe('401 bodies', () => {
   it('never echo the unverified alg from the token header', async () => {
-    issuer = await TokenIssuer.start();
     const { publicKey } = await generateKeyPair('ES256');
-    const gw = await gatewayWith(issuer, [
+    const gw = await gatewayWith([
       {
         issuer: 'https://pem-idp',
         audience: 'snapgate',
@@ -131,7 +87,7 @@ describe('401 bodies', () => {
       [hostile, 'ZZ-hostile-alg-value'],
       [rsToken, 'RS256'],
     ] as const) {
-      const res = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), token);
+      const res = await resumeNewRun(gw.url, world.standIn, token);
       expect(res.status, res.text).toBe(401);
       expect(res.json.code).toBe('token_algorithm_not_allowed');
       expect(res.text, 'the body echoes the token header alg').not.toContain(alg);

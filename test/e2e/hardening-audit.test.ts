@@ -4,26 +4,19 @@ import { readdirSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { baseConfig, startTestGateway, tempDir, type TestGateway } from '../helpers/gateway.js';
-import { resume, send } from '../helpers/http.js';
-import type { RedisServer } from '../helpers/redis-server.js';
-import type { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
-import type { TokenIssuer } from '../helpers/token-issuer.js';
-import { startWorld, stopWorld, type World } from '../helpers/world.js';
+import { resumeNewRun, send } from '../helpers/http.js';
+import { poll, sleep } from '../helpers/wait.js';
+import { useWorld } from '../helpers/world.js';
 import { verifyChain } from '../../src/audit/chain.js';
 
-let world: World;
-let standIn: SnapLogicStandIn;
-let issuer: TokenIssuer;
-let redis: RedisServer;
+const world = useWorld();
 let gw: TestGateway;
 const MAX_QUEUE = 200;
 
 beforeAll(async () => {
-  world = await startWorld();
-  ({ standIn, issuer, redis } = world);
   gw = await startTestGateway(
-    baseConfig(standIn, issuer, {
-      redis: { url: redis.url, commandTimeout: '100ms' },
+    baseConfig(world.standIn, world.issuer, {
+      redis: { url: world.redis.url, commandTimeout: '100ms' },
       admin: { host: '127.0.0.1', port: 0 },
       audit: {
         sinks: [{ type: 'redis', stream: 'audit:{q}:events' }],
@@ -37,7 +30,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await gw.close();
-  await stopWorld(world);
 });
 
 const metric = (text: string, name: string): number =>
@@ -49,14 +41,14 @@ const metric = (text: string, name: string): number =>
 describe('a required sink that is down', () => {
   it('holds at most audit.maxQueue events, counts the rest as dropped, and writes a dropped event once back', async () => {
     const adminUrl = `http://127.0.0.1:${gw.gateway.adminPort}`;
-    await redis.kill();
+    await world.redis.kill();
     // Full rate for a few seconds: every call is refused (503 audit_unavailable) and its events queue.
     const until = Date.now() + 4_000;
     let calls = 0;
     let maxDepth = 0;
     const worker = async () => {
       while (Date.now() < until) {
-        const r = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), world.jwt);
+        const r = await resumeNewRun(gw.url, world.standIn, world.jwt);
         expect([503]).toContain(r.status);
         calls += 1;
       }
@@ -67,7 +59,7 @@ describe('a required sink that is down', () => {
           maxDepth,
           metric((await send(adminUrl, 'GET', '/metrics')).text, 'snapgate_audit_queue_depth'),
         );
-        await new Promise((r) => setTimeout(r, 100));
+        await sleep(100);
       }
     })();
     await Promise.all([...Array.from({ length: 8 }, worker), sampler]);
@@ -80,17 +72,16 @@ describe('a required sink that is down', () => {
     expect(metric(text, 'snapgate_audit_queue_depth')).toBeLessThanOrEqual(MAX_QUEUE);
     expect(dropped).toBeGreaterThan(0);
 
-    await redis.restart();
-    const reader = new Redis(redis.port, '127.0.0.1', { lazyConnect: true });
+    await world.redis.restart();
+    const reader = new Redis(world.redis.port, '127.0.0.1', { lazyConnect: true });
     await reader.connect();
     try {
-      let entries: [string, string[]][] = [];
-      const deadline = Date.now() + 10_000;
-      while (Date.now() < deadline) {
-        entries = await reader.xrange('audit:{q}:events', '-', '+');
-        if (entries.some(([, f]) => f[1]!.includes('"type":"dropped"'))) break;
-        await new Promise((r) => setTimeout(r, 200));
-      }
+      const entries = await poll(
+        () => reader.xrange('audit:{q}:events', '-', '+'),
+        (es) => es.some(([, f]) => f[1]!.includes('"type":"dropped"')),
+        10_000,
+        200,
+      );
       const lines = entries.map(([, f]) => f[1]!);
       const events = lines.map((l) => JSON.parse(l) as { type: string; count?: number; sink?: string });
       const droppedEvent = events.find((e) => e.type === 'dropped');
@@ -113,8 +104,8 @@ describe('spool mode while the sink is stalled', () => {
   it('keeps forwarding through a Redis stall (events go to the spool at once), then replays it whole', async () => {
     const spoolDir = tempDir('snapgate-spool-');
     const spooling = await startTestGateway(
-      baseConfig(standIn, issuer, {
-        redis: { url: redis.url, commandTimeout: '100ms', requiredForReadiness: false },
+      baseConfig(world.standIn, world.issuer, {
+        redis: { url: world.redis.url, commandTimeout: '100ms', requiredForReadiness: false },
         admin: { host: '127.0.0.1', port: 0 },
         audit: {
           sinks: [
@@ -128,15 +119,15 @@ describe('spool mode while the sink is stalled', () => {
       }),
     );
     try {
-      expect((await resume(spooling.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), world.jwt)).status).toBe(200);
-      redis.pause();
+      expect((await resumeNewRun(spooling.url, world.standIn, world.jwt)).status).toBe(200);
+      world.redis.pause();
       const statuses: number[] = [];
       const refused: string[] = [];
       const durations: number[] = [];
       const until = Date.now() + 3_000;
       while (Date.now() < until) {
         const t0 = Date.now();
-        const r = await resume(spooling.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), world.jwt);
+        const r = await resumeNewRun(spooling.url, world.standIn, world.jwt);
         durations.push(Date.now() - t0);
         statuses.push(r.status);
         if (r.status !== 200) refused.push(r.text);
@@ -144,7 +135,7 @@ describe('spool mode while the sink is stalled', () => {
       // Two sinks of one type never share a spool file.
       expect(readdirSync(spoolDir).sort()).toEqual(['redis.2.spool.jsonl', 'redis.spool.jsonl']);
       const ready = await send(`http://127.0.0.1:${spooling.gateway.adminPort}`, 'GET', '/readyz');
-      redis.resume();
+      world.redis.resume();
       expect(statuses.length).toBeGreaterThan(5);
       expect(refused, 'no call refused while spooling').toEqual([]);
       // A call waits for the spool, or at most for one paced replay attempt (ackTimeout, 300 ms), never longer.
@@ -152,17 +143,16 @@ describe('spool mode while the sink is stalled', () => {
       expect(ready.status, ready.text).toBe(200);
       expect(ready.json.checks.audit).toMatch(/^spooling: redis/);
 
-      const reader = new Redis(redis.port, '127.0.0.1', { lazyConnect: true });
+      const reader = new Redis(world.redis.port, '127.0.0.1', { lazyConnect: true });
       await reader.connect();
       try {
-        const deadline = Date.now() + 10_000;
         const expected = (statuses.length + 1) * 2;
-        let counts = [0, 0];
-        while (Date.now() < deadline) {
-          counts = [await reader.xlen('audit:{s1}:events'), await reader.xlen('audit:{s2}:events')];
-          if (counts.every((n) => n >= expected)) break;
-          await new Promise((r) => setTimeout(r, 200));
-        }
+        await poll(
+          async () => [await reader.xlen('audit:{s1}:events'), await reader.xlen('audit:{s2}:events')],
+          (counts) => counts.every((n) => n >= expected),
+          10_000,
+          200,
+        );
         for (const stream of ['audit:{s1}:events', 'audit:{s2}:events']) {
           const lines = (await reader.xrange(stream, '-', '+')).map(([, f]) => f[1]!);
           expect(lines.length, stream).toBe(expected);
@@ -174,28 +164,28 @@ describe('spool mode while the sink is stalled', () => {
         reader.disconnect();
       }
     } finally {
-      redis.resume();
+      world.redis.resume();
       await spooling.close();
     }
   }, 30_000);
 
   it('is not ready while a required sink fails in reject mode (every call would be refused)', async () => {
     const rejecting = await startTestGateway(
-      baseConfig(standIn, issuer, {
-        redis: { url: redis.url, commandTimeout: '100ms', requiredForReadiness: false },
+      baseConfig(world.standIn, world.issuer, {
+        redis: { url: world.redis.url, commandTimeout: '100ms', requiredForReadiness: false },
         admin: { host: '127.0.0.1', port: 0 },
         audit: { sinks: [{ type: 'redis', stream: 'audit:{r}:events' }], onFailure: 'reject', ackTimeout: '200ms' },
       }),
     );
     try {
-      await redis.kill();
-      expect((await resume(rejecting.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), world.jwt)).status).toBe(503);
-      await new Promise((r) => setTimeout(r, 1_100));
+      await world.redis.kill();
+      expect((await resumeNewRun(rejecting.url, world.standIn, world.jwt)).status).toBe(503);
+      await sleep(1_100);
       const ready = await send(`http://127.0.0.1:${rejecting.gateway.adminPort}`, 'GET', '/readyz');
       expect(ready.status, ready.text).toBe(503);
       expect(ready.json.checks.audit).toBe('failing: redis');
     } finally {
-      await redis.restart();
+      await world.redis.restart();
       await rejecting.close();
     }
   });

@@ -2,43 +2,29 @@
 // an allow-list of forwarded headers, hang-ups watched from the first byte, bodies read before limits, bounded
 // upstream queues, cheap readiness, and shutdown that writes every outcome. Real redis-server (paused with SIGSTOP),
 // real sockets, the SnapLogic stand-in over loopback.
-import { createServer, request as httpRequest, type Server } from 'node:http';
+import { createServer, request as httpRequest } from 'node:http';
 import { connect, type Socket } from 'node:net';
-import type { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { baseConfig, startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { resume, send, type Reply } from '../helpers/http.js';
-import type { RedisServer } from '../helpers/redis-server.js';
-import type { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
-import type { TokenIssuer } from '../helpers/token-issuer.js';
+import { hostileHeaders } from '../helpers/hostile-headers.js';
+import { resumeNewRun, send, type Reply } from '../helpers/http.js';
+import { listenOnLoopback, type Listening } from '../helpers/loopback.js';
 import { sleep } from '../helpers/wait.js';
-import { startWorld, stopWorld } from '../helpers/world.js';
+import { closedAfterEach, useWorld } from '../helpers/world.js';
 
-let standIn: SnapLogicStandIn;
-let issuer: TokenIssuer;
-let redis: RedisServer;
-let admin: Redis;
-let jwt: string;
-const open: TestGateway[] = [];
+const world = useWorld();
+const open = closedAfterEach();
 const settle = sleep;
 
-beforeAll(async () => {
-  ({ standIn, issuer, redis, admin, jwt } = await startWorld());
-});
-
 beforeEach(async () => {
-  redis.resume();
-  await admin.flushall();
-  standIn.setFault(undefined);
+  world.redis.resume();
+  await world.admin.flushall();
+  world.standIn.setFault(undefined);
 });
 
-afterEach(async () => {
-  redis.resume();
-  await Promise.all(open.splice(0).map((g) => g.close()));
-});
-
-afterAll(async () => {
-  await stopWorld({ standIn, issuer, redis, admin, jwt });
+// Runs before closedAfterEach's hook: a gateway closing on a paused Redis would wait out its deadlines.
+afterEach(() => {
+  world.redis.resume();
 });
 
 /** A gateway whose Acme-Prod has `rateLimit` (when given), on the world's Redis unless `redis: undefined` is passed. */
@@ -46,8 +32,8 @@ async function gateway(
   rateLimit: Record<string, unknown> | undefined,
   extra: Record<string, unknown> = {},
 ): Promise<TestGateway> {
-  const doc = baseConfig(standIn, issuer, {
-    redis: { url: redis.url, commandTimeout: '100ms' },
+  const doc = baseConfig(world.standIn, world.issuer, {
+    redis: { url: world.redis.url, commandTimeout: '100ms' },
     admin: { host: '127.0.0.1', port: 0 },
     ...extra,
   });
@@ -59,9 +45,9 @@ async function gateway(
   return gw;
 }
 
-const startPath = (ruuid = standIn.addRun('Acme-Prod')) => `/api/1/rest/public/runtime/start/Acme-Prod/${ruuid}`;
+const startPath = (ruuid = world.standIn.addRun('Acme-Prod')) => `/api/1/rest/public/runtime/start/Acme-Prod/${ruuid}`;
 const call = (gw: TestGateway, headers: Record<string, string> = {}) =>
-  resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt, headers);
+  resumeNewRun(gw.url, world.standIn, world.jwt, { headers });
 
 /** A call whose client gives up after `ms` (destroys its socket); resolves when it has. */
 function callAndHangUp(gw: TestGateway, ms: number): Promise<void> {
@@ -72,7 +58,7 @@ function callAndHangUp(gw: TestGateway, ms: number): Promise<void> {
       port: u.port,
       method: 'POST',
       path: startPath(),
-      headers: { authorization: `Bearer ${jwt}` },
+      headers: { authorization: `Bearer ${world.jwt}` },
       agent: false,
     });
     req.on('error', () => resolve());
@@ -113,21 +99,21 @@ describe("concurrency leases are snapgate's own", () => {
 
   it('five parallel calls with one X-Request-Id and concurrency 2: two forwarded, three 429', async () => {
     const gw = await gateway({ limit: 100, window: '60s', concurrency: 2 }, slowUpstream);
-    standIn.setFault({ kind: 'latency', ms: 3_000, count: 5 });
-    const before = standIn.startCalls().length;
+    world.standIn.setFault({ kind: 'latency', ms: 3_000, count: 5 });
+    const before = world.standIn.startCalls().length;
     const replies = await Promise.all(Array.from({ length: 5 }, () => call(gw, { 'x-request-id': 'same-id' })));
     expect(replies.map((r) => r.status).sort()).toEqual([200, 200, 429, 429, 429]);
-    expect(standIn.startCalls().length - before).toBe(2);
+    expect(world.standIn.startCalls().length - before).toBe(2);
   });
 
   it("a call that reuses an id in flight cannot free that call's lease", async () => {
     const gw = await gateway({ limit: 100, window: '60s', concurrency: 2 }, slowUpstream);
-    standIn.setFault({ kind: 'latency', ms: 2_500, count: 1 });
+    world.standIn.setFault({ kind: 'latency', ms: 2_500, count: 1 });
     const slow = call(gw, { 'x-request-id': 'victim' });
     await settle(150);
     // Same id, answered at once: when it ends it must free its own lease only.
     expect((await call(gw, { 'x-request-id': 'victim' })).status).toBe(200);
-    standIn.setFault({ kind: 'latency', ms: 1_500, count: 2 });
+    world.standIn.setFault({ kind: 'latency', ms: 1_500, count: 2 });
     const [a, b] = await Promise.all([call(gw), call(gw)]);
     expect([a.status, b.status].sort(), `${a.text} ${b.text}`).toEqual([200, 429]);
     expect((await slow).status).toBe(200);
@@ -137,14 +123,14 @@ describe("concurrency leases are snapgate's own", () => {
 describe('a decision that missed its deadline leaves nothing behind', () => {
   it('late scripts after a Redis stall free their leases at once, and count only the calls that were forwarded', async () => {
     const gw = await gateway({ limit: 20, window: '60s', concurrency: 2 });
-    redis.pause();
+    world.redis.pause();
     // Decided by the fallback while Redis is stalled; the scripts sent meanwhile run when it resumes.
     const during = await Promise.all(Array.from({ length: 4 }, () => call(gw)));
     expect(during.every((r) => r.status === 200 || r.status === 429)).toBe(true);
     await settle(2_500);
-    redis.resume();
+    world.redis.resume();
     await settle(1_000);
-    expect(await admin.zcard('rl:{org:Acme-Prod}:conc')).toBe(0);
+    expect(await world.admin.zcard('rl:{org:Acme-Prod}:conc')).toBe(0);
     const after = await call(gw);
     expect(after.status, after.text).toBe(200);
     // The calls the fallback forwarded count once in Redis, like any call; the ones it refused (429)
@@ -158,11 +144,11 @@ describe('a decision that missed its deadline leaves nothing behind', () => {
   it('without a concurrency policy, the late answers are read when Redis resumes: refused calls given back, forwarded ones kept', async () => {
     // The fallback's share is the limit / 2 instances = 10: it forwards 10 of the 14 and refuses 4.
     const gw = await gateway({ limit: 20, window: '60s' }, { rateLimiting: { expectedInstances: 2 } });
-    redis.pause();
+    world.redis.pause();
     const during = await Promise.all(Array.from({ length: 14 }, () => call(gw)));
     expect(during.filter((r) => r.status === 200)).toHaveLength(10);
     await settle(2_500);
-    redis.resume();
+    world.redis.resume();
     await settle(1_000);
     const after = await call(gw);
     expect(after.status, after.text).toBe(200);
@@ -176,12 +162,12 @@ describe('a decision that missed its deadline leaves nothing behind', () => {
       { audit: { sinks: [{ type: 'redis', stream: 'audit:{t}:ev' }], ackTimeout: '300ms', onFailure: 'reject' } },
     );
     // The limiter answers, but the sink cannot take the attempt: its stream key holds a string, so XADD fails.
-    await admin.set('audit:{t}:ev', 'not-a-stream');
+    await world.admin.set('audit:{t}:ev', 'not-a-stream');
     const refused = await call(gw);
     expect(refused.status, refused.text).toBe(503);
     expect(refused.json.code).toBe('audit_unavailable');
     await settle(50);
-    const tat = await admin.get('rl:{org:Acme-Prod}:rate');
+    const tat = await world.admin.get('rl:{org:Acme-Prod}:rate');
     expect(tat, 'the refused call left no quota taken').toBeNull();
   });
 });
@@ -189,41 +175,36 @@ describe('a decision that missed its deadline leaves nothing behind', () => {
 describe('only an allow-list of caller headers reaches SnapLogic', () => {
   it('drops override, rewrite, impersonation and client-address headers', async () => {
     const gw = await gateway(undefined);
-    const hostile = {
-      'x-http-method-override': 'DELETE',
-      'x-original-url': '/api/1/rest/public/runtime/stop/Acme-Prod/x',
-      'x-rewrite-url': '/api/1/rest/public/runtime/stop/Acme-Prod/x',
-      'x-sl-impersonate': 'admin@example.com',
-      'x-snaplogic-user': 'admin@example.com',
-      'true-client-ip': '10.0.0.1',
-      'x-client-ip': '10.0.0.1',
-      origin: 'https://evil.example',
-      cookie: 'SLSESSION=stolen',
-      'x-forwarded-host': 'evil.example',
-      'x-anything': 'else',
-    };
     const res = await call(gw, {
-      ...hostile,
+      ...hostileHeaders,
       'user-agent': 'job/1',
       traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
     });
     expect(res.status, res.text).toBe(200);
-    const seen = standIn.startCalls().at(-1)!.headers;
-    for (const name of Object.keys(hostile)) expect(seen[name], name).toBeUndefined();
+    const seen = world.standIn.startCalls().at(-1)!.headers;
+    for (const name of Object.keys(hostileHeaders)) expect(seen[name], name).toBeUndefined();
     expect(seen['user-agent']).toBe('job/1');
     expect(seen.traceparent).toBe('00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01');
   });
 });
 
 describe('a caller that hangs up is not forwarded', () => {
-  it('gone while the rate-limit decision waits on a slow Redis: never forwarded, decision aborted', async () => {
-    const gw = await gateway({ limit: 100, window: '60s' }, { redis: { url: redis.url, commandTimeout: '1500ms' } });
-    const before = standIn.startCalls().length;
-    redis.pause();
-    setTimeout(() => redis.resume(), 700);
+  /** Stalls Redis for `stallMs` while a call hangs up after 300 ms; waits `settleMs`; returns how many were forwarded. */
+  async function forwardedAfterHangUpDuringStall(gw: TestGateway, stallMs: number, settleMs: number): Promise<number> {
+    const before = world.standIn.startCalls().length;
+    world.redis.pause();
+    setTimeout(() => world.redis.resume(), stallMs);
     await callAndHangUp(gw, 300);
-    await settle(1_500);
-    expect(standIn.startCalls().length - before).toBe(0);
+    await settle(settleMs);
+    return world.standIn.startCalls().length - before;
+  }
+
+  it('gone while the rate-limit decision waits on a slow Redis: never forwarded, decision aborted', async () => {
+    const gw = await gateway(
+      { limit: 100, window: '60s' },
+      { redis: { url: world.redis.url, commandTimeout: '1500ms' } },
+    );
+    expect(await forwardedAfterHangUpDuringStall(gw, 700, 1_500)).toBe(0);
     const decision = gw.audit.find((e) => e.type === 'decision' && e.reason === 'client_closed_request');
     expect(decision?.decision).toBe('aborted');
     expect(gw.audit.some((e) => e.type === 'attempt')).toBe(false);
@@ -233,13 +214,8 @@ describe('a caller that hangs up is not forwarded', () => {
     const gw = await gateway(undefined, {
       audit: { sinks: [{ type: 'redis' }], ackTimeout: '3s', onFailure: 'reject' },
     });
-    const before = standIn.startCalls().length;
-    redis.pause();
-    setTimeout(() => redis.resume(), 900);
-    await callAndHangUp(gw, 300);
-    await settle(2_000);
-    expect(standIn.startCalls().length - before).toBe(0);
-    const events = (await admin.xrange('audit:{snapgate}:events', '-', '+')).map(
+    expect(await forwardedAfterHangUpDuringStall(gw, 900, 2_000)).toBe(0);
+    const events = (await world.admin.xrange('audit:{snapgate}:events', '-', '+')).map(
       ([, f]) => JSON.parse(f[1]!) as Record<string, unknown>,
     );
     const outcome = events.find((e) => e.type === 'outcome');
@@ -251,8 +227,8 @@ describe('a caller that hangs up is not forwarded', () => {
 describe('pipelined requests are not hang-ups', () => {
   it('two requests pipelined on one socket both get 200', async () => {
     const gw = await gateway(undefined);
-    const one = `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${jwt}\r\n\r\n`;
-    const two = `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${jwt}\r\nConnection: close\r\n\r\n`;
+    const one = `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${world.jwt}\r\n\r\n`;
+    const two = `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${world.jwt}\r\nConnection: close\r\n\r\n`;
     const s = await rawSocket(gw, one + two);
     await Promise.race([s.closed, settle(5_000)]);
     const statuses = [...s.received().matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => m[1]);
@@ -267,9 +243,9 @@ describe('pipelining and hang-ups together', () => {
       upstream: { connectTimeout: '1s', headersTimeout: '5s', bodyTimeout: '5s' },
     });
     open.splice(open.indexOf(gw), 1);
-    standIn.setFault({ kind: 'latency', ms: 800, count: 1 });
+    world.standIn.setFault({ kind: 'latency', ms: 800, count: 1 });
     const req = (close = false) =>
-      `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${jwt}\r\n${close ? 'Connection: close\r\n' : ''}\r\n`;
+      `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${world.jwt}\r\n${close ? 'Connection: close\r\n' : ''}\r\n`;
     const s = await rawSocket(gw, req() + req(true));
     await settle(200);
     s.socket.destroy();
@@ -289,7 +265,7 @@ describe('pipelining and hang-ups together', () => {
       const reqs = Array.from(
         { length: 30 },
         (_, i) =>
-          `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${jwt}\r\n${i === 29 ? 'Connection: close\r\n' : ''}\r\n`,
+          `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${world.jwt}\r\n${i === 29 ? 'Connection: close\r\n' : ''}\r\n`,
       );
       const s = await rawSocket(gw, reqs.join(''));
       await Promise.race([s.closed, settle(8_000)]);
@@ -302,8 +278,8 @@ describe('pipelining and hang-ups together', () => {
 
   it('a malformed request pipelined behind two valid ones is answered after both', async () => {
     const gw = await gateway(undefined);
-    standIn.setFault({ kind: 'latency', ms: 300, count: 2 });
-    const ok = () => `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${jwt}\r\n\r\n`;
+    world.standIn.setFault({ kind: 'latency', ms: 300, count: 2 });
+    const ok = () => `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${world.jwt}\r\n\r\n`;
     const s = await rawSocket(gw, `${ok()}${ok()}GET / HTTP/1.1\r\nBad Header\r\n\r\n`);
     await Promise.race([s.closed, settle(5_000)]);
     expect([...s.received().matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => m[1])).toEqual(['200', '200', '400']);
@@ -317,7 +293,7 @@ describe("slow bodies cannot hold an org's slots", () => {
       { limit: 100, window: '60s', concurrency: 2 },
       { server: { host: '127.0.0.1', port: 0, bodyTimeout: '800ms' } },
     );
-    const head = `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${jwt}\r\nContent-Length: 10\r\n\r\n`;
+    const head = `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${world.jwt}\r\nContent-Length: 10\r\n\r\n`;
     const stalled = [await rawSocket(gw, head), await rawSocket(gw, head)];
     await settle(200);
     const third = await call(gw);
@@ -334,15 +310,15 @@ describe("slow bodies cannot hold an org's slots", () => {
 
   it('a body aborted midway is a decision with its own code, not an unhandled error', async () => {
     const gw = await gateway({ limit: 100, window: '60s', concurrency: 2 });
-    const before = standIn.startCalls().length;
+    const before = world.standIn.startCalls().length;
     const s = await rawSocket(
       gw,
-      `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${jwt}\r\nContent-Length: 100\r\n\r\n{"par`,
+      `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${world.jwt}\r\nContent-Length: 100\r\n\r\n{"par`,
     );
     await settle(200);
     s.socket.destroy();
     await settle(300);
-    expect(standIn.startCalls().length - before).toBe(0);
+    expect(world.standIn.startCalls().length - before).toBe(0);
     expect(gw.audit.find((e) => e.reason === 'request_body_aborted')?.decision).toBe('aborted');
     expect(unhandled(gw)).toEqual([]);
     expect(gw.logLines.join('\n')).not.toContain('"stack"');
@@ -361,8 +337,8 @@ describe('upstream connections are bounded', () => {
         queueTimeout: '300ms',
       },
     });
-    standIn.setFault({ kind: 'latency', ms: 1_200, count: 1 });
-    const before = standIn.startCalls().length;
+    world.standIn.setFault({ kind: 'latency', ms: 1_200, count: 1 });
+    const before = world.standIn.startCalls().length;
     const first = call(gw);
     await settle(100);
     const started = Date.now();
@@ -374,7 +350,7 @@ describe('upstream connections are bounded', () => {
     expect(queued.headers['content-type']).toBe('application/problem+json');
     expect(Date.now() - started).toBeLessThan(1_000);
     expect((await first).status).toBe(200);
-    expect(standIn.startCalls().length - before).toBe(1);
+    expect(world.standIn.startCalls().length - before).toBe(1);
   });
 
   it('a call refused upstream_busy gets its quota back', async () => {
@@ -391,7 +367,7 @@ describe('upstream connections are bounded', () => {
         },
       },
     );
-    standIn.setFault({ kind: 'latency', ms: 600, count: 1 });
+    world.standIn.setFault({ kind: 'latency', ms: 600, count: 1 });
     const first = call(gw);
     await settle(150);
     expect((await call(gw)).json.code).toBe('upstream_busy');
@@ -428,19 +404,20 @@ describe('upstream connections are bounded', () => {
 });
 
 describe("readiness on the callers' port is cheap and says little", () => {
-  let jwks: Server;
+  let jwks: Listening;
   let fetches = 0;
   beforeAll(async () => {
-    jwks = createServer((_req, res) => {
-      fetches += 1;
-      res.writeHead(503).end();
-    });
-    await new Promise<void>((r) => jwks.listen(0, '127.0.0.1', r));
+    jwks = await listenOnLoopback(
+      createServer((_req, res) => {
+        fetches += 1;
+        res.writeHead(503).end();
+      }),
+    );
   });
-  afterAll(() => new Promise<void>((r) => jwks.close(() => r())));
+  afterAll(() => jwks.close());
 
   it('20 /readyz with an unreachable JWKS: one fetch, status only, no Redis or library text', async () => {
-    const port = (jwks.address() as { port: number }).port;
+    const port = jwks.port;
     const gw = await gateway(undefined, {
       auth: {
         issuers: [
@@ -484,7 +461,7 @@ describe('shutdown loses no outcome', () => {
     open.splice(open.indexOf(gw), 1);
     const s = await rawSocket(
       gw,
-      `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${jwt}\r\nContent-Length: 10\r\n\r\n{`,
+      `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${world.jwt}\r\nContent-Length: 10\r\n\r\n{`,
     );
     await settle(200);
     const started = Date.now();
@@ -498,7 +475,7 @@ describe('shutdown loses no outcome', () => {
   it('a stalled Redis does not hold the exit', async () => {
     const gw = await gateway(undefined);
     open.splice(open.indexOf(gw), 1);
-    redis.pause();
+    world.redis.pause();
     const started = Date.now();
     await gw.gateway.shutdown(500);
     expect(Date.now() - started).toBeLessThan(5_000);
@@ -507,7 +484,7 @@ describe('shutdown loses no outcome', () => {
   it('a call cut at the drain deadline gets an aborted_by_shutdown outcome before the trail closes', async () => {
     const gw = await gateway(undefined);
     open.splice(open.indexOf(gw), 1);
-    standIn.setFault({ kind: 'hang', count: 1 });
+    world.standIn.setFault({ kind: 'hang', count: 1 });
     const pending = call(gw).catch((err: unknown) => err);
     await settle(300);
     const attempt = gw.audit.find((e) => e.type === 'attempt');

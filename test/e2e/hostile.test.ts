@@ -3,11 +3,12 @@ import { createPublicKey, randomBytes, type JsonWebKey } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { SignJWT, type JWK } from 'jose';
 import { statusFor, type ErrorCode } from '../../src/errors.js';
-import { baseConfig, startTestGateway, startTestStandIn, type TestGateway } from '../helpers/gateway.js';
+import { baseConfig, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { resume } from '../helpers/http.js';
 import { rawExchange, rawRequest, type RawResult, type RawStep } from '../helpers/raw-http.js';
-import { newRuuid, type SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
+import { newRuuid } from '../helpers/snaplogic-stand-in.js';
 import { TokenIssuer } from '../helpers/token-issuer.js';
+import { useStandInAndIssuer } from '../helpers/world.js';
 
 const START = '/api/1/rest/public/runtime/start';
 const MAX_BODY = 65_536;
@@ -37,8 +38,7 @@ interface Case {
   ruuid?: string;
 }
 
-let standIn: SnapLogicStandIn;
-let issuer: TokenIssuer;
+const world = useStandInAndIssuer();
 let gw: TestGateway;
 const corpus: Case[] = [];
 const results = new Map<string, RawResult>();
@@ -56,7 +56,7 @@ function add(c: Case): void {
 
 async function buildCorpus(port: number): Promise<void> {
   const host = ['host', `127.0.0.1:${port}`] as const;
-  const valid = await issuer.mint({ sub: 'svc-billing' }, { expiresIn: 3600 });
+  const valid = await world.issuer.mint({ sub: 'svc-billing' }, { expiresIn: 3600 });
   let seq = 0;
   const rid = (): readonly [string, string] => ['x-request-id', `hostile-${++seq}`];
   /** A request with the usual Host and a per-case request id, and the given headers. */
@@ -325,48 +325,21 @@ async function buildCorpus(port: number): Promise<void> {
     ['ruuid then ../ruuid', (r) => `${START}/Acme-Prod/${r}/../${r}`],
     ['leading /../', (r) => `/../${START}/Acme-Prod/${r}`],
   ];
+  /** Spells each `..` segment of a target as `dotdot` and each `.` segment as `dot`. */
+  const spellDots =
+    (dotdot: string, dot: string) =>
+    (s: string): string =>
+      s
+        .replace(/\.\./g, dotdot)
+        .replace(/\/\.\//g, `/${dot}/`)
+        .replace(/\/\.$/, `/${dot}`);
   const encodings: Array<[string, (s: string) => string]> = [
     ['raw', (s) => s],
-    [
-      '%2e',
-      (s) =>
-        s
-          .replace(/\.\./g, '%2e%2e')
-          .replace(/\/\.\//g, '/%2e/')
-          .replace(/\/\.$/, '/%2e'),
-    ],
-    [
-      '%2E upper',
-      (s) =>
-        s
-          .replace(/\.\./g, '%2E%2E')
-          .replace(/\/\.\//g, '/%2E/')
-          .replace(/\/\.$/, '/%2E'),
-    ],
-    [
-      'mixed .%2e',
-      (s) =>
-        s
-          .replace(/\.\./g, '.%2e')
-          .replace(/\/\.\//g, '/%2e/')
-          .replace(/\/\.$/, '/%2e'),
-    ],
-    [
-      'double-encoded %252e',
-      (s) =>
-        s
-          .replace(/\.\./g, '%252e%252e')
-          .replace(/\/\.\//g, '/%252e/')
-          .replace(/\/\.$/, '/%252e'),
-    ],
-    [
-      'overlong UTF-8 %c0%ae',
-      (s) =>
-        s
-          .replace(/\.\./g, '%c0%ae%c0%ae')
-          .replace(/\/\.\//g, '/%c0%ae/')
-          .replace(/\/\.$/, '/%c0%ae'),
-    ],
+    ['%2e', spellDots('%2e%2e', '%2e')],
+    ['%2E upper', spellDots('%2E%2E', '%2E')],
+    ['mixed .%2e', spellDots('.%2e', '%2e')],
+    ['double-encoded %252e', spellDots('%252e%252e', '%252e')],
+    ['overlong UTF-8 %c0%ae', spellDots('%c0%ae%c0%ae', '%c0%ae')],
   ];
   for (const [label, t] of dotTargets) {
     for (const [enc, f] of encodings) pathCase(`dot segments, ${label} (${enc})`, (r) => f(t(r)), PN);
@@ -541,12 +514,12 @@ async function buildCorpus(port: number): Promise<void> {
 
   // ---------------------------------------------------------------- tokens
   // All against a valid Acme-Prod target: only the token decides.
-  const jwks = (await (await fetch(issuer.jwksUri)).json()) as { keys: JWK[] };
+  const jwks = (await (await fetch(world.issuer.jwksUri)).json()) as { keys: JWK[] };
   const publicJwk = jwks.keys[0]!;
   const publicPem = createPublicKey({ key: publicJwk as JsonWebKey, format: 'jwk' })
     .export({ type: 'spki', format: 'pem' })
     .toString();
-  const claims = { sub: 'svc-billing', aud: 'snapgate', iss: issuer.issuer, exp: nowSec() + 600, iat: nowSec() };
+  const claims = { sub: 'svc-billing', aud: 'snapgate', iss: world.issuer.issuer, exp: nowSec() + 600, iat: nowSec() };
   const hmac = (alg: string, secret: string, header: Record<string, unknown> = {}): Promise<string> =>
     new SignJWT(claims)
       .setProtectedHeader({ alg, kid: publicJwk.kid, ...header })
@@ -684,71 +657,75 @@ async function buildCorpus(port: number): Promise<void> {
     codes: ['token_algorithm_not_allowed', 'token_malformed'],
   });
   const minted: Array<[string, Promise<string>, readonly ErrorCode[]]> = [
-    ['wrong iss', issuer.mint({ sub: 'svc-billing' }, { iss: 'https://evil.example' }), ['token_issuer_untrusted']],
     [
-      'iss with a trailing slash',
-      issuer.mint({ sub: 'svc-billing' }, { iss: `${issuer.issuer}/` }),
+      'wrong iss',
+      world.issuer.mint({ sub: 'svc-billing' }, { iss: 'https://evil.example' }),
       ['token_issuer_untrusted'],
     ],
-    ['wrong aud', issuer.mint({ sub: 'svc-billing', aud: 'someone-else' }), ['token_audience_invalid']],
+    [
+      'iss with a trailing slash',
+      world.issuer.mint({ sub: 'svc-billing' }, { iss: `${world.issuer.issuer}/` }),
+      ['token_issuer_untrusted'],
+    ],
+    ['wrong aud', world.issuer.mint({ sub: 'svc-billing', aud: 'someone-else' }), ['token_audience_invalid']],
     [
       'aud an empty list',
-      issuer.mint({ sub: 'svc-billing', aud: [] }),
+      world.issuer.mint({ sub: 'svc-billing', aud: [] }),
       ['token_audience_invalid', 'token_claim_invalid'],
     ],
-    ['expired', issuer.mint({ sub: 'svc-billing' }, { expiresIn: -600 }), ['token_expired']],
-    ['expired long ago', issuer.mint({ sub: 'svc-billing' }, { expiresIn: -86_400 * 365 }), ['token_expired']],
-    ['not yet valid', issuer.mint({ sub: 'svc-billing' }, { notBefore: 3600 }), ['token_not_yet_valid']],
-    ['no exp', issuer.mint({ sub: 'svc-billing' }, { expiresIn: null }), ['token_claim_invalid']],
+    ['expired', world.issuer.mint({ sub: 'svc-billing' }, { expiresIn: -600 }), ['token_expired']],
+    ['expired long ago', world.issuer.mint({ sub: 'svc-billing' }, { expiresIn: -86_400 * 365 }), ['token_expired']],
+    ['not yet valid', world.issuer.mint({ sub: 'svc-billing' }, { notBefore: 3600 }), ['token_not_yet_valid']],
+    ['no exp', world.issuer.mint({ sub: 'svc-billing' }, { expiresIn: null }), ['token_claim_invalid']],
     [
       'exp a string',
-      issuer.mint({ sub: 'svc-billing', exp: 'tomorrow' as unknown as number }, { expiresIn: null }),
+      world.issuer.mint({ sub: 'svc-billing', exp: 'tomorrow' as unknown as number }, { expiresIn: null }),
       ['token_claim_invalid', 'token_malformed'],
     ],
-    ['no sub', issuer.mint({}), ['token_claim_invalid']],
+    ['no sub', world.issuer.mint({}), ['token_claim_invalid']],
     [
       'sub an object',
-      issuer.mint({ sub: { id: 'svc-billing' } as unknown as string }),
+      world.issuer.mint({ sub: { id: 'svc-billing' } as unknown as string }),
       ['token_claim_invalid', 'token_malformed'],
     ],
     [
       'nbf a string',
-      issuer.mint({ sub: 'svc-billing', nbf: 'later' as unknown as number }),
+      world.issuer.mint({ sub: 'svc-billing', nbf: 'later' as unknown as number }),
       ['token_claim_invalid', 'token_malformed', 'token_not_yet_valid'],
     ],
-    ['unknown kid', issuer.mint({ sub: 'svc-billing' }, { kid: 'nobody-has-this' }), ['token_key_unknown']],
+    ['unknown kid', world.issuer.mint({ sub: 'svc-billing' }, { kid: 'nobody-has-this' }), ['token_key_unknown']],
     [
       'kid path traversal',
-      issuer.mint({ sub: 'svc-billing' }, { kid: '../../../../etc/passwd' }),
+      world.issuer.mint({ sub: 'svc-billing' }, { kid: '../../../../etc/passwd' }),
       ['token_key_unknown'],
     ],
     [
       'kid of 4 KiB',
-      issuer.mint({ sub: 'svc-billing' }, { kid: 'k'.repeat(4096) }),
+      world.issuer.mint({ sub: 'svc-billing' }, { kid: 'k'.repeat(4096) }),
       ['token_key_unknown', 'token_malformed'],
     ],
     [
       'no kid, unpublished key',
-      issuer.mint({ sub: 'svc-billing' }, { kid: null, forgeWithUnpublishedKey: true }),
+      world.issuer.mint({ sub: 'svc-billing' }, { kid: null, forgeWithUnpublishedKey: true }),
       ['token_signature_invalid', 'token_key_unknown'],
     ],
     [
       'forged with an unpublished key',
-      issuer.mint({ sub: 'svc-billing' }, { forgeWithUnpublishedKey: true }),
+      world.issuer.mint({ sub: 'svc-billing' }, { forgeWithUnpublishedKey: true }),
       ['token_signature_invalid'],
     ],
     [
       'signed by the next (unpublished) key',
-      issuer.mint({ sub: 'svc-billing' }, { nextKey: true }),
+      world.issuer.mint({ sub: 'svc-billing' }, { nextKey: true }),
       ['token_key_unknown'],
     ],
-    ['valid token for another sub', issuer.mint({ sub: 'svc-nobody' }), ['forbidden']],
+    ['valid token for another sub', world.issuer.mint({ sub: 'svc-nobody' }), ['forbidden']],
   ];
   for (const [label, t, codes] of minted) tokens.push({ label, auth: `Bearer ${await t}`, codes });
   // jku / x5u / jwk headers must never make the gateway fetch or trust a key named by the caller.
   const rogue = await TokenIssuer.start();
   try {
-    const rogueToken = await rogue.mint({ sub: 'svc-billing', aud: 'snapgate' }, { iss: issuer.issuer });
+    const rogueToken = await rogue.mint({ sub: 'svc-billing', aud: 'snapgate' }, { iss: world.issuer.issuer });
     const [, rp = '', rs = ''] = rogueToken.split('.');
     for (const [label, extra] of [
       ['jku header to another JWKS', { jku: rogue.jwksUri }],
@@ -860,25 +837,16 @@ async function buildCorpus(port: number): Promise<void> {
       ),
     { codes: ['malformed_request'] },
   );
-  bodyCase('declared 10, sent nothing, then silence', (t) => [{ write: head(t, [['content-length', '10']]) }], {
-    codes: ['request_body_timeout', 'request_timeout'],
-    timeoutMs: SLOW_MS,
-  });
-  bodyCase(
-    'declared 10, sent 5, then silence',
-    (t) => [{ write: head(t, [['content-length', '10']]) }, { write: '01234' }],
-    {
-      codes: ['request_body_timeout', 'request_timeout'],
-      timeoutMs: SLOW_MS,
-    },
-  );
+  /** A body cut short that the caller never finishes: the gateway's body or request deadline answers. */
+  const stalled = { codes: ['request_body_timeout', 'request_timeout'], timeoutMs: SLOW_MS } as const;
+  /** Ten bytes declared, five sent. */
+  const halfOfTen = (t: string): RawStep[] => [{ write: head(t, [['content-length', '10']]) }, { write: '01234' }];
+  bodyCase('declared 10, sent nothing, then silence', (t) => [{ write: head(t, [['content-length', '10']]) }], stalled);
+  bodyCase('declared 10, sent 5, then silence', halfOfTen, stalled);
   bodyCase(
     'chunked, half a chunk, then silence',
     (t) => [{ write: head(t, [['transfer-encoding', 'chunked']]) }, { write: '5\r\nhel' }],
-    {
-      codes: ['request_body_timeout', 'request_timeout'],
-      timeoutMs: SLOW_MS,
-    },
+    stalled,
   );
   bodyCase(
     'slow body: 1 byte every 300 ms',
@@ -886,26 +854,18 @@ async function buildCorpus(port: number): Promise<void> {
       { write: head(t, [['content-length', '40']]) },
       ...Array.from({ length: 14 }, (): RawStep[] => [{ wait: 300 }, { write: 'x' }]).flat(),
     ],
-    { codes: ['request_body_timeout', 'request_timeout'], timeoutMs: SLOW_MS },
+    stalled,
   );
-  bodyCase(
-    'declared 10, sent 5, then hang-up',
-    (t) => [{ write: head(t, [['content-length', '10']]) }, { write: '01234' }, { wait: 50 }, { hangUp: true }],
-    { mayClose: true },
-  );
-  bodyCase(
-    'declared 10, sent 5, then reset',
-    (t) => [{ write: head(t, [['content-length', '10']]) }, { write: '01234' }, { wait: 50 }, { reset: true }],
-    { mayClose: true },
-  );
-  bodyCase(
-    'declared 10, sent 5, then half-close',
-    (t) => [{ write: head(t, [['content-length', '10']]) }, { write: '01234' }, { wait: 50 }, { halfClose: true }],
-    {
-      codes: ['malformed_request', 'request_body_aborted'],
-      mayClose: true,
-    },
-  );
+  bodyCase('declared 10, sent 5, then hang-up', (t) => [...halfOfTen(t), { wait: 50 }, { hangUp: true }], {
+    mayClose: true,
+  });
+  bodyCase('declared 10, sent 5, then reset', (t) => [...halfOfTen(t), { wait: 50 }, { reset: true }], {
+    mayClose: true,
+  });
+  bodyCase('declared 10, sent 5, then half-close', (t) => [...halfOfTen(t), { wait: 50 }, { halfClose: true }], {
+    codes: ['malformed_request', 'request_body_aborted'],
+    mayClose: true,
+  });
   bodyCase(
     'chunked, aborted mid-chunk',
     (t) => [
@@ -1239,10 +1199,8 @@ beforeAll(async () => {
   vi.spyOn(console, 'error').mockImplementation((...args: unknown[]) => {
     consoleErrors.push(args.map(String).join(' ').slice(0, 300));
   });
-  standIn = await startTestStandIn();
-  issuer = await TokenIssuer.start();
   gw = await startTestGateway(
-    baseConfig(standIn, issuer, {
+    baseConfig(world.standIn, world.issuer, {
       server: {
         host: '127.0.0.1',
         port: 0,
@@ -1262,7 +1220,7 @@ beforeAll(async () => {
   // Let refused and hung-up calls finish on the gateway side before counting what reached the stand-in.
   await new Promise((r) => setTimeout(r, 300));
   const byRuuid = new Map(corpus.filter((c) => c.ruuid !== undefined).map((c) => [c.ruuid!, c.name]));
-  upstreamCallsDuringCorpus = standIn.received.map((r) => ({
+  upstreamCallsDuringCorpus = world.standIn.received.map((r) => ({
     path: r.path,
     case: [...byRuuid.entries()].find(([ruuid]) => r.path.includes(ruuid))?.[1] ?? 'unattributed',
   }));
@@ -1271,8 +1229,6 @@ beforeAll(async () => {
 afterAll(async () => {
   vi.restoreAllMocks();
   await gw?.close();
-  await standIn?.close();
-  await issuer?.close();
 });
 
 describe('hostile-input corpus', () => {
@@ -1330,10 +1286,10 @@ describe('hostile-input corpus', () => {
   });
 
   it('keeps serving: a valid call afterwards resumes its run with one upstream call', async () => {
-    const before = standIn.received.length;
-    const ruuid = standIn.addRun('Acme-Prod');
-    const res = await resume(gw.url, 'Acme-Prod', ruuid, await issuer.mint({ sub: 'svc-billing' }));
+    const before = world.standIn.received.length;
+    const ruuid = world.standIn.addRun('Acme-Prod');
+    const res = await resume(gw.url, 'Acme-Prod', ruuid, await world.issuer.mint({ sub: 'svc-billing' }));
     expect(res.status, res.text).toBe(200);
-    expect(standIn.received.length - before).toBe(1);
+    expect(world.standIn.received.length - before).toBe(1);
   });
 });

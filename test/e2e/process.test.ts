@@ -1,69 +1,53 @@
 // snapgate as a real process: bad config stops start-up, SIGHUP and file changes rotate credentials, SIGTERM drains.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
+  basic,
   baseConfig,
   spawnGateway,
   tempDir,
   testSecrets,
+  withGatewayProcess,
   writeConfig,
   type GatewayProcess,
 } from '../helpers/gateway.js';
-import { resume, send } from '../helpers/http.js';
-import type { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
+import { resume, resumeNewRun, send } from '../helpers/http.js';
 import { freePort } from '../helpers/redis-server.js';
-import type { TokenIssuer } from '../helpers/token-issuer.js';
-import { startStandInAndIssuer, stopStandInAndIssuer } from '../helpers/world.js';
+import { until } from '../helpers/wait.js';
+import { useStandInAndIssuer } from '../helpers/world.js';
 
-let standIn: SnapLogicStandIn;
-let issuer: TokenIssuer;
+const world = useStandInAndIssuer();
 
-beforeAll(async () => {
-  ({ standIn, issuer } = await startStandInAndIssuer());
-});
-
-afterAll(() => stopStandInAndIssuer({ standIn, issuer }));
-
-const basic = (user: string, password: string) => `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
-
-async function until(check: () => boolean | Promise<boolean>, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-/** Waits for `workers` listeners, expects `calls` resumes to answer 200, then SIGTERM and exit 0. */
-async function servesThenStops(gw: GatewayProcess, workers: number, calls: number): Promise<void> {
-  try {
-    await until(() => gw.stderr.filter((l) => l.includes('"snapgate listening"')).length === workers);
-    const jwt = await issuer.mint({ sub: 'svc-billing' });
-    const replies = await Promise.all(
-      Array.from({ length: calls }, () => resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt)),
-    );
+/** Spawns snapgate, waits for `workers` listeners, expects `calls` resumes to answer 200, then SIGTERM and exit 0. */
+async function servesThenStops(
+  doc: Record<string, unknown>,
+  options: { built?: boolean },
+  workers: number,
+  calls: number,
+): Promise<void> {
+  await withGatewayProcess(doc, options, async (gw) => {
+    await until(() => gw.listeners() === workers);
+    const jwt = await world.issuer.mint({ sub: 'svc-billing' });
+    const replies = await Promise.all(Array.from({ length: calls }, () => resumeNewRun(gw.url, world.standIn, jwt)));
     expect(replies.map((r) => r.status)).toEqual(Array(calls).fill(200));
-    gw.kill('SIGTERM');
-    expect(await gw.exited).toBe(0);
-  } finally {
-    gw.kill('SIGKILL');
-  }
+    expect(await gw.stop()).toBe(0);
+  });
 }
 
 describe('start-up with a bad config', () => {
   it('stops with a non-zero exit and names every bad field by its path', async () => {
-    const doc = baseConfig(standIn, issuer);
+    const doc = baseConfig(world.standIn, world.issuer);
     const bad = {
       ...doc,
       server: { port: 'eighty' },
-      auth: { issuers: [{ issuer: 'x', audience: 'a', algorithms: ['none'], jwksUri: issuer.jwksUri }] },
+      auth: { issuers: [{ issuer: 'x', audience: 'a', algorithms: ['none'], jwksUri: world.issuer.jwksUri }] },
       policy: [{ match: {}, orgs: ['Ghost-Org'], actions: ['runtime.start'] }],
       orgs: {
         'Acme-Prod': { pod: 'ftp://elastic.snaplogic.com', username: 'svc@example.com', password: 'hunter2-inline' },
       },
     };
-    const gw = await spawnGateway(writeConfig(bad));
+    const gw = await spawnGateway(bad);
     expect(gw.port).toBe(-1);
     const code = await gw.exited;
     expect(code).toBe(78);
@@ -82,9 +66,11 @@ describe('start-up with a bad config', () => {
   });
 
   it('stops when a credential reference cannot be resolved, naming the org and the reference but no value', async () => {
-    const gw = await spawnGateway(writeConfig(baseConfig(standIn, issuer)), {
-      ...testSecrets,
-      ACME_SL_PASSWORD: undefined,
+    const gw = await spawnGateway(baseConfig(world.standIn, world.issuer), {
+      env: {
+        ...testSecrets,
+        ACME_SL_PASSWORD: undefined,
+      },
     });
     expect(await gw.exited).toBe(78);
     const err = gw.stderr.join('\n');
@@ -103,28 +89,39 @@ describe('start-up with a bad config', () => {
   });
 });
 
-/** Spawns snapgate with Acme-Prod's password in a file (initially `password`), which SnapLogic also accepts. */
-async function gatewayWithPasswordFile(password: string) {
+/**
+ * Runs `use` with snapgate spawned on Acme-Prod's password in a file (initially `password`), which SnapLogic also
+ * accepts. Afterwards the gateway is killed and SnapLogic takes the test password again, whatever happened.
+ */
+async function withPasswordFile(
+  password: string,
+  use: (gw: GatewayProcess, pwFile: string) => Promise<void>,
+): Promise<void> {
   const dir = tempDir();
   const pwFile = join(dir, 'acme-password');
   writeFileSync(pwFile, `${password}\n`);
-  standIn.setCredential('Acme-Prod', testSecrets.ACME_SL_USER, password);
-  const doc = baseConfig(standIn, issuer);
+  world.standIn.setCredential('Acme-Prod', testSecrets.ACME_SL_USER, password);
+  const doc = baseConfig(world.standIn, world.issuer);
   (doc.orgs as Record<string, Record<string, unknown>>)['Acme-Prod']!.password = `file:${pwFile}`;
-  return { pwFile, gw: await spawnGateway(writeConfig(doc, dir)) };
+  try {
+    await withGatewayProcess(writeConfig(doc, dir), {}, (gw) => use(gw, pwFile));
+  } finally {
+    world.standIn.setCredential('Acme-Prod', testSecrets.ACME_SL_USER, testSecrets.ACME_SL_PASSWORD);
+  }
 }
 
 describe('credential rotation', () => {
   it('picks up a changed secret file on SIGHUP, and keeps the last good set when the reload fails', async () => {
-    const { pwFile, gw } = await gatewayWithPasswordFile('old-password');
-    try {
-      const jwt = await issuer.mint({ sub: 'svc-billing' });
-      expect((await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt)).status).toBe(200);
-      expect(standIn.startCalls().at(-1)?.headers.authorization).toBe(basic(testSecrets.ACME_SL_USER, 'old-password'));
+    await withPasswordFile('old-password', async (gw, pwFile) => {
+      const jwt = await world.issuer.mint({ sub: 'svc-billing' });
+      expect((await resumeNewRun(gw.url, world.standIn, jwt)).status).toBe(200);
+      expect(world.standIn.startCalls().at(-1)?.headers.authorization).toBe(
+        basic(testSecrets.ACME_SL_USER, 'old-password'),
+      );
 
       // SnapLogic's password is rotated: the old stored one is now rejected → 502.
-      standIn.setCredential('Acme-Prod', testSecrets.ACME_SL_USER, 'new-password');
-      const rejected = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt);
+      world.standIn.setCredential('Acme-Prod', testSecrets.ACME_SL_USER, 'new-password');
+      const rejected = await resumeNewRun(gw.url, world.standIn, jwt);
       expect(rejected.status).toBe(502);
       expect(rejected.json.code).toBe('upstream_credentials_rejected');
 
@@ -132,9 +129,11 @@ describe('credential rotation', () => {
       writeFileSync(pwFile, 'new-password\n');
       gw.kill('SIGHUP');
       await until(() => gw.stderr.some((l) => l.includes('"credentials reloaded"')));
-      const ok = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt);
+      const ok = await resumeNewRun(gw.url, world.standIn, jwt);
       expect(ok.status, ok.text).toBe(200);
-      expect(standIn.startCalls().at(-1)?.headers.authorization).toBe(basic(testSecrets.ACME_SL_USER, 'new-password'));
+      expect(world.standIn.startCalls().at(-1)?.headers.authorization).toBe(
+        basic(testSecrets.ACME_SL_USER, 'new-password'),
+      );
 
       // A broken reload (empty file) keeps the last good credentials and says why.
       writeFileSync(pwFile, '');
@@ -142,37 +141,30 @@ describe('credential rotation', () => {
       await until(() =>
         gw.stderr.some((l) => l.includes('"credential reload failed; keeping the last good credentials"')),
       );
-      const still = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt);
+      const still = await resumeNewRun(gw.url, world.standIn, jwt);
       expect(still.status, still.text).toBe(200);
-      expect(standIn.startCalls().at(-1)?.headers.authorization).toBe(basic(testSecrets.ACME_SL_USER, 'new-password'));
+      expect(world.standIn.startCalls().at(-1)?.headers.authorization).toBe(
+        basic(testSecrets.ACME_SL_USER, 'new-password'),
+      );
       const all = [...gw.stderr, ...gw.stdout].join('\n');
       expect(all).not.toContain('new-password');
       expect(all).not.toContain('old-password');
-    } finally {
-      gw.kill('SIGKILL');
-      await gw.exited;
-      standIn.setCredential('Acme-Prod', testSecrets.ACME_SL_USER, testSecrets.ACME_SL_PASSWORD);
-    }
+    });
   });
 
   it('picks up a changed secret file without a signal', async () => {
-    const { pwFile, gw } = await gatewayWithPasswordFile('first-password');
-    try {
-      const jwt = await issuer.mint({ sub: 'svc-billing' });
-      expect((await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt)).status).toBe(200);
-      standIn.setCredential('Acme-Prod', testSecrets.ACME_SL_USER, 'second-password');
+    await withPasswordFile('first-password', async (gw, pwFile) => {
+      const jwt = await world.issuer.mint({ sub: 'svc-billing' });
+      expect((await resumeNewRun(gw.url, world.standIn, jwt)).status).toBe(200);
+      world.standIn.setCredential('Acme-Prod', testSecrets.ACME_SL_USER, 'second-password');
       writeFileSync(pwFile, 'second-password');
       await until(() => gw.stderr.some((l) => l.includes('"credentials reloaded"')));
-      const res = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt);
+      const res = await resumeNewRun(gw.url, world.standIn, jwt);
       expect(res.status, res.text).toBe(200);
-      expect(standIn.startCalls().at(-1)?.headers.authorization).toBe(
+      expect(world.standIn.startCalls().at(-1)?.headers.authorization).toBe(
         basic(testSecrets.ACME_SL_USER, 'second-password'),
       );
-    } finally {
-      gw.kill('SIGKILL');
-      await gw.exited;
-      standIn.setCredential('Acme-Prod', testSecrets.ACME_SL_USER, testSecrets.ACME_SL_PASSWORD);
-    }
+    });
   });
 });
 
@@ -181,14 +173,13 @@ describe('the built gateway (node dist/src/main.js, as deployed)', () => {
   // it parses in process. test/global-setup.ts builds dist/ before the run, so these tests run what the image runs.
 
   it('stops with exit 78 naming every bad field when the config is bad', async () => {
-    const doc = baseConfig(standIn, issuer);
+    const doc = baseConfig(world.standIn, world.issuer);
     const gw = await spawnGateway(
-      writeConfig({
+      {
         ...doc,
         server: { port: 'eighty' },
         policy: [{ match: {}, orgs: ['Ghost-Org'], actions: ['runtime.start'] }],
-      }),
-      testSecrets,
+      },
       { built: true },
     );
     expect(gw.port).toBe(-1);
@@ -200,36 +191,34 @@ describe('the built gateway (node dist/src/main.js, as deployed)', () => {
 
   it('serves a resume with a good config, on one and on two workers, and exits 0 on SIGTERM', async () => {
     for (const workers of [1, 2]) {
-      const doc = baseConfig(standIn, issuer);
+      const doc = baseConfig(world.standIn, world.issuer);
       (doc.server as Record<string, unknown>).workers = workers;
-      await servesThenStops(await spawnGateway(writeConfig(doc), testSecrets, { built: true }), workers, 1);
+      await servesThenStops(doc, { built: true }, workers, 1);
     }
   });
 });
 
 describe('worker processes', () => {
   it('serves from several workers on one port with server.workers, and stops them all on SIGTERM', async () => {
-    const doc = baseConfig(standIn, issuer);
+    const doc = baseConfig(world.standIn, world.issuer);
     (doc.server as Record<string, unknown>).workers = 2;
-    await servesThenStops(await spawnGateway(writeConfig(doc)), 2, 10);
+    await servesThenStops(doc, {}, 2, 10);
   });
 
   it('serves /metrics summed over every worker and /readyz for all of them from the primary', async () => {
     const adminPort = await freePort();
     const doc: Record<string, unknown> = {
-      ...baseConfig(standIn, issuer),
+      ...baseConfig(world.standIn, world.issuer),
       admin: { host: '127.0.0.1', port: adminPort },
     };
     (doc.server as Record<string, unknown>).workers = 2;
-    const gw = await spawnGateway(writeConfig(doc));
     const admin = `http://127.0.0.1:${adminPort}`;
-    try {
-      await until(() => gw.stderr.filter((l) => l.includes('"snapgate listening"')).length === 2);
+    await withGatewayProcess(doc, {}, async (gw) => {
+      await until(() => gw.listeners() === 2);
       await until(async () => (await send(admin, 'GET', '/readyz')).status === 200);
-      const jwt = await issuer.mint({ sub: 'svc-billing' });
+      const jwt = await world.issuer.mint({ sub: 'svc-billing' });
       // Sequential calls on fresh connections: the primary hands connections to the workers in turn.
-      for (let i = 0; i < 6; i++)
-        expect((await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt)).status).toBe(200);
+      for (let i = 0; i < 6; i++) expect((await resumeNewRun(gw.url, world.standIn, jwt)).status).toBe(200);
 
       const allowed = (text: string) =>
         text
@@ -255,17 +244,14 @@ describe('worker processes', () => {
       await until(async () => (await send(admin, 'GET', '/readyz')).status === 503);
       await until(async () => (await send(admin, 'GET', '/readyz')).status === 200, 10_000);
 
-      gw.kill('SIGTERM');
-      expect(await gw.exited).toBe(0);
-    } finally {
-      gw.kill('SIGKILL');
-    }
+      expect(await gw.stop()).toBe(0);
+    });
   });
 
   it('exits 78 instead of restarting workers forever when they cannot resolve a credential', async () => {
-    const doc = baseConfig(standIn, issuer);
+    const doc = baseConfig(world.standIn, world.issuer);
     (doc.server as Record<string, unknown>).workers = 2;
-    const gw = await spawnGateway(writeConfig(doc), { ...testSecrets, ACME_SL_PASSWORD: undefined });
+    const gw = await spawnGateway(doc, { env: { ...testSecrets, ACME_SL_PASSWORD: undefined } });
     expect(await gw.exited).toBe(78);
     expect(gw.port).toBe(-1);
     const err = gw.stderr.join('\n');
@@ -277,12 +263,12 @@ describe('worker processes', () => {
 
 describe('graceful shutdown', () => {
   it('lets an in-flight call finish on SIGTERM, refuses new work, and exits 0', async () => {
-    const gw = await spawnGateway(writeConfig(baseConfig(standIn, issuer)));
-    const jwt = await issuer.mint({ sub: 'svc-billing' });
-    standIn.setFault({ kind: 'latency', ms: 1_000, count: 1 });
-    const ruuid = standIn.addRun('Acme-Prod');
+    const gw = await spawnGateway(baseConfig(world.standIn, world.issuer));
+    const jwt = await world.issuer.mint({ sub: 'svc-billing' });
+    world.standIn.setFault({ kind: 'latency', ms: 1_000, count: 1 });
+    const ruuid = world.standIn.addRun('Acme-Prod');
     const inFlight = resume(gw.url, 'Acme-Prod', ruuid, jwt);
-    await until(() => standIn.startCalls().some((c) => c.path.endsWith(ruuid)));
+    await until(() => world.standIn.startCalls().some((c) => c.path.endsWith(ruuid)));
     gw.kill('SIGTERM');
     await until(() => gw.stderr.some((l) => l.includes('"draining"')));
 
@@ -291,12 +277,12 @@ describe('graceful shutdown', () => {
     expect(ready.status).toBe(503);
     // The callers' port says not ready; the checks (shutdown: draining) are on the admin listener.
     expect(ready.json).toEqual({ status: 'not_ready' });
-    const before = standIn.received.length;
-    const late = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt);
+    const before = world.standIn.received.length;
+    const late = await resumeNewRun(gw.url, world.standIn, jwt);
     expect(late.status).toBe(503);
     expect(late.json.code).toBe('shutting_down');
     expect(late.headers['retry-after']).toBe('1');
-    expect(standIn.received.length).toBe(before);
+    expect(world.standIn.received.length).toBe(before);
 
     const res = await inFlight;
     expect(res.status, res.text).toBe(200);

@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Cluster, Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   baseConfig,
   spawnGateway,
@@ -12,22 +12,14 @@ import {
   writeConfig,
   type GatewayProcess,
 } from '../helpers/gateway.js';
-import { resume } from '../helpers/http.js';
+import { resumeNewRun } from '../helpers/http.js';
 import { RedisCluster } from '../helpers/redis-cluster.js';
 import { freePort, RedisServer } from '../helpers/redis-server.js';
 import { track } from '../helpers/children.js';
-import type { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
-import type { TokenIssuer } from '../helpers/token-issuer.js';
-import { startStandInAndIssuer, stopStandInAndIssuer } from '../helpers/world.js';
+import { until } from '../helpers/wait.js';
+import { useStandInAndIssuer } from '../helpers/world.js';
 
-let standIn: SnapLogicStandIn;
-let issuer: TokenIssuer;
-
-beforeAll(async () => {
-  ({ standIn, issuer } = await startStandInAndIssuer());
-});
-
-afterAll(() => stopStandInAndIssuer({ standIn, issuer }));
+const world = useStandInAndIssuer();
 
 const LIMIT = 20;
 const BURST = 5;
@@ -35,7 +27,10 @@ const BURST = 5;
 async function threeGateways(redis: Record<string, unknown>): Promise<GatewayProcess[]> {
   // Exactness is Redis's: a deadline missed on a loaded CI machine would hand decisions to the
   // per-instance fallback, so the deadline here is generous.
-  const doc = baseConfig(standIn, issuer, { redis: { commandTimeout: '2s', ...redis }, log: { level: 'info' } });
+  const doc = baseConfig(world.standIn, world.issuer, {
+    redis: { commandTimeout: '2s', ...redis },
+    log: { level: 'info' },
+  });
   const orgs = doc.orgs as Record<string, Record<string, unknown>>;
   orgs['Acme-Prod'] = { ...orgs['Acme-Prod'], rateLimit: { limit: LIMIT, window: '1h', burst: BURST } };
   const path = writeConfig(doc);
@@ -51,11 +46,9 @@ async function stopAll(gateways: GatewayProcess[]): Promise<void> {
 
 /** Fires `total` concurrent resumes spread round-robin over the gateways; returns the statuses. */
 async function fire(gateways: GatewayProcess[], total: number): Promise<number[]> {
-  const jwt = await issuer.mint({ sub: 'svc-billing' }, { expiresIn: 600 });
+  const jwt = await world.issuer.mint({ sub: 'svc-billing' }, { expiresIn: 600 });
   const replies = await Promise.all(
-    Array.from({ length: total }, (_, i) =>
-      resume(gateways[i % gateways.length]!.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt),
-    ),
+    Array.from({ length: total }, (_, i) => resumeNewRun(gateways[i % gateways.length]!.url, world.standIn, jwt)),
   );
   return replies.map((r) => r.status);
 }
@@ -65,11 +58,11 @@ describe('exact limits across instances', () => {
     const redis = await RedisServer.start();
     const gateways = await threeGateways({ url: redis.url });
     try {
-      const before = standIn.startCalls().length;
+      const before = world.standIn.startCalls().length;
       const statuses = await fire(gateways, 90);
       expect(statuses.filter((s) => s === 200)).toHaveLength(LIMIT + BURST);
       expect(statuses.filter((s) => s === 429)).toHaveLength(90 - LIMIT - BURST);
-      expect(standIn.startCalls().length - before).toBe(LIMIT + BURST);
+      expect(world.standIn.startCalls().length - before).toBe(LIMIT + BURST);
     } finally {
       await stopAll(gateways);
       await redis.stop();
@@ -80,10 +73,10 @@ describe('exact limits across instances', () => {
     const cluster = await RedisCluster.start();
     const gateways = await threeGateways({ cluster: { nodes: cluster.hosts } });
     try {
-      const before = standIn.startCalls().length;
+      const before = world.standIn.startCalls().length;
       const statuses = await fire(gateways, 90);
       expect(statuses.filter((s) => s === 200)).toHaveLength(LIMIT + BURST);
-      expect(standIn.startCalls().length - before).toBe(LIMIT + BURST);
+      expect(world.standIn.startCalls().length - before).toBe(LIMIT + BURST);
 
       const client = new Cluster(cluster.hosts);
       try {
@@ -122,17 +115,16 @@ describe('Redis Sentinel', () => {
     );
     try {
       await waitForPort(sentinelPort);
-      const doc = baseConfig(standIn, issuer, {
+      const doc = baseConfig(world.standIn, world.issuer, {
         redis: { sentinel: { name: 'snapmaster', sentinels: [{ host: '127.0.0.1', port: sentinelPort }] } },
       });
       const orgs = doc.orgs as Record<string, Record<string, unknown>>;
       orgs['Acme-Prod'] = { ...orgs['Acme-Prod'], rateLimit: { limit: 2, window: '1h' } };
       const gw = await startTestGateway(doc);
       try {
-        const jwt = await issuer.mint({ sub: 'svc-billing' });
+        const jwt = await world.issuer.mint({ sub: 'svc-billing' });
         const statuses = [];
-        for (let i = 0; i < 3; i++)
-          statuses.push((await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt)).status);
+        for (let i = 0; i < 3; i++) statuses.push((await resumeNewRun(gw.url, world.standIn, jwt)).status);
         expect(statuses).toEqual([200, 200, 429]);
         const direct = new Redis(master.port, '127.0.0.1');
         expect(await direct.exists('rl:{org:Acme-Prod}:rate')).toBe(1);
@@ -148,19 +140,18 @@ describe('Redis Sentinel', () => {
 });
 
 async function waitForPort(port: number): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
+  const answers = async () => {
     const c = new Redis(port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
     c.on('error', () => {});
     try {
       await c.connect();
       await c.ping();
-      return;
+      return true;
     } catch {
-      if (Date.now() > deadline) throw new Error(`nothing answered on ${port}`);
-      await new Promise((r) => setTimeout(r, 50));
+      return false;
     } finally {
       c.disconnect();
     }
-  }
+  };
+  await until(answers, 10_000, () => `nothing answered on ${port}`);
 }

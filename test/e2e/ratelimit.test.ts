@@ -1,36 +1,18 @@
 // Rate limiting through the gateway: 429s that reach nothing, headers on every authorized answer, shadow mode, concurrency, and Redis outages.
 import { request as httpRequest } from 'node:http';
-import type { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { baseConfig, startTestGateway, type TestGateway } from '../helpers/gateway.js';
-import { resume, send, type Reply } from '../helpers/http.js';
-import { freePort, type RedisServer } from '../helpers/redis-server.js';
-import type { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
-import type { TokenIssuer } from '../helpers/token-issuer.js';
-import { startWorld, stopWorld } from '../helpers/world.js';
+import { resumeNewRun, send, type Reply } from '../helpers/http.js';
+import { freePort } from '../helpers/redis-server.js';
+import { poll, sleep } from '../helpers/wait.js';
+import { closedAfterEach, useWorld } from '../helpers/world.js';
 
-let standIn: SnapLogicStandIn;
-let issuer: TokenIssuer;
-let redis: RedisServer;
-let admin: Redis;
-let jwt: string;
-const open: TestGateway[] = [];
-
-beforeAll(async () => {
-  ({ standIn, issuer, redis, admin, jwt } = await startWorld());
-});
+const world = useWorld();
+const open = closedAfterEach();
 
 beforeEach(async () => {
-  await admin.flushall();
-  standIn.setFault(undefined);
-});
-
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((g) => g.close()));
-});
-
-afterAll(async () => {
-  await stopWorld({ standIn, issuer, redis, admin, jwt });
+  await world.admin.flushall();
+  world.standIn.setFault(undefined);
 });
 
 /** A gateway whose Acme-Prod has `rateLimit`; Redis unless `withRedis` is false. */
@@ -39,8 +21,8 @@ async function gateway(
   extra: Record<string, unknown> = {},
   withRedis = true,
 ): Promise<TestGateway> {
-  const doc = baseConfig(standIn, issuer, {
-    ...(withRedis ? { redis: { url: redis.url, commandTimeout: '100ms' } } : {}),
+  const doc = baseConfig(world.standIn, world.issuer, {
+    ...(withRedis ? { redis: { url: world.redis.url, commandTimeout: '100ms' } } : {}),
     admin: { host: '127.0.0.1', port: 0 },
     ...extra,
   });
@@ -51,8 +33,8 @@ async function gateway(
   return gw;
 }
 
-const call = (gw: TestGateway, token = jwt, headers: Record<string, string> = {}) =>
-  resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), token, headers);
+const call = (gw: TestGateway, token = world.jwt, headers: Record<string, string> = {}) =>
+  resumeNewRun(gw.url, world.standIn, token, { headers });
 
 async function metricsText(gw: TestGateway): Promise<string> {
   return (await send(`http://127.0.0.1:${gw.gateway.adminPort}`, 'GET', '/metrics')).text;
@@ -61,11 +43,11 @@ async function metricsText(gw: TestGateway): Promise<string> {
 describe('enforcement', () => {
   it('admits limit + burst, then answers 429 problem+json with Retry-After and RateLimit fields, forwarding nothing', async () => {
     const gw = await gateway({ limit: 3, window: '60s', burst: 1 });
-    const before = standIn.startCalls().length;
+    const before = world.standIn.startCalls().length;
     const replies: Reply[] = [];
     for (let i = 0; i < 6; i++) replies.push(await call(gw));
     expect(replies.map((r) => r.status)).toEqual([200, 200, 200, 200, 429, 429]);
-    expect(standIn.startCalls().length - before).toBe(4);
+    expect(world.standIn.startCalls().length - before).toBe(4);
 
     expect(replies[0]!.headers['ratelimit-policy']).toMatch(/^"org-rate";q=3;w=60;pk=:[A-Za-z0-9+/]{16}:$/);
     expect(replies.slice(0, 4).map((r) => /r=(\d+)/.exec(String(r.headers.ratelimit))?.[1])).toEqual([
@@ -98,14 +80,14 @@ describe('enforcement', () => {
 
   it('never charges the quota for 400, 401 or 403 answers', async () => {
     const gw = await gateway({ limit: 2, window: '60s' });
-    const stranger = await issuer.mint({ sub: 'svc-stranger' });
+    const stranger = await world.issuer.mint({ sub: 'svc-stranger' });
     for (let i = 0; i < 5; i++) {
       expect((await call(gw, 'not-a-token')).status).toBe(401);
       expect((await call(gw, stranger)).status).toBe(403);
       expect(
         (
           await send(gw.url, 'POST', '/api/1/rest/public/runtime/start/Acme-Prod/..', {
-            headers: { authorization: `Bearer ${jwt}` },
+            headers: { authorization: `Bearer ${world.jwt}` },
           })
         ).status,
       ).toBe(400);
@@ -117,11 +99,11 @@ describe('enforcement', () => {
 
   it('puts the RateLimit fields on upstream errors too, and does not refund them', async () => {
     const gw = await gateway({ limit: 2, window: '60s' });
-    standIn.setFault({ kind: 'status', status: 503, count: 1 });
+    world.standIn.setFault({ kind: 'status', status: 503, count: 1 });
     const failed = await call(gw);
     expect(failed.status).toBe(503);
     expect(failed.headers.ratelimit).toMatch(/"org-rate";r=1;/);
-    standIn.setFault({ kind: 'status', status: 401, count: 1 });
+    world.standIn.setFault({ kind: 'status', status: 401, count: 1 });
     const rejected = await call(gw);
     expect(rejected.status).toBe(502);
     expect(rejected.headers.ratelimit).toMatch(/"org-rate";r=0;/);
@@ -130,7 +112,11 @@ describe('enforcement', () => {
 
   it('limits each caller within the org when perCaller is set', async () => {
     const gw = await gateway({ limit: 10, window: '60s', perCaller: { limit: 2, window: '60s' } });
-    const other = await issuer.mint({ sub: 'svc-billing-2', scope: 'snaplogic:runtime:start', groups: ['data-eng'] });
+    const other = await world.issuer.mint({
+      sub: 'svc-billing-2',
+      scope: 'snaplogic:runtime:start',
+      groups: ['data-eng'],
+    });
     expect((await call(gw)).status).toBe(200);
     expect((await call(gw)).status).toBe(200);
     const limited = await call(gw);
@@ -172,35 +158,35 @@ describe('shadow mode', () => {
 describe('concurrency cap', () => {
   it('refuses a call while the cap is in flight at SnapLogic, and admits again when it ends', async () => {
     const gw = await gateway({ limit: 100, window: '60s', concurrency: 1 });
-    standIn.setFault({ kind: 'latency', ms: 400, count: 1 });
+    world.standIn.setFault({ kind: 'latency', ms: 400, count: 1 });
     const slow = call(gw);
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
     const refused = await call(gw);
     expect(refused.status).toBe(429);
     expect(refused.json['violated-policies']).toEqual(['org-concurrency']);
     expect(refused.headers['ratelimit-policy']).toContain('"org-concurrency";q=1;qu="concurrent-requests"');
     expect((await slow).status).toBe(200);
-    await new Promise((r) => setTimeout(r, 20));
+    await sleep(20);
     expect((await call(gw)).status).toBe(200);
   });
 
   it('frees the slot when the caller hangs up', async () => {
     const gw = await gateway({ limit: 100, window: '60s', concurrency: 1 });
-    standIn.setFault({ kind: 'hang', count: 1 });
+    world.standIn.setFault({ kind: 'hang', count: 1 });
     const u = new URL(gw.url);
     const req = httpRequest({
       host: u.hostname,
       port: u.port,
       method: 'POST',
-      path: `/api/1/rest/public/runtime/start/Acme-Prod/${standIn.addRun('Acme-Prod')}`,
-      headers: { authorization: `Bearer ${jwt}` },
+      path: `/api/1/rest/public/runtime/start/Acme-Prod/${world.standIn.addRun('Acme-Prod')}`,
+      headers: { authorization: `Bearer ${world.jwt}` },
     });
     req.on('error', () => {});
     req.end();
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
     expect((await call(gw)).status).toBe(429);
     req.destroy();
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
     const after = await call(gw);
     expect(after.status, after.text).toBe(200);
     expect(gw.audit.some((e) => e.reason === 'client_closed_request')).toBe(true);
@@ -208,11 +194,26 @@ describe('concurrency cap', () => {
 });
 
 describe('Redis outage', () => {
-  const settle = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  /** A gateway whose Acme-Prod allows `limit` per 60 s with `onRedisError: mode`, having answered one call. */
+  async function answeringGateway(limit: number, mode: 'open' | 'closed'): Promise<TestGateway> {
+    const gw = await gateway({ limit, window: '60s', onRedisError: mode }, { rateLimiting: { breakerOpenFor: '2s' } });
+    expect((await call(gw)).status).toBe(200);
+    return gw;
+  }
+
+  /** Runs `check` with Redis killed; Redis is restarted (empty) afterwards, whatever `check` does. */
+  async function whileRedisIsDown(check: () => Promise<void>): Promise<void> {
+    await world.redis.kill();
+    try {
+      await check();
+    } finally {
+      await world.redis.restart();
+    }
+  }
 
   it("local mode with server.workers: each worker process takes its share of the instance's share", async () => {
     // Redis never reachable: every decision is the fallback's. One instance of two workers: 12 / 2 = 6 here.
-    const doc = baseConfig(standIn, issuer, {
+    const doc = baseConfig(world.standIn, world.issuer, {
       server: { host: '127.0.0.1', port: 0, workers: 2 },
       redis: { url: `redis://127.0.0.1:${await freePort()}`, commandTimeout: '100ms', connectTimeout: '200ms' },
     });
@@ -245,8 +246,8 @@ describe('Redis outage', () => {
       }
     };
     const workers = Promise.all([load(), load(), load()]);
-    await settle(5);
-    await redis.kill();
+    await sleep(5);
+    await world.redis.kill();
     await workers;
     expect(
       statuses.every((s) => s === 200 || s === 429),
@@ -267,14 +268,14 @@ describe('Redis outage', () => {
     expect(await metricsText(gw)).toMatch(/snapgate_ratelimit_degraded 1/);
 
     // Redis comes back (empty): the breaker probes it and limits are exact and shared again.
-    await redis.restart();
-    await admin.ping().catch(() => undefined);
-    const deadline = Date.now() + 5_000;
-    let back: Reply = await call(gw);
-    while (back.headers['x-snapgate-ratelimit-degraded'] !== undefined && Date.now() < deadline) {
-      await settle(100);
-      back = await call(gw);
-    }
+    await world.redis.restart();
+    await world.admin.ping().catch(() => undefined);
+    const back = await poll(
+      () => call(gw),
+      (r) => r.headers['x-snapgate-ratelimit-degraded'] === undefined,
+      5_000,
+      100,
+    );
     expect(back.headers['x-snapgate-ratelimit-degraded']).toBeUndefined();
     expect(gw.logs.filter((l) => l.msg === 'rate limiter back on redis')).toHaveLength(1);
     const statusesAfter: number[] = [back.status];
@@ -284,14 +285,9 @@ describe('Redis outage', () => {
   });
 
   it('closed mode: 503 temporary-reduced-capacity with Retry-After, nothing forwarded', async () => {
-    const gw = await gateway(
-      { limit: 10, window: '60s', onRedisError: 'closed' },
-      { rateLimiting: { breakerOpenFor: '2s' } },
-    );
-    expect((await call(gw)).status).toBe(200);
-    await redis.kill();
-    try {
-      const before = standIn.startCalls().length;
+    const gw = await answeringGateway(10, 'closed');
+    await whileRedisIsDown(async () => {
+      const before = world.standIn.startCalls().length;
       const started = Date.now();
       const refused = await call(gw);
       expect(Date.now() - started).toBeLessThan(500);
@@ -302,26 +298,17 @@ describe('Redis outage', () => {
       });
       expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1);
       expect((await call(gw)).status).toBe(503);
-      expect(standIn.startCalls().length).toBe(before);
+      expect(world.standIn.startCalls().length).toBe(before);
       expect(gw.audit.at(-1)).toMatchObject({ decision: 'unavailable', reason: 'temporary_reduced_capacity' });
-    } finally {
-      await redis.restart();
-    }
+    });
   });
 
   it('open mode (explicit opt-in): admits, marking the answer as degraded', async () => {
-    const gw = await gateway(
-      { limit: 1, window: '60s', onRedisError: 'open' },
-      { rateLimiting: { breakerOpenFor: '2s' } },
-    );
-    expect((await call(gw)).status).toBe(200);
-    await redis.kill();
-    try {
+    const gw = await answeringGateway(1, 'open');
+    await whileRedisIsDown(async () => {
       const replies = [await call(gw), await call(gw), await call(gw)];
       expect(replies.map((r) => r.status)).toEqual([200, 200, 200]);
       expect(replies.every((r) => r.headers['x-snapgate-ratelimit-degraded'] === 'open')).toBe(true);
-    } finally {
-      await redis.restart();
-    }
+    });
   });
 });

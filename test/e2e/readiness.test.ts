@@ -1,23 +1,20 @@
 // /readyz against a real, killable redis-server: ready while Redis answers, not ready (fast) while it is down, ready again after.
 // The checks are read on the admin listener; the callers' port answers the status only.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { baseConfig, startTestStandIn, startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { baseConfig, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { send } from '../helpers/http.js';
 import { RedisServer } from '../helpers/redis-server.js';
-import type { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
-import { TokenIssuer } from '../helpers/token-issuer.js';
+import { poll } from '../helpers/wait.js';
+import { useStandInAndIssuer } from '../helpers/world.js';
 
-let standIn: SnapLogicStandIn;
-let issuer: TokenIssuer;
+const world = useStandInAndIssuer();
 let redis: RedisServer;
 let gw: TestGateway;
 
 beforeAll(async () => {
-  standIn = await startTestStandIn();
-  issuer = await TokenIssuer.start();
   redis = await RedisServer.start();
   gw = await startTestGateway(
-    baseConfig(standIn, issuer, {
+    baseConfig(world.standIn, world.issuer, {
       redis: { url: redis.url, commandTimeout: '100ms' },
       admin: { host: '127.0.0.1', port: 0 },
     }),
@@ -27,8 +24,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await gw.close();
   await redis.stop();
-  await standIn.close();
-  await issuer.close();
 });
 
 const adminUrl = (g: TestGateway) => `http://127.0.0.1:${g.gateway.adminPort}`;
@@ -40,15 +35,17 @@ async function readyz() {
 }
 
 /** Asks until the status is `status` (readiness is computed at most once a second), each answer fast. */
-async function readyzUntil(status: number) {
-  const deadline = Date.now() + 5_000;
-  let res = await readyz();
-  while (res.status !== status && Date.now() < deadline) {
-    expect(res.ms).toBeLessThan(1_000);
-    await new Promise((r) => setTimeout(r, 100));
-    res = await readyz();
-  }
-  return res;
+function readyzUntil(status: number) {
+  return poll(
+    readyz,
+    (res) => {
+      if (res.status === status) return true;
+      expect(res.ms).toBeLessThan(1_000);
+      return false;
+    },
+    5_000,
+    100,
+  );
 }
 
 describe('readiness', () => {
@@ -80,7 +77,7 @@ describe('readiness', () => {
 
   it('stays ready without Redis when redis.requiredForReadiness is false, still reporting it', async () => {
     const lenient = await startTestGateway(
-      baseConfig(standIn, issuer, {
+      baseConfig(world.standIn, world.issuer, {
         redis: { url: redis.url, commandTimeout: '100ms', requiredForReadiness: false },
         admin: { host: '127.0.0.1', port: 0 },
       }),

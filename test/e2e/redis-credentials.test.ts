@@ -3,23 +3,20 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runAuditCli } from '../../src/audit/cli.js';
 import { ConfigError } from '../../src/config/load.js';
-import { baseConfig, startTestGateway, startTestStandIn, testSecrets } from '../helpers/gateway.js';
+import { baseConfig, startTestGateway, testSecrets } from '../helpers/gateway.js';
 import { send } from '../helpers/http.js';
 import { recordOutput, recordSecret } from '../helpers/leak-scan.js';
 import { RedisServer } from '../helpers/redis-server.js';
-import type { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
-import { TokenIssuer } from '../helpers/token-issuer.js';
+import { poll } from '../helpers/wait.js';
+import { useStandInAndIssuer } from '../helpers/world.js';
 
 const SECRET = 'redis-Requirepass-9f3c1e';
 recordSecret(SECRET);
 
-let standIn: SnapLogicStandIn;
-let issuer: TokenIssuer;
+const world = useStandInAndIssuer();
 let redis: RedisServer;
 
 beforeAll(async () => {
-  standIn = await startTestStandIn();
-  issuer = await TokenIssuer.start();
   redis = await RedisServer.start();
   await requirePassword();
 });
@@ -35,14 +32,7 @@ async function requirePassword(): Promise<void> {
 
 afterAll(async () => {
   await redis.stop();
-  await standIn.close();
-  await issuer.close();
 });
-
-async function until(ok: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!ok() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
-}
 
 async function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number; text: string }> {
   let text = '';
@@ -58,7 +48,7 @@ async function cli(args: string[], env: Record<string, string> = {}): Promise<{ 
 
 describe('redis credentials in the gateway', () => {
   it('refuses a password smuggled into the redis.url query before anything connects', async () => {
-    const doc = baseConfig(standIn, issuer, { redis: { url: `${redis.url}?password=${SECRET}` } });
+    const doc = baseConfig(world.standIn, world.issuer, { redis: { url: `${redis.url}?password=${SECRET}` } });
     const err = await startTestGateway(doc).then(
       async (gw) => {
         const leaked = gw.logLines.filter((l) => l.includes(SECRET));
@@ -75,7 +65,7 @@ describe('redis credentials in the gateway', () => {
   it('logs host:port only when it connects and when the connection is lost, and never the password', async () => {
     const env = { ...testSecrets, REDIS_PASSWORD: SECRET };
     const gw = await startTestGateway(
-      baseConfig(standIn, issuer, {
+      baseConfig(world.standIn, world.issuer, {
         redis: { url: redis.url, password: 'env:REDIS_PASSWORD' },
         admin: { host: '127.0.0.1', port: 0 },
       }),
@@ -90,7 +80,7 @@ describe('redis credentials in the gateway', () => {
       expect(ready.status, ready.text).toBe(200);
 
       await redis.kill();
-      await until(() => gw.logs.some((l) => l.msg === 'redis connection lost'));
+      await poll(() => gw.logs.some((l) => l.msg === 'redis connection lost'), Boolean);
       expect(
         gw.logs.find((l) => l.msg === 'redis connection lost'),
         gw.logLines.join('\n'),

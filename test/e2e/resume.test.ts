@@ -1,46 +1,37 @@
 // The request path end to end: real HTTP to snapgate, a real JWKS issuer, and the SnapLogic stand-in over loopback.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SignJWT } from 'jose';
-import { baseConfig, startTestStandIn, startTestGateway, testSecrets, type TestGateway } from '../helpers/gateway.js';
-import { resume, send } from '../helpers/http.js';
-import { newRuuid, type SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
-import { TokenIssuer } from '../helpers/token-issuer.js';
+import { basic, baseConfig, startTestGateway, testSecrets, type TestGateway } from '../helpers/gateway.js';
+import { resume, resumeNewRun, send } from '../helpers/http.js';
+import { newRuuid } from '../helpers/snaplogic-stand-in.js';
+import { useStandInAndIssuer } from '../helpers/world.js';
 
-let standIn: SnapLogicStandIn;
-let issuer: TokenIssuer;
+const world = useStandInAndIssuer();
 let gw: TestGateway;
 const tokensSeen: string[] = [];
 const bodiesSeen: string[] = [];
 
 async function token(claims: Record<string, unknown> = { sub: 'svc-billing' }, options = {}): Promise<string> {
-  const t = await issuer.mint(claims, options);
+  const t = await world.issuer.mint(claims, options);
   tokensSeen.push(t);
   return t;
 }
 
-function basic(user: string, password: string): string {
-  return `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
-}
-
 beforeAll(async () => {
-  standIn = await startTestStandIn();
-  issuer = await TokenIssuer.start();
-  gw = await startTestGateway(baseConfig(standIn, issuer));
+  gw = await startTestGateway(baseConfig(world.standIn, world.issuer));
 });
 
-afterEach(() => standIn.setFault(undefined));
+afterEach(() => world.standIn.setFault(undefined));
 
 afterAll(async () => {
   await gw.close();
-  await standIn.close();
-  await issuer.close();
 });
 
 describe('happy path', () => {
   it('resumes a suspended run with exactly one upstream call carrying the org Basic credential and no trace of the token', async () => {
-    const ruuid = standIn.addRun('Acme-Prod');
+    const ruuid = world.standIn.addRun('Acme-Prod');
     const jwt = await token();
-    const before = standIn.received.length;
+    const before = world.standIn.received.length;
 
     const res = await resume(gw.url, 'Acme-Prod', ruuid, jwt, {
       traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
@@ -57,7 +48,7 @@ describe('happy path', () => {
     expect(res.headers['x-request-id']).toBe('caller-req-42');
     expect(res.headers['set-cookie']).toBeUndefined();
 
-    const calls = standIn.received.slice(before);
+    const calls = world.standIn.received.slice(before);
     expect(calls).toHaveLength(1);
     const call = calls[0]!;
     expect(call.path).toBe(`/api/1/rest/public/runtime/start/Acme-Prod/${ruuid}`);
@@ -68,7 +59,7 @@ describe('happy path', () => {
     expect(call.headers['x-forwarded-for']).toBeUndefined();
     expect(JSON.stringify(call)).not.toContain(jwt);
     expect(JSON.stringify(call)).not.toContain(jwt.split('.')[2]);
-    expect(standIn.run('Acme-Prod', ruuid)?.state).not.toBe('Suspended');
+    expect(world.standIn.run('Acme-Prod', ruuid)?.state).not.toBe('Suspended');
 
     const events = gw.audit.filter((e) => e.requestId === 'caller-req-42');
     expect(events.map((e) => e.type)).toEqual(['attempt', 'outcome']);
@@ -77,7 +68,7 @@ describe('happy path', () => {
     expect(outcome).toMatchObject({
       attemptId: attempt!.id,
       decision: 'allowed',
-      caller: { iss: issuer.issuer, sub: 'svc-billing' },
+      caller: { iss: world.issuer.issuer, sub: 'svc-billing' },
       org: 'Acme-Prod',
       ruuid,
       action: 'runtime.start',
@@ -89,24 +80,24 @@ describe('happy path', () => {
   });
 
   it('grants by claims: scope containing snaplogic:runtime:start and groups containing data-eng', async () => {
-    const ruuid = standIn.addRun('Other-Org');
+    const ruuid = world.standIn.addRun('Other-Org');
     const jwt = await token({ sub: 'alice', scope: 'openid snaplogic:runtime:start', groups: ['data-eng', 'staff'] });
     const res = await resume(gw.url, 'Other-Org', ruuid, jwt);
     expect(res.status, res.text).toBe(200);
-    expect(standIn.startCalls().at(-1)?.headers.authorization).toBe(
+    expect(world.standIn.startCalls().at(-1)?.headers.authorization).toBe(
       basic(testSecrets.OTHER_SL_USER, testSecrets.OTHER_SL_PASSWORD),
     );
   });
 
   it('makes a new request id when the caller sends none or an unsafe one', async () => {
-    const ruuid = standIn.addRun('Acme-Prod');
+    const ruuid = world.standIn.addRun('Acme-Prod');
     const res = await resume(gw.url, 'Acme-Prod', ruuid, await token(), { 'x-request-id': 'bad id with spaces' });
     expect(res.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
-    expect(standIn.startCalls().at(-1)?.headers['x-request-id']).toBe(res.headers['x-request-id']);
+    expect(world.standIn.startCalls().at(-1)?.headers['x-request-id']).toBe(res.headers['x-request-id']);
   });
 
   it('passes SnapLogic errors through unchanged (status, body, X-SL-StatusCode)', async () => {
-    const ruuid = standIn.addRun('Acme-Prod', 'Completed');
+    const ruuid = world.standIn.addRun('Acme-Prod', 'Completed');
     const res = await resume(gw.url, 'Acme-Prod', ruuid, await token());
     expect(res.status).toBe(409);
     expect(res.headers['x-sl-statuscode']).toBe('409');
@@ -167,8 +158,8 @@ describe('authentication (401)', () => {
       'token_algorithm_not_allowed',
       async () => {
         const forged = await new SignJWT({ sub: 'svc-billing', aud: 'snapgate' })
-          .setProtectedHeader({ alg: 'HS256', kid: issuer.currentKid })
-          .setIssuer(issuer.issuer)
+          .setProtectedHeader({ alg: 'HS256', kid: world.issuer.currentKid })
+          .setIssuer(world.issuer.issuer)
           .setExpirationTime('5m')
           .sign(new TextEncoder().encode('guessable'));
         return { authorization: `Bearer ${forged}` };
@@ -181,16 +172,16 @@ describe('authentication (401)', () => {
         const enc = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
         const exp = Math.floor(Date.now() / 1000) + 300;
         return {
-          authorization: `Bearer ${enc({ alg: 'none' })}.${enc({ sub: 'svc-billing', aud: 'snapgate', iss: issuer.issuer, exp })}.`,
+          authorization: `Bearer ${enc({ alg: 'none' })}.${enc({ sub: 'svc-billing', aud: 'snapgate', iss: world.issuer.issuer, exp })}.`,
         };
       },
     ],
   ];
 
   it.each(cases)('%s → 401 %s with WWW-Authenticate and nothing forwarded', async (_name, code, headers) => {
-    const ruuid = standIn.addRun('Acme-Prod');
+    const ruuid = world.standIn.addRun('Acme-Prod');
     const h = await headers();
-    const before = standIn.received.length;
+    const before = world.standIn.received.length;
     const res = await resume(gw.url, 'Acme-Prod', ruuid, undefined, h);
     bodiesSeen.push(res.text);
     expect(res.status, res.text).toBe(401);
@@ -202,17 +193,17 @@ describe('authentication (401)', () => {
     expect(res.json.detail.length).toBeGreaterThan(20);
     const sentToken = h.authorization?.split(' ')[1];
     if (sentToken) expect(res.text).not.toContain(sentToken);
-    expect(standIn.received.length).toBe(before);
-    expect(standIn.run('Acme-Prod', ruuid)?.state).toBe('Suspended');
+    expect(world.standIn.received.length).toBe(before);
+    expect(world.standIn.run('Acme-Prod', ruuid)?.state).toBe('Suspended');
     const event = gw.audit.at(-1)!;
     expect(event).toMatchObject({ decision: 'unauthenticated', reason: code, org: 'Acme-Prod', ruuid });
   });
 
   it('accepts a token signed with a rotated key (new kid) without a restart', async () => {
-    const first = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), await token());
+    const first = await resumeNewRun(gw.url, world.standIn, await token());
     expect(first.status).toBe(200);
-    await issuer.rotate({ dropOld: true });
-    const res = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), await token());
+    await world.issuer.rotate({ dropOld: true });
+    const res = await resumeNewRun(gw.url, world.standIn, await token());
     expect(res.status, res.text).toBe(200);
   });
 });
@@ -220,15 +211,15 @@ describe('authentication (401)', () => {
 describe('authorization (403)', () => {
   it('answers a forbidden org and an unknown org with identical bodies, forwarding nothing', async () => {
     const jwt = await token({ sub: 'svc-billing' });
-    const before = standIn.received.length;
-    const forbidden = await resume(gw.url, 'Other-Org', standIn.addRun('Other-Org'), jwt);
+    const before = world.standIn.received.length;
+    const forbidden = await resumeNewRun(gw.url, world.standIn, jwt, { org: 'Other-Org' });
     const unknown = await resume(gw.url, 'No-Such-Org', newRuuid(), jwt);
     expect(forbidden.status).toBe(403);
     expect(unknown.status).toBe(403);
     expect(forbidden.headers['content-type']).toBe('application/problem+json');
     expect(unknown.text).toBe(forbidden.text);
     expect(forbidden.json.code).toBe('forbidden');
-    expect(standIn.received.length).toBe(before);
+    expect(world.standIn.received.length).toBe(before);
     expect(gw.audit.at(-1)).toMatchObject({
       decision: 'forbidden',
       org: 'No-Such-Org',
@@ -237,26 +228,21 @@ describe('authorization (403)', () => {
   });
 
   it('denies by default: a valid token with no matching rule is 403', async () => {
-    const res = await resume(
-      gw.url,
-      'Acme-Prod',
-      standIn.addRun('Acme-Prod'),
-      await token({ sub: 'svc-unknown', scope: 'openid' }),
-    );
+    const res = await resumeNewRun(gw.url, world.standIn, await token({ sub: 'svc-unknown', scope: 'openid' }));
     expect(res.status).toBe(403);
   });
 
   it('treats org names as case-sensitive', async () => {
-    const res = await resume(gw.url, 'acme-prod', standIn.addRun('acme-prod'), await token());
+    const res = await resumeNewRun(gw.url, world.standIn, await token(), { org: 'acme-prod' });
     expect(res.status).toBe(403);
   });
 
   it('requires every claim of a rule: scope alone without the group is 403', async () => {
-    const res = await resume(
+    const res = await resumeNewRun(
       gw.url,
-      'Other-Org',
-      standIn.addRun('Other-Org'),
+      world.standIn,
       await token({ sub: 'bob', scope: 'snaplogic:runtime:start' }),
+      { org: 'Other-Org' },
     );
     expect(res.status).toBe(403);
   });
@@ -286,13 +272,13 @@ describe('path validation (400) and routing (404/405)', () => {
   ];
 
   it.each(attacks)('POST %s → 400 invalid_path, zero upstream calls', async (path) => {
-    const before = standIn.received.length;
+    const before = world.standIn.received.length;
     const res = await send(gw.url, 'POST', path, { headers: { authorization: `Bearer ${await token()}` } });
     bodiesSeen.push(res.text);
     expect(res.status, res.text).toBe(400);
     expect(res.headers['content-type']).toBe('application/problem+json');
     expect(res.json.code).toBe('invalid_path');
-    expect(standIn.received.length).toBe(before);
+    expect(world.standIn.received.length).toBe(before);
   });
 
   it('validates the path before authentication: a bad path without a token is 400, not 401', async () => {
@@ -318,11 +304,11 @@ describe('path validation (400) and routing (404/405)', () => {
   });
 
   it('refuses a request body over the configured size with 413, forwarding nothing', async () => {
-    const before = standIn.received.length;
+    const before = world.standIn.received.length;
     const res = await send(
       gw.url,
       'POST',
-      `/api/1/rest/public/runtime/start/Acme-Prod/${standIn.addRun('Acme-Prod')}`,
+      `/api/1/rest/public/runtime/start/Acme-Prod/${world.standIn.addRun('Acme-Prod')}`,
       {
         headers: { authorization: `Bearer ${await token()}`, 'content-type': 'application/json' },
         body: 'x'.repeat(70_000),
@@ -330,14 +316,14 @@ describe('path validation (400) and routing (404/405)', () => {
     );
     expect(res.status).toBe(413);
     expect(res.json.code).toBe('payload_too_large');
-    expect(standIn.received.length).toBe(before);
+    expect(world.standIn.received.length).toBe(before);
   });
 });
 
 describe('upstream failures', () => {
   it('turns SnapLogic rejecting the stored credentials (401) into 502 upstream_credentials_rejected', async () => {
-    standIn.setFault({ kind: 'status', status: 401, count: 1 });
-    const res = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), await token());
+    world.standIn.setFault({ kind: 'status', status: 401, count: 1 });
+    const res = await resumeNewRun(gw.url, world.standIn, await token());
     bodiesSeen.push(res.text);
     expect(res.status).toBe(502);
     expect(res.json.code).toBe('upstream_credentials_rejected');
@@ -353,49 +339,49 @@ describe('upstream failures', () => {
   });
 
   it('turns a 403 from SnapLogic (Basic disabled) into 502 upstream_credentials_rejected', async () => {
-    standIn.setFault({ kind: 'status', status: 403, count: 1 });
-    const res = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), await token());
+    world.standIn.setFault({ kind: 'status', status: 403, count: 1 });
+    const res = await resumeNewRun(gw.url, world.standIn, await token());
     expect(res.status).toBe(502);
     expect(res.json.code).toBe('upstream_credentials_rejected');
   });
 
   it('answers 504 within the configured headers timeout when SnapLogic hangs, and does not retry', async () => {
-    standIn.setFault({ kind: 'hang' });
-    const before = standIn.received.length;
+    world.standIn.setFault({ kind: 'hang' });
+    const before = world.standIn.received.length;
     const started = Date.now();
-    const res = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), await token());
+    const res = await resumeNewRun(gw.url, world.standIn, await token());
     const elapsed = Date.now() - started;
     expect(res.status).toBe(504);
     expect(res.json.code).toBe('upstream_timeout');
     expect(elapsed).toBeGreaterThanOrEqual(1_900);
     expect(elapsed).toBeLessThan(4_000);
-    expect(standIn.received.length - before).toBe(1);
+    expect(world.standIn.received.length - before).toBe(1);
   });
 
   it('answers 502 upstream_unreachable on a connection reset, sending the POST once', async () => {
-    standIn.setFault({ kind: 'reset', count: 1 });
-    const before = standIn.received.length;
-    const res = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), await token());
+    world.standIn.setFault({ kind: 'reset', count: 1 });
+    const before = world.standIn.received.length;
+    const res = await resumeNewRun(gw.url, world.standIn, await token());
     expect(res.status).toBe(502);
     expect(res.json.code).toBe('upstream_unreachable');
-    expect(standIn.received.length - before).toBe(1);
+    expect(world.standIn.received.length - before).toBe(1);
   });
 
   it('passes a response up to upstream.maxResponseBytes whole, and answers 502 for a larger one', async () => {
-    const config = baseConfig(standIn, issuer);
+    const config = baseConfig(world.standIn, world.issuer);
     const small = await startTestGateway({
       ...config,
       upstream: { ...(config.upstream as object), maxResponseBytes: 4096 },
     });
     try {
-      standIn.setFault({ kind: 'large', bytes: 4096, count: 1 });
-      const fits = await resume(small.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), await token());
+      world.standIn.setFault({ kind: 'large', bytes: 4096, count: 1 });
+      const fits = await resumeNewRun(small.url, world.standIn, await token());
       expect(fits.status, fits.text).toBe(200);
       expect(fits.text).toHaveLength(4096);
       expect((fits.json as { padding: string }).padding).toBe('x'.repeat(4096 - 14));
 
-      standIn.setFault({ kind: 'large', bytes: 4097, count: 1 });
-      const tooLarge = await resume(small.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), await token());
+      world.standIn.setFault({ kind: 'large', bytes: 4097, count: 1 });
+      const tooLarge = await resumeNewRun(small.url, world.standIn, await token());
       expect(tooLarge.status).toBe(502);
       expect(tooLarge.headers['content-type']).toBe('application/problem+json');
       expect(tooLarge.json.code).toBe('upstream_response_too_large');
@@ -406,12 +392,12 @@ describe('upstream failures', () => {
   });
 
   it('passes SnapLogic 5xx and non-JSON answers through with their status', async () => {
-    standIn.setFault({ kind: 'status', status: 503, count: 1, retryAfter: 7 });
-    const res = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), await token());
+    world.standIn.setFault({ kind: 'status', status: 503, count: 1, retryAfter: 7 });
+    const res = await resumeNewRun(gw.url, world.standIn, await token());
     expect(res.status).toBe(503);
     expect(res.headers['retry-after']).toBe('7');
-    standIn.setFault({ kind: 'non-json', count: 1 });
-    const html = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), await token());
+    world.standIn.setFault({ kind: 'non-json', count: 1 });
+    const html = await resumeNewRun(gw.url, world.standIn, await token());
     expect(html.status).toBe(502);
     expect(html.text).toContain('Bad gateway');
   });

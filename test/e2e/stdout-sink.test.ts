@@ -1,22 +1,13 @@
 // The stdout audit sink as a real process on a real pipe: a stalled reader is backpressure (each record written once), a closed one is a sink failure (no crash).
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { verifyChain } from '../../src/audit/chain.js';
 import type { AuditEvent } from '../../src/audit/event.js';
-import { baseConfig, spawnGateway, testSecrets, writeConfig, type GatewayProcess } from '../helpers/gateway.js';
-import { resume, send } from '../helpers/http.js';
-import type { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
-import type { TokenIssuer } from '../helpers/token-issuer.js';
-import { startStandInAndIssuer, stopStandInAndIssuer } from '../helpers/world.js';
+import { baseConfig, withGatewayProcess, type GatewayProcess } from '../helpers/gateway.js';
+import { resumeNewRun, send } from '../helpers/http.js';
+import { useStandInAndIssuer } from '../helpers/world.js';
 import { sleep, until } from '../helpers/wait.js';
 
-let standIn: SnapLogicStandIn;
-let issuer: TokenIssuer;
-
-beforeAll(async () => {
-  ({ standIn, issuer } = await startStandInAndIssuer());
-});
-
-afterAll(() => stopStandInAndIssuer({ standIn, issuer }));
+const world = useStandInAndIssuer();
 
 /** (writer, seq) positions that appear more than once, with their counts. */
 function duplicatePositions(lines: readonly string[]): string[] {
@@ -42,10 +33,9 @@ const foreignStderr = (gw: GatewayProcess) =>
 
 describe('stdout audit sink on a pipe', () => {
   it('writes each record exactly once when the reader pauses 5 s during 100 calls: the chain verifies, no (writer, seq) repeats', async () => {
-    const gw = await spawnGateway(writeConfig(baseConfig(standIn, issuer)), testSecrets, { built: true });
-    try {
+    await withGatewayProcess(baseConfig(world.standIn, world.issuer), { built: true }, async (gw) => {
       expect(gw.port, gw.stderr.join('\n')).toBeGreaterThan(0);
-      const jwt = await issuer.mint({ sub: 'svc-billing' });
+      const jwt = await world.issuer.mint({ sub: 'svc-billing' });
       const stdout = gw.proc.stdout!;
       stdout.pause();
       const pausedAt = Date.now();
@@ -57,7 +47,7 @@ describe('stdout audit sink on a pipe', () => {
           Array.from({ length: 10 }, (_, i) => {
             const id = `stall-${round}-${i}`;
             ids.push(id);
-            return resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt, { 'x-request-id': id });
+            return resumeNewRun(gw.url, world.standIn, jwt, { headers: { 'x-request-id': id } });
           }),
         );
         statuses.push(...replies.map((r) => r.status));
@@ -76,8 +66,7 @@ describe('stdout audit sink on a pipe', () => {
         return ids.every((id) => done.has(id));
       };
       await until(settled, 20_000, () => `${gw.stdout.length} lines; statuses ${JSON.stringify(statuses)}`);
-      gw.kill('SIGTERM');
-      expect(await gw.exited).toBe(0);
+      expect(await gw.stop()).toBe(0);
 
       const report = verifyChain(gw.stdout);
       const dups = duplicatePositions(gw.stdout);
@@ -93,16 +82,13 @@ describe('stdout audit sink on a pipe', () => {
       ).toBe(true);
       expect(statuses, JSON.stringify(statuses)).toContain(503);
       expect(foreignStderr(gw)).toEqual([]);
-    } finally {
-      gw.kill('SIGKILL');
-    }
+    });
   }, 60_000);
 
   it('keeps serving when stdout is closed after 1500 bytes: calls get 503 audit_unavailable, /livez answers, nothing unhandled; a closed stderr too', async () => {
-    const gw = await spawnGateway(writeConfig(baseConfig(standIn, issuer)), testSecrets, { built: true });
-    try {
+    await withGatewayProcess(baseConfig(world.standIn, world.issuer), { built: true }, async (gw) => {
       expect(gw.port, gw.stderr.join('\n')).toBeGreaterThan(0);
-      const jwt = await issuer.mint({ sub: 'svc-billing' });
+      const jwt = await world.issuer.mint({ sub: 'svc-billing' });
       const stdout = gw.proc.stdout!;
       let bytes = 0;
       stdout.on('data', (chunk: string) => {
@@ -111,14 +97,12 @@ describe('stdout audit sink on a pipe', () => {
         if (bytes >= 1_500) stdout.destroy();
       });
       while (!stdout.destroyed) {
-        const r = await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt);
+        const r = await resumeNewRun(gw.url, world.standIn, jwt);
         expect(r.status, r.text).toBe(200);
       }
       await sleep(200);
 
-      const refused = await Promise.all(
-        Array.from({ length: 5 }, () => resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt)),
-      );
+      const refused = await Promise.all(Array.from({ length: 5 }, () => resumeNewRun(gw.url, world.standIn, jwt)));
       expect(
         refused.map((r) => `${r.status} ${String(r.json?.code)}`),
         refused.map((r) => r.text).join('\n'),
@@ -130,15 +114,11 @@ describe('stdout audit sink on a pipe', () => {
 
       // Now stderr's reader goes away too: log lines fail to write, and still nothing crashes.
       gw.proc.stderr!.destroy();
-      for (let i = 0; i < 5; i++)
-        expect((await resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt)).status).toBe(503);
+      for (let i = 0; i < 5; i++) expect((await resumeNewRun(gw.url, world.standIn, jwt)).status).toBe(503);
       await sleep(300);
       expect((await send(gw.url, 'GET', '/livez')).status).toBe(200);
       expect(gw.proc.exitCode).toBeNull();
-      gw.kill('SIGTERM');
-      expect(await gw.exited).toBe(0);
-    } finally {
-      gw.kill('SIGKILL');
-    }
+      expect(await gw.stop()).toBe(0);
+    });
   }, 30_000);
 });

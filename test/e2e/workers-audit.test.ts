@@ -1,7 +1,7 @@
 // With server.workers the audit trail stays whole: one process writes stdout (no torn lines), and each worker slot has its own file and spool.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createAudit } from '../../src/audit/build.js';
 import { verifyChain } from '../../src/audit/chain.js';
 import { runAuditCli } from '../../src/audit/cli.js';
@@ -9,46 +9,38 @@ import { AUDIT_SCHEMA_VERSION, type AuditEvent } from '../../src/audit/event.js'
 import { parseConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/log.js';
 import { createMetrics } from '../../src/ops/metrics.js';
-import {
-  baseConfig,
-  spawnGateway,
-  tempDir,
-  testSecrets,
-  writeConfig,
-  type GatewayProcess,
-} from '../helpers/gateway.js';
-import { resume, send } from '../helpers/http.js';
-import type { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
-import type { TokenIssuer } from '../helpers/token-issuer.js';
-import { startStandInAndIssuer, stopStandInAndIssuer } from '../helpers/world.js';
+import { baseConfig, tempDir, testSecrets, withGatewayProcess, type GatewayProcess } from '../helpers/gateway.js';
+import { resumeNewRun, send } from '../helpers/http.js';
+import { useStandInAndIssuer } from '../helpers/world.js';
 import { sleep, until } from '../helpers/wait.js';
 
-let standIn: SnapLogicStandIn;
-let issuer: TokenIssuer;
-
-beforeAll(async () => {
-  ({ standIn, issuer } = await startStandInAndIssuer());
-});
-
-afterAll(() => stopStandInAndIssuer({ standIn, issuer }));
-
-const listening = (gw: GatewayProcess) => gw.stderr.filter((l) => l.includes('"snapgate listening"')).length;
+const world = useStandInAndIssuer();
 
 function twoWorkers(overrides: Record<string, unknown> = {}): Record<string, unknown> {
-  const doc = baseConfig(standIn, issuer, overrides);
+  const doc = baseConfig(world.standIn, world.issuer, overrides);
   (doc.server as Record<string, unknown>).workers = 2;
   return doc;
 }
 
+/** Runs `use` with a built gateway of two workers, both listening; killed afterwards whatever happened. */
+function withTwoWorkers(overrides: Record<string, unknown>, use: (gw: GatewayProcess) => Promise<void>): Promise<void> {
+  return withGatewayProcess(twoWorkers(overrides), { built: true }, async (gw) => {
+    await until(
+      () => gw.listeners() === 2,
+      15_000,
+      () => gw.stderr.join('\n'),
+    );
+    await use(gw);
+  });
+}
+
 /** `calls` resumes, `parallel` at a time; returns their statuses. */
 async function load(gw: GatewayProcess, calls: number, parallel: number): Promise<number[]> {
-  const jwt = await issuer.mint({ sub: 'svc-billing' });
+  const jwt = await world.issuer.mint({ sub: 'svc-billing' });
   const statuses: number[] = [];
   for (let done = 0; done < calls; done += parallel) {
     const replies = await Promise.all(
-      Array.from({ length: Math.min(parallel, calls - done) }, () =>
-        resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt),
-      ),
+      Array.from({ length: Math.min(parallel, calls - done) }, () => resumeNewRun(gw.url, world.standIn, jwt)),
     );
     statuses.push(...replies.map((r) => r.status));
   }
@@ -78,17 +70,7 @@ const UPSTREAM = {
 
 describe('two workers on one stdout', () => {
   it('never tears a line: with batches past the pipe buffer and a reader that stalls, every line parses and each worker chain verifies', async () => {
-    const gw = await spawnGateway(
-      writeConfig(twoWorkers({ audit: { ackTimeout: '5s' }, upstream: UPSTREAM })),
-      testSecrets,
-      { built: true },
-    );
-    try {
-      await until(
-        () => listening(gw) === 2,
-        15_000,
-        () => gw.stderr.join('\n'),
-      );
+    await withTwoWorkers({ audit: { ackTimeout: '5s' }, upstream: UPSTREAM }, async (gw) => {
       // The reader stops for 250 ms after each chunk it takes (short of the 5 s ack timeout). Meanwhile each worker
       // queues a batch larger than the pipe's 64 KiB, which the kernel takes in pieces as the reader frees room.
       const stdout = gw.proc.stdout!;
@@ -110,8 +92,7 @@ describe('two workers on one stdout', () => {
         20_000,
         () => `${gw.stdout.length} lines`,
       );
-      gw.kill('SIGTERM');
-      expect(await gw.exited).toBe(0);
+      expect(await gw.stop()).toBe(0);
 
       const torn = gw.stdout.filter((l) => {
         try {
@@ -129,30 +110,20 @@ describe('two workers on one stdout', () => {
       const report = verifyChain(gw.stdout);
       expect(report.broken).toBeUndefined();
       expect(report.writers).toBe(2);
-    } finally {
-      gw.kill('SIGKILL');
-    }
+    });
   }, 120_000);
 });
 
 describe('two workers when stdout closes', () => {
   it('answer 503 audit_unavailable on every worker once the reader is gone, and nothing crashes', async () => {
-    const gw = await spawnGateway(writeConfig(twoWorkers()), testSecrets, { built: true });
-    try {
-      await until(
-        () => listening(gw) === 2,
-        15_000,
-        () => gw.stderr.join('\n'),
-      );
+    await withTwoWorkers({}, async (gw) => {
       expect(await load(gw, 20, 10)).toEqual(Array(20).fill(200));
       gw.proc.stdout!.destroy();
       await sleep(300);
       // Each worker finds out on its next write; from then on it refuses at once.
       await load(gw, 20, 10);
-      const jwt = await issuer.mint({ sub: 'svc-billing' });
-      const refused = await Promise.all(
-        Array.from({ length: 10 }, () => resume(gw.url, 'Acme-Prod', standIn.addRun('Acme-Prod'), jwt)),
-      );
+      const jwt = await world.issuer.mint({ sub: 'svc-billing' });
+      const refused = await Promise.all(Array.from({ length: 10 }, () => resumeNewRun(gw.url, world.standIn, jwt)));
       expect(
         refused.map((r) => `${r.status} ${String(r.json?.code)}`),
         refused[0]?.text,
@@ -163,11 +134,8 @@ describe('two workers when stdout closes', () => {
         gw.stderr.slice(-10).join('\n'),
       ).toEqual([]);
       expect(gw.proc.exitCode).toBeNull();
-      gw.kill('SIGTERM');
-      expect(await gw.exited).toBe(0);
-    } finally {
-      gw.kill('SIGKILL');
-    }
+      expect(await gw.stop()).toBe(0);
+    });
   }, 60_000);
 });
 
@@ -175,17 +143,7 @@ describe('two workers with a file sink', () => {
   it('write one file per worker slot, each verifying; a replacement worker continues its slot file', async () => {
     const dir = tempDir();
     const path = join(dir, 'audit.jsonl');
-    const gw = await spawnGateway(
-      writeConfig(twoWorkers({ audit: { sinks: [{ type: 'file', path }] } })),
-      testSecrets,
-      { built: true },
-    );
-    try {
-      await until(
-        () => listening(gw) === 2,
-        15_000,
-        () => gw.stderr.join('\n'),
-      );
+    await withTwoWorkers({ audit: { sinks: [{ type: 'file', path }] } }, async (gw) => {
       expect(await load(gw, 200, 20)).toEqual(Array(200).fill(200));
       expect(
         readdirSync(dir)
@@ -199,7 +157,7 @@ describe('two workers with a file sink', () => {
       const firstWriter = (JSON.parse(readFileSync(w1, 'utf8').split('\n')[0]!) as AuditEvent).chain!.writer;
       process.kill(writerPid(firstWriter), 'SIGKILL');
       await until(
-        () => listening(gw) === 3,
+        () => gw.listeners() === 3,
         20_000,
         () => gw.stderr.slice(-5).join('\n'),
       );
@@ -216,8 +174,7 @@ describe('two workers with a file sink', () => {
       expect(writersOf(w1).size).toBe(2);
       expect(writersOf(join(dir, 'audit.w2.jsonl')).size).toBe(1);
 
-      gw.kill('SIGTERM');
-      expect(await gw.exited).toBe(0);
+      expect(await gw.stop()).toBe(0);
       for (const f of ['audit.w1.jsonl', 'audit.w2.jsonl']) {
         const v = await verifyFile(join(dir, f));
         expect(v.code, v.out).toBe(0);
@@ -227,9 +184,7 @@ describe('two workers with a file sink', () => {
           .filter((f) => f.endsWith('.jsonl'))
           .sort(),
       ).toEqual(['audit.w1.jsonl', 'audit.w2.jsonl']);
-    } finally {
-      gw.kill('SIGKILL');
-    }
+    });
   }, 90_000);
 });
 
@@ -238,7 +193,7 @@ describe('spools per worker slot', () => {
     const spoolDir = tempDir();
     const config = parseConfig(
       {
-        ...baseConfig(standIn, issuer),
+        ...baseConfig(world.standIn, world.issuer),
         audit: { sinks: [{ type: 'stdout' }], onFailure: 'spool', spoolDir, ackTimeout: '100ms' },
       },
       'test',

@@ -60,6 +60,11 @@ export function baseConfig(
   };
 }
 
+/** The Basic authorization value SnapLogic expects for `user` and `password`. */
+export function basic(user: string, password: string): string {
+  return `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+}
+
 export const testSecrets = {
   ACME_SL_USER: 'svc-acme@example.com',
   ACME_SL_PASSWORD: 'acme-secret-Pa55word!',
@@ -142,6 +147,10 @@ export interface GatewayProcess {
   stderr: string[];
   exited: Promise<number | null>;
   kill(signal?: NodeJS.Signals): void;
+  /** Sends `signal` (SIGTERM by default) and resolves with the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+  /** How many "snapgate listening" lines it has logged so far (one per worker with server.workers). */
+  listeners(): number;
 }
 
 /** Writes `doc` as YAML and returns its path. */
@@ -152,14 +161,16 @@ export function writeConfig(doc: unknown, dir = tempDir()): string {
 }
 
 /**
- * Runs `snapgate` as a child process: src/main.ts through tsx, or with `built` the compiled
- * dist/src/main.js as deployed (build it first). Resolves once it listens, or when it exits early.
+ * Runs `snapgate` as a child process on `config` (a config file's path, or a document written to a fresh one):
+ * src/main.ts through tsx, or with `built` the compiled dist/src/main.js as deployed (build it first). Its
+ * environment is `env` (the test secrets unless given) and PATH. Resolves once it listens, or when it exits early.
  */
 export async function spawnGateway(
-  configPath: string,
-  env: Record<string, string | undefined> = testSecrets,
-  options: { built?: boolean } = {},
+  config: string | Record<string, unknown>,
+  options: { env?: Record<string, string | undefined>; built?: boolean } = {},
 ): Promise<GatewayProcess> {
+  const configPath = typeof config === 'string' ? config : writeConfig(config);
+  const env = options.env ?? testSecrets;
   const entry = options.built ? [join(ROOT, 'dist/src/main.js')] : ['--import', 'tsx', join(ROOT, 'src/main.ts')];
   const proc = track(
     spawn(process.execPath, entry, {
@@ -209,7 +220,27 @@ export async function spawnGateway(
     stderr,
     exited,
     kill: (signal = 'SIGTERM') => proc.kill(signal),
+    stop: (signal = 'SIGTERM') => {
+      proc.kill(signal);
+      return exited;
+    },
+    listeners: () => stderr.filter((l) => l.includes('"snapgate listening"')).length,
   };
+}
+
+/** Spawns a gateway as spawnGateway does, runs `use` with it, and SIGKILLs it afterwards (waiting for its exit), whatever happened. */
+export async function withGatewayProcess(
+  config: string | Record<string, unknown>,
+  options: { env?: Record<string, string | undefined>; built?: boolean },
+  use: (gw: GatewayProcess) => Promise<void>,
+): Promise<void> {
+  const gw = await spawnGateway(config, options);
+  try {
+    await use(gw);
+  } finally {
+    gw.kill('SIGKILL');
+    await gw.exited;
+  }
 }
 
 /** A stand-in serving Acme-Prod and Other-Org with the test credentials. */

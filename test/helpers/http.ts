@@ -56,3 +56,14 @@ export function resume(
     headers: { ...(token !== undefined ? { authorization: `Bearer ${token}` } : {}), ...headers },
   });
 }
+
+/** Adds a suspended run of `org` (Acme-Prod unless given) to the stand-in and resumes it at `baseUrl`. */
+export function resumeNewRun(
+  baseUrl: string,
+  standIn: { addRun(org: string): string },
+  token?: string,
+  options: { org?: string; headers?: Record<string, string> } = {},
+): Promise<Reply> {
+  const org = options.org ?? 'Acme-Prod';
+  return resume(baseUrl, org, standIn.addRun(org), token, options.headers);
+}

@@ -1,7 +1,7 @@
 // A local stand-in of SnapLogic's public runtime API (per shared/docs/snaplogic-api.md), for tests, the demo and the benchmark.
 import { randomBytes, randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { listenOnLoopback, type Listening } from './loopback.js';
 
 export type RunState =
   | 'Queued'
@@ -82,25 +82,20 @@ function errorEnvelope(status: number, message: string): string {
 export class SnapLogicStandIn {
   readonly received: ReceivedRequest[] = [];
   private readonly runs = new Map<string, Run>();
-  private readonly sockets = new Set<Socket>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private fault: (Fault & { remaining: number }) | undefined;
   /** Runs when a request arrives, before it is answered (tests use it to look at the world at that instant). */
   onRequest: ((req: ReceivedRequest) => Promise<void> | void) | undefined;
-  private server!: Server;
+  private listening!: Listening;
   port = 0;
 
   private constructor(private readonly options: StandInOptions) {}
 
   static async start(options: StandInOptions): Promise<SnapLogicStandIn> {
     const standIn = new SnapLogicStandIn(options);
-    standIn.server = createServer((req, res) => void standIn.handle(req, res));
-    standIn.server.on('connection', (s) => {
-      standIn.sockets.add(s);
-      s.on('close', () => standIn.sockets.delete(s));
-    });
-    await new Promise<void>((resolve) => standIn.server.listen(options.port ?? 0, '127.0.0.1', resolve));
-    standIn.port = (standIn.server.address() as AddressInfo).port;
+    const server = createServer((req, res) => void standIn.handle(req, res));
+    standIn.listening = await listenOnLoopback(server, options.port);
+    standIn.port = standIn.listening.port;
     return standIn;
   }
 
@@ -145,8 +140,7 @@ export class SnapLogicStandIn {
 
   async close(): Promise<void> {
     for (const t of this.timers) clearTimeout(t);
-    for (const s of this.sockets) s.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await this.listening.close();
   }
 
   private later(ms: number, fn: () => void): void {

@@ -1,8 +1,8 @@
 // A local identity provider for tests and the demo: real key pairs, a JWKS endpoint over HTTP, key rotation and outages.
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { createServer } from 'node:http';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK, type JWTPayload } from 'jose';
 import { recordSecret } from './leak-scan.js';
+import { listenOnLoopback, type Listening } from './loopback.js';
 
 interface SigningKey {
   kid: string;
@@ -34,8 +34,7 @@ async function newKey(alg: string, kid: string): Promise<SigningKey> {
 export class TokenIssuer {
   private keys: SigningKey[] = [];
   private rogue: SigningKey | undefined;
-  private server!: Server;
-  private readonly sockets = new Set<Socket>();
+  private listening!: Listening;
   private generation = 0;
   /** How the JWKS endpoint behaves: serve keys, refuse (500), or never answer. */
   mode: 'up' | 'error' | 'hang' = 'up';
@@ -50,7 +49,7 @@ export class TokenIssuer {
   static async start(options: { alg?: string; audience?: string; port?: number } = {}): Promise<TokenIssuer> {
     const issuer = new TokenIssuer(options.alg ?? 'ES256', options.audience ?? 'snapgate');
     issuer.keys = [await newKey(issuer.alg, 'key-0')];
-    issuer.server = createServer((req, res) => {
+    const server = createServer((req, res) => {
       if (req.url !== '/.well-known/jwks.json') {
         res.writeHead(404).end();
         return;
@@ -64,18 +63,19 @@ export class TokenIssuer {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ keys: issuer.keys.map((k) => k.publicJwk) }));
     });
-    issuer.server.on('connection', (s) => {
-      issuer.sockets.add(s);
-      s.on('close', () => issuer.sockets.delete(s));
-    });
-    await new Promise<void>((resolve) => issuer.server.listen(options.port ?? 0, '127.0.0.1', resolve));
-    issuer.port = (issuer.server.address() as AddressInfo).port;
+    issuer.listening = await listenOnLoopback(server, options.port);
+    issuer.port = issuer.listening.port;
     return issuer;
   }
 
   /** The `iss` value, which is also the issuer's base URL. */
   get issuer(): string {
     return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** This issuer as an entry of snapgate's auth.issuers (its JWKS over HTTP, its alg and audience), plus `extra`. */
+  configEntry(extra: Record<string, unknown> = {}): Record<string, unknown> {
+    return { issuer: this.issuer, audience: this.audience, jwksUri: this.jwksUri, algorithms: [this.alg], ...extra };
   }
 
   get jwksUri(): string {
@@ -123,7 +123,6 @@ export class TokenIssuer {
   }
 
   async close(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    await this.listening.close();
   }
 }

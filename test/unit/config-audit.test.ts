@@ -1,23 +1,9 @@
 // A config that audits nothing is refused unless it says so with audit.allowUnaudited: true.
 import { describe, expect, it } from 'vitest';
-import { problemsOf } from '../helpers/config.js';
+import { minimalConfig, problemsOf } from '../helpers/config.js';
 import { parseConfig } from '../../src/config/load.js';
 
-const withAudit = (audit: unknown) => ({
-  auth: {
-    issuers: [
-      {
-        issuer: 'https://idp.example',
-        audience: 'snapgate',
-        jwksUri: 'https://idp.example/jwks',
-        algorithms: ['ES256'],
-      },
-    ],
-  },
-  policy: [{ match: { sub: 'svc-billing' }, orgs: ['Acme-Prod'], actions: ['runtime.start'] }],
-  orgs: { 'Acme-Prod': { pod: 'https://elastic.snaplogic.com', username: 'env:U', password: 'file:/run/secrets/p' } },
-  ...(audit === undefined ? {} : { audit }),
-});
+const withAudit = (audit: unknown) => minimalConfig(audit === undefined ? {} : { audit });
 
 describe('auditing off is never an accident', () => {
   it.each([

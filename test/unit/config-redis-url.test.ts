@@ -1,24 +1,11 @@
 // redis.url (and SNAPGATE_REDIS_URL) is parsed as a URL: host, port and database only, never credentials, a query or a fragment.
 import { describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig } from '../../src/config/load.js';
+import { minimalConfig } from '../helpers/config.js';
 
 const SECRET = 'Redis-S3cret-pw';
 
-const withRedis = (redis: unknown) => ({
-  auth: {
-    issuers: [
-      {
-        issuer: 'https://idp.example',
-        audience: 'snapgate',
-        jwksUri: 'https://idp.example/jwks',
-        algorithms: ['ES256'],
-      },
-    ],
-  },
-  policy: [{ match: { sub: 'svc-billing' }, orgs: ['Acme-Prod'], actions: ['runtime.start'] }],
-  orgs: { 'Acme-Prod': { pod: 'https://elastic.snaplogic.com', username: 'env:U', password: 'file:/run/secrets/p' } },
-  redis,
-});
+const withRedis = (redis: unknown) => minimalConfig({ redis });
 
 function problemsOf(doc: unknown, env: Record<string, string> = {}): string[] {
   try {

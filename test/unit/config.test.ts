@@ -1,26 +1,12 @@
+// Config validation: a minimal config and its defaults, every bad field reported by its path, env overrides.
 import { describe, expect, it } from 'vitest';
-import { problemsOf } from '../helpers/config.js';
+import { minimalConfig, problemsOf } from '../helpers/config.js';
 import { parseConfig } from '../../src/config/load.js';
 import { parseDuration } from '../../src/config/duration.js';
 
-const minimal = () => ({
-  auth: {
-    issuers: [
-      {
-        issuer: 'https://idp.example',
-        audience: 'snapgate',
-        jwksUri: 'https://idp.example/jwks',
-        algorithms: ['ES256'],
-      },
-    ],
-  },
-  policy: [{ match: { sub: 'svc-billing' }, orgs: ['Acme-Prod'], actions: ['runtime.start'] }],
-  orgs: { 'Acme-Prod': { pod: 'https://elastic.snaplogic.com', username: 'env:U', password: 'file:/run/secrets/p' } },
-});
-
 describe('config', () => {
   it('accepts a minimal config and fills safe defaults', () => {
-    const cfg = parseConfig(minimal(), 'test');
+    const cfg = parseConfig(minimalConfig(), 'test');
     expect(cfg.server).toMatchObject({
       port: 8080,
       shutdownTimeout: 15_000,
@@ -36,7 +22,7 @@ describe('config', () => {
   });
 
   it('reports every bad field with its path at once', () => {
-    const doc = minimal() as Record<string, any>;
+    const doc = minimalConfig() as Record<string, any>;
     doc.orgs['Acme-Prod'].password = 'plain-text-password';
     doc.orgs['Acme-Prod'].pod = 'https://elastic.snaplogic.com/api/1';
     doc.auth.issuers[0].algorithms = ['HS256'];
@@ -52,21 +38,21 @@ describe('config', () => {
   });
 
   it('requires exactly one key source per issuer, and HMAC only with an explicit secret reference', () => {
-    const doc = minimal() as Record<string, any>;
+    const doc = minimalConfig() as Record<string, any>;
     doc.auth.issuers[0].publicKey = 'file:/keys/idp.pem';
     expect(problemsOf(doc).join()).toContain('exactly one key source');
 
-    const hmac = minimal() as Record<string, any>;
+    const hmac = minimalConfig() as Record<string, any>;
     hmac.auth.issuers[0] = { issuer: 'https://idp', audience: 'a', algorithms: ['HS256'], secret: 'inline-secret' };
     expect(problemsOf(hmac).join()).toContain('auth.issuers.0.secret');
 
-    const ok = minimal() as Record<string, any>;
+    const ok = minimalConfig() as Record<string, any>;
     ok.auth.issuers[0] = { issuer: 'https://idp', audience: 'a', algorithms: ['HS256'], secret: 'env:IDP_SECRET' };
     expect(problemsOf(ok)).toEqual([]);
   });
 
   it('refuses plain http pods and JWKS except on loopback or with an explicit opt-in', () => {
-    const doc = minimal() as Record<string, any>;
+    const doc = minimalConfig() as Record<string, any>;
     doc.orgs['Acme-Prod'].pod = 'http://elastic.snaplogic.com';
     expect(problemsOf(doc)).toEqual([expect.stringContaining('orgs.Acme-Prod.pod: must use https')]);
     doc.upstream = { allowInsecureHttp: true };
@@ -77,7 +63,7 @@ describe('config', () => {
   });
 
   it('refuses a policy rule that matches everyone and an org name that could steer a path', () => {
-    const doc = minimal() as Record<string, any>;
+    const doc = minimalConfig() as Record<string, any>;
     doc.policy = [{ match: {}, orgs: '*', actions: ['runtime.start'] }];
     doc.orgs['../x'] = doc.orgs['Acme-Prod'];
     const problems = problemsOf(doc);
@@ -86,17 +72,17 @@ describe('config', () => {
   });
 
   it('applies environment overrides', () => {
-    const cfg = parseConfig(minimal(), 'test', { SNAPGATE_PORT: '9999', SNAPGATE_LOG_LEVEL: 'warn' });
+    const cfg = parseConfig(minimalConfig(), 'test', { SNAPGATE_PORT: '9999', SNAPGATE_LOG_LEVEL: 'warn' });
     expect(cfg.server.port).toBe(9999);
     expect(cfg.log.level).toBe('warn');
-    expect(problemsOf(minimal(), { SNAPGATE_PORT: 'x' }).some((p) => p.startsWith('SNAPGATE_PORT'))).toBe(true);
+    expect(problemsOf(minimalConfig(), { SNAPGATE_PORT: 'x' }).some((p) => p.startsWith('SNAPGATE_PORT'))).toBe(true);
   });
 
   it("takes the admin listener's host from SNAPGATE_ADMIN_HOST, only for an admin listener the config declares", () => {
-    const doc = { ...minimal(), admin: { port: 9464 } };
+    const doc = { ...minimalConfig(), admin: { port: 9464 } };
     expect(parseConfig(doc, 'test').admin).toEqual({ host: '127.0.0.1', port: 9464 });
     expect(parseConfig(doc, 'test', { SNAPGATE_ADMIN_HOST: '0.0.0.0' }).admin).toEqual({ host: '0.0.0.0', port: 9464 });
-    expect(problemsOf(minimal(), { SNAPGATE_ADMIN_HOST: '0.0.0.0' })).toEqual([
+    expect(problemsOf(minimalConfig(), { SNAPGATE_ADMIN_HOST: '0.0.0.0' })).toEqual([
       expect.stringMatching(/^SNAPGATE_ADMIN_HOST: .*admin\.port/),
     ]);
     expect(problemsOf(doc, { SNAPGATE_ADMIN_HOST: '' })).toEqual([
@@ -105,13 +91,15 @@ describe('config', () => {
   });
 
   it('takes the number of worker processes from SNAPGATE_WORKERS, within the same bounds as server.workers', () => {
-    expect(parseConfig(minimal(), 'test', { SNAPGATE_WORKERS: '3' }).server.workers).toBe(3);
-    expect(problemsOf(minimal(), { SNAPGATE_WORKERS: 'two' }).some((p) => p.startsWith('SNAPGATE_WORKERS'))).toBe(true);
-    expect(problemsOf(minimal(), { SNAPGATE_WORKERS: '0' })).toEqual([expect.stringContaining('server.workers')]);
+    expect(parseConfig(minimalConfig(), 'test', { SNAPGATE_WORKERS: '3' }).server.workers).toBe(3);
+    expect(problemsOf(minimalConfig(), { SNAPGATE_WORKERS: 'two' }).some((p) => p.startsWith('SNAPGATE_WORKERS'))).toBe(
+      true,
+    );
+    expect(problemsOf(minimalConfig(), { SNAPGATE_WORKERS: '0' })).toEqual([expect.stringContaining('server.workers')]);
   });
 
   it('refuses Redis URLs that carry a password', () => {
-    const doc = { ...minimal(), redis: { url: 'redis://:secret@10.0.0.1:6379' } };
+    const doc = { ...minimalConfig(), redis: { url: 'redis://:secret@10.0.0.1:6379' } };
     expect(problemsOf(doc)).toEqual([expect.stringContaining('redis.url')]);
   });
 });
@@ -143,7 +131,7 @@ describe('shipped example config', () => {
 
 describe('rate-limit config', () => {
   const withLimit = (rateLimit: unknown) => {
-    const doc = minimal() as Record<string, any>;
+    const doc = minimalConfig() as Record<string, any>;
     doc.orgs['Acme-Prod'].rateLimit = rateLimit;
     return doc;
   };
@@ -186,11 +174,14 @@ describe('rate-limit config', () => {
 
   it('accepts exactly one Redis deployment: url, sentinel or cluster', () => {
     const both = {
-      ...minimal(),
+      ...minimalConfig(),
       redis: { url: 'redis://127.0.0.1:6379', cluster: { nodes: [{ host: '127.0.0.1', port: 7000 }] } },
     };
     expect(problemsOf(both)).toEqual([expect.stringContaining('exactly one of url')]);
-    const sentinel = { ...minimal(), redis: { sentinel: { name: 'm', sentinels: [{ host: 's1', port: 26379 }] } } };
+    const sentinel = {
+      ...minimalConfig(),
+      redis: { sentinel: { name: 'm', sentinels: [{ host: 's1', port: 26379 }] } },
+    };
     expect(problemsOf(sentinel)).toEqual([]);
   });
 });

@@ -1,0 +1,26 @@
+// Test servers on 127.0.0.1: listen on a given or free port, and close together with the connections still open.
+import type { Server } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+
+export interface Listening {
+  port: number;
+  /** Destroys every open connection (a hung request included), then closes the server. */
+  close(): Promise<void>;
+}
+
+/** Starts `server` listening on 127.0.0.1:`port` (0: a free port). */
+export async function listenOnLoopback(server: Server, port = 0): Promise<Listening> {
+  const sockets = new Set<Socket>();
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
