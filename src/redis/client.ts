@@ -69,22 +69,18 @@ export function describeRedis(config: Pick<RedisConfig, 'url' | 'sentinel' | 'cl
   return parsed.ok ? parsed.target.where : 'redis (invalid url)';
 }
 
-/**
- * Creates the client. Commands never queue while Redis is away (no offline queue, no retries per
- * request), so a dead Redis fails a command at once; a hung one is cut off by `withDeadline` at
- * `commandTimeout` (ioredis's own timeout is only a backstop). Reconnection happens in the
- * background. Throws when the password reference cannot be resolved.
- */
-export async function createRedisClient(
-  config: RedisConfig,
-  deps: { env: Readonly<Record<string, string | undefined>>; log: Logger },
-): Promise<RedisClient> {
-  const secret = async (ref: string | undefined) => {
-    const parsed = ref !== undefined ? parseSecretRef(ref) : undefined;
-    return parsed !== undefined ? resolveSecret(parsed, deps.env) : undefined;
-  };
-  const password = await secret(config.password);
-  const common: RedisOptions = {
+type Env = Readonly<Record<string, string | undefined>>;
+
+async function secretOf(ref: string | undefined, env: Env): Promise<string | undefined> {
+  const parsed = ref !== undefined ? parseSecretRef(ref) : undefined;
+  return parsed !== undefined ? resolveSecret(parsed, env) : undefined;
+}
+
+const reconnectDelay = (attempt: number): number => Math.min(attempt * 200, 2_000);
+
+/** The options every connection gets, whatever the topology. */
+function connectionOptions(config: RedisConfig, password: string | undefined): RedisOptions {
+  return {
     ...(config.username !== undefined ? { username: config.username } : {}),
     ...(password !== undefined ? { password } : {}),
     ...(config.tls ? { tls: {} } : {}),
@@ -96,50 +92,65 @@ export async function createRedisClient(
     commandTimeout: Math.max(config.commandTimeout * 10, 300_000),
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
-    retryStrategy: (attempt: number) => Math.min(attempt * 200, 2_000),
+    retryStrategy: reconnectDelay,
   };
+}
 
-  let client: RedisClient;
-  // What logs name: host:port only, never the URL as given.
-  const where = describeRedis(config);
+/** The client for the configured topology; it starts connecting in the background. */
+function connect(config: RedisConfig, common: RedisOptions, sentinelPassword: string | undefined): RedisClient {
   if (config.cluster !== undefined) {
-    client = new Cluster(config.cluster.nodes, {
+    return new Cluster(config.cluster.nodes, {
       redisOptions: common,
       enableOfflineQueue: false,
-      clusterRetryStrategy: (attempt: number) => Math.min(attempt * 200, 2_000),
+      clusterRetryStrategy: reconnectDelay,
       slotsRefreshTimeout: config.connectTimeout,
     });
-  } else if (config.sentinel !== undefined) {
-    const sentinelPassword = await secret(config.sentinel.password);
-    client = new Redis({
+  }
+  if (config.sentinel !== undefined) {
+    return new Redis({
       ...common,
       sentinels: config.sentinel.sentinels,
       name: config.sentinel.name,
       ...(sentinelPassword !== undefined ? { sentinelPassword } : {}),
-      sentinelRetryStrategy: (attempt: number) => Math.min(attempt * 200, 2_000),
-    });
-  } else {
-    // The URL is taken apart here rather than handed to ioredis, which would also read options
-    // (a password among them) from its query string.
-    const target = standaloneTarget(config.url);
-    client = new Redis({
-      ...common,
-      host: target.host,
-      port: target.port,
-      db: target.db,
-      ...(target.tls ? { tls: {} } : {}),
+      sentinelRetryStrategy: reconnectDelay,
     });
   }
+  // The URL is taken apart here rather than handed to ioredis, which would also read options
+  // (a password among them) from its query string.
+  const target = standaloneTarget(config.url);
+  return new Redis({
+    ...common,
+    host: target.host,
+    port: target.port,
+    db: target.db,
+    ...(target.tls ? { tls: {} } : {}),
+  });
+}
 
+/** Logs when the connection comes up and when it is lost, once each time; `where` is host:port only. */
+function logConnection(client: RedisClient, where: string, log: Logger): void {
   let up = false;
   client.on('ready', () => {
-    if (!up) deps.log.info('redis connected', { redis: where });
+    if (!up) log.info('redis connected', { redis: where });
     up = true;
   });
   client.on('error', (err: Error) => {
-    if (up) deps.log.warn('redis connection lost', { redis: where, error: err.message });
+    if (up) log.warn('redis connection lost', { redis: where, error: err.message });
     up = false;
   });
+}
+
+/**
+ * Creates the client. Commands never queue while Redis is away (no offline queue, no retries per
+ * request), so a dead Redis fails a command at once; a hung one is cut off by `withDeadline` at
+ * `commandTimeout` (ioredis's own timeout is only a backstop). Reconnection happens in the
+ * background. Throws when the password reference cannot be resolved.
+ */
+export async function createRedisClient(config: RedisConfig, deps: { env: Env; log: Logger }): Promise<RedisClient> {
+  const password = await secretOf(config.password, deps.env);
+  const sentinelPassword = await secretOf(config.sentinel?.password, deps.env);
+  const client = connect(config, connectionOptions(config, password), sentinelPassword);
+  logConnection(client, describeRedis(config), deps.log);
   return client;
 }
 
