@@ -1,4 +1,5 @@
-// Audit sinks: stdout JSON lines, an append-only rotating file, and a Redis Stream. Each appends whole batches in order and skips what it already holds.
+// Audit sinks: stdout JSON lines, an append-only rotating file, and a Redis Stream. Each appends whole batches in
+// order and skips what it already holds.
 import { open, readFile, rename, stat, type FileHandle } from 'node:fs/promises';
 import type { Redis, Result } from 'ioredis';
 import { batchWritesThisTurn, type RedisClient } from '../redis/client.js';
@@ -136,6 +137,19 @@ async function lastSeqs(path: string): Promise<Map<string, number>> {
   return seqs;
 }
 
+/** A name no file has yet for the file being rotated: `<path>.<UTC time>`, else with `-1`, `-2`, … added. */
+async function rotationTarget(path: string, now: () => Date): Promise<string> {
+  const stamp = () => now().toISOString().replace(/[:.]/g, '-');
+  const taken = (name: string) =>
+    stat(name).then(
+      () => true,
+      () => false,
+    );
+  let target = `${path}.${stamp()}`;
+  for (let n = 1; await taken(target); n++) target = `${path}.${stamp()}-${n}`;
+  return target;
+}
+
 /**
  * An append-only JSON-lines file. Writes are serialized; with fsync `always`, a batch is stored
  * only once fdatasync returns. Past `maxBytes` the file is renamed to `<path>.<UTC time>` and a
@@ -161,17 +175,7 @@ export async function createFileSink(options: FileSinkOptions): Promise<Sink> {
   const rotate = async (): Promise<void> => {
     await handle.datasync();
     await handle.close();
-    let target = `${options.path}.${now().toISOString().replace(/[:.]/g, '-')}`;
-    for (
-      let n = 1;
-      await stat(target).then(
-        () => true,
-        () => false,
-      );
-      n++
-    )
-      target = `${options.path}.${now().toISOString().replace(/[:.]/g, '-')}-${n}`;
-    await rename(options.path, target);
+    await rename(options.path, await rotationTarget(options.path, now));
     handle = await open(options.path, 'a', 0o640);
     size = 0;
   };
@@ -241,7 +245,8 @@ export function streamHeadKey(stream: string, writer: string): string {
 
 /**
  * A Redis Stream (XADD with approximate MAXLEN retention). The stream and head keys share a hash
- * tag, so one script touches both on Redis Cluster. `timeoutMs` bounds each append.
+ * tag, so one script touches both on Redis Cluster. An append has no deadline of its own: the writer
+ * bounds each one by its ackTimeout (see SinkWriter).
  */
 export function createRedisStreamSink(client: RedisClient, options: { stream: string; maxLen: number }): Sink {
   if (typeof (client as Redis).snapgateAuditAppend !== 'function') {
