@@ -1,4 +1,5 @@
-// Tamper evidence: each writer's events form a SHA-256 hash chain over each event's serialized form; verify finds the first broken link. Pure.
+// Tamper evidence: each writer's events form a SHA-256 hash chain over each event's serialized form; verify finds
+// the first broken link. Pure.
 import { hash, randomBytes } from 'node:crypto';
 import type { AuditEvent, ChainFields } from './event.js';
 
@@ -50,8 +51,8 @@ export class ChainWriter {
     const hash = eventHash(body, { writer: this.writer, seq, prev });
     this.seq = seq;
     this.prev = hash;
-    const line = `${body.slice(0, -1)},"chain":{"writer":${this.writerJson},"seq":${seq},"prev":"${prev}","hash":"${hash}"}}`;
-    return { writer: this.writer, seq, line };
+    const chain = `{"writer":${this.writerJson},"seq":${seq},"prev":"${prev}","hash":"${hash}"}`;
+    return { writer: this.writer, seq, line: `${body.slice(0, -1)},"chain":${chain}}` };
   }
 }
 
@@ -116,10 +117,8 @@ export function verifyChain(records: Iterable<string>, options: { complete?: boo
       }
     } else {
       if (chain.seq !== head.seq + 1) {
-        return fail(
-          id,
-          `seq ${chain.seq} follows ${head.seq} for ${chain.writer}: events were ${chain.seq > head.seq + 1 ? 'deleted' : 'reordered or duplicated'}`,
-        );
+        const what = chain.seq > head.seq + 1 ? 'deleted' : 'reordered or duplicated';
+        return fail(id, `seq ${chain.seq} follows ${head.seq} for ${chain.writer}: events were ${what}`);
       }
       if (chain.prev !== head.hash)
         return fail(id, `prev does not match the hash of seq ${head.seq}: the chain was altered`);

@@ -1,4 +1,5 @@
-// Bounds the cost of auditing denials: full events up to a rate per caller and reason, then one folded count per second.
+// Bounds the cost of auditing denials: full events up to a rate per caller and reason, then one folded count per
+// second.
 import type { AuditEvent } from './event.js';
 
 export interface DenialBoundOptions {

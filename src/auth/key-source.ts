@@ -1,4 +1,5 @@
-// Where an issuer's verification keys come from: a remote JWKS (cached, rotating), a JWKS file, a PEM key or a shared secret.
+// Where an issuer's verification keys come from: a remote JWKS (cached, rotating), a JWKS file, a PEM key or a
+// shared secret.
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createLocalJWKSet, errors as joseErrors, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';

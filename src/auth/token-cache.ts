@@ -1,4 +1,5 @@
-// A bounded LRU cache of verified tokens, with final refusals in a separate bounded space: keyed by a SHA-256 of the token (the token itself is never kept).
+// A bounded LRU cache of verified tokens, with final refusals in a separate bounded space: keyed by a SHA-256 of the
+// token (the token itself is never kept).
 import { hash } from 'node:crypto';
 import type { Principal } from './principal.js';
 
@@ -7,7 +8,10 @@ export interface TokenCacheOptions {
   maxEntries: number;
   /** Longest a verification is reused, ms, even if exp is later (bounds how long a removed key keeps working). */
   maxTtlMs: number;
-  /** Most refusals remembered, in their own space; the least recently used go first. Default: maxEntries, at most 1000. */
+  /**
+   * Most refusals remembered, in their own space; the least recently used go first. Default: maxEntries,
+   * at most 1000.
+   */
   maxRefusals?: number;
   now?: () => number;
 }

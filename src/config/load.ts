@@ -39,7 +39,8 @@ function applyEnvOverrides(
     const admin = doc.admin;
     if (admin === null || typeof admin !== 'object' || Array.isArray(admin)) {
       problems.push(
-        "SNAPGATE_ADMIN_HOST: sets the admin listener's host, but the config declares no admin listener (add admin.port)",
+        "SNAPGATE_ADMIN_HOST: sets the admin listener's host, " +
+          'but the config declares no admin listener (add admin.port)',
       );
     } else out.admin = { ...admin, host: env.SNAPGATE_ADMIN_HOST };
   }

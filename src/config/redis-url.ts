@@ -1,4 +1,5 @@
-// Parses a redis:// or rediss:// URL into host, port, database and TLS; credentials, a query or a fragment are refused. No zod, no ioredis.
+// Parses a redis:// or rediss:// URL into host, port, database and TLS; credentials, a query or a fragment are
+// refused. No zod, no ioredis.
 
 /** Where a Redis URL points. `where` is `host:port`, the only form of it that logs and errors show. */
 export interface RedisTarget {

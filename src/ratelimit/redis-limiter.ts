@@ -1,4 +1,5 @@
-// The shared limiter: every policy of a request checked and consumed by one Lua script, on Redis's clock, in one round trip.
+// The shared limiter: every policy of a request checked and consumed by one Lua script, on Redis's clock, in one
+// round trip.
 import { Cluster, type Redis, type Result } from 'ioredis';
 import { batchWritesThisTurn, RedisDeadlineError, withDeadline, type RedisClient } from '../redis/client.js';
 import {
@@ -149,7 +150,10 @@ export async function warmUpLimiter(client: RedisClient, deadlineMs: number): Pr
   );
 }
 
-/** Sends the refund script for `policies` (all, or those a decision took); errors are ignored: a lease still expires. */
+/**
+ * Sends the refund script for `policies` (all, or those a decision took). Errors are ignored: a lease
+ * still expires.
+ */
 function sendRefund(
   client: RedisClient,
   keys: readonly string[],
