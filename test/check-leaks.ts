@@ -34,5 +34,6 @@ if (leaks.length > 0) {
   process.exit(1);
 }
 process.stdout.write(
-  `leak scan: ${secrets.size} secrets checked against ${lines} lines of logs, audit events and error bodies: none found\n`,
+  `leak scan: ${secrets.size} secrets checked against ${lines} lines of logs, audit events and error bodies: ` +
+    'none found\n',
 );

@@ -1,4 +1,5 @@
-// The audit trail end to end: write-ahead attempts, file and Redis Stream sinks, reject and spool on failure, hash chains, the CLI, bounded denials.
+// The audit trail end to end: write-ahead attempts, file and Redis Stream sinks, reject and spool on failure, hash
+// chains, the CLI, bounded denials.
 import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -92,39 +93,42 @@ describe('write-ahead', () => {
     expect(JSON.stringify(mine)).not.toContain(world.jwt.split('.')[2]!);
   });
 
-  it('reject mode: a required sink that cannot take the attempt means 503 audit_unavailable and nothing forwarded', async () => {
-    const gw = await gateway({ sinks: [{ type: 'redis' }], onFailure: 'reject', ackTimeout: '300ms' });
-    expect((await resumeNewRun(gw.url, world.standIn, world.jwt)).status).toBe(200);
-    await world.redis.kill();
-    try {
-      const before = world.standIn.startCalls().length;
-      const refused = await resumeNewRun(gw.url, world.standIn, world.jwt, {
-        headers: {
-          'x-request-id': 'refused-1',
-        },
-      });
-      expect(refused.status).toBe(503);
-      expect(refused.json.code).toBe('audit_unavailable');
-      expect(refused.headers['retry-after']).toBe('1');
-      expect(world.standIn.startCalls().length).toBe(before);
-    } finally {
-      await world.redis.restart();
-    }
-    // Nothing is lost: once Redis is back, the refused attempt and its 503 outcome reach the stream, chain intact.
-    const events = await poll(
-      streamEvents,
-      (es) => es.some((e) => e.requestId === 'refused-1' && e.type === 'outcome'),
-      8_000,
-    );
-    const refusedEvents = events.filter((e) => e.requestId === 'refused-1');
-    expect(refusedEvents.map((e) => [e.type, e.status])).toEqual([
-      ['attempt', null],
-      ['outcome', 503],
-    ]);
-    const verify = await cli(['verify', '--redis', world.redis.url]);
-    expect(verify.code, verify.out).toBe(0);
-    expect(verify.out).toContain('starts at seq');
-  });
+  it(
+    'reject mode: a required sink that cannot take the ' + 'attempt means 503 audit_unavailable and nothing forwarded',
+    async () => {
+      const gw = await gateway({ sinks: [{ type: 'redis' }], onFailure: 'reject', ackTimeout: '300ms' });
+      expect((await resumeNewRun(gw.url, world.standIn, world.jwt)).status).toBe(200);
+      await world.redis.kill();
+      try {
+        const before = world.standIn.startCalls().length;
+        const refused = await resumeNewRun(gw.url, world.standIn, world.jwt, {
+          headers: {
+            'x-request-id': 'refused-1',
+          },
+        });
+        expect(refused.status).toBe(503);
+        expect(refused.json.code).toBe('audit_unavailable');
+        expect(refused.headers['retry-after']).toBe('1');
+        expect(world.standIn.startCalls().length).toBe(before);
+      } finally {
+        await world.redis.restart();
+      }
+      // Nothing is lost: once Redis is back, the refused attempt and its 503 outcome reach the stream, chain intact.
+      const events = await poll(
+        streamEvents,
+        (es) => es.some((e) => e.requestId === 'refused-1' && e.type === 'outcome'),
+        8_000,
+      );
+      const refusedEvents = events.filter((e) => e.requestId === 'refused-1');
+      expect(refusedEvents.map((e) => [e.type, e.status])).toEqual([
+        ['attempt', null],
+        ['outcome', 503],
+      ]);
+      const verify = await cli(['verify', '--redis', world.redis.url]);
+      expect(verify.code, verify.out).toBe(0);
+      expect(verify.out).toContain('starts at seq');
+    },
+  );
 
   it('spool mode: forwards while the sink is down, then replays the spool in order without duplicates', async () => {
     const spoolDir = tempDir('snapgate-spool-');
@@ -164,34 +168,37 @@ describe('write-ahead', () => {
 });
 
 describe('file sink', () => {
-  it('appends chained JSON lines, rotates by size without dropping anything, and verifies across rotated files', async () => {
-    const dir = tempDir('snapgate-audit-');
-    const path = join(dir, 'audit.jsonl');
-    const gw = await gateway({ sinks: [{ type: 'file', path, maxBytes: 4_000, fsync: 'always' }] });
-    const ids: string[] = [];
-    for (let i = 0; i < 12; i++) {
-      const id = `file-${i}`;
-      ids.push(id);
-      expect((await resumeNewRun(gw.url, world.standIn, world.jwt, { headers: { 'x-request-id': id } })).status).toBe(
-        200,
-      );
-    }
-    await gw.close();
-    open.splice(0);
-    const files = readdirSync(dir).filter((n) => n.startsWith('audit.jsonl'));
-    expect(files.length).toBeGreaterThan(2);
-    const lines = files
-      .sort((a, b) => (a === 'audit.jsonl' ? 1 : b === 'audit.jsonl' ? -1 : a < b ? -1 : 1))
-      .flatMap((f) => readFileSync(join(dir, f), 'utf8').split('\n').filter(Boolean));
-    const events = lines.map((l) => JSON.parse(l) as AuditEvent);
-    expect(events.filter((e) => e.type === 'attempt').map((e) => e.requestId)).toEqual(ids);
-    expect(events.filter((e) => e.type === 'outcome').map((e) => e.requestId)).toEqual(ids);
-    for (const f of files) expect(readFileSync(join(dir, f)).byteLength).toBeLessThanOrEqual(4_000);
+  it(
+    'appends chained JSON lines, rotates by size without dropping anything, ' + 'and verifies across rotated files',
+    async () => {
+      const dir = tempDir('snapgate-audit-');
+      const path = join(dir, 'audit.jsonl');
+      const gw = await gateway({ sinks: [{ type: 'file', path, maxBytes: 4_000, fsync: 'always' }] });
+      const ids: string[] = [];
+      for (let i = 0; i < 12; i++) {
+        const id = `file-${i}`;
+        ids.push(id);
+        expect((await resumeNewRun(gw.url, world.standIn, world.jwt, { headers: { 'x-request-id': id } })).status).toBe(
+          200,
+        );
+      }
+      await gw.close();
+      open.splice(0);
+      const files = readdirSync(dir).filter((n) => n.startsWith('audit.jsonl'));
+      expect(files.length).toBeGreaterThan(2);
+      const lines = files
+        .sort((a, b) => (a === 'audit.jsonl' ? 1 : b === 'audit.jsonl' ? -1 : a < b ? -1 : 1))
+        .flatMap((f) => readFileSync(join(dir, f), 'utf8').split('\n').filter(Boolean));
+      const events = lines.map((l) => JSON.parse(l) as AuditEvent);
+      expect(events.filter((e) => e.type === 'attempt').map((e) => e.requestId)).toEqual(ids);
+      expect(events.filter((e) => e.type === 'outcome').map((e) => e.requestId)).toEqual(ids);
+      for (const f of files) expect(readFileSync(join(dir, f)).byteLength).toBeLessThanOrEqual(4_000);
 
-    const verify = await cli(['verify', '--file', path, '--complete']);
-    expect(verify.code, verify.out).toBe(0);
-    expect(verify.out).toContain(`ok: ${events.length} events`);
-  });
+      const verify = await cli(['verify', '--file', path, '--complete']);
+      expect(verify.code, verify.out).toBe(0);
+      expect(verify.out).toContain(`ok: ${events.length} events`);
+    },
+  );
 
   it('skips events it already holds when a batch is replayed', async () => {
     const dir = tempDir('snapgate-audit-');
@@ -320,33 +327,36 @@ describe('tamper evidence and the CLI', () => {
 });
 
 describe('bounded denials', () => {
-  it('writes a few full events per caller and reason per second, and folds the rest into counted denials events', async () => {
-    const dir = tempDir('snapgate-audit-');
-    const path = join(dir, 'audit.jsonl');
-    const gw = await gateway({
-      sinks: [{ type: 'file', path, fsync: 'never' }],
-      denials: { fullPerSecond: 3, maxKeys: 100 },
-    });
-    const N = 300;
-    await Promise.all(Array.from({ length: N }, () => resumeNewRun(gw.url, world.standIn, 'garbage-token')));
-    await sleep(1_300);
-    const events = readFileSync(path, 'utf8')
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as AuditEvent);
-    const full = events.filter((e) => e.type === 'decision' && e.reason === 'token_malformed');
-    const folded = events.filter((e) => e.type === 'denials');
-    const seconds = new Set(full.map((e) => e.time.slice(0, 19))).size;
-    expect(full.length).toBeLessThanOrEqual(3 * seconds);
-    expect(folded.length).toBeGreaterThan(0);
-    expect(full.length + folded.reduce((n, e) => n + (e.count ?? 0), 0)).toBe(N);
-    expect(folded[0]).toMatchObject({
-      decision: 'unauthenticated',
-      reason: 'token_malformed',
-      client: { address: '127.0.0.1' },
-    });
-    expect(events.length).toBeLessThan(20);
-  });
+  it(
+    'writes a few full events per caller and reason per second, ' + 'and folds the rest into counted denials events',
+    async () => {
+      const dir = tempDir('snapgate-audit-');
+      const path = join(dir, 'audit.jsonl');
+      const gw = await gateway({
+        sinks: [{ type: 'file', path, fsync: 'never' }],
+        denials: { fullPerSecond: 3, maxKeys: 100 },
+      });
+      const N = 300;
+      await Promise.all(Array.from({ length: N }, () => resumeNewRun(gw.url, world.standIn, 'garbage-token')));
+      await sleep(1_300);
+      const events = readFileSync(path, 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as AuditEvent);
+      const full = events.filter((e) => e.type === 'decision' && e.reason === 'token_malformed');
+      const folded = events.filter((e) => e.type === 'denials');
+      const seconds = new Set(full.map((e) => e.time.slice(0, 19))).size;
+      expect(full.length).toBeLessThanOrEqual(3 * seconds);
+      expect(folded.length).toBeGreaterThan(0);
+      expect(full.length + folded.reduce((n, e) => n + (e.count ?? 0), 0)).toBe(N);
+      expect(folded[0]).toMatchObject({
+        decision: 'unauthenticated',
+        reason: 'token_malformed',
+        client: { address: '127.0.0.1' },
+      });
+      expect(events.length).toBeLessThan(20);
+    },
+  );
 });
 
 /**

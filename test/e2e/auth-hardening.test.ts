@@ -1,4 +1,5 @@
-// Auth hardening through the real gateway: readiness does not hammer a dead IdP, stale keys expire, 401 bodies never echo the token's alg.
+// Auth hardening through the real gateway: readiness does not hammer a dead IdP, stale keys expire, 401 bodies never
+// echo the token's alg.
 import { exportSPKI, generateKeyPair, SignJWT } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { baseConfig, startTestGateway, testSecrets, type TestGateway } from '../helpers/gateway.js';
@@ -32,35 +33,39 @@ describe('readiness while the identity provider is down', () => {
 });
 
 describe('stale keys expire', () => {
-  it('serves the last good keys while the JWKS cannot be refreshed, for maxStale; then 503 jwks_unavailable until a fetch succeeds', async () => {
-    const idp = world.issuer;
-    const gw = await gatewayWith([
-      idp.configEntry({ jwks: { cacheMaxAge: '50ms', cooldown: '20ms', maxStale: '600ms' } }),
-    ]);
-    // A fresh token per call, so the verified-token cache never answers for the keys.
-    const call = async () =>
-      resumeNewRun(gw.url, world.standIn, await idp.mint({ sub: 'svc-billing', jti: crypto.randomUUID() }));
-    const first = await call();
-    expect(first.status, `${first.text} ${JSON.stringify(gw.logs.filter((l) => l.level === 'error'))}`).toBe(200);
-    const lastGood = Date.now();
-    idp.mode = 'error';
-    await sleep(150);
-    const stale = await call();
-    expect(stale.status, `stale-if-error: ${stale.text}`).toBe(200);
+  it(
+    'serves the last good keys while the JWKS cannot be refreshed, ' +
+      'for maxStale; then 503 jwks_unavailable until a fetch succeeds',
+    async () => {
+      const idp = world.issuer;
+      const gw = await gatewayWith([
+        idp.configEntry({ jwks: { cacheMaxAge: '50ms', cooldown: '20ms', maxStale: '600ms' } }),
+      ]);
+      // A fresh token per call, so the verified-token cache never answers for the keys.
+      const call = async () =>
+        resumeNewRun(gw.url, world.standIn, await idp.mint({ sub: 'svc-billing', jti: crypto.randomUUID() }));
+      const first = await call();
+      expect(first.status, `${first.text} ${JSON.stringify(gw.logs.filter((l) => l.level === 'error'))}`).toBe(200);
+      const lastGood = Date.now();
+      idp.mode = 'error';
+      await sleep(150);
+      const stale = await call();
+      expect(stale.status, `stale-if-error: ${stale.text}`).toBe(200);
 
-    await sleep(Math.max(0, lastGood + 700 - Date.now()));
-    const expired = await call();
-    expect(expired.status, `keys older than maxStale: ${expired.text}`).toBe(503);
-    expect(expired.json.code).toBe('jwks_unavailable');
-    expect((await send(gw.url, 'GET', '/readyz')).status).toBe(503);
-    expect(gw.logs.filter((l) => l.msg === 'jwks keys dropped: older than maxStale')).toHaveLength(1);
+      await sleep(Math.max(0, lastGood + 700 - Date.now()));
+      const expired = await call();
+      expect(expired.status, `keys older than maxStale: ${expired.text}`).toBe(503);
+      expect(expired.json.code).toBe('jwks_unavailable');
+      expect((await send(gw.url, 'GET', '/readyz')).status).toBe(503);
+      expect(gw.logs.filter((l) => l.msg === 'jwks keys dropped: older than maxStale')).toHaveLength(1);
 
-    // Without keys, fetches are paced by the cooldown and at least 1 s apart.
-    idp.mode = 'up';
-    await sleep(1_050);
-    const back = await call();
-    expect(back.status, back.text).toBe(200);
-  });
+      // Without keys, fetches are paced by the cooldown and at least 1 s apart.
+      idp.mode = 'up';
+      await sleep(1_050);
+      const back = await call();
+      expect(back.status, back.text).toBe(200);
+    },
+  );
 });
 
 describe('401 bodies', () => {
@@ -76,7 +81,8 @@ describe('401 bodies', () => {
     ]);
     const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
     const exp = Math.floor(Date.now() / 1000) + 300;
-    const hostile = `${b64({ alg: 'ZZ-hostile-alg-value' })}.${b64({ iss: 'https://pem-idp', sub: 'svc-billing', aud: 'snapgate', exp })}.c2ln`;
+    const claims = b64({ iss: 'https://pem-idp', sub: 'svc-billing', aud: 'snapgate', exp });
+    const hostile = `${b64({ alg: 'ZZ-hostile-alg-value' })}.${claims}.c2ln`;
     const rs = await generateKeyPair('RS256');
     const rsToken = await new SignJWT({ sub: 'svc-billing', aud: 'snapgate' })
       .setProtectedHeader({ alg: 'RS256' })

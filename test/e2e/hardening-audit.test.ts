@@ -39,65 +39,69 @@ const metric = (text: string, name: string): number =>
     .reduce((sum, l) => sum + Number(l.split(' ').at(-1)), 0);
 
 describe('a required sink that is down', () => {
-  it('holds at most audit.maxQueue events, counts the rest as dropped, and writes a dropped event once back', async () => {
-    const adminUrl = `http://127.0.0.1:${gw.gateway.adminPort}`;
-    await world.redis.kill();
-    // Full rate for a few seconds: every call is refused (503 audit_unavailable) and its events queue.
-    const until = Date.now() + 4_000;
-    let calls = 0;
-    let maxDepth = 0;
-    const worker = async () => {
-      while (Date.now() < until) {
-        const r = await resumeNewRun(gw.url, world.standIn, world.jwt);
-        expect([503]).toContain(r.status);
-        calls += 1;
-      }
-    };
-    const sampler = (async () => {
-      while (Date.now() < until) {
-        maxDepth = Math.max(
-          maxDepth,
-          metric((await send(adminUrl, 'GET', '/metrics')).text, 'snapgate_audit_queue_depth'),
-        );
-        await sleep(100);
-      }
-    })();
-    await Promise.all([...Array.from({ length: 8 }, worker), sampler]);
-    const text = (await send(adminUrl, 'GET', '/metrics')).text;
-    const dropped = metric(text, 'snapgate_audit_dropped_total');
-    expect(calls).toBeGreaterThan(MAX_QUEUE);
-    expect(maxDepth).toBeGreaterThan(0);
-    // The queue never grows past its cap (the batch being written counts against it).
-    expect(maxDepth).toBeLessThanOrEqual(MAX_QUEUE);
-    expect(metric(text, 'snapgate_audit_queue_depth')).toBeLessThanOrEqual(MAX_QUEUE);
-    expect(dropped).toBeGreaterThan(0);
+  it(
+    'holds at most audit.maxQueue events, ' + 'counts the rest as dropped, and writes a dropped event once back',
+    async () => {
+      const adminUrl = `http://127.0.0.1:${gw.gateway.adminPort}`;
+      await world.redis.kill();
+      // Full rate for a few seconds: every call is refused (503 audit_unavailable) and its events queue.
+      const until = Date.now() + 4_000;
+      let calls = 0;
+      let maxDepth = 0;
+      const worker = async () => {
+        while (Date.now() < until) {
+          const r = await resumeNewRun(gw.url, world.standIn, world.jwt);
+          expect([503]).toContain(r.status);
+          calls += 1;
+        }
+      };
+      const sampler = (async () => {
+        while (Date.now() < until) {
+          maxDepth = Math.max(
+            maxDepth,
+            metric((await send(adminUrl, 'GET', '/metrics')).text, 'snapgate_audit_queue_depth'),
+          );
+          await sleep(100);
+        }
+      })();
+      await Promise.all([...Array.from({ length: 8 }, worker), sampler]);
+      const text = (await send(adminUrl, 'GET', '/metrics')).text;
+      const dropped = metric(text, 'snapgate_audit_dropped_total');
+      expect(calls).toBeGreaterThan(MAX_QUEUE);
+      expect(maxDepth).toBeGreaterThan(0);
+      // The queue never grows past its cap (the batch being written counts against it).
+      expect(maxDepth).toBeLessThanOrEqual(MAX_QUEUE);
+      expect(metric(text, 'snapgate_audit_queue_depth')).toBeLessThanOrEqual(MAX_QUEUE);
+      expect(dropped).toBeGreaterThan(0);
 
-    await world.redis.restart();
-    const reader = new Redis(world.redis.port, '127.0.0.1', { lazyConnect: true });
-    await reader.connect();
-    try {
-      const entries = await poll(
-        () => reader.xrange('audit:{q}:events', '-', '+'),
-        (es) => es.some(([, f]) => f[1]!.includes('"type":"dropped"')),
-        10_000,
-        200,
-      );
-      const lines = entries.map(([, f]) => f[1]!);
-      const events = lines.map((l) => JSON.parse(l) as { type: string; count?: number; sink?: string });
-      const droppedEvent = events.find((e) => e.type === 'dropped');
-      expect(droppedEvent, 'a dropped event once the sink is back').toBeDefined();
-      expect(droppedEvent?.sink).toBe('redis');
-      // Every drop is accounted for: the dropped events' counts add up to the metric.
-      const droppedAfter = metric((await send(adminUrl, 'GET', '/metrics')).text, 'snapgate_audit_dropped_total');
-      expect(events.filter((e) => e.type === 'dropped').reduce((n, e) => n + (e.count ?? 0), 0)).toBe(droppedAfter);
-      // What was queued and the dropped event form one unbroken chain: drops never leave a gap in it.
-      expect(verifyChain(lines, { complete: true }).ok, JSON.stringify(verifyChain(lines, { complete: true }))).toBe(
-        true,
-      );
-    } finally {
-      reader.disconnect();
-    }
-  }, 40_000);
+      await world.redis.restart();
+      const reader = new Redis(world.redis.port, '127.0.0.1', { lazyConnect: true });
+      await reader.connect();
+      try {
+        const entries = await poll(
+          () => reader.xrange('audit:{q}:events', '-', '+'),
+          (es) => es.some(([, f]) => f[1]!.includes('"type":"dropped"')),
+          10_000,
+          200,
+        );
+        const lines = entries.map(([, f]) => f[1]!);
+        const events = lines.map((l) => JSON.parse(l) as { type: string; count?: number; sink?: string });
+        const droppedEvent = events.find((e) => e.type === 'dropped');
+        expect(droppedEvent, 'a dropped event once the sink is back').toBeDefined();
+        expect(droppedEvent?.sink).toBe('redis');
+        // Every drop is accounted for: the dropped events' counts add up to the metric.
+        const droppedAfter = metric((await send(adminUrl, 'GET', '/metrics')).text, 'snapgate_audit_dropped_total');
+        expect(events.filter((e) => e.type === 'dropped').reduce((n, e) => n + (e.count ?? 0), 0)).toBe(droppedAfter);
+        // What was queued and the dropped event form one unbroken chain: drops never leave a gap in it.
+        expect(verifyChain(lines, { complete: true }).ok, JSON.stringify(verifyChain(lines, { complete: true }))).toBe(
+          true,
+        );
+      } finally {
+        reader.disconnect();
+      }
+    },
+    40_000,
+  );
 });
 
 describe('spool mode while the sink is stalled', () => {

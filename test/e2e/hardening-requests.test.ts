@@ -46,6 +46,9 @@ async function gateway(
 }
 
 const startPath = (ruuid = world.standIn.addRun('Acme-Prod')) => `/api/1/rest/public/runtime/start/Acme-Prod/${ruuid}`;
+/** A raw start request for a fresh run with the world's token, then `headers` (each ending in CRLF) and `body`. */
+const rawPost = (headers = '', body = '') =>
+  `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${world.jwt}\r\n${headers}\r\n${body}`;
 const call = (gw: TestGateway, headers: Record<string, string> = {}) =>
   resumeNewRun(gw.url, world.standIn, world.jwt, { headers });
 
@@ -121,40 +124,47 @@ describe("concurrency leases are snapgate's own", () => {
 });
 
 describe('a decision that missed its deadline leaves nothing behind', () => {
-  it('late scripts after a Redis stall free their leases at once, and count only the calls that were forwarded', async () => {
-    const gw = await gateway({ limit: 20, window: '60s', concurrency: 2 });
-    world.redis.pause();
-    // Decided by the fallback while Redis is stalled; the scripts sent meanwhile run when it resumes.
-    const during = await Promise.all(Array.from({ length: 4 }, () => call(gw)));
-    expect(during.every((r) => r.status === 200 || r.status === 429)).toBe(true);
-    await settle(2_500);
-    world.redis.resume();
-    await settle(1_000);
-    expect(await world.admin.zcard('rl:{org:Acme-Prod}:conc')).toBe(0);
-    const after = await call(gw);
-    expect(after.status, after.text).toBe(200);
-    // The calls the fallback forwarded count once in Redis, like any call; the ones it refused (429)
-    // were given back; and this one. A full bucket is 20.
-    const forwarded = during.filter((r) => r.status === 200).length;
-    expect(forwarded).toBeGreaterThan(0);
-    expect(during.length - forwarded).toBeGreaterThan(0);
-    expect(String(after.headers.ratelimit)).toContain(`"org-rate";r=${20 - forwarded - 1};`);
-  });
+  it(
+    'late scripts after a Redis stall free their leases at once, ' + 'and count only the calls that were forwarded',
+    async () => {
+      const gw = await gateway({ limit: 20, window: '60s', concurrency: 2 });
+      world.redis.pause();
+      // Decided by the fallback while Redis is stalled; the scripts sent meanwhile run when it resumes.
+      const during = await Promise.all(Array.from({ length: 4 }, () => call(gw)));
+      expect(during.every((r) => r.status === 200 || r.status === 429)).toBe(true);
+      await settle(2_500);
+      world.redis.resume();
+      await settle(1_000);
+      expect(await world.admin.zcard('rl:{org:Acme-Prod}:conc')).toBe(0);
+      const after = await call(gw);
+      expect(after.status, after.text).toBe(200);
+      // The calls the fallback forwarded count once in Redis, like any call; the ones it refused (429)
+      // were given back; and this one. A full bucket is 20.
+      const forwarded = during.filter((r) => r.status === 200).length;
+      expect(forwarded).toBeGreaterThan(0);
+      expect(during.length - forwarded).toBeGreaterThan(0);
+      expect(String(after.headers.ratelimit)).toContain(`"org-rate";r=${20 - forwarded - 1};`);
+    },
+  );
 
-  it('without a concurrency policy, the late answers are read when Redis resumes: refused calls given back, forwarded ones kept', async () => {
-    // The fallback's share is the limit / 2 instances = 10: it forwards 10 of the 14 and refuses 4.
-    const gw = await gateway({ limit: 20, window: '60s' }, { rateLimiting: { expectedInstances: 2 } });
-    world.redis.pause();
-    const during = await Promise.all(Array.from({ length: 14 }, () => call(gw)));
-    expect(during.filter((r) => r.status === 200)).toHaveLength(10);
-    await settle(2_500);
-    world.redis.resume();
-    await settle(1_000);
-    const after = await call(gw);
-    expect(after.status, after.text).toBe(200);
-    // 20 - the 10 forwarded during the stall - this one; the 4 refused were given back.
-    expect(String(after.headers.ratelimit)).toContain('"org-rate";r=9;');
-  });
+  it(
+    'without a concurrency policy, the late answers are read when Redis resumes: ' +
+      'refused calls given back, forwarded ones kept',
+    async () => {
+      // The fallback's share is the limit / 2 instances = 10: it forwards 10 of the 14 and refuses 4.
+      const gw = await gateway({ limit: 20, window: '60s' }, { rateLimiting: { expectedInstances: 2 } });
+      world.redis.pause();
+      const during = await Promise.all(Array.from({ length: 14 }, () => call(gw)));
+      expect(during.filter((r) => r.status === 200)).toHaveLength(10);
+      await settle(2_500);
+      world.redis.resume();
+      await settle(1_000);
+      const after = await call(gw);
+      expect(after.status, after.text).toBe(200);
+      // 20 - the 10 forwarded during the stall - this one; the 4 refused were given back.
+      expect(String(after.headers.ratelimit)).toContain('"org-rate";r=9;');
+    },
+  );
 
   it('a call refused after the decision (audit unavailable) gets its quota back', async () => {
     const gw = await gateway(
@@ -189,7 +199,9 @@ describe('only an allow-list of caller headers reaches SnapLogic', () => {
 });
 
 describe('a caller that hangs up is not forwarded', () => {
-  /** Stalls Redis for `stallMs` while a call hangs up after 300 ms; waits `settleMs`; returns how many were forwarded. */
+  /**
+   * Stalls Redis for `stallMs` while a call hangs up after 300 ms; waits `settleMs`; returns how many were forwarded.
+   */
   async function forwardedAfterHangUpDuringStall(gw: TestGateway, stallMs: number, settleMs: number): Promise<number> {
     const before = world.standIn.startCalls().length;
     world.redis.pause();
@@ -210,25 +222,28 @@ describe('a caller that hangs up is not forwarded', () => {
     expect(gw.audit.some((e) => e.type === 'attempt')).toBe(false);
   });
 
-  it('gone while the audit attempt waits for its acknowledgement: never forwarded, the outcome says aborted', async () => {
-    const gw = await gateway(undefined, {
-      audit: { sinks: [{ type: 'redis' }], ackTimeout: '3s', onFailure: 'reject' },
-    });
-    expect(await forwardedAfterHangUpDuringStall(gw, 900, 2_000)).toBe(0);
-    const events = (await world.admin.xrange('audit:{snapgate}:events', '-', '+')).map(
-      ([, f]) => JSON.parse(f[1]!) as Record<string, unknown>,
-    );
-    const outcome = events.find((e) => e.type === 'outcome');
-    expect(outcome?.reason).toBe('client_closed_request');
-    expect(outcome?.decision).toBe('aborted');
-  });
+  it(
+    'gone while the audit attempt waits for its acknowledgement: ' + 'never forwarded, the outcome says aborted',
+    async () => {
+      const gw = await gateway(undefined, {
+        audit: { sinks: [{ type: 'redis' }], ackTimeout: '3s', onFailure: 'reject' },
+      });
+      expect(await forwardedAfterHangUpDuringStall(gw, 900, 2_000)).toBe(0);
+      const events = (await world.admin.xrange('audit:{snapgate}:events', '-', '+')).map(
+        ([, f]) => JSON.parse(f[1]!) as Record<string, unknown>,
+      );
+      const outcome = events.find((e) => e.type === 'outcome');
+      expect(outcome?.reason).toBe('client_closed_request');
+      expect(outcome?.decision).toBe('aborted');
+    },
+  );
 });
 
 describe('pipelined requests are not hang-ups', () => {
   it('two requests pipelined on one socket both get 200', async () => {
     const gw = await gateway(undefined);
-    const one = `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${world.jwt}\r\n\r\n`;
-    const two = `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${world.jwt}\r\nConnection: close\r\n\r\n`;
+    const one = rawPost();
+    const two = rawPost('Connection: close\r\n');
     const s = await rawSocket(gw, one + two);
     await Promise.race([s.closed, settle(5_000)]);
     const statuses = [...s.received().matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => m[1]);
@@ -244,8 +259,7 @@ describe('pipelining and hang-ups together', () => {
     });
     open.splice(open.indexOf(gw), 1);
     world.standIn.setFault({ kind: 'latency', ms: 800, count: 1 });
-    const req = (close = false) =>
-      `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${world.jwt}\r\n${close ? 'Connection: close\r\n' : ''}\r\n`;
+    const req = (close = false) => rawPost(close ? 'Connection: close\r\n' : '');
     const s = await rawSocket(gw, req() + req(true));
     await settle(200);
     s.socket.destroy();
@@ -262,11 +276,7 @@ describe('pipelining and hang-ups together', () => {
     const onWarning = (w: Error) => warnings.push(w.name);
     process.on('warning', onWarning);
     try {
-      const reqs = Array.from(
-        { length: 30 },
-        (_, i) =>
-          `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${world.jwt}\r\n${i === 29 ? 'Connection: close\r\n' : ''}\r\n`,
-      );
+      const reqs = Array.from({ length: 30 }, (_, i) => rawPost(i === 29 ? 'Connection: close\r\n' : ''));
       const s = await rawSocket(gw, reqs.join(''));
       await Promise.race([s.closed, settle(8_000)]);
       expect([...s.received().matchAll(/HTTP\/1\.1 200/g)].length).toBe(30);
@@ -279,7 +289,7 @@ describe('pipelining and hang-ups together', () => {
   it('a malformed request pipelined behind two valid ones is answered after both', async () => {
     const gw = await gateway(undefined);
     world.standIn.setFault({ kind: 'latency', ms: 300, count: 2 });
-    const ok = () => `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${world.jwt}\r\n\r\n`;
+    const ok = () => rawPost();
     const s = await rawSocket(gw, `${ok()}${ok()}GET / HTTP/1.1\r\nBad Header\r\n\r\n`);
     await Promise.race([s.closed, settle(5_000)]);
     expect([...s.received().matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => m[1])).toEqual(['200', '200', '400']);
@@ -293,7 +303,7 @@ describe("slow bodies cannot hold an org's slots", () => {
       { limit: 100, window: '60s', concurrency: 2 },
       { server: { host: '127.0.0.1', port: 0, bodyTimeout: '800ms' } },
     );
-    const head = `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${world.jwt}\r\nContent-Length: 10\r\n\r\n`;
+    const head = rawPost('Content-Length: 10\r\n');
     const stalled = [await rawSocket(gw, head), await rawSocket(gw, head)];
     await settle(200);
     const third = await call(gw);
@@ -311,10 +321,7 @@ describe("slow bodies cannot hold an org's slots", () => {
   it('a body aborted midway is a decision with its own code, not an unhandled error', async () => {
     const gw = await gateway({ limit: 100, window: '60s', concurrency: 2 });
     const before = world.standIn.startCalls().length;
-    const s = await rawSocket(
-      gw,
-      `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${world.jwt}\r\nContent-Length: 100\r\n\r\n{"par`,
-    );
+    const s = await rawSocket(gw, rawPost('Content-Length: 100\r\n', '{"par'));
     await settle(200);
     s.socket.destroy();
     await settle(300);
@@ -326,32 +333,36 @@ describe("slow bodies cannot hold an org's slots", () => {
 });
 
 describe('upstream connections are bounded', () => {
-  it('calls beyond upstream.connections wait at most queueTimeout, and beyond maxQueue are refused at once: 503 upstream_busy', async () => {
-    const gw = await gateway(undefined, {
-      upstream: {
-        connectTimeout: '1s',
-        headersTimeout: '5s',
-        bodyTimeout: '5s',
-        connections: 1,
-        maxQueue: 1,
-        queueTimeout: '300ms',
-      },
-    });
-    world.standIn.setFault({ kind: 'latency', ms: 1_200, count: 1 });
-    const before = world.standIn.startCalls().length;
-    const first = call(gw);
-    await settle(100);
-    const started = Date.now();
-    const [queued, refused] = await Promise.all([call(gw), settle(30).then(() => call(gw))]);
-    expect(refused.status).toBe(503);
-    expect(refused.json.code).toBe('upstream_busy');
-    expect(queued.status).toBe(503);
-    expect(queued.json.code).toBe('upstream_busy');
-    expect(queued.headers['content-type']).toBe('application/problem+json');
-    expect(Date.now() - started).toBeLessThan(1_000);
-    expect((await first).status).toBe(200);
-    expect(world.standIn.startCalls().length - before).toBe(1);
-  });
+  it(
+    'calls beyond upstream.connections wait at most queueTimeout, ' +
+      'and beyond maxQueue are refused at once: 503 upstream_busy',
+    async () => {
+      const gw = await gateway(undefined, {
+        upstream: {
+          connectTimeout: '1s',
+          headersTimeout: '5s',
+          bodyTimeout: '5s',
+          connections: 1,
+          maxQueue: 1,
+          queueTimeout: '300ms',
+        },
+      });
+      world.standIn.setFault({ kind: 'latency', ms: 1_200, count: 1 });
+      const before = world.standIn.startCalls().length;
+      const first = call(gw);
+      await settle(100);
+      const started = Date.now();
+      const [queued, refused] = await Promise.all([call(gw), settle(30).then(() => call(gw))]);
+      expect(refused.status).toBe(503);
+      expect(refused.json.code).toBe('upstream_busy');
+      expect(queued.status).toBe(503);
+      expect(queued.json.code).toBe('upstream_busy');
+      expect(queued.headers['content-type']).toBe('application/problem+json');
+      expect(Date.now() - started).toBeLessThan(1_000);
+      expect((await first).status).toBe(200);
+      expect(world.standIn.startCalls().length - before).toBe(1);
+    },
+  );
 
   it('a call refused upstream_busy gets its quota back', async () => {
     const gw = await gateway(
@@ -456,21 +467,23 @@ describe("without Redis, each worker's limiter takes its share", () => {
 });
 
 describe('shutdown loses no outcome', () => {
-  it('a body still arriving at shutdown is cut at once, and its decision is written before the trail closes', async () => {
-    const gw = await gateway(undefined, { server: { host: '127.0.0.1', port: 0, bodyTimeout: '10s' } });
-    open.splice(open.indexOf(gw), 1);
-    const s = await rawSocket(
-      gw,
-      `POST ${startPath()} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${world.jwt}\r\nContent-Length: 10\r\n\r\n{`,
-    );
-    await settle(200);
-    const started = Date.now();
-    await gw.gateway.shutdown(300);
-    expect(Date.now() - started).toBeLessThan(1_500);
-    expect(gw.audit.find((e) => e.type === 'decision' && e.reason === 'aborted_by_shutdown')?.decision).toBe('aborted');
-    expect(gw.logs.filter((l) => String(l.msg).includes('after the trail closed'))).toEqual([]);
-    s.socket.destroy();
-  });
+  it(
+    'a body still arriving at shutdown is cut at once, ' + 'and its decision is written before the trail closes',
+    async () => {
+      const gw = await gateway(undefined, { server: { host: '127.0.0.1', port: 0, bodyTimeout: '10s' } });
+      open.splice(open.indexOf(gw), 1);
+      const s = await rawSocket(gw, rawPost('Content-Length: 10\r\n', '{'));
+      await settle(200);
+      const started = Date.now();
+      await gw.gateway.shutdown(300);
+      expect(Date.now() - started).toBeLessThan(1_500);
+      expect(gw.audit.find((e) => e.type === 'decision' && e.reason === 'aborted_by_shutdown')?.decision).toBe(
+        'aborted',
+      );
+      expect(gw.logs.filter((l) => String(l.msg).includes('after the trail closed'))).toEqual([]);
+      s.socket.destroy();
+    },
+  );
 
   it('a stalled Redis does not hold the exit', async () => {
     const gw = await gateway(undefined);

@@ -1,4 +1,5 @@
-// A hostile-input corpus through the real gateway over real sockets: malformed and abusive headers, paths, tokens, bodies and sockets.
+// A hostile-input corpus through the real gateway over real sockets: malformed and abusive headers, paths, tokens,
+// bodies and sockets.
 import { createPublicKey, randomBytes, type JsonWebKey } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { SignJWT, type JWK } from 'jose';
@@ -558,7 +559,7 @@ async function buildCorpus(port: number): Promise<void> {
     { label: 'random base64url', auth: `Bearer ${randomBytes(300).toString('base64url')}`, codes: ['token_malformed'] },
     {
       label: 'random base64url with dots',
-      auth: `Bearer ${randomBytes(40).toString('base64url')}.${randomBytes(80).toString('base64url')}.${randomBytes(64).toString('base64url')}`,
+      auth: `Bearer ${[40, 80, 64].map((n) => randomBytes(n).toString('base64url')).join('.')}`,
       codes: ['token_malformed'],
     },
     {
@@ -1139,9 +1140,14 @@ async function buildCorpus(port: number): Promise<void> {
 
 /** What is wrong with one case's result, or undefined when it held. */
 function verdict(c: Case, r: RawResult): string | undefined {
+  const answers = r.responses
+    .map((x) => `${x.status} ${x.headers['content-type']?.[0] ?? '-'} ${x.body.toString('utf8').slice(0, 160)}`)
+    .join(' | ');
   const seen =
-    `${r.responses.map((x) => `${x.status} ${x.headers['content-type']?.[0] ?? '-'} ${x.body.toString('utf8').slice(0, 160)}`).join(' | ') || 'no answer'}` +
-    `${r.closedByServer ? ', closed by the gateway' : ''}${r.timedOut ? `, still open after ${c.timeoutMs ?? QUICK_MS} ms` : ''}${r.error !== undefined ? `, ${r.error}` : ''}`;
+    (answers || 'no answer') +
+    (r.closedByServer ? ', closed by the gateway' : '') +
+    (r.timedOut ? `, still open after ${c.timeoutMs ?? QUICK_MS} ms` : '') +
+    (r.error !== undefined ? `, ${r.error}` : '');
   if (r.timedOut && r.responses.filter((x) => x.complete).length < (c.responses ?? 1))
     return `neither answered nor closed in time: ${seen}`;
   if (r.responses.length === 0) return c.mayClose === true ? undefined : `closed without an answer: ${seen}`;
@@ -1243,17 +1249,22 @@ describe('hostile-input corpus', () => {
     for (const n of Object.values(counts)) expect(n).toBeGreaterThanOrEqual(20);
   });
 
-  // it.each needs the cases at collection time; they are built in beforeAll, so one test per category reports every failing case.
+  // it.each needs the cases at collection time, and they are built in beforeAll: one test per category reports
+  // every failing case.
   for (const category of ['headers', 'paths', 'tokens', 'bodies', 'sockets'] as const) {
-    it(`${category}: every answer is problem+json with a catalog code (or the socket is closed for a caller that left)`, () => {
-      const failures = corpus
-        .filter((c) => c.category === category)
-        .flatMap((c) => {
-          const v = verdict(c, results.get(c.name)!);
-          return v === undefined ? [] : [`${c.name}: ${v}`];
-        });
-      expect(failures, failures.join('\n')).toEqual([]);
-    });
+    it(
+      `${category}: every answer is problem+json with a catalog code ` +
+        '(or the socket is closed for a caller that left)',
+      () => {
+        const failures = corpus
+          .filter((c) => c.category === category)
+          .flatMap((c) => {
+            const v = verdict(c, results.get(c.name)!);
+            return v === undefined ? [] : [`${c.name}: ${v}`];
+          });
+        expect(failures, failures.join('\n')).toEqual([]);
+      },
+    );
   }
 
   it('forwards nothing to SnapLogic', () => {

@@ -1,4 +1,5 @@
-// Key sources and their failure modes: JWKS outages (503, never 401), stale-if-error, refetch bounds, JWKS file, PEM key, HMAC secret.
+// Key sources and their failure modes: JWKS outages (503, never 401), stale-if-error, refetch bounds, JWKS file, PEM
+// key, HMAC secret.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT } from 'jose';
@@ -80,27 +81,31 @@ describe('remote JWKS', () => {
     expect(gw.logs.some((l) => l.msg === 'jwks fetch failed' && l.keptLastGood === true)).toBe(true);
   });
 
-  it('answers a repeated bad token the same way, and accepts a token whose key is published after it was first refused', async () => {
-    const gw = await gatewayWith([world.issuer.configEntry({ jwks: { cooldown: '1s' } })]);
-    // A forged signature is a final answer for that token (remembered by hash for a few seconds).
-    const forged = await world.issuer.mint({ sub: 'svc-billing' }, { forgeWithUnpublishedKey: true });
-    const first = await call(gw, forged);
-    const again = await call(gw, forged);
-    expect([first.status, again.status]).toEqual([401, 401]);
-    expect(first.json.code).toBe('token_signature_invalid');
-    expect(again.text).toBe(first.text);
-    expect(again.headers['www-authenticate']).toBe(first.headers['www-authenticate']);
+  it(
+    'answers a repeated bad token the same way, ' +
+      'and accepts a token whose key is published after it was first refused',
+    async () => {
+      const gw = await gatewayWith([world.issuer.configEntry({ jwks: { cooldown: '1s' } })]);
+      // A forged signature is a final answer for that token (remembered by hash for a few seconds).
+      const forged = await world.issuer.mint({ sub: 'svc-billing' }, { forgeWithUnpublishedKey: true });
+      const first = await call(gw, forged);
+      const again = await call(gw, forged);
+      expect([first.status, again.status]).toEqual([401, 401]);
+      expect(first.json.code).toBe('token_signature_invalid');
+      expect(again.text).toBe(first.text);
+      expect(again.headers['www-authenticate']).toBe(first.headers['www-authenticate']);
 
-    // An unknown kid is not final: once the IdP publishes the key, the same token works.
-    const early = await world.issuer.mint({ sub: 'svc-billing' }, { nextKey: true });
-    const refused = await call(gw, early);
-    expect(refused.status).toBe(401);
-    expect(refused.json.code).toBe('token_key_unknown');
-    await world.issuer.rotate();
-    await sleep(1_100); // the unknown-kid refetch cooldown
-    const accepted = await call(gw, early);
-    expect(accepted.status, accepted.text).toBe(200);
-  });
+      // An unknown kid is not final: once the IdP publishes the key, the same token works.
+      const early = await world.issuer.mint({ sub: 'svc-billing' }, { nextKey: true });
+      const refused = await call(gw, early);
+      expect(refused.status).toBe(401);
+      expect(refused.json.code).toBe('token_key_unknown');
+      await world.issuer.rotate();
+      await sleep(1_100); // the unknown-kid refetch cooldown
+      const accepted = await call(gw, early);
+      expect(accepted.status, accepted.text).toBe(200);
+    },
+  );
 
   it('bounds refetches caused by made-up kids (no fetch storm)', async () => {
     const gw = await gatewayWith([world.issuer.configEntry({ jwks: { cooldown: '30s' } })]);

@@ -65,19 +65,22 @@ describe('start-up with a bad config', () => {
     expect(err).not.toContain('hunter2-inline');
   });
 
-  it('stops when a credential reference cannot be resolved, naming the org and the reference but no value', async () => {
-    const gw = await spawnGateway(baseConfig(world.standIn, world.issuer), {
-      env: {
-        ...testSecrets,
-        ACME_SL_PASSWORD: undefined,
-      },
-    });
-    expect(await gw.exited).toBe(78);
-    const err = gw.stderr.join('\n');
-    expect(err).toContain('orgs.Acme-Prod.password');
-    expect(err).toContain('env:ACME_SL_PASSWORD');
-    expect(err).not.toContain(testSecrets.OTHER_SL_PASSWORD);
-  });
+  it(
+    'stops when a credential reference cannot be resolved, ' + 'naming the org and the reference but no value',
+    async () => {
+      const gw = await spawnGateway(baseConfig(world.standIn, world.issuer), {
+        env: {
+          ...testSecrets,
+          ACME_SL_PASSWORD: undefined,
+        },
+      });
+      expect(await gw.exited).toBe(78);
+      const err = gw.stderr.join('\n');
+      expect(err).toContain('orgs.Acme-Prod.password');
+      expect(err).toContain('env:ACME_SL_PASSWORD');
+      expect(err).not.toContain(testSecrets.OTHER_SL_PASSWORD);
+    },
+  );
 
   it('stops on a YAML syntax error with its line', async () => {
     const dir = tempDir();

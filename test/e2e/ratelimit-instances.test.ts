@@ -1,4 +1,5 @@
-// Exactness across instances: three snapgate processes on one Redis (standalone, then a real 3-master Cluster) admit exactly limit + burst.
+// Exactness across instances: three snapgate processes on one Redis (standalone, then a real 3-master Cluster) admit
+// exactly limit + burst.
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -69,33 +70,36 @@ describe('exact limits across instances', () => {
     }
   });
 
-  it("three processes on a 3-master Redis Cluster admit exactly limit + burst, all of an org's keys in one slot", async () => {
-    const cluster = await RedisCluster.start();
-    const gateways = await threeGateways({ cluster: { nodes: cluster.hosts } });
-    try {
-      const before = world.standIn.startCalls().length;
-      const statuses = await fire(gateways, 90);
-      expect(statuses.filter((s) => s === 200)).toHaveLength(LIMIT + BURST);
-      expect(world.standIn.startCalls().length - before).toBe(LIMIT + BURST);
-
-      const client = new Cluster(cluster.hosts);
+  it(
+    'three processes on a 3-master Redis Cluster admit ' + "exactly limit + burst, all of an org's keys in one slot",
+    async () => {
+      const cluster = await RedisCluster.start();
+      const gateways = await threeGateways({ cluster: { nodes: cluster.hosts } });
       try {
-        const key = 'rl:{org:Acme-Prod}:rate';
-        expect(await client.exists(key)).toBe(1);
-        const slots = await Promise.all(
-          ['rl:{org:Acme-Prod}:rate', 'rl:{org:Acme-Prod}:conc', 'rl:{org:Acme-Prod}:caller:x'].map((k) =>
-            client.cluster('KEYSLOT', k),
-          ),
-        );
-        expect(new Set(slots).size).toBe(1);
+        const before = world.standIn.startCalls().length;
+        const statuses = await fire(gateways, 90);
+        expect(statuses.filter((s) => s === 200)).toHaveLength(LIMIT + BURST);
+        expect(world.standIn.startCalls().length - before).toBe(LIMIT + BURST);
+
+        const client = new Cluster(cluster.hosts);
+        try {
+          const key = 'rl:{org:Acme-Prod}:rate';
+          expect(await client.exists(key)).toBe(1);
+          const slots = await Promise.all(
+            ['rl:{org:Acme-Prod}:rate', 'rl:{org:Acme-Prod}:conc', 'rl:{org:Acme-Prod}:caller:x'].map((k) =>
+              client.cluster('KEYSLOT', k),
+            ),
+          );
+          expect(new Set(slots).size).toBe(1);
+        } finally {
+          client.disconnect();
+        }
       } finally {
-        client.disconnect();
+        await stopAll(gateways);
+        await cluster.stop();
       }
-    } finally {
-      await stopAll(gateways);
-      await cluster.stop();
-    }
-  });
+    },
+  );
 });
 
 describe('Redis Sentinel', () => {

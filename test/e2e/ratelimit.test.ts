@@ -1,4 +1,5 @@
-// Rate limiting through the gateway: 429s that reach nothing, headers on every authorized answer, shadow mode, concurrency, and Redis outages.
+// Rate limiting through the gateway: 429s that reach nothing, headers on every authorized answer, shadow mode,
+// concurrency, and Redis outages.
 import { request as httpRequest } from 'node:http';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { baseConfig, startTestGateway, type TestGateway } from '../helpers/gateway.js';
@@ -41,42 +42,46 @@ async function metricsText(gw: TestGateway): Promise<string> {
 }
 
 describe('enforcement', () => {
-  it('admits limit + burst, then answers 429 problem+json with Retry-After and RateLimit fields, forwarding nothing', async () => {
-    const gw = await gateway({ limit: 3, window: '60s', burst: 1 });
-    const before = world.standIn.startCalls().length;
-    const replies: Reply[] = [];
-    for (let i = 0; i < 6; i++) replies.push(await call(gw));
-    expect(replies.map((r) => r.status)).toEqual([200, 200, 200, 200, 429, 429]);
-    expect(world.standIn.startCalls().length - before).toBe(4);
+  it(
+    'admits limit + burst, ' +
+      'then answers 429 problem+json with Retry-After and RateLimit fields, forwarding nothing',
+    async () => {
+      const gw = await gateway({ limit: 3, window: '60s', burst: 1 });
+      const before = world.standIn.startCalls().length;
+      const replies: Reply[] = [];
+      for (let i = 0; i < 6; i++) replies.push(await call(gw));
+      expect(replies.map((r) => r.status)).toEqual([200, 200, 200, 200, 429, 429]);
+      expect(world.standIn.startCalls().length - before).toBe(4);
 
-    expect(replies[0]!.headers['ratelimit-policy']).toMatch(/^"org-rate";q=3;w=60;pk=:[A-Za-z0-9+/]{16}:$/);
-    expect(replies.slice(0, 4).map((r) => /r=(\d+)/.exec(String(r.headers.ratelimit))?.[1])).toEqual([
-      '3',
-      '2',
-      '1',
-      '0',
-    ]);
-    expect(String(replies[0]!.headers['ratelimit-policy'])).not.toContain('Acme');
+      expect(replies[0]!.headers['ratelimit-policy']).toMatch(/^"org-rate";q=3;w=60;pk=:[A-Za-z0-9+/]{16}:$/);
+      expect(replies.slice(0, 4).map((r) => /r=(\d+)/.exec(String(r.headers.ratelimit))?.[1])).toEqual([
+        '3',
+        '2',
+        '1',
+        '0',
+      ]);
+      expect(String(replies[0]!.headers['ratelimit-policy'])).not.toContain('Acme');
 
-    const limited = replies[4]!;
-    expect(limited.headers['content-type']).toBe('application/problem+json');
-    expect(limited.json).toMatchObject({
-      type: 'https://iana.org/assignments/http-problem-types#quota-exceeded',
-      status: 429,
-      code: 'quota_exceeded',
-      'violated-policies': ['org-rate'],
-    });
-    expect(limited.json.detail).toContain('Retry after');
-    // One request's worth returns every 60 s / 3 = 20 s.
-    expect(limited.headers['retry-after']).toMatch(/^(19|20)$/);
-    expect(limited.headers.ratelimit).toMatch(/^"org-rate";r=0;t=\d+;pk=/);
-    expect(gw.audit.at(-1)).toMatchObject({
-      decision: 'rate_limited',
-      reason: 'quota_exceeded',
-      status: 429,
-      rateLimit: { outcome: 'limited', policies: ['org-rate'] },
-    });
-  });
+      const limited = replies[4]!;
+      expect(limited.headers['content-type']).toBe('application/problem+json');
+      expect(limited.json).toMatchObject({
+        type: 'https://iana.org/assignments/http-problem-types#quota-exceeded',
+        status: 429,
+        code: 'quota_exceeded',
+        'violated-policies': ['org-rate'],
+      });
+      expect(limited.json.detail).toContain('Retry after');
+      // One request's worth returns every 60 s / 3 = 20 s.
+      expect(limited.headers['retry-after']).toMatch(/^(19|20)$/);
+      expect(limited.headers.ratelimit).toMatch(/^"org-rate";r=0;t=\d+;pk=/);
+      expect(gw.audit.at(-1)).toMatchObject({
+        decision: 'rate_limited',
+        reason: 'quota_exceeded',
+        status: 429,
+        rateLimit: { outcome: 'limited', policies: ['org-rate'] },
+      });
+    },
+  );
 
   it('never charges the quota for 400, 401 or 403 answers', async () => {
     const gw = await gateway({ limit: 2, window: '60s' });
@@ -227,62 +232,66 @@ describe('Redis outage', () => {
     expect(replies.every((r) => r.headers['x-snapgate-ratelimit-degraded'] === 'local')).toBe(true);
   });
 
-  it('local mode: no request waits on the dead Redis, limits fall back to limit / expectedInstances, and exact limits return with Redis', async () => {
-    const gw = await gateway(
-      { limit: 10, window: '60s', onRedisError: 'local' },
-      { rateLimiting: { expectedInstances: 2, breakerOpenFor: '300ms' } },
-    );
-    expect((await call(gw)).headers['x-snapgate-ratelimit-degraded']).toBeUndefined();
+  it(
+    'local mode: no request waits on the dead Redis, ' +
+      'limits fall back to limit / expectedInstances, and exact limits return with Redis',
+    async () => {
+      const gw = await gateway(
+        { limit: 10, window: '60s', onRedisError: 'local' },
+        { rateLimiting: { expectedInstances: 2, breakerOpenFor: '300ms' } },
+      );
+      expect((await call(gw)).headers['x-snapgate-ratelimit-degraded']).toBeUndefined();
 
-    // Kill Redis in the middle of a load of concurrent calls.
-    const latencies: number[] = [];
-    const statuses: number[] = [];
-    const load = async () => {
-      for (let i = 0; i < 6; i++) {
-        const started = Date.now();
-        const r = await call(gw);
-        latencies.push(Date.now() - started);
-        statuses.push(r.status);
-      }
-    };
-    const workers = Promise.all([load(), load(), load()]);
-    await sleep(5);
-    await world.redis.kill();
-    await workers;
-    expect(
-      statuses.every((s) => s === 200 || s === 429),
-      statuses.join(),
-    ).toBe(true);
-    expect(Math.max(...latencies)).toBeLessThan(600);
+      // Kill Redis in the middle of a load of concurrent calls.
+      const latencies: number[] = [];
+      const statuses: number[] = [];
+      const load = async () => {
+        for (let i = 0; i < 6; i++) {
+          const started = Date.now();
+          const r = await call(gw);
+          latencies.push(Date.now() - started);
+          statuses.push(r.status);
+        }
+      };
+      const workers = Promise.all([load(), load(), load()]);
+      await sleep(5);
+      await world.redis.kill();
+      await workers;
+      expect(
+        statuses.every((s) => s === 200 || s === 429),
+        statuses.join(),
+      ).toBe(true);
+      expect(Math.max(...latencies)).toBeLessThan(600);
 
-    // While degraded: this instance admits its share, 10 / 2 = 5, then 429, each answer immediate.
-    const degradedStarted = Date.now();
-    const during: Reply[] = [];
-    for (let i = 0; i < 8; i++) during.push(await call(gw));
-    expect((Date.now() - degradedStarted) / 8).toBeLessThan(100);
-    expect(during.every((r) => r.headers['x-snapgate-ratelimit-degraded'] === 'local')).toBe(true);
-    expect(during.filter((r) => r.status === 200).length).toBeLessThanOrEqual(5);
-    expect(during.at(-1)!.status).toBe(429);
-    expect(during.at(-1)!.headers.ratelimit).toContain('sg-degraded="local"');
-    expect(gw.logs.filter((l) => String(l.msg).startsWith('rate limiter degraded'))).toHaveLength(1);
-    expect(await metricsText(gw)).toMatch(/snapgate_ratelimit_degraded 1/);
+      // While degraded: this instance admits its share, 10 / 2 = 5, then 429, each answer immediate.
+      const degradedStarted = Date.now();
+      const during: Reply[] = [];
+      for (let i = 0; i < 8; i++) during.push(await call(gw));
+      expect((Date.now() - degradedStarted) / 8).toBeLessThan(100);
+      expect(during.every((r) => r.headers['x-snapgate-ratelimit-degraded'] === 'local')).toBe(true);
+      expect(during.filter((r) => r.status === 200).length).toBeLessThanOrEqual(5);
+      expect(during.at(-1)!.status).toBe(429);
+      expect(during.at(-1)!.headers.ratelimit).toContain('sg-degraded="local"');
+      expect(gw.logs.filter((l) => String(l.msg).startsWith('rate limiter degraded'))).toHaveLength(1);
+      expect(await metricsText(gw)).toMatch(/snapgate_ratelimit_degraded 1/);
 
-    // Redis comes back (empty): the breaker probes it and limits are exact and shared again.
-    await world.redis.restart();
-    await world.admin.ping().catch(() => undefined);
-    const back = await poll(
-      () => call(gw),
-      (r) => r.headers['x-snapgate-ratelimit-degraded'] === undefined,
-      5_000,
-      100,
-    );
-    expect(back.headers['x-snapgate-ratelimit-degraded']).toBeUndefined();
-    expect(gw.logs.filter((l) => l.msg === 'rate limiter back on redis')).toHaveLength(1);
-    const statusesAfter: number[] = [back.status];
-    for (let i = 0; i < 12; i++) statusesAfter.push((await call(gw)).status);
-    expect(statusesAfter.filter((s) => s === 200)).toHaveLength(10);
-    expect(await metricsText(gw)).toMatch(/snapgate_ratelimit_degraded 0/);
-  });
+      // Redis comes back (empty): the breaker probes it and limits are exact and shared again.
+      await world.redis.restart();
+      await world.admin.ping().catch(() => undefined);
+      const back = await poll(
+        () => call(gw),
+        (r) => r.headers['x-snapgate-ratelimit-degraded'] === undefined,
+        5_000,
+        100,
+      );
+      expect(back.headers['x-snapgate-ratelimit-degraded']).toBeUndefined();
+      expect(gw.logs.filter((l) => l.msg === 'rate limiter back on redis')).toHaveLength(1);
+      const statusesAfter: number[] = [back.status];
+      for (let i = 0; i < 12; i++) statusesAfter.push((await call(gw)).status);
+      expect(statusesAfter.filter((s) => s === 200)).toHaveLength(10);
+      expect(await metricsText(gw)).toMatch(/snapgate_ratelimit_degraded 0/);
+    },
+  );
 
   it('closed mode: 503 temporary-reduced-capacity with Retry-After, nothing forwarded', async () => {
     const gw = await answeringGateway(10, 'closed');

@@ -1,4 +1,5 @@
-// /readyz against a real, killable redis-server: ready while Redis answers, not ready (fast) while it is down, ready again after.
+// /readyz against a real, killable redis-server: ready while Redis answers, not ready (fast) while it is down,
+// ready again after.
 // The checks are read on the admin listener; the callers' port answers the status only.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { baseConfig, startTestGateway, type TestGateway } from '../helpers/gateway.js';

@@ -1,4 +1,5 @@
-// No Redis password in any output: a real redis-server with requirepass, the gateway's log lines, and the audit CLI's messages.
+// No Redis password in any output: a real redis-server with requirepass, the gateway's log lines, and the audit
+// CLI's messages.
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runAuditCli } from '../../src/audit/cli.js';

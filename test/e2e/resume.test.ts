@@ -28,56 +28,66 @@ afterAll(async () => {
 });
 
 describe('happy path', () => {
-  it('resumes a suspended run with exactly one upstream call carrying the org Basic credential and no trace of the token', async () => {
-    const ruuid = world.standIn.addRun('Acme-Prod');
-    const jwt = await token();
-    const before = world.standIn.received.length;
+  it(
+    'resumes a suspended run with exactly one upstream call ' +
+      'carrying the org Basic credential and no trace of the token',
+    async () => {
+      const ruuid = world.standIn.addRun('Acme-Prod');
+      const jwt = await token();
+      const before = world.standIn.received.length;
 
-    const res = await resume(gw.url, 'Acme-Prod', ruuid, jwt, {
-      traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
-      'x-request-id': 'caller-req-42',
-      cookie: 'session=abc',
-      'x-forwarded-for': '10.9.9.9',
-      'content-type': 'application/json',
-    });
-    bodiesSeen.push(res.text);
+      const res = await resume(gw.url, 'Acme-Prod', ruuid, jwt, {
+        traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
+        'x-request-id': 'caller-req-42',
+        cookie: 'session=abc',
+        'x-forwarded-for': '10.9.9.9',
+        'content-type': 'application/json',
+      });
+      bodiesSeen.push(res.text);
 
-    expect(res.status, res.text).toBe(200);
-    expect(res.json).toEqual({ response_map: {}, http_status_code: 200 });
-    expect(res.headers['x-sl-statuscode']).toBe('200');
-    expect(res.headers['x-request-id']).toBe('caller-req-42');
-    expect(res.headers['set-cookie']).toBeUndefined();
+      expect(res.status, res.text).toBe(200);
+      expect(res.json).toEqual({ response_map: {}, http_status_code: 200 });
+      expect(res.headers['x-sl-statuscode']).toBe('200');
+      expect(res.headers['x-request-id']).toBe('caller-req-42');
+      expect(res.headers['set-cookie']).toBeUndefined();
 
-    const calls = world.standIn.received.slice(before);
-    expect(calls).toHaveLength(1);
-    const call = calls[0]!;
-    expect(call.path).toBe(`/api/1/rest/public/runtime/start/Acme-Prod/${ruuid}`);
-    expect(call.headers.authorization).toBe(basic(testSecrets.ACME_SL_USER, testSecrets.ACME_SL_PASSWORD));
-    expect(call.headers['x-request-id']).toBe('caller-req-42');
-    expect(call.headers.traceparent).toBe('00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01');
-    expect(call.headers.cookie).toBeUndefined();
-    expect(call.headers['x-forwarded-for']).toBeUndefined();
-    expect(JSON.stringify(call)).not.toContain(jwt);
-    expect(JSON.stringify(call)).not.toContain(jwt.split('.')[2]);
-    expect(world.standIn.run('Acme-Prod', ruuid)?.state).not.toBe('Suspended');
+      const calls = world.standIn.received.slice(before);
+      expect(calls).toHaveLength(1);
+      const call = calls[0]!;
+      expect(call.path).toBe(`/api/1/rest/public/runtime/start/Acme-Prod/${ruuid}`);
+      expect(call.headers.authorization).toBe(basic(testSecrets.ACME_SL_USER, testSecrets.ACME_SL_PASSWORD));
+      expect(call.headers['x-request-id']).toBe('caller-req-42');
+      expect(call.headers.traceparent).toBe('00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01');
+      expect(call.headers.cookie).toBeUndefined();
+      expect(call.headers['x-forwarded-for']).toBeUndefined();
+      expect(JSON.stringify(call)).not.toContain(jwt);
+      expect(JSON.stringify(call)).not.toContain(jwt.split('.')[2]);
+      expect(world.standIn.run('Acme-Prod', ruuid)?.state).not.toBe('Suspended');
 
-    const events = gw.audit.filter((e) => e.requestId === 'caller-req-42');
-    expect(events.map((e) => e.type)).toEqual(['attempt', 'outcome']);
-    const [attempt, outcome] = events;
-    expect(attempt).toMatchObject({ decision: 'allowed', org: 'Acme-Prod', ruuid, status: null, upstreamStatus: null });
-    expect(outcome).toMatchObject({
-      attemptId: attempt!.id,
-      decision: 'allowed',
-      caller: { iss: world.issuer.issuer, sub: 'svc-billing' },
-      org: 'Acme-Prod',
-      ruuid,
-      action: 'runtime.start',
-      status: 200,
-      upstreamStatus: 200,
-      slStatusCode: '200',
-      client: { address: '127.0.0.1' },
-    });
-  });
+      const events = gw.audit.filter((e) => e.requestId === 'caller-req-42');
+      expect(events.map((e) => e.type)).toEqual(['attempt', 'outcome']);
+      const [attempt, outcome] = events;
+      expect(attempt).toMatchObject({
+        decision: 'allowed',
+        org: 'Acme-Prod',
+        ruuid,
+        status: null,
+        upstreamStatus: null,
+      });
+      expect(outcome).toMatchObject({
+        attemptId: attempt!.id,
+        decision: 'allowed',
+        caller: { iss: world.issuer.issuer, sub: 'svc-billing' },
+        org: 'Acme-Prod',
+        ruuid,
+        action: 'runtime.start',
+        status: 200,
+        upstreamStatus: 200,
+        slStatusCode: '200',
+        client: { address: '127.0.0.1' },
+      });
+    },
+  );
 
   it('grants by claims: scope containing snaplogic:runtime:start and groups containing data-eng', async () => {
     const ruuid = world.standIn.addRun('Other-Org');
@@ -171,8 +181,9 @@ describe('authentication (401)', () => {
       () => {
         const enc = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
         const exp = Math.floor(Date.now() / 1000) + 300;
+        const iss = world.issuer.issuer;
         return {
-          authorization: `Bearer ${enc({ alg: 'none' })}.${enc({ sub: 'svc-billing', aud: 'snapgate', iss: world.issuer.issuer, exp })}.`,
+          authorization: `Bearer ${enc({ alg: 'none' })}.${enc({ sub: 'svc-billing', aud: 'snapgate', iss, exp })}.`,
         };
       },
     ],

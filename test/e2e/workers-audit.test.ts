@@ -1,4 +1,5 @@
-// With server.workers the audit trail stays whole: one process writes stdout (no torn lines), and each worker slot has its own file and spool.
+// With server.workers the audit trail stays whole: one process writes stdout (no torn lines), and each worker slot has
+// its own file and spool.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -69,49 +70,54 @@ const UPSTREAM = {
 };
 
 describe('two workers on one stdout', () => {
-  it('never tears a line: with batches past the pipe buffer and a reader that stalls, every line parses and each worker chain verifies', async () => {
-    await withTwoWorkers({ audit: { ackTimeout: '5s' }, upstream: UPSTREAM }, async (gw) => {
-      // The reader stops for 250 ms after each chunk it takes (short of the 5 s ack timeout). Meanwhile each worker
-      // queues a batch larger than the pipe's 64 KiB, which the kernel takes in pieces as the reader frees room.
-      const stdout = gw.proc.stdout!;
-      const slow = () => {
-        stdout.pause();
-        setTimeout(() => stdout.resume(), 250);
-      };
-      stdout.on('data', slow);
-      let statuses: number[];
-      try {
-        statuses = await load(gw, 1_800, 300);
-      } finally {
-        stdout.off('data', slow);
-        stdout.resume();
-      }
-      expect(statuses.filter((s) => s !== 200)).toEqual([]);
-      await until(
-        () => gw.stdout.length >= 2 * statuses.length,
-        20_000,
-        () => `${gw.stdout.length} lines`,
-      );
-      expect(await gw.stop()).toBe(0);
-
-      const torn = gw.stdout.filter((l) => {
+  it(
+    'never tears a line: with batches past the pipe buffer and a reader that stalls, ' +
+      'every line parses and each worker chain verifies',
+    async () => {
+      await withTwoWorkers({ audit: { ackTimeout: '5s' }, upstream: UPSTREAM }, async (gw) => {
+        // The reader stops for 250 ms after each chunk it takes (short of the 5 s ack timeout). Meanwhile each worker
+        // queues a batch larger than the pipe's 64 KiB, which the kernel takes in pieces as the reader frees room.
+        const stdout = gw.proc.stdout!;
+        const slow = () => {
+          stdout.pause();
+          setTimeout(() => stdout.resume(), 250);
+        };
+        stdout.on('data', slow);
+        let statuses: number[];
         try {
-          JSON.parse(l);
-          return false;
-        } catch {
-          return true;
+          statuses = await load(gw, 1_800, 300);
+        } finally {
+          stdout.off('data', slow);
+          stdout.resume();
         }
+        expect(statuses.filter((s) => s !== 200)).toEqual([]);
+        await until(
+          () => gw.stdout.length >= 2 * statuses.length,
+          20_000,
+          () => `${gw.stdout.length} lines`,
+        );
+        expect(await gw.stop()).toBe(0);
+
+        const torn = gw.stdout.filter((l) => {
+          try {
+            JSON.parse(l);
+            return false;
+          } catch {
+            return true;
+          }
+        });
+        expect(
+          torn.slice(0, 3).map((l) => l.slice(0, 200)),
+          `${torn.length} of ${gw.stdout.length} lines do not parse`,
+        ).toEqual([]);
+        expect(gw.stdout).toHaveLength(2 * statuses.length);
+        const report = verifyChain(gw.stdout);
+        expect(report.broken).toBeUndefined();
+        expect(report.writers).toBe(2);
       });
-      expect(
-        torn.slice(0, 3).map((l) => l.slice(0, 200)),
-        `${torn.length} of ${gw.stdout.length} lines do not parse`,
-      ).toEqual([]);
-      expect(gw.stdout).toHaveLength(2 * statuses.length);
-      const report = verifyChain(gw.stdout);
-      expect(report.broken).toBeUndefined();
-      expect(report.writers).toBe(2);
-    });
-  }, 120_000);
+    },
+    120_000,
+  );
 });
 
 describe('two workers when stdout closes', () => {

@@ -1,4 +1,4 @@
-// Child processes started by tests and the benchmark die with the process that started them, even when a test times out.
+// Child processes of tests and the benchmark die with the process that started them, even when a test times out.
 import type { ChildProcess } from 'node:child_process';
 
 const children = new Set<ChildProcess>();

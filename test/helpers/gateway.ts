@@ -1,4 +1,4 @@
-// Starts snapgate for tests: in-process (fast, logs and audit captured) or as a real child process (signals, exit codes).
+// Starts snapgate for tests: in-process (fast, logs and audit captured) or as a child process (signals, exit codes).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,8 +21,8 @@ export function tempDir(prefix = 'snapgate-test-'): string {
 }
 
 /**
- * A config document pointing at a stand-in and an issuer: org Acme-Prod (and Other-Org), whose
- * credentials come from env:ACME_SL_USER / env:ACME_SL_PASSWORD, and a rule letting `svc-billing` start runs on Acme-Prod.
+ * A config document pointing at a stand-in and an issuer: org Acme-Prod (and Other-Org), whose credentials come
+ * from env:ACME_SL_USER / env:ACME_SL_PASSWORD, and a rule letting `svc-billing` start runs on Acme-Prod.
  */
 export function baseConfig(
   standIn: SnapLogicStandIn,
@@ -228,7 +228,7 @@ export async function spawnGateway(
   };
 }
 
-/** Spawns a gateway as spawnGateway does, runs `use` with it, and SIGKILLs it afterwards (waiting for its exit), whatever happened. */
+/** Spawns a gateway as spawnGateway does, runs `use` with it, then SIGKILLs it and waits for its exit, always. */
 export async function withGatewayProcess(
   config: string | Record<string, unknown>,
   options: { env?: Record<string, string | undefined>; built?: boolean },

@@ -1,4 +1,5 @@
-// Raw HTTP/1.1 over net.connect for hostile tests: sends bytes exactly as given (with pauses, half-close or reset) and parses what comes back.
+// Raw HTTP/1.1 over net.connect for hostile tests: sends bytes exactly as given (with pauses, half-close or reset) and
+// parses what comes back.
 import { connect } from 'node:net';
 import { recordOutput } from './leak-scan.js';
 

@@ -1,4 +1,4 @@
-// Starts a private redis-server on a free loopback port, so tests can kill and restart it without touching anyone else's.
+// A private redis-server on a free loopback port, so tests can kill and restart it without touching anyone else's.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { Redis } from 'ioredis';

@@ -1,4 +1,4 @@
-// A local stand-in of SnapLogic's public runtime API (per shared/docs/snaplogic-api.md), for tests, the demo and the benchmark.
+// A local stand-in of SnapLogic's public runtime API (shared/docs/snaplogic-api.md) for tests, demo and benchmark.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { listenOnLoopback, type Listening } from './loopback.js';

@@ -1,4 +1,4 @@
-// A local identity provider for tests and the demo: real key pairs, a JWKS endpoint over HTTP, key rotation and outages.
+// A local identity provider for tests and the demo: real key pairs, a JWKS over HTTP, key rotation and outages.
 import { createServer } from 'node:http';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK, type JWTPayload } from 'jose';
 import { recordSecret } from './leak-scan.js';

@@ -15,11 +15,14 @@ describe('admin app', () => {
     expect(await res.text()).toContain('snapgate_requests_total{decision="allowed",reason="none"} 2');
   });
 
-  it('answers 503 naming the reason when the metrics cannot be gathered (a worker not answering its primary)', async () => {
-    const failing = { contentType: 'text/plain', metrics: () => Promise.reject(new Error('Operation timed out.')) };
-    const res = await adminApp({ readiness: ready, metrics: failing }).request('/metrics');
-    expect(res.status).toBe(503);
-    expect(res.headers.get('cache-control')).toBe('no-store');
-    expect(await res.text()).toBe('metrics unavailable: Operation timed out.\n');
-  });
+  it(
+    'answers 503 naming the reason when the metrics cannot ' + 'be gathered (a worker not answering its primary)',
+    async () => {
+      const failing = { contentType: 'text/plain', metrics: () => Promise.reject(new Error('Operation timed out.')) };
+      const res = await adminApp({ readiness: ready, metrics: failing }).request('/metrics');
+      expect(res.status).toBe(503);
+      expect(res.headers.get('cache-control')).toBe('no-store');
+      expect(await res.text()).toBe('metrics unavailable: Operation timed out.\n');
+    },
+  );
 });

@@ -1,4 +1,5 @@
-// RemoteJwks against a real local JWKS server with an injected clock: fetch pacing while keys are missing, one log line per outage, maxStale.
+// RemoteJwks against a real local JWKS server with an injected clock: fetch pacing while keys are missing, one log line
+// per outage, maxStale.
 import { jwtVerify } from 'jose';
 import { afterEach, describe, expect, it } from 'vitest';
 import { KeysUnavailableError, RemoteJwks, type RemoteJwksOptions } from '../../src/auth/key-source.js';
@@ -107,39 +108,43 @@ describe('remote JWKS while the identity provider is down and no keys are loaded
 });
 
 describe('remote JWKS stale-if-error bounded by maxStale', () => {
-  it('serves the last good keys while refreshes fail, until maxStale after the last successful fetch; then refuses until a fetch succeeds', async () => {
-    issuer = await TokenIssuer.start();
-    const clock = { now: 1_000_000 };
-    const { log, count } = capture();
-    const jwks = remote(issuer.jwksUri, clock, log, {
-      cacheMaxAgeMs: 600_000,
-      cooldownMs: 30_000,
-      maxStaleMs: 3_600_000,
-    });
-    const token = await issuer.mint({ sub: 'svc-billing' });
-    expect(await outcome(jwtVerify(token, jwks.getKey))).toBe('ok');
-    const fetchedAt = clock.now;
+  it(
+    'serves the last good keys while refreshes fail, ' +
+      'until maxStale after the last successful fetch; then refuses until a fetch succeeds',
+    async () => {
+      issuer = await TokenIssuer.start();
+      const clock = { now: 1_000_000 };
+      const { log, count } = capture();
+      const jwks = remote(issuer.jwksUri, clock, log, {
+        cacheMaxAgeMs: 600_000,
+        cooldownMs: 30_000,
+        maxStaleMs: 3_600_000,
+      });
+      const token = await issuer.mint({ sub: 'svc-billing' });
+      expect(await outcome(jwtVerify(token, jwks.getKey))).toBe('ok');
+      const fetchedAt = clock.now;
 
-    issuer.mode = 'error';
-    clock.now = fetchedAt + 600_001;
-    expect(await outcome(jwtVerify(token, jwks.getKey)), 'stale-if-error').toBe('ok');
-    clock.now = fetchedAt + 3_599_000;
-    expect(await outcome(jwtVerify(token, jwks.getKey)), 'still within maxStale').toBe('ok');
-    expect(await jwks.ready()).toBe(true);
+      issuer.mode = 'error';
+      clock.now = fetchedAt + 600_001;
+      expect(await outcome(jwtVerify(token, jwks.getKey)), 'stale-if-error').toBe('ok');
+      clock.now = fetchedAt + 3_599_000;
+      expect(await outcome(jwtVerify(token, jwks.getKey)), 'still within maxStale').toBe('ok');
+      expect(await jwks.ready()).toBe(true);
 
-    clock.now = fetchedAt + 3_600_001;
-    expect(await outcome(jwtVerify(token, jwks.getKey)), 'keys older than maxStale were still trusted').toBe(
-      'keys unavailable',
-    );
-    expect(await jwks.ready()).toBe(false);
-    expect(await outcome(jwtVerify(token, jwks.getKey))).toBe('keys unavailable');
-    expect(count('warn', 'jwks keys dropped: older than maxStale')).toBe(1);
+      clock.now = fetchedAt + 3_600_001;
+      expect(await outcome(jwtVerify(token, jwks.getKey)), 'keys older than maxStale were still trusted').toBe(
+        'keys unavailable',
+      );
+      expect(await jwks.ready()).toBe(false);
+      expect(await outcome(jwtVerify(token, jwks.getKey))).toBe('keys unavailable');
+      expect(count('warn', 'jwks keys dropped: older than maxStale')).toBe(1);
 
-    issuer.mode = 'up';
-    clock.now += 30_000;
-    expect(await outcome(jwtVerify(token, jwks.getKey))).toBe('ok');
-    expect(await jwks.ready()).toBe(true);
-  });
+      issuer.mode = 'up';
+      clock.now += 30_000;
+      expect(await outcome(jwtVerify(token, jwks.getKey))).toBe('ok');
+      expect(await jwks.ready()).toBe(true);
+    },
+  );
 
   it('an idle gateway whose identity provider is up refreshes instead of dropping its keys', async () => {
     issuer = await TokenIssuer.start();

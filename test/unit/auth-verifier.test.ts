@@ -1,4 +1,4 @@
-// The verifier with real signed tokens and a PEM key: iat age, maxTokenAge on cache hits, and what a 401 detail may say.
+// The verifier with real signed tokens and a PEM key: iat age, maxTokenAge on cache hits, what a 401 detail may say.
 import { exportSPKI, generateKeyPair, SignJWT, type CryptoKey } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { IssuerConfig } from '../../src/config/schema.js';
@@ -57,23 +57,26 @@ describe('token age (maxTokenAge)', () => {
     expect(err.detail).toContain('iat');
   });
 
-  it('a cached token stops being accepted once iat + maxTokenAge has passed, though exp and maxTtl are later', async () => {
-    let now = Date.now();
-    const verifier = await createTokenVerifier([issuerConfig({ maxTokenAge: 60_000 })], {
-      env: {},
-      log,
-      cache: { maxEntries: 100, maxTtlMs: 600_000 },
-      now: () => now,
-    });
-    const t = Math.floor(now / 1000);
-    const token = await mint({ iat: t, exp: t + 3_600 });
-    expect((await verifier.verify(token)).sub).toBe('svc-billing');
-    now += 30_000;
-    expect((await verifier.verify(token)).sub).toBe('svc-billing');
-    now += 31_000;
-    const err = await refusal(verifier.verify(token));
-    expect(err.code).toBe('token_claim_invalid');
-  });
+  it(
+    'a cached token stops being accepted once iat + maxTokenAge has passed, ' + 'though exp and maxTtl are later',
+    async () => {
+      let now = Date.now();
+      const verifier = await createTokenVerifier([issuerConfig({ maxTokenAge: 60_000 })], {
+        env: {},
+        log,
+        cache: { maxEntries: 100, maxTtlMs: 600_000 },
+        now: () => now,
+      });
+      const t = Math.floor(now / 1000);
+      const token = await mint({ iat: t, exp: t + 3_600 });
+      expect((await verifier.verify(token)).sub).toBe('svc-billing');
+      now += 30_000;
+      expect((await verifier.verify(token)).sub).toBe('svc-billing');
+      now += 31_000;
+      const err = await refusal(verifier.verify(token));
+      expect(err.code).toBe('token_claim_invalid');
+    },
+  );
 
   it('a refused too-old token stays refused on the cached path', async () => {
     const verifier = await createTokenVerifier([issuerConfig({ maxTokenAge: 60_000 })], {
@@ -95,7 +98,8 @@ describe('algorithm refusals', () => {
     const verifier = await createTokenVerifier([issuerConfig({ algorithms: ['ES256', 'ES384'] })], { env: {}, log });
     const t = Math.floor(Date.now() / 1000);
     const hostileAlg = 'X-<script>alert(1)</script>';
-    const forged = `${b64({ alg: hostileAlg, typ: 'JWT' })}.${b64({ iss: ISS, sub: 'svc-billing', aud: 'snapgate', exp: t + 300 })}.c2ln`;
+    const claims = b64({ iss: ISS, sub: 'svc-billing', aud: 'snapgate', exp: t + 300 });
+    const forged = `${b64({ alg: hostileAlg, typ: 'JWT' })}.${claims}.c2ln`;
     const err = await refusal(verifier.verify(forged));
     expect(err.code).toBe('token_algorithm_not_allowed');
     expect(err.detail).not.toContain('script');

@@ -1,4 +1,5 @@
-// docker-compose.yml publishes only the callers' port on every interface, the admin port on the host's loopback, and mounts a config that parses.
+// docker-compose.yml publishes only the callers' port on every interface, the admin port on the host's loopback, and
+// mounts a config that parses.
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -36,7 +37,9 @@ function published(entry: NonNullable<Service['ports']>[number]): Published {
   return { hostIp: ipv6 ?? first, published: second, target: Number(target) };
 }
 
-/** The service's environment with ${VAR:?message} / ${VAR:-default} / ${VAR} interpolations replaced by a placeholder. */
+/**
+ * The service's environment with ${VAR:?message} / ${VAR:-default} / ${VAR} interpolations replaced by a placeholder.
+ */
 function environmentOf(service: Service): Record<string, string> {
   const raw = service.environment ?? {};
   const entries = Array.isArray(raw) ? raw.map((e) => e.split(/=(.*)/s, 2) as [string, string]) : Object.entries(raw);
@@ -75,15 +78,19 @@ describe('docker-compose.yml', () => {
     }
   });
 
-  it("publishes the admin port on the host's loopback only, and the admin listener inside the container is reachable through it", async () => {
-    const config = await mountedConfig();
-    const admin = (snapgate.ports ?? []).map(published).filter((p) => p.target === config.admin!.port);
-    expect(admin, JSON.stringify(snapgate.ports)).toEqual([
-      { hostIp: '127.0.0.1', published: String(config.admin!.port), target: config.admin!.port },
-    ]);
-    // Inside the container a loopback-bound listener cannot be reached through a published port.
-    expect(config.admin!.host).toBe('0.0.0.0');
-  });
+  it(
+    "publishes the admin port on the host's loopback only, and the " +
+      'admin listener inside the container is reachable through it',
+    async () => {
+      const config = await mountedConfig();
+      const admin = (snapgate.ports ?? []).map(published).filter((p) => p.target === config.admin!.port);
+      expect(admin, JSON.stringify(snapgate.ports)).toEqual([
+        { hostIp: '127.0.0.1', published: String(config.admin!.port), target: config.admin!.port },
+      ]);
+      // Inside the container a loopback-bound listener cannot be reached through a published port.
+      expect(config.admin!.host).toBe('0.0.0.0');
+    },
+  );
 });
 
 describe('the example config on its own', () => {

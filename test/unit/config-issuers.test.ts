@@ -1,4 +1,4 @@
-// Config rules that scope policy to the issuer: with several issuers every rule names one, and each issuer appears once.
+// Config rules that scope policy to the issuer: with several issuers every rule names one; each issuer appears once.
 import { describe, expect, it } from 'vitest';
 import { minimalConfig, problemsOf } from '../helpers/config.js';
 
@@ -47,15 +47,18 @@ describe('policy scoped to the issuer', () => {
     expect(problemsOf(doc)).toEqual([]);
   });
 
-  it('refuses a duplicate issuer at auth.issuers.<j>.issuer instead of letting the later entry replace the earlier', () => {
-    const doc = twoIssuers([rule({ iss: 'https://idp-a.example', sub: 'svc-billing' })]);
-    doc.auth.issuers = [
-      issuer('https://idp-a.example'),
-      issuer('https://idp-b.example'),
-      { ...issuer('https://idp-a.example'), audience: 'other' },
-    ];
-    expect(problemsOf(doc)).toEqual([expect.stringMatching(/^auth\.issuers\.2\.issuer: .*auth\.issuers\.0/)]);
-  });
+  it(
+    'refuses a duplicate issuer at auth.issuers.<j>.issuer ' + 'instead of letting the later entry replace the earlier',
+    () => {
+      const doc = twoIssuers([rule({ iss: 'https://idp-a.example', sub: 'svc-billing' })]);
+      doc.auth.issuers = [
+        issuer('https://idp-a.example'),
+        issuer('https://idp-b.example'),
+        { ...issuer('https://idp-a.example'), audience: 'other' },
+      ];
+      expect(problemsOf(doc)).toEqual([expect.stringMatching(/^auth\.issuers\.2\.issuer: .*auth\.issuers\.0/)]);
+    },
+  );
 
   it('reports the issuer rules together with every other bad field in one pass', () => {
     const doc = twoIssuers([

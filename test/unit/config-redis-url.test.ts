@@ -1,4 +1,5 @@
-// redis.url (and SNAPGATE_REDIS_URL) is parsed as a URL: host, port and database only, never credentials, a query or a fragment.
+// redis.url (and SNAPGATE_REDIS_URL) is parsed as a URL: host, port and database only, never credentials, a query
+// or a fragment.
 import { describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig } from '../../src/config/load.js';
 import { minimalConfig } from '../helpers/config.js';
