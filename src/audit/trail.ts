@@ -9,7 +9,10 @@ import type { Sink } from './sinks.js';
 
 export type OnFailure = 'reject' | 'spool';
 
-/** A required sink could not take a write-ahead event in time (onFailure: reject). */
+/**
+ * A write-ahead event was not stored in time by a required sink (in spool mode: nor by its spool), or was
+ * not even queued.
+ */
 export class AuditUnavailableError extends Error {
   /** False when the event was not even queued (the sink's queue was full): it will never be written. */
   readonly recorded: boolean;
@@ -57,7 +60,10 @@ export interface SinkWriterOptions {
   sink: Sink;
   required: boolean;
   onFailure: OnFailure;
-  /** ms a write-ahead attempt may wait for the sink before onFailure applies. */
+  /**
+   * ms the sink has to answer each write or spool replay before it counts as failing and onFailure applies;
+   * a write-ahead attempt waits this long (spool mode: 1 s more, for the spool write).
+   */
   ackTimeoutMs: number;
   spoolDir: string;
   instance: string;
@@ -201,7 +207,10 @@ export class SinkWriter {
     });
   }
 
-  /** Writes what is queued (waiting up to `deadlineMs`) and stops. */
+  /**
+   * Writes what is queued (waiting up to `deadlineMs`) and stops; what the sink did not take is spooled
+   * in spool mode, else logged as lost.
+   */
   async close(deadlineMs = 5_000): Promise<void> {
     this.closing = true;
     this.wake?.();

@@ -138,7 +138,7 @@ export function defineLimitCommand(client: RedisClient): void {
 }
 
 /**
- * Connects to every master and loads the script there, so the first decisions neither open
+ * Connects to every master and loads both scripts there, so the first decisions neither open
  * connections (ioredis Cluster connects to nodes lazily) nor pay the NOSCRIPT → EVAL fallback.
  */
 export async function warmUpLimiter(client: RedisClient, deadlineMs: number): Promise<void> {

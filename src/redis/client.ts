@@ -85,7 +85,8 @@ function connectionOptions(config: RedisConfig, password: string | undefined): R
     ...(password !== undefined ? { password } : {}),
     ...(config.tls ? { tls: {} } : {}),
     connectTimeout: config.connectTimeout,
-    // Backstop only: callers race commands with withDeadline(config.commandTimeout).
+    // Backstop only: the limiter and readiness race their commands with withDeadline(config.commandTimeout),
+    // and the audit writer bounds each stream append by its ackTimeout.
     // Long enough that the answer of a script that missed its deadline during a stall is still
     // read, so what it took can be given back (see redis-limiter.ts). What can be pending meanwhile
     // is bounded: the breaker keeps calls off a stalled Redis, and audit appends are serialized.
