@@ -39,7 +39,11 @@ describe('RateLimit headers', () => {
 
   it('formats RateLimit-Policy for rate, shadow caller rate and concurrency', () => {
     expect(formatPolicyField(limits, 'caller-1')).toBe(
-      `"org-rate";q=60;w=60;pk=${pkOrg}, "caller-rate";q=10;w=60;pk=${pkCaller};sg-shadow, "org-concurrency";q=5;qu="concurrent-requests";pk=${pkOrg}`,
+      [
+        `"org-rate";q=60;w=60;pk=${pkOrg}`,
+        `"caller-rate";q=10;w=60;pk=${pkCaller};sg-shadow`,
+        `"org-concurrency";q=5;qu="concurrent-requests";pk=${pkOrg}`,
+      ].join(', '),
     );
   });
 
@@ -50,7 +54,11 @@ describe('RateLimit headers', () => {
       { policy: conc, allowed: true, remaining: 4, resetMs: 0, retryMs: 0 },
     ]);
     expect(formatRateLimitField(limits, d, 'caller-1')).toBe(
-      `"org-rate";r=42;t=7;pk=${pkOrg}, "caller-rate";r=0;t=59;pk=${pkCaller};sg-would-limit, "org-concurrency";r=4;pk=${pkOrg}`,
+      [
+        `"org-rate";r=42;t=7;pk=${pkOrg}`,
+        `"caller-rate";r=0;t=59;pk=${pkCaller};sg-would-limit`,
+        `"org-concurrency";r=4;pk=${pkOrg}`,
+      ].join(', '),
     );
     expect(d.allowed).toBe(true);
   });
