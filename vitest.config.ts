@@ -28,6 +28,9 @@ export default defineConfig({
           testTimeout: 30_000,
           hookTimeout: 30_000,
           pool: 'forks',
+          // After-hooks run in reverse order of registration (vitest's default, stated because test/helpers/world.ts
+          // relies on it): a suite's own afterEach/afterAll run before the helpers' that stop its world.
+          sequence: { hooks: 'stack' },
         },
       },
     ],

@@ -3,7 +3,6 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
-  basic,
   baseConfig,
   spawnGateway,
   tempDir,
@@ -12,7 +11,7 @@ import {
   writeConfig,
   type GatewayProcess,
 } from '../helpers/gateway.js';
-import { resume, resumeNewRun, send } from '../helpers/http.js';
+import { basic, resume, resumeNewRun, send } from '../helpers/http.js';
 import { freePort } from '../helpers/redis-server.js';
 import { until } from '../helpers/wait.js';
 import { useStandInAndIssuer } from '../helpers/world.js';

@@ -1,8 +1,8 @@
 // The request path end to end: real HTTP to snapgate, a real JWKS issuer, and the SnapLogic stand-in over loopback.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SignJWT } from 'jose';
-import { basic, baseConfig, startTestGateway, testSecrets, type TestGateway } from '../helpers/gateway.js';
-import { resume, resumeNewRun, send } from '../helpers/http.js';
+import { baseConfig, startTestGateway, testSecrets, type TestGateway } from '../helpers/gateway.js';
+import { basic, resume, resumeNewRun, send } from '../helpers/http.js';
 import { newRuuid } from '../helpers/snaplogic-stand-in.js';
 import { useStandInAndIssuer } from '../helpers/world.js';
 

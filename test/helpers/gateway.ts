@@ -60,11 +60,6 @@ export function baseConfig(
   };
 }
 
-/** The Basic authorization value SnapLogic expects for `user` and `password`. */
-export function basic(user: string, password: string): string {
-  return `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
-}
-
 export const testSecrets = {
   ACME_SL_USER: 'svc-acme@example.com',
   ACME_SL_PASSWORD: 'acme-secret-Pa55word!',

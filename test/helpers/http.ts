@@ -10,6 +10,11 @@ export interface Reply {
   json: any;
 }
 
+/** The Basic authorization value SnapLogic expects for `user` and `password`. */
+export function basic(user: string, password: string): string {
+  return `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`;
+}
+
 export async function send(
   baseUrl: string,
   method: string,
