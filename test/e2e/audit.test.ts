@@ -39,6 +39,12 @@ async function gateway(audit: Record<string, unknown>): Promise<TestGateway> {
   return gw;
 }
 
+/** A fresh audit file path, in a temporary directory of its own. */
+function auditFile(): { dir: string; path: string } {
+  const dir = tempDir('snapgate-audit-');
+  return { dir, path: join(dir, 'audit.jsonl') };
+}
+
 async function streamEvents(): Promise<AuditEvent[]> {
   const entries = (await world.admin.xrange(STREAM, '-', '+')) as [string, string[]][];
   return entries.map(([, f]) => JSON.parse(f[1]!) as AuditEvent);
@@ -171,8 +177,7 @@ describe('file sink', () => {
   it(
     'appends chained JSON lines, rotates by size without dropping anything, ' + 'and verifies across rotated files',
     async () => {
-      const dir = tempDir('snapgate-audit-');
-      const path = join(dir, 'audit.jsonl');
+      const { dir, path } = auditFile();
       const gw = await gateway({ sinks: [{ type: 'file', path, maxBytes: 4_000, fsync: 'always' }] });
       const ids: string[] = [];
       for (let i = 0; i < 12; i++) {
@@ -201,8 +206,7 @@ describe('file sink', () => {
   );
 
   it('skips events it already holds when a batch is replayed', async () => {
-    const dir = tempDir('snapgate-audit-');
-    const path = join(dir, 'audit.jsonl');
+    const { path } = auditFile();
     const sink = await createFileSink({ path, maxBytes: 1_000_000, fsync: 'never' });
     const writer = new ChainWriter('t');
     const batch = [1, 2, 3].map((i) =>
@@ -233,8 +237,7 @@ describe('file sink', () => {
 
 describe('tamper evidence and the CLI', () => {
   async function fileWithEvents(n: number): Promise<string> {
-    const dir = tempDir('snapgate-audit-');
-    const path = join(dir, 'audit.jsonl');
+    const { path } = auditFile();
     const gw = await gateway({ sinks: [{ type: 'file', path, fsync: 'never' }] });
     for (let i = 0; i < n; i++)
       await resumeNewRun(gw.url, world.standIn, world.jwt, { headers: { 'x-request-id': `t-${i}` } });
@@ -284,8 +287,7 @@ describe('tamper evidence and the CLI', () => {
   });
 
   it('queries by org, caller, decision and time, as JSON lines or a table, and tails new events', async () => {
-    const dir = tempDir('snapgate-audit-');
-    const path = join(dir, 'audit.jsonl');
+    const { path } = auditFile();
     const gw = await gateway({ sinks: [{ type: 'file', path, fsync: 'never' }] });
     const since = new Date().toISOString();
     await resumeNewRun(gw.url, world.standIn, world.jwt);
@@ -330,8 +332,7 @@ describe('bounded denials', () => {
   it(
     'writes a few full events per caller and reason per second, ' + 'and folds the rest into counted denials events',
     async () => {
-      const dir = tempDir('snapgate-audit-');
-      const path = join(dir, 'audit.jsonl');
+      const { path } = auditFile();
       const gw = await gateway({
         sinks: [{ type: 'file', path, fsync: 'never' }],
         denials: { fullPerSecond: 3, maxKeys: 100 },

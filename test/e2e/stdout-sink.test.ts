@@ -1,5 +1,6 @@
 // The stdout audit sink as a real process on a real pipe: a stalled reader is backpressure (each record written once),
 // a closed one is a sink failure (no crash).
+import type { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { verifyChain } from '../../src/audit/chain.js';
 import type { AuditEvent } from '../../src/audit/event.js';
@@ -32,15 +33,20 @@ const foreignStderr = (gw: GatewayProcess) =>
     }
   });
 
+/** Runs `use` with the built gateway listening (its stdout a pipe to this process) and a token for svc-billing. */
+function withBuiltGateway(use: (gw: GatewayProcess, jwt: string, stdout: Readable) => Promise<void>): Promise<void> {
+  return withGatewayProcess(baseConfig(world.standIn, world.issuer), { built: true }, async (gw) => {
+    expect(gw.port, gw.stderr.join('\n')).toBeGreaterThan(0);
+    await use(gw, await world.issuer.mint({ sub: 'svc-billing' }), gw.proc.stdout!);
+  });
+}
+
 describe('stdout audit sink on a pipe', () => {
   it(
     'writes each record exactly once when the reader pauses 5 s during 100 calls: ' +
       'the chain verifies, no (writer, seq) repeats',
     async () => {
-      await withGatewayProcess(baseConfig(world.standIn, world.issuer), { built: true }, async (gw) => {
-        expect(gw.port, gw.stderr.join('\n')).toBeGreaterThan(0);
-        const jwt = await world.issuer.mint({ sub: 'svc-billing' });
-        const stdout = gw.proc.stdout!;
+      await withBuiltGateway(async (gw, jwt, stdout) => {
         stdout.pause();
         const pausedAt = Date.now();
         const ids: string[] = [];
@@ -96,10 +102,7 @@ describe('stdout audit sink on a pipe', () => {
     'keeps serving when stdout is closed after 1500 bytes: ' +
       'calls get 503 audit_unavailable, /livez answers, nothing unhandled; a closed stderr too',
     async () => {
-      await withGatewayProcess(baseConfig(world.standIn, world.issuer), { built: true }, async (gw) => {
-        expect(gw.port, gw.stderr.join('\n')).toBeGreaterThan(0);
-        const jwt = await world.issuer.mint({ sub: 'svc-billing' });
-        const stdout = gw.proc.stdout!;
+      await withBuiltGateway(async (gw, jwt, stdout) => {
         let bytes = 0;
         stdout.on('data', (chunk: string) => {
           bytes += Buffer.byteLength(chunk);

@@ -190,36 +190,35 @@ describe('transport failures', () => {
 });
 
 describe('a bounded queue per origin', () => {
-  it('beyond maxQueue: 503 upstream_busy at once with Retry-After, never dispatched', async () => {
-    const f = forwarder({ connections: 1, maxQueue: 0 });
-    const first = attempt('/slow');
-    const pending = f.forward(first.request);
+  /** Holds `f`'s one connection with a slow call while another is forwarded: that one's refusal, and its wait. */
+  async function refusedWhileHeld(f: Forwarder): Promise<{ err: GatewayError; ms: number; next: Attempt }> {
+    const held = attempt('/slow');
+    const pending = f.forward(held.request);
     await until(() => received.length === 1, 2_000);
-    const second = attempt('/ok');
+    const next = attempt('/ok');
     const started = Date.now();
-    const err = await refusal(f.forward(second.request));
+    const err = await refusal(f.forward(next.request));
+    const ms = Date.now() - started;
+    expect(held.dispatched).toBe(true);
+    expect((await pending).status).toBe(200);
+    expect(received, 'the refused call reached the server').toEqual(['/slow']);
+    return { err, ms, next };
+  }
+
+  it('beyond maxQueue: 503 upstream_busy at once with Retry-After, never dispatched', async () => {
+    const { err, ms, next } = await refusedWhileHeld(forwarder({ connections: 1, maxQueue: 0 }));
     expectCode(err, 'upstream_busy', 503);
-    expect(Date.now() - started).toBeLessThan(100);
+    expect(ms).toBeLessThan(100);
     expect(err.headers['retry-after']).toBe('1');
     expect(err.detail).toContain('Nothing was forwarded');
-    expect(second.dispatched).toBe(false);
-    expect(first.dispatched).toBe(true);
-    expect(received).toEqual(['/slow']);
-    expect((await pending).status).toBe(200);
+    expect(next.dispatched).toBe(false);
   });
 
   it('a call that waits longer than queueTimeout for a connection: 503 upstream_busy, never dispatched', async () => {
-    const f = forwarder({ connections: 1, maxQueue: 1, queueTimeout: 100 });
-    const pending = f.forward(attempt('/slow').request);
-    await until(() => received.length === 1, 2_000);
-    const queued = attempt('/ok');
-    const started = Date.now();
-    const err = await refusal(f.forward(queued.request));
+    const { err, ms, next } = await refusedWhileHeld(forwarder({ connections: 1, maxQueue: 1, queueTimeout: 100 }));
     expectCode(err, 'upstream_busy', 503);
-    expect(Date.now() - started).toBeGreaterThanOrEqual(90);
-    expect(queued.dispatched).toBe(false);
-    expect(received).toEqual(['/slow']);
-    expect((await pending).status).toBe(200);
+    expect(ms).toBeGreaterThanOrEqual(90);
+    expect(next.dispatched).toBe(false);
   });
 
   it('a queued call gets the connection the call before it frees', async () => {
@@ -231,26 +230,20 @@ describe('a bounded queue per origin', () => {
 });
 
 describe('a call abandoned by its signal', () => {
-  it('a caller already gone before dispatch: 499 client_closed_request, nothing sent', async () => {
+  const beforeDispatch: Array<['caller' | 'shutdown', ErrorCode, number, string]> = [
+    ['caller', 'client_closed_request', 499, 'Nothing was forwarded.'],
+    ['shutdown', 'aborted_by_shutdown', 503, 'Nothing was forwarded; retry.'],
+  ];
+  it.each(beforeDispatch)('a %s abort before dispatch: %s (%i), nothing sent', async (reason, code, status, detail) => {
     const signal = new TestSignal();
-    signal.fire('caller');
+    signal.fire(reason);
     const a = attempt('/ok', { signal });
     const err = await refusal(forwarder().forward(a.request));
-    expectCode(err, 'client_closed_request', 499);
-    expect(err.detail).toContain('Nothing was forwarded');
+    expectCode(err, code, status);
+    expect(err.detail).toContain(detail);
     expect(a.dispatched).toBe(false);
     await sleep(50);
     expect(received).toEqual([]);
-  });
-
-  it('a shutdown before dispatch: 503 aborted_by_shutdown, nothing sent, safe to retry', async () => {
-    const signal = new TestSignal();
-    signal.fire('shutdown');
-    const a = attempt('/ok', { signal });
-    const err = await refusal(forwarder().forward(a.request));
-    expectCode(err, 'aborted_by_shutdown', 503);
-    expect(err.detail).toContain('Nothing was forwarded; retry');
-    expect(a.dispatched).toBe(false);
   });
 
   it('a caller that leaves while its call waits in the queue is never dispatched', async () => {
@@ -271,27 +264,23 @@ describe('a call abandoned by its signal', () => {
     expect(received).toEqual(['/slow']);
   });
 
-  it('a caller that leaves after dispatch: 499 client_closed_request, and the call was sent', async () => {
-    const signal = new TestSignal();
-    const a = attempt('/hang', { signal });
-    const call = refusal(forwarder().forward(a.request));
-    await until(() => received.length === 1, 2_000);
-    signal.fire('caller');
-    const err = await call;
-    expectCode(err, 'client_closed_request', 499);
-    expect(a.dispatched).toBe(true);
-    expect(err.detail).not.toContain('Nothing was forwarded');
-  });
-
-  it('a shutdown after dispatch: 503 aborted_by_shutdown, saying the resume may have taken effect', async () => {
-    const signal = new TestSignal();
-    const a = attempt('/hang', { signal });
-    const call = refusal(forwarder().forward(a.request));
-    await until(() => received.length === 1, 2_000);
-    signal.fire('shutdown');
-    const err = await call;
-    expectCode(err, 'aborted_by_shutdown', 503);
-    expect(a.dispatched).toBe(true);
-    expect(err.detail).toContain('may or may not have taken effect');
-  });
+  const afterDispatch: Array<['caller' | 'shutdown', ErrorCode, number, RegExp]> = [
+    ['caller', 'client_closed_request', 499, /before SnapLogic answered; the call was abandoned/],
+    ['shutdown', 'aborted_by_shutdown', 503, /may or may not have taken effect/],
+  ];
+  it.each(afterDispatch)(
+    'a %s abort after dispatch: %s (%i), and the call was sent',
+    async (reason, code, status, detail) => {
+      const signal = new TestSignal();
+      const a = attempt('/hang', { signal });
+      const call = refusal(forwarder().forward(a.request));
+      await until(() => received.length === 1, 2_000);
+      signal.fire(reason);
+      const err = await call;
+      expectCode(err, code, status);
+      expect(a.dispatched).toBe(true);
+      expect(err.detail).toMatch(detail);
+      expect(err.detail).not.toContain('Nothing was forwarded');
+    },
+  );
 });
