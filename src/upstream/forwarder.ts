@@ -165,6 +165,8 @@ class Slots {
       this.active += 1;
       return Promise.resolve(release);
     }
+    // Already abandoned: it would only wait for an abort that has come and gone.
+    if (signal?.aborted === true) return Promise.reject(abandoned(signal, false));
     if (this.waiting.length >= this.maxQueue)
       return Promise.reject(
         busy(`all ${this.limit} connections are in use and ${this.maxQueue} calls are already waiting`),

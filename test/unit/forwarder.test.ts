@@ -264,6 +264,22 @@ describe('a call abandoned by its signal', () => {
     expect(received).toEqual(['/slow']);
   });
 
+  it('a caller already gone when every connection is busy is refused at once, not after queueTimeout', async () => {
+    const f = forwarder({ connections: 1, maxQueue: 1, queueTimeout: 2_000 });
+    // Holds the only connection until its headers timeout.
+    const held = refusal(f.forward(attempt('/hang', { headersMs: 1_000 }).request));
+    await until(() => received.length === 1, 2_000);
+    const signal = new TestSignal();
+    signal.fire('caller');
+    const gone = attempt('/ok', { signal });
+    const started = Date.now();
+    const err = await refusal(f.forward(gone.request));
+    expect(Date.now() - started).toBeLessThan(100);
+    expectCode(err, 'client_closed_request', 499);
+    expect(gone.dispatched).toBe(false);
+    expectCode(await held, 'upstream_timeout', 504);
+  });
+
   const afterDispatch: Array<['caller' | 'shutdown', ErrorCode, number, RegExp]> = [
     ['caller', 'client_closed_request', 499, /before SnapLogic answered; the call was abandoned/],
     ['shutdown', 'aborted_by_shutdown', 503, /may or may not have taken effect/],
