@@ -36,15 +36,26 @@ export interface GatewayOptions {
 export interface Closer {
   readonly name: string;
   close(): void | Promise<void>;
+  /** How long its close may take before shutdown moves on (default CLOSE_DEADLINE_MS). */
+  readonly deadlineMs?: number;
 }
 
-/** Closes `closers` last-made first; a failure is logged and the rest still close. */
+/** The longest a closer without its own deadline may hold shutdown. */
+const CLOSE_DEADLINE_MS = 2_000;
+
+/** Closes `closers` last-made first, each within its deadline; a failure is logged and the rest still close. */
 export async function closeAll(closers: readonly Closer[], log: Logger): Promise<void> {
   for (const closer of [...closers].reverse()) {
+    const deadlineMs = closer.deadlineMs ?? CLOSE_DEADLINE_MS;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), deadlineMs)));
     try {
-      await closer.close();
+      const result = await Promise.race([Promise.resolve(closer.close()).then(() => 'closed' as const), late]);
+      if (result === 'late') log.warn(`closing ${closer.name} took longer than ${deadlineMs} ms; moving on`, {});
     } catch (err) {
       log.warn(`closing ${closer.name} failed`, { error: describeError(err) });
+    } finally {
+      clearTimeout(timer);
     }
   }
 }
@@ -90,7 +101,13 @@ async function build(config: Config, options: GatewayOptions, closers: Closer[])
   const instance = config.server.instanceId ?? options.instance;
   const { auditWrite, workerSlot } = options;
   const audit = await createAudit(config, { log, instance, redis, auditWrite, workerSlot, metrics });
-  closers.push({ name: 'audit trail', close: () => audit.close(config.audit.closeTimeout) });
+  // The trail bounds its own close (what it cannot write by then is spooled or reported).
+  const auditDeadlineMs = config.audit.closeTimeout + CLOSE_DEADLINE_MS;
+  closers.push({
+    name: 'audit trail',
+    close: () => audit.close(config.audit.closeTimeout),
+    deadlineMs: auditDeadlineMs,
+  });
 
   const inFlight = new InFlightCalls();
   const isDraining = () => inFlight.isDraining;

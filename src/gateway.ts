@@ -21,7 +21,10 @@ export interface Gateway {
   readonly credentials: CredentialStore;
   /** What /readyz reports for this process. */
   readiness(): Promise<ReadinessReport>;
-  /** Stops accepting, lets in-flight calls finish within `deadlineMs`, then closes pools and Redis. */
+  /**
+   * Drains: refuses new calls (503 shutting_down, readiness 503) while the calls in flight finish
+   * within `deadlineMs`, then closes the listeners, the audit trail, Redis, the pools and the rest.
+   */
   shutdown(deadlineMs?: number): Promise<{ drained: boolean }>;
 }
 
@@ -29,8 +32,8 @@ export interface Gateway {
 const ABORT_GRACE_MS = 2_000;
 
 /**
- * Starts snapgate from a validated config. Throws CredentialError (or a key-loading error) before
- * listening when a secret cannot be resolved.
+ * Starts snapgate from a validated config. Throws CredentialError (or a key-loading error) when a
+ * secret cannot be resolved, or the listen error; either way after closing what it had made.
  */
 export async function startGateway(config: Config, options: GatewayOptions): Promise<Gateway> {
   const { log } = options;

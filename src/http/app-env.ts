@@ -1,7 +1,6 @@
 // The one Hono environment type for the whole app: per-request variables set by middleware.
 import type { Principal } from '../auth/principal.js';
 import type { CallFacts } from '../audit/event.js';
-import type { Action } from '../config/schema.js';
 import type { RequestTarget } from '../snaplogic/target.js';
 import type { CallSignal } from './incoming.js';
 
@@ -9,9 +8,12 @@ export type AppEnv = {
   Variables: {
     /** The request id echoed in X-Request-Id and written to the audit trail. */
     requestId: string;
-    /** The action of the route the request matched, set before its path is validated. */
-    action: Action | undefined;
-    /** Set by the route's validation step; every later step reads it (see snaplogic/target.ts). */
+    /**
+     * What the matched route has read of the path so far (its action, then the org once valid), for
+     * the audit event of a path that does not validate. Nothing but the audit trail reads it.
+     */
+    route: Partial<RequestTarget> | undefined;
+    /** Set by the route's validation step once the whole path is valid; every later step reads it. */
     target: RequestTarget | undefined;
     /** Set by authenticate once the token is verified; undefined before (and on a refused token). */
     principal: Principal | undefined;
@@ -19,16 +21,21 @@ export type AppEnv = {
     call: CallFacts;
     /**
      * Headers every response to this request carries (X-Request-Id, then the RateLimit fields once
-     * a call is counted). Only http/respond.ts reads or writes them.
+     * a call is counted). Set by the request context; read and added to through http/respond.ts.
      */
     responseHeaders: Record<string, string>;
+    /** True once shutdown has begun: every response closes its connection (see respond.ts). */
+    draining: () => boolean;
     /** The response built by respond(), which already carries `responseHeaders`. */
-    builtResponse: Response;
-    /** Fires when the caller hangs up or shutdown cuts the call; watched from the first byte. */
-    signal: CallSignal;
-    /** The request body, read (within its deadline) before any limit is taken. */
-    body: Uint8Array;
+    builtResponse: Response | undefined;
+    /**
+     * Fires when the caller hangs up or shutdown cuts the call; watched from the first byte. Every
+     * call has one (health checks do not); read it with signalOf() (http/call.ts).
+     */
+    signal: CallSignal | undefined;
+    /** The request body, read (within its deadline) before any limit is taken; unset before that. */
+    body: Uint8Array | undefined;
     /** Set the moment the call is handed to SnapLogic; until then nothing was forwarded. */
-    forwarded: boolean;
+    forwarded: boolean | undefined;
   };
 };

@@ -3,7 +3,9 @@
 import type { MiddlewareHandler } from 'hono';
 import { GatewayError } from '../errors.js';
 import type { AppEnv } from './app-env.js';
+import { signalOf } from './call.js';
 import { BodyReadError, readRequestBody } from './incoming.js';
+import { addResponseHeaders } from './respond.js';
 
 /**
  * Sets `body`. A body over `maxBytes` is 413 `payload_too_large`; one not received within
@@ -17,11 +19,11 @@ export function requestBody(options: {
 }): MiddlewareHandler<AppEnv> {
   return async function requestBodyMiddleware(c, next) {
     try {
-      c.set('body', await readRequestBody(c, options.maxBytes, options.timeoutMs, c.get('signal')));
+      c.set('body', await readRequestBody(c, options.maxBytes, options.timeoutMs, signalOf(c)));
     } catch (err) {
       if (!(err instanceof BodyReadError)) throw err;
       // The rest of the body is never read: the connection cannot carry another request.
-      c.get('responseHeaders').connection = 'close';
+      addResponseHeaders(c, { connection: 'close' });
       switch (err.reason) {
         case 'too_large':
           throw new GatewayError(

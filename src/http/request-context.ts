@@ -2,30 +2,18 @@
 // once the response is decided.
 import type { Context, MiddlewareHandler } from 'hono';
 import type { AuditRecorder } from '../audit/recorder.js';
-import { requestEvent, type RequestFacts, type RequestOutcome } from '../audit/request-event.js';
+import { requestEvent, type RequestOutcome } from '../audit/request-event.js';
 import type { AuditEventType, Decision } from '../audit/event.js';
 import { GatewayError, kindOf, type ErrorCode } from '../errors.js';
 import { seriesOf, type Metrics } from '../ops/metrics.js';
 import type { AppEnv } from './app-env.js';
-import { callSignal, incomingOf, outgoingOf, requestHeader, type CallSignal } from './incoming.js';
+import { factsOf } from './call.js';
+import { callSignal, outgoingOf, requestHeader, type CallSignal } from './incoming.js';
 import type { InFlightCalls } from './in-flight.js';
 import { requestIdOf } from './request-id.js';
 import { carryRequestHeaders } from './respond.js';
 
 export const opsPaths: ReadonlySet<string> = new Set(['/livez', '/readyz']);
-
-/** What this request has established so far, as the audit trail reads it. */
-export function factsOf(c: Context<AppEnv>, instance: string): RequestFacts {
-  const action = c.get('action');
-  return {
-    requestId: c.get('requestId'),
-    instance,
-    principal: c.get('principal'),
-    target: c.get('target') ?? (action !== undefined ? { action } : undefined),
-    call: c.get('call'),
-    client: { address: incomingOf(c)?.socket?.remoteAddress, userAgent: requestHeader(c, 'user-agent') },
-  };
-}
 
 export interface RequestContextDeps {
   audit: AuditRecorder;
@@ -48,9 +36,8 @@ export function requestContext(deps: RequestContextDeps): MiddlewareHandler<AppE
     const requestId = requestIdOf(requestHeader(c, 'x-request-id'));
     c.set('requestId', requestId);
     c.set('call', {});
-    const responseHeaders: Record<string, string> = { 'x-request-id': requestId };
-    if (deps.isDraining()) responseHeaders.connection = 'close';
-    c.set('responseHeaders', responseHeaders);
+    c.set('responseHeaders', { 'x-request-id': requestId });
+    c.set('draining', deps.isDraining);
     if (opsPaths.has(c.req.path)) {
       await next();
       carryRequestHeaders(c);
@@ -63,7 +50,6 @@ export function requestContext(deps: RequestContextDeps): MiddlewareHandler<AppE
     try {
       await next();
       carryRequestHeaders(c);
-      if (deps.isDraining() && responseHeaders.connection === undefined) c.res.headers.set('connection', 'close');
       record(c, started);
     } finally {
       leaveOnceSent(c, signal, leave);

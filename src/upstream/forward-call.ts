@@ -7,8 +7,8 @@ import { AuditUnavailableError } from '../audit/trail.js';
 import type { CredentialStore, OrgCredential } from '../credentials/store.js';
 import { GatewayError } from '../errors.js';
 import type { AppEnv } from '../http/app-env.js';
+import { factsOf, signalOf } from '../http/call.js';
 import { CallAbortedError, requestHeaderEntries, unlessAborted } from '../http/incoming.js';
-import { factsOf } from '../http/request-context.js';
 import { respond } from '../http/respond.js';
 import type { Logger } from '../log.js';
 import type { RequestTarget } from '../snaplogic/target.js';
@@ -43,7 +43,7 @@ export function forwardCall(deps: ForwardDeps, upstream: UpstreamCall): Handler<
     if (target === undefined || org === undefined || credential === undefined) {
       throw new Error(`org ${target?.org ?? '?'} passed authorization without pod or credential`);
     }
-    const signal = c.get('signal');
+    const signal = signalOf(c);
     // Gone while the limits were checked: no attempt, nothing forwarded (the quota is refunded).
     if (signal.aborted) throw abandoned(signal, false);
     await writeAttempt(c, deps);
@@ -78,7 +78,7 @@ export function forwardCall(deps: ForwardDeps, upstream: UpstreamCall): Handler<
  */
 async function writeAttempt(c: Context<AppEnv>, deps: ForwardDeps): Promise<void> {
   const call = c.get('call');
-  const signal = c.get('signal');
+  const signal = signalOf(c);
   const attempt = requestEvent(factsOf(c, deps.instance), 'attempt', { decision: 'allowed' });
   call.attemptId = attempt.id;
   try {

@@ -6,6 +6,7 @@ import { GatewayError } from '../errors.js';
 import type { AppEnv } from '../http/app-env.js';
 import { requestBody } from '../http/request-body.js';
 import { isValidOrg, isValidRuuid } from '../snaplogic/names.js';
+import type { RequestTarget } from '../snaplogic/target.js';
 import { forwardCall, type ForwardDeps } from './forward-call.js';
 
 export const RUNTIME_START_PREFIX = '/api/1/rest/public/runtime/start';
@@ -27,28 +28,28 @@ const INVALID_RUUID =
   'e.g. 52e99318640a9a03d8681d0d_e74cbd53-806e-464a-8190-52226c49bff5).';
 
 /**
- * The route's validation step, before anything else: checks the org and ruuid segments and sets
- * the request's `target`. A path that does not validate is refused with the route's action alone
- * recorded (and the org, when only the ruuid is wrong).
+ * The route's validation step, before anything else: checks the org and ruuid segments and, once
+ * both are valid, sets the request's `target`. A path that does not validate is refused; its audit
+ * event names the route's action (and the org, when only the ruuid is wrong).
  */
 export function runTarget(action: Action): MiddlewareHandler<AppEnv> {
   return async function runTargetMiddleware(c, next) {
-    c.set('action', action);
     const org = c.req.param('org') ?? '';
     const ruuid = c.req.param('ruuid') ?? '';
+    c.set('route', { action });
     if (!isValidOrg(org)) throw new GatewayError('invalid_path', INVALID_ORG);
-    if (!isValidRuuid(ruuid)) {
-      c.set('target', { action, org });
-      throw new GatewayError('invalid_path', INVALID_RUUID);
-    }
+    c.set('route', { action, org });
+    if (!isValidRuuid(ruuid)) throw new GatewayError('invalid_path', INVALID_RUUID);
     c.set('target', { action, org, ruuid });
     await next();
   };
 }
 
 /** SnapLogic's resume path for a target: the segments as validated, encoded again. */
-const startPath = (t: { org: string; ruuid?: string }): string =>
-  `${RUNTIME_START_PREFIX}/${encodeURIComponent(t.org)}/${encodeURIComponent(t.ruuid ?? '')}`;
+function startPath(t: RequestTarget): string {
+  if (t.ruuid === undefined) throw new Error('runtime.start targets a run');
+  return `${RUNTIME_START_PREFIX}/${encodeURIComponent(t.org)}/${encodeURIComponent(t.ruuid)}`;
+}
 
 /** The runtime start route and the 400/405 answers around it. */
 export function runtimeStartRoutes(deps: RuntimeRouteDeps): Hono<AppEnv> {
