@@ -19,6 +19,8 @@ export default tseslint.config(
       '@typescript-eslint/no-floating-promises': 'error',
       '@typescript-eslint/only-throw-error': 'error',
       'no-console': 'error',
+      // A body that spans lines gets braces (prettier wraps long one-line ifs into brace-less two-liners).
+      curly: ['error', 'multi-line'],
     },
   },
   {

@@ -18,13 +18,15 @@ for (const f of files.filter((n) => n.startsWith('output-'))) {
   for (const s of secrets) {
     // A JWT's signature alone is as good as the token: look for it on its own too.
     const needles = s.split('.').length === 3 ? [s, s.split('.')[2]!] : [s];
-    for (const n of needles)
+    for (const n of needles) {
       if (n.length >= 8 && text.includes(n)) leaks.push(`${f} contains a recorded secret (${n.slice(0, 6)}…)`);
+    }
   }
 }
 const ok = leaks.length === 0 && secrets.size > 0 && lines > 0;
-if (existsSync(LEAK_SCAN_DIR))
+if (existsSync(LEAK_SCAN_DIR)) {
   writeFileSync(join(LEAK_SCAN_DIR, 'result.json'), JSON.stringify({ ok, secrets: secrets.size, lines, leaks }));
+}
 if (secrets.size === 0 || lines === 0) {
   process.stderr.write('leak scan: nothing was recorded; did the tests run?\n');
   process.exit(1);

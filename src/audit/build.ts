@@ -69,11 +69,11 @@ export async function createAudit(
     ofType.set(sc.type, n);
     let sink: Sink;
     if (sc.type === 'stdout') sink = createLineSink('stdout', deps.auditWrite);
-    else if (sc.type === 'file')
+    else if (sc.type === 'file') {
       sink = await createFileSink({ path: slotPath(sc.path, deps.workerSlot), maxBytes: sc.maxBytes, fsync: sc.fsync });
-    else if (deps.redis !== undefined)
+    } else if (deps.redis !== undefined) {
       sink = createRedisStreamSink(deps.redis, { stream: sc.stream, maxLen: sc.maxLen });
-    else throw new Error('audit redis sink without redis');
+    } else throw new Error('audit redis sink without redis');
     writers.push(
       new SinkWriter({
         sink,

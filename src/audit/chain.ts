@@ -106,13 +106,15 @@ export function verifyChain(records: Iterable<string>, options: { complete?: boo
     if (chain === undefined || typeof chain.writer !== 'string' || typeof chain.seq !== 'number') {
       return fail(id, 'no chain fields');
     }
-    if (eventHash(eventBody(event), chain) !== chain.hash)
+    if (eventHash(eventBody(event), chain) !== chain.hash) {
       return fail(id, 'hash does not match the event: it was edited');
+    }
     const head = heads.get(chain.writer);
     if (head === undefined) {
       if (chain.seq !== 1 || chain.prev !== GENESIS) {
-        if (options.complete)
+        if (options.complete) {
           return fail(id, `chain of ${chain.writer} starts at seq ${chain.seq}: earlier events are missing`);
+        }
         partialStarts.push({ writer: chain.writer, firstSeq: chain.seq });
       }
     } else {
@@ -120,8 +122,9 @@ export function verifyChain(records: Iterable<string>, options: { complete?: boo
         const what = chain.seq > head.seq + 1 ? 'deleted' : 'reordered or duplicated';
         return fail(id, `seq ${chain.seq} follows ${head.seq} for ${chain.writer}: events were ${what}`);
       }
-      if (chain.prev !== head.hash)
+      if (chain.prev !== head.hash) {
         return fail(id, `prev does not match the hash of seq ${head.seq}: the chain was altered`);
+      }
     }
     heads.set(chain.writer, { seq: chain.seq, hash: chain.hash });
   }

@@ -58,8 +58,9 @@ function parseInvocation(argv: string[]) {
   const [command, ...rest] = argv;
   const { values } = parseArgs({ args: rest, options, strict: true, allowPositionals: false });
   const sources = [values.file, values.redis, values.cluster].filter((v) => v !== undefined).length;
-  if (!isCommand(command) || sources !== 1)
+  if (!isCommand(command) || sources !== 1) {
     throw new UsageError('name a command and exactly one of --file, --redis, --cluster');
+  }
   return { command, values };
 }
 
@@ -204,8 +205,9 @@ class RedisSource implements TrailSource {
 function clusterNodes(list: string): { host: string; port: number }[] {
   return list.split(',').map((hp) => {
     const m = /^([^:@/?#\s]+):(\d{1,5})$/.exec(hp);
-    if (m === null)
+    if (m === null) {
       throw new UsageError('--cluster takes HOST:PORT,HOST:PORT,… (a password comes from SNAPGATE_REDIS_PASSWORD)');
+    }
     return { host: m[1]!, port: Number(m[2]) };
   });
 }
@@ -341,8 +343,9 @@ function printReport(report: VerifyReport, io: CliIo): void {
       ? 'ok: no events (the file or stream is empty, or absent)\n'
       : `ok: ${report.events} events in ${report.writers} chain(s), every link intact\n`,
   );
-  for (const p of report.partialStarts)
+  for (const p of report.partialStarts) {
     io.out(`note: chain ${p.writer} starts at seq ${p.firstSeq} (older events trimmed or removed)\n`);
+  }
 }
 
 /** verify: exit 0 when every chain is whole, 1 at the first broken link. */

@@ -124,8 +124,9 @@ export class SinkWriter {
     if (this.o.onFailure === 'spool') {
       const text = await readFile(this.spoolPath, 'utf8').catch(() => '');
       this.spooled = text.split('\n').filter(Boolean).length;
-      if (this.spooled > 0)
+      if (this.spooled > 0) {
         this.o.log.info('audit spool found; replaying it first', { sink: this.name, events: this.spooled });
+      }
     }
     this.running = true;
     this.loopDone = this.loop();
@@ -223,11 +224,12 @@ export class SinkWriter {
     if (this.queue.length > 0) {
       // The sink did not take everything in time: keep it on disk when we may, else say what is lost.
       if (this.o.onFailure === 'spool') await this.spool(this.queue.splice(0));
-      else
+      else {
         this.o.log.error('audit events not written at shutdown: the sink is unavailable', {
           sink: this.name,
           events: this.queue.length,
         });
+      }
     }
     this.closed = true;
     await this.o.sink.close().catch(() => undefined);
@@ -363,12 +365,13 @@ export class SinkWriter {
   }
 
   private markFailing(err: unknown): void {
-    if (!this.failing)
+    if (!this.failing) {
       this.o.log.error('audit sink failing', {
         sink: this.name,
         onFailure: this.o.onFailure,
         error: describeError(err),
       });
+    }
     this.failing = true;
   }
 

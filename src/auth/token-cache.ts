@@ -67,8 +67,9 @@ export class TokenCache {
     const { exp, iat } = principal.claims;
     // No exp (or, when token age is bounded, no iat): nothing says how long the answer holds, so it is not kept.
     let until = typeof exp === 'number' ? Math.min(exp * 1000, this.now() + this.options.maxTtlMs) : 0;
-    if (limits.maxTokenAgeMs !== undefined)
+    if (limits.maxTokenAgeMs !== undefined) {
       until = typeof iat === 'number' ? Math.min(until, iat * 1000 + limits.maxTokenAgeMs) : 0;
+    }
     this.insert(this.verified, key, { value: principal, until }, this.options.maxEntries);
   }
 

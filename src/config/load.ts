@@ -27,8 +27,9 @@ function applyEnvOverrides(
   if (env.SNAPGATE_HOST !== undefined) server.host = env.SNAPGATE_HOST;
   if (env.SNAPGATE_WORKERS !== undefined) {
     const workers = Number(env.SNAPGATE_WORKERS);
-    if (!Number.isInteger(workers))
+    if (!Number.isInteger(workers)) {
       problems.push(`SNAPGATE_WORKERS: must be a whole number of worker processes, got "${env.SNAPGATE_WORKERS}"`);
+    }
     server.workers = workers;
   }
   const out: Record<string, unknown> = { ...doc, server };

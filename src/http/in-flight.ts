@@ -60,8 +60,9 @@ export class InFlightCalls {
     if (await this.whenIdle(deadlineMs)) return true;
     const cut = this.abortAll('shutdown');
     log.warn('drain deadline passed; abandoning calls in flight', { inFlight: cut });
-    if (!(await this.whenIdle(graceMs)))
+    if (!(await this.whenIdle(graceMs))) {
       log.error('calls still in flight after abandoning them', { inFlight: this.size });
+    }
     return false;
   }
 }

@@ -156,10 +156,12 @@ function readNodeBody(
   timeoutMs: number,
   signal: CallSignal | undefined,
 ): Promise<Uint8Array> {
-  if (signal?.aborted === true)
+  if (signal?.aborted === true) {
     return Promise.reject(new BodyReadError(signal.reason === 'shutdown' ? 'shutdown' : 'aborted'));
-  if (incoming.destroyed || (incoming.readableEnded && !incoming.complete))
+  }
+  if (incoming.destroyed || (incoming.readableEnded && !incoming.complete)) {
     return Promise.reject(new BodyReadError('aborted'));
+  }
   return new Promise<Uint8Array>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -230,8 +232,9 @@ export function readRequestBody(c: Context, max: number, timeoutMs: number, sign
   const declared = Number(requestHeader(c, 'content-length') ?? '0');
   if (declared > max) return Promise.reject(new BodyReadError('too_large'));
   if (incoming !== undefined) {
-    if (declared === 0 && incoming.headers['transfer-encoding'] === undefined)
+    if (declared === 0 && incoming.headers['transfer-encoding'] === undefined) {
       return Promise.resolve(new Uint8Array(0));
+    }
     return readNodeBody(incoming, max, timeoutMs, signal);
   }
   const body = c.req.raw.body;

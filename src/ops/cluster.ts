@@ -203,10 +203,11 @@ export function relayLines(out: Writable, log: Logger): LineRelay {
       source.once('close', () => {
         sources.delete(source);
         // Never acknowledged (the worker's write callback had not fired), so nothing the trail relied on.
-        if (partialBytes > 0)
+        if (partialBytes > 0) {
           log.warn('a worker stopped in the middle of an audit line on stdout; the unfinished line was not relayed', {
             bytes: partialBytes,
           });
+        }
       });
     },
     async flushed(timeoutMs) {

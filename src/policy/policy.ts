@@ -25,8 +25,9 @@ function claimAt(claims: Readonly<Record<string, unknown>>, name: string): unkno
 function claimValues(name: string, value: unknown): string[] {
   if (typeof value === 'string') return spaceDelimited.has(name) ? value.split(/\s+/).filter(Boolean) : [value];
   if (typeof value === 'number' || typeof value === 'boolean') return [String(value)];
-  if (Array.isArray(value))
+  if (Array.isArray(value)) {
     return value.filter((v): v is string | number => typeof v === 'string' || typeof v === 'number').map(String);
+  }
   return [];
 }
 

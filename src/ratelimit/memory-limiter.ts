@@ -88,8 +88,9 @@ function rateStep(entries: Entries, policy: RatePolicy, key: string, now: number
 function leaseStep(entries: Entries, policy: ConcurrencyPolicy, key: string, now: number, leaseId: string): Step {
   const held = entries.get(key, now)?.leases ?? new Map<string, number>();
   const leases = new Map([...held].filter(([, expiry]) => expiry > now));
-  if (leases.size >= policy.limit)
+  if (leases.size >= policy.limit) {
     return { outcome: { policy, allowed: false, remaining: 0, resetMs: 0, retryMs: 1000 } };
+  }
   const expiry = now + policy.leaseMs * 1000;
   return {
     outcome: { policy, allowed: true, remaining: policy.limit - leases.size - 1, resetMs: 0, retryMs: 0 },

@@ -219,8 +219,9 @@ export class LateScript {
 
   /** Without a lease policy: refund what the answer says it took, once both the answer and the call's end are known. */
   private act(): void {
-    if (this.settled !== 'refund' || this.answer === undefined || this.policies.some((p) => p.kind === 'concurrency'))
+    if (this.settled !== 'refund' || this.answer === undefined || this.policies.some((p) => p.kind === 'concurrency')) {
       return;
+    }
     const late = this.answer;
     this.answer = undefined;
     if (late[0] !== 1) return;
@@ -267,8 +268,9 @@ export function createRedisLimiter(client: RedisClient, deadlineMs = 1_000): Rat
       try {
         raw = await withDeadline(command, deadlineMs);
       } catch (err) {
-        if (err instanceof RedisDeadlineError)
+        if (err instanceof RedisDeadlineError) {
           throw new LimitDeadlineError(deadlineMs, new LateScript(client, command, keys, policies, leaseId));
+        }
         throw err;
       }
       const outcomes: PolicyOutcome[] = policies.map((policy, i) => ({

@@ -167,10 +167,11 @@ class Slots {
     }
     // Already abandoned: it would only wait for an abort that has come and gone.
     if (signal?.aborted === true) return Promise.reject(abandoned(signal, false));
-    if (this.waiting.length >= this.maxQueue)
+    if (this.waiting.length >= this.maxQueue) {
       return Promise.reject(
         busy(`all ${this.limit} connections are in use and ${this.maxQueue} calls are already waiting`),
       );
+    }
     return new Promise((resolve, reject) => {
       const entry = {
         grant: () => {

@@ -453,8 +453,9 @@ async function main(): Promise<void> {
     ([name, pick]) => [name, (port, pid) => load(port, pick, pid)],
   );
   const steady = scenarios['a steady'];
-  if (steady !== undefined && FIXED_RATE > 0)
+  if (steady !== undefined && FIXED_RATE > 0) {
     cases.push([fixedName, (port, pid) => loadAtRate(port, steady, FIXED_RATE, pid)]);
+  }
   const runs = new Map(cases.map(([name]) => [name, { bare: [] as Run[], snapgate: [] as Run[] }]));
   for (let round = 0; round < ROUNDS; round++) {
     for (const [name, run] of cases) {
@@ -466,8 +467,9 @@ async function main(): Promise<void> {
           const before = await clientCommands(redisClient);
           const r = await run(gateway.port, gateway.proc.pid!);
           const after = await clientCommands(redisClient);
-          if (name === 'a steady')
+          if (name === 'a steady') {
             roundTrips = Math.max(roundTrips, (after - before) / Math.max(1, r.statuses['200'] ?? 0));
+          }
           runs.get(name)!.snapgate.push(r);
         }
       }
@@ -514,8 +516,9 @@ async function main(): Promise<void> {
       `${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`,
   );
   lines.push(`${CONNECTIONS} connections, ${DURATION}s × ${ROUNDS} rounds per target, alternating`);
-  if (floor !== undefined && floor !== '' && floor !== '0')
+  if (floor !== undefined && floor !== '' && floor !== '0') {
     lines.push(`BENCH_FLOOR=${floor}: the rows named snapgate are test/bench/hono-floor.ts, not snapgate`);
+  }
   lines.push('');
   lines.push(
     'scenario       target     req/s   p50 ms  p99 ms  p99.9 ms  errors  statuses              req/s ratio  p99 Δ ' +
@@ -564,12 +567,13 @@ async function main(): Promise<void> {
     `(a) at saturation: p99 ${fmt(a.snapgate.p99 - a.bare.p99)} ms over bare (there, latency = ${CONNECTIONS} ` +
       `connections / throughput)`,
   );
-  if (workers)
+  if (workers) {
     lines.push(
       `workers (a): 1 → ${workers.one.rps} req/s, 2 → ${workers.two.rps} req/s ` +
         `(×${fmt(workers.two.rps / workers.one.rps, 2)}), p99 ${fmt(workers.one.p99)} → ${fmt(workers.two.p99)} ms, ` +
         `peak RSS of 2 workers + primary ${workers.rssTwo} MB`,
     );
+  }
   // Scenarios run one after another, so machine drift between them would read as a difference;
   // each is compared through its ratio to the bare proxy measured beside it.
   const relativeToA = (name: string) => {

@@ -239,8 +239,9 @@ describe('tamper evidence and the CLI', () => {
   async function fileWithEvents(n: number): Promise<string> {
     const { path } = auditFile();
     const gw = await gateway({ sinks: [{ type: 'file', path, fsync: 'never' }] });
-    for (let i = 0; i < n; i++)
+    for (let i = 0; i < n; i++) {
       await resumeNewRun(gw.url, world.standIn, world.jwt, { headers: { 'x-request-id': `t-${i}` } });
+    }
     await gw.close();
     open.splice(0);
     return path;

@@ -27,8 +27,9 @@ it('runs every scenario against snapgate and the bare proxy, prints the table an
     );
   });
 
-  for (const line of ['a steady ', 'b spread ', 'c hostile ', 'd over limit ', 'a @ 100/s '])
+  for (const line of ['a steady ', 'b spread ', 'c hostile ', 'd over limit ', 'a @ 100/s ']) {
     expect(stdout).toContain(line);
+  }
   expect(stdout).toContain('req/s ratio');
   expect(stdout).toMatch(/peak RSS: snapgate \d+ MB, bare proxy \d+ MB/);
   expect(stdout).toMatch(/workers \(a\): 1 → \d+ req\/s, 2 → \d+ req\/s/);

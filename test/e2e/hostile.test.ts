@@ -395,8 +395,9 @@ async function buildCorpus(port: number): Promise<void> {
     ['admin-looking path', () => '/admin/config'],
     ['metrics on the callers port', () => '/metrics'],
   ];
-  for (const [label, t] of separators)
+  for (const [label, t] of separators) {
     pathCase(label, t, /^(case-folded|upper-case org|%4F)/.test(label) ? ['forbidden', 'invalid_path'] : undefined);
+  }
   const queries: Array<[string, string]> = [
     ['?org=Acme-Prod', '?org=Acme-Prod'],
     ['?ruuid=', '?ruuid=x'],
@@ -481,8 +482,9 @@ async function buildCorpus(port: number): Promise<void> {
     'invalid_path',
     'malformed_request',
   ]);
-  for (const method of ['OPTIONS', 'POST', 'GET'])
+  for (const method of ['OPTIONS', 'POST', 'GET']) {
     pathCase(`${method} *`, () => '*', ['invalid_path', 'malformed_request'], { method });
+  }
   pathCase('HTTP/1.0 without Host', (r) => `${START}/Acme-Prod/${r}`, ['invalid_path'], {
     version: 'HTTP/1.0',
     noHost: true,
@@ -1148,11 +1150,13 @@ function verdict(c: Case, r: RawResult): string | undefined {
     (r.closedByServer ? ', closed by the gateway' : '') +
     (r.timedOut ? `, still open after ${c.timeoutMs ?? QUICK_MS} ms` : '') +
     (r.error !== undefined ? `, ${r.error}` : '');
-  if (r.timedOut && r.responses.filter((x) => x.complete).length < (c.responses ?? 1))
+  if (r.timedOut && r.responses.filter((x) => x.complete).length < (c.responses ?? 1)) {
     return `neither answered nor closed in time: ${seen}`;
+  }
   if (r.responses.length === 0) return c.mayClose === true ? undefined : `closed without an answer: ${seen}`;
-  if (r.responses.length < (c.responses ?? 1) && c.mayClose !== true)
+  if (r.responses.length < (c.responses ?? 1) && c.mayClose !== true) {
     return `expected ${c.responses ?? 1} answers: ${seen}`;
+  }
   for (const res of r.responses) {
     if (!res.complete) return `incomplete answer: ${seen}`;
     if (res.status < 400 || res.status >= 500) return `status ${res.status} is not a 4xx refusal: ${seen}`;
@@ -1171,13 +1175,16 @@ function verdict(c: Case, r: RawResult): string | undefined {
       status = undefined;
     }
     if (status === undefined) return `code ${String(body.code)} is not in the catalog: ${seen}`;
-    if (status !== res.status || body.status !== res.status)
+    if (status !== res.status || body.status !== res.status) {
       return `code ${String(body.code)} does not match status ${res.status}: ${seen}`;
-    if (c.codes !== undefined && !c.codes.includes(body.code as ErrorCode))
+    }
+    if (c.codes !== undefined && !c.codes.includes(body.code as ErrorCode)) {
       return `code ${String(body.code)}, expected one of ${c.codes.join(', ')}: ${seen}`;
+    }
     const text = res.body.toString('latin1');
-    for (const s of c.mustNotEcho ?? [])
+    for (const s of c.mustNotEcho ?? []) {
       if (text.includes(s)) return `answer echoes ${s.length > 40 ? `${s.slice(0, 40)}…` : s}: ${seen}`;
+    }
   }
   return undefined;
 }

@@ -175,8 +175,9 @@ describe('two workers with a file sink', () => {
             .map((l) => (JSON.parse(l) as AuditEvent).chain!.writer),
         );
       const deadline = Date.now() + 15_000;
-      while (writersOf(w1).size < 2 && Date.now() < deadline)
+      while (writersOf(w1).size < 2 && Date.now() < deadline) {
         expect(await load(gw, 20, 10)).toEqual(Array(20).fill(200));
+      }
       expect(writersOf(w1).size).toBe(2);
       expect(writersOf(join(dir, 'audit.w2.jsonl')).size).toBe(1);
 
@@ -254,8 +255,9 @@ describe('spools per worker slot', () => {
     });
     try {
       // Both sinks are down: each slot's attempts go to the spool and count as stored.
-      for (const [slot, audit] of audits.entries())
+      for (const [slot, audit] of audits.entries()) {
         for (let i = 0; i < 3; i++) await audit.attempt(event(slot * 10 + i));
+      }
       const spools = readdirSync(spoolDir, { recursive: true })
         .map(String)
         .filter((f) => f.endsWith('.jsonl'))

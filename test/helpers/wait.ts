@@ -24,6 +24,7 @@ export async function until(
   what: () => string = () => 'the condition',
   intervalMs = 50,
 ): Promise<void> {
-  if (!(await poll(check, (held) => held, timeoutMs, intervalMs)))
+  if (!(await poll(check, (held) => held, timeoutMs, intervalMs))) {
     throw new Error(`not met in ${timeoutMs} ms: ${what()}`);
+  }
 }

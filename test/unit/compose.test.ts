@@ -26,8 +26,9 @@ interface Published {
 
 /** A compose port entry, short ("[HOST_IP:][HOST:]CONTAINER[/proto]") or long ({ target, published, host_ip }). */
 function published(entry: NonNullable<Service['ports']>[number]): Published {
-  if (typeof entry === 'object')
+  if (typeof entry === 'object') {
     return { hostIp: entry.host_ip, published: entry.published?.toString(), target: entry.target };
+  }
   const text = String(entry).replace(/\/(tcp|udp)$/, '');
   const m = /^(?:(?:\[([^\]]+)\]|([^:]+)):)?(?:([^:]*):)?(\d+)$/.exec(text);
   if (!m) throw new Error(`unreadable port entry ${text}`);
@@ -69,11 +70,12 @@ describe('docker-compose.yml', () => {
       for (const entry of service.ports ?? []) {
         const p = published(entry);
         const everyInterface = p.hostIp === undefined || p.hostIp === '0.0.0.0' || p.hostIp === '::';
-        if (everyInterface)
+        if (everyInterface) {
           expect({ service: name, target: p.target }, JSON.stringify(entry)).toEqual({
             service: 'snapgate',
             target: config.server.port,
           });
+        }
       }
     }
   });

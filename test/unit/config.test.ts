@@ -196,12 +196,13 @@ describe('config file', () => {
     const writeFileSync = (p: string, t: string) => fs.writeFileSync(p, t);
     const dir = fs.mkdtempSync(join(os.tmpdir(), 'snapgate-cfg-'));
     const lines = ['a: &a [x, x, x, x, x, x, x, x, x, x]'];
-    for (let i = 0; i < 8; i++)
+    for (let i = 0; i < 8; i++) {
       lines.push(
         `${String.fromCharCode(98 + i)}: &${String.fromCharCode(98 + i)} [${Array(10)
           .fill(`*${String.fromCharCode(97 + i)}`)
           .join(', ')}]`,
       );
+    }
     writeFileSync(join(dir, 'bomb.yaml'), `${lines.join('\n')}\n`);
     await expect(loadConfig(join(dir, 'bomb.yaml'))).rejects.toThrow(/\(yaml\)/);
   });

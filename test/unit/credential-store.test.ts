@@ -67,8 +67,9 @@ async function setup(options: { watchFiles?: boolean } = {}): Promise<Setup> {
 /** Fails naming the secret when any logged line carries a password or a Basic value (whole or base64 alone). */
 function expectNoSecretIn(lines: readonly string[]): void {
   const text = lines.join('\n');
-  for (const secret of [OLD, NEW, OTHER, basic(USER, OLD).slice(6), basic(USER, NEW).slice(6)])
+  for (const secret of [OLD, NEW, OTHER, basic(USER, OLD).slice(6), basic(USER, NEW).slice(6)]) {
     expect(text.includes(secret), `a log line carries ${secret.slice(0, 6)}…`).toBe(false);
+  }
 }
 
 describe('credential reload', () => {
