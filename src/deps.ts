@@ -101,8 +101,9 @@ async function build(config: Config, options: GatewayOptions, closers: Closer[])
   const instance = config.server.instanceId ?? options.instance;
   const { auditWrite, workerSlot } = options;
   const audit = await createAudit(config, { log, instance, redis, auditWrite, workerSlot, metrics });
-  // The trail bounds its own close (what it cannot write by then is spooled or reported).
-  const auditDeadlineMs = config.audit.closeTimeout + CLOSE_DEADLINE_MS;
+  // The trail bounds its own close (what it cannot write by then is spooled or reported): closeTimeout, plus the
+  // batch in progress (ackTimeout + 1 s); this deadline is a backstop beyond both.
+  const auditDeadlineMs = config.audit.closeTimeout + config.audit.ackTimeout + 1_000 + CLOSE_DEADLINE_MS;
   closers.push({
     name: 'audit trail',
     close: () => audit.close(config.audit.closeTimeout),
