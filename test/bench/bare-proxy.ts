@@ -2,20 +2,9 @@
 // all.
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Agent } from 'undici';
+import { authorization, upstream, upstreamAgent } from './bare-upstream.js';
 
-const upstream = process.env.BARE_UPSTREAM ?? 'http://127.0.0.1:9000';
-const slUser = process.env.BENCH_SL_USER ?? 'bench@example.com';
-const slPassword = process.env.BENCH_SL_PASSWORD ?? 'bench';
-const authorization = `Basic ${Buffer.from(`${slUser}:${slPassword}`).toString('base64')}`;
-const agent = new Agent({
-  connections: 32,
-  keepAliveTimeout: 4_000,
-  headersTimeout: 30_000,
-  bodyTimeout: 30_000,
-  connect: { timeout: 5_000 },
-  pipelining: 1,
-});
+const agent = upstreamAgent();
 
 const server = createServer((req, res) => {
   req.resume();

@@ -9,7 +9,6 @@ import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
 import { Redis } from 'ioredis';
-import { Agent } from 'undici';
 import type { AuditEvent } from '../../src/audit/event.js';
 import { createRedisStreamSink } from '../../src/audit/sinks.js';
 import { AuditTrail, SinkWriter } from '../../src/audit/trail.js';
@@ -17,19 +16,9 @@ import { createLogger } from '../../src/log.js';
 import { compileOrgLimits } from '../../src/ratelimit/limits.js';
 import { createRedisLimiter, LIMIT_SCRIPT } from '../../src/ratelimit/redis-limiter.js';
 import { batchWritesThisTurn } from '../../src/redis/client.js';
+import { authorization, upstream, upstreamAgent } from './bare-upstream.js';
 
-const upstream = process.env.BARE_UPSTREAM ?? 'http://127.0.0.1:9000';
-const slUser = process.env.BENCH_SL_USER ?? 'bench@example.com';
-const slPassword = process.env.BENCH_SL_PASSWORD ?? 'bench';
-const authorization = `Basic ${Buffer.from(`${slUser}:${slPassword}`).toString('base64')}`;
-const agent = new Agent({
-  connections: 32,
-  keepAliveTimeout: 4_000,
-  headersTimeout: 30_000,
-  bodyTimeout: 30_000,
-  connect: { timeout: 5_000 },
-  pipelining: 1,
-});
+const agent = upstreamAgent();
 
 /** Does a call's Redis work up to forwarding; the function it returns records the outcome. */
 type RedisWork = (org: string, ruuid: string) => Promise<() => void>;

@@ -20,6 +20,26 @@ export function tempDir(prefix = 'snapgate-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
+/** The test policy: svc-billing on Acme-Prod, and any caller with the data-eng scope and group on every org. */
+export function testPolicy(): Record<string, any>[] {
+  return [
+    { match: { sub: 'svc-billing' }, orgs: ['Acme-Prod'], actions: ['runtime.start'] },
+    {
+      match: { claims: { scope: 'snaplogic:runtime:start', groups: 'data-eng' } },
+      orgs: '*',
+      actions: ['runtime.start'],
+    },
+  ];
+}
+
+/** The two stand-in orgs on `pod`, their credentials from the environment (see testSecrets). */
+export function testOrgs(pod: string): Record<string, any> {
+  return {
+    'Acme-Prod': { pod, username: 'env:ACME_SL_USER', password: 'env:ACME_SL_PASSWORD' },
+    'Other-Org': { pod, username: 'env:OTHER_SL_USER', password: 'env:OTHER_SL_PASSWORD' },
+  };
+}
+
 /**
  * A config document pointing at a stand-in and an issuer: org Acme-Prod (and Other-Org), whose credentials come
  * from env:ACME_SL_USER / env:ACME_SL_PASSWORD, and a rule letting `svc-billing` start runs on Acme-Prod.
@@ -43,18 +63,8 @@ export function baseConfig(
         },
       ],
     },
-    policy: [
-      { match: { sub: 'svc-billing' }, orgs: ['Acme-Prod'], actions: ['runtime.start'] },
-      {
-        match: { claims: { scope: 'snaplogic:runtime:start', groups: 'data-eng' } },
-        orgs: '*',
-        actions: ['runtime.start'],
-      },
-    ],
-    orgs: {
-      'Acme-Prod': { pod: standIn.url, username: 'env:ACME_SL_USER', password: 'env:ACME_SL_PASSWORD' },
-      'Other-Org': { pod: standIn.url, username: 'env:OTHER_SL_USER', password: 'env:OTHER_SL_PASSWORD' },
-    },
+    policy: testPolicy(),
+    orgs: testOrgs(standIn.url),
     upstream: { connectTimeout: '1s', headersTimeout: '2s', bodyTimeout: '2s' },
     ...overrides,
   };

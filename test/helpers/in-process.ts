@@ -34,7 +34,7 @@ import {
   type UpstreamResponse,
 } from '../../src/upstream/forwarder.js';
 import { upstreamOrgs } from '../../src/upstream/orgs.js';
-import { startTestStandIn, tempDir, testSecrets } from './gateway.js';
+import { startTestStandIn, tempDir, testOrgs, testPolicy, testSecrets } from './gateway.js';
 import { recordOutput, recordSecret } from './leak-scan.js';
 import type { SnapLogicStandIn } from './snaplogic-stand-in.js';
 
@@ -255,18 +255,8 @@ export function inProcessDocument(pod: string, jwksFile: string): Record<string,
   return {
     server: { maxBodyBytes: 1_024, bodyTimeout: '1s' },
     auth: { issuers: [{ issuer: ISSUER, audience: AUDIENCE, jwksFile, algorithms: ['ES256'] }] },
-    policy: [
-      { match: { sub: 'svc-billing' }, orgs: ['Acme-Prod'], actions: ['runtime.start'] },
-      {
-        match: { claims: { scope: 'snaplogic:runtime:start', groups: 'data-eng' } },
-        orgs: '*',
-        actions: ['runtime.start'],
-      },
-    ],
-    orgs: {
-      'Acme-Prod': { pod, username: 'env:ACME_SL_USER', password: 'env:ACME_SL_PASSWORD' },
-      'Other-Org': { pod, username: 'env:OTHER_SL_USER', password: 'env:OTHER_SL_PASSWORD' },
-    },
+    policy: testPolicy(),
+    orgs: testOrgs(pod),
     upstream: { connectTimeout: '1s', headersTimeout: '2s', bodyTimeout: '2s' },
   };
 }
