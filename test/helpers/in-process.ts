@@ -494,6 +494,11 @@ export function expectProblem(reply: Reply, status: number, code: string): void 
   else expect(reply.requestId).toMatch(/^[0-9a-f-]{36}$/);
 }
 
+/** What every audit event of a call on one of Acme-Prod's runs says of its caller and target. */
+export function onAcme(ruuid: string, sub: string): Record<string, unknown> {
+  return { caller: { iss: ISSUER, sub }, org: 'Acme-Prod', ruuid, action: 'runtime.start' };
+}
+
 /** The one decision event of a request that was not forwarded; asserts there is exactly one event and no attempt. */
 export function onlyDecision(audit: MemoryAudit, reply: Reply): AuditEvent {
   const events = audit.of(reply.requestId);

@@ -22,6 +22,7 @@ import {
   useInProcess,
   type InProcessApp,
   type Reply,
+  onAcme,
 } from '../helpers/in-process.js';
 
 const world = useInProcess();
@@ -66,10 +67,7 @@ describe('org rate', () => {
       decision: 'rate_limited',
       reason: 'quota_exceeded',
       status: 429,
-      caller: { iss: ISSUER, sub: 'svc-billing' },
-      org: 'Acme-Prod',
-      ruuid,
-      action: 'runtime.start',
+      ...onAcme(ruuid, 'svc-billing'),
       rateLimit: { outcome: 'limited', policies: ['org-rate'] },
     });
   });
@@ -286,10 +284,7 @@ describe('an audit trail that cannot record the attempt', () => {
       decision: 'unavailable',
       reason: 'audit_unavailable',
       status: 503,
-      caller: { iss: ISSUER, sub: 'svc-billing' },
-      org: 'Acme-Prod',
-      ruuid,
-      action: 'runtime.start',
+      ...onAcme(ruuid, 'svc-billing'),
       rateLimit: { outcome: 'allowed', policies: [] },
     });
     expect(gw.logs.some((l) => l.msg === 'request failed' && l.code === 'audit_unavailable')).toBe(true);

@@ -14,6 +14,7 @@ import {
   SOME_RUUID,
   START,
   useInProcess,
+  onAcme,
 } from '../helpers/in-process.js';
 
 const world = useInProcess();
@@ -67,10 +68,7 @@ describe('a call that passes every check', () => {
     const facts = {
       decision: 'allowed',
       reason: null,
-      caller: { iss: ISSUER, sub: 'svc-billing' },
-      org: 'Acme-Prod',
-      ruuid,
-      action: 'runtime.start',
+      ...onAcme(ruuid, 'svc-billing'),
       instance: 'in-process',
       rateLimit: { outcome: 'allowed', policies: [] },
       client: { userAgent: 'billing-job/1.2' },
@@ -141,10 +139,7 @@ describe('a request body over server.maxBodyBytes', () => {
       decision: 'invalid_request',
       reason: 'payload_too_large',
       status: 413,
-      caller: { iss: ISSUER, sub: 'svc-billing' },
-      org: 'Acme-Prod',
-      ruuid,
-      action: 'runtime.start',
+      ...onAcme(ruuid, 'svc-billing'),
       rateLimit: null,
     });
     // The org's only call of the window is still there.
@@ -415,10 +410,7 @@ describe('authorization (403)', () => {
       decision: 'forbidden',
       reason: 'forbidden',
       status: 403,
-      caller: { iss: ISSUER, sub: 'svc-stranger' },
-      org: 'Acme-Prod',
-      ruuid,
-      action: 'runtime.start',
+      ...onAcme(ruuid, 'svc-stranger'),
     });
     // Denials are bounded per caller: the recorder is told whose denial this is.
     expect(gw.audit.denialKeys.at(-1)).toBe('svc-stranger');
