@@ -16,7 +16,6 @@ import {
   expectNoSecrets,
   expectProblem,
   FakeForwarder,
-  ISSUER,
   onlyDecision,
   UnavailableLimiter,
   useInProcess,
