@@ -1,4 +1,14 @@
 // A local stand-in of SnapLogic's public runtime API (shared/docs/snaplogic-api.md) for tests, demo and benchmark.
+//
+// Routes (under /api/1/rest/public/runtime, org names case-sensitive, per-org Basic auth, anything else 404):
+//   POST start/:org/:ruuid, POST stop/:org/:ruuid, GET :org (list), GET :org/:ruuid (level=summary|detail),
+//   GET api-stats/:org, GET api-stats/:org/daily, GET api-stats/:org/concurrent.
+// Every answer is JSON with `X-SL-StatusCode` equal to the HTTP status; errors are
+// `{"response_map":{"error_list":[{"message":"..."}]},"http_status_code":n}`.
+//
+// State machine per run (each arrow after `transitionMs`, or on `advance()` when `transitionMs` is 0):
+//   Suspended --start--> Resuming --> Started --> Completed (or Failing --> Failed, or Suspending --> Suspended,
+//   per the run's `outcome`); stop on a run not finished --> Stopping --> Stopped.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { listenOnLoopback, type Listening } from './loopback.js';
@@ -17,6 +27,9 @@ export type RunState =
   | 'Suspended'
   | 'Resuming';
 
+/** Where a resumed run ends once Started: Completed, Failed (via Failing) or Suspended again (via Suspending). */
+export type RunOutcome = 'Completed' | 'Failed' | 'Suspended';
+
 export interface Run {
   ruuid: string;
   org: string;
@@ -26,12 +39,48 @@ export interface Run {
   createTime: number;
   /** How many times a resume (start) was accepted for this run. */
   resumes: number;
+  /** How many times a stop was accepted for this run. */
+  stops: number;
+  outcome: RunOutcome;
+  invoker: string;
+  userId: string;
+  /** The project path, e.g. `/Acme-Prod/projects/ops`. */
+  pathId: string;
+  snaplexLabel: string;
+  ccLabel: string;
+  reason: string;
+  documents: number;
+  errorDocuments: number;
 }
+
+/** Optional fields of a run added with `addRun`. */
+export type RunFields = Partial<
+  Pick<
+    Run,
+    | 'label'
+    | 'createTime'
+    | 'outcome'
+    | 'invoker'
+    | 'userId'
+    | 'pathId'
+    | 'snaplexLabel'
+    | 'ccLabel'
+    | 'reason'
+    | 'documents'
+    | 'errorDocuments'
+  >
+>;
+
+/** What a request was, by its route; `other` is anything the stand-in answers 404. */
+export type PathKind = 'start' | 'stop' | 'status' | 'list' | 'stats' | 'other';
 
 export interface ReceivedRequest {
   at: number;
   method: string;
   path: string;
+  /** The query parameters (the last value of a repeated one). */
+  query: Record<string, string>;
+  kind: PathKind;
   /** The Basic user name the request authenticated as, when it sent a Basic header. */
   authUser?: string;
   authScheme?: string;
@@ -39,36 +88,73 @@ export interface ReceivedRequest {
   body: string;
 }
 
-/** A fault applied to the next `count` requests (or all while set, when count is omitted). */
-export type Fault =
-  | { kind: 'latency'; ms: number; count?: number }
-  | { kind: 'hang'; count?: number }
-  | { kind: 'reset'; count?: number }
-  | { kind: 'status'; status: number; count?: number; retryAfter?: number }
-  | { kind: 'non-json'; count?: number }
-  /** A 200 whose JSON body is `bytes` long, sent in 1 KiB chunks without Content-Length. */
-  | { kind: 'large'; bytes: number; count?: number };
+interface FaultScope {
+  /** How many matching requests the fault applies to; while set, when omitted. */
+  count?: number;
+  /** Which kinds of request it applies to. Default: every request, except `unknown-outcome` (start and stop). */
+  on?: PathKind | readonly PathKind[];
+}
+
+/** A fault applied to the next `count` matching requests (or all while set, when count is omitted). */
+export type Fault = FaultScope &
+  (
+    | { kind: 'latency'; ms: number }
+    | { kind: 'hang' }
+    | { kind: 'reset' }
+    | { kind: 'status'; status: number; retryAfter?: number }
+    | { kind: 'non-json' }
+    /** A 200 whose JSON body is `bytes` long, sent in 1 KiB chunks without Content-Length. */
+    | { kind: 'large'; bytes: number }
+    /**
+     * The unknown outcome: the request is received and recorded, but its answer never comes (or comes after
+     * `answerAfterMs`, longer than the client waits). `applied: true`: the request takes effect as usual (a start moves
+     * the run to Resuming, a stop to Stopping) and the late answer is the normal one. `applied: false`: nothing
+     * changes (the run stays Suspended) and the late answer is a 504 error.
+     */
+    | { kind: 'unknown-outcome'; applied: boolean; answerAfterMs?: number }
+  );
+
+export interface ApiStats {
+  dailyLimit: number;
+  dailyCallUsed: number;
+  concurrentLimit: number;
+  concurrentCallInProgress: number;
+  tasks: { task_id: string; task_name: string; task_path: string; task_owner: string; api_count: number }[];
+}
 
 export interface StandInOptions {
   /** Per-org Basic credentials SnapLogic accepts. Org names are case-sensitive. */
   orgs: Record<string, { username: string; password: string; jwtOnly?: boolean }>;
-  /** Status for a start/stop on an unknown ruuid. Undocumented upstream; 404 assumed. */
+  /** Status for a start, stop or status read of an unknown ruuid. Undocumented upstream; 404 assumed. */
   unknownRuuidStatus?: number;
   /** Status for resuming a run that is not Suspended. Undocumented upstream; 409 assumed. */
   notSuspendedStatus?: number;
-  /** ms from Resuming to Started, and again from Started to Completed. 0 keeps runs in Resuming. */
+  /** Status for stopping a run that already finished (Completed, Failed, Stopped). Undocumented; 409 assumed. */
+  finishedStatus?: number;
+  /** ms between automatic state steps (default 50). 0 keeps runs where they are until `advance()`. */
   transitionMs?: number;
   /** Largest injected latency accepted, ms. The real server times out after 15 min. */
   maxLatencyMs?: number;
+  /** The Triggered-Task meters the api-stats routes report. */
+  apiStats?: Partial<ApiStats>;
   /**
-   * Benchmark mode: every org in the path accepts this one credential, every ruuid resumes (200)
-   * and stays Suspended, and nothing is recorded, so a load test measures the gateway, not the stand-in.
+   * Benchmark mode: every org in the path accepts this one credential, every ruuid resumes (200) and stays
+   * Suspended, a status read answers a fixed Suspended run, and nothing is recorded, so a load test measures the
+   * gateway, not the stand-in.
    */
   benchmark?: { username: string; password: string };
   port?: number;
 }
 
+interface Reply {
+  status: number;
+  body: string;
+  headers?: Record<string, string>;
+}
+
 const BASE = '/api/1/rest/public/runtime';
+const FINISHED: readonly RunState[] = ['Completed', 'Failed', 'Stopped'];
+const HOUR = 3_600_000;
 
 /** A SnapLogic runtime id: `<24 hex>_<uuid>`. */
 export function newRuuid(): string {
@@ -79,10 +165,87 @@ function errorEnvelope(status: number, message: string): string {
   return JSON.stringify({ response_map: { error_list: [{ message }] }, http_status_code: status });
 }
 
+function ok(response_map: unknown): Reply {
+  return { status: 200, body: JSON.stringify({ response_map, http_status_code: 200 }) };
+}
+
+function fail(status: number, message: string): Reply {
+  return { status, body: errorEnvelope(status, message) };
+}
+
+/** SnapLogic's timestamp form: `2021-06-11T21:03:45.685000+00:00`. */
+function iso(ms: number): string {
+  return new Date(ms).toISOString().replace(/\.(\d{3})Z$/, '.$1000+00:00');
+}
+
+/** Where a run goes next by itself, if anywhere. */
+function nextState(run: Run): RunState | undefined {
+  switch (run.state) {
+    case 'Queued':
+      return 'Prepared';
+    case 'Prepared':
+    case 'Resuming':
+      return 'Started';
+    case 'Started':
+      return run.outcome === 'Completed' ? 'Completed' : run.outcome === 'Failed' ? 'Failing' : 'Suspending';
+    case 'Failing':
+      return 'Failed';
+    case 'Suspending':
+      return 'Suspended';
+    case 'Stopping':
+      return 'Stopped';
+    default:
+      return undefined;
+  }
+}
+
+/** The route a path names, with its parts; `other` for anything not served. */
+function classify(method: string, pathname: string): { kind: PathKind; parts: string[] } {
+  if (!pathname.startsWith(`${BASE}/`)) return { kind: 'other', parts: [] };
+  let parts: string[];
+  try {
+    parts = pathname
+      .slice(BASE.length + 1)
+      .split('/')
+      .map(decodeURIComponent);
+  } catch {
+    return { kind: 'other', parts: [] };
+  }
+  if (parts.some((p) => p === '')) return { kind: 'other', parts };
+  const [first, , third] = parts;
+  if (first === 'start' || first === 'stop') {
+    return { kind: method === 'POST' && parts.length === 3 ? first : 'other', parts };
+  }
+  if (method !== 'GET') return { kind: 'other', parts };
+  if (first === 'api-stats') {
+    const ok = parts.length === 2 || (parts.length === 3 && (third === 'daily' || third === 'concurrent'));
+    return { kind: ok ? 'stats' : 'other', parts };
+  }
+  if (parts.length === 1) return { kind: 'list', parts };
+  if (parts.length === 2) return { kind: 'status', parts };
+  return { kind: 'other', parts };
+}
+
+/** An integer query parameter within [min, max], `fallback` when absent, or an error naming it. */
+function intParam(
+  query: URLSearchParams,
+  name: string,
+  fallback: number | undefined,
+  min: number,
+  max: number,
+): number | undefined | Reply {
+  const raw = query.get(name);
+  if (raw === null) return fallback;
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || n < min || n > max) return fail(400, `Invalid value for ${name}: ${raw}`);
+  return n;
+}
+
 export class SnapLogicStandIn {
   readonly received: ReceivedRequest[] = [];
   private readonly runs = new Map<string, Run>();
   private readonly timers = new Set<NodeJS.Timeout>();
+  private readonly runTimers = new Map<Run, Set<NodeJS.Timeout>>();
   private fault: (Fault & { remaining: number }) | undefined;
   /** Runs when a request arrives, before it is answered (tests use it to look at the world at that instant). */
   onRequest: ((req: ReceivedRequest) => Promise<void> | void) | undefined;
@@ -104,23 +267,61 @@ export class SnapLogicStandIn {
     return `http://127.0.0.1:${this.port}`;
   }
 
-  /** Adds a run in `state` (Suspended by default) and returns its ruuid. */
-  addRun(org: string, state: RunState = 'Suspended', ruuid = newRuuid()): string {
-    const now = Date.now();
+  /**
+   * Adds a run in `state` (Suspended by default) and returns its ruuid. A run added in a moving state (e.g. Started)
+   * stays there until a request or `advance()` moves it.
+   */
+  addRun(org: string, state: RunState = 'Suspended', ruuid = newRuuid(), fields: RunFields = {}): string {
+    const createTime = fields.createTime ?? Date.now();
     this.runs.set(`${org}/${ruuid}`, {
       ruuid,
       org,
       state,
-      stateLog: [{ timestamp: now, new_state: state }],
+      stateLog: [{ timestamp: createTime, new_state: state }],
       label: 'resumable-pipeline',
-      createTime: now,
+      createTime,
       resumes: 0,
+      stops: 0,
+      outcome: 'Completed',
+      invoker: 'scheduled',
+      userId: 'svc@example.com',
+      pathId: `/${org}/projects/default`,
+      snaplexLabel: 'cloud-plex',
+      ccLabel: 'cloud-plex-node-1',
+      reason: '',
+      documents: 0,
+      errorDocuments: 0,
+      ...fields,
     });
     return ruuid;
   }
 
   run(org: string, ruuid: string): Run | undefined {
     return this.runs.get(`${org}/${ruuid}`);
+  }
+
+  /** Every run of an org, newest first. */
+  runsOf(org: string): Run[] {
+    return [...this.runs.values()].filter((r) => r.org === org).sort((a, b) => b.createTime - a.createTime);
+  }
+
+  /** Forces a run into `state` (logged), cancelling its pending steps; it stays there until moved again. */
+  setState(org: string, ruuid: string, state: RunState): void {
+    const run = this.mustRun(org, ruuid);
+    this.cancelSteps(run);
+    this.log(run, state);
+  }
+
+  /**
+   * Moves a run one step along its state machine now (Resuming → Started → Completed, Stopping → Stopped, ...) and
+   * returns its new state; throws when the run waits for a request (Suspended) or has finished.
+   */
+  advance(org: string, ruuid: string): RunState {
+    const run = this.mustRun(org, ruuid);
+    const next = nextState(run);
+    if (next === undefined) throw new Error(`run ${org}/${ruuid} is ${run.state}: no next state`);
+    this.move(run, next);
+    return run.state;
   }
 
   /** Changes the credentials SnapLogic accepts for an org (e.g. a password that expired). */
@@ -133,27 +334,86 @@ export class SnapLogicStandIn {
     this.fault = fault === undefined ? undefined : { ...fault, remaining: fault.count ?? Number.POSITIVE_INFINITY };
   }
 
-  /** Requests received for a path prefix (default: every start call). */
+  /** Every start call received. */
   startCalls(): ReceivedRequest[] {
-    return this.received.filter((r) => r.method === 'POST' && r.path.startsWith(`${BASE}/start/`));
+    return this.calls('start');
+  }
+
+  /** Every stop call received. */
+  stopCalls(): ReceivedRequest[] {
+    return this.calls('stop');
+  }
+
+  /** Requests received of one kind (all when omitted), optionally only those naming `ruuid` in their path. */
+  calls(kind?: PathKind, ruuid?: string): ReceivedRequest[] {
+    return this.received.filter(
+      (r) => (kind === undefined || r.kind === kind) && (ruuid === undefined || r.path.split('/').includes(ruuid)),
+    );
+  }
+
+  /** How many requests of each kind were received. */
+  callCounts(): Record<PathKind, number> {
+    const counts: Record<PathKind, number> = { start: 0, stop: 0, status: 0, list: 0, stats: 0, other: 0 };
+    for (const r of this.received) counts[r.kind] += 1;
+    return counts;
   }
 
   async close(): Promise<void> {
     for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+    this.runTimers.clear();
     await this.listening.close();
   }
 
-  private later(ms: number, fn: () => void): void {
+  private mustRun(org: string, ruuid: string): Run {
+    const run = this.run(org, ruuid);
+    if (run === undefined) throw new Error(`no run ${org}/${ruuid}`);
+    return run;
+  }
+
+  private later(ms: number, fn: () => void, run?: Run): void {
     const t = setTimeout(() => {
       this.timers.delete(t);
+      if (run !== undefined) this.runTimers.get(run)?.delete(t);
       fn();
     }, ms);
     this.timers.add(t);
+    if (run !== undefined) {
+      let set = this.runTimers.get(run);
+      if (set === undefined) this.runTimers.set(run, (set = new Set()));
+      set.add(t);
+    }
   }
 
-  private transition(run: Run, state: RunState): void {
+  private cancelSteps(run: Run): void {
+    for (const t of this.runTimers.get(run) ?? []) {
+      clearTimeout(t);
+      this.timers.delete(t);
+    }
+    this.runTimers.delete(run);
+  }
+
+  private log(run: Run, state: RunState): void {
     run.state = state;
     run.stateLog.push({ timestamp: Date.now(), new_state: state });
+  }
+
+  /** Moves a run to `state` and schedules its next automatic step. */
+  private move(run: Run, state: RunState): void {
+    this.cancelSteps(run);
+    this.log(run, state);
+    const step = this.options.transitionMs ?? 50;
+    const next = nextState(run);
+    if (step > 0 && next !== undefined) this.later(step, () => this.move(run, next), run);
+  }
+
+  private takeFault(kind: PathKind): (Fault & { remaining: number }) | undefined {
+    const fault = this.fault;
+    if (fault === undefined || fault.remaining <= 0) return undefined;
+    const on = fault.on ?? (fault.kind === 'unknown-outcome' ? ['start', 'stop'] : undefined);
+    if (on !== undefined && !(typeof on === 'string' ? on === kind : on.includes(kind))) return undefined;
+    fault.remaining -= 1;
+    return fault;
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -161,6 +421,8 @@ export class SnapLogicStandIn {
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const url = new URL(req.url ?? '/', 'http://stand-in');
+    const method = req.method ?? '';
+    const { kind, parts } = classify(method, url.pathname);
     const auth = req.headers.authorization ?? '';
     const [scheme, value] = auth.split(' ', 2);
     let authUser: string | undefined;
@@ -173,8 +435,10 @@ export class SnapLogicStandIn {
     }
     this.received.push({
       at: Date.now(),
-      method: req.method ?? '',
+      method,
       path: url.pathname,
+      query: Object.fromEntries(url.searchParams),
+      kind,
       ...(authUser !== undefined ? { authUser } : {}),
       ...(scheme ? { authScheme: scheme } : {}),
       headers: { ...req.headers },
@@ -182,9 +446,8 @@ export class SnapLogicStandIn {
     });
     await this.onRequest?.(this.received.at(-1)!);
 
-    const fault = this.fault;
-    if (fault !== undefined && fault.remaining > 0) {
-      fault.remaining -= 1;
+    const fault = this.takeFault(kind);
+    if (fault !== undefined) {
       switch (fault.kind) {
         case 'hang':
           return; // never answer; the socket is destroyed on close()
@@ -197,8 +460,7 @@ export class SnapLogicStandIn {
         case 'status':
           return this.send(
             res,
-            fault.status,
-            errorEnvelope(fault.status, 'Injected failure'),
+            fail(fault.status, 'Injected failure'),
             fault.retryAfter !== undefined ? { 'retry-after': String(fault.retryAfter) } : {},
           );
         case 'non-json':
@@ -212,17 +474,34 @@ export class SnapLogicStandIn {
           res.end();
           return;
         }
+        case 'unknown-outcome': {
+          const reply = fault.applied
+            ? this.route(kind, parts, url.searchParams, authUser, authPassword)
+            : fail(504, 'Request timed out');
+          if (fault.answerAfterMs !== undefined) this.later(fault.answerAfterMs, () => this.send(res, reply));
+          return; // otherwise never answer; the socket is destroyed on close()
+        }
       }
     }
-    this.route(req.method ?? '', url, authUser, authPassword, res);
+    this.send(res, this.route(kind, parts, url.searchParams, authUser, authPassword));
   }
 
   private benchmark(req: IncomingMessage, res: ServerResponse, cred: { username: string; password: string }): void {
     req.resume();
     const expected = `Basic ${Buffer.from(`${cred.username}:${cred.password}`).toString('base64')}`;
-    const ok = req.method === 'POST' && req.url?.startsWith(`${BASE}/start/`) && req.headers.authorization === expected;
-    const status = ok ? 200 : 401;
-    const body = ok ? '{"response_map":{},"http_status_code":200}' : errorEnvelope(401, 'Authentication required');
+    const { kind, parts } = classify(req.method ?? '', new URL(req.url ?? '/', 'http://stand-in').pathname);
+    const authorized = req.headers.authorization === expected;
+    let status = 200;
+    let body = '{"response_map":{},"http_status_code":200}';
+    if (!authorized || (kind !== 'start' && kind !== 'status')) {
+      status = authorized ? 404 : 401;
+      body = errorEnvelope(status, authorized ? 'Not found' : 'Authentication required');
+    } else if (kind === 'status') {
+      body = JSON.stringify({
+        response_map: { ruuid: parts[1], state: 'Suspended', reason: '', label: 'resumable-pipeline' },
+        http_status_code: 200,
+      });
+    }
     res.writeHead(status, {
       'content-type': 'application/json',
       'x-sl-statuscode': String(status),
@@ -231,129 +510,213 @@ export class SnapLogicStandIn {
     res.end(body);
   }
 
-  private send(res: ServerResponse, status: number, body: string, headers: Record<string, string> = {}): void {
-    res.writeHead(status, {
+  private send(res: ServerResponse, reply: Reply, headers: Record<string, string> = {}): void {
+    if (res.destroyed || res.writableEnded) return; // a late answer to a client that gave up
+    res.writeHead(reply.status, {
       'content-type': 'application/json',
-      'x-sl-statuscode': String(status),
+      'x-sl-statuscode': String(reply.status),
       'set-cookie': 'SLSESSION=stand-in-session; HttpOnly',
+      ...reply.headers,
       ...headers,
     });
-    res.end(body);
+    res.end(reply.body);
+  }
+
+  /** Generic, detail-free 401 for any auth failure, as documented; 403 when Basic is disabled for the org. */
+  private authFailure(orgName: string | undefined, user?: string, password?: string): Reply | undefined {
+    const org = orgName !== undefined ? this.options.orgs[orgName] : undefined;
+    if (org?.jwtOnly && user !== undefined) return fail(403, 'Basic authentication is disabled for this environment');
+    if (org === undefined || user !== org.username || password !== org.password) {
+      return fail(401, 'Authentication required');
+    }
+    return undefined;
   }
 
   private route(
-    method: string,
-    url: URL,
+    kind: PathKind,
+    parts: string[],
+    query: URLSearchParams,
     user: string | undefined,
     password: string | undefined,
-    res: ServerResponse,
-  ): void {
-    if (!url.pathname.startsWith(`${BASE}/`)) return this.send(res, 404, errorEnvelope(404, 'Not found'));
-    const parts = url.pathname
-      .slice(BASE.length + 1)
-      .split('/')
-      .map(decodeURIComponent);
-    const orgOf = (name: string | undefined) => (name !== undefined ? this.options.orgs[name] : undefined);
+  ): Reply {
+    if (kind === 'other') return fail(404, 'Not found');
+    const org = kind === 'list' || kind === 'status' ? parts[0]! : parts[1]!;
+    const denied = this.authFailure(org, user, password);
+    if (denied !== undefined) return denied;
+    switch (kind) {
+      case 'start':
+      case 'stop':
+        return this.write(kind, org, parts[2]!);
+      case 'list':
+        return this.list(org, query);
+      case 'status':
+        return this.status(org, parts[1]!, query);
+      case 'stats':
+        return this.stats(org, parts[2] as 'daily' | 'concurrent' | undefined, query);
+    }
+  }
 
-    // Generic, detail-free 401 for any auth failure, as documented; 403 when Basic is disabled.
-    const authorized = (orgName: string | undefined): boolean => {
-      const org = orgOf(orgName);
-      if (org?.jwtOnly && user !== undefined) {
-        this.send(res, 403, errorEnvelope(403, 'Basic authentication is disabled for this environment'));
-        return false;
+  private unknownRuuid(ruuid: string): Reply {
+    return fail(this.options.unknownRuuidStatus ?? 404, `Runtime ${ruuid} not found`);
+  }
+
+  private write(kind: 'start' | 'stop', org: string, ruuid: string): Reply {
+    const run = this.run(org, ruuid);
+    if (run === undefined) return this.unknownRuuid(ruuid);
+    if (kind === 'start') {
+      if (run.state !== 'Suspended') {
+        return fail(this.options.notSuspendedStatus ?? 409, `Runtime ${ruuid} is ${run.state}, not Suspended`);
       }
-      if (org === undefined || user !== org.username || password !== org.password) {
-        this.send(res, 401, errorEnvelope(401, 'Authentication required'));
-        return false;
+      run.resumes += 1;
+      this.move(run, 'Resuming');
+    } else {
+      if (FINISHED.includes(run.state)) {
+        return fail(this.options.finishedStatus ?? 409, `Runtime ${ruuid} already finished (${run.state})`);
       }
-      return true;
+      run.stops += 1;
+      if (run.state !== 'Stopping') this.move(run, 'Stopping');
+    }
+    // Start: the newest docs show an empty response_map; stop: "status code only" (the same minimal body here).
+    return ok({});
+  }
+
+  private list(org: string, query: URLSearchParams): Reply {
+    const limit = intParam(query, 'limit', 10, 1, 1000);
+    const offset = intParam(query, 'offset', 0, 0, Number.MAX_SAFE_INTEGER);
+    const lastHours = intParam(query, 'last_hours', 1, 1, 1080);
+    const start = intParam(query, 'start', undefined, 0, Number.MAX_SAFE_INTEGER);
+    const end = intParam(query, 'end', undefined, 0, Number.MAX_SAFE_INTEGER);
+    for (const p of [limit, offset, lastHours, start, end]) if (typeof p === 'object') return p;
+    const now = Date.now();
+    const to = (end as number | undefined) ?? now;
+    const from = (start as number | undefined) ?? to - (lastHours as number) * HOUR;
+    const states = query.get('state')?.split(',');
+    const equals = (name: string, value: string) => query.get(name) === null || query.get(name) === value;
+    const projectPath = query.get('project_path');
+    const matching = this.runsOf(org).filter(
+      (r) =>
+        r.createTime <= to &&
+        r.stateLog.at(-1)!.timestamp >= from &&
+        (states === undefined || states.includes(r.state)) &&
+        equals('pipe_name', r.label) &&
+        equals('invoker', r.invoker) &&
+        equals('user_id', r.userId) &&
+        equals('plex_label', r.snaplexLabel) &&
+        equals('cc_label', r.ccLabel) &&
+        (projectPath === null || r.pathId === projectPath || r.pathId.startsWith(`${projectPath}/`)),
+    );
+    const o = offset as number;
+    const entries = matching.slice(o, o + (limit as number)).map((r) => this.entry(r));
+    return ok({ entries, total: matching.length, limit, offset });
+  }
+
+  private status(org: string, ruuid: string, query: URLSearchParams): Reply {
+    const level = query.get('level') ?? 'detail';
+    if (level !== 'summary' && level !== 'detail') return fail(400, `Invalid value for level: ${level}`);
+    const run = this.run(org, ruuid);
+    if (run === undefined) return this.unknownRuuid(ruuid);
+    const last = run.stateLog.at(-1)!.timestamp;
+    const durationMs = (FINISHED.includes(run.state) ? last : Date.now()) - run.createTime;
+    const summary = {
+      ruuid: run.ruuid,
+      instance_id: run.ruuid,
+      root_ruuid: run.ruuid,
+      parent_ruuid: null,
+      state: run.state,
+      state_log: run.stateLog.map((s) => ({ timestamp: iso(s.timestamp), new_state: s.new_state })),
+      reason: run.reason,
+      error_list: run.reason !== '' ? [{ message: run.reason }] : [],
+      warning_list: [],
+      label: run.label,
+      path_id: run.pathId,
+      create_time: iso(run.createTime),
+      time_stamp: iso(last),
+      duration: Math.round(durationMs / 1000),
+      duration_ms: durationMs,
+      user_id: run.userId,
+      invoker: run.invoker,
+      mode: 'standard',
+      snaplex_label: run.snaplexLabel,
+      runtime_label: run.snaplexLabel,
+      restart_attempts: run.resumes,
+      documents_count: run.documents,
+      error_documents_count: run.errorDocuments,
     };
+    if (level === 'summary') return ok(summary);
+    return ok({
+      ...summary,
+      session_id: `session-${run.ruuid.slice(0, 24)}`,
+      export_link: `${BASE}/${encodeURIComponent(org)}/${run.ruuid}/export`,
+      snap_map: {
+        'snap-1': { label: 'Source', state: run.state, documents: run.documents },
+        'snap-2': { label: 'Target', state: run.state, error_documents: run.errorDocuments },
+      },
+    });
+  }
 
-    const [first, second, third] = parts;
-    if ((first === 'start' || first === 'stop') && parts.length === 3 && method === 'POST') {
-      if (!authorized(second)) return;
-      const run = this.run(second!, third!);
-      if (run === undefined) {
-        const status = this.options.unknownRuuidStatus ?? 404;
-        return this.send(res, status, errorEnvelope(status, `Runtime ${third} not found`));
-      }
-      if (first === 'start') {
-        if (run.state !== 'Suspended') {
-          const status = this.options.notSuspendedStatus ?? 409;
-          return this.send(res, status, errorEnvelope(status, `Runtime ${run.ruuid} is ${run.state}, not Suspended`));
-        }
-        run.resumes += 1;
-        this.transition(run, 'Resuming');
-        const step = this.options.transitionMs ?? 50;
-        if (step > 0) {
-          this.later(step, () => {
-            this.transition(run, 'Started');
-            this.later(step, () => this.transition(run, 'Completed'));
-          });
-        }
-      } else {
-        if (['Completed', 'Failed', 'Stopped'].includes(run.state)) {
-          return this.send(res, 409, errorEnvelope(409, `Runtime ${run.ruuid} already finished`));
-        }
-        this.transition(run, 'Stopping');
-        this.later(this.options.transitionMs ?? 50, () => this.transition(run, 'Stopped'));
-      }
-      return this.send(res, 200, JSON.stringify({ response_map: {}, http_status_code: 200 }));
+  private stats(org: string, form: 'daily' | 'concurrent' | undefined, query: URLSearchParams): Reply {
+    const s: ApiStats = {
+      dailyLimit: 10_000,
+      dailyCallUsed: 0,
+      concurrentLimit: 10,
+      concurrentCallInProgress: 0,
+      tasks: [],
+      ...this.options.apiStats,
+    };
+    const at = query.get('date_time') ?? new Date().toISOString().slice(0, 19);
+    if (form === 'daily') {
+      const top = [...s.tasks].sort((a, b) => b.api_count - a.api_count).slice(0, 10);
+      return ok({
+        date: query.get('date') ?? at.slice(0, 10),
+        organization: org,
+        top_tasks: top,
+        task_count: s.tasks.length,
+        daily_call_used: s.dailyCallUsed,
+        daily_call_available: Math.max(0, s.dailyLimit - s.dailyCallUsed),
+      });
     }
-    if (method !== 'GET') return this.send(res, 404, errorEnvelope(404, 'Not found'));
-    if (first === 'api-stats' && second !== undefined && parts.length <= 3) {
-      if (!authorized(second)) return;
-      const response_map = {
-        organization: second,
-        daily_limit: 10_000,
-        daily_call_used: 0,
-        concurrent_limit: 10,
-        concurrent_call_in_progress: 0,
-      };
-      return this.send(res, 200, JSON.stringify({ response_map, http_status_code: 200 }));
+    if (form === 'concurrent') {
+      return ok({
+        organization: org,
+        time_stamp: at,
+        concurrent_call_in_progress: s.concurrentCallInProgress,
+        tasks: s.tasks,
+      });
     }
-    if (parts.length === 1 && first) {
-      if (!authorized(first)) return;
-      const entries = [...this.runs.values()].filter((r) => r.org === first).map((r) => this.entry(r));
-      const limit = Number(url.searchParams.get('limit') ?? 10);
-      const offset = Number(url.searchParams.get('offset') ?? 0);
-      const response_map = { entries: entries.slice(offset, offset + limit), total: entries.length, limit, offset };
-      return this.send(res, 200, JSON.stringify({ response_map, http_status_code: 200 }));
-    }
-    if (parts.length === 2 && first) {
-      if (!authorized(first)) return;
-      const run = this.run(first, second!);
-      if (run === undefined) return this.send(res, 404, errorEnvelope(404, `Runtime ${second} not found`));
-      const response_map = {
-        ...this.entry(run),
-        ruuid: run.ruuid,
-        instance_id: run.ruuid,
-        root_ruuid: run.ruuid,
-        parent_ruuid: null,
-        state_log: run.stateLog,
-        reason: '',
-        error_list: [],
-        warning_list: [],
-        restart_attempts: run.resumes,
-      };
-      return this.send(res, 200, JSON.stringify({ response_map, http_status_code: 200 }));
-    }
-    return this.send(res, 404, errorEnvelope(404, 'Not found'));
+    return ok({
+      organization: org,
+      daily_limit: s.dailyLimit,
+      daily_call_used: s.dailyCallUsed,
+      concurrent_limit: s.concurrentLimit,
+      concurrent_call_in_progress: s.concurrentCallInProgress,
+    });
   }
 
   private entry(run: Run): Record<string, unknown> {
+    const last = run.stateLog.at(-1)!.timestamp;
+    const durationMs = (FINISHED.includes(run.state) ? last : Date.now()) - run.createTime;
     return {
-      id: run.ruuid,
-      label: run.label,
-      state: run.state,
-      create_time: run.createTime,
-      state_timestamp: run.stateLog.at(-1)?.timestamp,
-      invoker: 'manual',
-      mode: 'standard',
-      user_id: 'svc@example.com',
-      documents: 0,
-      error_documents: 0,
+      pipe_id: run.ruuid.slice(25),
       has_lints: false,
+      documents: run.documents,
+      user_id: run.userId,
+      ccid: run.ruuid.slice(0, 24),
+      child_has_lints: false,
+      runtime_path_id: `${run.org}/rt/cloud/${run.snaplexLabel}`,
+      parent_ruuid: null,
+      subpipes: {},
+      state_timestamp: iso(last),
+      error_documents: run.errorDocuments,
+      label: run.label,
+      path_id: run.pathId,
+      state: run.state,
+      create_time: iso(run.createTime),
+      invoker: run.invoker,
+      duration: Math.round(durationMs / 1000),
+      cc_label: run.ccLabel,
+      id: run.ruuid,
+      runtime_label: run.snaplexLabel,
+      mode: 'standard',
     };
   }
 }
