@@ -220,11 +220,12 @@ const runSegments = (c: RuntimeCall, s: readonly string[]) =>
   s.length === 3 ? { call: c, org: s[1]!, ruuid: s[2]! } : undefined;
 
 // A Map, not an object: a first segment such as `constructor` or `__proto__` must not find anything.
-const families: ReadonlyMap<string, Family> = new Map(
-  Object.entries({
-    start: { method: 'POST', shapes: runtimeCalls.start.pattern, pick: (s) => runSegments(runtimeCalls.start, s) },
-    stop: { method: 'POST', shapes: runtimeCalls.stop.pattern, pick: (s) => runSegments(runtimeCalls.stop, s) },
-    'api-stats': {
+const families: ReadonlyMap<string, Family> = new Map<string, Family>([
+  ['start', { method: 'POST', shapes: runtimeCalls.start.pattern, pick: (s) => runSegments(runtimeCalls.start, s) }],
+  ['stop', { method: 'POST', shapes: runtimeCalls.stop.pattern, pick: (s) => runSegments(runtimeCalls.stop, s) }],
+  [
+    'api-stats',
+    {
       method: 'GET',
       shapes: `${runtimeCalls.stats.pattern}[/daily|/concurrent]`,
       pick: (s) => {
@@ -235,8 +236,8 @@ const families: ReadonlyMap<string, Family> = new Map(
         return undefined;
       },
     },
-  }),
-);
+  ],
+]);
 
 const orgFamily: Family = {
   method: 'GET',

@@ -14,6 +14,7 @@ import {
   type RuntimeCall,
   type RuntimeCallId,
 } from '../../src/snaplogic/runtime-api.js';
+import type { RequestTarget } from '../../src/snaplogic/target.js';
 
 const P = '/api/1/rest/public/runtime';
 const ORG = 'Acme-Prod';
@@ -249,6 +250,11 @@ describe('upstreamPath', () => {
       if (!match.ok) throw new Error(`${path}: ${match.reason}`);
       expect(upstreamPath(match.call, match)).toBe(path);
     }
+  });
+
+  it('takes today’s RequestTarget as it is', () => {
+    const target: RequestTarget = { action: 'runtime.start', org: ORG, ruuid: RUUID };
+    expect(upstreamPath(start, target)).toBe(`${P}/start/${ORG}/${RUUID}`);
   });
 
   it('refuses a target that does not fit the call', () => {
