@@ -215,7 +215,7 @@ describe('redis idempotency records', () => {
 });
 
 describe('modal idempotency store', () => {
-  it('on a stalled Redis: closed refuses in time, local falls back; a late begin marks the record unknown', async () => {
+  it('stalled Redis: closed refuses in time, local falls back; a late begin marks the record unknown', async () => {
     const stalled = new Redis(server.port, '127.0.0.1', { maxRetriesPerRequest: 0, enableOfflineQueue: false });
     expect(await waitForRedis(stalled, 5_000)).toBe(true);
     const local = createLocalIdempotencyStore();
