@@ -6,15 +6,12 @@ import type { Metrics } from '../ops/metrics.js';
 import type { LimitDecision, LimitRequest, RateLimiter } from './limits.js';
 import { LimitDeadlineError, type LateScript } from './redis-limiter.js';
 import { createScaledLimiter } from './scaled-limiter.js';
+import { RedisUnavailableError } from '../redis/unavailable.js';
 
 /** Redis is unavailable and the org's mode is `closed`: refuse with 503 after `retryAfterMs`. */
-export class LimiterUnavailableError extends Error {
-  constructor(
-    readonly retryAfterMs: number,
-    options?: { cause?: unknown },
-  ) {
-    super('rate limiter unavailable', options);
-    this.name = 'LimiterUnavailableError';
+export class LimiterUnavailableError extends RedisUnavailableError {
+  constructor(retryAfterMs: number, options?: { cause?: unknown }) {
+    super('rate limiter', retryAfterMs, options);
   }
 }
 

@@ -5,6 +5,7 @@ import type { Redis, Result } from 'ioredis';
 import type { OnRedisError } from '../config/schema.js';
 import { RedisDeadlineError, withDeadline, type RedisClient } from '../redis/client.js';
 import type { LockDecider } from './run-lock.js';
+import { RedisUnavailableError } from '../redis/unavailable.js';
 
 /** The answer of a call, as handed to `complete`. Only allow-listed headers and a capped body are kept. */
 export interface AnswerToStore {
@@ -363,14 +364,10 @@ export function createLocalIdempotencyStore(
 }
 
 /** Redis cannot serve the key and the org's mode is `closed` (or the local store is full): the router answers 503. */
-export class IdempotencyUnavailableError extends Error {
+export class IdempotencyUnavailableError extends RedisUnavailableError {
   readonly code = 'ERR_SNAPGATE_IDEMPOTENCY_UNAVAILABLE';
-  constructor(
-    readonly retryAfterMs: number,
-    options?: { cause?: unknown },
-  ) {
-    super('idempotency store unavailable', options);
-    this.name = 'IdempotencyUnavailableError';
+  constructor(retryAfterMs: number, options?: { cause?: unknown }) {
+    super('idempotency store', retryAfterMs, options);
   }
 }
 

@@ -5,6 +5,7 @@ import type { Redis, Result } from 'ioredis';
 import type { OnRedisError } from '../config/schema.js';
 import { RedisDeadlineError, withDeadline, type RedisClient } from '../redis/client.js';
 import { isValidOrg, isValidRuuid } from '../snaplogic/names.js';
+import { RedisUnavailableError } from '../redis/unavailable.js';
 
 /** Which lock decided: Redis (shared by every instance) or this process's fallback (for a response header). */
 export type LockDecider = 'redis' | 'local';
@@ -210,14 +211,10 @@ export function createLocalRunLock(options: LocalRunLockOptions = {}): RunLock {
 }
 
 /** Redis cannot decide the lock and the org's mode is `closed`: the router answers 503 with Retry-After. */
-export class RunLockUnavailableError extends Error {
+export class RunLockUnavailableError extends RedisUnavailableError {
   readonly code = 'ERR_SNAPGATE_RUN_LOCK_UNAVAILABLE';
-  constructor(
-    readonly retryAfterMs: number,
-    options?: { cause?: unknown },
-  ) {
-    super('run lock unavailable', options);
-    this.name = 'RunLockUnavailableError';
+  constructor(retryAfterMs: number, options?: { cause?: unknown }) {
+    super('run lock', retryAfterMs, options);
   }
 }
 
