@@ -2,8 +2,7 @@
 // transition, replay, mismatch, lease and retention expiry, the body cap, no secret stored, key syntax.
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { waitForRedis } from '../../src/redis/client.js';
+import { describe, expect, it } from 'vitest';
 import {
   createLocalIdempotencyStore,
   createModalIdempotencyStore,
@@ -21,25 +20,11 @@ import {
   requestFingerprint,
   type IdempotencyKeyProblem,
 } from '../../src/runs/idempotency-key.js';
-import { RedisServer } from '../helpers/redis-server.js';
+import { waitForRedis } from '../../src/redis/client.js';
+import { sleep } from '../helpers/wait.js';
+import { useRedis } from '../helpers/world.js';
 
-let server: RedisServer;
-let client: Redis;
-
-beforeAll(async () => {
-  server = await RedisServer.start();
-  client = new Redis(server.port, '127.0.0.1', { maxRetriesPerRequest: 0, enableOfflineQueue: false });
-  client.on('error', () => undefined);
-  expect(await waitForRedis(client, 5_000)).toBe(true);
-});
-
-afterAll(async () => {
-  server.resume();
-  client.disconnect();
-  await server.stop();
-});
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const redis = useRedis();
 const CALLER = { issuer: 'https://issuer.example', subject: 'svc-orders' };
 const RUUID = '52e99318640a9a03d8681d0d_e74cbd53-806e-464a-8190-52226c49bff5';
 const START = requestFingerprint({ action: 'runtime.start', org: 'Acme-Prod', ruuid: RUUID });
@@ -57,7 +42,7 @@ function tokenOf(result: BeginResult): IdempotencyToken {
 }
 
 describe.each<[string, (o?: IdempotencyOptions) => IdempotencyStore]>([
-  ['redis', (o) => createRedisIdempotencyStore(client, { deadlineMs: 2_000, ...o })],
+  ['redis', (o) => createRedisIdempotencyStore(redis.client, { deadlineMs: 2_000, ...o })],
   ['local', (o) => createLocalIdempotencyStore(o)],
 ])('%s idempotency store', (name, make) => {
   it('new → in_flight for a second begin → complete → replay of the same answer', async () => {
@@ -169,7 +154,7 @@ describe.each<[string, (o?: IdempotencyOptions) => IdempotencyStore]>([
     const replay = await store.begin(scope, START, 5_000);
     if (replay.kind === 'replay') expect(Object.keys(replay.answer.headers)).toEqual(['content-type']);
     if (name === 'redis') {
-      const stored = JSON.stringify(await client.hgetall(idempotencyRecordKey(scope)));
+      const stored = JSON.stringify(await redis.client.hgetall(idempotencyRecordKey(scope)));
       expect(stored).not.toMatch(/SECRET|U0VDUkVU|svc-orders|issuer\.example|Acme-Prod/);
     }
     expect(() => make({ storedHeaders: ['content-type', 'Set-Cookie'] })).toThrow(/never stored/);
@@ -184,23 +169,23 @@ describe.each<[string, (o?: IdempotencyOptions) => IdempotencyStore]>([
 
 describe('redis idempotency records', () => {
   it('names the record by the hash only, with the retention (+ lease while in flight) as its TTL', async () => {
-    const store = createRedisIdempotencyStore(client, { retentionMs: 60_000 });
+    const store = createRedisIdempotencyStore(redis.client, { retentionMs: 60_000 });
     const scope = idempotencyScope(CALLER, 'order-42');
     const key = idempotencyRecordKey(scope);
     expect(key).toMatch(/^idem:v1:[0-9a-f]{64}$/);
     const token = tokenOf(await store.begin(scope, START, 10_000));
-    expect(await client.pttl(key)).toBeGreaterThan(69_000);
+    expect(await redis.client.pttl(key)).toBeGreaterThan(69_000);
     await store.complete(token, answer());
-    const ttl = await client.pttl(key);
+    const ttl = await redis.client.pttl(key);
     expect(ttl).toBeGreaterThan(59_000);
     expect(ttl).toBeLessThanOrEqual(60_000);
-    await client.del(key);
+    await redis.client.del(key);
   });
 
   it('is shared by two clients (two instances)', async () => {
-    const other = new Redis(server.port, '127.0.0.1', { maxRetriesPerRequest: 0 });
+    const other = new Redis(redis.server.port, '127.0.0.1', { maxRetriesPerRequest: 0 });
     try {
-      const a = createRedisIdempotencyStore(client);
+      const a = createRedisIdempotencyStore(redis.client);
       const b = createRedisIdempotencyStore(other);
       const scope = newScope();
       const results = await Promise.all(
@@ -216,7 +201,7 @@ describe('redis idempotency records', () => {
 
 describe('modal idempotency store', () => {
   it('stalled Redis: closed refuses in time, local falls back; a late begin marks the record unknown', async () => {
-    const stalled = new Redis(server.port, '127.0.0.1', { maxRetriesPerRequest: 0, enableOfflineQueue: false });
+    const stalled = new Redis(redis.server.port, '127.0.0.1', { maxRetriesPerRequest: 0, enableOfflineQueue: false });
     expect(await waitForRedis(stalled, 5_000)).toBe(true);
     const local = createLocalIdempotencyStore();
     const store = createModalIdempotencyStore({
@@ -224,7 +209,7 @@ describe('modal idempotency store', () => {
       local,
     });
     const scope = newScope();
-    server.pause();
+    redis.server.pause();
     try {
       const started = Date.now();
       await expect(store.begin(scope, START, 5_000, 'closed')).rejects.toBeInstanceOf(IdempotencyUnavailableError);
@@ -233,14 +218,14 @@ describe('modal idempotency store', () => {
       expect(degraded).toMatchObject({ kind: 'new', by: 'local' });
       expect(await store.begin(scope, START, 5_000, 'open')).toMatchObject({ kind: 'in_flight', by: 'local' });
       expect(await store.complete(tokenOf(degraded), answer())).toBe(true);
-      server.resume();
+      redis.server.resume();
       await sleep(300);
       // The closed call's late script took the record; nobody can know whether a call was sent under it.
-      expect(await client.hget(idempotencyRecordKey(scope), 'st')).toBe('u');
+      expect(await redis.client.hget(idempotencyRecordKey(scope), 'st')).toBe('u');
       const after = await store.begin(scope, START, 5_000, 'closed');
       expect(after).toMatchObject({ kind: 'unknown_outcome', by: 'redis' });
     } finally {
-      server.resume();
+      redis.server.resume();
       stalled.disconnect();
     }
   });

@@ -2,7 +2,7 @@
 // fallback, and each onRedisError mode when Redis stalls.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   createLocalRunLock,
   createModalRunLock,
@@ -12,30 +12,15 @@ import {
   type RunLock,
 } from '../../src/runs/run-lock.js';
 import { waitForRedis } from '../../src/redis/client.js';
-import { RedisServer } from '../helpers/redis-server.js';
+import { sleep } from '../helpers/wait.js';
+import { useRedis } from '../helpers/world.js';
 
-let server: RedisServer;
-let client: Redis;
-
-beforeAll(async () => {
-  server = await RedisServer.start();
-  client = new Redis(server.port, '127.0.0.1', { maxRetriesPerRequest: 0, enableOfflineQueue: false });
-  client.on('error', () => undefined);
-  expect(await waitForRedis(client, 5_000)).toBe(true);
-});
-
-afterAll(async () => {
-  server.resume();
-  client.disconnect();
-  await server.stop();
-});
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const redis = useRedis();
 const newRuuid = () => `${randomBytes(12).toString('hex')}_${randomUUID()}`;
 const ORG = 'Acme-Prod';
 
 describe.each<[string, () => RunLock]>([
-  ['redis', () => createRedisRunLock(client, { deadlineMs: 2_000 })],
+  ['redis', () => createRedisRunLock(redis.client, { deadlineMs: 2_000 })],
   ['local', () => createLocalRunLock()],
 ])('%s run lock', (name, make) => {
   it('lets exactly one of 20 concurrent acquirers win; the others get a Retry-After within the lease', async () => {
@@ -95,24 +80,24 @@ describe.each<[string, () => RunLock]>([
 
 describe('redis run lock', () => {
   it('keys the lock by the org hash tag, holds a random token, and sets the lease as the key’s TTL', async () => {
-    const lock = createRedisRunLock(client);
+    const lock = createRedisRunLock(redis.client);
     const ruuid = newRuuid();
     const key = runLockKey(ORG, ruuid);
     expect(key).toBe(`run:{org:${ORG}}:${ruuid}:lock`);
     const result = await lock.acquire(ORG, ruuid, 10_000);
     expect(result.ok).toBe(true);
-    expect(await client.get(key)).toMatch(/^[0-9a-f]{32}$/);
-    const ttl = await client.pttl(key);
+    expect(await redis.client.get(key)).toMatch(/^[0-9a-f]{32}$/);
+    const ttl = await redis.client.pttl(key);
     expect(ttl).toBeGreaterThan(9_000);
     expect(ttl).toBeLessThanOrEqual(10_000);
     if (result.ok) await result.release();
-    expect(await client.exists(key)).toBe(0);
+    expect(await redis.client.exists(key)).toBe(0);
   });
 
   it('is shared by two clients (two instances): the second is refused until the first releases', async () => {
-    const other = new Redis(server.port, '127.0.0.1', { maxRetriesPerRequest: 0 });
+    const other = new Redis(redis.server.port, '127.0.0.1', { maxRetriesPerRequest: 0 });
     try {
-      const a = createRedisRunLock(client);
+      const a = createRedisRunLock(redis.client);
       const b = createRedisRunLock(other);
       const ruuid = newRuuid();
       const held = await a.acquire(ORG, ruuid, 5_000);
@@ -139,7 +124,7 @@ describe('local run lock', () => {
 
 describe('modal run lock when Redis stalls (SIGSTOP)', () => {
   it('decides within the deadline: closed refuses, local and open fall back; the late lock is released', async () => {
-    const stalled = new Redis(server.port, '127.0.0.1', { maxRetriesPerRequest: 0, enableOfflineQueue: false });
+    const stalled = new Redis(redis.server.port, '127.0.0.1', { maxRetriesPerRequest: 0, enableOfflineQueue: false });
     expect(await waitForRedis(stalled, 5_000)).toBe(true);
     const lock = createModalRunLock({
       redis: createRedisRunLock(stalled, { deadlineMs: 150 }),
@@ -147,7 +132,7 @@ describe('modal run lock when Redis stalls (SIGSTOP)', () => {
     });
     const refusedRun = newRuuid();
     const fallbackRun = newRuuid();
-    server.pause();
+    redis.server.pause();
     try {
       const started = Date.now();
       const refused = lock.acquire(ORG, refusedRun, 10_000, 'closed');
@@ -159,24 +144,24 @@ describe('modal run lock when Redis stalls (SIGSTOP)', () => {
       expect(local).toMatchObject({ ok: true, by: 'local' });
       // The fallback excludes on this instance, in either degraded mode.
       expect(await lock.acquire(ORG, fallbackRun, 10_000, 'open')).toMatchObject({ ok: false, by: 'local' });
-      server.resume();
+      redis.server.resume();
       // The stalled scripts now run and take both locks. The refused call's is released at once; the fallback
       // call's is held (other instances see it) until that call releases.
       await sleep(300);
-      expect(await client.exists(runLockKey(ORG, refusedRun))).toBe(0);
-      expect(await client.exists(runLockKey(ORG, fallbackRun))).toBe(1);
+      expect(await redis.client.exists(runLockKey(ORG, refusedRun))).toBe(0);
+      expect(await redis.client.exists(runLockKey(ORG, fallbackRun))).toBe(1);
       if (local.ok) await local.release();
       await sleep(100);
-      expect(await client.exists(runLockKey(ORG, fallbackRun))).toBe(0);
+      expect(await redis.client.exists(runLockKey(ORG, fallbackRun))).toBe(0);
       expect(await lock.acquire(ORG, fallbackRun, 10_000, 'closed')).toMatchObject({ ok: true, by: 'redis' });
     } finally {
-      server.resume();
+      redis.server.resume();
       stalled.disconnect();
     }
   });
 
   it('follows Redis’s answer when Redis answers, whatever the mode', async () => {
-    const lock = createModalRunLock({ redis: createRedisRunLock(client), local: createLocalRunLock() });
+    const lock = createModalRunLock({ redis: createRedisRunLock(redis.client), local: createLocalRunLock() });
     const ruuid = newRuuid();
     expect(await lock.acquire(ORG, ruuid, 5_000, 'local')).toMatchObject({ ok: true, by: 'redis' });
     expect(await lock.acquire(ORG, ruuid, 5_000, 'closed')).toMatchObject({ ok: false, by: 'redis' });

@@ -2,6 +2,7 @@
 // client to inspect it; and hooks that start them before a suite's tests and stop them after.
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
+import { waitForRedis } from '../../src/redis/client.js';
 import { startTestStandIn, type TestGateway } from './gateway.js';
 import { RedisServer } from './redis-server.js';
 import type { SnapLogicStandIn } from './snaplogic-stand-in.js';
@@ -61,6 +62,30 @@ export function forSuite<T extends object>(start: () => Promise<T>, stop: (parts
     if (started) await stop(parts);
   });
   return parts;
+}
+
+export interface RedisParts {
+  server: RedisServer;
+  /** A client that fails at once while the server is down or paused (no retries, no offline queue). */
+  client: Redis;
+}
+
+/** A private redis-server and a client of it, for the suite this is called in (as forSuite). */
+export function useRedis(): RedisParts {
+  return forSuite(
+    async () => {
+      const server = await RedisServer.start();
+      const client = new Redis(server.port, '127.0.0.1', { maxRetriesPerRequest: 0, enableOfflineQueue: false });
+      client.on('error', () => undefined);
+      if (!(await waitForRedis(client, 5_000))) throw new Error('the test redis-server did not answer');
+      return { server, client };
+    },
+    async ({ server, client }) => {
+      server.resume();
+      client.disconnect();
+      await server.stop();
+    },
+  );
 }
 
 /** A world for the suite this is called in, as forSuite. */
