@@ -19,3 +19,11 @@ export function isValidOrg(org: string): boolean {
 export function isValidRuuid(ruuid: string): boolean {
   return ruuidPattern.test(ruuid);
 }
+
+/** What a caller is told when a path's org or ruuid segment fails these rules. */
+export const INVALID_ORG_DETAIL =
+  'The org segment is not a valid SnapLogic org name (letters, digits, ".", "_", "-"; at most 100 characters). ' +
+  'Org names are case-sensitive.';
+export const INVALID_RUUID_DETAIL =
+  'The ruuid segment is not a SnapLogic runtime id (<24 hex>_<uuid>, ' +
+  'e.g. 52e99318640a9a03d8681d0d_e74cbd53-806e-464a-8190-52226c49bff5).';

@@ -1,7 +1,7 @@
 // The SnapLogic runtime calls snapgate serves, as data (method, path, kind, query parameters), and the pure checks
 // that turn a request's method, path and query into a typed call: no I/O, no Hono, nothing kept between calls.
 import type { ErrorCode } from '../errors.js';
-import { isValidOrg, isValidRuuid } from './names.js';
+import { INVALID_ORG_DETAIL, INVALID_RUUID_DETAIL, isValidOrg, isValidRuuid } from './names.js';
 
 /** Where every runtime call lives, on snapgate and on SnapLogic alike (snapgate is a drop-in). */
 export const RUNTIME_PREFIX = '/api/1/rest/public/runtime';
@@ -200,13 +200,6 @@ export function errorCodeForPath(reason: PathRefusal): ErrorCode {
       return 'invalid_path';
   }
 }
-
-export const INVALID_ORG_DETAIL =
-  'The org segment is not a valid SnapLogic org name (letters, digits, ".", "_", "-"; at most 100 characters). ' +
-  'Org names are case-sensitive.';
-export const INVALID_RUUID_DETAIL =
-  'The ruuid segment is not a SnapLogic runtime id (<24 hex>_<uuid>, ' +
-  'e.g. 52e99318640a9a03d8681d0d_e74cbd53-806e-464a-8190-52226c49bff5).';
 
 /** Paths that share their first segment share their method; the first check after the prefix. */
 interface Family {

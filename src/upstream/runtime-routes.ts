@@ -5,7 +5,7 @@ import type { Action } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
 import type { AppEnv } from '../http/app-env.js';
 import { requestBody } from '../http/request-body.js';
-import { isValidOrg, isValidRuuid } from '../snaplogic/names.js';
+import { INVALID_ORG_DETAIL, INVALID_RUUID_DETAIL, isValidOrg, isValidRuuid } from '../snaplogic/names.js';
 import type { RequestTarget } from '../snaplogic/target.js';
 import { forwardCall, type ForwardDeps } from './forward-call.js';
 
@@ -20,13 +20,6 @@ export interface RuntimeRouteDeps extends ForwardDeps {
   bodyTimeoutMs: number;
 }
 
-const INVALID_ORG =
-  'The org segment is not a valid SnapLogic org name (letters, digits, ".", "_", "-"; at most 100 characters). ' +
-  'Org names are case-sensitive.';
-const INVALID_RUUID =
-  'The ruuid segment is not a SnapLogic runtime id (<24 hex>_<uuid>, ' +
-  'e.g. 52e99318640a9a03d8681d0d_e74cbd53-806e-464a-8190-52226c49bff5).';
-
 /**
  * The route's validation step, before anything else: checks the org and ruuid segments and, once
  * both are valid, sets the request's `target`. A path that does not validate is refused; its audit
@@ -37,9 +30,9 @@ export function runTarget(action: Action): MiddlewareHandler<AppEnv> {
     const org = c.req.param('org') ?? '';
     const ruuid = c.req.param('ruuid') ?? '';
     c.set('route', { action });
-    if (!isValidOrg(org)) throw new GatewayError('invalid_path', INVALID_ORG);
+    if (!isValidOrg(org)) throw new GatewayError('invalid_path', INVALID_ORG_DETAIL);
     c.set('route', { action, org });
-    if (!isValidRuuid(ruuid)) throw new GatewayError('invalid_path', INVALID_RUUID);
+    if (!isValidRuuid(ruuid)) throw new GatewayError('invalid_path', INVALID_RUUID_DETAIL);
     c.set('target', { action, org, ruuid });
     await next();
   };
