@@ -16,7 +16,10 @@ export interface UpstreamRequest {
   timeouts: UpstreamTimeouts;
   /** Aborts the call (caller hung up, or shutdown): an EventEmitter that emits `abort`. */
   signal?: UpstreamAbortSignal;
-  /** Called the moment the request is handed to the connection pool; until then nothing was sent. */
+  /**
+   * Called the moment the request is handed to the connection pool; until then nothing was sent. A call that then
+   * fails with an UpstreamCallError whose `sent` is false never reached SnapLogic either.
+   */
   onDispatch?: () => void;
 }
 
@@ -85,6 +88,43 @@ export function abandoned(signal: UpstreamAbortSignal | undefined, sent: boolean
   );
 }
 
+/** Failures while connecting: the request never left snapgate, so SnapLogic cannot have acted on it. */
+const notSentCodes = new Set([
+  'UND_ERR_CONNECT_TIMEOUT',
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'CERT_HAS_EXPIRED',
+]);
+
+/**
+ * A call to SnapLogic that failed; `sent` says whether SnapLogic may have received it (false only when the
+ * connection was never made, so a retry cannot double anything).
+ */
+export class UpstreamCallError extends GatewayError {
+  constructor(
+    code: 'upstream_timeout' | 'upstream_unreachable',
+    detail: string,
+    readonly sent: boolean,
+    cause: unknown,
+  ) {
+    super(code, detail, { cause });
+  }
+}
+
+/** Whether a call that failed with `err` may have reached SnapLogic. */
+export function mayHaveBeenSent(err: unknown): boolean {
+  return !(err instanceof UpstreamCallError) || err.sent;
+}
+
+const UNKNOWN_OUTCOME = "The call may or may not have taken effect: check the run's state before retrying.";
+
 function translate(err: unknown, origin: string, signal: UpstreamAbortSignal | undefined): GatewayError {
   if (err instanceof GatewayError) return err;
   const code = (err as { code?: unknown }).code;
@@ -96,19 +136,23 @@ function translate(err: unknown, origin: string, signal: UpstreamAbortSignal | u
       { cause: err },
     );
   }
-  if (typeof code === 'string' && timeoutCodes.has(code)) {
-    return new GatewayError(
-      'upstream_timeout',
-      "SnapLogic did not answer in time. The resume may or may not have taken effect: check the run's state before " +
-        'retrying.',
-      { cause: err },
+  const sent = !(typeof code === 'string' && notSentCodes.has(code));
+  if (!sent) {
+    return new UpstreamCallError(
+      code === 'UND_ERR_CONNECT_TIMEOUT' ? 'upstream_timeout' : 'upstream_unreachable',
+      `SnapLogic at ${origin} could not be reached: no connection was made, so nothing was sent. Retry later.`,
+      false,
+      err,
     );
   }
-  return new GatewayError(
+  if (typeof code === 'string' && timeoutCodes.has(code)) {
+    return new UpstreamCallError('upstream_timeout', `SnapLogic did not answer in time. ${UNKNOWN_OUTCOME}`, true, err);
+  }
+  return new UpstreamCallError(
     'upstream_unreachable',
-    `SnapLogic at ${origin} could not be reached or closed the connection. The resume may or may not have taken ` +
-      `effect: check the run's state before retrying.`,
-    { cause: err },
+    `SnapLogic at ${origin} closed the connection before answering. ${UNKNOWN_OUTCOME}`,
+    true,
+    err,
   );
 }
 

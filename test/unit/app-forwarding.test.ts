@@ -404,11 +404,11 @@ describe("SnapLogic's own answers", () => {
 });
 
 describe('the connection to SnapLogic', () => {
-  it('a closed port → 502 upstream_unreachable, after the attempt was written', async () => {
+  it('a closed port → 502 upstream_unreachable, after the attempt was written; never sent, so refunded', async () => {
     const gw = await world.app({ pod: `http://127.0.0.1:${await closedPort()}`, orgs: limited });
     const reply = await resumeAcme(gw);
     expectProblem(reply, 502, 'upstream_unreachable');
-    expect(reply.json.detail).toContain("check the run's state");
+    expect(reply.json.detail).toContain('nothing was sent');
     const [attempt, outcome] = gw.audit.of(reply.requestId);
     expect(outcome).toMatchObject({
       type: 'outcome',
@@ -419,8 +419,11 @@ describe('the connection to SnapLogic', () => {
       upstreamStatus: null,
       org: 'Acme-Prod',
     });
-    // Handed to the connection: it may have reached SnapLogic, so it keeps its quota.
     expect(remaining(reply, 'org-rate')).toBe(2);
+    // No connection was made, so nothing reached SnapLogic: the quota comes back.
+    const again = await resumeAcme(gw);
+    expectProblem(again, 502, 'upstream_unreachable');
+    expect(remaining(again, 'org-rate')).toBe(2);
   });
 
   it('all connections busy (never sent) → 503 upstream_busy, and the quota is given back', async () => {

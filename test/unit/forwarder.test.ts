@@ -6,6 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { GatewayError, type ErrorCode } from '../../src/errors.js';
 import {
   createForwarder,
+  mayHaveBeenSent,
   type Forwarder,
   type ForwarderOptions,
   type UpstreamAbortSignal,
@@ -152,12 +153,13 @@ describe('a call SnapLogic answers', () => {
 });
 
 describe('transport failures', () => {
-  it('connection refused: 502 upstream_unreachable after dispatch, which may have taken effect', async () => {
+  it('connection refused: 502 upstream_unreachable, marked as never sent', async () => {
     const a = attempt('/ok', { origin: `http://127.0.0.1:${await closedPort()}` });
     const err = await refusal(forwarder().forward(a.request));
     expectCode(err, 'upstream_unreachable', 502);
     expect(a.dispatched).toBe(true);
-    expect(err.detail).toContain('may or may not have taken effect');
+    expect(mayHaveBeenSent(err)).toBe(false);
+    expect(err.detail).toContain('nothing was sent');
     expect(err.cause).toBeDefined();
   });
 
@@ -177,6 +179,7 @@ describe('transport failures', () => {
     expect([headers.dispatched, body.dispatched]).toEqual([true, true]);
     expect(received.sort()).toEqual(['/hang', '/stall-body']);
     expect(noHeaders.detail).toContain("check the run's state");
+    expect([mayHaveBeenSent(noHeaders), mayHaveBeenSent(stalledBody)]).toEqual([true, true]);
   });
 
   it('a connection reset in the middle of the body: 502 upstream_unreachable, never retried', async () => {
@@ -184,6 +187,7 @@ describe('transport failures', () => {
     const err = await refusal(forwarder().forward(a.request));
     expectCode(err, 'upstream_unreachable', 502);
     expect(a.dispatched).toBe(true);
+    expect(mayHaveBeenSent(err)).toBe(true);
     await sleep(100);
     expect(received).toEqual(['/reset-body']);
   });
