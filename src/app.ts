@@ -15,11 +15,14 @@ import { healthRoutes, type ReadinessProbe } from './ops/health.js';
 import type { Metrics } from './ops/metrics.js';
 import { authorize } from './policy/authorize.js';
 import type { Policy } from './policy/policy.js';
-import { CallerKeys, type OrgLimits, type RateLimiter } from './ratelimit/limits.js';
+import type { OrgGroupLimits } from './ratelimit/build.js';
+import { CallerKeys, type RateLimiter } from './ratelimit/limits.js';
 import { rateLimit } from './ratelimit/middleware.js';
+import { runGuard, type RunGuardDeps } from './runs/run-guard.js';
 import type { Forwarder } from './upstream/forwarder.js';
 import type { UpstreamOrg } from './upstream/orgs.js';
-import { runtimeStartRoutes } from './upstream/runtime-routes.js';
+import { createRunStateReader } from './upstream/run-state.js';
+import { runtimeRoutes } from './upstream/runtime-routes.js';
 
 export interface AppDeps {
   verifier: TokenVerifier;
@@ -42,13 +45,18 @@ export interface AppDeps {
   /** True once shutdown has begun: readiness fails and responses close their connection. */
   isDraining: () => boolean;
   limiter: RateLimiter;
-  /** Compiled rate limits per org; orgs without an entry are not limited. */
-  limits: ReadonlyMap<string, OrgLimits>;
+  /** Compiled rate limits per org and group of calls; orgs without an entry are not limited. */
+  limits: ReadonlyMap<string, OrgGroupLimits>;
   metrics: Metrics;
+  /** The run lock and Idempotency-Key records of writes, and each org's settings for them. */
+  runs: Omit<RunGuardDeps, 'readState'>;
+  /** Which reads leave audit events (see audit.reads). */
+  auditReads: 'all' | 'denied' | 'none';
 }
 
 const NOT_FOUND =
-  'snapgate serves POST /api/1/rest/public/runtime/start/{org}/{ruuid}; this request is not for a route it serves.';
+  'snapgate serves the SnapLogic runtime API under /api/1/rest/public/runtime/ (start, stop, list, status, ' +
+  'api-stats); this request is not for a route it serves.';
 
 /** Builds the Hono app: request context → drain and path guards → routes (validate → authenticate → authorize → …). */
 export function createApp(deps: AppDeps): Hono<AppEnv> {
@@ -56,7 +64,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   const { audit, instance, isDraining, metrics, inFlight } = deps;
 
   app.onError(handleError(deps.log));
-  app.use('*', requestContext({ audit, instance, isDraining, metrics, inFlight }));
+  app.use('*', requestContext({ audit, instance, isDraining, metrics, inFlight, auditReads: deps.auditReads }));
   app.use('*', drainGuard(isDraining));
   app.use('*', rawPathGuard());
 
@@ -64,12 +72,13 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.route('/', healthRoutes(deps.readiness, { detailed: false }));
   app.route(
     '/',
-    runtimeStartRoutes({
+    runtimeRoutes({
       authenticate: authenticate(deps.verifier),
       authorize: authorize(deps.policy, (org) => deps.orgs.has(org)),
+      runGuard: runGuard({ ...deps.runs, readState: createRunStateReader(deps) }),
       rateLimit: rateLimit({
         limiter: deps.limiter,
-        limitsFor: (org) => deps.limits.get(org),
+        limitsFor: (org, group) => deps.limits.get(org)?.[group],
         metrics,
         callerKeys: new CallerKeys(),
       }),
@@ -81,6 +90,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       log: deps.log,
       maxBodyBytes: deps.maxBodyBytes,
       bodyTimeoutMs: deps.bodyTimeoutMs,
+      auditReads: deps.auditReads,
     }),
   );
 

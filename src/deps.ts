@@ -12,6 +12,7 @@ import { createPolicy } from './policy/policy.js';
 import { compileLimits, createLimiter, warnPerInstanceLimits } from './ratelimit/build.js';
 import { warmUpLimiter } from './ratelimit/redis-limiter.js';
 import { createRedisClient, waitForRedis, withDeadline, type RedisClient } from './redis/client.js';
+import { createRunCoordination, runGuardOrgs } from './runs/build.js';
 import { createForwarder } from './upstream/forwarder.js';
 import { upstreamOrgs } from './upstream/orgs.js';
 
@@ -132,6 +133,8 @@ async function build(config: Config, options: GatewayOptions, closers: Closer[])
     limiter,
     limits,
     metrics,
+    runs: { ...createRunCoordination(config, redis), orgs: runGuardOrgs(config, orgs) },
+    auditReads: config.audit.reads,
   };
 }
 

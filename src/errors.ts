@@ -3,6 +3,15 @@
 /** Every error code a client can see. Stable: callers may branch on these strings. */
 export type ErrorCode =
   | 'invalid_path'
+  | 'invalid_query'
+  | 'idempotency_key_invalid'
+  | 'idempotency_key_missing'
+  | 'idempotency_key_in_use'
+  | 'idempotency_key_mismatch'
+  | 'run_busy'
+  | 'run_state_conflict'
+  | 'run_state_unavailable'
+  | 'coordination_unavailable'
   | 'not_found'
   | 'method_not_allowed'
   | 'payload_too_large'
@@ -42,6 +51,8 @@ export type ErrorKind =
   | 'unauthenticated'
   | 'forbidden'
   | 'rate_limited'
+  /** Refused because of another call: the same run or the same Idempotency-Key busy, or the run's state. */
+  | 'conflict'
   | 'upstream_error'
   | 'unavailable'
   | 'aborted'
@@ -73,6 +84,15 @@ const aborted = (status: number, title: string): CatalogEntry => ({ status, titl
 /** Status, title and kind per code. A Record over the union: a new code without an entry fails the type check. */
 const catalog: Readonly<Record<ErrorCode, CatalogEntry>> = {
   invalid_path: invalidRequest(400, 'Invalid request path'),
+  invalid_query: invalidRequest(400, 'Invalid query parameter'),
+  idempotency_key_invalid: invalidRequest(400, 'Invalid Idempotency-Key'),
+  idempotency_key_missing: invalidRequest(400, 'Idempotency-Key required'),
+  idempotency_key_in_use: { status: 409, title: 'Idempotency-Key in use', kind: 'conflict' },
+  idempotency_key_mismatch: { status: 422, title: 'Idempotency-Key reused for another request', kind: 'conflict' },
+  run_busy: { status: 409, title: 'Run busy', kind: 'conflict' },
+  run_state_conflict: { status: 409, title: 'Run no longer in the expected state', kind: 'conflict' },
+  run_state_unavailable: upstreamError(502, "Run's state unavailable"),
+  coordination_unavailable: unavailable('Run coordination unavailable'),
   not_found: invalidRequest(404, 'Not found'),
   method_not_allowed: invalidRequest(405, 'Method not allowed'),
   payload_too_large: invalidRequest(413, 'Request body too large'),

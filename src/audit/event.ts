@@ -39,6 +39,13 @@ export interface CallFacts {
   rateLimit?: RateLimitOutcome;
   /** Set once the attempt event of this request has been acknowledged. */
   attemptId?: string;
+  /**
+   * A write with an Idempotency-Key: `new` (first use), `retry` (after an unknown outcome: the run's state was read
+   * first) or `replayed` (the stored answer was returned, nothing forwarded).
+   */
+  idempotency?: 'new' | 'retry' | 'replayed';
+  /** The run's state as read before a retry after an unknown outcome. */
+  runState?: string;
 }
 
 export interface Caller {
@@ -80,6 +87,10 @@ export interface AuditEvent {
   readonly client: { readonly address: string | null; readonly userAgent: string | null };
   /** On an outcome: the id of its attempt. */
   readonly attemptId?: string;
+  /** On a write with an Idempotency-Key: new, retry (after an unknown outcome) or replayed. */
+  readonly idempotency?: 'new' | 'retry' | 'replayed';
+  /** The run's state read before a retry after an unknown outcome (one of SnapLogic's state names). */
+  readonly runState?: string;
   /** On a denials event: how many denials it stands for, and over which period. */
   readonly count?: number;
   readonly window?: { readonly from: string; readonly to: string };
@@ -151,6 +162,8 @@ export function buildAuditEvent(input: EventInput): AuditEvent {
     latencyMs: input.latencyMs === undefined ? null : Math.round(input.latencyMs * 10) / 10,
     client: { address: input.client.address ?? null, userAgent: cleanUserAgent(input.client.userAgent) },
     ...(input.type === 'outcome' && fields.attemptId !== undefined ? { attemptId: fields.attemptId } : {}),
+    ...(fields.idempotency !== undefined ? { idempotency: fields.idempotency } : {}),
+    ...(fields.runState !== undefined ? { runState: fields.runState } : {}),
     ...(input.count !== undefined ? { count: input.count } : {}),
     ...(input.window !== undefined
       ? { window: { from: input.window.from.toISOString(), to: input.window.to.toISOString() } }

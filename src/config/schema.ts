@@ -1,6 +1,7 @@
 // The config file's shape, defaults and cross-field rules; the single source of truth for the README's reference.
 import { z } from 'zod';
 import { isValidOrg } from '../snaplogic/names.js';
+import { runtimeActions } from '../snaplogic/runtime-api.js';
 import { parseDuration } from './duration.js';
 import { parseRedisUrl, redisUrlProblems } from './redis-url.js';
 import { secretRefPattern } from './secret-ref.js';
@@ -19,8 +20,8 @@ export const asymmetricAlgorithms = [
 ] as const;
 export const hmacAlgorithms = ['HS256', 'HS384', 'HS512'] as const;
 
-/** Actions a policy can grant. Only `runtime.start` has a route today; the others are reserved. */
-export const actions = ['runtime.start', 'runtime.stop', 'runtime.status'] as const;
+/** Actions a policy can grant: one per SnapLogic runtime call (see src/snaplogic/runtime-api.ts). */
+export const actions = runtimeActions;
 export type Action = (typeof actions)[number];
 
 const duration = () =>
@@ -184,18 +185,72 @@ const gcraFields = {
 };
 
 export const onRedisErrorModes = ['local', 'closed', 'open'] as const;
+const onRedisError = () => z.enum(onRedisErrorModes);
 
-const rateLimitSchema = z.strictObject({
+const concurrencySchema = z.union([
+  positiveInt().transform((limit) => ({ limit, shadow: false, lease: undefined as number | undefined })),
+  z.strictObject({ limit: positiveInt(), shadow: z.boolean().default(false), lease: duration().optional() }),
+]);
+
+/** One action group's limits: an org rate (GCRA), optionally per caller, optionally a concurrency cap. */
+const limitGroupSchema = z.strictObject({
   ...gcraFields,
   perCaller: z.strictObject(gcraFields).optional(),
-  concurrency: z
-    .union([
-      positiveInt().transform((limit) => ({ limit, shadow: false, lease: undefined as number | undefined })),
-      z.strictObject({ limit: positiveInt(), shadow: z.boolean().default(false), lease: duration().optional() }),
-    ])
-    .optional(),
-  onRedisError: z.enum(onRedisErrorModes).default('local'),
+  concurrency: concurrencySchema.optional(),
 });
+export type LimitGroupConfig = z.output<typeof limitGroupSchema>;
+
+/**
+ * An org's limits per action group: writes (start, stop) and reads (status, list, stats), counted apart so that
+ * reads never eat the resume quota. The writes' limits are given at the top level (as before) or under `writes`;
+ * `reads` absent gives reads a bucket of their own with the writes' numbers.
+ */
+const rateLimitSchema = z
+  .strictObject({
+    limit: gcraFields.limit.optional(),
+    window: gcraFields.window.optional(),
+    burst: gcraFields.burst,
+    shadow: gcraFields.shadow,
+    perCaller: z.strictObject(gcraFields).optional(),
+    concurrency: concurrencySchema.optional(),
+    writes: limitGroupSchema.optional(),
+    reads: limitGroupSchema.optional(),
+    onRedisError: onRedisError().optional(),
+  })
+  .superRefine((r, ctx) => {
+    if (r.writes !== undefined) {
+      for (const k of ['limit', 'window', 'perCaller', 'concurrency'] as const) {
+        if (r[k] !== undefined) {
+          ctx.addIssue({
+            code: 'custom',
+            path: [k],
+            message: "give the writes' limits either at the top of rateLimit or under rateLimit.writes, not both",
+          });
+        }
+      }
+      return;
+    }
+    for (const k of ['limit', 'window'] as const) {
+      if (r[k] === undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [k],
+          message: "is required (the writes' limit: calls per window), or give the writes' limits under writes",
+        });
+      }
+    }
+  })
+  .transform((r) => {
+    const writes: LimitGroupConfig = r.writes ?? {
+      limit: r.limit ?? 1,
+      window: r.window ?? 1_000,
+      burst: r.burst,
+      shadow: r.shadow,
+      ...(r.perCaller !== undefined ? { perCaller: r.perCaller } : {}),
+      ...(r.concurrency !== undefined ? { concurrency: r.concurrency } : {}),
+    };
+    return { writes, reads: r.reads ?? writes, onRedisError: r.onRedisError };
+  });
 
 const orgSchema = z.strictObject({
   pod: httpUrl('SnapLogic control plane (pod)').refine(
@@ -209,6 +264,13 @@ const orgSchema = z.strictObject({
   password: secretRef(),
   timeouts: timeoutsSchema.optional(),
   rateLimit: rateLimitSchema.optional(),
+  /**
+   * What the rate limits, the run lock and Idempotency-Key records do while Redis is unavailable;
+   * `rateLimit.onRedisError`, when set, overrides it for the limits.
+   */
+  onRedisError: onRedisError().default('local'),
+  /** Refuse start and stop calls without an Idempotency-Key header (400 idempotency_key_missing). */
+  requireIdempotencyKey: z.boolean().default(false),
 });
 
 export const configSchema = z.strictObject({
@@ -291,6 +353,17 @@ export const configSchema = z.strictObject({
       message: 'needs exactly one of url (standalone), sentinel or cluster',
     })
     .optional(),
+  /** Idempotency-Key records (start and stop): shared through Redis when it is configured. */
+  idempotency: z
+    .strictObject({
+      /** How long an answer is kept for replays, counted from its outcome. */
+      retention: duration()
+        .default(24 * 60 * 60 * 1_000)
+        .refine((ms) => ms >= 1_000 && ms <= 7 * 24 * 60 * 60 * 1_000, { message: 'must be from 1s to 7 days' }),
+      /** Largest answer body kept for a replay; a larger one is replayed as its status and headers with a note. */
+      maxBodyBytes: z.number().int().nonnegative().max(1_048_576).default(65_536),
+    })
+    .prefault({}),
   rateLimiting: z
     .strictObject({
       /** Instances sharing the limits; the local fallback admits limit / expectedInstances. */
@@ -342,6 +415,11 @@ export const configSchema = z.strictObject({
       maxQueue: positiveInt().default(10_000),
       /** How long shutdown waits for the sinks to take what is queued. */
       closeTimeout: duration().default(5_000),
+      /**
+       * Which reads (status, list, stats) leave events: `all` (attempt and outcome, like writes), `denied` (only
+       * the decisions on refused reads) or `none`. Writes always record the write-ahead attempt.
+       */
+      reads: z.enum(['all', 'denied', 'none']).default('all'),
       /** Accept a config that audits nothing (no sinks, or none required). Start-up then logs a warning. */
       allowUnaudited: z.boolean().default(false),
       denials: z
@@ -500,5 +578,9 @@ export type PolicyRuleConfig = Config['policy'][number];
 export type OrgConfig = Config['orgs'][string];
 export type UpstreamConfig = Config['upstream'];
 export type RateLimitConfig = NonNullable<OrgConfig['rateLimit']>;
+/** What the rate limits of one org do while Redis is unavailable. */
+export function limitsRedisMode(org: OrgConfig): OnRedisError {
+  return org.rateLimit?.onRedisError ?? org.onRedisError;
+}
 export type RedisConfig = NonNullable<Config['redis']>;
 export type OnRedisError = (typeof onRedisErrorModes)[number];

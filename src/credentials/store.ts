@@ -3,6 +3,9 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { dirname } from 'node:path';
 import type { OrgConfig } from '../config/schema.js';
+
+/** What the store reads of an org's config: its secret references. */
+type OrgSecrets = Pick<OrgConfig, 'username' | 'password'>;
 import { parseSecretRef, resolveSecret, SecretResolutionError } from '../config/secret-ref.js';
 import type { Logger } from '../log.js';
 
@@ -32,7 +35,7 @@ export class CredentialError extends Error {
 type Env = Readonly<Record<string, string | undefined>>;
 
 async function resolveAll(
-  orgs: Readonly<Record<string, OrgConfig>>,
+  orgs: Readonly<Record<string, OrgSecrets>>,
   env: Env,
 ): Promise<{ values: Map<string, string>; problems: string[] }> {
   const values = new Map<string, string>();
@@ -99,7 +102,7 @@ function oneAtATime<T>(fn: () => Promise<T>): () => Promise<T> {
 }
 
 /** The directories of the file references: secret mounts replace files by rename or symlink swap. */
-function secretDirs(orgs: Readonly<Record<string, OrgConfig>>): Set<string> {
+function secretDirs(orgs: Readonly<Record<string, OrgSecrets>>): Set<string> {
   const dirs = new Set<string>();
   for (const cfg of Object.values(orgs)) {
     for (const text of [cfg.username, cfg.password]) {
@@ -139,7 +142,7 @@ function watchSecretDirs(dirs: Iterable<string>, onChange: () => void, log: Logg
  * resolved. With `watchFiles`, a change to any referenced file triggers a reload (debounced 100 ms).
  */
 export async function createCredentialStore(
-  orgs: Readonly<Record<string, OrgConfig>>,
+  orgs: Readonly<Record<string, OrgSecrets>>,
   deps: { env: Env; log: Logger; watchFiles?: boolean },
 ): Promise<CredentialStore> {
   const first = await resolveAll(orgs, deps.env);

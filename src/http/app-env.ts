@@ -1,6 +1,7 @@
 // The one Hono environment type for the whole app: per-request variables set by middleware.
 import type { Principal } from '../auth/principal.js';
 import type { CallFacts } from '../audit/event.js';
+import type { RuntimeCall } from '../snaplogic/runtime-api.js';
 import type { RequestTarget } from '../snaplogic/target.js';
 import type { CallSignal } from './incoming.js';
 
@@ -15,6 +16,10 @@ export type AppEnv = {
     route: Partial<RequestTarget> | undefined;
     /** Set by the route's validation step once the whole path is valid; every later step reads it. */
     target: RequestTarget | undefined;
+    /** The SnapLogic call the path matched, and its validated query (without `?`; empty for none). */
+    runtimeCall: { readonly call: RuntimeCall; readonly query: string } | undefined;
+    /** SnapLogic's answer as passed on to the caller (status, headers, body), for the Idempotency-Key record. */
+    answer: { status: number; headers: Record<string, string | string[] | undefined>; body: Uint8Array } | undefined;
     /** Set by authenticate once the token is verified; undefined before (and on a refused token). */
     principal: Principal | undefined;
     /** What the call has established so far (limits, attempt, SnapLogic's answer), for its audit events. */

@@ -12,6 +12,7 @@ import { callSignal, outgoingOf, requestHeader, type CallSignal } from './incomi
 import type { InFlightCalls } from './in-flight.js';
 import { requestIdOf } from './request-id.js';
 import { carryRequestHeaders } from './respond.js';
+import { isReadAction } from '../snaplogic/runtime-api.js';
 
 export const opsPaths: ReadonlySet<string> = new Set(['/livez', '/readyz']);
 
@@ -21,6 +22,8 @@ export interface RequestContextDeps {
   isDraining: () => boolean;
   metrics: Metrics;
   inFlight: InFlightCalls;
+  /** Which reads leave events: all (like writes), denied (refusals only) or none. */
+  auditReads: 'all' | 'denied' | 'none';
 }
 
 /**
@@ -99,6 +102,12 @@ function recorder(deps: RequestContextDeps): (c: Context<AppEnv>, started: numbe
       upstreamDuration(String(call.upstreamStatus ?? 0)).observe(call.upstreamLatencyMs / 1000);
     }
     const outcome = { decision, status: c.res.status, latencyMs, ...(code !== undefined ? { reason: code } : {}) };
+    if (deps.auditReads !== 'all' && call.attemptId === undefined) {
+      const action = (c.get('target') ?? c.get('route'))?.action;
+      if (action !== undefined && isReadAction(action) && (deps.auditReads === 'none' || decision === 'allowed')) {
+        return;
+      }
+    }
     if (call.attemptId !== undefined) {
       deps.audit.outcome(eventOf(c, 'outcome', outcome));
     } else {

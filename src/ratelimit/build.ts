@@ -1,41 +1,48 @@
 // Rate limiting from config: each org's compiled limits and the limiter that enforces them (Redis behind a breaker,
 // or this process alone).
-import type { Config } from '../config/schema.js';
+import { limitsRedisMode, type Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../ops/metrics.js';
 import type { RedisClient } from '../redis/client.js';
 import { longestCallMs, type UpstreamOrg } from '../upstream/orgs.js';
-import { compileOrgLimits, type OrgLimits, type RateLimiter } from './limits.js';
+import { compileOrgLimits, type LimitGroup, type OrgLimits, type RateLimiter } from './limits.js';
 import { createMemoryLimiter } from './memory-limiter.js';
 import { createRedisLimiter } from './redis-limiter.js';
 import { createResilientLimiter } from './resilient-limiter.js';
 import { createScaledLimiter } from './scaled-limiter.js';
 
+/** An org's limits, one set per action group. */
+export type OrgGroupLimits = Readonly<Record<LimitGroup, OrgLimits>>;
+
 /**
- * Each org's limits, compiled once. A concurrency lease outlives the org's longest call (its
+ * Each org's limits, compiled once, per action group. A concurrency lease outlives the org's longest call (its
  * effective timeouts, from `orgs`). Orgs without a rateLimit are not in the map.
  */
 export function compileLimits(
   config: Pick<Config, 'orgs'>,
   orgs: ReadonlyMap<string, UpstreamOrg>,
-): ReadonlyMap<string, OrgLimits> {
-  const limits = new Map<string, OrgLimits>();
+): ReadonlyMap<string, OrgGroupLimits> {
+  const limits = new Map<string, OrgGroupLimits>();
   for (const [org, cfg] of Object.entries(config.orgs)) {
     const upstream = orgs.get(org);
     if (cfg.rateLimit === undefined || upstream === undefined) continue;
-    limits.set(org, compileOrgLimits(org, cfg.rateLimit, longestCallMs(upstream.timeouts)));
+    const onRedisError = limitsRedisMode(cfg);
+    const maxCallMs = longestCallMs(upstream.timeouts);
+    limits.set(org, {
+      writes: compileOrgLimits(org, { ...cfg.rateLimit.writes, onRedisError }, maxCallMs, 'writes'),
+      reads: compileOrgLimits(org, { ...cfg.rateLimit.reads, onRedisError }, maxCallMs, 'reads'),
+    });
   }
   return limits;
 }
 
 /** Says at start-up what limits without Redis mean: per instance, and at least one per worker. */
-export function warnPerInstanceLimits(limits: ReadonlyMap<string, OrgLimits>, workers: number, log: Logger): void {
+export function warnPerInstanceLimits(limits: ReadonlyMap<string, OrgGroupLimits>, workers: number, log: Logger): void {
   if (limits.size === 0) return;
   log.warn('rate limits are enforced per instance: no redis is configured', { orgs: [...limits.keys()] });
   // Each worker enforces at least 1: a limit below the worker count cannot be split exactly.
-  const tooSmall = [...limits.values()]
-    .filter((l) => l.rate.limit < workers || (l.concurrency?.limit ?? workers) < workers)
-    .map((l) => l.org);
+  const below = (l: OrgLimits): boolean => l.rate.limit < workers || (l.concurrency?.limit ?? workers) < workers;
+  const tooSmall = [...limits.values()].filter((g) => below(g.writes) || below(g.reads)).map((g) => g.writes.org);
   if (workers > 1 && tooSmall.length > 0) {
     log.warn(
       'some limits are below server.workers: each worker admits at least 1, so the instance admits up to one per ' +

@@ -1,9 +1,9 @@
 // RateLimit-Policy and RateLimit fields (draft-ietf-httpapi-ratelimit-headers-11), formatted in one place. Pure.
 import type { LimitDecision, LimitPolicy, OrgLimits, PolicyOutcome } from './limits.js';
-import { partitionKey, policiesOf } from './limits.js';
+import { callerPartitionKey, policiesOf } from './limits.js';
 
 function pkFor(limits: OrgLimits, policy: LimitPolicy, caller: string): string {
-  return policy.name === 'caller-rate' ? partitionKey('org', limits.org, caller) : limits.partitionKey;
+  return policy.name === 'caller-rate' ? callerPartitionKey(limits, caller) : limits.partitionKey;
 }
 
 /** `RateLimit-Policy`: every policy that applies, with its quota. Shadow policies carry `sg-shadow`. */

@@ -1,7 +1,7 @@
 // Rate limits compiled from config once at start-up (an org's rate and concurrency limits), and the limiter
 // interface every limiter implements. Who may call at all is policy/; this is how often.
 import { createHash, hash } from 'node:crypto';
-import type { RateLimitConfig } from '../config/schema.js';
+import type { LimitGroupConfig, OnRedisError } from '../config/schema.js';
 
 export type PolicyName = 'org-rate' | 'caller-rate' | 'org-concurrency';
 
@@ -30,15 +30,19 @@ export interface ConcurrencyPolicy {
 
 export type LimitPolicy = RatePolicy | ConcurrencyPolicy;
 
-/** Everything that applies to one org, in a fixed order: org rate, caller rate, concurrency. */
+/** Writes (start, stop) and reads (status, list, stats) are counted apart: reads never eat the resume quota. */
+export type LimitGroup = 'writes' | 'reads';
+
+/** Everything that applies to one org's group of calls, in a fixed order: org rate, caller rate, concurrency. */
 export interface OrgLimits {
   readonly org: string;
+  readonly group: LimitGroup;
   /** The org's partition key in the RateLimit fields (see partitionKey), computed once. */
   readonly partitionKey: string;
   readonly rate: RatePolicy;
   readonly perCaller?: RatePolicy;
   readonly concurrency?: ConcurrencyPolicy;
-  readonly onRedisError: RateLimitConfig['onRedisError'];
+  readonly onRedisError: OnRedisError;
 }
 
 export interface PolicyOutcome {
@@ -102,10 +106,16 @@ export function ratePolicy(
  * Compiles an org's config. A concurrency lease lives as long as the longest upstream call can
  * (`maxCallMs`) plus a margin, unless configured; a crashed instance's leases expire by then.
  */
-export function compileOrgLimits(org: string, cfg: RateLimitConfig, maxCallMs: number): OrgLimits {
+export function compileOrgLimits(
+  org: string,
+  cfg: LimitGroupConfig & { readonly onRedisError: OnRedisError },
+  maxCallMs: number,
+  group: LimitGroup = 'writes',
+): OrgLimits {
   return {
     org,
-    partitionKey: partitionKey('org', org),
+    group,
+    partitionKey: group === 'writes' ? partitionKey('org', org) : partitionKey('org', org, group),
     rate: ratePolicy('org-rate', cfg),
     ...(cfg.perCaller !== undefined ? { perCaller: ratePolicy('caller-rate', cfg.perCaller) } : {}),
     ...(cfg.concurrency !== undefined
@@ -121,6 +131,13 @@ export function compileOrgLimits(org: string, cfg: RateLimitConfig, maxCallMs: n
       : {}),
     onRedisError: cfg.onRedisError,
   };
+}
+
+/** The partition key of a caller's own policy in a group (see partitionKey). */
+export function callerPartitionKey(limits: Pick<OrgLimits, 'org' | 'group'>, caller: string): string {
+  return limits.group === 'writes'
+    ? partitionKey('org', limits.org, caller)
+    : partitionKey('org', limits.org, limits.group, caller);
 }
 
 /** The policies of an org in evaluation order. */
@@ -164,14 +181,16 @@ export class CallerKeys {
  * Redis keys for an org's policies. The `{org:…}` hash tag puts them all in one Cluster slot, so
  * one script can touch every one of them. Org names cannot contain braces (see snaplogic/names.ts).
  */
-export function keyFor(org: string, policy: LimitPolicy, caller: string): string {
+export function keyFor(org: string, policy: LimitPolicy, caller: string, group: LimitGroup = 'writes'): string {
+  // The writes' keys keep the names they had before reads were counted apart, so an upgrade keeps its buckets.
+  const base = group === 'writes' ? `rl:{org:${org}}` : `rl:{org:${org}}:${group}`;
   switch (policy.name) {
     case 'org-rate':
-      return `rl:{org:${org}}:rate`;
+      return `${base}:rate`;
     case 'caller-rate':
-      return `rl:{org:${org}}:caller:${caller}`;
+      return `${base}:caller:${caller}`;
     case 'org-concurrency':
-      return `rl:{org:${org}}:conc`;
+      return `${base}:conc`;
   }
 }
 

@@ -105,7 +105,7 @@ function leaseStep(entries: Entries, policy: ConcurrencyPolicy, key: string, now
 /** Evaluates every policy, then (all-or-nothing) takes what an admitted call takes. */
 function decide(entries: Entries, { limits, caller, leaseId }: LimitRequest, now: number): LimitDecision {
   const steps = policiesOf(limits).map((policy) => {
-    const key = keyFor(limits.org, policy, caller);
+    const key = keyFor(limits.org, policy, caller, limits.group);
     return policy.kind === 'rate' ? rateStep(entries, policy, key, now) : leaseStep(entries, policy, key, now, leaseId);
   });
   const allowed = steps.every(({ outcome }) => outcome.allowed || outcome.policy.shadow);

@@ -8,8 +8,14 @@ import type { AppEnv } from '../http/app-env.js';
 import { seriesOf, type Metrics } from '../ops/metrics.js';
 import { formatPolicyField, formatRateLimitField, retryAfterSeconds } from './headers.js';
 import { addResponseHeaders } from '../http/respond.js';
-import type { CallerKeys, LimitDecision, OrgLimits, RateLimiter } from './limits.js';
+import type { CallerKeys, LimitDecision, LimitGroup, OrgLimits, RateLimiter } from './limits.js';
+import { isReadAction } from '../snaplogic/runtime-api.js';
 import { LimiterUnavailableError } from './resilient-limiter.js';
+
+/** The policy label of the metrics: the writes' names as they were, the reads' prefixed with `reads:`. */
+function policyLabel(limits: OrgLimits, name: string): string {
+  return limits.group === 'writes' ? name : `${limits.group}:${name}`;
+}
 
 function describeRate(limits: OrgLimits, name: string): string {
   const p = name === 'caller-rate' ? limits.perCaller : name === 'org-rate' ? limits.rate : undefined;
@@ -46,7 +52,7 @@ function quotaExceeded(limits: OrgLimits, decision: LimitDecision, headers: Reco
   const retryAfter = retryAfterSeconds(decision);
   return new GatewayError(
     'quota_exceeded',
-    `This call would exceed ${limits.org}'s limit: ` +
+    `This call would exceed ${limits.org}'s limit${limits.group === 'reads' ? ' for reads' : ''}: ` +
       `${violated.map((v) => `${v} (${describeRate(limits, v)})`).join(', ')}. Nothing was forwarded. Retry ` +
       `after ${retryAfter} s; the RateLimit header shows what is left.`,
     { headers: { ...headers, 'retry-after': String(retryAfter) }, extensions: { 'violated-policies': violated } },
@@ -70,7 +76,8 @@ function limitsUnavailable(err: LimiterUnavailableError): GatewayError {
  */
 export function rateLimit(deps: {
   limiter: RateLimiter;
-  limitsFor: (org: string) => OrgLimits | undefined;
+  /** An org's limits for one group of calls (writes: start, stop; reads: status, list, stats). */
+  limitsFor: (org: string, group: LimitGroup) => OrgLimits | undefined;
   metrics: Metrics;
   callerKeys: CallerKeys;
 }): MiddlewareHandler<AppEnv> {
@@ -82,7 +89,8 @@ export function rateLimit(deps: {
 
   return async function rateLimitMiddleware(c, next) {
     const target = c.get('target');
-    const limits = target !== undefined ? deps.limitsFor(target.org) : undefined;
+    const limits =
+      target !== undefined ? deps.limitsFor(target.org, isReadAction(target.action) ? 'reads' : 'writes') : undefined;
     if (limits === undefined) return next();
     const principal = c.get('principal');
     if (principal === undefined) throw new Error('rate limits are checked after authentication');
@@ -99,7 +107,7 @@ export function rateLimit(deps: {
     }
     for (const o of decision.outcomes) {
       const outcome = o.allowed ? 'allowed' : o.policy.shadow ? 'would_limit' : 'limited';
-      decisions(limits.org, o.policy.name, outcome).inc();
+      decisions(limits.org, policyLabel(limits, o.policy.name), outcome).inc();
     }
     call.rateLimit = rateLimitOutcome(decision);
     const headers = limitHeaders(limits, decision, caller);

@@ -256,7 +256,7 @@ export function createRedisLimiter(client: RedisClient, deadlineMs = 1_000): Rat
   return {
     async check({ limits, caller, leaseId }: LimitRequest): Promise<LimitDecision> {
       const policies = policiesOf(limits);
-      const keys = policies.map((p) => keyFor(limits.org, p, caller));
+      const keys = policies.map((p) => keyFor(limits.org, p, caller, limits.group));
       const args: (string | number)[] = [leaseId, policies.length];
       for (const p of policies) {
         if (p.kind === 'rate') args.push('r', p.shadow ? '1' : '0', p.intervalUs, p.toleranceUs);

@@ -446,3 +446,17 @@ export function validateQuery(c: RuntimeCall, searchParams: URLSearchParams, org
     .join('&');
   return { ok: true, query };
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Kinds of action
+
+const readActions: ReadonlySet<RuntimeAction> = new Set(
+  Object.values(runtimeCalls)
+    .filter((c) => c.kind === 'read')
+    .map((c) => c.action),
+);
+
+/** True for the actions that only read (status, list, stats): their own limits, their own audit mode. */
+export function isReadAction(action: RuntimeAction): boolean {
+  return readActions.has(action);
+}

@@ -11,8 +11,8 @@ import { factsOf, signalOf } from '../http/call.js';
 import { CallAbortedError, requestHeaderEntries, unlessAborted } from '../http/incoming.js';
 import { respond } from '../http/respond.js';
 import type { Logger } from '../log.js';
-import type { RequestTarget } from '../snaplogic/target.js';
-import { abandoned, type Forwarder, type UpstreamResponse } from './forwarder.js';
+import { isReadAction, upstreamPath } from '../snaplogic/runtime-api.js';
+import { abandoned, mayHaveBeenSent, type Forwarder, type UpstreamResponse } from './forwarder.js';
 import { callerResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import type { UpstreamOrg } from './orgs.js';
 
@@ -24,51 +24,61 @@ export interface ForwardDeps {
   log: Logger;
   /** Names this gateway instance in audit events. */
   instance: string;
-}
-
-/** How a route's target becomes SnapLogic's path and method. */
-export interface UpstreamCall {
-  readonly method: 'GET' | 'POST';
-  path(target: RequestTarget): string;
+  /** Which reads write ahead an attempt (`all`) or leave at most a decision (`denied`, `none`). */
+  auditReads: 'all' | 'denied' | 'none';
 }
 
 const nullBodyStatuses = new Set([204, 205, 304]);
 
 /** The forwarding handler of a route whose target was validated, authorized and counted by earlier steps. */
-export function forwardCall(deps: ForwardDeps, upstream: UpstreamCall): Handler<AppEnv> {
+export function forwardCall(deps: ForwardDeps): Handler<AppEnv> {
   return async function forwardToSnapLogic(c) {
     const target = c.get('target');
+    const matched = c.get('runtimeCall');
     const org = target !== undefined ? deps.orgs.get(target.org) : undefined;
     const credential = target !== undefined ? deps.credentials.get(target.org) : undefined;
-    if (target === undefined || org === undefined || credential === undefined) {
-      throw new Error(`org ${target?.org ?? '?'} passed authorization without pod or credential`);
+    if (target === undefined || matched === undefined || org === undefined || credential === undefined) {
+      throw new Error(`org ${target?.org ?? '?'} passed authorization without call, pod or credential`);
     }
     const signal = signalOf(c);
     // Gone while the limits were checked: no attempt, nothing forwarded (the quota is refunded).
     if (signal.aborted) throw abandoned(signal, false);
-    await writeAttempt(c, deps);
-    // Gone while the attempt was being acknowledged: the outcome says so; nothing forwarded.
-    if (signal.aborted) throw abandoned(signal, false);
+    if (deps.auditReads === 'all' || !isReadAction(target.action)) {
+      await writeAttempt(c, deps);
+      // Gone while the attempt was being acknowledged: the outcome says so; nothing forwarded.
+      if (signal.aborted) throw abandoned(signal, false);
+    }
 
+    const { call, query } = matched;
     const started = performance.now();
-    const res = await deps.forwarder.forward({
-      origin: org.origin,
-      path: upstream.path(target),
-      method: upstream.method,
-      headers: upstreamRequestHeaders(requestHeaderEntries(c), {
-        authorization: credential.authorization,
-        requestId: c.get('requestId'),
-      }),
-      body: c.get('body'),
-      timeouts: org.timeouts,
-      // A caller that hangs up aborts the call, which frees its concurrency lease at once.
-      signal,
-      onDispatch: () => c.set('forwarded', true),
-    });
+    let res: UpstreamResponse;
+    try {
+      res = await deps.forwarder.forward({
+        origin: org.origin,
+        path: query === '' ? upstreamPath(call, target) : `${upstreamPath(call, target)}?${query}`,
+        method: call.method,
+        headers: upstreamRequestHeaders(requestHeaderEntries(c), {
+          authorization: credential.authorization,
+          requestId: c.get('requestId'),
+        }),
+        // SnapLogic's runtime calls take no body; a GET never carries one.
+        body: call.method === 'POST' ? c.get('body') : undefined,
+        timeouts: org.timeouts,
+        // A caller that hangs up aborts the call, which frees its concurrency lease at once.
+        signal,
+        onDispatch: () => c.set('forwarded', true),
+      });
+    } catch (err) {
+      // The connection was never made: nothing reached SnapLogic (the quota is refunded, a key freed).
+      if (!mayHaveBeenSent(err)) c.set('forwarded', false);
+      throw err;
+    }
     noteAnswer(c, res, performance.now() - started);
     if (res.status === 401 || res.status === 403) throw credentialsRejected(c, deps.log, credential, res.status);
     const body = nullBodyStatuses.has(res.status) ? null : res.body;
-    return respond(c, body, { status: res.status, headers: callerResponseHeaders(res.headers) });
+    const headers = callerResponseHeaders(res.headers);
+    c.set('answer', { status: res.status, headers, body: body ?? new Uint8Array(0) });
+    return respond(c, body, { status: res.status, headers });
   };
 }
 
@@ -116,8 +126,8 @@ function credentialsRejected(c: Context<AppEnv>, log: Logger, credential: OrgCre
   });
   return new GatewayError(
     'upstream_credentials_rejected',
-    'Your token was accepted, but SnapLogic rejected the credentials snapgate holds for this org. Nothing was ' +
-      "resumed. The platform team must rotate the org's SnapLogic secret; quote the X-Request-Id.",
+    'Your token was accepted, but SnapLogic rejected the credentials snapgate holds for this org, so it did ' +
+      "nothing. The platform team must rotate the org's SnapLogic secret; quote the X-Request-Id.",
     { extensions: { upstreamStatus: status } },
   );
 }

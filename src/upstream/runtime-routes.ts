@@ -1,19 +1,19 @@
-// The SnapLogic runtime routes snapgate serves: each validates its path into a target, then authenticate →
-// authorize → read the body → rate limits → forward (forward-call.ts).
+// The SnapLogic runtime routes snapgate serves, from the call table (src/snaplogic/runtime-api.ts): each request's
+// path and query are validated into a target, then authenticate → authorize → read the body → (writes) the run guard
+// → rate limits → forward (forward-call.ts).
 import { Hono, type MiddlewareHandler } from 'hono';
-import type { Action } from '../config/schema.js';
 import { GatewayError } from '../errors.js';
 import type { AppEnv } from '../http/app-env.js';
+import { rawTarget } from '../http/raw-path-guard.js';
 import { requestBody } from '../http/request-body.js';
-import { INVALID_ORG_DETAIL, INVALID_RUUID_DETAIL, isValidOrg, isValidRuuid } from '../snaplogic/names.js';
-import type { RequestTarget } from '../snaplogic/target.js';
+import { errorCodeForPath, matchRuntimePath, RUNTIME_PREFIX, validateQuery } from '../snaplogic/runtime-api.js';
 import { forwardCall, type ForwardDeps } from './forward-call.js';
-
-export const RUNTIME_START_PREFIX = '/api/1/rest/public/runtime/start';
 
 export interface RuntimeRouteDeps extends ForwardDeps {
   authenticate: MiddlewareHandler<AppEnv>;
   authorize: MiddlewareHandler<AppEnv>;
+  /** Writes only: one resume or stop of a run at a time, and Idempotency-Key records (src/runs/run-guard.ts). */
+  runGuard: MiddlewareHandler<AppEnv>;
   rateLimit: MiddlewareHandler<AppEnv>;
   maxBodyBytes: number;
   /** ms allowed for receiving a request body. */
@@ -21,58 +21,58 @@ export interface RuntimeRouteDeps extends ForwardDeps {
 }
 
 /**
- * The route's validation step, before anything else: checks the org and ruuid segments and, once
- * both are valid, sets the request's `target`. A path that does not validate is refused; its audit
- * event names the route's action (and the org, when only the ruuid is wrong).
+ * The routes' validation step, before anything else: matches the raw path (as the caller sent it) and the method to
+ * a runtime call, checks its org, run and query, and sets `target` and `runtimeCall`. A request that does not
+ * validate is refused (404, 405 with Allow, or 400 naming the bad segment or query parameter) and never forwarded;
+ * its audit event names the call's action (and the org, once it is valid).
  */
-export function runTarget(action: Action): MiddlewareHandler<AppEnv> {
-  return async function runTargetMiddleware(c, next) {
-    const org = c.req.param('org') ?? '';
-    const ruuid = c.req.param('ruuid') ?? '';
-    c.set('route', { action });
-    if (!isValidOrg(org)) throw new GatewayError('invalid_path', INVALID_ORG_DETAIL);
-    c.set('route', { action, org });
-    if (!isValidRuuid(ruuid)) throw new GatewayError('invalid_path', INVALID_RUUID_DETAIL);
-    c.set('target', { action, org, ruuid });
+export function runtimeTarget(): MiddlewareHandler<AppEnv> {
+  return async function runtimeTargetMiddleware(c, next) {
+    const raw = rawTarget(c.env, c.req.url);
+    const q = raw.indexOf('?');
+    const path = q === -1 ? raw : raw.slice(0, q);
+    const match = matchRuntimePath(c.req.method, path);
+    if (!match.ok) {
+      if (match.reason === 'invalid_org') c.set('route', { action: match.call.action });
+      if (match.reason === 'invalid_ruuid') c.set('route', { action: match.call.action, org: match.org });
+      throw new GatewayError(
+        errorCodeForPath(match.reason),
+        match.detail,
+        match.reason === 'method_not_allowed' ? { headers: { allow: match.allow.join(', ') } } : undefined,
+      );
+    }
+    const { call, org, ruuid } = match;
+    const target = ruuid === undefined ? { action: call.action, org } : { action: call.action, org, ruuid };
+    c.set('route', target);
+    const query = validateQuery(call, new URLSearchParams(q === -1 ? '' : raw.slice(q + 1)), org);
+    if (!query.ok) {
+      throw new GatewayError('invalid_query', `Query parameter ${query.problem.parameter}: ${query.problem.detail}`, {
+        extensions: { parameter: query.problem.parameter },
+      });
+    }
+    c.set('target', target);
+    c.set('runtimeCall', { call, query: query.query });
     await next();
   };
 }
 
-/** SnapLogic's resume path for a target: the segments as validated, encoded again. */
-function startPath(t: RequestTarget): string {
-  if (t.ruuid === undefined) throw new Error('runtime.start targets a run');
-  return `${RUNTIME_START_PREFIX}/${encodeURIComponent(t.org)}/${encodeURIComponent(t.ruuid)}`;
-}
-
-/** The runtime start route and the 400/405 answers around it. */
-export function runtimeStartRoutes(deps: RuntimeRouteDeps): Hono<AppEnv> {
+/** Every runtime call, and the 400/404/405 answers around them. */
+export function runtimeRoutes(deps: RuntimeRouteDeps): Hono<AppEnv> {
   const routes = new Hono<AppEnv>();
-  routes.post(
-    `${RUNTIME_START_PREFIX}/:org/:ruuid`,
-    runTarget('runtime.start'),
+  const chain = [
+    runtimeTarget(),
     deps.authenticate,
     deps.authorize,
     requestBody({
       maxBytes: deps.maxBodyBytes,
       timeoutMs: deps.bodyTimeoutMs,
-      note: " SnapLogic's resume call takes no body.",
+      note: ' SnapLogic runtime calls take no body.',
     }),
+    deps.runGuard,
     deps.rateLimit,
-    forwardCall(deps, { method: 'POST', path: startPath }),
-  );
-
-  const otherwise = (c: { req: { method: string } }): never => {
-    if (c.req.method !== 'POST') {
-      throw new GatewayError('method_not_allowed', `${RUNTIME_START_PREFIX}/{org}/{ruuid} accepts POST only.`, {
-        headers: { allow: 'POST' },
-      });
-    }
-    throw new GatewayError(
-      'invalid_path',
-      `The path must be ${RUNTIME_START_PREFIX}/{org}/{ruuid}, with exactly those two segments.`,
-    );
-  };
-  routes.all(`${RUNTIME_START_PREFIX}/*`, otherwise);
-  routes.all(RUNTIME_START_PREFIX, otherwise);
+  ] as const;
+  const forward = forwardCall(deps);
+  routes.all(RUNTIME_PREFIX, ...chain, forward);
+  routes.all(`${RUNTIME_PREFIX}/*`, ...chain, forward);
   return routes;
 }

@@ -303,10 +303,12 @@ describe('path validation (400) and routing (404/405)', () => {
     expect(notFound.headers['content-type']).toBe('application/problem+json');
     expect(notFound.json.code).toBe('not_found');
 
+    // Served now, but not granted to this caller (its rule grants runtime.start only): deny by default.
     const stop = await send(gw.url, 'POST', `/api/1/rest/public/runtime/stop/Acme-Prod/${ruuid}`, {
       headers: { authorization: `Bearer ${await token()}` },
     });
-    expect(stop.status).toBe(404);
+    expect(stop.status).toBe(403);
+    expect(stop.json.code).toBe('forbidden');
 
     const get = await send(gw.url, 'GET', `/api/1/rest/public/runtime/start/Acme-Prod/${ruuid}`);
     expect(get.status).toBe(405);

@@ -27,6 +27,7 @@ import { compileLimits } from '../../src/ratelimit/build.js';
 import type { LimitDecision, LimitRequest, RateLimiter } from '../../src/ratelimit/limits.js';
 import { createMemoryLimiter } from '../../src/ratelimit/memory-limiter.js';
 import { LimiterUnavailableError } from '../../src/ratelimit/resilient-limiter.js';
+import { createRunCoordination, runGuardOrgs } from '../../src/runs/build.js';
 import {
   createForwarder,
   type Forwarder,
@@ -272,6 +273,10 @@ export interface InProcessOverrides {
   forwarder?: Forwarder;
   /** The pod of every org (default: the stand-in). */
   pod?: string;
+  /** Replaces the policy (default: testPolicy()). */
+  policy?: Record<string, unknown>[];
+  /** Merged into the audit section (e.g. `{ reads: 'denied' }`). */
+  audit?: Record<string, unknown>;
 }
 
 /** One answer of the app, read whole. */
@@ -331,6 +336,8 @@ export async function inProcessApp(
   for (const [org, fields] of Object.entries(overrides.orgs ?? {})) doc.orgs[org] = { ...doc.orgs[org], ...fields };
   doc.server = { ...doc.server, ...overrides.server };
   doc.upstream = { ...doc.upstream, ...overrides.upstream };
+  if (overrides.policy !== undefined) doc.policy = overrides.policy;
+  if (overrides.audit !== undefined) doc.audit = { ...doc.audit, ...overrides.audit };
   const config = parseConfig(doc, 'in-process test', testSecrets);
 
   const logs: Record<string, unknown>[] = [];
@@ -375,6 +382,8 @@ export async function inProcessApp(
         : (overrides.limiter ?? createMemoryLimiter({ maxKeys: config.rateLimiting.localMaxKeys })),
     limits: compileLimits(config, orgs),
     metrics,
+    runs: { ...createRunCoordination(config, undefined), orgs: runGuardOrgs(config, orgs) },
+    auditReads: config.audit.reads,
   };
   const app = createApp(deps);
 

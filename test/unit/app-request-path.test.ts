@@ -252,8 +252,9 @@ describe('paths refused before authentication (400, 404, 405)', () => {
   it.each([
     ['GET', '/nope'],
     ['POST', '/'],
-    ['POST', `/api/1/rest/public/runtime/stop/Acme-Prod/${ruuid}`],
-    ['GET', '/api/1/rest/public/runtime/Acme-Prod'],
+    ['POST', `/api/1/rest/public/runtimestop/Acme-Prod/${ruuid}`],
+    ['GET', '/api/1/rest/public/Acme-Prod'],
+    ['GET', '/api/1/rest/public/activities/Acme-Prod'],
   ])('%s %s → 404 not_found, the path not echoed', async (method, path) => {
     const gw = await world.app();
     const before = world.standIn.received.length;

@@ -148,16 +148,43 @@ describe('rate-limit config', () => {
       }),
       'test',
     );
-    expect(cfg.orgs['Acme-Prod']!.rateLimit).toMatchObject({
+    const writes = {
       limit: 60,
       window: 60_000,
       burst: 10,
       shadow: false,
       perCaller: { limit: 10, window: 60_000, burst: 0, shadow: false },
       concurrency: { limit: 5, shadow: false },
-      onRedisError: 'closed',
-    });
+    };
+    // The top-level numbers are the writes'; reads without their own get the same numbers, counted apart.
+    expect(cfg.orgs['Acme-Prod']!.rateLimit).toMatchObject({ writes, reads: writes, onRedisError: 'closed' });
     expect(cfg.rateLimiting).toEqual({ expectedInstances: 1, breakerOpenFor: 1_000, localMaxKeys: 10_000 });
+  });
+
+  it('takes the limits per action group: writes and reads apart, or writes at the top level', () => {
+    const cfg = parseConfig(
+      withLimit({ writes: { limit: 5, window: '1m' }, reads: { limit: 100, window: '1m', concurrency: 3 } }),
+      'test',
+    );
+    const limit = cfg.orgs['Acme-Prod']!.rateLimit!;
+    expect(limit.writes).toMatchObject({ limit: 5, window: 60_000, burst: 0 });
+    expect(limit.reads).toMatchObject({ limit: 100, window: 60_000, concurrency: { limit: 3 } });
+    expect(limit.onRedisError).toBeUndefined();
+    const mixed = problemsOf(withLimit({ limit: 5, window: '1m', writes: { limit: 5, window: '1m' } }));
+    expect(
+      mixed.some((p) => p.startsWith('orgs.Acme-Prod.rateLimit.limit')),
+      mixed.join('\n'),
+    ).toBe(true);
+    const none = problemsOf(withLimit({ reads: { limit: 5, window: '1m' } }));
+    expect(
+      none.some((p) => p.startsWith('orgs.Acme-Prod.rateLimit.limit')),
+      none.join('\n'),
+    ).toBe(true);
+    const badReads = problemsOf(withLimit({ limit: 5, window: '1m', reads: { limit: 0, window: '1m' } }));
+    expect(
+      badReads.some((p) => p.startsWith('orgs.Acme-Prod.rateLimit.reads.limit')),
+      badReads.join('\n'),
+    ).toBe(true);
   });
 
   it('names each bad rate-limit field', () => {

@@ -37,7 +37,7 @@ async function setup(options: { watchFiles?: boolean } = {}): Promise<Setup> {
   const passwordFile = join(dir, 'acme-password');
   writeFileSync(userFile, `${USER}\n`);
   writeFileSync(passwordFile, `${OLD}\n`);
-  const orgs: Record<string, OrgConfig> = {
+  const orgs: Record<string, Pick<OrgConfig, 'pod' | 'username' | 'password'>> = {
     'Acme-Prod': {
       pod: 'https://elastic.snaplogic.com',
       username: `file:${userFile}`,
@@ -151,7 +151,7 @@ describe('credential reload', () => {
 describe('start-up', () => {
   it('refuses to start with every unresolvable reference listed, and no value in the message', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'snapgate-credentials-'));
-    const orgs: Record<string, OrgConfig> = {
+    const orgs: Record<string, Pick<OrgConfig, 'pod' | 'username' | 'password'>> = {
       'Acme-Prod': {
         pod: 'https://elastic.snaplogic.com',
         username: 'env:ACME_USER',

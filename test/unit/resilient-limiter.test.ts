@@ -1,7 +1,7 @@
 // The rate limiter's circuit breaker with an injected clock: what opens it, how long it stays open, the single probe
 // that closes it, and what each onRedisError mode decides meanwhile. The primary is a fake of our own RateLimiter.
 import { describe, expect, it } from 'vitest';
-import type { RateLimitConfig } from '../../src/config/schema.js';
+import type { OnRedisError } from '../../src/config/schema.js';
 import { createLogger } from '../../src/log.js';
 import { createMetrics, type Metrics } from '../../src/ops/metrics.js';
 import { RedisDeadlineError } from '../../src/redis/client.js';
@@ -72,7 +72,7 @@ function setup(options: { expectedInstances?: number } = {}): Setup {
   return { limiter, primary, clock, metrics, logs };
 }
 
-function limits(onRedisError: RateLimitConfig['onRedisError'], limit = 4): OrgLimits {
+function limits(onRedisError: OnRedisError, limit = 4): OrgLimits {
   return compileOrgLimits('Acme-Prod', { limit, window: 60_000, burst: 0, shadow: false, onRedisError }, 10_000);
 }
 

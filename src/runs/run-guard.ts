@@ -1,0 +1,252 @@
+// The run guard of writes (start, stop), after authorization and before the rate limits: the Idempotency-Key record
+// (replay, in flight, mismatch, a retry after an unknown outcome) and the run lock (one resume or stop of a run at a
+// time across instances). Reads pass straight through.
+import type { Context, MiddlewareHandler } from 'hono';
+import type { OnRedisError } from '../config/schema.js';
+import { GatewayError } from '../errors.js';
+import type { AppEnv } from '../http/app-env.js';
+import { signalOf } from '../http/call.js';
+import { requestHeader } from '../http/incoming.js';
+import { addResponseHeaders, respond } from '../http/respond.js';
+import { RedisUnavailableError } from '../redis/unavailable.js';
+import { isReadAction, type RunState } from '../snaplogic/runtime-api.js';
+import type { RequestTarget } from '../snaplogic/target.js';
+import type { RunStateReader } from '../upstream/run-state.js';
+import type { IdempotencyToken, ModalIdempotencyStore, StoredAnswer } from './idempotency.js';
+import {
+  idempotencyKeyProblems,
+  idempotencyScope,
+  parseIdempotencyKey,
+  requestFingerprint,
+} from './idempotency-key.js';
+import type { LockDecider, ModalRunLock } from './run-lock.js';
+
+/** What the guard needs of each org. */
+export interface RunGuardOrg {
+  /** What the lock and the key records do while Redis is unavailable. */
+  readonly onRedisError: OnRedisError;
+  /** Refuse writes without an Idempotency-Key (400). */
+  readonly requireIdempotencyKey: boolean;
+  /** The longest one call to SnapLogic can take (its timeouts): the lock's lease is bounded by it. */
+  readonly longestCallMs: number;
+}
+
+export interface RunGuardDeps {
+  lock: ModalRunLock;
+  idempotency: ModalIdempotencyStore;
+  readState: RunStateReader;
+  orgs: ReadonlyMap<string, RunGuardOrg>;
+  /** True when the lock and the records are shared through Redis; the degraded headers say when they were not. */
+  shared: boolean;
+}
+
+/** Marks a response that is a stored answer, not a new call to SnapLogic (as Stripe's API does). */
+export const REPLAYED_HEADER = 'idempotent-replayed';
+/** Set to `local` when this instance's in-process lock decided, because Redis was unavailable. */
+export const RUN_LOCK_DEGRADED_HEADER = 'x-snapgate-run-lock-degraded';
+/** Set to `local` when the Idempotency-Key record lives in this instance only, because Redis was unavailable. */
+export const IDEMPOTENCY_DEGRADED_HEADER = 'x-snapgate-idempotency-degraded';
+/** On a replay whose body was over the stored cap: its size; the body itself is not replayed. */
+export const REPLAY_BODY_OMITTED_HEADER = 'x-snapgate-replay-body-omitted';
+
+/** Slack on a lease beyond the longest call, for the steps around it (audit attempt, limits). */
+const LEASE_MARGIN_MS = 1_000;
+
+/** After an unknown outcome, whether the run's state lets this write go ahead. */
+function mayProceed(action: RequestTarget['action'], state: RunState): boolean {
+  if (action === 'runtime.start') return state === 'Suspended';
+  return !['Stopping', 'Stopped', 'Completed', 'Failed'].includes(state);
+}
+
+const retryAfter = (ms: number): Record<string, string> => ({
+  'retry-after': String(Math.max(1, Math.ceil(ms / 1000))),
+});
+
+function unavailable(err: RedisUnavailableError): GatewayError {
+  return new GatewayError(
+    'coordination_unavailable',
+    'snapgate cannot make sure this run is resumed or stopped only once right now (Redis is unavailable and this ' +
+      'org is configured to refuse writes until it is back). Nothing was forwarded; retry after the Retry-After delay.',
+    { cause: err, headers: retryAfter(err.retryAfterMs) },
+  );
+}
+
+/** The 400 for a missing or malformed key, saying what to send. */
+function keyProblem(problem: keyof typeof idempotencyKeyProblems): GatewayError {
+  const example = 'e.g. Idempotency-Key: "8e03978e-40d5-43e8-bc93-6894a57f9324" (a quoted string, new per operation)';
+  return problem === 'missing'
+    ? new GatewayError(
+        'idempotency_key_missing',
+        `This org requires an Idempotency-Key on resume and stop calls; send one, ${example}. Nothing was forwarded.`,
+      )
+    : new GatewayError(
+        'idempotency_key_invalid',
+        `${idempotencyKeyProblems[problem]}; send one, ${example}. Nothing was forwarded.`,
+      );
+}
+
+/** The stored answer, as a response: status, stored headers and body, marked as a replay. */
+function replay(c: Context<AppEnv>, answer: StoredAnswer): Response {
+  const headers: Record<string, string> = { ...answer.headers, [REPLAYED_HEADER]: 'true' };
+  if (!answer.body.stored) headers[REPLAY_BODY_OMITTED_HEADER] = String(answer.body.size);
+  const body = answer.body.stored && answer.body.bytes.byteLength > 0 ? answer.body.bytes : null;
+  return respond(c, [204, 205, 304].includes(answer.status) ? null : body, { status: answer.status, headers });
+}
+
+/**
+ * How a key record ends once the call is over: `complete` with SnapLogic's answer (one it acted on or refused),
+ * `unknown` when it may have acted without our knowing (no answer after sending, or a 5xx/408), `abandon` when it
+ * cannot have acted (never sent, or it refused the credentials or the rate: 401, 403, 429).
+ */
+async function settleKey(c: Context<AppEnv>, deps: RunGuardDeps, token: IdempotencyToken): Promise<void> {
+  const answer = c.get('answer');
+  if (c.get('forwarded') !== true) {
+    await deps.idempotency.abandon(token);
+  } else if (answer === undefined || answer.status >= 500 || answer.status === 408) {
+    const status = c.get('call').upstreamStatus;
+    if (status === 401 || status === 403 || status === 429) await deps.idempotency.abandon(token);
+    else await deps.idempotency.unknown(token);
+  } else if (answer.status === 429) {
+    await deps.idempotency.abandon(token);
+  } else {
+    await deps.idempotency.complete(token, {
+      status: answer.status,
+      headers: Object.entries(answer.headers).filter((e): e is [string, string] => typeof e[1] === 'string'),
+      body: answer.body,
+    });
+  }
+}
+
+function degradedHeaders(c: Context<AppEnv>, deps: RunGuardDeps, name: string, by: LockDecider): void {
+  if (deps.shared && by === 'local') addResponseHeaders(c, { [name]: 'local' });
+}
+
+/**
+ * For writes: parses the Idempotency-Key (400 when malformed, or missing where the org requires one), takes its
+ * record (a replay answers at once; 409 while it is in flight, 422 when it was used for another action or run),
+ * takes the run lock (409 run_busy with Retry-After), and after an unknown outcome reads the run's state first
+ * (409 run_state_conflict with the state when the write must not be repeated). The lock and the record are
+ * settled on every outcome, a caller hang-up included; a crashed instance's end with their lease.
+ */
+export function runGuard(deps: RunGuardDeps): MiddlewareHandler<AppEnv> {
+  return async function runGuardMiddleware(c, next) {
+    const target = c.get('target');
+    const principal = c.get('principal');
+    if (target === undefined || principal === undefined) throw new Error('the run guard runs after authorization');
+    if (isReadAction(target.action)) return next();
+    const org = deps.orgs.get(target.org);
+    if (org === undefined || target.ruuid === undefined) throw new Error(`run guard: ${target.org} not configured`);
+    const ruuid = target.ruuid;
+
+    const header = requestHeader(c, 'idempotency-key');
+    let token: IdempotencyToken | undefined;
+    let retry = false;
+    if (header !== undefined || org.requireIdempotencyKey) {
+      const parsed = parseIdempotencyKey(header);
+      if (!parsed.ok) throw keyProblem(parsed.problem);
+      const scope = idempotencyScope({ issuer: principal.iss, subject: principal.sub }, parsed.key);
+      const fingerprint = requestFingerprint({ action: target.action, org: target.org, ruuid });
+      let begun;
+      try {
+        begun = await deps.idempotency.begin(
+          scope,
+          fingerprint,
+          2 * org.longestCallMs + LEASE_MARGIN_MS,
+          org.onRedisError,
+        );
+      } catch (err) {
+        if (err instanceof RedisUnavailableError) throw unavailable(err);
+        throw err;
+      }
+      degradedHeaders(c, deps, IDEMPOTENCY_DEGRADED_HEADER, begun.by);
+      switch (begun.kind) {
+        case 'replay':
+          c.get('call').idempotency = 'replayed';
+          return replay(c, begun.answer);
+        case 'in_flight':
+          throw new GatewayError(
+            'idempotency_key_in_use',
+            'A call with this Idempotency-Key is still in flight. Nothing was forwarded; retry after the Retry-After ' +
+              'delay to get its answer.',
+            { headers: retryAfter(begun.retryAfterMs) },
+          );
+        case 'mismatch':
+          throw new GatewayError(
+            'idempotency_key_mismatch',
+            'This Idempotency-Key was first used for another action or run. Nothing was forwarded; use a new key ' +
+              'for each operation.',
+          );
+        case 'new':
+          token = begun.token;
+          c.get('call').idempotency = 'new';
+          break;
+        case 'unknown_outcome':
+          token = begun.token;
+          retry = true;
+          c.get('call').idempotency = 'retry';
+          break;
+      }
+    }
+
+    // The record is settled before the lock is released, so no other call slips in between the two.
+    let settled = token === undefined;
+    const settle = async (): Promise<void> => {
+      if (settled || token === undefined) return;
+      settled = true;
+      await settleKey(c, deps, token);
+    };
+    try {
+      await guarded(c, deps, org, { target, ruuid, retry, settle }, next);
+    } finally {
+      await settle();
+    }
+  };
+}
+
+/** Under the run lock: the state check of a retry, then the rest of the chain (limits, forward). */
+async function guarded(
+  c: Context<AppEnv>,
+  deps: RunGuardDeps,
+  org: RunGuardOrg,
+  run: { target: RequestTarget; ruuid: string; retry: boolean; settle: () => Promise<void> },
+  next: () => Promise<void>,
+): Promise<void> {
+  const { target, ruuid, retry } = run;
+  const lease = (retry ? 2 : 1) * org.longestCallMs + LEASE_MARGIN_MS;
+  let lock;
+  try {
+    lock = await deps.lock.acquire(target.org, ruuid, lease, org.onRedisError);
+  } catch (err) {
+    if (err instanceof RedisUnavailableError) throw unavailable(err);
+    throw err;
+  }
+  degradedHeaders(c, deps, RUN_LOCK_DEGRADED_HEADER, lock.by);
+  if (!lock.ok) {
+    throw new GatewayError(
+      'run_busy',
+      `Another resume or stop of this run is in flight. Nothing was forwarded; retry after the Retry-After delay ` +
+        "and check the run's state first.",
+      { headers: retryAfter(lock.retryAfterMs) },
+    );
+  }
+  try {
+    if (retry) {
+      const signal = signalOf(c);
+      const state = await deps.readState(target, { requestId: c.get('requestId'), signal });
+      c.get('call').runState = state;
+      if (!mayProceed(target.action, state)) {
+        throw new GatewayError(
+          'run_state_conflict',
+          `An earlier call with this Idempotency-Key had an unknown outcome, and the run is now ${state}, so this ` +
+            `${target.action === 'runtime.start' ? 'resume' : 'stop'} was not forwarded again. Read the run's ` +
+            'status for what happened.',
+          { extensions: { state } },
+        );
+      }
+    }
+    await next();
+  } finally {
+    await run.settle();
+    await lock.release();
+  }
+}
