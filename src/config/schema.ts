@@ -203,7 +203,7 @@ export type LimitGroupConfig = z.output<typeof limitGroupSchema>;
 /**
  * An org's limits per action group: writes (start, stop) and reads (status, list, stats), counted apart so that
  * reads never eat the resume quota. The writes' limits are given at the top level (as before) or under `writes`;
- * `reads` absent gives reads a bucket of their own with the writes' numbers.
+ * `reads` absent leaves reads unlimited (the upstream connection pool still bounds them).
  */
 const rateLimitSchema = z
   .strictObject({
@@ -249,7 +249,7 @@ const rateLimitSchema = z
       ...(r.perCaller !== undefined ? { perCaller: r.perCaller } : {}),
       ...(r.concurrency !== undefined ? { concurrency: r.concurrency } : {}),
     };
-    return { writes, reads: r.reads ?? writes, onRedisError: r.onRedisError };
+    return { writes, ...(r.reads !== undefined ? { reads: r.reads } : {}), onRedisError: r.onRedisError };
   });
 
 const orgSchema = z.strictObject({

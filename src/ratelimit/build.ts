@@ -5,14 +5,14 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../ops/metrics.js';
 import type { RedisClient } from '../redis/client.js';
 import { longestCallMs, type UpstreamOrg } from '../upstream/orgs.js';
-import { compileOrgLimits, type LimitGroup, type OrgLimits, type RateLimiter } from './limits.js';
+import { compileOrgLimits, type OrgLimits, type RateLimiter } from './limits.js';
 import { createMemoryLimiter } from './memory-limiter.js';
 import { createRedisLimiter } from './redis-limiter.js';
 import { createResilientLimiter } from './resilient-limiter.js';
 import { createScaledLimiter } from './scaled-limiter.js';
 
-/** An org's limits, one set per action group. */
-export type OrgGroupLimits = Readonly<Record<LimitGroup, OrgLimits>>;
+/** An org's limits per action group; reads are limited only when the org configures `rateLimit.reads`. */
+export type OrgGroupLimits = Readonly<{ writes: OrgLimits; reads?: OrgLimits }>;
 
 /**
  * Each org's limits, compiled once, per action group. A concurrency lease outlives the org's longest call (its
@@ -28,9 +28,10 @@ export function compileLimits(
     if (cfg.rateLimit === undefined || upstream === undefined) continue;
     const onRedisError = limitsRedisMode(cfg);
     const maxCallMs = longestCallMs(upstream.timeouts);
+    const { writes, reads } = cfg.rateLimit;
     limits.set(org, {
-      writes: compileOrgLimits(org, { ...cfg.rateLimit.writes, onRedisError }, maxCallMs, 'writes'),
-      reads: compileOrgLimits(org, { ...cfg.rateLimit.reads, onRedisError }, maxCallMs, 'reads'),
+      writes: compileOrgLimits(org, { ...writes, onRedisError }, maxCallMs, 'writes'),
+      ...(reads !== undefined ? { reads: compileOrgLimits(org, { ...reads, onRedisError }, maxCallMs, 'reads') } : {}),
     });
   }
   return limits;
@@ -42,7 +43,9 @@ export function warnPerInstanceLimits(limits: ReadonlyMap<string, OrgGroupLimits
   log.warn('rate limits are enforced per instance: no redis is configured', { orgs: [...limits.keys()] });
   // Each worker enforces at least 1: a limit below the worker count cannot be split exactly.
   const below = (l: OrgLimits): boolean => l.rate.limit < workers || (l.concurrency?.limit ?? workers) < workers;
-  const tooSmall = [...limits.values()].filter((g) => below(g.writes) || below(g.reads)).map((g) => g.writes.org);
+  const tooSmall = [...limits.values()]
+    .filter((g) => below(g.writes) || (g.reads !== undefined && below(g.reads)))
+    .map((g) => g.writes.org);
   if (workers > 1 && tooSmall.length > 0) {
     log.warn(
       'some limits are below server.workers: each worker admits at least 1, so the instance admits up to one per ' +

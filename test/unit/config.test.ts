@@ -156,8 +156,9 @@ describe('rate-limit config', () => {
       perCaller: { limit: 10, window: 60_000, burst: 0, shadow: false },
       concurrency: { limit: 5, shadow: false },
     };
-    // The top-level numbers are the writes'; reads without their own get the same numbers, counted apart.
-    expect(cfg.orgs['Acme-Prod']!.rateLimit).toMatchObject({ writes, reads: writes, onRedisError: 'closed' });
+    // The top-level numbers are the writes'; reads without their own are not limited.
+    expect(cfg.orgs['Acme-Prod']!.rateLimit).toMatchObject({ writes, onRedisError: 'closed' });
+    expect(cfg.orgs['Acme-Prod']!.rateLimit!.reads).toBeUndefined();
     expect(cfg.rateLimiting).toEqual({ expectedInstances: 1, breakerOpenFor: 1_000, localMaxKeys: 10_000 });
   });
 
