@@ -1,7 +1,9 @@
 // `npm run demo`: snapgate against a local SnapLogic stand-in and a local token issuer, with nothing outside to set up.
-// Starts all three, mints a token, resumes a suspended run through snapgate, prints the curl and the answer, and keeps
+// Starts all three, mints a token, then through snapgate: lists the suspended runs, resumes one (with an
+// Idempotency-Key, then once more as a retry would) and reads its status; prints each curl and its answer, and keeps
 // serving.
-// `npm run demo -- --once` exits after the first call (used by the tests).
+// `npm run demo -- --once` exits after those calls (used by the tests).
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,10 +17,11 @@ const once = process.argv.includes('--once');
 const ORG = 'Demo-Org';
 const SL_USER = 'svc-demo@example.com';
 const SL_PASSWORD = `demo-${Math.random().toString(36).slice(2)}`;
+const STEP_MS = 2_000;
 
 const standIn = await SnapLogicStandIn.start({
   orgs: { [ORG]: { username: SL_USER, password: SL_PASSWORD } },
-  transitionMs: 2_000,
+  transitionMs: STEP_MS,
 });
 const issuer = await TokenIssuer.start({ audience: 'snapgate' });
 
@@ -35,13 +38,21 @@ const config = parseConfig(
     auth: {
       issuers: [{ issuer: issuer.issuer, audience: 'snapgate', jwksUri: issuer.jwksUri, algorithms: ['ES256'] }],
     },
-    policy: [{ match: { sub: 'svc-demo' }, orgs: [ORG], actions: ['runtime.start'] }],
+    // The caller may find runs, resume or stop them and watch them; nothing else (api-stats: runtime.stats).
+    policy: [
+      {
+        match: { sub: 'svc-demo' },
+        orgs: [ORG],
+        actions: ['runtime.list', 'runtime.status', 'runtime.start', 'runtime.stop'],
+      },
+    ],
     orgs: {
       [ORG]: {
         pod: standIn.url,
         username: 'env:DEMO_SL_USER',
         password: `file:${passwordFile}`,
-        rateLimit: { limit: 10, window: '60s', burst: 5 },
+        // Writes (resume, stop) at the top level; reads (list, status) counted apart, so they never eat the resumes.
+        rateLimit: { limit: 10, window: '60s', burst: 5, reads: { limit: 60, window: '60s' } },
       },
     },
   },
@@ -75,49 +86,126 @@ const gateway = await startGateway(config, {
 
 const base = `http://127.0.0.1:${gateway.port}`;
 const token = await issuer.mint({ sub: 'svc-demo' }, { expiresIn: 3600 });
-const first = standIn.addRun(ORG);
-const spare = [standIn.addRun(ORG), standIn.addRun(ORG)];
-const path = (ruuid: string) => `/api/1/rest/public/runtime/start/${ORG}/${ruuid}`;
+// Three suspended runs, a minute apart, the oldest first (the list shows the newest first).
+const created = Date.now() - 3 * 60_000;
+const runs = [0, 1, 2].map((i) =>
+  standIn.addRun(ORG, 'Suspended', undefined, {
+    label: ['nightly-invoices', 'ledger-sync', 'refund-batch'][i]!,
+    pathId: `/${ORG}/projects/finance`,
+    createTime: created + i * 60_000,
+  }),
+);
+const RUNTIME = '/api/1/rest/public/runtime';
+const paths = {
+  list: `${RUNTIME}/${ORG}?state=Suspended`,
+  start: (ruuid: string) => `${RUNTIME}/start/${ORG}/${ruuid}`,
+  stop: (ruuid: string) => `${RUNTIME}/stop/${ORG}/${ruuid}`,
+  status: (ruuid: string) => `${RUNTIME}/${ORG}/${ruuid}?level=summary`,
+};
 
 const say = (text = '') => process.stdout.write(`${text}\n`);
+const auth = '-H "Authorization: Bearer $TOKEN"';
+/** The curl line for a call: the URL quoted when it has a query (a shell would read `?` and `&`). */
+const curl = (method: 'GET' | 'POST', path: string, extra = '') => {
+  const url = path.includes('?') ? `"${base}${path}"` : `${base}${path}`;
+  return `curl -si${method === 'POST' ? ' -X POST' : ''} ${auth}${extra} ${url}`;
+};
+
+interface Answer {
+  status: number;
+  text: string;
+  headers: Headers;
+}
+async function call(method: 'GET' | 'POST', path: string, headers: Record<string, string> = {}): Promise<Answer> {
+  const res = await fetch(`${base}${path}`, { method, headers: { authorization: `Bearer ${token}`, ...headers } });
+  return { status: res.status, text: await res.text(), headers: res.headers };
+}
+/** SnapLogic's response_map from an answer's body, when it has one. */
+function responseMap(a: Answer): Record<string, unknown> | undefined {
+  try {
+    return (JSON.parse(a.text) as { response_map?: Record<string, unknown> }).response_map;
+  } catch {
+    return undefined;
+  }
+}
+
 say('snapgate demo');
 say(`  snapgate           ${base}`);
 say(`  SnapLogic stand-in ${standIn.url}   (org ${ORG}, Basic credentials only snapgate knows)`);
 say(`  token issuer       ${issuer.issuer}   (JWKS ${issuer.jwksUri})`);
 say();
-say(`Resuming suspended run ${first} through snapgate:`);
-say(`  curl -si -X POST -H "Authorization: Bearer $TOKEN" ${base}${path(first)}`);
-const res = await fetch(`${base}${path(first)}`, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
-say(`  → HTTP ${res.status} ${await res.text()}`);
+
+// 1. Find the suspended runs.
+say(`1. List ${ORG}'s suspended runs (action runtime.list):`);
+say(`  ${curl('GET', paths.list)}`);
+const list = await call('GET', paths.list);
+const entries = (responseMap(list)?.entries ?? []) as { id: string; state: string; label: string }[];
+if (list.status === 200) {
+  say(`  → HTTP 200, ${entries.length} suspended runs (SnapLogic's JSON, shown as one line per run):`);
+  for (const e of entries) say(`      ${e.id}  ${e.state}  ${e.label}`);
+} else {
+  say(`  → HTTP ${list.status} ${list.text}`);
+}
+say();
+
+// 2. Resume the newest one, with a key: a client retrying after a timeout sends the same key, and gets the same answer.
+const ruuid = entries[0]?.id ?? runs.at(-1)!;
+const label = entries[0]?.label ?? 'the newest';
+const key = randomUUID();
+const keyHeader = ` -H 'Idempotency-Key: "${key}"'`;
+say(`2. Resume the newest, ${label} (action runtime.start), with an Idempotency-Key:`);
+say(`  ${curl('POST', paths.start(ruuid), keyHeader)}`);
+const resume = await call('POST', paths.start(ruuid), { 'idempotency-key': `"${key}"` });
+say(`  → HTTP ${resume.status} ${resume.text}`);
 say(
   `  (the stand-in received Basic auth as ${standIn.startCalls().at(-1)?.authUser ?? '?'}; the run is now ` +
-    `${standIn.run(ORG, first)?.state})`,
+    `${standIn.run(ORG, ruuid)?.state})`,
 );
+say('  The same call again, as a client retrying after a timeout would:');
+const replay = await call('POST', paths.start(ruuid), { 'idempotency-key': `"${key}"` });
+say(
+  `  → HTTP ${replay.status} ${replay.text}, Idempotent-Replayed: ${replay.headers.get('idempotent-replayed')} ` +
+    `(the stand-in received ${standIn.calls('start', ruuid).length} resume of this run in all)`,
+);
+say();
+
+// 3. Watch it: one step later the stand-in has moved it from Resuming to Started.
+await new Promise((r) => setTimeout(r, STEP_MS + 200));
+say(`3. Its status a moment later (action runtime.status):`);
+say(`  ${curl('GET', paths.status(ruuid))}`);
+const status = await call('GET', paths.status(ruuid));
+const summary = responseMap(status) as { state?: string; state_log?: { new_state: string }[] } | undefined;
+if (status.status === 200 && summary?.state !== undefined) {
+  const log = (summary.state_log ?? []).map((s) => s.new_state).join(' → ');
+  say(`  → HTTP 200, state ${summary.state} (state_log: ${log}; SnapLogic's JSON, shown in short)`);
+} else {
+  say(`  → HTTP ${status.status} ${status.text}`);
+}
 
 if (once) {
   await gateway.shutdown(1_000);
   await standIn.close();
   await issuer.close();
-  process.exit(res.status === 200 ? 0 : 1);
+  process.exit([list, resume, replay, status].every((a) => a.status === 200) ? 0 : 1);
 }
 
+const [next, other] = runs.filter((r) => r !== ruuid) as [string, string];
+const nextKey = randomUUID();
 say();
 say('Try it yourself (the token is valid for one hour):');
 say(`  export TOKEN=${token}`);
-say(`  curl -si -X POST -H "Authorization: Bearer $TOKEN" ${base}${path(spare[0]!)}`);
-say(
-  `  curl -si -X POST -H "Authorization: Bearer $TOKEN" ${base}${path(spare[0]!)}     # again: SnapLogic says 409, ` +
-    `not Suspended`,
-);
-say(`  curl -si -X POST ${base}${path(spare[1]!)}                                      # no token: 401 problem+json`);
-say(
-  `  curl -si -X POST -H "Authorization: Bearer $TOKEN" ` +
-    `${base}/api/1/rest/public/runtime/start/Other-Org/${spare[1]!}   # 403`,
-);
+say(`  ${curl('GET', paths.list)}   # ${entries.length - 1} left`);
+say(`  ${curl('POST', paths.start(next), ` -H 'Idempotency-Key: "${nextKey}"'`)}`);
+say(`    # the same line again: the stored answer, with Idempotent-Replayed: true; SnapLogic is called once`);
+say(`  ${curl('GET', paths.status(next))}`);
+say(`    # Resuming → Started → Completed, a step every ${STEP_MS / 1000} s`);
+say(`  ${curl('POST', paths.stop(other))}   # runtime.stop: Stopping → Stopped`);
+say(`  curl -si -X POST ${base}${paths.start(other)}   # no token: 401 problem+json`);
+say(`  curl -si ${auth} ${base}${RUNTIME}/Other-Org   # an org the policy does not grant: 403`);
 say(`  curl -s ${base}/readyz`);
 say(
-  `  (every resume answer carries RateLimit-Policy / RateLimit: ${ORG} allows 10 per minute plus a burst of 5, per ` +
-    `process in the demo)`,
+  `  (every answer carries RateLimit-Policy / RateLimit: ${ORG} allows 10 resumes and stops per minute plus a ` +
+    'burst of 5, and 60 reads per minute counted apart, per process in the demo)',
 );
 say();
 say('Audit events appear below as [audit] lines. Ctrl-C to stop.');
