@@ -21,7 +21,9 @@ export type IdempotencyKeyProblem =
 export const idempotencyKeyProblems: Readonly<Record<IdempotencyKeyProblem, string>> = {
   missing: 'this org requires an Idempotency-Key header on this call',
   empty: 'Idempotency-Key must not be empty',
-  not_a_string: 'Idempotency-Key must be a quoted structured-field string, e.g. Idempotency-Key: "8e03978e-…"',
+  not_a_string:
+    'Idempotency-Key must be a quoted structured-field string, e.g. Idempotency-Key: "8e03978e-…" (a bare key may ' +
+    'hold only letters, digits and ._~:/+=-)',
   invalid_character: 'Idempotency-Key may contain printable ASCII only (0x20-0x7E)',
   invalid_escape: 'inside Idempotency-Key, a backslash may only escape " or \\',
   unterminated: 'Idempotency-Key lacks its closing quote',
@@ -30,21 +32,29 @@ export const idempotencyKeyProblems: Readonly<Record<IdempotencyKeyProblem, stri
   too_long: `Idempotency-Key may be at most ${MAX_IDEMPOTENCY_KEY_LENGTH} characters`,
 };
 
+/** A key sent without quotes: letters and digits first, then letters, digits and `._~:/+=-` (UUIDs, base64, ULIDs). */
+const BARE_KEY = /^[A-Za-z0-9][A-Za-z0-9._~:/+=-]*$/;
+
 export type ParsedIdempotencyKey = { ok: true; key: string } | { ok: false; problem: IdempotencyKeyProblem };
 
 /**
  * Parses the header's value as the draft requires: an Item Structured Header whose value is an sf-string
  * (RFC 8941 §3.3.3: `"`-quoted printable ASCII, `\` escaping only `"` and `\`). Returns the unescaped key.
  * Decisions: surrounding spaces and tabs are ignored (RFC 8941 §4.2 discards spaces; HTTP trims OWS); parameters
- * (`"k";a=1`) are refused rather than ignored, since the draft defines none; a bare token (`abc`, as some Stripe
- * clients send) is refused, as is a repeated header (`"a", "b"`); the empty string is refused.
+ * (`"k";a=1`) are refused rather than ignored, since the draft defines none; a bare key (`8e03978e-40d5`, as Stripe's
+ * clients send) is accepted when it holds only letters, digits and `._~:/+=-`, and names the same record as its quoted
+ * form; a repeated header (`"a", "b"`) and the empty string are refused.
  * `undefined` (no header) gives `missing`, so an org that requires a key needs no other check.
  */
 export function parseIdempotencyKey(header: string | undefined): ParsedIdempotencyKey {
   if (header === undefined) return { ok: false, problem: 'missing' };
   const value = header.replace(/^[ \t]+|[ \t]+$/g, '');
   if (value === '') return { ok: false, problem: 'missing' };
-  if (value[0] !== '"') return { ok: false, problem: 'not_a_string' };
+  if (value[0] !== '"') {
+    // Many clients (Stripe's among them) send the key bare: a plain token of safe characters is taken as is.
+    if (!BARE_KEY.test(value)) return { ok: false, problem: 'not_a_string' };
+    return value.length > MAX_IDEMPOTENCY_KEY_LENGTH ? { ok: false, problem: 'too_long' } : { ok: true, key: value };
+  }
   let key = '';
   for (let i = 1; i < value.length; i++) {
     const c = value.charCodeAt(i);

@@ -265,6 +265,10 @@ describe('parseIdempotencyKey', () => {
     ['"a \\"quoted\\" \\\\ key"', 'a "quoted" \\ key'],
     [`"${'k'.repeat(255)}"`, 'k'.repeat(255)],
     ['"~!@#$%^&*()"', '~!@#$%^&*()'],
+    // Bare keys, as many clients send them: the same record as the quoted form.
+    ['8e03978e-40d5', '8e03978e-40d5'],
+    ['c2VjcmV0Cg==', 'c2VjcmV0Cg=='],
+    [`${'k'.repeat(255)}`, 'k'.repeat(255)],
   ])('accepts %s', (header, key) => {
     expect(parseIdempotencyKey(header)).toEqual({ ok: true, key });
   });
@@ -273,8 +277,11 @@ describe('parseIdempotencyKey', () => {
     [undefined, 'missing'],
     ['   ', 'missing'],
     ['""', 'empty'],
-    ['8e03978e-40d5', 'not_a_string'],
     ["'single'", 'not_a_string'],
+    ['two words', 'not_a_string'],
+    ['-leading-dash', 'not_a_string'],
+    ['a,b', 'not_a_string'],
+    [`${'k'.repeat(256)}`, 'too_long'],
     ['"caf\u00e9"', 'invalid_character'],
     ['"tab\there"', 'invalid_character'],
     ['"a\\nb"', 'invalid_escape'],
