@@ -353,6 +353,18 @@ export const configSchema = z.strictObject({
       message: 'needs exactly one of url (standalone), sentinel or cluster',
     })
     .optional(),
+  /** One resume or stop of a run at a time, across instances (through Redis when it is configured). */
+  runLock: z
+    .strictObject({
+      /**
+       * After SnapLogic accepted a resume, the run stays closed to further resumes for this long (409 run_busy), so
+       * a duplicate sent just after the first is refused rather than forwarded; a stop is not held back. 0: off.
+       */
+      holdAfterResume: duration()
+        .default(2_000)
+        .refine((ms) => ms >= 0 && ms <= 60_000, { message: 'must be from 0 to 60s' }),
+    })
+    .prefault({}),
   /** Idempotency-Key records (start and stop): shared through Redis when it is configured. */
   idempotency: z
     .strictObject({

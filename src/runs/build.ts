@@ -32,21 +32,24 @@ export function runGuardOrgs(
 
 /** The lock and the store the run guard uses; `shared` is false without Redis (every instance then has its own). */
 export function createRunCoordination(
-  config: Pick<Config, 'idempotency' | 'redis'>,
+  config: Pick<Config, 'idempotency' | 'redis' | 'runLock'>,
   redis: RedisClient | undefined,
-): Pick<RunGuardDeps, 'lock' | 'idempotency' | 'shared'> {
+): Pick<RunGuardDeps, 'lock' | 'idempotency' | 'shared' | 'holdAfterResumeMs'> {
+  const holdAfterResumeMs = config.runLock.holdAfterResume;
   const options = { retentionMs: config.idempotency.retention, bodyCapBytes: config.idempotency.maxBodyBytes };
   const localLock = createLocalRunLock();
   const localStore = createLocalIdempotencyStore(options);
   if (redis === undefined) {
-    const lock: ModalRunLock = { acquire: (org, ruuid, leaseMs) => localLock.acquire(org, ruuid, leaseMs) };
+    const lock: ModalRunLock = {
+      acquire: (org, ruuid, leaseMs, _mode, purpose) => localLock.acquire(org, ruuid, leaseMs, purpose),
+    };
     const idempotency: ModalIdempotencyStore = {
       begin: (scope, fingerprint, leaseMs) => localStore.begin(scope, fingerprint, leaseMs),
       complete: (token, answer) => localStore.complete(token, answer),
       unknown: (token) => localStore.unknown(token),
       abandon: (token) => localStore.abandon(token),
     };
-    return { lock, idempotency, shared: false };
+    return { lock, idempotency, shared: false, holdAfterResumeMs };
   }
   // A decision waits on Redis no longer than any other (redis.commandTimeout), then the org's mode decides.
   const deadlineMs = config.redis?.commandTimeout;
@@ -57,5 +60,6 @@ export function createRunCoordination(
       local: localStore,
     }),
     shared: true,
+    holdAfterResumeMs,
   };
 }

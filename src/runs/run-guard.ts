@@ -38,6 +38,8 @@ export interface RunGuardDeps {
   orgs: ReadonlyMap<string, RunGuardOrg>;
   /** True when the lock and the records are shared through Redis; the degraded headers say when they were not. */
   shared: boolean;
+  /** How long a run stays closed to resumes after SnapLogic accepted one (runLock.holdAfterResume). */
+  holdAfterResumeMs: number;
 }
 
 /** Marks a response that is a stored answer, not a new call to SnapLogic (as Stripe's API does). */
@@ -49,8 +51,8 @@ export const IDEMPOTENCY_DEGRADED_HEADER = 'x-snapgate-idempotency-degraded';
 /** On a replay whose body was over the stored cap: its size; the body itself is not replayed. */
 export const REPLAY_BODY_OMITTED_HEADER = 'x-snapgate-replay-body-omitted';
 
-/** Slack on a lease beyond the longest call, for the steps around it (audit attempt, limits). */
-const LEASE_MARGIN_MS = 1_000;
+/** Slack on a lease beyond the longest call, for the steps around it (the audit attempt, up to its 1 s ack, and the limits). */
+const LEASE_MARGIN_MS = 2_000;
 
 /** After an unknown outcome, whether the run's state lets this write go ahead. */
 function mayProceed(action: RequestTarget['action'], state: RunState): boolean {
@@ -143,7 +145,8 @@ export function runGuard(deps: RunGuardDeps): MiddlewareHandler<AppEnv> {
     let retry = false;
     if (header !== undefined || org.requireIdempotencyKey) {
       const parsed = parseIdempotencyKey(header);
-      if (!parsed.ok) throw keyProblem(parsed.problem);
+      // A header sent empty is a malformed key, not a missing one.
+      if (!parsed.ok) throw keyProblem(parsed.problem === 'missing' && header !== undefined ? 'empty' : parsed.problem);
       const scope = idempotencyScope({ issuer: principal.iss, subject: principal.sub }, parsed.key);
       const fingerprint = requestFingerprint({ action: target.action, org: target.org, ruuid });
       let begun;
@@ -215,7 +218,8 @@ async function guarded(
   const lease = (retry ? 2 : 1) * org.longestCallMs + LEASE_MARGIN_MS;
   let lock;
   try {
-    lock = await deps.lock.acquire(target.org, ruuid, lease, org.onRedisError);
+    const purpose = target.action === 'runtime.start' ? 'start' : 'stop';
+    lock = await deps.lock.acquire(target.org, ruuid, lease, org.onRedisError, purpose);
   } catch (err) {
     if (err instanceof RedisUnavailableError) throw unavailable(err);
     throw err;
@@ -224,8 +228,8 @@ async function guarded(
   if (!lock.ok) {
     throw new GatewayError(
       'run_busy',
-      `Another resume or stop of this run is in flight. Nothing was forwarded; retry after the Retry-After delay ` +
-        "and check the run's state first.",
+      'Another resume or stop of this run is in flight, or SnapLogic accepted a resume of it moments ago. Nothing ' +
+        "was forwarded; read the run's state, and retry after the Retry-After delay if it still needs this call.",
       { headers: retryAfter(lock.retryAfterMs) },
     );
   }
@@ -247,6 +251,8 @@ async function guarded(
     await next();
   } finally {
     await run.settle();
-    await lock.release();
+    const status = c.get('answer')?.status ?? 0;
+    const accepted = target.action === 'runtime.start' && status >= 200 && status < 300;
+    await lock.release(accepted ? deps.holdAfterResumeMs : 0);
   }
 }

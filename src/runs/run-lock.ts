@@ -10,12 +10,19 @@ import { RedisUnavailableError } from '../redis/unavailable.js';
 /** Which lock decided: Redis (shared by every instance) or this process's fallback (for a response header). */
 export type LockDecider = 'redis' | 'local';
 
+/** What the lock is taken for: a resume, or a stop (which may take over a resumed run's hold). */
+export type LockPurpose = 'start' | 'stop';
+
 export type RunLockResult =
   | {
       readonly ok: true;
       readonly by: LockDecider;
-      /** Frees the lock if this holder still has it; never throws (a lost release ends with the lease). */
-      release(): Promise<void>;
+      /**
+       * Frees the lock if this holder still has it; never throws (a lost release ends with the lease). With
+       * `holdResumeMs` > 0 (after SnapLogic accepted a resume) the run stays closed to resumes for that long, so a
+       * duplicate arriving just after the first is refused rather than sent; a stop may take the lock at once.
+       */
+      release(holdResumeMs?: number): Promise<void>;
     }
   | { readonly ok: false; readonly by: LockDecider; readonly retryAfterMs: number };
 
@@ -24,8 +31,11 @@ export interface RunLock {
    * Takes the lock of `{org}/{ruuid}` for at most `leaseMs` (bound it by the upstream timeout: a crashed
    * holder's lock frees itself when the lease ends). `org` and `ruuid` must already be validated.
    */
-  acquire(org: string, ruuid: string, leaseMs: number): Promise<RunLockResult>;
+  acquire(org: string, ruuid: string, leaseMs: number, purpose?: LockPurpose): Promise<RunLockResult>;
 }
+
+/** The value a held-after-resume lock keeps: a prefix no holder token (hex) can have. */
+const RESUMED_PREFIX = 'resumed:';
 
 /**
  * The lock's key, hash-tagged by org like the limiter's (`rl:{org:…}:…`), so a later script touching several of an
@@ -42,13 +52,18 @@ export function runLockKey(org: string, ruuid: string): string {
  * KEYS[1]  the run's lock key
  * ARGV[1]  this holder's random token
  * ARGV[2]  lease in ms
- * Returns -1 when the lock was taken (SET NX PX), else the ms left on the holder's lease (at least 1).
+ * ARGV[3]  purpose: 'stop' may take over a hold left by an accepted resume (value 'resumed:…'); anything else not
+ * Returns -1 when the lock was taken, else the ms left on the holder's lease or hold (at least 1).
  */
 export const ACQUIRE_SCRIPT = `
 local key = KEYS[1]
 local token = ARGV[1]
 local lease_ms = ARGV[2]
-if redis.call('SET', key, token, 'NX', 'PX', lease_ms) then return -1 end
+local held = redis.call('GET', key)
+if (not held) or (ARGV[3] == 'stop' and string.sub(held, 1, ${RESUMED_PREFIX.length}) == '${RESUMED_PREFIX}') then
+  redis.call('SET', key, token, 'PX', lease_ms)
+  return -1
+end
 local left = redis.call('PTTL', key)
 if left < 1 then left = 1 end
 return left
@@ -57,14 +72,20 @@ return left
 /**
  * KEYS[1]  the run's lock key
  * ARGV[1]  the releasing holder's token
- * Deletes the key only if it still holds that token: a holder whose lease ran out never frees its successor's lock.
- * Returns 1 when deleted, 0 otherwise.
+ * ARGV[2]  hold after an accepted resume, in ms (absent or 0: none)
+ * Deletes the key (or turns it into a resume hold) only if it still holds that token: a holder whose lease ran out
+ * never frees its successor's lock. Returns 1 when released, 0 otherwise.
  */
 export const RELEASE_SCRIPT = `
 local key = KEYS[1]
 local token = ARGV[1]
-if redis.call('GET', key) == token then return redis.call('DEL', key) end
-return 0
+if redis.call('GET', key) ~= token then return 0 end
+local hold = tonumber(ARGV[2]) or 0
+if hold > 0 then
+  redis.call('SET', key, '${RESUMED_PREFIX}' .. token, 'PX', math.floor(hold))
+  return 1
+end
+return redis.call('DEL', key)
 `;
 
 declare module 'ioredis' {
@@ -135,15 +156,19 @@ export class RunLockDeadlineError extends RedisDeadlineError {
 export function createRedisRunLock(client: RedisClient, options: { deadlineMs?: number } = {}): RunLock {
   const deadlineMs = options.deadlineMs ?? 1_000;
   defineLockCommands(client);
-  const releaser = (key: string, token: string) => async (): Promise<void> => {
-    await withDeadline((client as Redis).snapgateRunUnlock(1, key, token), deadlineMs).catch(() => undefined);
-  };
+  const releaser =
+    (key: string, token: string) =>
+    async (holdResumeMs = 0): Promise<void> => {
+      const hold = Math.max(0, Math.ceil(holdResumeMs));
+      await withDeadline((client as Redis).snapgateRunUnlock(1, key, token, hold), deadlineMs).catch(() => undefined);
+    };
   return {
-    async acquire(org, ruuid, leaseMs) {
+    async acquire(org, ruuid, leaseMs, purpose = 'start') {
       const key = runLockKey(org, ruuid);
       const token = newToken();
       const release = releaser(key, token);
-      const command = (client as Redis).snapgateRunLock(1, key, token, Math.max(1, Math.ceil(leaseMs)));
+      const lease = Math.max(1, Math.ceil(leaseMs));
+      const command = (client as Redis).snapgateRunLock(1, key, token, lease, purpose);
       let answer: number;
       try {
         answer = await withDeadline(command, deadlineMs);
@@ -156,10 +181,10 @@ export function createRedisRunLock(client: RedisClient, options: { deadlineMs?: 
       return {
         ok: true,
         by: 'redis',
-        release: async () => {
+        release: async (holdResumeMs) => {
           if (!held) return;
           held = false;
-          await release();
+          await release(holdResumeMs);
         },
       };
     },
@@ -180,33 +205,36 @@ export interface LocalRunLockOptions {
 export function createLocalRunLock(options: LocalRunLockOptions = {}): RunLock {
   const maxEntries = options.maxEntries ?? 10_000;
   const now = options.now ?? Date.now;
-  const held = new Map<string, { token: string; expiresAt: number }>();
+  const held = new Map<string, { token: string; expiresAt: number; resumed: boolean }>();
   const sweep = (at: number): void => {
     for (const [key, entry] of held) if (entry.expiresAt <= at) held.delete(key);
   };
-  const decide = (org: string, ruuid: string, leaseMs: number): RunLockResult => {
+  const decide = (org: string, ruuid: string, leaseMs: number, purpose: LockPurpose): RunLockResult => {
     const key = runLockKey(org, ruuid);
     const at = now();
     const current = held.get(key);
-    if (current !== undefined && current.expiresAt > at) {
+    if (current !== undefined && current.expiresAt > at && !(purpose === 'stop' && current.resumed)) {
       return { ok: false, by: 'local', retryAfterMs: Math.max(1, current.expiresAt - at) };
     }
     if (current === undefined && held.size >= maxEntries) sweep(at);
     if (current === undefined && held.size >= maxEntries) return { ok: false, by: 'local', retryAfterMs: 1_000 };
     const token = newToken();
-    held.set(key, { token, expiresAt: at + Math.max(1, Math.ceil(leaseMs)) });
+    held.set(key, { token, expiresAt: at + Math.max(1, Math.ceil(leaseMs)), resumed: false });
     return {
       ok: true,
       by: 'local',
-      release: () => {
-        if (held.get(key)?.token === token) held.delete(key);
+      release: (holdResumeMs = 0) => {
+        if (held.get(key)?.token !== token) return Promise.resolve();
+        if (holdResumeMs > 0) held.set(key, { token, expiresAt: now() + Math.ceil(holdResumeMs), resumed: true });
+        else held.delete(key);
         return Promise.resolve();
       },
     };
   };
   return {
     // A throw (an unvalidated name) becomes a rejection, as from the Redis lock.
-    acquire: (org, ruuid, leaseMs) => new Promise((resolve) => resolve(decide(org, ruuid, leaseMs))),
+    acquire: (org, ruuid, leaseMs, purpose = 'start') =>
+      new Promise((resolve) => resolve(decide(org, ruuid, leaseMs, purpose))),
   };
 }
 
@@ -220,7 +248,13 @@ export class RunLockUnavailableError extends RedisUnavailableError {
 
 /** The run lock as the router uses it: the org's onRedisError mode is passed per call. */
 export interface ModalRunLock {
-  acquire(org: string, ruuid: string, leaseMs: number, mode: OnRedisError): Promise<RunLockResult>;
+  acquire(
+    org: string,
+    ruuid: string,
+    leaseMs: number,
+    mode: OnRedisError,
+    purpose?: LockPurpose,
+  ): Promise<RunLockResult>;
 }
 
 /**
@@ -236,27 +270,27 @@ export interface ModalRunLock {
 export function createModalRunLock(options: { redis: RunLock; local: RunLock; retryAfterMs?: number }): ModalRunLock {
   const retryAfterMs = options.retryAfterMs ?? 1_000;
   return {
-    async acquire(org, ruuid, leaseMs, mode) {
+    async acquire(org, ruuid, leaseMs, mode, purpose = 'start') {
       // An unvalidated name is the caller's bug: it must surface as such, not as an outage.
       runLockKey(org, ruuid);
       try {
-        return await options.redis.acquire(org, ruuid, leaseMs);
+        return await options.redis.acquire(org, ruuid, leaseMs, purpose);
       } catch (err) {
         const late = err instanceof RunLockDeadlineError ? err.late : undefined;
         if (mode === 'closed') {
           late?.settle();
           throw new RunLockUnavailableError(retryAfterMs, { cause: err });
         }
-        const decision = await options.local.acquire(org, ruuid, leaseMs);
+        const decision = await options.local.acquire(org, ruuid, leaseMs, purpose);
         if (!decision.ok || late === undefined) {
           late?.settle();
           return decision;
         }
         return {
           ...decision,
-          release: () => {
+          release: (holdResumeMs) => {
             late.settle();
-            return decision.release();
+            return decision.release(holdResumeMs);
           },
         };
       }

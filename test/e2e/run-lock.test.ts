@@ -71,6 +71,30 @@ describe.each<[string, () => RunLock]>([
     expect((await lock.acquire(ORG, ruuid, 5_000)).ok).toBe(false);
   });
 
+  it('after an accepted resume, holds the run closed to resumes for the hold only; a stop takes it at once', async () => {
+    const lock = make();
+    const ruuid = newRuuid();
+    const resume = await lock.acquire(ORG, ruuid, 5_000, 'start');
+    if (!resume.ok) throw new Error('first acquire refused');
+    await resume.release(300);
+    const duplicate = await lock.acquire(ORG, ruuid, 5_000, 'start');
+    expect(duplicate.ok).toBe(false);
+    if (!duplicate.ok) expect(duplicate.retryAfterMs).toBeLessThanOrEqual(300);
+    await sleep(400);
+    const later = await lock.acquire(ORG, ruuid, 5_000, 'start');
+    expect(later.ok).toBe(true);
+    if (!later.ok) throw new Error('acquire after the hold refused');
+    await later.release(5_000);
+    // A stop is not held back by a resume's hold, and holds the lock as usual (no resume or stop beside it).
+    const stop = await lock.acquire(ORG, ruuid, 5_000, 'stop');
+    expect(stop.ok).toBe(true);
+    expect((await lock.acquire(ORG, ruuid, 5_000, 'stop')).ok).toBe(false);
+    expect((await lock.acquire(ORG, ruuid, 5_000, 'start')).ok).toBe(false);
+    if (!stop.ok) throw new Error('stop refused');
+    await stop.release();
+    expect((await lock.acquire(ORG, ruuid, 5_000, 'start')).ok).toBe(true);
+  });
+
   it('refuses a name that did not pass the routing checks, so no caller text shapes a key', async () => {
     const lock = make();
     await expect(lock.acquire('acme}:x', newRuuid(), 1_000)).rejects.toThrow(TypeError);
