@@ -1,5 +1,5 @@
 // The baseline: a bare Node reverse proxy (node:http plus the same undici pool settings as snapgate), with no checks at
-// all.
+// all: a GET (the status read) is forwarded as a GET with its query, anything else as a POST.
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { authorization, upstream, upstreamAgent } from './bare-upstream.js';
@@ -9,7 +9,12 @@ const agent = upstreamAgent();
 const server = createServer((req, res) => {
   req.resume();
   agent
-    .request({ origin: upstream, path: req.url ?? '/', method: 'POST', headers: { authorization } })
+    .request({
+      origin: upstream,
+      path: req.url ?? '/',
+      method: req.method === 'GET' ? 'GET' : 'POST',
+      headers: { authorization },
+    })
     .then(async (up) => {
       const body = Buffer.from(await up.body.arrayBuffer());
       const sl = up.headers['x-sl-statuscode'];

@@ -1,7 +1,8 @@
-// `npm run bench`: snapgate (built, JWT + Redis rate limits + Redis audit) against a bare Node proxy, same stand-in,
-// same load, in one run.
+// `npm run bench`: snapgate (built, JWT + Redis rate limits + Redis audit + the run lock on resumes) against a bare
+// Node proxy, same stand-in, same load, in one run: resumes (a)-(d) and a status read (e).
 // Prints a table of ratios to the bare proxy and writes reports/bench.json.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { cpus, totalmem } from 'node:os';
@@ -22,7 +23,13 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const FIXED_RATE = Number(process.env.BENCH_FIXED_RATE ?? 1_000);
 const ORGS = Number(process.env.BENCH_ORGS ?? 1_000);
 const CALLERS = 100;
+// The run whose status (e) reads. Resumes each name another run: snapgate lets one resume of a run be in flight at a
+// time (the run lock), so resumes of one run from 50 connections would measure 409 run_busy, not the resume path.
 const RUUID = '52e99318640a9a03d8681d0d_e74cbd53-806e-464a-8190-52226c49bff5';
+const RESUMED = Array.from({ length: 8_192 }, () => `${randomBytes(12).toString('hex')}_${randomUUID()}`);
+let resumed = 0;
+/** The next run to resume, round the pool: thousands of calls apart, so never one still in flight. */
+const nextRun = () => RESUMED[(resumed = (resumed + 1) % RESUMED.length)]!;
 const env = { PATH: process.env.PATH, BENCH_SL_USER: 'bench@example.com', BENCH_SL_PASSWORD: 'bench-password' };
 
 interface Proc {
@@ -135,7 +142,9 @@ export interface BenchReport {
   results: Record<string, { bare: Run; snapgate: Run }>;
   rss: { bare: number; snapgate: number };
   rssAtStart: { bare: number; snapgate: number };
+  /** Top-level Redis commands per allowed call: (a)'s resumes, and (e)'s status reads when (e) ran. */
   roundTrips: number;
+  statusRoundTrips: number | undefined;
   workers: { one: Run; two: Run; rssTwo: number } | undefined;
   budget: Record<string, boolean>;
 }
@@ -174,7 +183,14 @@ function sharesSince(): (requests: number) => Record<string, number> {
   };
 }
 
-async function load(port: number, pick: () => { path: string; token: string }, pid?: number): Promise<Run> {
+/** One request of a scenario: a resume (POST, the default) or a read (GET). */
+interface Pick {
+  path: string;
+  token: string;
+  method?: 'GET' | 'POST';
+}
+
+async function load(port: number, pick: () => Pick, pid?: number): Promise<Run> {
   const cpuBefore = pid !== undefined ? cpuTimeUs(pid) : 0;
   const shares = sharesSince();
   const result = await autocannon({
@@ -183,10 +199,9 @@ async function load(port: number, pick: () => { path: string; token: string }, p
     duration: DURATION,
     requests: [
       {
-        method: 'POST',
         setupRequest: (req) => {
-          const { path, token } = pick();
-          return { ...req, path, headers: { ...req.headers, authorization: `Bearer ${token}` } };
+          const { path, token, method = 'POST' } = pick();
+          return { ...req, method, path, headers: { ...req.headers, authorization: `Bearer ${token}` } };
         },
       },
     ],
@@ -212,12 +227,7 @@ async function load(port: number, pick: () => { path: string; token: string }, p
  * by requests that were never sent (coordinated omission). autocannon's overallRate sends each
  * second's quota in a burst, which measures its own queueing.
  */
-async function loadAtRate(
-  port: number,
-  pick: () => { path: string; token: string },
-  rate: number,
-  pid: number,
-): Promise<Run> {
+async function loadAtRate(port: number, pick: () => Pick, rate: number, pid: number): Promise<Run> {
   const agent = new HttpAgent({ keepAlive: true, maxSockets: CONNECTIONS });
   const latencies: number[] = [];
   const statuses: Record<string, number> = {};
@@ -230,15 +240,15 @@ async function loadAtRate(
   let sent = 0;
   const send = (scheduled: number) =>
     new Promise<void>((done) => {
-      const { path, token } = pick();
+      const { path, token, method = 'POST' } = pick();
       const req = httpRequest(
         {
           host: '127.0.0.1',
           port,
           path,
-          method: 'POST',
+          method,
           agent,
-          headers: { authorization: `Bearer ${token}`, 'content-length': '0' },
+          headers: { authorization: `Bearer ${token}`, ...(method === 'POST' ? { 'content-length': '0' } : {}) },
         },
         (res) => {
           res.resume();
@@ -343,8 +353,14 @@ async function main(): Promise<void> {
   const orgNames = Array.from({ length: ORGS }, (_, i) => `Org-${String(i).padStart(4, '0')}`);
   const credentials = { username: 'env:BENCH_SL_USER', password: 'env:BENCH_SL_PASSWORD' };
   const high = { limit: 1_000_000_000, window: '1h' };
+  // Reads are limited only with `reads:`; the bench sets it, so (e) measures the read path with its limit check.
+  const highWithReads = { ...high, reads: high };
   const orgs: Record<string, unknown> = {
-    'Bench-Org': { pod: upstream, ...credentials, ...(process.env.BENCH_RL === 'none' ? {} : { rateLimit: high }) },
+    'Bench-Org': {
+      pod: upstream,
+      ...credentials,
+      ...(process.env.BENCH_RL === 'none' ? {} : { rateLimit: highWithReads }),
+    },
     'Limited-Org': { pod: upstream, ...credentials, rateLimit: { limit: 10, window: '1h' } },
   };
   for (const o of orgNames) orgs[o] = { pod: upstream, ...credentials, rateLimit: high };
@@ -360,7 +376,13 @@ async function main(): Promise<void> {
           auth: {
             issuers: [{ issuer: issuer.issuer, audience: 'snapgate', jwksUri: issuer.jwksUri, algorithms: ['ES256'] }],
           },
-          policy: [{ match: { claims: { scope: 'snaplogic:runtime:start' } }, orgs: '*', actions: ['runtime.start'] }],
+          policy: [
+            {
+              match: { claims: { scope: 'snaplogic:runtime:start' } },
+              orgs: '*',
+              actions: ['runtime.start', 'runtime.status'],
+            },
+          ],
           orgs,
           redis: { url: redis.url },
           // BENCH_AUDIT=stdout|none, to measure what the Redis audit sink costs.
@@ -386,11 +408,12 @@ async function main(): Promise<void> {
     { sub: 'svc-evil', scope: 'snaplogic:runtime:start' },
     { expiresIn: 3600, forgeWithUnpublishedKey: true },
   );
-  const pathFor = (org: string) => `/api/1/rest/public/runtime/start/${org}/${RUUID}`;
+  const pathFor = (org: string) => `/api/1/rest/public/runtime/start/${org}/${nextRun()}`;
+  const statusPath = `/api/1/rest/public/runtime/Bench-Org/${RUUID}?level=summary`;
   const rand = (n: number) => Math.floor(Math.random() * n);
 
   const only = process.env.BENCH_SCENARIOS?.split(',');
-  const allScenarios: Record<string, () => { path: string; token: string }> = {
+  const allScenarios: Record<string, () => Pick> = {
     'a steady': () => ({ path: pathFor('Bench-Org'), token: tokens[0]! }),
     'b spread': () => ({ path: pathFor(orgNames[rand(ORGS)]!), token: tokens[rand(CALLERS)]! }),
     'c hostile': () => {
@@ -400,6 +423,9 @@ async function main(): Promise<void> {
       return { path: pathFor('Bench-Org'), token: tokens[rand(CALLERS)]! };
     },
     'd over limit': () => ({ path: pathFor('Limited-Org'), token: tokens[0]! }),
+    // (a)'s caller reading one run's status: reads have their own rate-limit bucket, an audit event pair
+    // (audit.reads: all, the default) and no run lock.
+    'e status read': () => ({ method: 'GET', path: statusPath, token: tokens[0]! }),
   };
   const scenarios = Object.fromEntries(
     Object.entries(allScenarios).filter(([k]) => !only || only.some((o) => k.startsWith(o))),
@@ -445,6 +471,7 @@ async function main(): Promise<void> {
 
   const results: Record<string, { bare: Run; snapgate: Run }> = {};
   let roundTrips = 0;
+  let statusRoundTrips: number | undefined;
   // Every case (each scenario, then (a) at a fixed rate) runs once per round, bare and snapgate
   // back to back in alternating order, so drift on a noisy machine hits every case and both
   // targets alike; rounds are combined by their median.
@@ -467,9 +494,9 @@ async function main(): Promise<void> {
           const before = await clientCommands(redisClient);
           const r = await run(gateway.port, gateway.proc.pid!);
           const after = await clientCommands(redisClient);
-          if (name === 'a steady') {
-            roundTrips = Math.max(roundTrips, (after - before) / Math.max(1, r.statuses['200'] ?? 0));
-          }
+          const perCall = (after - before) / Math.max(1, r.statuses['200'] ?? 0);
+          if (name === 'a steady') roundTrips = Math.max(roundTrips, perCall);
+          if (name === 'e status read') statusRoundTrips = Math.max(statusRoundTrips ?? 0, perCall);
           runs.get(name)!.snapgate.push(r);
         }
       }
@@ -562,7 +589,11 @@ async function main(): Promise<void> {
     `peak RSS: snapgate ${rss.snapgate} MB, bare proxy ${rss.bare} MB (ratio ${fmt(rss.snapgate / rss.bare, 2)}); ` +
       `after start, before load: snapgate ${rssAtStart.snapgate} MB, bare ${rssAtStart.bare} MB`,
   );
-  lines.push(`Redis round trips per allowed call (a): ${fmt(roundTrips, 2)}`);
+  lines.push(
+    `Redis round trips per allowed call (a): ${fmt(roundTrips, 2)} (rate limit, run lock taken and released, audit ` +
+      `appends batched)` +
+      (statusRoundTrips !== undefined ? `; (e) status read: ${fmt(statusRoundTrips, 2)} (no run lock)` : ''),
+  );
   lines.push(
     `(a) at saturation: p99 ${fmt(a.snapgate.p99 - a.bare.p99)} ms over bare (there, latency = ${CONNECTIONS} ` +
       `connections / throughput)`,
@@ -610,6 +641,7 @@ async function main(): Promise<void> {
     rss,
     rssAtStart,
     roundTrips,
+    statusRoundTrips,
     workers,
     budget: Object.fromEntries(budget),
   };

@@ -1,8 +1,10 @@
-// A floor for snapgate: the bare proxy's work, but served by Hono on @hono/node-server (no checks at all).
+// A floor for snapgate: the bare proxy's work, but served by Hono on @hono/node-server (no checks at all), for the
+// resume (POST start) and the status read (GET status, its query forwarded).
 // With FLOOR_REDIS (a Redis URL) each call also does the Redis work snapgate's design requires, and
-// nothing else (no token, policy, metrics or headers): a rate-limit check and a write-ahead audit
+// nothing else (no token, policy, metrics or headers): on a resume, the run lock taken first and released after the
+// answer; on every call, a rate-limit check (reads in a bucket of their own) and a write-ahead audit
 // attempt acknowledged by Redis before forwarding, sent in the same write, then an outcome event.
-// FLOOR_REDIS_MODE=ours (default) uses snapgate's limiter and audit trail; raw sends the three
+// FLOOR_REDIS_MODE=ours (default) uses snapgate's run lock, limiter and audit trail; raw sends the same
 // commands straight through ioredis, the least any gateway built on it can do.
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
@@ -16,12 +18,19 @@ import { createLogger } from '../../src/log.js';
 import { compileOrgLimits } from '../../src/ratelimit/limits.js';
 import { createRedisLimiter, LIMIT_SCRIPT } from '../../src/ratelimit/redis-limiter.js';
 import { batchWritesThisTurn } from '../../src/redis/client.js';
+import { ACQUIRE_SCRIPT, createRedisRunLock, RELEASE_SCRIPT, runLockKey } from '../../src/runs/run-lock.js';
 import { authorization, upstream, upstreamAgent } from './bare-upstream.js';
 
 const agent = upstreamAgent();
 
-/** Does a call's Redis work up to forwarding; the function it returns records the outcome. */
-type RedisWork = (org: string, ruuid: string) => Promise<() => void>;
+/**
+ * Does a call's Redis work up to forwarding (a resume is a write: it takes the run lock); the function it returns
+ * records the outcome and releases the lock.
+ */
+type RedisWork = (org: string, ruuid: string, write: boolean) => Promise<() => Promise<void>>;
+
+/** A resume's run lock lease: snapgate's default for a 30 s upstream, plus its margin. */
+const LEASE_MS = 32_000;
 
 async function redisWork(url: string): Promise<RedisWork> {
   const client = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 0 });
@@ -42,15 +51,21 @@ async function redisWork(url: string): Promise<RedisWork> {
 
   if (process.env.FLOOR_REDIS_MODE === 'raw') {
     const sha = String(await client.script('LOAD', LIMIT_SCRIPT));
-    return async (org, ruuid) => {
+    const lockSha = String(await client.script('LOAD', ACQUIRE_SCRIPT));
+    const unlockSha = String(await client.script('LOAD', RELEASE_SCRIPT));
+    return async (org, ruuid, write) => {
       const event = eventOf(org, ruuid);
       const body = JSON.stringify(event);
+      const lock = write ? runLockKey(org, ruuid) : undefined;
+      if (lock !== undefined) await client.evalsha(lockSha, 1, lock, event.id, LEASE_MS);
+      const bucket = write ? `rl:{org:${org}}:rate` : `rl:{org:${org}}:reads:rate`;
       batchWritesThisTurn(client);
       await Promise.all([
-        client.evalsha(sha, 1, `rl:{org:${org}}:rate`, event.id, 1, 'r', '0', 3_600, 3_600_000_000),
+        client.evalsha(sha, 1, bucket, event.id, 1, 'r', '0', 3_600, 3_600_000_000),
         client.xadd(stream, 'MAXLEN', '~', maxLen, '*', 'e', body),
       ]);
-      return () => {
+      return async () => {
+        if (lock !== undefined) await client.evalsha(unlockSha, 1, lock, event.id);
         batchWritesThisTurn(client);
         void client.xadd(
           stream,
@@ -66,7 +81,10 @@ async function redisWork(url: string): Promise<RedisWork> {
   }
 
   const limiter = createRedisLimiter(client);
-  const limits = compileOrgLimits('Bench-Org', { limit: 1_000_000_000, window: '1h' } as never, 30_000);
+  const runLock = createRedisRunLock(client);
+  const high = { limit: 1_000_000_000, window: '1h' } as never;
+  const limits = compileOrgLimits('Bench-Org', high, 30_000);
+  const readLimits = compileOrgLimits('Bench-Org', high, 30_000, 'reads');
   const log = createLogger({ level: 'warn', write: () => undefined });
   const sink = createRedisStreamSink(client, { stream, maxLen });
   const trail = new AuditTrail([
@@ -81,21 +99,29 @@ async function redisWork(url: string): Promise<RedisWork> {
     }),
   ]);
   await trail.start();
-  return async (org, ruuid) => {
+  return async (org, ruuid, write) => {
+    const lock = write ? await runLock.acquire(org, ruuid, LEASE_MS) : undefined;
+    if (lock !== undefined && !lock.ok) throw new Error(`run ${org}/${ruuid} is locked: the bench resumed it twice`);
     const event = eventOf(org, ruuid) as unknown as AuditEvent;
-    await Promise.all([limiter.check({ limits, caller: 'svc-000', leaseId: event.id }), trail.record(event, true)]);
-    return () => void trail.record({ ...event, type: 'outcome' });
+    await Promise.all([
+      limiter.check({ limits: write ? limits : readLimits, caller: 'svc-000', leaseId: event.id }),
+      trail.record(event, true),
+    ]);
+    return async () => {
+      void trail.record({ ...event, type: 'outcome' });
+      await lock?.release();
+    };
   };
 }
 
 const work = process.env.FLOOR_REDIS ? await redisWork(process.env.FLOOR_REDIS) : undefined;
-const app = new Hono();
-app.post('/api/1/rest/public/runtime/start/:org/:ruuid', async (c) => {
-  const done = work !== undefined ? await work(c.req.param('org'), c.req.param('ruuid')) : undefined;
-  const up = await agent.request({ origin: upstream, path: c.req.path, method: 'POST', headers: { authorization } });
+/** Forwards a call as it came (path and query), with the Basic header, after its Redis work. */
+async function forward(org: string, ruuid: string, method: 'GET' | 'POST', path: string): Promise<Response> {
+  const done = work !== undefined ? await work(org, ruuid, method === 'POST') : undefined;
+  const up = await agent.request({ origin: upstream, path, method, headers: { authorization } });
   const body = Buffer.from(await up.body.arrayBuffer());
   const sl = up.headers['x-sl-statuscode'];
-  done?.();
+  await done?.();
   return new Response(body, {
     status: up.statusCode,
     headers: {
@@ -103,6 +129,16 @@ app.post('/api/1/rest/public/runtime/start/:org/:ruuid', async (c) => {
       ...(typeof sl === 'string' ? { 'x-sl-statuscode': sl } : {}),
     },
   });
+}
+
+const app = new Hono();
+app.post('/api/1/rest/public/runtime/start/:org/:ruuid', (c) =>
+  forward(c.req.param('org'), c.req.param('ruuid'), 'POST', c.req.path),
+);
+app.get('/api/1/rest/public/runtime/:org/:ruuid', (c) => {
+  const url = c.req.url;
+  const q = url.indexOf('?');
+  return forward(c.req.param('org'), c.req.param('ruuid'), 'GET', q === -1 ? c.req.path : c.req.path + url.slice(q));
 });
 const server = serve(
   { fetch: app.fetch, port: Number(process.env.BARE_PORT ?? 0), hostname: '127.0.0.1' },

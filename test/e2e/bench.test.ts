@@ -1,5 +1,5 @@
-// `npm run bench` end to end, shortened: every scenario runs against the built gateway and the bare
-// proxy, the table and the budget are printed, and the JSON holds every figure. The figures
+// `npm run bench` end to end, shortened: every scenario (resumes (a)-(d), the status read (e)) runs against the built
+// gateway and the bare proxy, the table and the budget are printed, and the JSON holds every figure. The figures
 // themselves are not judged here (the test runs beside the rest of the suite on two cores).
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -27,7 +27,7 @@ it('runs every scenario against snapgate and the bare proxy, prints the table an
     );
   });
 
-  for (const line of ['a steady ', 'b spread ', 'c hostile ', 'd over limit ', 'a @ 100/s ']) {
+  for (const line of ['a steady ', 'b spread ', 'c hostile ', 'd over limit ', 'e status read ', 'a @ 100/s ']) {
     expect(stdout).toContain(line);
   }
   expect(stdout).toContain('req/s ratio');
@@ -37,7 +37,14 @@ it('runs every scenario against snapgate and the bare proxy, prints the table an
 
   const report = JSON.parse(readFileSync(out, 'utf8')) as BenchReport;
   expect(report.machine.node).toBe(process.version);
-  expect(Object.keys(report.results)).toEqual(['a steady', 'b spread', 'c hostile', 'd over limit', 'a @ 100/s']);
+  expect(Object.keys(report.results)).toEqual([
+    'a steady',
+    'b spread',
+    'c hostile',
+    'd over limit',
+    'e status read',
+    'a @ 100/s',
+  ]);
   for (const [name, r] of Object.entries(report.results)) {
     for (const run of [r.bare, r.snapgate]) {
       expect(run.rps, name).toBeGreaterThan(0);
@@ -48,14 +55,21 @@ it('runs every scenario against snapgate and the bare proxy, prints the table an
     // The bare proxy checks nothing: every call reaches the stand-in.
     expect(Object.keys(r.bare.statuses), name).toEqual(['200']);
   }
-  // What each scenario is for shows in snapgate's statuses.
+  // What each scenario is for shows in snapgate's statuses. Every resume names another run, so none meets the run
+  // lock of another still in flight (409 run_busy); the status read is granted (runtime.status) and answered.
   expect(Object.keys(report.results['a steady']!.snapgate.statuses)).toEqual(['200']);
+  expect(Object.keys(report.results['a @ 100/s']!.snapgate.statuses)).toEqual(['200']);
+  expect(Object.keys(report.results['e status read']!.snapgate.statuses)).toEqual(['200']);
   expect(report.results['c hostile']!.snapgate.statuses['401']).toBeGreaterThan(0);
   expect(report.results['d over limit']!.snapgate.statuses['429']).toBeGreaterThan(0);
   expect(report.results['d over limit']!.snapgate.statuses['200'] ?? 0).toBeLessThanOrEqual(10);
-  // One rate-limit script per allowed call, audit appends batched: between 1 and 2 round trips.
-  expect(report.roundTrips).toBeGreaterThanOrEqual(1);
-  expect(report.roundTrips).toBeLessThanOrEqual(2);
+  // A resume: the rate-limit script, the run lock taken and released, audit appends batched: between 3 and 4.
+  expect(report.roundTrips).toBeGreaterThanOrEqual(3);
+  expect(report.roundTrips).toBeLessThanOrEqual(4);
+  // A status read: the reads' rate-limit script and batched audit appends, no run lock: between 1 and 2.
+  expect(report.statusRoundTrips).toBeGreaterThanOrEqual(1);
+  expect(report.statusRoundTrips).toBeLessThanOrEqual(2);
+  expect(stdout).toMatch(/Redis round trips per allowed call \(a\): [\d.]+ .*; \(e\) status read: [\d.]+/);
   expect(report.rss.snapgate).toBeGreaterThan(0);
   expect(report.workers?.two.rps).toBeGreaterThan(0);
   expect(report.workers?.rssTwo).toBeGreaterThan(report.rss.snapgate);
