@@ -2,7 +2,6 @@
 // Node proxy, same stand-in, same load, in one run: resumes (a)-(d) and a status read (e).
 // Prints a table of ratios to the bare proxy and writes reports/bench.json.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes, randomUUID } from 'node:crypto';
 import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { cpus, totalmem } from 'node:os';
@@ -24,12 +23,12 @@ const FIXED_RATE = Number(process.env.BENCH_FIXED_RATE ?? 1_000);
 const ORGS = Number(process.env.BENCH_ORGS ?? 1_000);
 const CALLERS = 100;
 // The run whose status (e) reads. Resumes each name another run: snapgate lets one resume of a run be in flight at a
-// time (the run lock), so resumes of one run from 50 connections would measure 409 run_busy, not the resume path.
+// time (the run lock), and keeps a resumed run closed to resumes for a while after (runLock.holdAfterResume), so
+// resumes of one run from 50 connections would measure 409 run_busy, not the resume path.
 const RUUID = '52e99318640a9a03d8681d0d_e74cbd53-806e-464a-8190-52226c49bff5';
-const RESUMED = Array.from({ length: 8_192 }, () => `${randomBytes(12).toString('hex')}_${randomUUID()}`);
 let resumed = 0;
-/** The next run to resume, round the pool: thousands of calls apart, so never one still in flight. */
-const nextRun = () => RESUMED[(resumed = (resumed + 1) % RESUMED.length)]!;
+/** A run never resumed before in this bench: a counter in the id's first part. */
+const nextRun = () => `${(resumed++).toString(16).padStart(24, '0')}${RUUID.slice(24)}`;
 const env = { PATH: process.env.PATH, BENCH_SL_USER: 'bench@example.com', BENCH_SL_PASSWORD: 'bench-password' };
 
 interface Proc {

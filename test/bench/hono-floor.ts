@@ -1,9 +1,9 @@
 // A floor for snapgate: the bare proxy's work, but served by Hono on @hono/node-server (no checks at all), for the
 // resume (POST start) and the status read (GET status, its query forwarded).
-// With FLOOR_REDIS (a Redis URL) each call also does the Redis work snapgate's design requires, and
-// nothing else (no token, policy, metrics or headers): on a resume, the run lock taken first and released after the
-// answer; on every call, a rate-limit check (reads in a bucket of their own) and a write-ahead audit
-// attempt acknowledged by Redis before forwarding, sent in the same write, then an outcome event.
+// With FLOOR_REDIS (a Redis URL) each call also does the Redis work snapgate's design requires, and nothing else (no
+// token, policy, metrics or headers): on a resume, the run lock taken first and, after the answer, turned into
+// snapgate's default hold after a resume; on every call, a rate-limit check (reads in a bucket of their own) and a
+// write-ahead audit attempt acknowledged by Redis before forwarding, sent in the same write, then an outcome event.
 // FLOOR_REDIS_MODE=ours (default) uses snapgate's run lock, limiter and audit trail; raw sends the same
 // commands straight through ioredis, the least any gateway built on it can do.
 import { randomUUID } from 'node:crypto';
@@ -29,8 +29,9 @@ const agent = upstreamAgent();
  */
 type RedisWork = (org: string, ruuid: string, write: boolean) => Promise<() => Promise<void>>;
 
-/** A resume's run lock lease: snapgate's default for a 30 s upstream, plus its margin. */
+/** A resume's run lock lease (about snapgate's with the default upstream timeouts), and its hold after (default). */
 const LEASE_MS = 32_000;
+const HOLD_AFTER_RESUME_MS = 2_000;
 
 async function redisWork(url: string): Promise<RedisWork> {
   const client = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 0 });
@@ -65,7 +66,7 @@ async function redisWork(url: string): Promise<RedisWork> {
         client.xadd(stream, 'MAXLEN', '~', maxLen, '*', 'e', body),
       ]);
       return async () => {
-        if (lock !== undefined) await client.evalsha(unlockSha, 1, lock, event.id);
+        if (lock !== undefined) await client.evalsha(unlockSha, 1, lock, event.id, HOLD_AFTER_RESUME_MS);
         batchWritesThisTurn(client);
         void client.xadd(
           stream,
@@ -109,7 +110,7 @@ async function redisWork(url: string): Promise<RedisWork> {
     ]);
     return async () => {
       void trail.record({ ...event, type: 'outcome' });
-      await lock?.release();
+      await lock?.release(HOLD_AFTER_RESUME_MS);
     };
   };
 }
