@@ -125,7 +125,18 @@ describe('shipped example config', () => {
     const { loadConfig } = await import('../../src/config/load.js');
     const cfg = await loadConfig(new URL('../../config/snapgate.example.yaml', import.meta.url).pathname);
     expect(Object.keys(cfg.orgs)).toEqual(['Acme-Prod']);
-    expect(cfg.policy).toHaveLength(2);
+    // A caller that resumes, a read-only caller and an operator with every action.
+    expect(cfg.policy.map((r) => r.actions)).toEqual([
+      ['runtime.start'],
+      ['runtime.status', 'runtime.list'],
+      ['runtime.start', 'runtime.stop', 'runtime.status', 'runtime.list', 'runtime.stats'],
+    ]);
+    const org = cfg.orgs['Acme-Prod']!;
+    expect(org.rateLimit?.writes).toMatchObject({ limit: 60, window: 60_000, burst: 10 });
+    expect(org.rateLimit?.reads).toMatchObject({ limit: 600, window: 60_000, perCaller: { limit: 120 } });
+    expect(org).toMatchObject({ onRedisError: 'local', requireIdempotencyKey: false });
+    expect(cfg.idempotency).toEqual({ retention: 24 * 60 * 60 * 1_000, maxBodyBytes: 65_536 });
+    expect(cfg.audit.reads).toBe('all');
   });
 });
 
