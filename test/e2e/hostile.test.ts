@@ -408,14 +408,15 @@ async function buildCorpus(port: number): Promise<void> {
     ['#fragment', '#../../stop'],
     ['?a&a&a many params', `?${Array.from({ length: 300 }, (_, i) => `p${i}=1`).join('&')}`],
   ];
-  // Queries on a forbidden org: a query never changes which org is authorised.
+  // Queries on a forbidden org: a query never changes which org is authorised. The resume takes no query, so one is
+  // refused (invalid_query, before the token is judged) unless the path or the org is refused first.
   for (const [label, q] of queries) {
     const ruuid = newRuuid();
     add({
       name: `paths: query trick ${label} (forbidden org)`,
       category: 'paths',
       steps: once(request({ target: `${START}/Other-Org/${ruuid}${q}`, headers: withToken })),
-      codes: ['forbidden', 'invalid_path'],
+      codes: ['forbidden', 'invalid_path', 'invalid_query'],
       ruuid,
     });
   }
