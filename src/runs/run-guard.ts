@@ -253,6 +253,8 @@ async function guarded(
     await run.settle();
     const status = c.get('answer')?.status ?? 0;
     const accepted = target.action === 'runtime.start' && status >= 200 && status < 300;
-    await lock.release(accepted ? deps.holdAfterResumeMs : 0);
+    // Not waited for: the answer does not wait on Redis once more. The record was settled first, so a retry with the
+    // same key already gets the stored answer; the release (or the hold) is sent on the same connection at once.
+    void lock.release(accepted ? deps.holdAfterResumeMs : 0);
   }
 }

@@ -102,7 +102,15 @@ function defineLockCommands(client: RedisClient): void {
   }
 }
 
-const newToken = (): string => randomBytes(16).toString('hex');
+/**
+ * Holder tokens: a random prefix per lock object, then a counter, so every acquire in any instance has its own token
+ * without drawing random bytes per call. Tokens are never shown to callers; they only tell holders apart.
+ */
+function tokens(): () => string {
+  const prefix = randomBytes(12).toString('hex');
+  let n = 0;
+  return () => `${prefix}.${(n++).toString(36)}`;
+}
 
 /**
  * An acquire that missed its deadline: the script may still run and take the lock under our token. Whoever decided
@@ -155,6 +163,7 @@ export class RunLockDeadlineError extends RedisDeadlineError {
  */
 export function createRedisRunLock(client: RedisClient, options: { deadlineMs?: number } = {}): RunLock {
   const deadlineMs = options.deadlineMs ?? 1_000;
+  const newToken = tokens();
   defineLockCommands(client);
   const releaser =
     (key: string, token: string) =>
@@ -205,6 +214,7 @@ export interface LocalRunLockOptions {
 export function createLocalRunLock(options: LocalRunLockOptions = {}): RunLock {
   const maxEntries = options.maxEntries ?? 10_000;
   const now = options.now ?? Date.now;
+  const newToken = tokens();
   const held = new Map<string, { token: string; expiresAt: number; resumed: boolean }>();
   const sweep = (at: number): void => {
     for (const [key, entry] of held) if (entry.expiresAt <= at) held.delete(key);

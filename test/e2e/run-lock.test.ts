@@ -103,18 +103,25 @@ describe.each<[string, () => RunLock]>([
 });
 
 describe('redis run lock', () => {
-  it('keys the lock by the org hash tag, holds a random token, and sets the lease as the key’s TTL', async () => {
+  it('keys the lock by the org hash tag, holds a token of its own, and sets the lease as the key’s TTL', async () => {
     const lock = createRedisRunLock(redis.client);
     const ruuid = newRuuid();
     const key = runLockKey(ORG, ruuid);
     expect(key).toBe(`run:{org:${ORG}}:${ruuid}:lock`);
     const result = await lock.acquire(ORG, ruuid, 10_000);
     expect(result.ok).toBe(true);
-    expect(await redis.client.get(key)).toMatch(/^[0-9a-f]{32}$/);
+    // A random prefix per lock, then a counter: another lock object (another instance) never shares a token.
+    const token = await redis.client.get(key);
+    expect(token).toMatch(/^[0-9a-f]{24}\.[0-9a-z]+$/);
     const ttl = await redis.client.pttl(key);
     expect(ttl).toBeGreaterThan(9_000);
     expect(ttl).toBeLessThanOrEqual(10_000);
     if (result.ok) await result.release();
+    expect(await redis.client.exists(key)).toBe(0);
+    const other = await createRedisRunLock(redis.client).acquire(ORG, ruuid, 10_000);
+    expect(other.ok).toBe(true);
+    expect((await redis.client.get(key))?.split('.')[0]).not.toBe(token?.split('.')[0]);
+    if (other.ok) await other.release();
     expect(await redis.client.exists(key)).toBe(0);
   });
 
