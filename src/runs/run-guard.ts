@@ -1,4 +1,4 @@
-// The run guard of writes (start, stop), after authorization and before the rate limits: the Idempotency-Key record
+// The run guard of writes (start, stop), after the rate limits and before the forward: the Idempotency-Key record
 // (replay, in flight, mismatch, a retry after an unknown outcome) and the run lock (one resume or stop of a run at a
 // time across instances). Reads pass straight through.
 import type { Context, MiddlewareHandler } from 'hono';

@@ -1,6 +1,6 @@
 // The SnapLogic runtime routes snapgate serves, from the call table (src/snaplogic/runtime-api.ts): each request's
-// path and query are validated into a target, then authenticate → authorize → read the body → (writes) the run guard
-// → rate limits → forward (forward-call.ts).
+// path and query are validated into a target, then authenticate → authorize → read the body → rate limits →
+// (writes) the run guard → forward (forward-call.ts).
 import { Hono, type MiddlewareHandler } from 'hono';
 import { GatewayError } from '../errors.js';
 import type { AppEnv } from '../http/app-env.js';
@@ -12,9 +12,9 @@ import { forwardCall, type ForwardDeps } from './forward-call.js';
 export interface RuntimeRouteDeps extends ForwardDeps {
   authenticate: MiddlewareHandler<AppEnv>;
   authorize: MiddlewareHandler<AppEnv>;
+  rateLimit: MiddlewareHandler<AppEnv>;
   /** Writes only: one resume or stop of a run at a time, and Idempotency-Key records (src/runs/run-guard.ts). */
   runGuard: MiddlewareHandler<AppEnv>;
-  rateLimit: MiddlewareHandler<AppEnv>;
   maxBodyBytes: number;
   /** ms allowed for receiving a request body. */
   bodyTimeoutMs: number;
@@ -68,8 +68,10 @@ export function runtimeRoutes(deps: RuntimeRouteDeps): Hono<AppEnv> {
       timeoutMs: deps.bodyTimeoutMs,
       note: ' SnapLogic runtime calls take no body.',
     }),
-    deps.runGuard,
+    // The limits first: a call over them costs no lock. A call the guard then refuses (run busy, a replay, a key
+    // in use or reused) is never forwarded, so the limits give its quota back.
     deps.rateLimit,
+    deps.runGuard,
   ] as const;
   const forward = forwardCall(deps);
   routes.all(RUNTIME_PREFIX, ...chain, forward);
