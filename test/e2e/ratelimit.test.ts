@@ -321,3 +321,51 @@ describe('Redis outage', () => {
     });
   });
 });
+
+describe('action groups on a shared Redis: reads never eat the resume quota', () => {
+  const policy = [
+    {
+      match: { sub: 'svc-billing' },
+      orgs: ['Acme-Prod'],
+      actions: ['runtime.start', 'runtime.status', 'runtime.list'],
+    },
+  ];
+  const status = (gw: TestGateway, ruuid: string) =>
+    send(gw.url, 'GET', `/api/1/rest/public/runtime/Acme-Prod/${ruuid}?level=summary`, {
+      headers: { authorization: `Bearer ${world.jwt}` },
+    });
+
+  it('two instances: reads count against the reads bucket only, resumes against the writes bucket only', async () => {
+    const limits = { limit: 2, window: '60s', reads: { limit: 3, window: '60s' } };
+    const a = await gateway(limits, { policy });
+    const b = await gateway(limits, { policy });
+    const ruuid = world.standIn.addRun('Acme-Prod', 'Suspended');
+    const reads = [];
+    for (const gw of [a, b, a, b, a]) reads.push(await status(gw, ruuid));
+    expect(reads.map((r) => r.status)).toEqual([200, 200, 200, 429, 429]);
+    expect(reads[3]!.json).toMatchObject({ code: 'quota_exceeded' });
+    expect(reads[3]!.json.detail).toContain('for reads');
+    // The reads' bucket is full, yet both resumes the writes allow go through, on either instance.
+    const resumes = [await call(a), await call(b), await call(a)];
+    expect(resumes.map((r) => r.status)).toEqual([200, 200, 429]);
+    const keys = await world.admin.keys('rl:{org:Acme-Prod}:*');
+    expect(keys.sort()).toEqual(['rl:{org:Acme-Prod}:rate', 'rl:{org:Acme-Prod}:reads:rate']);
+    // Each answer names its own group's policy: the partition keys differ.
+    const pk = (r: Reply) => /pk=(:[^:]+:)/.exec(String(r.headers['ratelimit-policy']))?.[1];
+    expect(pk(reads[0]!)).toBeDefined();
+    expect(pk(resumes[0]!)).toBeDefined();
+    expect(pk(reads[0]!)).not.toBe(pk(resumes[0]!));
+  });
+
+  it('without rateLimit.reads, reads are not limited and leave the resume quota whole', async () => {
+    const gw = await gateway({ limit: 1, window: '60s' }, { policy });
+    const ruuid = world.standIn.addRun('Acme-Prod', 'Suspended');
+    for (let i = 0; i < 5; i++) {
+      const r = await status(gw, ruuid);
+      expect(r.status).toBe(200);
+      expect(r.headers['ratelimit-policy']).toBeUndefined();
+    }
+    expect((await call(gw)).status).toBe(200);
+    expect((await call(gw)).status).toBe(429);
+  });
+});
