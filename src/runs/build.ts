@@ -12,9 +12,13 @@ import {
 import type { RunGuardDeps, RunGuardOrg } from './run-guard.js';
 import { createLocalRunLock, createModalRunLock, createRedisRunLock, type ModalRunLock } from './run-lock.js';
 
-/** Each org's guard settings: its Redis mode, whether it requires a key, and its longest call. */
+/**
+ * Each org's guard settings: its Redis mode, whether it requires a key, and how long a call to SnapLogic can take
+ * once the guard has let it go: a wait for a pooled connection (upstream.queueTimeout) plus the call itself (the
+ * org's connect + headers + body timeouts); and the audit attempt's acknowledgement before it (audit.ackTimeout).
+ */
 export function runGuardOrgs(
-  config: Pick<Config, 'orgs'>,
+  config: Pick<Config, 'orgs' | 'upstream' | 'audit'>,
   orgs: ReadonlyMap<string, UpstreamOrg>,
 ): ReadonlyMap<string, RunGuardOrg> {
   const out = new Map<string, RunGuardOrg>();
@@ -24,7 +28,8 @@ export function runGuardOrgs(
     out.set(name, {
       onRedisError: cfg.onRedisError,
       requireIdempotencyKey: cfg.requireIdempotencyKey,
-      longestCallMs: longestCallMs(upstream.timeouts),
+      callMs: config.upstream.queueTimeout + longestCallMs(upstream.timeouts),
+      attemptMs: config.audit.ackTimeout,
     });
   }
   return out;

@@ -27,8 +27,10 @@ export interface RunGuardOrg {
   readonly onRedisError: OnRedisError;
   /** Refuse writes without an Idempotency-Key (400). */
   readonly requireIdempotencyKey: boolean;
-  /** The longest one call to SnapLogic can take (its timeouts): the lock's lease is bounded by it. */
-  readonly longestCallMs: number;
+  /** The longest one call to SnapLogic can take, its wait for a connection included: the lease is bounded by it. */
+  readonly callMs: number;
+  /** The longest the audit attempt before the call can wait for its acknowledgement. */
+  readonly attemptMs: number;
 }
 
 export interface RunGuardDeps {
@@ -51,8 +53,16 @@ export const IDEMPOTENCY_DEGRADED_HEADER = 'x-snapgate-idempotency-degraded';
 /** On a replay whose body was over the stored cap: its size; the body itself is not replayed. */
 export const REPLAY_BODY_OMITTED_HEADER = 'x-snapgate-replay-body-omitted';
 
-/** Slack on a lease beyond the longest call, for the steps around it (the audit attempt, up to its 1 s ack, and the limits). */
+/** Slack on a lease beyond the steps it covers, for the event loop and Redis between them. */
 const LEASE_MARGIN_MS = 2_000;
+
+/**
+ * How long the lock (and a key record) is held at most: the audit attempt, then the call, twice over for a retry after
+ * an unknown outcome (the state read first), plus the margin. Whatever happens, the holder is done by then.
+ */
+function leaseMs(org: RunGuardOrg, retry: boolean): number {
+  return org.attemptMs + (retry ? 2 : 1) * org.callMs + LEASE_MARGIN_MS;
+}
 
 /** After an unknown outcome, whether the run's state lets this write go ahead. */
 function mayProceed(action: RequestTarget['action'], state: RunState): boolean {
@@ -151,12 +161,7 @@ export function runGuard(deps: RunGuardDeps): MiddlewareHandler<AppEnv> {
       const fingerprint = requestFingerprint({ action: target.action, org: target.org, ruuid });
       let begun;
       try {
-        begun = await deps.idempotency.begin(
-          scope,
-          fingerprint,
-          2 * org.longestCallMs + LEASE_MARGIN_MS,
-          org.onRedisError,
-        );
+        begun = await deps.idempotency.begin(scope, fingerprint, leaseMs(org, true), org.onRedisError);
       } catch (err) {
         if (err instanceof RedisUnavailableError) throw unavailable(err);
         throw err;
@@ -215,7 +220,7 @@ async function guarded(
   next: () => Promise<void>,
 ): Promise<void> {
   const { target, ruuid, retry } = run;
-  const lease = (retry ? 2 : 1) * org.longestCallMs + LEASE_MARGIN_MS;
+  const lease = leaseMs(org, retry);
   let lock;
   try {
     const purpose = target.action === 'runtime.start' ? 'start' : 'stop';

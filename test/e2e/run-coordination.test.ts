@@ -59,10 +59,13 @@ afterEach(() => {
 
 const ACME = 'Acme-Prod';
 /**
- * A lease covers the org's longest call (connect + headers + body timeouts) plus a margin for the steps around it
- * (the audit attempt, the limits); the margin is at most this. Twice the longest call on a retry.
+ * A lease covers the audit attempt's acknowledgement (audit.ackTimeout, 1 s by default), then the call: its wait for a
+ * pooled connection (upstream.queueTimeout, 2 s by default) and the org's longest call (connect + headers + body
+ * timeouts), twice on a retry; plus a margin of at most this.
  */
 const LEASE_MARGIN_MAX_MS = 2_000;
+const ATTEMPT_MS = 1_000;
+const QUEUE_MS = 2_000;
 /** baseConfig's upstream timeouts: connect 1 s + headers 2 s + body 2 s. */
 const DEFAULT_LONGEST_MS = 5_000;
 const OTHER = 'Other-Org';
@@ -145,7 +148,7 @@ describe('one resume of a run at a time, across instances (run lock)', () => {
     for (const r of busy) {
       const retryAfter = expectProblem(r, 409, 'run_busy');
       expect(retryAfter).toBeGreaterThanOrEqual(1);
-      expect(retryAfter).toBeLessThanOrEqual((DEFAULT_LONGEST_MS + LEASE_MARGIN_MAX_MS) / 1000);
+      expect(retryAfter).toBeLessThanOrEqual((ATTEMPT_MS + QUEUE_MS + DEFAULT_LONGEST_MS + LEASE_MARGIN_MAX_MS) / 1000);
     }
     // The refusals came from every instance, not only the winner's.
     const busyBy = new Set(replies.map((r, i) => (r.status === 409 ? i % 3 : -1)).filter((i) => i >= 0));
@@ -243,9 +246,10 @@ describe('Idempotency-Key across instances', () => {
 
     const inUse = await resume(b!.url, ACME, ruuid, world.jwt, key(k));
     const retryAfter = expectProblem(inUse, 409, 'idempotency_key_in_use');
-    // Within the key's lease: twice the longest call, plus the margin.
+    // Within the key's lease: the attempt, twice the call (with its queue wait), plus the margin.
     expect(retryAfter).toBeGreaterThanOrEqual(1);
-    expect(retryAfter).toBeLessThanOrEqual((2 * DEFAULT_LONGEST_MS + LEASE_MARGIN_MAX_MS) / 1000);
+    const keyLease = ATTEMPT_MS + 2 * (QUEUE_MS + DEFAULT_LONGEST_MS) + LEASE_MARGIN_MAX_MS;
+    expect(retryAfter).toBeLessThanOrEqual(keyLease / 1000);
 
     expect((await first).status).toBe(200);
     const after = await resume(b!.url, ACME, ruuid, world.jwt, key(k));
@@ -406,12 +410,15 @@ describe('the lock is released on every outcome', () => {
   });
 
   it('a killed instance’s lock holds until its lease ends (≤ lease), then another instance may resume', async () => {
-    // connect 200 ms + headers 1 s + body 200 ms = 1.4 s longest call: a lease of 2.4 to 3.4 s.
+    // connect 200 ms + headers 1 s + body 200 ms = 1.4 s longest call, after an attempt ack and a queue wait of at
+    // most 200 ms each: a lease of 1.8 to 3.8 s.
     const LONGEST = 1_400;
-    const LEASE = LONGEST + LEASE_MARGIN_MAX_MS;
+    const LEASE = 200 + 200 + LONGEST + LEASE_MARGIN_MAX_MS;
     const doc = config({
       orgs: (orgs) => (orgs[ACME] = { ...orgs[ACME], timeouts: { connect: '200ms', headers: '1s', body: '200ms' } }),
     });
+    doc.upstream = { ...(doc.upstream as Record<string, unknown>), queueTimeout: '200ms' };
+    doc.audit = { ackTimeout: '200ms' };
     const [survivor] = await gateways(1, doc);
     const ruuid = world.standIn.addRun(ACME);
     const lock = runLockKey(ACME, ruuid);

@@ -21,8 +21,11 @@ import type { PathKind, ReceivedRequest } from '../helpers/snaplogic-stand-in.js
 const world = useInProcess();
 const RUNTIME = '/api/1/rest/public/runtime';
 const ORG = 'Acme-Prod';
-/** What a lease may add to the calls it covers (the audit attempt, the limits): a bound, not the exact margin. */
-const LEASE_SLACK_S = 3;
+/**
+ * What a lease adds to the calls it covers: the audit attempt's ack (1 s), each call's wait for a connection
+ * (upstream.queueTimeout, 2 s; twice on a retry) and a 2 s margin. A bound, not the exact lease.
+ */
+const LEASE_SLACK_S = 7;
 
 const ACTIONS = ['runtime.start', 'runtime.stop', 'runtime.status', 'runtime.list', 'runtime.stats'] as const;
 type Action = (typeof ACTIONS)[number];
