@@ -67,6 +67,7 @@ export function forwardCall(deps: ForwardDeps): Handler<AppEnv> {
         // A caller that hangs up aborts the call, which frees its concurrency lease at once.
         signal,
         onDispatch: () => c.set('forwarded', true),
+        kind: call.kind,
       });
     } catch (err) {
       // The connection was never made: nothing reached SnapLogic (the quota is refunded, a key freed).

@@ -21,6 +21,11 @@ export interface UpstreamRequest {
    * fails with an UpstreamCallError whose `sent` is false never reached SnapLogic either.
    */
   onDispatch?: () => void;
+  /**
+   * `read` calls (status, list, stats) may hold at most half of an origin's connections, so reads alone can never
+   * leave a resume or stop waiting for one. Default `write`.
+   */
+  kind?: 'read' | 'write';
 }
 
 export type UpstreamAbortSignal = EventEmitter & {
@@ -263,6 +268,43 @@ function busy(why: string): GatewayError {
  * Creates the forwarder. One pool per connect timeout, one bounded queue per origin; requests choose header/body
  * timeouts.
  */
+/**
+ * Runs `send` with a signal that fires when the caller's does, or when the whole call has taken longer than
+ * connect + headers + body timeouts (undici's body timeout bounds only the silence between chunks, so a body that
+ * trickles in could otherwise outlast every lease and lock sized by those timeouts).
+ */
+async function withCallDeadline<T>(
+  timeouts: UpstreamTimeouts,
+  signal: UpstreamAbortSignal | undefined,
+  send: (signal: AbortSignal) => Promise<T>,
+): Promise<T> {
+  const controller = new AbortController();
+  const onAbort = (): void => controller.abort();
+  signal?.once('abort', onAbort);
+  const totalMs = timeouts.connect + timeouts.headers + timeouts.body;
+  let late = false;
+  const timer = setTimeout(() => {
+    late = true;
+    controller.abort();
+  }, totalMs);
+  try {
+    return await send(controller.signal);
+  } catch (err) {
+    if (late && signal?.aborted !== true) {
+      throw new UpstreamCallError(
+        'upstream_timeout',
+        `SnapLogic's answer took longer than ${totalMs} ms in all. ${UNKNOWN_OUTCOME}`,
+        true,
+        err,
+      );
+    }
+    throw err;
+  } finally {
+    clearTimeout(timer);
+    signal?.off('abort', onAbort);
+  }
+}
+
 export function createForwarder(options: ForwarderOptions): Forwarder {
   const agents = new Map<number, Agent>();
   const agentFor = (connectTimeout: number): Agent => {
@@ -290,11 +332,36 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     }
     return s;
   };
+  // Reads take one of these first: at most half the origin's connections (at least 1).
+  const readSlots = new Map<string, Slots>();
+  const readSlotsFor = (origin: string): Slots => {
+    let s = readSlots.get(origin);
+    if (s === undefined) {
+      s = new Slots(Math.max(1, Math.floor(options.connections / 2)), options.maxQueue, options.queueTimeout);
+      readSlots.set(origin, s);
+    }
+    return s;
+  };
+  /** A slot for the call: for a read, one of the reads' share first, then one of the origin's. */
+  const acquire = async (req: UpstreamRequest): Promise<() => void> => {
+    if (req.kind !== 'read') return slotsFor(req.origin).acquire(req.signal);
+    const readRelease = await readSlotsFor(req.origin).acquire(req.signal);
+    try {
+      const release = await slotsFor(req.origin).acquire(req.signal);
+      return () => {
+        release();
+        readRelease();
+      };
+    } catch (err) {
+      readRelease();
+      throw err;
+    }
+  };
 
   return {
     async forward(req) {
       const agent = agentFor(req.timeouts.connect);
-      const release = await slotsFor(req.origin).acquire(req.signal);
+      const release = await acquire(req);
       // A caller gone (or a shutdown) while waiting for Redis, the audit trail or a connection: never sent.
       if (req.signal?.aborted === true) {
         release();
@@ -302,18 +369,20 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
       }
       req.onDispatch?.();
       try {
-        const res = await agent.request({
-          origin: req.origin,
-          path: req.path,
-          method: req.method,
-          headers: req.headers,
-          body: req.body && req.body.byteLength > 0 ? req.body : null,
-          headersTimeout: req.timeouts.headers,
-          bodyTimeout: req.timeouts.body,
-          ...(req.signal !== undefined ? { signal: req.signal } : {}),
+        return await withCallDeadline(req.timeouts, req.signal, async (signal) => {
+          const res = await agent.request({
+            origin: req.origin,
+            path: req.path,
+            method: req.method,
+            headers: req.headers,
+            body: req.body && req.body.byteLength > 0 ? req.body : null,
+            headersTimeout: req.timeouts.headers,
+            bodyTimeout: req.timeouts.body,
+            signal,
+          });
+          const body = await readBody(res.body, options.maxResponseBytes);
+          return { status: res.statusCode, headers: res.headers, body };
         });
-        const body = await readBody(res.body, options.maxResponseBytes);
-        return { status: res.statusCode, headers: res.headers, body };
       } catch (err) {
         throw translate(err, req.origin, req.signal);
       } finally {

@@ -46,6 +46,7 @@ export function createRunStateReader(deps: {
         headers: upstreamRequestHeaders([], { authorization: credential.authorization, requestId: call.requestId }),
         timeouts: org.timeouts,
         signal: call.signal,
+        kind: 'read',
       });
     } catch (err) {
       if (err instanceof GatewayError && (err.code === 'client_closed_request' || err.code === 'aborted_by_shutdown')) {

@@ -35,6 +35,15 @@ const routes: Record<string, (req: IncomingMessage, res: ServerResponse) => void
     res.write('{"partial":', () => setTimeout(() => req.socket.destroy(), 20));
   },
   '/large': (_req, res) => res.writeHead(200).end(Buffer.alloc(2_048, 'x')),
+  // Headers at once, then one byte every 50 ms for 3 s: never silent for long, never done.
+  '/drip': (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': '60' });
+    let sent = 0;
+    const timer = setInterval(() => {
+      if (res.destroyed || ++sent >= 60) clearInterval(timer);
+      else res.write(' ');
+    }, 50);
+  },
 };
 
 let server: Listening;
@@ -190,6 +199,34 @@ describe('transport failures', () => {
     expect(mayHaveBeenSent(err)).toBe(true);
     await sleep(100);
     expect(received).toEqual(['/reset-body']);
+  });
+});
+
+describe('a bounded call', () => {
+  it('a body that trickles in is cut at connect + headers + body in all: 504, may have taken effect', async () => {
+    const a = attempt('/drip', { headersMs: 200, bodyMs: 200 });
+    a.request.timeouts = { connect: 100, headers: 200, body: 200 };
+    const started = Date.now();
+    const err = await refusal(forwarder().forward(a.request));
+    expectCode(err, 'upstream_timeout', 504);
+    expect(mayHaveBeenSent(err)).toBe(true);
+    expect(err.detail).toContain('500 ms in all');
+    expect(Date.now() - started).toBeLessThan(1_500);
+  });
+
+  it('reads hold at most half the connections: a write still gets one while reads wait', async () => {
+    const f = forwarder({ connections: 2 });
+    const reads = [attempt('/slow'), attempt('/slow')].map((a) => {
+      a.request.kind = 'read';
+      return f.forward(a.request);
+    });
+    await until(() => received.length >= 1, 2_000);
+    const write = attempt('/ok');
+    const answer = await f.forward(write.request);
+    expect(answer.status).toBe(200);
+    // The second read waited for the first: the write was sent before it.
+    expect(received.slice(0, 2)).toEqual(['/slow', '/ok']);
+    expect((await Promise.all(reads)).map((r) => r.status)).toEqual([200, 200]);
   });
 });
 
