@@ -363,6 +363,14 @@ export const configSchema = z.strictObject({
       holdAfterResume: duration()
         .default(2_000)
         .refine((ms) => ms >= 0 && ms <= 60_000, { message: 'must be from 0 to 60s' }),
+      /**
+       * How long the lock and the Idempotency-Key records wait on Redis before the org's onRedisError mode decides.
+       * Longer than redis.commandTimeout by default: a write is worth a short wait, and a slow answer taken for an
+       * outage lets this instance decide alone while the others still share Redis.
+       */
+      commandTimeout: duration()
+        .default(1_000)
+        .refine((ms) => ms >= 10 && ms <= 30_000, { message: 'must be from 10ms to 30s' }),
     })
     .prefault({}),
   /** Idempotency-Key records (start and stop): shared through Redis when it is configured. */

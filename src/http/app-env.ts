@@ -40,6 +40,8 @@ export type AppEnv = {
     signal: CallSignal | undefined;
     /** The request body, read (within its deadline) before any limit is taken; unset before that. */
     body: Uint8Array | undefined;
+    /** Set when the run guard read the run's state at SnapLogic (a retry after an unknown outcome). */
+    stateRead: boolean | undefined;
     /** Set the moment the call is handed to SnapLogic; until then nothing was forwarded. */
     forwarded: boolean | undefined;
   };

@@ -120,7 +120,9 @@ export function rateLimit(deps: {
     } finally {
       // A call refused after the decision and never forwarded (audit unavailable, caller gone,
       // upstream busy, shutdown) gives back what it took; a forwarded one keeps its quota.
-      void (c.get('forwarded') === true ? decision.release() : decision.refund());
+      // A retry whose state read reached SnapLogic keeps its quota too, so retries cannot read for free.
+      const reached = c.get('forwarded') === true || c.get('stateRead') === true;
+      void (reached ? decision.release() : decision.refund());
     }
   };
 }

@@ -56,8 +56,8 @@ export function createRunCoordination(
     };
     return { lock, idempotency, shared: false, holdAfterResumeMs };
   }
-  // A decision waits on Redis no longer than any other (redis.commandTimeout), then the org's mode decides.
-  const deadlineMs = config.redis?.commandTimeout;
+  // A write waits on Redis up to runLock.commandTimeout, then the org's mode decides.
+  const deadlineMs = config.runLock.commandTimeout;
   return {
     lock: createModalRunLock({ redis: createRedisRunLock(redis, { deadlineMs }), local: localLock }),
     idempotency: createModalIdempotencyStore({

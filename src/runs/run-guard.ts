@@ -64,6 +64,19 @@ function leaseMs(org: RunGuardOrg, retry: boolean): number {
   return org.attemptMs + (retry ? 2 : 1) * org.callMs + LEASE_MARGIN_MS;
 }
 
+/**
+ * Whether SnapLogic may have acted on this call: it accepted it (2xx), or it was sent and no definite refusal came
+ * back (no answer, a 5xx or 408: the caller hung up, the call timed out or broke). A resume of the run right after
+ * such a call is most likely a duplicate: the run stays closed to resumes for the hold.
+ */
+function mayHaveResumed(c: Context<AppEnv>): boolean {
+  if (c.get('forwarded') !== true) return false;
+  const status = c.get('answer')?.status ?? c.get('call').upstreamStatus;
+  if (status === undefined) return true;
+  if (status >= 200 && status < 300) return true;
+  return status >= 500 || status === 408;
+}
+
 /** After an unknown outcome, whether the run's state lets this write go ahead. */
 function mayProceed(action: RequestTarget['action'], state: RunState): boolean {
   if (action === 'runtime.start') return state === 'Suspended';
@@ -223,7 +236,9 @@ async function guarded(
   const lease = leaseMs(org, retry);
   let lock;
   try {
-    const purpose = target.action === 'runtime.start' ? 'start' : 'stop';
+    // A stop, and a retry that reads the run's state before it forwards, may pass a hold left by a recent resume;
+    // only a plain resume is held back by it.
+    const purpose = target.action === 'runtime.start' && !retry ? 'start' : 'stop';
     lock = await deps.lock.acquire(target.org, ruuid, lease, org.onRedisError, purpose);
   } catch (err) {
     if (err instanceof RedisUnavailableError) throw unavailable(err);
@@ -233,7 +248,7 @@ async function guarded(
   if (!lock.ok) {
     throw new GatewayError(
       'run_busy',
-      'Another resume or stop of this run is in flight, or SnapLogic accepted a resume of it moments ago. Nothing ' +
+      'Another resume or stop of this run is in flight, or one was sent to SnapLogic moments ago. Nothing ' +
         "was forwarded; read the run's state, and retry after the Retry-After delay if it still needs this call.",
       { headers: retryAfter(lock.retryAfterMs) },
     );
@@ -241,6 +256,8 @@ async function guarded(
   try {
     if (retry) {
       const signal = signalOf(c);
+      // The read reaches SnapLogic: the call keeps the rate quota it was counted against, even when refused.
+      c.set('stateRead', true);
       const state = await deps.readState(target, { requestId: c.get('requestId'), signal });
       c.get('call').runState = state;
       if (!mayProceed(target.action, state)) {
@@ -256,10 +273,9 @@ async function guarded(
     await next();
   } finally {
     await run.settle();
-    const status = c.get('answer')?.status ?? 0;
-    const accepted = target.action === 'runtime.start' && status >= 200 && status < 300;
+    const held = target.action === 'runtime.start' && mayHaveResumed(c);
     // Not waited for: the answer does not wait on Redis once more. The record was settled first, so a retry with the
     // same key already gets the stored answer; the release (or the hold) is sent on the same connection at once.
-    void lock.release(accepted ? deps.holdAfterResumeMs : 0);
+    void lock.release(held ? deps.holdAfterResumeMs : 0);
   }
 }

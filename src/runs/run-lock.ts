@@ -10,7 +10,10 @@ import { RedisUnavailableError } from '../redis/unavailable.js';
 /** Which lock decided: Redis (shared by every instance) or this process's fallback (for a response header). */
 export type LockDecider = 'redis' | 'local';
 
-/** What the lock is taken for: a resume, or a stop (which may take over a resumed run's hold). */
+/**
+ * What the lock is taken for: a resume, or anything that may take over the hold a recent resume left (a stop, or a
+ * resume that reads the run's state before it forwards).
+ */
 export type LockPurpose = 'start' | 'stop';
 
 export type RunLockResult =

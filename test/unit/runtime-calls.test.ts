@@ -1095,16 +1095,25 @@ describe('Idempotency-Key', () => {
     expect(received.map((r) => r.kind)).toEqual(['stop']);
   });
 
-  it('the lock is released after an upstream error too', async () => {
+  it('after an upstream error the lock is released into the hold: a resume waits it out, a stop goes', async () => {
     const gw = await world.app({ policy: [operator] });
     const ops = await world.signer.mint({ sub: 'svc-ops' });
     const ruuid = world.standIn.addRun(ORG, 'Suspended');
     world.standIn.setFault({ kind: 'status', status: 500, count: 1, on: 'start' });
     const failed = await gw.send('POST', start(ruuid), { token: ops });
     expect(failed.status).toBe(500);
-    const retried = await gw.send('POST', start(ruuid), { token: ops });
+    // A 500 may or may not have resumed it: a blind resume right after is held back.
+    expectProblem(await gw.send('POST', start(ruuid), { token: ops }), 409, 'run_busy');
+    expect(world.standIn.calls('start', ruuid)).toHaveLength(1);
+    // A 4xx is a definite refusal: no hold after it.
+    const other = world.standIn.addRun(ORG, 'Suspended');
+    world.standIn.setFault({ kind: 'status', status: 400, count: 1, on: 'start' });
+    expect((await gw.send('POST', start(other), { token: ops })).status).toBe(400);
+    const retried = await gw.send('POST', start(other), { token: ops });
     expect(retried.status, retried.text).toBe(200);
-    expect(world.standIn.calls('start', ruuid)).toHaveLength(2);
+    expect(world.standIn.calls('start', other)).toHaveLength(2);
+    const stopped = await gw.send('POST', stop(ruuid), { token: ops });
+    expect(stopped.status, stopped.text).toBe(200);
   });
 });
 
@@ -1131,6 +1140,25 @@ describe('a retry after an unknown outcome', () => {
     expect(world.standIn.received.length - before).toBe(calls.length);
     world.standIn.setFault(undefined);
   }
+
+  it('each retry whose state read reached SnapLogic keeps its rate quota: retries cannot read for free', async () => {
+    const gw = await world.app({
+      policy: [operator],
+      ...timeouts,
+      orgs: { [ORG]: { rateLimit: { limit: 3, window: '60s' } } },
+    });
+    const ops = await world.signer.mint({ sub: 'svc-ops' });
+    const ruuid = world.standIn.addRun(ORG, 'Suspended');
+    const key = freshKey();
+    await unknownOutcomes(gw, ops, true, [[start(ruuid), key]]);
+    const codes: unknown[] = [];
+    for (let i = 0; i < 3; i++) {
+      codes.push((await gw.send('POST', start(ruuid), { token: ops, headers: key })).json.code);
+    }
+    expect(codes).toEqual(['run_state_conflict', 'run_state_conflict', 'quota_exceeded']);
+    expect(world.standIn.calls('status', ruuid)).toHaveLength(2);
+    expect(world.standIn.calls('start', ruuid)).toHaveLength(1);
+  });
 
   it('not applied (the run still Suspended): the retry reads the state, then forwards once more', async () => {
     const gw = await world.app({ policy: [operator], ...timeouts });
@@ -1241,11 +1269,11 @@ describe('a retry after an unknown outcome', () => {
     expect(sentAgain.map((r) => r.kind)).toEqual(['status']);
     expect(world.standIn.run(ORG, started)!.resumes).toBe(1);
 
-    // Without a key there is no record to say the outcome was unknown: the resume is forwarded, SnapLogic refuses it.
+    // Without a key there is no record to say the outcome was unknown, but the run stays closed to resumes for the
+    // hold after a call that may have resumed it: a quick blind retry is run_busy, not sent.
     const [blind, sentBlind] = await counted(() => gw.send('POST', start(unkeyed), { token: ops }));
-    expect(blind.status, blind.text).toBe(409);
-    expect(blind.json.code).toBeUndefined();
-    expect(sentBlind.map((r) => r.kind)).toEqual(['start']);
+    expectProblem(blind, 409, 'run_busy');
+    expect(sentBlind).toEqual([]);
     expect(world.standIn.run(ORG, unkeyed)!.resumes).toBe(1);
   });
 });
