@@ -170,11 +170,18 @@ export type PathMatch =
   /** Not under RUNTIME_PREFIX at all: not ours (404). */
   | { readonly ok: false; readonly reason: 'unknown_path'; readonly detail: string }
   /** Under the prefix, but no call has this shape (extra, missing, empty or dot segments). */
-  | { readonly ok: false; readonly reason: 'invalid_path'; readonly detail: string }
+  | {
+      readonly ok: false;
+      readonly reason: 'invalid_path';
+      /** The action the path's family asks for, when its first segments tell (for the audit event). */
+      readonly action?: RuntimeAction;
+      readonly detail: string;
+    }
   /** The paths of this family take other methods only; `allow` is the Allow header's list. */
   | {
       readonly ok: false;
       readonly reason: 'method_not_allowed';
+      readonly action?: RuntimeAction;
       readonly allow: readonly RuntimeMethod[];
       readonly detail: string;
     }
@@ -205,6 +212,8 @@ export function errorCodeForPath(reason: PathRefusal): ErrorCode {
 interface Family {
   readonly method: RuntimeMethod;
   readonly shapes: string;
+  /** The action a path of this family asks for, even when its shape or method is wrong (for the audit event). */
+  readonly action: (segments: readonly string[]) => RuntimeAction | undefined;
   /** The call for the segments after the prefix, or undefined when none has their shape. */
   readonly pick: (segments: readonly string[]) => { call: RuntimeCall; org: string; ruuid?: string } | undefined;
 }
@@ -214,12 +223,29 @@ const runSegments = (c: RuntimeCall, s: readonly string[]) =>
 
 // A Map, not an object: a first segment such as `constructor` or `__proto__` must not find anything.
 const families: ReadonlyMap<string, Family> = new Map<string, Family>([
-  ['start', { method: 'POST', shapes: runtimeCalls.start.pattern, pick: (s) => runSegments(runtimeCalls.start, s) }],
-  ['stop', { method: 'POST', shapes: runtimeCalls.stop.pattern, pick: (s) => runSegments(runtimeCalls.stop, s) }],
+  [
+    'start',
+    {
+      method: 'POST',
+      shapes: runtimeCalls.start.pattern,
+      action: () => 'runtime.start',
+      pick: (s) => runSegments(runtimeCalls.start, s),
+    },
+  ],
+  [
+    'stop',
+    {
+      method: 'POST',
+      shapes: runtimeCalls.stop.pattern,
+      action: () => 'runtime.stop',
+      pick: (s) => runSegments(runtimeCalls.stop, s),
+    },
+  ],
   [
     'api-stats',
     {
       method: 'GET',
+      action: () => 'runtime.stats',
       shapes: `${runtimeCalls.stats.pattern}[/daily|/concurrent]`,
       pick: (s) => {
         if (s.length === 2) return { call: runtimeCalls.stats, org: s[1]! };
@@ -234,6 +260,7 @@ const families: ReadonlyMap<string, Family> = new Map<string, Family>([
 
 const orgFamily: Family = {
   method: 'GET',
+  action: (s) => (s.length === 1 ? 'runtime.list' : s.length === 2 ? 'runtime.status' : undefined),
   shapes: `${runtimeCalls.list.pattern} or ${runtimeCalls.status.pattern}`,
   pick: (s) => {
     if (s.length === 1) return { call: runtimeCalls.list, org: s[0]! };
@@ -256,10 +283,13 @@ export function matchRuntimePath(method: string, path: string): PathMatch {
   }
   const segments = path.slice(RUNTIME_PREFIX.length + 1).split('/');
   const family = families.get(segments[0]!) ?? orgFamily;
+  const action = family.action(segments);
+  const named = action !== undefined ? { action } : {};
   if (method !== family.method) {
     return {
       ok: false,
       reason: 'method_not_allowed',
+      ...named,
       allow: [family.method],
       detail: `${family.shapes} accepts ${family.method} only.`,
     };
@@ -269,6 +299,7 @@ export function matchRuntimePath(method: string, path: string): PathMatch {
     return {
       ok: false,
       reason: 'invalid_path',
+      ...named,
       detail: `The path must be ${family.shapes}, with exactly those segments.`,
     };
   }
@@ -343,8 +374,12 @@ function isDateTime(value: string): boolean {
   return Number(m[4]) <= 23 && Number(m[5]) <= 59 && Number(m[6]) <= 59;
 }
 
-/** `/{org}/projects/{project}` or `/{org}/shared`; the project one segment, not `.` or `..`. */
+/**
+ * `/{org}/projects/{project}` or `/{org}/shared`; the project one segment, not `.` or `..`, and free of `\`, `?` and
+ * `#` (which some servers read as separators even once encoded).
+ */
 function isProjectPath(value: string, org: string): boolean {
+  if (/[\\?#]/.test(value)) return false;
   const parts = value.split('/');
   if (parts[0] !== '' || parts[1] !== org) return false;
   if (parts.length === 3) return parts[2] === 'shared';
@@ -365,7 +400,7 @@ function accepted(p: QueryParameter, org: string): string {
     case 'text':
       return `1 to ${MAX_QUERY_VALUE_LENGTH} characters, no control characters${r.spaces ? '' : ' and no whitespace'}`;
     case 'project_path':
-      return `/${org}/projects/{project} or /${org}/shared (the org of the path)`;
+      return `/${org}/projects/{project} or /${org}/shared (the org of the path; no \\, ? or # in the project)`;
     case 'date':
       return 'a date as YYYY-MM-DD';
     case 'date_time':

@@ -33,6 +33,7 @@ export function runtimeTarget(): MiddlewareHandler<AppEnv> {
     const path = q === -1 ? raw : raw.slice(0, q);
     const match = matchRuntimePath(c.req.method, path);
     if (!match.ok) {
+      if ('action' in match && match.action !== undefined) c.set('route', { action: match.action });
       if (match.reason === 'invalid_org') c.set('route', { action: match.call.action });
       if (match.reason === 'invalid_ruuid') c.set('route', { action: match.call.action, org: match.org });
       throw new GatewayError(

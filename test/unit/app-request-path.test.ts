@@ -157,9 +157,10 @@ describe('paths refused before authentication (400, 404, 405)', () => {
     [`${START}/-Acme/${ruuid}`, null, null, 'runtime.start'],
     [`${START}/Acme-Prod/not-a-ruuid`, 'Acme-Prod', null, 'runtime.start'],
     [`${START}/Acme-Prod/${ruuid}x`, 'Acme-Prod', null, 'runtime.start'],
-    [`${START}/Acme-Prod/${ruuid}/extra`, null, null, null],
-    [`${START}/Acme-Prod`, null, null, null],
-    [START, null, null, null],
+    // The path's first segments name the call even when its shape is wrong: the decision names the action.
+    [`${START}/Acme-Prod/${ruuid}/extra`, null, null, 'runtime.start'],
+    [`${START}/Acme-Prod`, null, null, 'runtime.start'],
+    [START, null, null, 'runtime.start'],
     [`${START}//Acme-Prod/${ruuid}`, null, null, null],
     [`${START}/Acme-Prod%2F..%2Fstop/${ruuid}`, null, null, null],
     [`${START}/Acme-Prod/${ruuid}%2F..%2F..`, null, null, null],
@@ -244,7 +245,7 @@ describe('paths refused before authentication (400, 404, 405)', () => {
         reason: 'method_not_allowed',
         status: 405,
         caller: null,
-        action: null,
+        action: 'runtime.start',
       });
     },
   );

@@ -409,10 +409,15 @@ describe('validateQuery: list text and project_path', () => {
     '/Acme-Prod/Shared',
     '/Acme-Prod/other/Billing',
     '//Acme-Prod/shared',
+    '/Acme-Prod/projects/x\\..\\..\\Other-Org\\shared',
+    '/Acme-Prod/projects/a?b',
+    '/Acme-Prod/projects/a#b',
   ])('refuses project_path=%s', (path) => {
     expect(refused(list, `project_path=${encodeURIComponent(path)}`)).toEqual({
       parameter: 'project_path',
-      detail: 'project_path must be /Acme-Prod/projects/{project} or /Acme-Prod/shared (the org of the path).',
+      detail:
+        'project_path must be /Acme-Prod/projects/{project} or /Acme-Prod/shared (the org of the path; no \\, ? or # ' +
+        'in the project).',
     });
   });
 
