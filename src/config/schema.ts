@@ -364,13 +364,13 @@ export const configSchema = z.strictObject({
         .default(2_000)
         .refine((ms) => ms >= 0 && ms <= 60_000, { message: 'must be from 0 to 60s' }),
       /**
-       * How long the lock and the Idempotency-Key records wait on Redis before the org's onRedisError mode decides.
-       * Longer than redis.commandTimeout by default: a write is worth a short wait, and a slow answer taken for an
-       * outage lets this instance decide alone while the others still share Redis.
+       * How long the lock and the Idempotency-Key records wait on Redis before the org's onRedisError mode decides
+       * (default: redis.commandTimeout). Raise it where a slow answer must not make this instance decide alone while
+       * the others still share Redis; every write then waits that long while Redis is down.
        */
       commandTimeout: duration()
-        .default(1_000)
-        .refine((ms) => ms >= 10 && ms <= 30_000, { message: 'must be from 10ms to 30s' }),
+        .refine((ms) => ms >= 10 && ms <= 30_000, { message: 'must be from 10ms to 30s' })
+        .optional(),
     })
     .prefault({}),
   /** Idempotency-Key records (start and stop): shared through Redis when it is configured. */

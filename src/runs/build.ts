@@ -56,8 +56,8 @@ export function createRunCoordination(
     };
     return { lock, idempotency, shared: false, holdAfterResumeMs };
   }
-  // A write waits on Redis up to runLock.commandTimeout, then the org's mode decides.
-  const deadlineMs = config.runLock.commandTimeout;
+  // A write waits on Redis up to runLock.commandTimeout (redis.commandTimeout unless set), then the org's mode decides.
+  const deadlineMs = config.runLock.commandTimeout ?? config.redis?.commandTimeout;
   return {
     lock: createModalRunLock({ redis: createRedisRunLock(redis, { deadlineMs }), local: localLock }),
     idempotency: createModalIdempotencyStore({
