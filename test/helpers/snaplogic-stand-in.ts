@@ -1,6 +1,6 @@
 // A local stand-in of SnapLogic's public runtime API (shared/docs/snaplogic-api.md) for tests, demo and benchmark.
 //
-// Routes (under /api/1/rest/public/runtime, org names case-sensitive, per-org Basic auth, anything else 404):
+// Routes (under /api/1/rest/public/runtime, org names case-sensitive, per-org auth, anything else 404):
 //   POST start/:org/:ruuid, POST stop/:org/:ruuid, GET :org (list), GET :org/:ruuid (level=summary|detail),
 //   GET api-stats/:org, GET api-stats/:org/daily, GET api-stats/:org/concurrent.
 // Every answer is JSON with `X-SL-StatusCode` equal to the HTTP status; errors are
@@ -9,8 +9,18 @@
 // State machine per run (each arrow after `transitionMs`, or on `advance()` when `transitionMs` is 0):
 //   Suspended --start--> Resuming --> Started --> Completed (or Failing --> Failed, or Suspending --> Suspended,
 //   per the run's `outcome`); stop on a run not finished --> Stopping --> Stopped.
-import { randomBytes, randomUUID } from 'node:crypto';
+//
+// Auth (shared/docs/snaplogic-api.md §4): `Authorization: Basic` with the org's credential, or `Authorization: Bearer
+// <JWT>` from the issuer registered for the org (`jwtIssuer`: issuer id + JWKS URL, fetched over HTTP). A JWT must be
+// RS256 or ES256, signed by a key of that JWKS (found by `kid`), and carry `iss` = the issuer id, `aud` = the
+// expected audience (default `<stand-in origin>/api/1/rest/public`), `exp` and `iat` (`nbf` checked when present),
+// `sub` = a SnapLogic user of the org (`jwtUsers`, default any non-empty) and `org` = the org in the path
+// (case-sensitive). Any failure of either
+// scheme is the same generic 401; an org with `jwtOnly` answers Basic with 403. SnapLogic's alternative claim names
+// (`snaplogic_username`, `snaplogic_aud`, `snaplogic_org`) are not accepted here.
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
 import { listenOnLoopback, type Listening } from './loopback.js';
 
 export type RunState =
@@ -84,6 +94,14 @@ export interface ReceivedRequest {
   /** The Basic user name the request authenticated as, when it sent a Basic header. */
   authUser?: string;
   authScheme?: string;
+  /** Which credential the request sent: a Basic header or a Bearer token (absent: neither). */
+  auth?: 'basic' | 'jwt';
+  /**
+   * For a Bearer token: the `kid` and `alg` of its header (read before any check), its `sub` once it verified,
+   * whether it verified (false too when a fault answered before auth ran), and `tokenFingerprint(token)`.
+   * The token itself is not kept: in `headers`, its `authorization` reads `Bearer <fingerprint>`.
+   */
+  jwt?: { kid?: string; alg?: string; sub?: string; verified: boolean; fingerprint: string };
   headers: Record<string, string | string[] | undefined>;
   body: string;
 }
@@ -122,9 +140,43 @@ export interface ApiStats {
   tasks: { task_id: string; task_name: string; task_path: string; task_owner: string; api_count: number }[];
 }
 
+/** A JWT issuer registered for an org, as an org admin does in SnapLogic's Admin Manager. */
+export interface JwtIssuer {
+  /** The `iss` a token must carry. */
+  issuerId: string;
+  /** Where the stand-in fetches the issuer's public keys (a JWKS), over HTTP. */
+  jwksUrl: string;
+}
+
+export interface StandInOrg {
+  username: string;
+  password: string;
+  /** Basic is disabled: a Basic header answers 403. */
+  jwtOnly?: boolean;
+  /** The registered JWT issuer; without one, every Bearer token is refused (401). */
+  jwtIssuer?: JwtIssuer;
+  /** The SnapLogic users a token's `sub` may name. Default: any non-empty `sub`. */
+  jwtUsers?: readonly string[];
+}
+
 export interface StandInOptions {
-  /** Per-org Basic credentials SnapLogic accepts. Org names are case-sensitive. */
-  orgs: Record<string, { username: string; password: string; jwtOnly?: boolean }>;
+  /** Per-org credentials SnapLogic accepts (Basic, and a JWT issuer if registered). Org names are case-sensitive. */
+  orgs: Record<string, StandInOrg>;
+  /**
+   * The `aud` a JWT must carry. SnapLogic documents `https://<controlplane_path>/api/1/rest/public`, i.e. the pod
+   * origin followed by the public API path; the default is this stand-in's own origin (`url`, plain http on
+   * 127.0.0.1) followed by `/api/1/rest/public`, the value a client configured with `url` as its pod would compute.
+   */
+  jwtAudience?: string;
+  /**
+   * How the fetched JWKS are cached (one cache per JWKS URL, via jose's createRemoteJWKSet). A JWKS is refetched on
+   * the first token after `cacheMaxAgeMs` (default 1000), so a key removed from it is refused from then on; a token
+   * whose `kid` is not in the cached set triggers a refetch unless the last fetch was less than `cooldownMs` ago
+   * (default 100), so a newly published key is accepted at once (or after the cooldown). A fetch times out after
+   * `timeoutMs` (default 2000); an unreachable or invalid JWKS refuses the token (401). Changing an org's issuer with
+   * `setJwtIssuer` drops the cache of the URLs involved.
+   */
+  jwks?: { cacheMaxAgeMs?: number; cooldownMs?: number; timeoutMs?: number };
   /** Status for a start, stop or status read of an unknown ruuid. Undocumented upstream; 404 assumed. */
   unknownRuuidStatus?: number;
   /** Status for resuming a run that is not Suspended. Undocumented upstream; 409 assumed. */
@@ -155,6 +207,41 @@ interface Reply {
 const BASE = '/api/1/rest/public/runtime';
 const FINISHED: readonly RunState[] = ['Completed', 'Failed', 'Stopped'];
 const HOUR = 3_600_000;
+const JWT_ALGORITHMS = ['RS256', 'ES256'];
+
+/** How a recorded Bearer token is named instead of its text: `sha256:` + the first 16 hex of its SHA-256. */
+export function tokenFingerprint(token: string): string {
+  return `sha256:${createHash('sha256').update(token).digest('hex').slice(0, 16)}`;
+}
+
+/** What a request's Authorization header carries. */
+type Credential = { scheme: 'basic'; user: string; password: string } | { scheme: 'bearer'; token: string };
+
+function parseAuthorization(header: string): Credential | undefined {
+  const [scheme, value] = header.split(' ', 2);
+  if (!value) return undefined;
+  if (scheme?.toLowerCase() === 'basic') {
+    const decoded = Buffer.from(value, 'base64').toString('utf8');
+    const i = decoded.indexOf(':');
+    return {
+      scheme: 'basic',
+      user: i >= 0 ? decoded.slice(0, i) : decoded,
+      password: i >= 0 ? decoded.slice(i + 1) : '',
+    };
+  }
+  if (scheme?.toLowerCase() === 'bearer') return { scheme: 'bearer', token: header.slice(scheme.length + 1) };
+  return undefined;
+}
+
+/** The `kid` and `alg` of a token's header, unverified; empty when it is not a JWT. */
+function peekHeader(token: string): { kid?: string; alg?: string } {
+  try {
+    const { kid, alg } = decodeProtectedHeader(token);
+    return { ...(typeof kid === 'string' ? { kid } : {}), ...(typeof alg === 'string' ? { alg } : {}) };
+  } catch {
+    return {};
+  }
+}
 
 /** A SnapLogic runtime id: `<24 hex>_<uuid>`. */
 export function newRuuid(): string {
@@ -247,6 +334,7 @@ export class SnapLogicStandIn {
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly runTimers = new Map<Run, Set<NodeJS.Timeout>>();
   private fault: (Fault & { remaining: number }) | undefined;
+  private readonly jwksSets = new Map<string, ReturnType<typeof createRemoteJWKSet>>();
   /** Runs when a request arrives, before it is answered (tests use it to look at the world at that instant). */
   onRequest: ((req: ReceivedRequest) => Promise<void> | void) | undefined;
   private listening!: Listening;
@@ -265,6 +353,11 @@ export class SnapLogicStandIn {
   /** The pod origin to put in snapgate's config. */
   get url(): string {
     return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** The `aud` a JWT must carry (option `jwtAudience`, default `${url}/api/1/rest/public`). */
+  get jwtAudience(): string {
+    return this.options.jwtAudience ?? `${this.url}/api/1/rest/public`;
   }
 
   /**
@@ -330,6 +423,26 @@ export class SnapLogicStandIn {
     this.options.orgs[org] = { ...entry, username, password };
   }
 
+  /**
+   * Registers, changes or (with undefined) removes an org's JWT issuer, and optionally the users a token may name
+   * (undefined: any); the cached JWKS of the old and new URL are dropped, so the change applies to the next call.
+   */
+  setJwtIssuer(org: string, issuer: JwtIssuer | undefined, users?: readonly string[]): void {
+    const entry = this.mustOrg(org);
+    for (const url of [entry.jwtIssuer?.jwksUrl, issuer?.jwksUrl]) if (url !== undefined) this.jwksSets.delete(url);
+    const { jwtIssuer: _issuer, jwtUsers: _users, ...rest } = entry;
+    this.options.orgs[org] = {
+      ...rest,
+      ...(issuer !== undefined ? { jwtIssuer: { ...issuer } } : {}),
+      ...(users !== undefined ? { jwtUsers: [...users] } : {}),
+    };
+  }
+
+  /** Turns Basic off (403) or back on for an org. */
+  setJwtOnly(org: string, jwtOnly: boolean): void {
+    this.options.orgs[org] = { ...this.mustOrg(org), jwtOnly };
+  }
+
   setFault(fault: Fault | undefined): void {
     this.fault = fault === undefined ? undefined : { ...fault, remaining: fault.count ?? Number.POSITIVE_INFINITY };
   }
@@ -363,6 +476,16 @@ export class SnapLogicStandIn {
     this.timers.clear();
     this.runTimers.clear();
     await this.listening.close();
+  }
+
+  private mustOrg(org: string): StandInOrg {
+    const entry = this.orgEntry(org);
+    if (entry === undefined) throw new Error(`no org ${org}`);
+    return entry;
+  }
+
+  private orgEntry(org: string): StandInOrg | undefined {
+    return Object.hasOwn(this.options.orgs, org) ? this.options.orgs[org] : undefined;
   }
 
   private mustRun(org: string, ruuid: string): Run {
@@ -424,27 +547,29 @@ export class SnapLogicStandIn {
     const method = req.method ?? '';
     const { kind, parts } = classify(method, url.pathname);
     const auth = req.headers.authorization ?? '';
-    const [scheme, value] = auth.split(' ', 2);
-    let authUser: string | undefined;
-    let authPassword: string | undefined;
-    if (scheme?.toLowerCase() === 'basic' && value) {
-      const decoded = Buffer.from(value, 'base64').toString('utf8');
-      const i = decoded.indexOf(':');
-      authUser = i >= 0 ? decoded.slice(0, i) : decoded;
-      authPassword = i >= 0 ? decoded.slice(i + 1) : '';
+    const [scheme] = auth.split(' ', 1);
+    const credential = parseAuthorization(auth);
+    const headers = { ...req.headers };
+    let jwt: ReceivedRequest['jwt'];
+    if (credential?.scheme === 'bearer') {
+      const fingerprint = tokenFingerprint(credential.token);
+      jwt = { ...peekHeader(credential.token), verified: false, fingerprint };
+      headers.authorization = `${scheme} ${fingerprint}`;
     }
-    this.received.push({
+    const record: ReceivedRequest = {
       at: Date.now(),
       method,
       path: url.pathname,
       query: Object.fromEntries(url.searchParams),
       kind,
-      ...(authUser !== undefined ? { authUser } : {}),
+      ...(credential?.scheme === 'basic' ? { authUser: credential.user, auth: 'basic' as const } : {}),
       ...(scheme ? { authScheme: scheme } : {}),
-      headers: { ...req.headers },
+      ...(jwt !== undefined ? { auth: 'jwt' as const, jwt } : {}),
+      headers,
       body: Buffer.concat(chunks).toString('utf8'),
-    });
-    await this.onRequest?.(this.received.at(-1)!);
+    };
+    this.received.push(record);
+    await this.onRequest?.(record);
 
     const fault = this.takeFault(kind);
     if (fault !== undefined) {
@@ -476,14 +601,14 @@ export class SnapLogicStandIn {
         }
         case 'unknown-outcome': {
           const reply = fault.applied
-            ? this.route(kind, parts, url.searchParams, authUser, authPassword)
+            ? await this.route(kind, parts, url.searchParams, credential, record)
             : fail(504, 'Request timed out');
           if (fault.answerAfterMs !== undefined) this.later(fault.answerAfterMs, () => this.send(res, reply));
           return; // otherwise never answer; the socket is destroyed on close()
         }
       }
     }
-    this.send(res, this.route(kind, parts, url.searchParams, authUser, authPassword));
+    this.send(res, await this.route(kind, parts, url.searchParams, credential, record));
   }
 
   private benchmark(req: IncomingMessage, res: ServerResponse, cred: { username: string; password: string }): void {
@@ -523,25 +648,69 @@ export class SnapLogicStandIn {
   }
 
   /** Generic, detail-free 401 for any auth failure, as documented; 403 when Basic is disabled for the org. */
-  private authFailure(orgName: string | undefined, user?: string, password?: string): Reply | undefined {
-    const org = orgName !== undefined ? this.options.orgs[orgName] : undefined;
-    if (org?.jwtOnly && user !== undefined) return fail(403, 'Basic authentication is disabled for this environment');
-    if (org === undefined || user !== org.username || password !== org.password) {
-      return fail(401, 'Authentication required');
+  private async authFailure(
+    orgName: string,
+    credential: Credential | undefined,
+    record: ReceivedRequest,
+  ): Promise<Reply | undefined> {
+    const org = this.orgEntry(orgName);
+    const denied = fail(401, 'Authentication required');
+    if (org === undefined || credential === undefined) return denied;
+    if (credential.scheme === 'bearer') {
+      const sub = await this.verifyJwt(orgName, org, credential.token);
+      if (sub === undefined) return denied;
+      record.jwt = { ...record.jwt!, sub, verified: true };
+      return undefined;
     }
+    if (org.jwtOnly) return fail(403, 'Basic authentication is disabled for this environment');
+    if (credential.user !== org.username || credential.password !== org.password) return denied;
     return undefined;
   }
 
-  private route(
+  /** The token's `sub` when it passes every check of the org's registered issuer; undefined otherwise. */
+  private async verifyJwt(orgName: string, org: StandInOrg, token: string): Promise<string | undefined> {
+    const issuer = org.jwtIssuer;
+    if (issuer === undefined) return undefined;
+    try {
+      const { payload } = await jwtVerify(token, this.jwksFor(issuer.jwksUrl), {
+        issuer: issuer.issuerId,
+        audience: this.jwtAudience,
+        algorithms: JWT_ALGORITHMS,
+        requiredClaims: ['iss', 'aud', 'exp', 'iat', 'sub', 'org'],
+      });
+      const sub = payload.sub;
+      if (typeof sub !== 'string' || sub === '' || payload.org !== orgName) return undefined;
+      if (org.jwtUsers !== undefined && !org.jwtUsers.includes(sub)) return undefined;
+      return sub;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private jwksFor(jwksUrl: string): ReturnType<typeof createRemoteJWKSet> {
+    let set = this.jwksSets.get(jwksUrl);
+    if (set === undefined) {
+      const o = this.options.jwks ?? {};
+      set = createRemoteJWKSet(new URL(jwksUrl), {
+        cacheMaxAge: o.cacheMaxAgeMs ?? 1_000,
+        cooldownDuration: o.cooldownMs ?? 100,
+        timeoutDuration: o.timeoutMs ?? 2_000,
+      });
+      this.jwksSets.set(jwksUrl, set);
+    }
+    return set;
+  }
+
+  private async route(
     kind: PathKind,
     parts: string[],
     query: URLSearchParams,
-    user: string | undefined,
-    password: string | undefined,
-  ): Reply {
+    credential: Credential | undefined,
+    record: ReceivedRequest,
+  ): Promise<Reply> {
     if (kind === 'other') return fail(404, 'Not found');
     const org = kind === 'list' || kind === 'status' ? parts[0]! : parts[1]!;
-    const denied = this.authFailure(org, user, password);
+    const denied = await this.authFailure(org, credential, record);
     if (denied !== undefined) return denied;
     switch (kind) {
       case 'start':

@@ -1,8 +1,12 @@
 // The SnapLogic stand-in itself (test/helpers/snaplogic-stand-in.ts): every runtime route with its documented shape,
-// the per-run state machine, auth failures, recording, and the two unknown-outcome scenarios (a resume received and
-// applied whose answer never comes; one received but not applied). In-process, loopback only.
+// the per-run state machine, auth failures, recording, the two unknown-outcome scenarios (a resume received and
+// applied whose answer never comes; one received but not applied), and Bearer JWTs verified against an issuer's JWKS
+// served over HTTP. In-process, loopback only.
+import { createServer } from 'node:http';
+import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SnapLogicStandIn, newRuuid, type RunState } from '../helpers/snaplogic-stand-in.js';
+import { listenOnLoopback, type Listening } from '../helpers/loopback.js';
+import { SnapLogicStandIn, newRuuid, tokenFingerprint, type RunState } from '../helpers/snaplogic-stand-in.js';
 
 const BASE = '/api/1/rest/public/runtime';
 const ORGS = {
@@ -653,5 +657,233 @@ describe('unknown outcome: the request is received, the answer never comes', () 
     } finally {
       manual.setFault(undefined);
     }
+  });
+});
+
+describe('Bearer JWTs from a registered issuer', () => {
+  const ISS = 'https://snapgate.test/issuer';
+  const USER = 'svc-jwt@example.com';
+  const COOLDOWN_MS = 50;
+  const CACHE_MS = 150;
+  interface TestKey {
+    kid: string;
+    alg: 'RS256' | 'ES256';
+    privateKey: CryptoKey;
+    publicJwk: JWK;
+  }
+  let rs: TestKey;
+  let es: TestKey;
+  let rs2: TestKey;
+  let ghost: TestKey;
+  /** The keys the JWKS server publishes now, and how many times it was fetched. */
+  let published: TestKey[] = [];
+  let fetches = 0;
+  let jwksServer: Listening;
+  let s: SnapLogicStandIn;
+  let jwksUrl: string;
+
+  async function key(kid: string, alg: 'RS256' | 'ES256'): Promise<TestKey> {
+    const { privateKey, publicKey } = await generateKeyPair(alg);
+    return { kid, alg, privateKey, publicJwk: { ...(await exportJWK(publicKey)), kid, alg, use: 'sig' } };
+  }
+
+  /** Every claim SnapLogic requires, valid for `org` for 5 minutes. */
+  function claimsFor(org: string): Record<string, unknown> {
+    const now = Math.floor(Date.now() / 1000);
+    return { iss: ISS, aud: s.jwtAudience, sub: USER, org, iat: now, exp: now + 300 };
+  }
+
+  /** A token for `org` with every claim SnapLogic requires; `claims` overrides (undefined removes a claim). */
+  async function sign(k: TestKey, org: string, claims: Record<string, unknown> = {}): Promise<string> {
+    const payload = claimsFor(org);
+    for (const [name, value] of Object.entries(claims)) {
+      if (value === undefined) delete payload[name];
+      else payload[name] = value;
+    }
+    return new SignJWT(payload).setProtectedHeader({ alg: k.alg, kid: k.kid, typ: 'JWT' }).sign(k.privateKey);
+  }
+
+  const bearer = (token: string) => `Bearer ${token}`;
+  const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  /** What a wrong Basic password gets: every refused token must get exactly this. */
+  let generic401: Answer;
+
+  beforeAll(async () => {
+    [rs, es, rs2, ghost] = await Promise.all([
+      key('rs-1', 'RS256'),
+      key('es-1', 'ES256'),
+      key('rs-2', 'RS256'),
+      key('ghost', 'RS256'),
+    ]);
+    published = [rs, es];
+    const server = createServer((req, res) => {
+      fetches += 1;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ keys: published.map((k) => k.publicJwk) }));
+    });
+    jwksServer = await listenOnLoopback(server);
+    jwksUrl = `http://127.0.0.1:${jwksServer.port}/.well-known/jwks.json`;
+    s = await SnapLogicStandIn.start({
+      orgs: {
+        'Acme-Prod': { ...ORGS['Acme-Prod'], jwtIssuer: { issuerId: ISS, jwksUrl } },
+        'Jwt-Org': { ...ORGS['Jwt-Org'], jwtIssuer: { issuerId: ISS, jwksUrl }, jwtUsers: [USER] },
+        'Other-Org': { ...ORGS['Other-Org'] },
+      },
+      transitionMs: 0,
+      jwks: { cacheMaxAgeMs: CACHE_MS, cooldownMs: COOLDOWN_MS },
+    });
+    generic401 = await start(s, 'Acme-Prod', s.addRun('Acme-Prod'), { auth: basic(ORGS['Acme-Prod'].username, 'x') });
+    expectError(generic401, 401);
+  });
+
+  afterAll(async () => {
+    await s?.close();
+    await jwksServer?.close();
+  });
+
+  function expectGeneric401(a: Answer): void {
+    expectError(a, 401);
+    expect(a.json).toEqual(generic401.json);
+  }
+
+  it('the expected audience is the stand-in`s own origin followed by /api/1/rest/public', () => {
+    expect(s.jwtAudience).toBe(`${s.url}/api/1/rest/public`);
+  });
+
+  it.each([
+    ['RS256', () => rs],
+    ['ES256', () => es],
+  ])('a valid %s token resumes; the call records jwt, sub and kid, never the token', async (_alg, k) => {
+    const ruuid = s.addRun('Acme-Prod');
+    const token = await sign(k(), 'Acme-Prod');
+    const before = s.received.length;
+    expectOk(await start(s, 'Acme-Prod', ruuid, { auth: bearer(token) }));
+    expect(s.run('Acme-Prod', ruuid)).toMatchObject({ state: 'Resuming', resumes: 1 });
+    const [record] = s.received.slice(before);
+    expect(record).toMatchObject({
+      auth: 'jwt',
+      authScheme: 'Bearer',
+      jwt: { kid: k().kid, alg: k().alg, sub: USER, verified: true, fingerprint: tokenFingerprint(token) },
+    });
+    expect(record!.authUser).toBeUndefined();
+    expect(JSON.stringify(record)).not.toContain(token);
+    expect(JSON.stringify(record)).not.toContain(token.split('.')[2]);
+  });
+
+  it('a Basic call still works on an org with an issuer, and records auth basic', async () => {
+    const before = s.received.length;
+    expectOk(await list(s, 'Acme-Prod'));
+    expect(s.received[before]).toMatchObject({ auth: 'basic', authUser: ORGS['Acme-Prod'].username });
+    expect(s.received[before]!.jwt).toBeUndefined();
+  });
+
+  const now = () => Math.floor(Date.now() / 1000);
+  it.each<[string, () => Promise<string>]>([
+    [
+      'HS256 (a shared secret, even one named like a published kid)',
+      () =>
+        new SignJWT(claimsFor('Acme-Prod'))
+          .setProtectedHeader({ alg: 'HS256', kid: 'rs-1' })
+          .sign(new TextEncoder().encode('a-shared-secret-of-thirty-two-bytes!')),
+    ],
+    ['alg none', () => Promise.resolve(`${b64({ alg: 'none', kid: 'rs-1' })}.${b64(claimsFor('Acme-Prod'))}.`)],
+    ['a wrong iss', () => sign(rs, 'Acme-Prod', { iss: 'https://evil.example' })],
+    ['a wrong aud', () => sign(rs, 'Acme-Prod', { aud: 'https://elastic.snaplogic.com/api/1/rest/public' })],
+    ['an org claim naming another org', () => sign(rs, 'Acme-Prod', { org: 'Other-Org' })],
+    ['an org claim in another case', () => sign(es, 'Acme-Prod', { org: 'acme-prod' })],
+    ['no org claim', () => sign(rs, 'Acme-Prod', { org: undefined })],
+    ['an expired token', () => sign(rs, 'Acme-Prod', { iat: now() - 600, exp: now() - 300 })],
+    ['a token not yet valid (nbf)', () => sign(rs, 'Acme-Prod', { nbf: now() + 300 })],
+    ['no iat', () => sign(rs, 'Acme-Prod', { iat: undefined })],
+    ['no exp', () => sign(es, 'Acme-Prod', { exp: undefined })],
+    ['no sub', () => sign(rs, 'Acme-Prod', { sub: undefined })],
+    ['an empty sub', () => sign(rs, 'Acme-Prod', { sub: '' })],
+    ['an unknown kid (a key the issuer never published)', () => sign(ghost, 'Acme-Prod')],
+    ['a bad signature', async () => `${(await sign(rs, 'Acme-Prod')).slice(0, -4)}AAAA`],
+    ['not a JWT', () => Promise.resolve('abc.def.ghi')],
+  ])('%s: the generic 401, nothing resumed', async (_name, make) => {
+    const ruuid = s.addRun('Acme-Prod');
+    const before = s.received.length;
+    expectGeneric401(await start(s, 'Acme-Prod', ruuid, { auth: bearer(await make()) }));
+    expect(s.run('Acme-Prod', ruuid)).toMatchObject({ state: 'Suspended', resumes: 0 });
+    expect(s.received[before]).toMatchObject({ auth: 'jwt', jwt: { verified: false } });
+    expect(s.received[before]!.jwt!.sub).toBeUndefined();
+  });
+
+  it('a valid token for an org without a registered issuer, or for a user not allowed: the generic 401', async () => {
+    expectGeneric401(await list(s, 'Other-Org', '', { auth: bearer(await sign(rs, 'Other-Org')) }));
+    const ruuid = s.addRun('Jwt-Org');
+    const stranger = await sign(rs, 'Jwt-Org', { sub: 'someone-else@example.com' });
+    expectGeneric401(await start(s, 'Jwt-Org', ruuid, { auth: bearer(stranger) }));
+    expect(s.run('Jwt-Org', ruuid)?.state).toBe('Suspended');
+  });
+
+  it('a JWT-only org: Basic is a 403 (its right password too), a valid JWT resumes', async () => {
+    const ruuid = s.addRun('Jwt-Org');
+    expectError(await start(s, 'Jwt-Org', ruuid, { org: 'Jwt-Org' }), 403);
+    expect(s.run('Jwt-Org', ruuid)?.state).toBe('Suspended');
+    expectOk(await start(s, 'Jwt-Org', ruuid, { auth: bearer(await sign(es, 'Jwt-Org')) }));
+    expect(s.run('Jwt-Org', ruuid)?.state).toBe('Resuming');
+  });
+
+  it('setJwtOnly turns Basic off and on again', async () => {
+    s.setJwtOnly('Acme-Prod', true);
+    try {
+      expectError(await list(s, 'Acme-Prod'), 403);
+      expectOk(await list(s, 'Acme-Prod', '', { auth: bearer(await sign(rs, 'Acme-Prod')) }));
+    } finally {
+      s.setJwtOnly('Acme-Prod', false);
+    }
+    expectOk(await list(s, 'Acme-Prod'));
+  });
+
+  it('setJwtIssuer registers, changes and removes an org`s issuer at runtime', async () => {
+    const token = await sign(rs, 'Other-Org');
+    expectGeneric401(await list(s, 'Other-Org', '', { auth: bearer(token) }));
+    s.setJwtIssuer('Other-Org', { issuerId: ISS, jwksUrl });
+    expectOk(await list(s, 'Other-Org', '', { auth: bearer(token) }));
+    s.setJwtIssuer('Other-Org', { issuerId: 'https://another.example', jwksUrl }, [USER]);
+    expectGeneric401(await list(s, 'Other-Org', '', { auth: bearer(token) }));
+    expectOk(
+      await list(s, 'Other-Org', '', { auth: bearer(await sign(rs, 'Other-Org', { iss: 'https://another.example' })) }),
+    );
+    s.setJwtIssuer('Other-Org', undefined);
+    expectGeneric401(await list(s, 'Other-Org', '', { auth: bearer(token) }));
+    expectOk(await list(s, 'Other-Org', '', { org: 'Other-Org' }));
+  });
+
+  it('an unreachable JWKS refuses the token with the generic 401', async () => {
+    const closed = await listenOnLoopback(createServer());
+    const url = `http://127.0.0.1:${closed.port}/jwks.json`;
+    await closed.close();
+    s.setJwtIssuer('Other-Org', { issuerId: ISS, jwksUrl: url });
+    try {
+      expectGeneric401(await list(s, 'Other-Org', '', { auth: bearer(await sign(rs, 'Other-Org')) }));
+    } finally {
+      s.setJwtIssuer('Other-Org', undefined);
+    }
+  });
+
+  it('key rotation: a new kid is accepted once published, a removed key refused once the cache expires', async () => {
+    const old = await sign(rs, 'Acme-Prod');
+    expectOk(await list(s, 'Acme-Prod', '', { auth: bearer(old) }));
+    // Published next to the old key: accepted at once (an unknown kid refetches, past the cooldown).
+    published = [rs, es, rs2];
+    await sleep(COOLDOWN_MS + 20);
+    const before = s.received.length;
+    expectOk(await list(s, 'Acme-Prod', '', { auth: bearer(await sign(rs2, 'Acme-Prod')) }));
+    expect(s.received[before]).toMatchObject({ auth: 'jwt', jwt: { kid: 'rs-2', sub: USER, verified: true } });
+    // The old key retired from the JWKS: once the cached set is older than cacheMaxAgeMs it is refetched and
+    // the old key's tokens, though unexpired, are refused; the new key keeps working.
+    published = [es, rs2];
+    await sleep(CACHE_MS + 50);
+    const fetchesBefore = fetches;
+    expectGeneric401(await list(s, 'Acme-Prod', '', { auth: bearer(old) }));
+    expect(fetches).toBeGreaterThan(fetchesBefore);
+    expectOk(await list(s, 'Acme-Prod', '', { auth: bearer(await sign(rs2, 'Acme-Prod')) }));
+    published = [rs, es];
+    await sleep(CACHE_MS + 50);
   });
 });
