@@ -203,7 +203,8 @@ export type LimitGroupConfig = z.output<typeof limitGroupSchema>;
 /**
  * An org's limits per action group: writes (start, stop) and reads (status, list, stats), counted apart so that
  * reads never eat the resume quota. The writes' limits are given at the top level (as before) or under `writes`;
- * `reads` absent leaves reads unlimited (the upstream connection pool still bounds them).
+ * `reads` absent leaves reads unlimited (the upstream connection pool still bounds them), and a rateLimit with
+ * only `reads` leaves writes unlimited.
  */
 const rateLimitSchema = z
   .strictObject({
@@ -230,6 +231,8 @@ const rateLimitSchema = z
       }
       return;
     }
+    const topLevel = [r.limit, r.window, r.perCaller, r.concurrency].some((v) => v !== undefined);
+    if (!topLevel && r.reads !== undefined) return;
     for (const k of ['limit', 'window'] as const) {
       if (r[k] === undefined) {
         ctx.addIssue({
@@ -241,15 +244,23 @@ const rateLimitSchema = z
     }
   })
   .transform((r) => {
-    const writes: LimitGroupConfig = r.writes ?? {
-      limit: r.limit ?? 1,
-      window: r.window ?? 1_000,
-      burst: r.burst,
-      shadow: r.shadow,
-      ...(r.perCaller !== undefined ? { perCaller: r.perCaller } : {}),
-      ...(r.concurrency !== undefined ? { concurrency: r.concurrency } : {}),
+    const writes: LimitGroupConfig | undefined =
+      r.writes ??
+      (r.limit !== undefined && r.window !== undefined
+        ? {
+            limit: r.limit,
+            window: r.window,
+            burst: r.burst,
+            shadow: r.shadow,
+            ...(r.perCaller !== undefined ? { perCaller: r.perCaller } : {}),
+            ...(r.concurrency !== undefined ? { concurrency: r.concurrency } : {}),
+          }
+        : undefined);
+    return {
+      ...(writes !== undefined ? { writes } : {}),
+      ...(r.reads !== undefined ? { reads: r.reads } : {}),
+      onRedisError: r.onRedisError,
     };
-    return { writes, ...(r.reads !== undefined ? { reads: r.reads } : {}), onRedisError: r.onRedisError };
   });
 
 const orgSchema = z.strictObject({

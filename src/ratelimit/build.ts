@@ -12,7 +12,7 @@ import { createResilientLimiter } from './resilient-limiter.js';
 import { createScaledLimiter } from './scaled-limiter.js';
 
 /** An org's limits per action group; reads are limited only when the org configures `rateLimit.reads`. */
-export type OrgGroupLimits = Readonly<{ writes: OrgLimits; reads?: OrgLimits }>;
+export type OrgGroupLimits = Readonly<{ writes?: OrgLimits; reads?: OrgLimits }>;
 
 /**
  * Each org's limits, compiled once, per action group. A concurrency lease outlives the org's longest call (its
@@ -29,10 +29,9 @@ export function compileLimits(
     const onRedisError = limitsRedisMode(cfg);
     const maxCallMs = longestCallMs(upstream.timeouts);
     const { writes, reads } = cfg.rateLimit;
-    limits.set(org, {
-      writes: compileOrgLimits(org, { ...writes, onRedisError }, maxCallMs, 'writes'),
-      ...(reads !== undefined ? { reads: compileOrgLimits(org, { ...reads, onRedisError }, maxCallMs, 'reads') } : {}),
-    });
+    const group = (cfg: typeof writes, name: 'writes' | 'reads') =>
+      cfg !== undefined ? { [name]: compileOrgLimits(org, { ...cfg, onRedisError }, maxCallMs, name) } : {};
+    limits.set(org, { ...group(writes, 'writes'), ...group(reads, 'reads') });
   }
   return limits;
 }
@@ -43,9 +42,9 @@ export function warnPerInstanceLimits(limits: ReadonlyMap<string, OrgGroupLimits
   log.warn('rate limits are enforced per instance: no redis is configured', { orgs: [...limits.keys()] });
   // Each worker enforces at least 1: a limit below the worker count cannot be split exactly.
   const below = (l: OrgLimits): boolean => l.rate.limit < workers || (l.concurrency?.limit ?? workers) < workers;
-  const tooSmall = [...limits.values()]
-    .filter((g) => below(g.writes) || (g.reads !== undefined && below(g.reads)))
-    .map((g) => g.writes.org);
+  const tooSmall = [...limits.entries()]
+    .filter(([, g]) => [g.writes, g.reads].some((l) => l !== undefined && below(l)))
+    .map(([org]) => org);
   if (workers > 1 && tooSmall.length > 0) {
     log.warn(
       'some limits are below server.workers: each worker admits at least 1, so the instance admits up to one per ' +

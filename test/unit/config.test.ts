@@ -187,10 +187,19 @@ describe('rate-limit config', () => {
       mixed.some((p) => p.startsWith('orgs.Acme-Prod.rateLimit.limit')),
       mixed.join('\n'),
     ).toBe(true);
-    const none = problemsOf(withLimit({ reads: { limit: 5, window: '1m' } }));
+    // Only reads limited: writes are not.
+    const readsOnly = parseConfig(withLimit({ reads: { limit: 5, window: '1m' } }), 'test').orgs['Acme-Prod']!;
+    expect(readsOnly.rateLimit?.writes).toBeUndefined();
+    expect(readsOnly.rateLimit?.reads).toMatchObject({ limit: 5, window: 60_000 });
+    const none = problemsOf(withLimit({}));
     expect(
       none.some((p) => p.startsWith('orgs.Acme-Prod.rateLimit.limit')),
       none.join('\n'),
+    ).toBe(true);
+    const half = problemsOf(withLimit({ limit: 5, reads: { limit: 5, window: '1m' } }));
+    expect(
+      half.some((p) => p.startsWith('orgs.Acme-Prod.rateLimit.window')),
+      half.join('\n'),
     ).toBe(true);
     const badReads = problemsOf(withLimit({ limit: 5, window: '1m', reads: { limit: 0, window: '1m' } }));
     expect(

@@ -655,6 +655,22 @@ describe('limits per action group', () => {
     expect(world.standIn.calls('stop', ruuid)).toHaveLength(1);
   });
 
+  it('a rateLimit with only reads limits reads and leaves resumes unlimited', async () => {
+    const gw = await world.app({
+      policy: [operator],
+      orgs: { [ORG]: { rateLimit: { reads: { limit: 1, window: '60s' } } } },
+    });
+    const ops = await world.signer.mint({ sub: 'svc-ops' });
+    const ruuid = world.standIn.addRun(ORG, 'Suspended');
+    expect((await gw.send('GET', status(ruuid), { token: ops })).status).toBe(200);
+    expectProblem(await gw.send('GET', status(ruuid), { token: ops }), 429, 'quota_exceeded');
+    for (const run of [ruuid, world.standIn.addRun(ORG, 'Suspended'), world.standIn.addRun(ORG, 'Suspended')]) {
+      const resumed = await gw.send('POST', start(run), { token: ops });
+      expect(resumed.status, resumed.text).toBe(200);
+      expect(resumed.headers.get('ratelimit-policy')).toBeNull();
+    }
+  });
+
   it('an org without limits answers reads without RateLimit fields', async () => {
     const gw = await world.app({ policy: [operator] });
     const ops = await world.signer.mint({ sub: 'svc-ops' });
