@@ -65,16 +65,31 @@ function leaseMs(org: RunGuardOrg, retry: boolean): number {
 }
 
 /**
- * Whether SnapLogic may have acted on this call: it accepted it (2xx), or it was sent and no definite refusal came
- * back (no answer, a 5xx or 408: the caller hung up, the call timed out or broke). A resume of the run right after
- * such a call is most likely a duplicate: the run stays closed to resumes for the hold.
+ * What SnapLogic made of a write, once the call is over. `not_acted`: it cannot have acted (never sent, or it refused
+ * the credentials or the rate: 401, 403, 429). `unknown`: sent, and no definite answer came back (no answer, a 5xx or
+ * 408: the caller hung up, the call timed out or broke). `answered`: an answer it acted on or refused.
  */
-function mayHaveResumed(c: Context<AppEnv>): boolean {
-  if (c.get('forwarded') !== true) return false;
-  const status = c.get('answer')?.status ?? c.get('call').upstreamStatus;
-  if (status === undefined) return true;
-  if (status >= 200 && status < 300) return true;
-  return status >= 500 || status === 408;
+type WriteOutcome =
+  | { readonly kind: 'not_acted' }
+  | { readonly kind: 'unknown' }
+  | { readonly kind: 'answered'; readonly answer: NonNullable<AppEnv['Variables']['answer']> };
+
+function outcomeOf(c: Context<AppEnv>): WriteOutcome {
+  if (c.get('forwarded') !== true) return { kind: 'not_acted' };
+  const answer = c.get('answer');
+  const status = answer?.status ?? c.get('call').upstreamStatus;
+  if (status === 401 || status === 403 || status === 429) return { kind: 'not_acted' };
+  if (answer === undefined || answer.status >= 500 || answer.status === 408) return { kind: 'unknown' };
+  return { kind: 'answered', answer };
+}
+
+/**
+ * Whether SnapLogic may have resumed the run: it accepted the call (2xx), or the outcome is unknown. A resume of the
+ * run right after such a call is most likely a duplicate: the run stays closed to resumes for the hold.
+ */
+function mayHaveResumed(outcome: WriteOutcome): boolean {
+  if (outcome.kind !== 'answered') return outcome.kind === 'unknown';
+  return outcome.answer.status >= 200 && outcome.answer.status < 300;
 }
 
 /** After an unknown outcome, whether the run's state lets this write go ahead. */
@@ -118,22 +133,14 @@ function replay(c: Context<AppEnv>, answer: StoredAnswer): Response {
   return respond(c, [204, 205, 304].includes(answer.status) ? null : body, { status: answer.status, headers });
 }
 
-/**
- * How a key record ends once the call is over: `complete` with SnapLogic's answer (one it acted on or refused),
- * `unknown` when it may have acted without our knowing (no answer after sending, or a 5xx/408), `abandon` when it
- * cannot have acted (never sent, or it refused the credentials or the rate: 401, 403, 429).
- */
-async function settleKey(c: Context<AppEnv>, deps: RunGuardDeps, token: IdempotencyToken): Promise<void> {
-  const answer = c.get('answer');
-  if (c.get('forwarded') !== true) {
+/** How a key record ends once the call is over: stored answer, unknown outcome, or free again. */
+async function settleKey(deps: RunGuardDeps, token: IdempotencyToken, outcome: WriteOutcome): Promise<void> {
+  if (outcome.kind === 'not_acted') {
     await deps.idempotency.abandon(token);
-  } else if (answer === undefined || answer.status >= 500 || answer.status === 408) {
-    const status = c.get('call').upstreamStatus;
-    if (status === 401 || status === 403 || status === 429) await deps.idempotency.abandon(token);
-    else await deps.idempotency.unknown(token);
-  } else if (answer.status === 429) {
-    await deps.idempotency.abandon(token);
+  } else if (outcome.kind === 'unknown') {
+    await deps.idempotency.unknown(token);
   } else {
+    const { answer } = outcome;
     await deps.idempotency.complete(token, {
       status: answer.status,
       headers: Object.entries(answer.headers).filter((e): e is [string, string] => typeof e[1] === 'string'),
@@ -214,7 +221,7 @@ export function runGuard(deps: RunGuardDeps): MiddlewareHandler<AppEnv> {
     const settle = async (): Promise<void> => {
       if (settled || token === undefined) return;
       settled = true;
-      await settleKey(c, deps, token);
+      await settleKey(deps, token, outcomeOf(c));
     };
     try {
       await guarded(c, deps, org, { target, ruuid, retry, settle }, next);
@@ -273,7 +280,7 @@ async function guarded(
     await next();
   } finally {
     await run.settle();
-    const held = target.action === 'runtime.start' && mayHaveResumed(c);
+    const held = target.action === 'runtime.start' && mayHaveResumed(outcomeOf(c));
     // Not waited for: the answer does not wait on Redis once more. The record was settled first, so a retry with the
     // same key already gets the stored answer; the release (or the hold) is sent on the same connection at once.
     void lock.release(held ? deps.holdAfterResumeMs : 0);

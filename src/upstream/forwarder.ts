@@ -3,7 +3,7 @@
 import type { EventEmitter } from 'node:events';
 import { Agent, type Dispatcher } from 'undici';
 import { GatewayError } from '../errors.js';
-import type { UpstreamTimeouts } from './orgs.js';
+import { longestCallMs, type UpstreamTimeouts } from './orgs.js';
 
 export interface UpstreamRequest {
   /** The pod origin from config, e.g. https://elastic.snaplogic.com. Never from the caller. */
@@ -300,25 +300,21 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     return agent;
   };
 
-  const slots = new Map<string, Slots>();
-  const slotsFor = (origin: string): Slots => {
-    let s = slots.get(origin);
-    if (s === undefined) {
-      s = new Slots(options.connections, options.maxQueue, options.queueTimeout);
-      slots.set(origin, s);
-    }
-    return s;
+  /** One bounded queue of `limit` slots per origin, made on first use. */
+  const slotsPerOrigin = (limit: number): ((origin: string) => Slots) => {
+    const byOrigin = new Map<string, Slots>();
+    return (origin) => {
+      let s = byOrigin.get(origin);
+      if (s === undefined) {
+        s = new Slots(limit, options.maxQueue, options.queueTimeout);
+        byOrigin.set(origin, s);
+      }
+      return s;
+    };
   };
+  const slotsFor = slotsPerOrigin(options.connections);
   // Reads take one of these first: at most half the origin's connections (at least 1).
-  const readSlots = new Map<string, Slots>();
-  const readSlotsFor = (origin: string): Slots => {
-    let s = readSlots.get(origin);
-    if (s === undefined) {
-      s = new Slots(Math.max(1, Math.floor(options.connections / 2)), options.maxQueue, options.queueTimeout);
-      readSlots.set(origin, s);
-    }
-    return s;
-  };
+  const readSlotsFor = slotsPerOrigin(Math.max(1, Math.floor(options.connections / 2)));
   /** A slot for the call: for a read, one of the reads' share first, then one of the origin's. */
   const acquire = async (req: UpstreamRequest): Promise<() => void> => {
     if (req.kind !== 'read') return slotsFor(req.origin).acquire(req.signal);
@@ -349,7 +345,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
         // The whole call ends by connect + headers + body timeouts: undici's timeouts bound the connect, the wait for
         // headers and the silences in the body, so only a body that trickles in needs this (see readBody).
         const t = req.timeouts;
-        const deadline = performance.now() + t.connect + t.headers + t.body;
+        const deadline = performance.now() + longestCallMs(t);
         const res = await agent.request({
           origin: req.origin,
           path: req.path,
