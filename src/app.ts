@@ -4,8 +4,10 @@ import type { AuditRecorder } from './audit/recorder.js';
 import { authenticate } from './auth/authenticate.js';
 import type { TokenVerifier } from './auth/verifier.js';
 import type { CredentialStore } from './credentials/store.js';
+import type { UpstreamAuth } from './credentials/upstream-auth.js';
 import { GatewayError } from './errors.js';
 import type { AppEnv } from './http/app-env.js';
+import { jwksRoutes, type JwksServing } from './credentials/jwks-route.js';
 import { handleError } from './http/error-handler.js';
 import type { InFlightCalls } from './http/in-flight.js';
 import { rawPathGuard } from './http/raw-path-guard.js';
@@ -27,7 +29,14 @@ import { runtimeRoutes } from './upstream/runtime-routes.js';
 export interface AppDeps {
   verifier: TokenVerifier;
   policy: Policy;
+  /** What upstreamAuth reads: Basic sets and signing keys, reloaded on SIGHUP and file change. */
   credentials: CredentialStore;
+  /** The SnapLogic credential of each call (Basic sets or minted JWTs; see credentials/upstream-auth.ts). */
+  upstreamAuth: UpstreamAuth;
+  /** Counts and logs a retry with an org's next password after SnapLogic answered 401 to the current one. */
+  onCredentialFallback: (org: string, identity: string) => void;
+  /** The JWKS SnapLogic fetches, when it is served on the callers' listener (signing without jwks.port). */
+  jwks?: JwksServing;
   forwarder: Forwarder;
   /** The orgs this gateway serves, with each one's pod and effective timeouts; any other org is refused. */
   orgs: ReadonlyMap<string, UpstreamOrg>;
@@ -64,6 +73,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   const { audit, instance, isDraining, metrics, inFlight } = deps;
 
   app.onError(handleError(deps.log));
+  // Before the request context: a JWKS fetch is not a call (no audit event, no drain refusal, no request id).
+  if (deps.jwks !== undefined) app.route('/', jwksRoutes(deps.jwks));
   app.use('*', requestContext({ audit, instance, isDraining, metrics, inFlight, auditReads: deps.auditReads }));
   app.use('*', drainGuard(isDraining));
   app.use('*', rawPathGuard());
@@ -84,7 +95,8 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
       }),
       audit,
       instance,
-      credentials: deps.credentials,
+      upstreamAuth: deps.upstreamAuth,
+      onCredentialFallback: deps.onCredentialFallback,
       forwarder: deps.forwarder,
       orgs: deps.orgs,
       log: deps.log,

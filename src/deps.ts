@@ -3,10 +3,12 @@ import { createTokenVerifier } from './auth/verifier.js';
 import { createAudit, type AuditWrite } from './audit/build.js';
 import type { AppDeps } from './app.js';
 import type { Config } from './config/schema.js';
+import { jwksServing } from './credentials/jwks-route.js';
 import { createCredentialStore } from './credentials/store.js';
+import { createUpstreamAuth } from './credentials/upstream-auth.js';
 import { InFlightCalls } from './http/in-flight.js';
 import { describeError, type Logger } from './log.js';
-import { createMetrics } from './ops/metrics.js';
+import { createMetrics, seriesOf } from './ops/metrics.js';
 import { createReadiness } from './ops/readiness.js';
 import { createPolicy } from './policy/policy.js';
 import { compileLimits, createLimiter, warnPerInstanceLimits } from './ratelimit/build.js';
@@ -85,14 +87,27 @@ async function build(config: Config, options: GatewayOptions, closers: Closer[])
     log,
     cache: { maxEntries: config.auth.cache.maxEntries, maxTtlMs: config.auth.cache.maxTtl },
   });
-  const credentials = await createCredentialStore(config.orgs, { env, log, watchFiles: !!options.watchSecretFiles });
+  const credentials = await createCredentialStore(config, { env, log, watchFiles: !!options.watchSecretFiles });
   closers.push({ name: 'credentials', close: () => credentials.close() });
+  const metrics = createMetrics({
+    defaultMetrics: options.processMetrics ?? false,
+    signingKeys: () => credentials.keyInfo(),
+  });
+  const minted = seriesOf((org) => metrics.jwtMinted.labels(org));
+  const upstreamAuth = createUpstreamAuth(config, credentials, {
+    onMint: (org) => minted(org).inc(),
+    onPromote: (org, identity) =>
+      log.warn('the next password worked where the current one got 401: it is sent first from now on', {
+        org,
+        identity,
+        hint: 'move it into password and drop nextPassword',
+      }),
+  });
   const forwarder = createForwarder(config.upstream);
   closers.push({ name: 'upstream pool', close: () => forwarder.close() });
   const redis = await connectRedis(config, env, log);
   // A stalled Redis must not hold the exit: QUIT gets a second, then the socket is dropped.
   if (redis !== undefined) closers.push({ name: 'redis', close: () => quitWithin(redis, 1_000) });
-  const metrics = createMetrics({ defaultMetrics: options.processMetrics ?? false });
 
   const orgs = upstreamOrgs(config);
   const limits = compileLimits(config, orgs);
@@ -120,6 +135,11 @@ async function build(config: Config, options: GatewayOptions, closers: Closer[])
     verifier,
     policy,
     credentials,
+    upstreamAuth,
+    onCredentialFallback: (org, identity) => metrics.credentialFallbacks.labels(org, identity).inc(),
+    ...(config.signing !== undefined && config.signing.jwks.port === undefined
+      ? { jwks: jwksServing(config.signing, credentials) }
+      : {}),
     forwarder,
     orgs,
     audit,

@@ -5,6 +5,7 @@ import { createApp } from './app.js';
 import type { Config } from './config/schema.js';
 import type { CredentialStore } from './credentials/store.js';
 import { buildDeps, closeAll, type Closer, type GatewayOptions } from './deps.js';
+import { jwksApp, jwksServing } from './credentials/jwks-route.js';
 import { closeServer, serve } from './http/serve.js';
 import type { ReadinessReport } from './ops/health.js';
 import type { Metrics } from './ops/metrics.js';
@@ -72,6 +73,18 @@ async function listenAll(
 ): Promise<{ server: Server; port: number; adminPort: number | undefined }> {
   const serving = await serve(createApp(deps).fetch, config.server, options.log);
   closers.push({ name: 'listener', close: () => serving.close() });
+  const jwksPort = config.signing?.jwks.port;
+  if (config.signing !== undefined && jwksPort !== undefined) {
+    // A listener of its own, for SnapLogic to reach where the callers' listener is internal only.
+    const { host } = config.signing.jwks;
+    const jwks = await serve(
+      jwksApp(jwksServing(config.signing, deps.credentials)).fetch,
+      { ...config.server, host, port: jwksPort },
+      options.log,
+    );
+    closers.push({ name: 'jwks listener', close: () => jwks.close() });
+    options.log.info('jwks listening', { host, jwksPort: jwks.port, path: config.signing.jwks.path });
+  }
   if (config.admin === undefined || options.serveAdmin === false) {
     return { server: serving.server, port: serving.port, adminPort: undefined };
   }

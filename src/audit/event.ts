@@ -2,6 +2,7 @@
 // query strings cannot reach it.
 import { randomUUID } from 'node:crypto';
 import type { Action } from '../config/schema.js';
+import type { UpstreamIdentity } from '../credentials/upstream-auth.js';
 import type { ErrorKind } from '../errors.js';
 import type { RequestTarget } from '../snaplogic/target.js';
 
@@ -46,6 +47,8 @@ export interface CallFacts {
   idempotency?: 'new' | 'retry' | 'replayed';
   /** The run's state as read before a retry after an unknown outcome. */
   runState?: string;
+  /** The SnapLogic identity the call was sent as (never a secret). */
+  upstreamIdentity?: UpstreamIdentity;
 }
 
 export interface Caller {
@@ -91,6 +94,8 @@ export interface AuditEvent {
   readonly idempotency?: 'new' | 'retry' | 'replayed';
   /** The run's state read before a retry after an unknown outcome (one of SnapLogic's state names). */
   readonly runState?: string;
+  /** The SnapLogic identity SnapLogic saw: basic or jwt, the identity's name, and for jwt the user (sub). */
+  readonly upstreamIdentity?: UpstreamIdentity;
   /** On a denials event: how many denials it stands for, and over which period. */
   readonly count?: number;
   readonly window?: { readonly from: string; readonly to: string };
@@ -98,6 +103,16 @@ export interface AuditEvent {
   readonly sink?: string;
   /** Added by the sink that wrote it. */
   readonly chain?: ChainFields;
+}
+
+/** The identity's allowed members only. */
+function copyIdentity(i: UpstreamIdentity): UpstreamIdentity {
+  return {
+    type: i.type,
+    name: i.name,
+    ...(i.user !== undefined ? { user: i.user } : {}),
+    ...(i.nextPassword === true ? { nextPassword: true as const } : {}),
+  };
 }
 
 const MAX_USER_AGENT = 200;
@@ -164,6 +179,7 @@ export function buildAuditEvent(input: EventInput): AuditEvent {
     ...(input.type === 'outcome' && fields.attemptId !== undefined ? { attemptId: fields.attemptId } : {}),
     ...(fields.idempotency !== undefined ? { idempotency: fields.idempotency } : {}),
     ...(fields.runState !== undefined ? { runState: fields.runState } : {}),
+    ...(fields.upstreamIdentity !== undefined ? { upstreamIdentity: copyIdentity(fields.upstreamIdentity) } : {}),
     ...(input.count !== undefined ? { count: input.count } : {}),
     ...(input.window !== undefined
       ? { window: { from: input.window.from.toISOString(), to: input.window.to.toISOString() } }

@@ -153,17 +153,21 @@ const issuerSchema = z
 
 const claimValue = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]);
 
+/** Which callers a policy rule or an org's identity mapping is for: by issuer and subject, or by claims. */
+const callerMatchSchema = z
+  .strictObject({
+    iss: z.string().min(1).optional(),
+    sub: claimValue.optional(),
+    claims: z.record(z.string().min(1), claimValue).optional(),
+  })
+  .refine((m) => m.sub !== undefined || (m.claims !== undefined && Object.keys(m.claims).length > 0), {
+    message: 'must name a sub or at least one claim; a rule that matches every caller is not allowed',
+  });
+export type CallerMatch = z.output<typeof callerMatchSchema>;
+
 const policyRuleSchema = z.strictObject({
   description: z.string().optional(),
-  match: z
-    .strictObject({
-      iss: z.string().min(1).optional(),
-      sub: claimValue.optional(),
-      claims: z.record(z.string().min(1), claimValue).optional(),
-    })
-    .refine((m) => m.sub !== undefined || (m.claims !== undefined && Object.keys(m.claims).length > 0), {
-      message: 'must name a sub or at least one claim; a rule that matches every caller is not allowed',
-    }),
+  match: callerMatchSchema,
   orgs: z.union([z.literal('*'), z.array(z.union([z.literal('*'), orgName()])).min(1)]),
   actions: z.array(z.enum(actions)).min(1),
 });
@@ -263,26 +267,161 @@ const rateLimitSchema = z
     };
   });
 
-const orgSchema = z.strictObject({
-  pod: httpUrl('SnapLogic control plane (pod)').refine(
-    (v) => {
-      const u = new URL(v);
-      return (u.pathname === '/' || u.pathname === '') && u.search === '' && u.hash === '';
-    },
-    { message: 'must be the pod origin only, e.g. https://elastic.snaplogic.com (no path or query)' },
-  ),
-  username: secretRef(),
-  password: secretRef(),
-  timeouts: timeoutsSchema.optional(),
-  rateLimit: rateLimitSchema.optional(),
-  /**
-   * What the rate limits, the run lock and Idempotency-Key records do while Redis is unavailable;
-   * `rateLimit.onRedisError`, when set, overrides it for the limits.
-   */
-  onRedisError: onRedisError().default('local'),
-  /** Refuse start and stop calls without an Idempotency-Key header (400 idempotency_key_missing). */
-  requireIdempotencyKey: z.boolean().default(false),
+export const credentialTypes = ['basic', 'jwt'] as const;
+export type CredentialType = (typeof credentialTypes)[number];
+/** The identity of callers no `identities` entry maps: the org's own credentials. */
+export const defaultIdentity = 'default';
+
+// A SnapLogic user is an e-mail-like login; what SnapLogic accepts beyond that is not documented.
+const snaplogicUser = () =>
+  z.string().regex(/^[^\s\x00-\x1f\x7f]{1,254}$/, {
+    message: 'must be a SnapLogic user name (no spaces, at most 254 characters)',
+  });
+
+const identitySchema = z.strictObject({
+  /** Names the identity in audit events and metrics (basic: required; jwt: defaults to user). */
+  name: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}$/, {
+      message: 'must be letters, digits, ".", "_", "@", "+" or "-", starting with a letter or digit, at most 100',
+    })
+    .optional(),
+  match: callerMatchSchema,
+  /** jwt: the SnapLogic user (sub) of the minted token. */
+  user: snaplogicUser().optional(),
+  /** basic: this identity's own stored credential set. */
+  username: secretRef().optional(),
+  password: secretRef().optional(),
+  nextPassword: secretRef().optional(),
 });
+export type IdentityConfig = z.output<typeof identitySchema>;
+
+const kidPattern = /^[A-Za-z0-9._~:-]{1,128}$/;
+
+/** The keys snapgate signs SnapLogic's JWTs with, and the JWKS it publishes for SnapLogic to fetch. */
+const signingSchema = z.strictObject({
+  /** The issuer id registered in SnapLogic (Admin Manager → Authentication → JWT); the tokens' `iss`. */
+  issuer: z.string().min(1).max(500),
+  /** How long a minted token is valid; it is reused until 80% of that has passed. */
+  lifetime: duration()
+    .default(300_000)
+    .refine((ms) => ms >= 1_000 && ms <= 3_600_000, { message: 'must be from 1s to 1h' }),
+  keys: z
+    .array(
+      z.strictObject({
+        /** A PKCS#8 PEM or private JWK (RS256: RSA ≥ 2048 bits; ES256: P-256), by reference. */
+        key: secretRef(),
+        /** next: published, not used; active: signs; retired: published until its tokens have expired. */
+        state: z.enum(['next', 'active', 'retired']),
+        /** Default: the JWK's own kid, else the key's RFC 7638 thumbprint. */
+        kid: z.string().regex(kidPattern, { message: 'must be 1-128 of A-Z a-z 0-9 . _ ~ : -' }).optional(),
+      }),
+    )
+    .min(1)
+    .superRefine((keys, ctx) => {
+      const active = keys.filter((k) => k.state === 'active').length;
+      if (active !== 1) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `must hold exactly one key with state: active (the one that signs); found ${active}`,
+        });
+      }
+    }),
+  jwks: z
+    .strictObject({
+      path: z
+        .string()
+        .regex(/^\/[A-Za-z0-9._~\/-]*$/, { message: 'must be an absolute path such as /.well-known/jwks.json' })
+        .refine((p) => !p.startsWith('/api/') && !['/livez', '/readyz', '/metrics'].includes(p), {
+          message: 'must not be under /api/ or one of /livez, /readyz, /metrics',
+        })
+        .default('/.well-known/jwks.json'),
+      /** Its own listener (reachable by SnapLogic) when set; without it the JWKS is served on server.port. */
+      port: z.number().int().min(0).max(65535).optional(),
+      host: z.string().min(1).default('0.0.0.0'),
+      /** Cache-Control max-age of the JWKS answer. */
+      maxAge: duration()
+        .default(300_000)
+        .refine((ms) => ms >= 0 && ms <= 86_400_000, { message: 'must be from 0 to 24h' }),
+    })
+    .prefault({}),
+});
+export type SigningConfig = z.output<typeof signingSchema>;
+
+const orgSchema = z
+  .strictObject({
+    pod: httpUrl('SnapLogic control plane (pod)').refine(
+      (v) => {
+        const u = new URL(v);
+        return (u.pathname === '/' || u.pathname === '') && u.search === '' && u.hash === '';
+      },
+      { message: 'must be the pod origin only, e.g. https://elastic.snaplogic.com (no path or query)' },
+    ),
+    /**
+     * How snapgate authenticates to SnapLogic for this org: `basic` (stored user and password references) or `jwt`
+     * (a short-lived token snapgate signs with signing.keys; nothing stored per org).
+     */
+    credentials: z.enum(credentialTypes).default('basic'),
+    username: secretRef().optional(),
+    password: secretRef().optional(),
+    /** Basic: the password that replaces `password`; tried once when SnapLogic answers 401 to it, then kept. */
+    nextPassword: secretRef().optional(),
+    /** JWT: the SnapLogic user (`sub`) of callers no identity maps. */
+    user: snaplogicUser().optional(),
+    /** Callers that act as their own SnapLogic identity; the first whose match fits wins, the rest use the default. */
+    identities: z.array(identitySchema).default([]),
+    timeouts: timeoutsSchema.optional(),
+    rateLimit: rateLimitSchema.optional(),
+    /**
+     * What the rate limits, the run lock and Idempotency-Key records do while Redis is unavailable;
+     * `rateLimit.onRedisError`, when set, overrides it for the limits.
+     */
+    onRedisError: onRedisError().default('local'),
+    /** Refuse start and stop calls without an Idempotency-Key header (400 idempotency_key_missing). */
+    requireIdempotencyKey: z.boolean().default(false),
+  })
+  .superRefine((org, ctx) => {
+    const wrong = (path: PropertyKey[], message: string) => ctx.addIssue({ code: 'custom', path, message });
+    if (org.credentials === 'basic') {
+      for (const k of ['username', 'password'] as const) {
+        if (org[k] === undefined)
+          wrong([k], `is required with credentials: basic (a secret reference such as env:SL_${k.toUpperCase()})`);
+      }
+      if (org.user !== undefined) wrong(['user'], 'is for credentials: jwt; a basic org names its user in username');
+    } else {
+      if (org.user === undefined) {
+        wrong(['user'], 'is required with credentials: jwt: the SnapLogic user (sub) the minted token acts as');
+      }
+      for (const k of ['username', 'password', 'nextPassword'] as const) {
+        if (org[k] !== undefined) wrong([k], 'is for credentials: basic; a jwt org stores no password (remove it)');
+      }
+    }
+    const names = new Map<string, number>();
+    org.identities.forEach((identity, i) => {
+      if (org.credentials === 'basic') {
+        if (identity.name === undefined) wrong(['identities', i, 'name'], 'is required with credentials: basic');
+        for (const k of ['username', 'password'] as const) {
+          if (identity[k] === undefined) wrong(['identities', i, k], 'is required with credentials: basic');
+        }
+        if (identity.user !== undefined)
+          wrong(['identities', i, 'user'], 'is for credentials: jwt; give username and password');
+      } else {
+        if (identity.user === undefined)
+          wrong(['identities', i, 'user'], 'is required with credentials: jwt: the SnapLogic user (sub)');
+        for (const k of ['username', 'password', 'nextPassword'] as const) {
+          if (identity[k] !== undefined)
+            wrong(['identities', i, k], 'is for credentials: basic; a jwt org stores no password');
+        }
+      }
+      const name = identity.name ?? identity.user;
+      if (name === undefined) return;
+      if (name === defaultIdentity)
+        wrong(['identities', i, 'name'], `"${defaultIdentity}" names the org's own credentials; pick another name`);
+      const first = names.get(name);
+      if (first === undefined) names.set(name, i);
+      else wrong(['identities', i, 'name'], `repeats the identity of identities.${first}; give each its own name`);
+    });
+  });
 
 export const configSchema = z.strictObject({
   server: z
@@ -317,6 +456,8 @@ export const configSchema = z.strictObject({
       .prefault({}),
   }),
   policy: z.array(policyRuleSchema).default([]),
+  /** Needed when any org has credentials: jwt. */
+  signing: signingSchema.optional(),
   orgs: z
     .record(orgName(), orgSchema)
     .refine((o) => Object.keys(o).length > 0, { message: 'must declare at least one org' }),
@@ -492,25 +633,63 @@ function issuerProblems(doc: Record<string, unknown> | undefined, policy: unknow
       });
     }
   });
-  policy.forEach((rule, i) => {
-    const match = asRecord(asRecord(rule)?.match);
-    if (match === undefined) return;
+  const matchers: { path: PropertyKey[]; match: unknown; what: string }[] = policy.map((rule, i) => ({
+    path: ['policy', i, 'match'],
+    match: asRecord(rule)?.match,
+    what: 'admit',
+  }));
+  for (const [name, org] of Object.entries(asRecord(doc?.orgs) ?? {})) {
+    const identities = asRecord(org)?.identities;
+    if (!Array.isArray(identities)) continue;
+    identities.forEach((identity, i) =>
+      matchers.push({ path: ['orgs', name, 'identities', i, 'match'], match: asRecord(identity)?.match, what: 'map' }),
+    );
+  }
+  for (const { path, match: raw, what } of matchers) {
+    const match = asRecord(raw);
+    if (match === undefined) continue;
     const iss = match.iss;
     if (iss === undefined && issuers.length > 1) {
       problems.push({
-        path: ['policy', i, 'match', 'iss'],
+        path: [...path, 'iss'],
         message:
           'is required once auth.issuers lists more than one issuer: a sub is unique only within its issuer, ' +
-          'so without iss this rule would also admit a token from another issuer with the same sub (or claims); ' +
+          `so without iss this rule would also ${what} a token from another issuer with the same sub (or claims); ` +
           'name the issuer this rule is for',
       });
     } else if (typeof iss === 'string' && iss !== '' && issuers.length > 0 && !firstAt.has(iss)) {
       problems.push({
-        path: ['policy', i, 'match', 'iss'],
+        path: [...path, 'iss'],
         message: 'names an issuer that is not configured under auth.issuers, so the rule could never match',
       });
     }
-  });
+  }
+  return problems;
+}
+
+/** A jwt org needs the signing section; its JWKS listener must not take another listener's port. */
+function signingProblems(doc: Record<string, unknown> | undefined): Problem[] {
+  const problems: Problem[] = [];
+  const signing = asRecord(doc?.signing);
+  for (const [name, org] of Object.entries(asRecord(doc?.orgs) ?? {})) {
+    if (asRecord(org)?.credentials === 'jwt' && signing === undefined) {
+      problems.push({
+        path: ['orgs', name, 'credentials'],
+        message: 'jwt needs the signing section (issuer and keys) that snapgate signs the tokens with',
+      });
+    }
+  }
+  const port = asRecord(signing?.jwks)?.port;
+  if (typeof port === 'number' && port !== 0) {
+    const server = asRecord(doc?.server)?.port ?? 8080;
+    const admin = asRecord(doc?.admin)?.port;
+    if (port === server || port === admin) {
+      problems.push({
+        path: ['signing', 'jwks', 'port'],
+        message: `is the port of the ${port === server ? 'server' : 'admin'} listener; leave it out to serve the JWKS on server.port, or pick a free one`,
+      });
+    }
+  }
   return problems;
 }
 
@@ -562,7 +741,7 @@ export function crossFieldProblems(raw: unknown): Problem[] {
   const doc = asRecord(raw);
   const orgs = asRecord(doc?.orgs) ?? {};
   const policy = Array.isArray(doc?.policy) ? (doc.policy as unknown[]) : [];
-  problems.push(...issuerProblems(doc, policy), ...auditProblems(doc));
+  problems.push(...issuerProblems(doc, policy), ...auditProblems(doc), ...signingProblems(doc));
   policy.forEach((rule, i) => {
     const list = asRecord(rule)?.orgs;
     if (!Array.isArray(list)) return;

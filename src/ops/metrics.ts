@@ -19,13 +19,26 @@ export interface Metrics {
   readonly auditDropped: Counter<'sink'>;
   /** Audit events waiting in memory per sink (read at scrape time). */
   readonly auditQueueDepth: Gauge<'sink'>;
+  /** JWTs signed for SnapLogic, per org (a token reused from the cache is not counted). */
+  readonly jwtMinted: Counter<'org'>;
+  /** Calls retried with the next password after SnapLogic answered 401 to the current one. */
+  readonly credentialFallbacks: Counter<'org' | 'identity'>;
+  /** Seconds since each signing key was made (its file's mtime, else first loaded), by kid and state. */
+  readonly signingKeyAge: Gauge<'kid' | 'state'>;
 }
 
 /**
  * Creates the metrics. Labels carry configured org names, policy names and codes only: never a caller, token or
  * credential.
  */
-export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
+export function createMetrics(
+  options: {
+    defaultMetrics?: boolean;
+    /** Read at scrape time for snapgate_signing_key_age_seconds. */
+    signingKeys?: () => readonly { kid: string; state: string; since: number }[];
+  } = {},
+): Metrics {
+  const signingKeys = options.signingKeys;
   const registry = new Registry();
   if (options.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'snapgate_' });
   const ms = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -85,6 +98,30 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       help: 'Audit events waiting in memory for their sink',
       labelNames: ['sink'],
       registers: [registry],
+    }),
+    jwtMinted: new Counter({
+      name: 'snapgate_jwt_minted_total',
+      help: 'JWTs signed for SnapLogic, per org (reused tokens are not counted)',
+      labelNames: ['org'],
+      registers: [registry],
+    }),
+    credentialFallbacks: new Counter({
+      name: 'snapgate_credential_fallbacks_total',
+      help: 'Calls retried with the next password after SnapLogic answered 401 to the current one',
+      labelNames: ['org', 'identity'],
+      registers: [registry],
+    }),
+    signingKeyAge: new Gauge({
+      name: 'snapgate_signing_key_age_seconds',
+      help: "Seconds since each signing key was made (its file's mtime, else first loaded), by kid and state",
+      labelNames: ['kid', 'state'],
+      registers: [registry],
+      collect() {
+        if (signingKeys === undefined) return;
+        this.reset();
+        const now = Date.now();
+        for (const k of signingKeys()) this.labels(k.kid, k.state).set(Math.max(0, Math.round((now - k.since) / 1000)));
+      },
     }),
   };
 }

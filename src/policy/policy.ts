@@ -1,5 +1,5 @@
 // Who may do what on which org: pure rule matching over verified claims, deny by default.
-import type { Action, PolicyRuleConfig } from '../config/schema.js';
+import type { Action, CallerMatch, PolicyRuleConfig } from '../config/schema.js';
 import type { Principal } from '../auth/principal.js';
 
 export interface Policy {
@@ -33,8 +33,8 @@ function claimValues(name: string, value: unknown): string[] {
 
 const asList = (v: string | readonly string[]): readonly string[] => (typeof v === 'string' ? [v] : v);
 
-function matches(rule: PolicyRuleConfig, principal: Principal): boolean {
-  const { match } = rule;
+/** True when the caller fits `match` (policy rules and org identity mappings use the same matching). */
+export function callerMatches(match: CallerMatch, principal: Principal): boolean {
   if (match.iss !== undefined && match.iss !== principal.iss) return false;
   if (match.sub !== undefined && !asList(match.sub).includes(principal.sub)) return false;
   for (const [name, expected] of Object.entries(match.claims ?? {})) {
@@ -52,6 +52,7 @@ function grants(rule: PolicyRuleConfig, action: Action, org: string): boolean {
 /** Compiles the configured rules. With no rules, nothing is allowed. */
 export function createPolicy(rules: readonly PolicyRuleConfig[]): Policy {
   return {
-    allows: (principal, action, org) => rules.some((rule) => grants(rule, action, org) && matches(rule, principal)),
+    allows: (principal, action, org) =>
+      rules.some((rule) => grants(rule, action, org) && callerMatches(rule.match, principal)),
   };
 }

@@ -265,7 +265,11 @@ async function guarded(
       const signal = signalOf(c);
       // The read reaches SnapLogic: the call keeps the rate quota it was counted against, even when refused.
       c.set('stateRead', true);
-      const state = await deps.readState(target, { requestId: c.get('requestId'), signal });
+      const state = await deps.readState(target, {
+        requestId: c.get('requestId'),
+        signal,
+        principal: c.get('principal'),
+      });
       c.get('call').runState = state;
       if (!mayProceed(target.action, state)) {
         throw new GatewayError(

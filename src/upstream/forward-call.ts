@@ -4,7 +4,7 @@ import type { Context, Handler } from 'hono';
 import type { AuditRecorder } from '../audit/recorder.js';
 import { requestEvent } from '../audit/request-event.js';
 import { AuditUnavailableError } from '../audit/trail.js';
-import type { CredentialStore, OrgCredential } from '../credentials/store.js';
+import { sendAuthorized, type UpstreamAuth, type UpstreamIdentity } from '../credentials/upstream-auth.js';
 import { GatewayError } from '../errors.js';
 import type { AppEnv } from '../http/app-env.js';
 import { factsOf, signalOf } from '../http/call.js';
@@ -18,7 +18,10 @@ import type { UpstreamOrg } from './orgs.js';
 
 export interface ForwardDeps {
   audit: AuditRecorder;
-  credentials: CredentialStore;
+  /** The SnapLogic credential of each call (the org's, or the caller's mapped identity). */
+  upstreamAuth: UpstreamAuth;
+  /** Counts and logs a retry with the next password after a 401 (see sendAuthorized). */
+  onCredentialFallback: (org: string, identity: string) => void;
   forwarder: Forwarder;
   orgs: ReadonlyMap<string, UpstreamOrg>;
   log: Logger;
@@ -36,9 +39,8 @@ export function forwardCall(deps: ForwardDeps): Handler<AppEnv> {
     const target = c.get('target');
     const matched = c.get('runtimeCall');
     const org = target !== undefined ? deps.orgs.get(target.org) : undefined;
-    const credential = target !== undefined ? deps.credentials.get(target.org) : undefined;
-    if (target === undefined || matched === undefined || org === undefined || credential === undefined) {
-      throw new Error(`org ${target?.org ?? '?'} passed authorization without call, pod or credential`);
+    if (target === undefined || matched === undefined || org === undefined) {
+      throw new Error(`org ${target?.org ?? '?'} passed authorization without call or pod`);
     }
     const signal = signalOf(c);
     // Gone while the limits were checked: no attempt, nothing forwarded (the quota is refunded).
@@ -50,17 +52,15 @@ export function forwardCall(deps: ForwardDeps): Handler<AppEnv> {
     }
 
     const { call, query } = matched;
-    const started = performance.now();
-    let res: UpstreamResponse;
-    try {
-      res = await deps.forwarder.forward({
+    const credential = await deps.upstreamAuth.forCall(target.org, c.get('principal'));
+    c.get('call').upstreamIdentity = credential.identity;
+    const callerHeaders = requestHeaderEntries(c);
+    const send = (authorization: string) =>
+      deps.forwarder.forward({
         origin: org.origin,
         path: query === '' ? upstreamPath(call, target) : `${upstreamPath(call, target)}?${query}`,
         method: call.method,
-        headers: upstreamRequestHeaders(requestHeaderEntries(c), {
-          authorization: credential.authorization,
-          requestId: c.get('requestId'),
-        }),
+        headers: upstreamRequestHeaders(callerHeaders, { authorization, requestId: c.get('requestId') }),
         // SnapLogic's runtime calls take no body; a GET never carries one.
         body: call.method === 'POST' ? c.get('body') : undefined,
         timeouts: org.timeouts,
@@ -69,13 +69,28 @@ export function forwardCall(deps: ForwardDeps): Handler<AppEnv> {
         onDispatch: () => c.set('forwarded', true),
         kind: call.kind,
       });
+    const started = performance.now();
+    let res: UpstreamResponse;
+    try {
+      const sent = await sendAuthorized(credential, send, () => {
+        deps.log.warn('SnapLogic answered 401 to the current password; retrying once with the next one', {
+          requestId: c.get('requestId'),
+          org: target.org,
+          identity: credential.identity.name,
+        });
+        deps.onCredentialFallback(target.org, credential.identity.name);
+      });
+      res = sent.answer;
+      c.get('call').upstreamIdentity = sent.identity;
     } catch (err) {
       // The connection was never made: nothing reached SnapLogic (the quota is refunded, a key freed).
       if (!mayHaveBeenSent(err)) c.set('forwarded', false);
       throw err;
     }
     noteAnswer(c, res, performance.now() - started);
-    if (res.status === 401 || res.status === 403) throw credentialsRejected(c, deps.log, credential, res.status);
+    if (res.status === 401 || res.status === 403) {
+      throw credentialsRejected(c, deps.log, c.get('call').upstreamIdentity!, credential.version, res.status);
+    }
     const body = nullBodyStatuses.has(res.status) ? null : res.body;
     const headers = callerResponseHeaders(res.headers);
     c.set('answer', { status: res.status, headers, body: body ?? new Uint8Array(0) });
@@ -118,17 +133,35 @@ function noteAnswer(c: Context<AppEnv>, res: UpstreamResponse, latencyMs: number
   call.upstreamLatencyMs = latencyMs;
 }
 
-function credentialsRejected(c: Context<AppEnv>, log: Logger, credential: OrgCredential, status: number): GatewayError {
-  log.warn('SnapLogic rejected the stored credentials; rotate the org secret', {
-    requestId: c.get('requestId'),
-    org: c.get('target')?.org,
-    credentialVersion: credential.version,
-    upstreamStatus: status,
-  });
+function credentialsRejected(
+  c: Context<AppEnv>,
+  log: Logger,
+  identity: UpstreamIdentity,
+  version: number | undefined,
+  status: number,
+): GatewayError {
+  const jwt = identity.type === 'jwt';
+  log.warn(
+    jwt
+      ? "SnapLogic rejected snapgate's JWT; check the org's JWT issuer registration (issuer id, JWKS URL) and user"
+      : 'SnapLogic rejected the stored credentials; rotate the org secret',
+    {
+      requestId: c.get('requestId'),
+      org: c.get('target')?.org,
+      identity: identity.name,
+      ...(identity.user !== undefined ? { user: identity.user } : {}),
+      credentialType: identity.type,
+      ...(version !== undefined ? { credentialVersion: version } : {}),
+      upstreamStatus: status,
+    },
+  );
   return new GatewayError(
     'upstream_credentials_rejected',
-    'Your token was accepted, but SnapLogic rejected the credentials snapgate holds for this org, so it did ' +
-      "nothing. The platform team must rotate the org's SnapLogic secret; quote the X-Request-Id.",
+    jwt
+      ? 'Your token was accepted, but SnapLogic rejected the JWT snapgate signed for this org, so it did nothing. ' +
+          "The platform team must check the org's JWT issuer registration and SnapLogic user; quote the X-Request-Id."
+      : 'Your token was accepted, but SnapLogic rejected the credentials snapgate holds for this org, so it did ' +
+          "nothing. The platform team must rotate the org's SnapLogic secret; quote the X-Request-Id.",
     { extensions: { upstreamStatus: status } },
   );
 }

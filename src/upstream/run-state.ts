@@ -1,6 +1,7 @@
 // Reads one run's state from SnapLogic with the org's credentials: what a retry after an unknown outcome must know
 // before it may forward again.
-import type { CredentialStore } from '../credentials/store.js';
+import type { Principal } from '../auth/principal.js';
+import { sendAuthorized, type UpstreamAuth } from '../credentials/upstream-auth.js';
 import { GatewayError } from '../errors.js';
 import { runStates, runtimeCalls, upstreamPath, type RunState } from '../snaplogic/runtime-api.js';
 import type { RequestTarget } from '../snaplogic/target.js';
@@ -11,7 +12,7 @@ import type { UpstreamOrg } from './orgs.js';
 /** The run's state as SnapLogic reports it; throws GatewayError `run_state_unavailable` when it cannot be read. */
 export type RunStateReader = (
   target: RequestTarget,
-  call: { readonly requestId: string; readonly signal: UpstreamAbortSignal },
+  call: { readonly requestId: string; readonly signal: UpstreamAbortSignal; readonly principal: Principal | undefined },
 ) => Promise<RunState>;
 
 const known: ReadonlySet<string> = new Set(runStates);
@@ -28,26 +29,30 @@ function unavailable(why: string, cause?: unknown): GatewayError {
 /** `GET /runtime/{org}/{ruuid}?level=summary`, once, within the org's timeouts; `response_map.state` is the answer. */
 export function createRunStateReader(deps: {
   forwarder: Forwarder;
-  credentials: CredentialStore;
+  upstreamAuth: UpstreamAuth;
+  onCredentialFallback: (org: string, identity: string) => void;
   orgs: ReadonlyMap<string, UpstreamOrg>;
 }): RunStateReader {
   return async (target, call) => {
     const org = deps.orgs.get(target.org);
-    const credential = deps.credentials.get(target.org);
-    if (org === undefined || credential === undefined || target.ruuid === undefined) {
-      throw new Error(`run state of ${target.org}: no pod, credential or run`);
-    }
+    if (org === undefined || target.ruuid === undefined) throw new Error(`run state of ${target.org}: no pod or run`);
     let res;
     try {
-      res = await deps.forwarder.forward({
-        origin: org.origin,
-        path: `${upstreamPath(runtimeCalls.status, target)}?level=summary`,
-        method: 'GET',
-        headers: upstreamRequestHeaders([], { authorization: credential.authorization, requestId: call.requestId }),
-        timeouts: org.timeouts,
-        signal: call.signal,
-        kind: 'read',
-      });
+      // The same SnapLogic identity as the write it precedes.
+      const credential = await deps.upstreamAuth.forCall(target.org, call.principal);
+      const send = (authorization: string) =>
+        deps.forwarder.forward({
+          origin: org.origin,
+          path: `${upstreamPath(runtimeCalls.status, target)}?level=summary`,
+          method: 'GET',
+          headers: upstreamRequestHeaders([], { authorization, requestId: call.requestId }),
+          timeouts: org.timeouts,
+          signal: call.signal,
+          kind: 'read',
+        });
+      res = (
+        await sendAuthorized(credential, send, () => deps.onCredentialFallback(target.org, credential.identity.name))
+      ).answer;
     } catch (err) {
       if (err instanceof GatewayError && (err.code === 'client_closed_request' || err.code === 'aborted_by_shutdown')) {
         throw err;

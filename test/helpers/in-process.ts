@@ -16,7 +16,9 @@ import { AuditUnavailableError } from '../../src/audit/trail.js';
 import { createTokenVerifier } from '../../src/auth/verifier.js';
 import { parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
+import { jwksServing } from '../../src/credentials/jwks-route.js';
 import { createCredentialStore } from '../../src/credentials/store.js';
+import { createUpstreamAuth } from '../../src/credentials/upstream-auth.js';
 import type { AppEnv } from '../../src/http/app-env.js';
 import { InFlightCalls } from '../../src/http/in-flight.js';
 import { createLogger, type Logger } from '../../src/log.js';
@@ -353,11 +355,14 @@ export async function inProcessApp(
     log,
     cache: { maxEntries: config.auth.cache.maxEntries, maxTtlMs: config.auth.cache.maxTtl },
   });
-  const credentials = await createCredentialStore(config.orgs, { env: testSecrets, log });
+  const credentials = await createCredentialStore(config, { env: testSecrets, log });
+  const metrics = createMetrics({ signingKeys: () => credentials.keyInfo() });
+  const upstreamAuth = createUpstreamAuth(config, credentials, {
+    onMint: (org) => metrics.jwtMinted.labels(org).inc(),
+  });
   const forwarder = overrides.forwarder ?? createForwarder(config.upstream);
   const orgs = upstreamOrgs(config);
   const audit = new MemoryAudit();
-  const metrics = createMetrics();
   const inFlight = new InFlightCalls();
   let draining = false;
   const readiness: ReadinessReport = { ready: true, checks: { credentials: 'ok' } };
@@ -366,6 +371,11 @@ export async function inProcessApp(
     verifier,
     policy: createPolicy(config.policy),
     credentials,
+    upstreamAuth,
+    onCredentialFallback: (org, identity) => metrics.credentialFallbacks.labels(org, identity).inc(),
+    ...(config.signing !== undefined && config.signing.jwks.port === undefined
+      ? { jwks: jwksServing(config.signing, credentials) }
+      : {}),
     forwarder,
     orgs,
     audit,

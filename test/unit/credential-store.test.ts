@@ -55,7 +55,7 @@ async function setup(options: { watchFiles?: boolean } = {}): Promise<Setup> {
       logs.push(JSON.parse(line) as Record<string, unknown>);
     },
   });
-  const store = await createCredentialStore(orgs, {
+  const store = await createCredentialStore({ orgs }, {
     env: { OTHER_USER: 'svc-other@example.com', OTHER_PASSWORD: OTHER },
     log,
     watchFiles: options.watchFiles ?? false,
@@ -75,20 +75,20 @@ function expectNoSecretIn(lines: readonly string[]): void {
 describe('credential reload', () => {
   it('resolves every org at start-up, version 1', async () => {
     const s = await setup();
-    expect(s.store.get('Acme-Prod')).toEqual({ authorization: basic(USER, OLD), version: 1 });
-    expect(s.store.get('Other-Org')).toEqual({ authorization: basic('svc-other@example.com', OTHER), version: 1 });
-    expect(s.store.get('Nope')).toBeUndefined();
+    expect(s.store.basic('Acme-Prod')).toEqual({ authorization: basic(USER, OLD), version: 1, promoted: false });
+    expect(s.store.basic('Other-Org')).toEqual({ authorization: basic('svc-other@example.com', OTHER), version: 1, promoted: false });
+    expect(s.store.basic('Nope')).toBeUndefined();
   });
 
   it('picks up a new file value on reload: a new version for that org only, logged without the value', async () => {
     const s = await setup();
-    const other = s.store.get('Other-Org');
+    const other = s.store.basic('Other-Org');
     writeFileSync(s.passwordFile, `${NEW}\n`);
     expect(await s.store.reload()).toEqual({ ok: true, problems: [], changed: ['Acme-Prod'] });
-    expect(s.store.get('Acme-Prod')).toEqual({ authorization: basic(USER, NEW), version: 2 });
-    expect(s.store.get('Other-Org'), 'an unchanged org got a new entry').toBe(other);
+    expect(s.store.basic('Acme-Prod')).toEqual({ authorization: basic(USER, NEW), version: 2, promoted: false });
+    expect(s.store.basic('Other-Org'), 'an unchanged org got a new version').toEqual(other);
     expect(s.logs.filter((l) => l.msg === 'credentials reloaded')).toEqual([
-      expect.objectContaining({ level: 'info', changed: [{ org: 'Acme-Prod', version: 2 }] }),
+      expect.objectContaining({ level: 'info', changed: [{ org: 'Acme-Prod', identity: 'default', version: 2 }] }),
     ]);
     expectNoSecretIn(s.logLines);
   });
@@ -96,12 +96,12 @@ describe('credential reload', () => {
   it('a reload with nothing changed keeps every version', async () => {
     const s = await setup();
     expect(await s.store.reload()).toEqual({ ok: true, problems: [], changed: [] });
-    expect(s.store.get('Acme-Prod')?.version).toBe(1);
+    expect(s.store.basic('Acme-Prod')?.version).toBe(1);
   });
 
   it('an empty new value keeps the last good credential; the problem names the reference, no value', async () => {
     const s = await setup();
-    const before = s.store.get('Acme-Prod');
+    const before = s.store.basic('Acme-Prod');
     writeFileSync(s.passwordFile, '');
     const result = await s.store.reload();
     expect(result).toEqual({
@@ -109,7 +109,7 @@ describe('credential reload', () => {
       problems: [`orgs.Acme-Prod.password: file:${s.passwordFile} is empty`],
       changed: [],
     });
-    expect(s.store.get('Acme-Prod'), 'the last good credential was replaced').toBe(before);
+    expect(s.store.basic('Acme-Prod'), 'the last good credential was replaced').toEqual(before);
     const warnings = s.logs.filter((l) => l.msg === 'credential reload failed; keeping the last good credentials');
     expect(warnings).toEqual([expect.objectContaining({ level: 'warn', problems: result.problems })]);
     expectNoSecretIn(s.logLines);
@@ -117,7 +117,7 @@ describe('credential reload', () => {
     // Fixed: the next reload takes the new value.
     writeFileSync(s.passwordFile, NEW);
     expect((await s.store.reload()).ok).toBe(true);
-    expect(s.store.get('Acme-Prod')).toEqual({ authorization: basic(USER, NEW), version: 2 });
+    expect(s.store.basic('Acme-Prod')).toEqual({ authorization: basic(USER, NEW), version: 2, promoted: false });
   });
 
   it('a secret file gone, or a user name with ":", keeps the last good set and reports each problem', async () => {
@@ -130,7 +130,7 @@ describe('credential reload', () => {
       `orgs.Acme-Prod.password: file:${s.passwordFile} cannot be read (ENOENT)`,
       expect.stringMatching(/^orgs\.Acme-Prod\.username: file:.*acme-user contains ":"/),
     ]);
-    expect(s.store.get('Acme-Prod')).toEqual({ authorization: basic(USER, OLD), version: 1 });
+    expect(s.store.basic('Acme-Prod')).toEqual({ authorization: basic(USER, OLD), version: 1, promoted: false });
     expect(JSON.stringify(result)).not.toContain(NEW);
     expectNoSecretIn(s.logLines);
   });
@@ -139,11 +139,11 @@ describe('credential reload', () => {
     const s = await setup({ watchFiles: true });
     writeFileSync(s.passwordFile, `${NEW}\n`);
     await until(
-      () => s.store.get('Acme-Prod')?.version === 2,
+      () => s.store.basic('Acme-Prod')?.version === 2,
       5_000,
       () => JSON.stringify(s.logs),
     );
-    expect(s.store.get('Acme-Prod')?.authorization).toBe(basic(USER, NEW));
+    expect(s.store.basic('Acme-Prod')?.authorization).toBe(basic(USER, NEW));
     expectNoSecretIn(s.logLines);
   });
 });
@@ -159,7 +159,7 @@ describe('start-up', () => {
       },
       'Other-Org': { pod: 'https://elastic.snaplogic.com', username: 'env:OTHER_USER', password: 'env:NOT_SET' },
     };
-    const err = await createCredentialStore(orgs, {
+    const err = await createCredentialStore({ orgs }, {
       env: { ACME_USER: USER, OTHER_USER: OTHER },
       log: createLogger({ write: () => undefined }),
     }).then(
