@@ -2,7 +2,7 @@
 import { createTokenVerifier } from './auth/verifier.js';
 import { createAudit, type AuditWrite } from './audit/build.js';
 import type { AppDeps } from './app.js';
-import type { Config } from './config/schema.js';
+import type { Config, SigningConfig } from './config/schema.js';
 import { jwksServing } from './credentials/jwks-route.js';
 import { createCredentialStore } from './credentials/store.js';
 import { createUpstreamAuth } from './credentials/upstream-auth.js';
@@ -27,6 +27,11 @@ export interface GatewayOptions {
   workerSlot?: number;
   /** Names this instance in audit events when config has no server.instanceId. */
   instance: string;
+  /**
+   * Re-reads the config file's signing keys on each credential reload (SIGHUP, file change), so key states rotate
+   * without a restart. The rest of the config is read at start-up only.
+   */
+  reloadSigning?: { path: string; read(): Promise<Pick<SigningConfig, 'keys'> | undefined> };
   /** Watch secret files for changes (on in production, off in most tests). */
   watchSecretFiles?: boolean;
   /** Include Node process metrics (CPU, memory, event loop) in /metrics. */
@@ -87,7 +92,12 @@ async function build(config: Config, options: GatewayOptions, closers: Closer[])
     log,
     cache: { maxEntries: config.auth.cache.maxEntries, maxTtlMs: config.auth.cache.maxTtl },
   });
-  const credentials = await createCredentialStore(config, { env, log, watchFiles: !!options.watchSecretFiles });
+  const credentials = await createCredentialStore(config, {
+    env,
+    log,
+    watchFiles: !!options.watchSecretFiles,
+    ...(options.reloadSigning !== undefined ? { readSigning: options.reloadSigning } : {}),
+  });
   closers.push({ name: 'credentials', close: () => credentials.close() });
   const metrics = createMetrics({
     defaultMetrics: options.processMetrics ?? false,

@@ -47,7 +47,7 @@ const usage = `usage: snapgate [serve]
   serve   run the gateway (default). Config: $SNAPGATE_CONFIG (default config/snapgate.yaml)
   audit   check the audit trail's hash chains, or read it (snapgate audit --help)
 
-Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads SnapLogic credentials.`;
+Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads SnapLogic credentials and the signing keys.`;
 
 /** Loads the config or exits 78 with every bad field named. */
 async function loadOrExit(configPath: string, bootLog: Logger): Promise<Config> {
@@ -109,6 +109,10 @@ async function startOrExit(config: Config, configPath: string, log: Logger): Pro
       workerSlot: workerSlotOrExit(log),
       instance: `${hostname()}:${process.pid}`,
       watchSecretFiles: true,
+      reloadSigning: {
+        path: configPath,
+        read: async () => (await loadConfigIsolated(configPath, process.env)).signing,
+      },
       processMetrics: true,
       serveAdmin: !cluster.isWorker,
     });

@@ -278,10 +278,21 @@ function versioned(
  * reload (debounced 100 ms).
  */
 export async function createCredentialStore(
-  sources: CredentialSources,
-  deps: { env: Env; log: Logger; watchFiles?: boolean; now?: () => number },
+  initial: CredentialSources,
+  deps: {
+    env: Env;
+    log: Logger;
+    watchFiles?: boolean;
+    now?: () => number;
+    /**
+     * Re-reads the signing keys' list (references, states, kids) from the config file on each reload, so that a key
+     * rotation (next → active → retired) needs no restart; a config that does not load fails the reload.
+     */
+    readSigning?: { path: string; read(): Promise<Pick<SigningConfig, 'keys'> | undefined> };
+  },
 ): Promise<CredentialStore> {
   const now = deps.now ?? Date.now;
+  let sources = initial;
   const first = await resolveAll(sources, deps.env);
   if (first.problems.length > 0) throw new CredentialError(first.problems);
   let held = new Map<string, Held>([...first.resolved.basic].map(([k, v]) => [k, { ...v, version: 1 }]));
@@ -297,11 +308,24 @@ export async function createCredentialStore(
   const promoted = new Map<string, number>();
 
   async function reloadOnce(): Promise<ReloadResult> {
-    const next = await resolveAll(sources, deps.env);
+    let candidate = sources;
+    if (deps.readSigning !== undefined && sources.signing !== undefined) {
+      try {
+        const signing = await deps.readSigning.read();
+        if (signing === undefined) throw new Error('has no signing section any more; keep it while orgs use jwt');
+        candidate = { ...sources, signing: { keys: signing.keys } };
+      } catch (err) {
+        const problems = [`${deps.readSigning.path}: ${err instanceof Error ? err.message : String(err)}`];
+        deps.log.warn('credential reload failed; keeping the last good credentials', { problems });
+        return { ok: false, problems, changed: [] };
+      }
+    }
+    const next = await resolveAll(candidate, deps.env);
     if (next.problems.length > 0) {
       deps.log.warn('credential reload failed; keeping the last good credentials', { problems: next.problems });
       return { ok: false, problems: next.problems, changed: [] };
     }
+    sources = candidate;
     const before = keys;
     const { held: updated, changed } = versioned(held, next.resolved.basic);
     held = updated;
@@ -327,7 +351,9 @@ export async function createCredentialStore(
 
   // A reload already under way may have read files before the latest change: each call runs once more, after it.
   const reload = oneAtATime(reloadOnce);
-  const watching = deps.watchFiles ? watchSecretDirs(secretDirs(sources), () => void reload(), deps.log) : undefined;
+  const dirs = secretDirs(sources);
+  if (deps.readSigning !== undefined && sources.signing !== undefined) dirs.add(dirname(deps.readSigning.path));
+  const watching = deps.watchFiles ? watchSecretDirs(dirs, () => void reload(), deps.log) : undefined;
   return {
     basic(org, identity = defaultIdentity) {
       const key = slot(org, identity);
