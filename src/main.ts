@@ -43,9 +43,13 @@ const writeStdout = (text: string) =>
 
 const usage = `usage: snapgate [serve]
        snapgate audit verify|query|tail ...
+       snapgate keys generate --out FILE [--alg ES256|RS256] [--kid KID]
+       snapgate credentials check [ORG] [--json]
 
-  serve   run the gateway (default). Config: $SNAPGATE_CONFIG (default config/snapgate.yaml)
-  audit   check the audit trail's hash chains, or read it (snapgate audit --help)
+  serve        run the gateway (default). Config: $SNAPGATE_CONFIG (default config/snapgate.yaml)
+  audit        check the audit trail's hash chains, or read it (snapgate audit --help)
+  keys         make a new signing key for the JWTs sent to SnapLogic (snapgate keys --help)
+  credentials  try each org identity's credential against SnapLogic (snapgate credentials --help)
 
 Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads SnapLogic credentials and the signing keys.`;
 
@@ -175,6 +179,23 @@ if (command === 'serve') {
     err: (t) => process.stderr.write(t),
     env: process.env,
     interrupted,
+  });
+  process.exit(code);
+} else if (command === 'keys' || command === 'credentials') {
+  // Loaded only for these commands, like audit's.
+  const { credentialsUsage, keysUsage, runCredentialsCli, runKeysCli } = await import('./credentials/cli.js');
+  process.stdout.on('error', () => process.exit(0));
+  process.stderr.on('error', () => undefined);
+  if (args.length === 0) {
+    process.stderr.write(`${command === 'keys' ? keysUsage : credentialsUsage}\n`);
+    process.exit(2);
+  }
+  const run = command === 'keys' ? runKeysCli : runCredentialsCli;
+  const code = await run(args, {
+    out: (t) => process.stdout.write(t),
+    err: (t) => process.stderr.write(t),
+    env: process.env,
+    cwd: process.cwd(),
   });
   process.exit(code);
 } else {
