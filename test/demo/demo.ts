@@ -1,7 +1,8 @@
 // `npm run demo`: snapgate against a local SnapLogic stand-in and a local token issuer, with nothing outside to set up.
 // Starts all three, mints a token, then through snapgate: lists the suspended runs, resumes one (with an
-// Idempotency-Key, then once more as a retry would) and reads its status; prints each curl and its answer, and keeps
-// serving.
+// Idempotency-Key, then once more as a retry would) and reads its status; then resumes a run of a second org in
+// credentials: jwt, where snapgate signs its own token for SnapLogic (an ES256 key generated at start, its JWKS served
+// on snapgate's listener); prints each curl and its answer, and keeps serving.
 // `npm run demo -- --once` exits after those calls (used by the tests).
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -10,6 +11,7 @@ import { join } from 'node:path';
 import { parseConfig } from '../../src/config/load.js';
 import { startGateway } from '../../src/gateway.js';
 import { createLogger } from '../../src/log.js';
+import { generateSigningKey } from '../../src/credentials/signing-keys.js';
 import { SnapLogicStandIn } from '../helpers/snaplogic-stand-in.js';
 import { TokenIssuer } from '../helpers/token-issuer.js';
 
@@ -17,10 +19,20 @@ const once = process.argv.includes('--once');
 const ORG = 'Demo-Org';
 const SL_USER = 'svc-demo@example.com';
 const SL_PASSWORD = `demo-${Math.random().toString(36).slice(2)}`;
+/** The org snapgate reaches with JWTs it signs itself (credentials: jwt); SnapLogic refuses Basic for it. */
+const JWT_ORG = 'Demo-JWT';
+/** The SnapLogic user the tokens act as (their sub). */
+const JWT_USER = 'svc-demo-jwt@example.com';
+/** The issuer id registered for JWT_ORG in SnapLogic, and the tokens' iss. */
+const SIGNING_ISSUER = 'snapgate-demo';
 const STEP_MS = 2_000;
 
 const standIn = await SnapLogicStandIn.start({
-  orgs: { [ORG]: { username: SL_USER, password: SL_PASSWORD } },
+  orgs: {
+    [ORG]: { username: SL_USER, password: SL_PASSWORD },
+    // Basic is off for this org (403); its JWT issuer (snapgate) is registered once snapgate listens.
+    [JWT_ORG]: { username: 'nobody@example.com', password: randomUUID(), jwtOnly: true },
+  },
   transitionMs: STEP_MS,
 });
 const issuer = await TokenIssuer.start({ audience: 'snapgate' });
@@ -30,6 +42,11 @@ const issuer = await TokenIssuer.start({ audience: 'snapgate' });
 const secrets = mkdtempSync(join(tmpdir(), 'snapgate-demo-'));
 const passwordFile = join(secrets, 'demo-org-password');
 writeFileSync(passwordFile, `${SL_PASSWORD}\n`, { mode: 0o600 });
+// The key snapgate signs JWT_ORG's tokens with: generated here, PKCS#8 in a 0600 file, referenced like the password.
+// Only its kid and path are printed; the JWKS snapgate serves carries the public half alone.
+const signingKey = await generateSigningKey('ES256');
+const signingKeyFile = join(secrets, 'signing-key.pem');
+writeFileSync(signingKeyFile, signingKey.privatePem, { mode: 0o600 });
 const env = { ...process.env, DEMO_SL_USER: SL_USER };
 
 const config = parseConfig(
@@ -45,7 +62,14 @@ const config = parseConfig(
         orgs: [ORG],
         actions: ['runtime.list', 'runtime.status', 'runtime.start', 'runtime.stop'],
       },
+      // On the jwt org: resume runs and watch them.
+      { match: { sub: 'svc-demo' }, orgs: [JWT_ORG], actions: ['runtime.start', 'runtime.status'] },
     ],
+    // The tokens snapgate signs for credentials: jwt orgs; no jwks.port, so the JWKS is served on server.port.
+    signing: {
+      issuer: SIGNING_ISSUER,
+      keys: [{ key: `file:${signingKeyFile}`, state: 'active' }],
+    },
     orgs: {
       [ORG]: {
         pod: standIn.url,
@@ -54,6 +78,8 @@ const config = parseConfig(
         // Writes (resume, stop) at the top level; reads (list, status) counted apart, so they never eat the resumes.
         rateLimit: { limit: 10, window: '60s', burst: 5, reads: { limit: 60, window: '60s' } },
       },
+      // No password stored: each call carries a short-lived JWT (sub JWT_USER) signed with signing.keys.
+      [JWT_ORG]: { pod: standIn.url, credentials: 'jwt', user: JWT_USER },
     },
   },
   'demo',
@@ -85,6 +111,9 @@ const gateway = await startGateway(config, {
 });
 
 const base = `http://127.0.0.1:${gateway.port}`;
+// As an org admin does in SnapLogic: snapgate registered as JWT_ORG's issuer, with the JWKS URL SnapLogic fetches.
+const jwksUrl = `${base}${config.signing!.jwks.path}`;
+standIn.setJwtIssuer(JWT_ORG, { issuerId: SIGNING_ISSUER, jwksUrl }, [JWT_USER]);
 const token = await issuer.mint({ sub: 'svc-demo' }, { expiresIn: 3600 });
 // Three suspended runs, a minute apart, the oldest first (the list shows the newest first).
 const created = Date.now() - 3 * 60_000;
@@ -95,12 +124,19 @@ const runs = [0, 1, 2].map((i) =>
     createTime: created + i * 60_000,
   }),
 );
+const jwtRuns = [0, 1].map((i) =>
+  standIn.addRun(JWT_ORG, 'Suspended', undefined, {
+    label: ['payroll-export', 'tax-filing'][i]!,
+    pathId: `/${JWT_ORG}/projects/hr`,
+    createTime: created + i * 60_000,
+  }),
+);
 const RUNTIME = '/api/1/rest/public/runtime';
 const paths = {
   list: `${RUNTIME}/${ORG}?state=Suspended`,
-  start: (ruuid: string) => `${RUNTIME}/start/${ORG}/${ruuid}`,
+  start: (ruuid: string, org = ORG) => `${RUNTIME}/start/${org}/${ruuid}`,
   stop: (ruuid: string) => `${RUNTIME}/stop/${ORG}/${ruuid}`,
-  status: (ruuid: string) => `${RUNTIME}/${ORG}/${ruuid}?level=summary`,
+  status: (ruuid: string, org = ORG) => `${RUNTIME}/${org}/${ruuid}?level=summary`,
 };
 
 const say = (text = '') => process.stdout.write(`${text}\n`);
@@ -133,6 +169,9 @@ say('snapgate demo');
 say(`  snapgate           ${base}`);
 say(`  SnapLogic stand-in ${standIn.url}   (org ${ORG}, Basic credentials only snapgate knows)`);
 say(`  token issuer       ${issuer.issuer}   (JWKS ${issuer.jwksUri})`);
+say(`  org ${JWT_ORG}       credentials: jwt, JWT only at SnapLogic (Basic: 403), tokens for ${JWT_USER}`);
+say(`  signing key        ES256, kid ${signingKey.kid}, in ${signingKeyFile} (mode 0600)`);
+say(`  snapgate's JWKS    ${jwksUrl}   (registered at the stand-in for issuer ${SIGNING_ISSUER})`);
 say();
 
 // 1. Find the suspended runs.
@@ -181,12 +220,30 @@ if (status.status === 200 && summary?.state !== undefined) {
 } else {
   say(`  → HTTP ${status.status} ${status.text}`);
 }
+say();
+
+// 4. The same caller resumes a run of the jwt org: snapgate signs a JWT for JWT_USER, the stand-in verifies it
+// with snapgate's JWKS. What SnapLogic saw comes from the stand-in's record of the call, which never keeps the token.
+const jwtRun = jwtRuns.at(-1)!;
+say(
+  `4. Resume ${standIn.run(JWT_ORG, jwtRun)?.label} in ${JWT_ORG}, an org in credentials: jwt (action runtime.start):`,
+);
+say(`  ${curl('POST', paths.start(jwtRun, JWT_ORG))}`);
+const jwtResume = await call('POST', paths.start(jwtRun, JWT_ORG));
+say(`  → HTTP ${jwtResume.status} ${jwtResume.text}`);
+const seen = standIn.calls('start', jwtRun).at(-1);
+say(
+  `  (the stand-in received ${seen?.authScheme ?? 'no'} auth, a JWT snapgate signed: kid ${seen?.jwt?.kid ?? '?'}, ` +
+    `sub ${seen?.jwt?.sub ?? '?'}, ${seen?.jwt?.verified ? 'verified' : 'NOT verified'} with snapgate's JWKS; ` +
+    `the run is now ${standIn.run(JWT_ORG, jwtRun)?.state})`,
+);
 
 if (once) {
   await gateway.shutdown(1_000);
   await standIn.close();
   await issuer.close();
-  process.exit([list, resume, replay, status].every((a) => a.status === 200) ? 0 : 1);
+  const jwtSeen = seen?.auth === 'jwt' && seen.jwt?.verified === true && seen.jwt.kid === signingKey.kid;
+  process.exit([list, resume, replay, status, jwtResume].every((a) => a.status === 200) && jwtSeen ? 0 : 1);
 }
 
 const [next, other] = runs.filter((r) => r !== ruuid) as [string, string];
@@ -200,6 +257,8 @@ say(`    # the same line again: the stored answer, with Idempotent-Replayed: tru
 say(`  ${curl('GET', paths.status(next))}`);
 say(`    # Resuming → Started → Completed, a step every ${STEP_MS / 1000} s`);
 say(`  ${curl('POST', paths.stop(other))}   # runtime.stop: Stopping → Stopped`);
+say(`  ${curl('POST', paths.start(jwtRuns[0]!, JWT_ORG))}   # ${JWT_ORG}: snapgate signs a JWT for ${JWT_USER}`);
+say(`  curl -s ${jwksUrl}   # the public key SnapLogic verifies those with (no private member)`);
 say(`  curl -si -X POST ${base}${paths.start(other)}   # no token: 401 problem+json`);
 say(`  curl -si ${auth} ${base}${RUNTIME}/Other-Org   # an org the policy does not grant: 403`);
 say(`  curl -s ${base}/readyz`);
