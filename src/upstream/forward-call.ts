@@ -45,6 +45,9 @@ export function forwardCall(deps: ForwardDeps): Handler<AppEnv> {
     const signal = signalOf(c);
     // Gone while the limits were checked: no attempt, nothing forwarded (the quota is refunded).
     if (signal.aborted) throw abandoned(signal, false);
+    // Chosen before the attempt is written, so the attempt names the SnapLogic identity it will act as.
+    const credential = await deps.upstreamAuth.forCall(target.org, c.get('principal'));
+    c.get('call').upstreamIdentity = credential.identity;
     if (deps.auditReads === 'all' || !isReadAction(target.action)) {
       await writeAttempt(c, deps);
       // Gone while the attempt was being acknowledged: the outcome says so; nothing forwarded.
@@ -52,8 +55,6 @@ export function forwardCall(deps: ForwardDeps): Handler<AppEnv> {
     }
 
     const { call, query } = matched;
-    const credential = await deps.upstreamAuth.forCall(target.org, c.get('principal'));
-    c.get('call').upstreamIdentity = credential.identity;
     const callerHeaders = requestHeaderEntries(c);
     const send = (authorization: string) =>
       deps.forwarder.forward({

@@ -279,6 +279,10 @@ export interface InProcessOverrides {
   policy?: Record<string, unknown>[];
   /** Merged into the audit section (e.g. `{ reads: 'denied' }`). */
   audit?: Record<string, unknown>;
+  /** The signing section (issue 13: JWTs snapgate signs for jwt orgs). */
+  signing?: Record<string, unknown>;
+  /** Environment entries beside testSecrets, for more secret references (env:NAME). */
+  env?: Record<string, string>;
 }
 
 /** One answer of the app, read whole. */
@@ -340,7 +344,9 @@ export async function inProcessApp(
   doc.upstream = { ...doc.upstream, ...overrides.upstream };
   if (overrides.policy !== undefined) doc.policy = overrides.policy;
   if (overrides.audit !== undefined) doc.audit = { ...doc.audit, ...overrides.audit };
-  const config = parseConfig(doc, 'in-process test', testSecrets);
+  if (overrides.signing !== undefined) doc.signing = overrides.signing;
+  const env = { ...testSecrets, ...overrides.env };
+  const config = parseConfig(doc, 'in-process test', env);
 
   const logs: Record<string, unknown>[] = [];
   const log = createLogger({
@@ -355,7 +361,7 @@ export async function inProcessApp(
     log,
     cache: { maxEntries: config.auth.cache.maxEntries, maxTtlMs: config.auth.cache.maxTtl },
   });
-  const credentials = await createCredentialStore(config, { env: testSecrets, log });
+  const credentials = await createCredentialStore(config, { env, log });
   const metrics = createMetrics({ signingKeys: () => credentials.keyInfo() });
   const upstreamAuth = createUpstreamAuth(config, credentials, {
     onMint: (org) => metrics.jwtMinted.labels(org).inc(),

@@ -151,6 +151,8 @@ export interface JwtIssuer {
 export interface StandInOrg {
   username: string;
   password: string;
+  /** More Basic users of the org (user → password): service accounts beside the main one. */
+  users?: Readonly<Record<string, string>>;
   /** Basic is disabled: a Basic header answers 403. */
   jwtOnly?: boolean;
   /** The registered JWT issuer; without one, every Bearer token is refused (401). */
@@ -423,6 +425,15 @@ export class SnapLogicStandIn {
     this.options.orgs[org] = { ...entry, username, password };
   }
 
+  /** Adds (or, with undefined, removes) one more Basic user of an org, beside its main credential. */
+  setUser(org: string, username: string, password: string | undefined): void {
+    const entry = this.mustOrg(org);
+    const users = { ...entry.users };
+    if (password === undefined) delete users[username];
+    else users[username] = password;
+    this.options.orgs[org] = { ...entry, users };
+  }
+
   /**
    * Registers, changes or (with undefined) removes an org's JWT issuer, and optionally the users a token may name
    * (undefined: any); the cached JWKS of the old and new URL are dropped, so the change applies to the next call.
@@ -663,7 +674,8 @@ export class SnapLogicStandIn {
       return undefined;
     }
     if (org.jwtOnly) return fail(403, 'Basic authentication is disabled for this environment');
-    if (credential.user !== org.username || credential.password !== org.password) return denied;
+    const password = credential.user === org.username ? org.password : org.users?.[credential.user];
+    if (password === undefined || credential.password !== password) return denied;
     return undefined;
   }
 
