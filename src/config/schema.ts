@@ -274,7 +274,7 @@ export const defaultIdentity = 'default';
 
 // A SnapLogic user is an e-mail-like login; what SnapLogic accepts beyond that is not documented.
 const snaplogicUser = () =>
-  z.string().regex(/^[^\s\x00-\x1f\x7f]{1,254}$/, {
+  z.string().regex(/^[^\s\p{Cc}]{1,254}$/u, {
     message: 'must be a SnapLogic user name (no spaces, at most 254 characters)',
   });
 
@@ -331,7 +331,7 @@ const signingSchema = z.strictObject({
     .strictObject({
       path: z
         .string()
-        .regex(/^\/[A-Za-z0-9._~\/-]*$/, { message: 'must be an absolute path such as /.well-known/jwks.json' })
+        .regex(/^\/[A-Za-z0-9._~/-]*$/, { message: 'must be an absolute path such as /.well-known/jwks.json' })
         .refine((p) => !p.startsWith('/api/') && !['/livez', '/readyz', '/metrics'].includes(p), {
           message: 'must not be under /api/ or one of /livez, /readyz, /metrics',
         })
@@ -384,8 +384,9 @@ const orgSchema = z
     const wrong = (path: PropertyKey[], message: string) => ctx.addIssue({ code: 'custom', path, message });
     if (org.credentials === 'basic') {
       for (const k of ['username', 'password'] as const) {
-        if (org[k] === undefined)
+        if (org[k] === undefined) {
           wrong([k], `is required with credentials: basic (a secret reference such as env:SL_${k.toUpperCase()})`);
+        }
       }
       if (org.user !== undefined) wrong(['user'], 'is for credentials: jwt; a basic org names its user in username');
     } else {
@@ -403,20 +404,24 @@ const orgSchema = z
         for (const k of ['username', 'password'] as const) {
           if (identity[k] === undefined) wrong(['identities', i, k], 'is required with credentials: basic');
         }
-        if (identity.user !== undefined)
+        if (identity.user !== undefined) {
           wrong(['identities', i, 'user'], 'is for credentials: jwt; give username and password');
+        }
       } else {
-        if (identity.user === undefined)
+        if (identity.user === undefined) {
           wrong(['identities', i, 'user'], 'is required with credentials: jwt: the SnapLogic user (sub)');
+        }
         for (const k of ['username', 'password', 'nextPassword'] as const) {
-          if (identity[k] !== undefined)
+          if (identity[k] !== undefined) {
             wrong(['identities', i, k], 'is for credentials: basic; a jwt org stores no password');
+          }
         }
       }
       const name = identity.name ?? identity.user;
       if (name === undefined) return;
-      if (name === defaultIdentity)
+      if (name === defaultIdentity) {
         wrong(['identities', i, 'name'], `"${defaultIdentity}" names the org's own credentials; pick another name`);
+      }
       const first = names.get(name);
       if (first === undefined) names.set(name, i);
       else wrong(['identities', i, 'name'], `repeats the identity of identities.${first}; give each its own name`);

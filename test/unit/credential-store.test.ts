@@ -55,11 +55,14 @@ async function setup(options: { watchFiles?: boolean } = {}): Promise<Setup> {
       logs.push(JSON.parse(line) as Record<string, unknown>);
     },
   });
-  const store = await createCredentialStore({ orgs }, {
-    env: { OTHER_USER: 'svc-other@example.com', OTHER_PASSWORD: OTHER },
-    log,
-    watchFiles: options.watchFiles ?? false,
-  });
+  const store = await createCredentialStore(
+    { orgs },
+    {
+      env: { OTHER_USER: 'svc-other@example.com', OTHER_PASSWORD: OTHER },
+      log,
+      watchFiles: options.watchFiles ?? false,
+    },
+  );
   stores.push(store);
   return { store, dir, passwordFile, logs, logLines };
 }
@@ -76,7 +79,11 @@ describe('credential reload', () => {
   it('resolves every org at start-up, version 1', async () => {
     const s = await setup();
     expect(s.store.basic('Acme-Prod')).toEqual({ authorization: basic(USER, OLD), version: 1, promoted: false });
-    expect(s.store.basic('Other-Org')).toEqual({ authorization: basic('svc-other@example.com', OTHER), version: 1, promoted: false });
+    expect(s.store.basic('Other-Org')).toEqual({
+      authorization: basic('svc-other@example.com', OTHER),
+      version: 1,
+      promoted: false,
+    });
     expect(s.store.basic('Nope')).toBeUndefined();
   });
 
@@ -159,10 +166,13 @@ describe('start-up', () => {
       },
       'Other-Org': { pod: 'https://elastic.snaplogic.com', username: 'env:OTHER_USER', password: 'env:NOT_SET' },
     };
-    const err = await createCredentialStore({ orgs }, {
-      env: { ACME_USER: USER, OTHER_USER: OTHER },
-      log: createLogger({ write: () => undefined }),
-    }).then(
+    const err = await createCredentialStore(
+      { orgs },
+      {
+        env: { ACME_USER: USER, OTHER_USER: OTHER },
+        log: createLogger({ write: () => undefined }),
+      },
+    ).then(
       (store) => {
         store.close();
         return undefined;
