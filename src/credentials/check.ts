@@ -8,9 +8,9 @@ import { runtimeCalls, upstreamPath } from '../snaplogic/runtime-api.js';
 import { UpstreamCallError, type Forwarder, type UpstreamResponse } from '../upstream/forwarder.js';
 import { upstreamRequestHeaders } from '../upstream/headers.js';
 import { upstreamOrgs, type UpstreamOrg } from '../upstream/orgs.js';
-import { createJwtMinter, type JwtMinter } from './jwt-minter.js';
+import type { JwtMinter } from './jwt-minter.js';
 import type { CredentialStore } from './store.js';
-import { audienceOf, sendAuthorized, type UpstreamCredential } from './upstream-auth.js';
+import { audienceOf, sendAuthorized, storeMinter, type UpstreamCredential } from './upstream-auth.js';
 
 /**
  * ok: SnapLogic answered 2xx. ok_next_password: the current password got 401 and the next one 2xx (serving would
@@ -170,18 +170,7 @@ export async function checkCredentials(
 ): Promise<CredentialCheck[]> {
   for (const org of orgs) if (config.orgs[org] === undefined) throw new Error(`org ${org} is not configured`);
   const { store, forwarder } = deps;
-  const signing = config.signing;
-  const minter =
-    signing === undefined
-      ? undefined
-      : createJwtMinter({
-          keys: () => {
-            const keys = store.keys();
-            if (keys === undefined) throw new Error('signing keys are not loaded');
-            return keys;
-          },
-          lifetimeMs: signing.lifetime,
-        });
+  const minter = storeMinter(config.signing, store);
   const upstreams = upstreamOrgs(config);
   const targets = targetsOf(config, orgs, store, minter);
   const results: CredentialCheck[] = new Array<CredentialCheck>(targets.length);

@@ -49,6 +49,22 @@ interface OrgAuth {
   readonly identities: readonly OrgIdentity[];
 }
 
+/** A minter signing with the store's active key (read on every call), when `signing` is configured. */
+export function storeMinter(
+  signing: Pick<NonNullable<Config['signing']>, 'lifetime'> | undefined,
+  store: Pick<CredentialStore, 'keys'>,
+): JwtMinter | undefined {
+  if (signing === undefined) return undefined;
+  return createJwtMinter({
+    keys: () => {
+      const keys = store.keys();
+      if (keys === undefined) throw new Error('signing keys are not loaded');
+      return keys;
+    },
+    lifetimeMs: signing.lifetime,
+  });
+}
+
 /** The audience SnapLogic requires of a token for this pod: `https://<control plane>/api/1/rest/public`. */
 export function audienceOf(pod: string): string {
   return `${new URL(pod).origin}/api/1/rest/public`;
@@ -82,17 +98,7 @@ export function createUpstreamAuth(
 ): UpstreamAuth {
   const orgs = compile(config);
   const signing = config.signing;
-  const minter: JwtMinter | undefined =
-    signing === undefined
-      ? undefined
-      : createJwtMinter({
-          keys: () => {
-            const keys = store.keys();
-            if (keys === undefined) throw new Error('signing keys are not loaded');
-            return keys;
-          },
-          lifetimeMs: signing.lifetime,
-        });
+  const minter = storeMinter(signing, store);
 
   return {
     minted: () => minter?.minted() ?? 0,
