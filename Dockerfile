@@ -1,4 +1,5 @@
 # Multi-stage build: compile TypeScript with dev dependencies, ship only dist/ and production modules, run as non-root.
+# The last stage is the production image (the default target); `dev` is the local stack's (docker-compose.yml).
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
@@ -6,6 +7,20 @@ RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build && npm prune --omit=dev
+
+# The local stack's SnapLogic stand-in and development token issuer, run from source with tsx (test/dev/): every
+# dependency and test/. Never deployed; the production stage below copies nothing from it.
+FROM node:20-bookworm-slim AS dev
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json ./
+COPY src ./src
+COPY test ./test
+# The dev issuer's state dir, owned by node so a named volume mounted there starts out writable by it.
+RUN mkdir -p /var/lib/snapgate-dev/issuer && chown -R node:node /var/lib/snapgate-dev
+USER node
+CMD ["node", "--import", "tsx", "test/dev/stand-in.ts", "--host", "0.0.0.0"]
 
 FROM node:20-bookworm-slim
 ENV NODE_ENV=production \

@@ -1,4 +1,5 @@
-// Test servers on 127.0.0.1: listen on a given or free port, and close together with the connections still open.
+// Test servers on 127.0.0.1 (or a host the dev commands are given): listen on a given or free port, and close together
+// with the connections still open.
 import type { Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 
@@ -8,14 +9,24 @@ export interface Listening {
   close(): Promise<void>;
 }
 
-/** Starts `server` listening on 127.0.0.1:`port` (0: a free port). */
-export async function listenOnLoopback(server: Server, port = 0): Promise<Listening> {
+/**
+ * Starts `server` listening on 127.0.0.1:`port` (0: a free port). `host` moves it off loopback, for the dev commands
+ * run in containers (test/dev/); tests leave it alone.
+ */
+export async function listenOnLoopback(server: Server, port = 0, host = '127.0.0.1'): Promise<Listening> {
   const sockets = new Set<Socket>();
   server.on('connection', (s) => {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
   });
-  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  // A port in use rejects (EADDRINUSE) rather than crashing the process with an unhandled 'error'.
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
   return {
     port: (server.address() as AddressInfo).port,
     close: async () => {

@@ -198,6 +198,13 @@ export interface StandInOptions {
    */
   benchmark?: { username: string; password: string };
   port?: number;
+  /** Where it listens (default 127.0.0.1); the dev command (test/dev/stand-in.ts) takes 0.0.0.0 in a container. */
+  host?: string;
+  /**
+   * Serves the dev command's own routes beside SnapLogic's (never part of SnapLogic's API): `GET /healthz`, and
+   * `/dev/runs` to add suspended runs (`POST`, JSON `{ "org": "Acme-Prod", "count": 1 }`) or list every run (`GET`).
+   */
+  operatorRoutes?: boolean;
 }
 
 interface Reply {
@@ -347,7 +354,7 @@ export class SnapLogicStandIn {
   static async start(options: StandInOptions): Promise<SnapLogicStandIn> {
     const standIn = new SnapLogicStandIn(options);
     const server = createServer((req, res) => void standIn.handle(req, res));
-    standIn.listening = await listenOnLoopback(server, options.port);
+    standIn.listening = await listenOnLoopback(server, options.port, options.host);
     standIn.port = standIn.listening.port;
     return standIn;
   }
@@ -552,6 +559,7 @@ export class SnapLogicStandIn {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     if (this.options.benchmark !== undefined) return this.benchmark(req, res, this.options.benchmark);
+    if (this.options.operatorRoutes && (await this.operatorRoute(req, res))) return;
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
     const url = new URL(req.url ?? '/', 'http://stand-in');
@@ -620,6 +628,55 @@ export class SnapLogicStandIn {
       }
     }
     this.send(res, await this.route(kind, parts, url.searchParams, credential, record));
+  }
+
+  /** The routes of `operatorRoutes`; false (nothing read or answered) for any other path. */
+  private async operatorRoute(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+    const url = new URL(req.url ?? '/', 'http://stand-in');
+    if (url.pathname !== '/healthz' && url.pathname !== '/dev/runs') return false;
+    const json = (status: number, body: unknown) => {
+      res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+      res.end(`${JSON.stringify(body)}\n`);
+    };
+    if (url.pathname === '/healthz') {
+      json(200, { status: 'ok', orgs: Object.keys(this.options.orgs) });
+      return true;
+    }
+    const runs = (list: Run[]) =>
+      list.map((r) => ({ org: r.org, ruuid: r.ruuid, state: r.state, label: r.label, resumes: r.resumes }));
+    if (req.method === 'GET') {
+      json(200, { runs: runs([...this.runs.values()]) });
+      return true;
+    }
+    if (req.method !== 'POST') {
+      json(405, { error: 'GET or POST /dev/runs' });
+      return true;
+    }
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    let asked: { org?: unknown; count?: unknown; label?: unknown };
+    try {
+      const text = Buffer.concat(chunks).toString('utf8');
+      asked = text.trim() === '' ? {} : (JSON.parse(text) as typeof asked);
+    } catch {
+      json(400, { error: 'the body must be JSON: { "org": "<org>", "count": 1 }' });
+      return true;
+    }
+    const orgs = Object.keys(this.options.orgs);
+    const org = asked.org ?? (orgs.length === 1 ? orgs[0] : undefined);
+    const count = asked.count ?? 1;
+    if (typeof org !== 'string' || !orgs.includes(org)) {
+      json(400, { error: `org must be one of ${orgs.join(', ')}` });
+      return true;
+    }
+    if (typeof count !== 'number' || !Number.isInteger(count) || count < 1 || count > 100) {
+      json(400, { error: 'count must be a whole number from 1 to 100' });
+      return true;
+    }
+    const label = typeof asked.label === 'string' && asked.label !== '' ? asked.label : 'resumable-pipeline';
+    const added = Array.from({ length: count }, () => this.addRun(org, 'Suspended', undefined, { label }));
+    json(201, { runs: runs(added.map((ruuid) => this.run(org, ruuid)!)) });
+    return true;
   }
 
   private benchmark(req: IncomingMessage, res: ServerResponse, cred: { username: string; password: string }): void {
