@@ -75,7 +75,10 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.onError(handleError(deps.log));
   // Before the request context: a JWKS fetch is not a call (no audit event, no drain refusal, no request id).
   if (deps.jwks !== undefined) app.route('/', jwksRoutes(deps.jwks));
-  app.use('*', requestContext({ audit, instance, isDraining, metrics, inFlight, auditReads: deps.auditReads }));
+  app.use(
+    '*',
+    requestContext({ audit, instance, isDraining, metrics, inFlight, auditReads: deps.auditReads, orgs: deps.orgs }),
+  );
   app.use('*', drainGuard(isDraining));
   app.use('*', rawPathGuard());
 

@@ -1,21 +1,28 @@
-// Builds every dependency of a gateway from a validated config, with what closes each. Nothing here listens.
-import { createTokenVerifier } from './auth/verifier.js';
+// Builds every dependency of a gateway from a validated config, with what closes each: the core that lives as long as
+// the process (Redis, the audit trail, the limiter, the pool, metrics) and a generation that a config reload replaces
+// (issuers, policy, orgs, limits, credentials). Nothing here listens.
+import { createTokenVerifier, type TokenVerifier } from './auth/verifier.js';
 import { createAudit, type AuditWrite } from './audit/build.js';
+import type { AuditRecorder } from './audit/recorder.js';
 import type { AppDeps } from './app.js';
-import type { Config, SigningConfig } from './config/schema.js';
+import { configHash } from './config/reload-plan.js';
+import type { Config } from './config/schema.js';
 import { jwksServing } from './credentials/jwks-route.js';
-import { createCredentialStore } from './credentials/store.js';
+import { createCredentialStore, type CredentialStore } from './credentials/store.js';
 import { createUpstreamAuth } from './credentials/upstream-auth.js';
 import { InFlightCalls } from './http/in-flight.js';
 import { describeError, type Logger } from './log.js';
-import { createMetrics, seriesOf } from './ops/metrics.js';
+import { createMetrics, seriesOf, type Metrics } from './ops/metrics.js';
+import type { ReadinessProbe } from './ops/health.js';
 import { createReadiness } from './ops/readiness.js';
 import { createPolicy } from './policy/policy.js';
 import { compileLimits, createLimiter, warnPerInstanceLimits } from './ratelimit/build.js';
+import type { RateLimiter } from './ratelimit/limits.js';
 import { warmUpLimiter } from './ratelimit/redis-limiter.js';
 import { createRedisClient, waitForRedis, withDeadline, type RedisClient } from './redis/client.js';
 import { createRunCoordination, runGuardOrgs } from './runs/build.js';
-import { createForwarder } from './upstream/forwarder.js';
+import type { RunGuardDeps } from './runs/run-guard.js';
+import { createForwarder, type Forwarder } from './upstream/forwarder.js';
 import { upstreamOrgs } from './upstream/orgs.js';
 
 export interface GatewayOptions {
@@ -28,10 +35,12 @@ export interface GatewayOptions {
   /** Names this instance in audit events when config has no server.instanceId. */
   instance: string;
   /**
-   * Re-reads the config file's signing keys on each credential reload (SIGHUP, file change), so key states rotate
-   * without a restart. The rest of the config is read at start-up only.
+   * Where the config came from, for reloads (SIGHUP, gateway.reload()): `load` reads and validates it again. With
+   * `watch`, a change to the file (or its directory, for mounted ConfigMaps) reloads it too.
    */
-  reloadSigning?: { path: string; read(): Promise<Pick<SigningConfig, 'keys'> | undefined> };
+  configSource?: { path: string; load(): Promise<Config>; watch?: boolean };
+  /** snapgate's version, for snapgate_build_info. */
+  version?: string;
   /** Watch secret files for changes (on in production, off in most tests). */
   watchSecretFiles?: boolean;
   /** Include Node process metrics (CPU, memory, event loop) in /metrics. */
@@ -68,60 +77,72 @@ export async function closeAll(closers: readonly Closer[], log: Logger): Promise
   }
 }
 
+/** What lives as long as the process: built once from the start-up config, whose restart-only fields it holds. */
+export interface Core {
+  /** The start-up config: its restart-only fields (listeners, Redis, sinks, pool, …) stay as they are until a restart. */
+  readonly config: Config;
+  readonly options: GatewayOptions;
+  readonly instance: string;
+  readonly metrics: Metrics;
+  readonly forwarder: Forwarder;
+  readonly redis: RedisClient | undefined;
+  readonly limiter: RateLimiter;
+  readonly audit: AuditRecorder;
+  readonly inFlight: InFlightCalls;
+  readonly readiness: ReadinessProbe;
+  readonly coordination: Omit<RunGuardDeps, 'readState' | 'orgs'>;
+  /** The generation serving new calls; a reload replaces it (see gateway.ts). */
+  readonly live: { generation: Generation | undefined };
+}
+
+/** What a config reload replaces: everything a call reads from config. Calls in flight keep the one they began on. */
+export interface Generation {
+  /** The config it was built from (restart-only fields as the core runs them). */
+  readonly config: Config;
+  /** configHash of the config as loaded. */
+  readonly hash: string;
+  readonly deps: AppDeps;
+  readonly verifier: TokenVerifier;
+  readonly credentials: CredentialStore;
+}
+
 /**
- * Every dependency of the app, and their closers. Throws CredentialError (or a key-loading error)
- * when a secret cannot be resolved, after closing whatever it had already made.
+ * The core, the first generation and the closers. Throws CredentialError (or a key-loading error) when a secret
+ * cannot be resolved, after closing whatever it had already made.
  */
 export async function buildDeps(
   config: Config,
   options: GatewayOptions,
-): Promise<{ deps: AppDeps; closers: Closer[] }> {
+): Promise<{ core: Core; generation: Generation; deps: AppDeps; closers: Closer[] }> {
   const closers: Closer[] = [];
   try {
-    return { deps: await build(config, options, closers), closers };
+    const core = await buildCore(config, options, closers);
+    const generation = await buildGeneration(config, configHash(config), core, undefined);
+    core.live.generation = generation;
+    return { core, generation, deps: generation.deps, closers };
   } catch (err) {
     await closeAll(closers, options.log);
     throw err;
   }
 }
 
-async function build(config: Config, options: GatewayOptions, closers: Closer[]): Promise<AppDeps> {
+async function buildCore(config: Config, options: GatewayOptions, closers: Closer[]): Promise<Core> {
   const { log, env } = options;
-  const verifier = await createTokenVerifier(config.auth.issuers, {
-    env,
-    log,
-    cache: { maxEntries: config.auth.cache.maxEntries, maxTtlMs: config.auth.cache.maxTtl },
-  });
-  const credentials = await createCredentialStore(config, {
-    env,
-    log,
-    watchFiles: !!options.watchSecretFiles,
-    ...(options.reloadSigning !== undefined ? { readSigning: options.reloadSigning } : {}),
-  });
-  closers.push({ name: 'credentials', close: () => credentials.close() });
+  const live: Core['live'] = { generation: undefined };
+  // Whichever store is live at shutdown stops watching its files; a replaced one was closed when it was replaced.
+  closers.push({ name: 'credentials', close: () => live.generation?.credentials.close() });
+  const inFlight = new InFlightCalls();
   const metrics = createMetrics({
     defaultMetrics: options.processMetrics ?? false,
-    signingKeys: () => credentials.keyInfo(),
-  });
-  const minted = seriesOf((org) => metrics.jwtMinted.labels(org));
-  const upstreamAuth = createUpstreamAuth(config, credentials, {
-    onMint: (org) => minted(org).inc(),
-    onPromote: (org, identity) =>
-      log.warn('the next password worked where the current one got 401: it is sent first from now on', {
-        org,
-        identity,
-        hint: 'move it into password and drop nextPassword',
-      }),
+    ...(options.version !== undefined ? { version: options.version } : {}),
+    inFlight: () => inFlight.size,
+    signingKeys: () => live.generation?.credentials.keyInfo() ?? [],
   });
   const forwarder = createForwarder(config.upstream);
   closers.push({ name: 'upstream pool', close: () => forwarder.close() });
   const redis = await connectRedis(config, env, log);
   // A stalled Redis must not hold the exit: QUIT gets a second, then the socket is dropped.
   if (redis !== undefined) closers.push({ name: 'redis', close: () => quitWithin(redis, 1_000) });
-
-  const orgs = upstreamOrgs(config);
-  const limits = compileLimits(config, orgs);
-  if (redis === undefined) warnPerInstanceLimits(limits, config.server.workers, log);
   const limiter = createLimiter(config, { redis, log, metrics });
 
   const instance = config.server.instanceId ?? options.instance;
@@ -136,36 +157,103 @@ async function build(config: Config, options: GatewayOptions, closers: Closer[])
     deadlineMs: auditDeadlineMs,
   });
 
-  const inFlight = new InFlightCalls();
   const isDraining = () => inFlight.isDraining;
+  // Readiness asks the live generation's verifier: after a reload, the new issuers' keys.
+  const verifier = { ready: () => live.generation?.verifier.ready() ?? Promise.resolve(false) };
   const readiness = createReadiness({ verifier, redis, redisConfig: config.redis, isDraining, audit });
-  const { maxBodyBytes, bodyTimeout: bodyTimeoutMs } = config.server;
-  const policy = createPolicy(config.policy);
+  const coordination = createRunCoordination(config, redis);
   return {
+    config,
+    options,
+    instance,
+    metrics,
+    forwarder,
+    redis,
+    limiter,
+    audit,
+    inFlight,
+    readiness,
+    coordination,
+    live,
+  };
+}
+
+const sameJson = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
+
+/**
+ * A generation from `config` (restart-only fields already as the core runs them, see config/reload-plan.ts). What did
+ * not change is carried over from `previous`: the verifier (its JWKS and token caches) when `auth` is the same, the
+ * credential store (its promotions and file watches) when the orgs and signing are. Throws CredentialError when a
+ * new store cannot resolve a secret.
+ */
+export async function buildGeneration(
+  config: Config,
+  hash: string,
+  core: Core,
+  previous: Generation | undefined,
+): Promise<Generation> {
+  const { log, env } = core.options;
+  const { metrics } = core;
+  const verifier =
+    previous !== undefined && sameJson(previous.config.auth, config.auth)
+      ? previous.verifier
+      : await createTokenVerifier(config.auth.issuers, {
+          env,
+          log,
+          cache: { maxEntries: config.auth.cache.maxEntries, maxTtlMs: config.auth.cache.maxTtl },
+          onJwksFetch: (issuer, result) => metrics.jwksFetches.labels(issuer, result).inc(),
+        });
+  const credentials =
+    previous !== undefined &&
+    sameJson(previous.config.orgs, config.orgs) &&
+    sameJson(previous.config.signing, config.signing)
+      ? previous.credentials
+      : await createCredentialStore(config, {
+          env,
+          log,
+          watchFiles: !!core.options.watchSecretFiles,
+          onReload: (ok) => metrics.credentialReloads.labels(ok ? 'success' : 'failure').inc(),
+        });
+  const minted = seriesOf((org) => metrics.jwtMinted.labels(org));
+  const upstreamAuth = createUpstreamAuth(config, credentials, {
+    onMint: (org) => minted(org).inc(),
+    onPromote: (org, identity) =>
+      log.warn('the next password worked where the current one got 401: it is sent first from now on', {
+        org,
+        identity,
+        hint: 'move it into password and drop nextPassword',
+      }),
+  });
+  const orgs = upstreamOrgs(config);
+  const limits = compileLimits(config, orgs);
+  if (core.redis === undefined && previous === undefined) warnPerInstanceLimits(limits, config.server.workers, log);
+  const { maxBodyBytes, bodyTimeout: bodyTimeoutMs } = config.server;
+  const deps: AppDeps = {
     verifier,
-    policy,
+    policy: createPolicy(config.policy),
     credentials,
     upstreamAuth,
     onCredentialFallback: (org, identity) => metrics.credentialFallbacks.labels(org, identity).inc(),
     ...(config.signing !== undefined && config.signing.jwks.port === undefined
       ? { jwks: jwksServing(config.signing, credentials) }
       : {}),
-    forwarder,
+    forwarder: core.forwarder,
     orgs,
-    audit,
+    audit: core.audit,
     log,
-    instance,
+    instance: core.instance,
     maxBodyBytes,
     bodyTimeoutMs,
-    inFlight,
-    readiness,
-    isDraining,
-    limiter,
+    inFlight: core.inFlight,
+    readiness: core.readiness,
+    isDraining: () => core.inFlight.isDraining,
+    limiter: core.limiter,
     limits,
     metrics,
-    runs: { ...createRunCoordination(config, redis), orgs: runGuardOrgs(config, orgs) },
+    runs: { ...core.coordination, orgs: runGuardOrgs(config, orgs) },
     auditReads: config.audit.reads,
   };
+  return { config, hash, deps, verifier, credentials };
 }
 
 /** The Redis client when configured; a Redis not usable yet is not fatal (the limits use their fallback). */

@@ -9,6 +9,7 @@ import { CredentialError } from './credentials/store.js';
 import { startGateway, type Gateway } from './gateway.js';
 import { createLogger, describeError, type Logger } from './log.js';
 import { PrimaryLink, startPrimaryAdmin, Supervisor, WORKER_SLOT_ENV } from './ops/cluster.js';
+import { snapgateVersion } from './version.js';
 import type { Config } from './config/schema.js';
 
 /** Exit code for a config that cannot be used (sysexits EX_CONFIG). */
@@ -51,7 +52,7 @@ const usage = `usage: snapgate [serve]
   keys         make a new signing key for the JWTs sent to SnapLogic (snapgate keys --help)
   credentials  try each org identity's credential against SnapLogic (snapgate credentials --help)
 
-Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads SnapLogic credentials and the signing keys.`;
+Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the config and every secret it references.`;
 
 /** Loads the config or exits 78 with every bad field named. */
 async function loadOrExit(configPath: string, bootLog: Logger): Promise<Config> {
@@ -113,10 +114,8 @@ async function startOrExit(config: Config, configPath: string, log: Logger): Pro
       workerSlot: workerSlotOrExit(log),
       instance: `${hostname()}:${process.pid}`,
       watchSecretFiles: true,
-      reloadSigning: {
-        path: configPath,
-        read: async () => (await loadConfigIsolated(configPath, process.env)).signing,
-      },
+      configSource: { path: configPath, load: () => loadConfigIsolated(configPath, process.env), watch: true },
+      version: snapgateVersion(),
       processMetrics: true,
       serveAdmin: !cluster.isWorker,
     });
@@ -134,10 +133,12 @@ async function startOrExit(config: Config, configPath: string, log: Logger): Pro
 async function serve(): Promise<void> {
   const link = cluster.isWorker ? new PrimaryLink(process) : undefined;
   const configPath = process.env.SNAPGATE_CONFIG ?? 'config/snapgate.yaml';
-  const bootLog = createLogger({ write: (l) => process.stderr.write(l) });
+  // Every line says which process wrote it: with workers, several write to the same stderr.
+  const base = { pid: process.pid, ...(cluster.isWorker ? { worker: Number(process.env[WORKER_SLOT_ENV]) } : {}) };
+  const bootLog = createLogger({ write: (l) => process.stderr.write(l), base });
   guardStdio(bootLog);
   const config = await loadOrExit(configPath, bootLog);
-  const log = createLogger({ level: config.log.level, write: (l) => process.stderr.write(l) });
+  const log = createLogger({ level: config.log.level, write: (l) => process.stderr.write(l), base });
   if (config.server.workers > 1 && cluster.isPrimary) return superviseWorkers(config, log);
 
   const gateway = await startOrExit(config, configPath, log);
@@ -156,7 +157,7 @@ async function serve(): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGHUP', () => {
     log.info('signal received', { signal: 'SIGHUP' });
-    void gateway.credentials.reload();
+    void gateway.reload('SIGHUP');
   });
 }
 

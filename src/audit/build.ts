@@ -90,13 +90,26 @@ export async function createAudit(
     );
   }
   const trail = new AuditTrail(writers);
-  deps.metrics.auditQueueDepth.reset();
-  // Read at scrape time: nothing on the request path.
-  const gauge = deps.metrics.auditQueueDepth as unknown as { collect?: () => void };
-  gauge.collect = () => {
-    for (const { sink, depth } of trail.queueDepths()) deps.metrics.auditQueueDepth.set({ sink }, depth);
-  };
+  collectSinkStates(trail, deps.metrics);
   await trail.start();
   const recorder = createAuditRecorder(trail, { ...a.denials, log: deps.log });
   return { ...recorder, health: () => trail.health(a.onFailure) };
+}
+
+/** The sinks' gauges (up, queue, spool), read at scrape time: nothing on the request path. */
+function collectSinkStates(trail: AuditTrail, metrics: Metrics): void {
+  type State = ReturnType<AuditTrail['sinkStates']>[number];
+  const gauges: Array<[Metrics['auditQueueDepth'], (s: State) => number]> = [
+    [metrics.auditQueueDepth, (s) => s.depth],
+    [metrics.auditSinkUp, (s) => (s.up ? 1 : 0)],
+    [metrics.auditSpoolEvents, (s) => s.spooledEvents],
+    [metrics.auditSpoolBytes, (s) => s.spooledBytes],
+  ];
+  for (const [gauge, value] of gauges) {
+    gauge.reset();
+    // prom-client calls a gauge's collect() before each scrape reads it.
+    (gauge as unknown as { collect?: () => void }).collect = () => {
+      for (const s of trail.sinkStates()) gauge.set({ sink: s.sink }, value(s));
+    };
+  }
 }

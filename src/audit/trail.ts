@@ -88,6 +88,7 @@ export class SinkWriter {
   private readonly queue: Pending[] = [];
   private readonly spoolPath: string;
   private spooled = 0;
+  private spooledBytes = 0;
   private running = false;
   private wake: (() => void) | undefined;
   private closing = false;
@@ -119,11 +120,17 @@ export class SinkWriter {
     return this.queue.length;
   }
 
+  /** Events and bytes in the spool file, waiting to be replayed into the sink. */
+  get spoolSize(): { events: number; bytes: number } {
+    return { events: this.spooled, bytes: this.spooledBytes };
+  }
+
   /** Loads a spool left by an earlier process, then starts the write loop. */
   async start(): Promise<void> {
     if (this.o.onFailure === 'spool') {
       const text = await readFile(this.spoolPath, 'utf8').catch(() => '');
       this.spooled = text.split('\n').filter(Boolean).length;
+      this.spooledBytes = Buffer.byteLength(text);
       if (this.spooled > 0) {
         this.o.log.info('audit spool found; replaying it first', { sink: this.name, events: this.spooled });
       }
@@ -327,13 +334,15 @@ export class SinkWriter {
   private async spool(batch: Pending[]): Promise<void> {
     try {
       const fh = await open(this.spoolPath, 'a', 0o600);
+      const text = batch.map((p) => `${p.record.line}\n`).join('');
       try {
-        await fh.write(batch.map((p) => `${p.record.line}\n`).join(''));
+        await fh.write(text);
         await fh.datasync();
       } finally {
         await fh.close();
       }
       this.spooled += batch.length;
+      this.spooledBytes += Buffer.byteLength(text);
       for (const p of batch) p.resolve?.();
     } catch (err) {
       this.o.log.error('audit spool write failed', { sink: this.name, error: describeError(err) });
@@ -352,6 +361,7 @@ export class SinkWriter {
       await truncate(this.spoolPath, 0);
       this.o.log.info('audit spool replayed', { sink: this.name, events: events.length });
       this.spooled = 0;
+      this.spooledBytes = 0;
       this.markHealthy();
       return true;
     } catch (err) {
@@ -455,9 +465,15 @@ export class AuditTrail {
     };
   }
 
-  /** Each sink's queue depth, for metrics. */
-  queueDepths(): Array<{ sink: string; depth: number }> {
-    return this.writers.map((w) => ({ sink: w.name, depth: w.queueDepth }));
+  /** Each sink's state, for metrics: taking events or failing, its queue and its spool. */
+  sinkStates(): Array<{ sink: string; up: boolean; depth: number; spooledEvents: number; spooledBytes: number }> {
+    return this.writers.map((w) => ({
+      sink: w.name,
+      up: w.healthy,
+      depth: w.queueDepth,
+      spooledEvents: w.spoolSize.events,
+      spooledBytes: w.spoolSize.bytes,
+    }));
   }
 
   async close(deadlineMs?: number): Promise<void> {

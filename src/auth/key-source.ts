@@ -50,6 +50,8 @@ export interface RemoteJwksOptions {
   /** How long after the last successful fetch the keys stay trusted while refreshes fail, ms; then they are dropped. */
   maxStaleMs: number;
   now?: () => number;
+  /** Told the result of every fetch, for snapgate_jwks_fetches_total. */
+  onFetch?: (result: 'ok' | 'error') => void;
 }
 
 type LocalKeys = ReturnType<typeof createLocalJWKSet>;
@@ -185,6 +187,7 @@ export class RemoteJwks implements KeySource {
       if (text.length > MAX_JWKS_BYTES) throw new Error(`JWKS ${this.url} is larger than ${MAX_JWKS_BYTES} bytes`);
       this.local = createLocalJWKSet(parseJwks(text, `JWKS ${this.url}`));
       this.fetchedAt = this.now();
+      this.options.onFetch?.('ok');
       if (this.failures > 0) {
         this.log.info('jwks fetch recovered', {
           jwksUri: this.url,
@@ -205,6 +208,7 @@ export class RemoteJwks implements KeySource {
         error: err instanceof Error ? err.message : String(err),
       };
       this.failures += 1;
+      this.options.onFetch?.('error');
       if (this.failures === 1) {
         // The start of an outage is worth a warning; every further attempt of the same outage is not.
         this.failingSince = this.lastAttemptAt;

@@ -145,6 +145,7 @@ async function keySourceFor(
   env: Readonly<Record<string, string | undefined>>,
   log: Logger,
   now: () => number,
+  onJwksFetch?: (issuer: string, result: 'ok' | 'error') => void,
 ): Promise<KeySource> {
   if (issuer.jwksUri !== undefined) {
     return new RemoteJwks(
@@ -155,6 +156,7 @@ async function keySourceFor(
         cacheMaxAgeMs: issuer.jwks.cacheMaxAge,
         maxStaleMs: issuer.jwks.maxStale,
         now,
+        ...(onJwksFetch !== undefined ? { onFetch: (result) => onJwksFetch(issuer.issuer, result) } : {}),
       },
       log,
     );
@@ -172,12 +174,13 @@ async function trustIssuers(
   env: Readonly<Record<string, string | undefined>>,
   log: Logger,
   now: () => number,
+  onJwksFetch?: (issuer: string, result: 'ok' | 'error') => void,
 ): Promise<TrustedIssuers> {
   const byIssuer = new Map<string, TrustedIssuer>();
   for (const config of issuers) {
     byIssuer.set(config.issuer, {
       config,
-      keys: await keySourceFor(config, env, log, now),
+      keys: await keySourceFor(config, env, log, now, onJwksFetch),
       audiences: typeof config.audience === 'string' ? [config.audience] : config.audience,
       requiredClaims: [...new Set(['exp', 'sub', ...config.requiredClaims])],
     });
@@ -197,12 +200,14 @@ export async function createTokenVerifier(
     log: Logger;
     cache?: { maxEntries: number; maxTtlMs: number };
     now?: () => number;
+    /** Told the result of every remote JWKS fetch, by the issuer's configured `issuer`. */
+    onJwksFetch?: (issuer: string, result: 'ok' | 'error') => void;
   },
 ): Promise<TokenVerifier> {
   const now = deps.now ?? Date.now;
   const cache =
     deps.cache !== undefined && deps.cache.maxEntries > 0 ? new TokenCache({ ...deps.cache, now }) : undefined;
-  const byIssuer = await trustIssuers(issuers, deps.env, deps.log, now);
+  const byIssuer = await trustIssuers(issuers, deps.env, deps.log, now, deps.onJwksFetch);
   const check = (token: string): Promise<Principal> => verifyUncached(token, byIssuer, now);
   return {
     verify: cache === undefined ? check : (token) => verifyCached(token, cache, check, byIssuer),

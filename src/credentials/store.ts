@@ -284,6 +284,8 @@ export async function createCredentialStore(
     log: Logger;
     watchFiles?: boolean;
     now?: () => number;
+    /** Told the result of every reload (a signal, a file change), for snapgate_credential_reloads_total. */
+    onReload?: (ok: boolean) => void;
     /**
      * Re-reads the signing keys' list (references, states, kids) from the config file on each reload, so that a key
      * rotation (next → active → retired) needs no restart; a config that does not load fails the reload.
@@ -350,7 +352,11 @@ export async function createCredentialStore(
   }
 
   // A reload already under way may have read files before the latest change: each call runs once more, after it.
-  const reload = oneAtATime(reloadOnce);
+  const reload = oneAtATime(async () => {
+    const result = await reloadOnce();
+    deps.onReload?.(result.ok);
+    return result;
+  });
   const dirs = secretDirs(sources);
   if (deps.readSigning !== undefined && sources.signing !== undefined) dirs.add(dirname(deps.readSigning.path));
   const watching = deps.watchFiles ? watchSecretDirs(dirs, () => void reload(), deps.log) : undefined;

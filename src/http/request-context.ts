@@ -24,7 +24,12 @@ export interface RequestContextDeps {
   inFlight: InFlightCalls;
   /** Which reads leave events: all (like writes), denied (refusals only) or none. */
   auditReads: 'all' | 'denied' | 'none';
+  /** The configured orgs: the org label of the metrics is one of them, or `other`. */
+  orgs: ReadonlySet<string> | ReadonlyMap<string, unknown>;
 }
+
+/** The org label of a call not aimed at a configured org (none in the path, or an unknown one): bounded. */
+export const OTHER_ORG = 'other';
 
 /**
  * Sets the request id and the empty per-request variables, then, after the response is decided
@@ -83,9 +88,11 @@ function leaveOnceSent(c: Context<AppEnv>, signal: CallSignal, leave: () => void
 
 /** Counts the request in the metrics and writes its outcome (forwarded) or decision (not forwarded). */
 function recorder(deps: RequestContextDeps): (c: Context<AppEnv>, started: number) => void {
-  const requests = seriesOf((decision, reason) => deps.metrics.requests.labels(decision, reason));
-  const requestDuration = seriesOf((decision) => deps.metrics.requestDuration.labels(decision));
-  const upstreamDuration = seriesOf((status) => deps.metrics.upstreamDuration.labels(status));
+  const requests = seriesOf((decision, reason, org) => deps.metrics.requests.labels(decision, reason, org));
+  const requestDuration = seriesOf((decision, org) => deps.metrics.requestDuration.labels(decision, org));
+  const upstreamDuration = seriesOf((status, org) => deps.metrics.upstreamDuration.labels(status, org));
+  // A caller picks the path: only configured names become label values, so the series stay bounded.
+  const orgLabel = (org: string | undefined): string => (org !== undefined && deps.orgs.has(org) ? org : OTHER_ORG);
   const eventOf = (c: Context<AppEnv>, type: AuditEventType, outcome: RequestOutcome) =>
     requestEvent(factsOf(c, deps.instance), type, outcome);
 
@@ -96,14 +103,16 @@ function recorder(deps: RequestContextDeps): (c: Context<AppEnv>, started: numbe
     const decision: Decision = code === undefined ? 'allowed' : kindOf(code);
     const latencyMs = performance.now() - started;
     const call = c.get('call');
-    requests(decision, code ?? 'none').inc();
-    requestDuration(decision).observe(latencyMs / 1000);
+    const target = c.get('target') ?? c.get('route');
+    const org = orgLabel(target?.org);
+    requests(decision, code ?? 'none', org).inc();
+    requestDuration(decision, org).observe(latencyMs / 1000);
     if (call.upstreamLatencyMs !== undefined) {
-      upstreamDuration(String(call.upstreamStatus ?? 0)).observe(call.upstreamLatencyMs / 1000);
+      upstreamDuration(String(call.upstreamStatus ?? 0), org).observe(call.upstreamLatencyMs / 1000);
     }
     const outcome = { decision, status: c.res.status, latencyMs, ...(code !== undefined ? { reason: code } : {}) };
     if (deps.auditReads !== 'all' && call.attemptId === undefined) {
-      const action = (c.get('target') ?? c.get('route'))?.action;
+      const action = target?.action;
       if (action !== undefined && isReadAction(action) && (deps.auditReads === 'none' || decision === 'allowed')) {
         return;
       }

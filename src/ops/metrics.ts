@@ -4,9 +4,26 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export interface Metrics {
   readonly registry: Registry;
   /** Every audited request, by decision and reason code. */
-  readonly requests: Counter<'decision' | 'reason'>;
-  readonly requestDuration: Histogram<'decision'>;
-  readonly upstreamDuration: Histogram<'status'>;
+  /** Every audited request, by decision, reason code and org (a configured org, else `other`). */
+  readonly requests: Counter<'decision' | 'reason' | 'org'>;
+  readonly requestDuration: Histogram<'decision' | 'org'>;
+  readonly upstreamDuration: Histogram<'status' | 'org'>;
+  /** Config reloads (SIGHUP, config file change) by result: success or failure. */
+  readonly configReloads: Counter<'result'>;
+  /** 1 for the active config's hash (see config/hash.ts); the previous hash's series is removed. */
+  readonly configInfo: Gauge<'hash'>;
+  /** When the active config was loaded (start-up or the last successful reload), Unix seconds. */
+  readonly configLoadedAt: Gauge;
+  /** Credential reloads (SIGHUP, a secret file change, a config reload) by result. */
+  readonly credentialReloads: Counter<'result'>;
+  /** The identity provider JWKS fetches, by issuer (as configured) and result (ok | error). */
+  readonly jwksFetches: Counter<'issuer' | 'result'>;
+  /** 1 while an audit sink takes events, 0 while it fails (read at scrape time). */
+  readonly auditSinkUp: Gauge<'sink'>;
+  /** Audit events in the local spool, waiting to be replayed into their sink (read at scrape time). */
+  readonly auditSpoolEvents: Gauge<'sink'>;
+  /** Bytes in the local spool files (read at scrape time). */
+  readonly auditSpoolBytes: Gauge<'sink'>;
   /** Per org and policy: allowed, limited (refused), or would_limit (a shadow policy that would have refused). */
   readonly rateLimitDecisions: Counter<'org' | 'policy' | 'outcome'>;
   /** 1 while rate limiting runs without Redis. */
@@ -34,34 +51,105 @@ export interface Metrics {
 export function createMetrics(
   options: {
     defaultMetrics?: boolean;
+    /** snapgate's version, for snapgate_build_info. */
+    version?: string;
+    /** Read at scrape time for snapgate_in_flight_calls. */
+    inFlight?: () => number;
     /** Read at scrape time for snapgate_signing_key_age_seconds. */
     signingKeys?: () => readonly { kid: string; state: string; since: number }[];
   } = {},
 ): Metrics {
-  const signingKeys = options.signingKeys;
+  const { signingKeys, inFlight } = options;
   const registry = new Registry();
   if (options.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'snapgate_' });
   const ms = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+  // With workers the primary merges each worker's series (prom-client's aggregator): counts add up, an info
+  // series stays 1, a sink is up only where every worker says so.
+  new Gauge({
+    name: 'snapgate_build_info',
+    help: "snapgate's version and the Node.js it runs on (always 1)",
+    labelNames: ['version', 'node'],
+    registers: [registry],
+    aggregator: 'max',
+  }).set({ version: options.version ?? 'unknown', node: process.versions.node }, 1);
+  new Gauge({
+    name: 'snapgate_in_flight_calls',
+    help: 'Calls in flight: from their first byte until their outcome is recorded and their answer has left',
+    registers: [registry],
+    collect() {
+      if (inFlight !== undefined) this.set(inFlight());
+    },
+  });
   return {
     registry,
     requests: new Counter({
       name: 'snapgate_requests_total',
-      help: 'Requests by audit decision and reason code',
-      labelNames: ['decision', 'reason'],
+      help: 'Requests by audit decision, reason code and org (a configured org, else other)',
+      labelNames: ['decision', 'reason', 'org'],
       registers: [registry],
     }),
     requestDuration: new Histogram({
       name: 'snapgate_request_duration_seconds',
-      help: 'Time to answer, by decision',
-      labelNames: ['decision'],
+      help: 'Time to answer, by decision and org',
+      labelNames: ['decision', 'org'],
       buckets: ms,
       registers: [registry],
     }),
     upstreamDuration: new Histogram({
       name: 'snapgate_upstream_duration_seconds',
-      help: 'SnapLogic call time, by status',
-      labelNames: ['status'],
+      help: 'SnapLogic call time, by status and org',
+      labelNames: ['status', 'org'],
       buckets: ms,
+      registers: [registry],
+    }),
+    configReloads: new Counter({
+      name: 'snapgate_config_reloads_total',
+      help: 'Config reloads (SIGHUP, config file change) by result: success or failure',
+      labelNames: ['result'],
+      registers: [registry],
+    }),
+    configInfo: new Gauge({
+      name: 'snapgate_config_info',
+      help: "The active config's hash (always 1); compare it across instances",
+      labelNames: ['hash'],
+      registers: [registry],
+      aggregator: 'max',
+    }),
+    configLoadedAt: new Gauge({
+      name: 'snapgate_config_last_reload_success_timestamp_seconds',
+      help: 'When the active config was loaded (start-up or the last successful reload), Unix seconds',
+      registers: [registry],
+      aggregator: 'min',
+    }),
+    credentialReloads: new Counter({
+      name: 'snapgate_credential_reloads_total',
+      help: 'Credential reloads (SIGHUP, secret file change, config reload) by result: success or failure',
+      labelNames: ['result'],
+      registers: [registry],
+    }),
+    jwksFetches: new Counter({
+      name: 'snapgate_jwks_fetches_total',
+      help: "Fetches of an identity provider's JWKS, by issuer and result (ok or error)",
+      labelNames: ['issuer', 'result'],
+      registers: [registry],
+    }),
+    auditSinkUp: new Gauge({
+      name: 'snapgate_audit_sink_up',
+      help: '1 while an audit sink takes events, 0 while it fails',
+      labelNames: ['sink'],
+      registers: [registry],
+      aggregator: 'min',
+    }),
+    auditSpoolEvents: new Gauge({
+      name: 'snapgate_audit_spool_events',
+      help: 'Audit events in the local spool, waiting to be replayed into their sink',
+      labelNames: ['sink'],
+      registers: [registry],
+    }),
+    auditSpoolBytes: new Gauge({
+      name: 'snapgate_audit_spool_bytes',
+      help: 'Bytes in the local audit spool files',
+      labelNames: ['sink'],
       registers: [registry],
     }),
     rateLimitDecisions: new Counter({

@@ -5,7 +5,7 @@ import { RedisDeadlineError, withDeadline, type RedisClient } from '../redis/cli
 import type { ReadinessProbe, ReadinessReport } from './health.js';
 
 export interface ReadinessDeps {
-  verifier: TokenVerifier;
+  verifier: Pick<TokenVerifier, 'ready'>;
   redis: RedisClient | undefined;
   redisConfig: RedisConfig | undefined;
   isDraining: () => boolean;

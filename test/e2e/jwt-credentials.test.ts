@@ -139,20 +139,28 @@ async function withProcess(
   }
 }
 
-/** Sends SIGHUP and waits for the reload's log line (`credentials reloaded` or the failure) after this point. */
+/**
+ * Sends SIGHUP and waits for the reload's log line after this point: `config reloaded` (`: unchanged` when only the
+ * secrets were read again), or a failure of the config or of the credentials.
+ */
 async function sighup(gw: GatewayProcess, expect: 'ok' | 'failed'): Promise<string> {
-  const msg =
+  const msgs =
     expect === 'ok'
-      ? '"msg":"credentials reloaded"'
-      : '"msg":"credential reload failed; keeping the last good credentials"';
+      ? // The store's own watch may log `credentials reloaded` for the old config first: wait for the config's line.
+        ['"msg":"config reloaded']
+      : [
+          '"msg":"config reload failed; keeping the last good config"',
+          '"msg":"credential reload failed; keeping the last good credentials"',
+        ];
   const mark = gw.stderr.length;
+  const matches = (l: string) => msgs.some((m) => l.includes(m));
   gw.kill('SIGHUP');
   await until(
-    () => gw.stderr.slice(mark).some((l) => l.includes(msg)),
+    () => gw.stderr.slice(mark).some(matches),
     5_000,
-    () => `${msg} after SIGHUP; stderr since: ${gw.stderr.slice(mark).join('\n')}`,
+    () => `${msgs.join(' or ')} after SIGHUP; stderr since: ${gw.stderr.slice(mark).join('\n')}`,
   );
-  return gw.stderr.slice(mark).find((l) => l.includes(msg))!;
+  return gw.stderr.slice(mark).find(matches)!;
 }
 
 /** The minted-token counter of Acme-Prod on the admin listener's /metrics. */

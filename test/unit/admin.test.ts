@@ -8,11 +8,11 @@ const ready = () => Promise.resolve({ ready: true, checks: { config: 'ok' } });
 describe('admin app', () => {
   it('serves the registry as Prometheus text', async () => {
     const metrics = createMetrics();
-    metrics.requests.labels('allowed', 'none').inc(2);
+    metrics.requests.labels('allowed', 'none', 'Acme-Prod').inc(2);
     const res = await adminApp({ readiness: ready, metrics: metrics.registry }).request('/metrics');
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toBe(metrics.registry.contentType);
-    expect(await res.text()).toContain('snapgate_requests_total{decision="allowed",reason="none"} 2');
+    expect(await res.text()).toContain('snapgate_requests_total{decision="allowed",reason="none",org="Acme-Prod"} 2');
   });
 
   it(

@@ -87,7 +87,7 @@ describe('a call that passes every check', () => {
     // Left the calls in flight once its outcome was written.
     expect(gw.inFlight.size).toBe(0);
     const counted = await gw.metrics.registry.getSingleMetricAsString('snapgate_requests_total');
-    expect(counted).toContain('snapgate_requests_total{decision="allowed",reason="none"} 1');
+    expect(counted).toContain('snapgate_requests_total{decision="allowed",reason="none",org="Acme-Prod"} 1');
   });
 
   it("carries no RateLimit fields for an org without limits, and uses that org's own credential", async () => {
