@@ -2,6 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import { parseDocument } from 'yaml';
 import { ConfigError, deepFreeze } from './errors.js';
+import { configIssueMessage, kindOf } from './issue-messages.js';
 import { configSchema, crossFieldProblems, type Config } from './schema.js';
 
 export { ConfigError } from './errors.js';
@@ -18,23 +19,38 @@ function applyEnvOverrides(
 ): unknown {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return raw;
   const doc = raw as Record<string, unknown>;
-  const server = { ...((doc.server as Record<string, unknown> | undefined) ?? {}) };
-  if (env.SNAPGATE_PORT !== undefined) {
-    const port = Number(env.SNAPGATE_PORT);
-    if (!Number.isInteger(port)) problems.push(`SNAPGATE_PORT: must be an integer port, got "${env.SNAPGATE_PORT}"`);
-    server.port = port;
-  }
-  if (env.SNAPGATE_HOST !== undefined) server.host = env.SNAPGATE_HOST;
-  if (env.SNAPGATE_WORKERS !== undefined) {
-    const workers = Number(env.SNAPGATE_WORKERS);
-    if (!Number.isInteger(workers)) {
-      problems.push(`SNAPGATE_WORKERS: must be a whole number of worker processes, got "${env.SNAPGATE_WORKERS}"`);
+  const out: Record<string, unknown> = { ...doc };
+  // A section that is there but not a mapping is the schema's to report; an override never turns it into one.
+  const section = (name: string): Record<string, unknown> | undefined => {
+    const value = doc[name];
+    if (value === undefined) return {};
+    return value !== null && typeof value === 'object' && !Array.isArray(value)
+      ? { ...(value as Record<string, unknown>) }
+      : undefined;
+  };
+  const server = section('server');
+  if (server !== undefined) {
+    if (env.SNAPGATE_PORT !== undefined) {
+      const port = Number(env.SNAPGATE_PORT);
+      if (!Number.isInteger(port)) problems.push(`SNAPGATE_PORT: must be an integer port, got "${env.SNAPGATE_PORT}"`);
+      server.port = port;
     }
-    server.workers = workers;
+    if (env.SNAPGATE_HOST !== undefined) server.host = env.SNAPGATE_HOST;
+    if (env.SNAPGATE_WORKERS !== undefined) {
+      const workers = Number(env.SNAPGATE_WORKERS);
+      if (!Number.isInteger(workers)) {
+        problems.push(`SNAPGATE_WORKERS: must be a whole number of worker processes, got "${env.SNAPGATE_WORKERS}"`);
+      }
+      server.workers = workers;
+    }
+    out.server = server;
   }
-  const out: Record<string, unknown> = { ...doc, server };
-  if (env.SNAPGATE_LOG_LEVEL !== undefined) out.log = { ...(doc.log ?? {}), level: env.SNAPGATE_LOG_LEVEL };
-  if (env.SNAPGATE_REDIS_URL !== undefined) out.redis = { ...(doc.redis ?? {}), url: env.SNAPGATE_REDIS_URL };
+  const log = section('log');
+  if (env.SNAPGATE_LOG_LEVEL !== undefined && log !== undefined) out.log = { ...log, level: env.SNAPGATE_LOG_LEVEL };
+  const redis = section('redis');
+  if (env.SNAPGATE_REDIS_URL !== undefined && redis !== undefined) {
+    out.redis = { ...redis, url: env.SNAPGATE_REDIS_URL };
+  }
   if (env.SNAPGATE_ADMIN_HOST !== undefined) {
     // Only moves a listener the config declares: the port stays the config's to choose.
     const admin = doc.admin;
@@ -66,31 +82,54 @@ function envSourceOf(
   return name !== undefined && env[name] !== undefined ? name : undefined;
 }
 
-/** Validates an already-parsed document. Returns a deeply frozen, typed config. */
-export function parseConfig(
-  raw: unknown,
-  source: string,
-  env: Readonly<Record<string, string | undefined>> = {},
-): Config {
+/** What validating a document found: every problem (`path: message`), and the config when there are none. */
+export interface ConfigValidation {
+  /** The document with the environment overrides applied, as validated. */
+  readonly document: unknown;
+  readonly problems: readonly string[];
+  /** Deeply frozen; present exactly when `problems` is empty. */
+  readonly config: Config | undefined;
+}
+
+/**
+ * Applies the environment overrides and checks the document: field errors and every cross-field rule in one pass.
+ * Never throws for a bad document; no message repeats a value from it.
+ */
+export function validateConfig(raw: unknown, env: Readonly<Record<string, string | undefined>> = {}): ConfigValidation {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    const problem =
+      raw === null || raw === undefined
+        ? '(root): the config is empty: it must be a YAML mapping with at least auth and orgs'
+        : `(root): the config must be a YAML mapping with at least auth and orgs; got ${kindOf(raw)}`;
+    return { document: raw, problems: [problem], config: undefined };
+  }
   const problems: string[] = [];
-  const doc = applyEnvOverrides(raw, env, problems);
-  const result = configSchema.safeParse(doc);
-  const issues = [...(result.success ? [] : result.error.issues), ...crossFieldProblems(doc)];
+  const document = applyEnvOverrides(raw, env, problems);
+  const result = configSchema.safeParse(document, { error: configIssueMessage });
+  const issues = [...(result.success ? [] : result.error.issues), ...crossFieldProblems(document)];
   for (const issue of issues) {
     const source = envSourceOf(issue.path, env);
     problems.push(
       `${pathText(issue.path)}: ${issue.message}${source !== undefined ? ` (the value comes from ${source})` : ''}`,
     );
   }
-  if (problems.length > 0 || !result.success) throw new ConfigError(source, problems);
-  return deepFreeze(result.data);
+  const config = problems.length === 0 && result.success ? deepFreeze(result.data) : undefined;
+  return { document, problems, config };
 }
 
-/** Reads and validates the YAML file at `path`. Throws ConfigError naming every problem. */
-export async function loadConfig(
-  path: string,
+/** Validates an already-parsed document. Returns a deeply frozen, typed config; throws ConfigError otherwise. */
+export function parseConfig(
+  raw: unknown,
+  source: string,
   env: Readonly<Record<string, string | undefined>> = {},
-): Promise<Config> {
+): Config {
+  const { problems, config } = validateConfig(raw, env);
+  if (config === undefined) throw new ConfigError(source, problems);
+  return config;
+}
+
+/** Reads the YAML file at `path` into a plain document. Throws ConfigError when it cannot be read or parsed. */
+export async function readConfigDocument(path: string): Promise<unknown> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -105,12 +144,18 @@ export async function loadConfig(
       doc.errors.map((e) => `(yaml) line ${e.linePos?.[0]?.line ?? '?'}: ${e.message.split('\n')[0] ?? e.code}`),
     );
   }
-  let raw: unknown;
   try {
-    raw = doc.toJS();
+    return doc.toJS();
   } catch (err) {
     // e.g. an alias bomb: yaml refuses to expand excessive aliases.
     throw new ConfigError(path, [`(yaml): ${err instanceof Error ? err.message : String(err)}`]);
   }
-  return parseConfig(raw, path, env);
+}
+
+/** Reads and validates the YAML file at `path`. Throws ConfigError naming every problem. */
+export async function loadConfig(
+  path: string,
+  env: Readonly<Record<string, string | undefined>> = {},
+): Promise<Config> {
+  return parseConfig(await readConfigDocument(path), path, env);
 }

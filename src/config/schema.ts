@@ -25,17 +25,20 @@ export const actions = runtimeActions;
 export type Action = (typeof actions)[number];
 
 const duration = () =>
-  z.union([z.number(), z.string()]).transform((value, ctx) => {
-    const ms = parseDuration(value);
-    if (ms === undefined) {
-      ctx.addIssue({
-        code: 'custom',
-        message: 'must be a duration in milliseconds or a string such as 500ms, 30s, 5m',
-      });
-      return z.NEVER;
-    }
-    return ms;
-  });
+  z
+    .union([z.number(), z.string()])
+    .describe('a duration: milliseconds, or a string such as 500ms, 30s, 5m')
+    .transform((value, ctx) => {
+      const ms = parseDuration(value);
+      if (ms === undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          message: 'must be a duration in milliseconds or a string such as 500ms, 30s, 5m',
+        });
+        return z.NEVER;
+      }
+      return ms;
+    });
 
 const secretRef = () =>
   z.string().regex(secretRefPattern, {
@@ -95,81 +98,58 @@ const jwksSchema = z
   })
   .prefault({});
 
-const issuerSchema = z
-  .strictObject({
-    issuer: z.string().min(1),
-    audience: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
-    algorithms: z.array(z.enum([...asymmetricAlgorithms, ...hmacAlgorithms])).min(1),
-    jwksUri: httpUrl('JWKS endpoint').optional(),
-    jwksFile: z.string().min(1).optional(),
-    publicKey: z.string().min(1).optional(),
-    secret: secretRef().optional(),
-    requiredClaims: z.array(z.string().min(1)).default([]),
-    clockTolerance: duration().default(30_000),
-    maxTokenAge: duration().optional(),
-    typ: z.string().min(1).optional(),
-    requireKid: z.boolean().default(false),
-    jwks: jwksSchema,
-  })
-  .superRefine((iss, ctx) => {
-    const sources = (['jwksUri', 'jwksFile', 'publicKey', 'secret'] as const).filter((k) => iss[k] !== undefined);
-    if (sources.length !== 1) {
-      ctx.addIssue({
-        code: 'custom',
-        path: [],
-        message:
-          'needs exactly one key source (jwksUri, jwksFile, publicKey or secret); ' +
-          `found ${sources.length === 0 ? 'none' : sources.join(', ')}`,
-      });
-    }
-    const hmac = iss.algorithms.filter((a) => (hmacAlgorithms as readonly string[]).includes(a));
-    if (iss.secret !== undefined && hmac.length !== iss.algorithms.length) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['algorithms'],
-        message: 'a shared secret only verifies HS256, HS384 or HS512',
-      });
-    }
-    if (iss.secret === undefined && hmac.length > 0) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['algorithms'],
-        message:
-          `${hmac.join(', ')} needs an explicit shared secret (secret: env:NAME); ` +
-          'public keys and JWKS verify asymmetric algorithms only',
-      });
-    }
-    if (iss.jwksUri !== undefined) {
-      const u = new URL(iss.jwksUri);
-      if (u.protocol === 'http:' && !isLoopback(u.hostname)) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['jwksUri'],
-          message: 'must use https (plain http is accepted for loopback addresses only)',
-        });
-      }
-    }
-  });
+// Rules across an issuer's fields (one key source, HMAC only with a secret, https JWKS) are in issuerKeyProblems.
+const issuerSchema = z.strictObject({
+  issuer: z.string().min(1).describe('the issuer (iss) its tokens carry, such as https://idp.example.com'),
+  audience: z
+    .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
+    .describe(
+      'the audience (aud) its tokens must carry for snapgate, such as audience: snapgate, or a list of accepted audiences',
+    ),
+  algorithms: z
+    .array(z.enum([...asymmetricAlgorithms, ...hmacAlgorithms]))
+    .min(1)
+    .describe('the list of algorithms its tokens may be signed with, such as [ES256] or [RS256]'),
+  jwksUri: httpUrl('JWKS endpoint').optional(),
+  jwksFile: z.string().min(1).optional(),
+  publicKey: z.string().min(1).optional(),
+  secret: secretRef().optional(),
+  requiredClaims: z.array(z.string().min(1)).default([]),
+  clockTolerance: duration().default(30_000),
+  maxTokenAge: duration().optional(),
+  typ: z.string().min(1).optional(),
+  requireKid: z.boolean().default(false),
+  jwks: jwksSchema,
+});
 
-const claimValue = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]);
+const claimValue = z
+  .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
+  .describe('a string, or a list of strings (any of them matches)');
 
 /** Which callers a policy rule or an org's identity mapping is for: by issuer and subject, or by claims. */
+// That it names a sub or a claim is checked in callerMatchProblems, with the other rules across fields.
 const callerMatchSchema = z
   .strictObject({
     iss: z.string().min(1).optional(),
     sub: claimValue.optional(),
     claims: z.record(z.string().min(1), claimValue).optional(),
   })
-  .refine((m) => m.sub !== undefined || (m.claims !== undefined && Object.keys(m.claims).length > 0), {
-    message: 'must name a sub or at least one claim; a rule that matches every caller is not allowed',
-  });
+  .describe('the callers it is for: a mapping with sub and/or claims (and iss when there are several issuers)');
 export type CallerMatch = z.output<typeof callerMatchSchema>;
 
 const policyRuleSchema = z.strictObject({
   description: z.string().optional(),
   match: callerMatchSchema,
-  orgs: z.union([z.literal('*'), z.array(z.union([z.literal('*'), orgName()])).min(1)]),
-  actions: z.array(z.enum(actions)).min(1),
+  orgs: z
+    .union([
+      z.literal('*'),
+      z.array(z.union([z.literal('*'), orgName()]).describe('an org name declared under orgs, or "*"')).min(1),
+    ])
+    .describe('"*" (every org) or a list of org names declared under orgs'),
+  actions: z
+    .array(z.enum(actions))
+    .min(1)
+    .describe(`the list of actions it grants, of ${actions.join(', ')}`),
 });
 
 const timeoutsSchema = z.strictObject({
@@ -180,7 +160,7 @@ const timeoutsSchema = z.strictObject({
 
 const gcraFields = {
   /** Requests admitted per window, steady state. */
-  limit: positiveInt(),
+  limit: positiveInt().describe('a positive whole number of calls per window'),
   window: duration().refine((ms) => ms >= 1_000, { message: 'must be at least 1s' }),
   /** Extra requests admitted at once on top of `limit` (bucket capacity is limit + burst). */
   burst: z.number().int().nonnegative().default(0),
@@ -191,10 +171,12 @@ const gcraFields = {
 export const onRedisErrorModes = ['local', 'closed', 'open'] as const;
 const onRedisError = () => z.enum(onRedisErrorModes);
 
-const concurrencySchema = z.union([
-  positiveInt().transform((limit) => ({ limit, shadow: false, lease: undefined as number | undefined })),
-  z.strictObject({ limit: positiveInt(), shadow: z.boolean().default(false), lease: duration().optional() }),
-]);
+const concurrencySchema = z
+  .union([
+    positiveInt().transform((limit) => ({ limit, shadow: false, lease: undefined as number | undefined })),
+    z.strictObject({ limit: positiveInt(), shadow: z.boolean().default(false), lease: duration().optional() }),
+  ])
+  .describe('the most calls in flight at once: a positive whole number, or a mapping { limit, shadow, lease }');
 
 /** One action group's limits: an org rate (GCRA), optionally per caller, optionally a concurrency cap. */
 const limitGroupSchema = z.strictObject({
@@ -210,6 +192,7 @@ export type LimitGroupConfig = z.output<typeof limitGroupSchema>;
  * `reads` absent leaves reads unlimited (the upstream connection pool still bounds them), and a rateLimit with
  * only `reads` leaves writes unlimited.
  */
+// Which of the top-level and writes' fields must or must not be given is checked in rateLimitProblems.
 const rateLimitSchema = z
   .strictObject({
     limit: gcraFields.limit.optional(),
@@ -221,31 +204,6 @@ const rateLimitSchema = z
     writes: limitGroupSchema.optional(),
     reads: limitGroupSchema.optional(),
     onRedisError: onRedisError().optional(),
-  })
-  .superRefine((r, ctx) => {
-    if (r.writes !== undefined) {
-      for (const k of ['limit', 'window', 'perCaller', 'concurrency'] as const) {
-        if (r[k] !== undefined) {
-          ctx.addIssue({
-            code: 'custom',
-            path: [k],
-            message: "give the writes' limits either at the top of rateLimit or under rateLimit.writes, not both",
-          });
-        }
-      }
-      return;
-    }
-    const topLevel = [r.limit, r.window, r.perCaller, r.concurrency].some((v) => v !== undefined);
-    if (!topLevel && r.reads !== undefined) return;
-    for (const k of ['limit', 'window'] as const) {
-      if (r[k] === undefined) {
-        ctx.addIssue({
-          code: 'custom',
-          path: [k],
-          message: "is required (the writes' limit: calls per window), or give the writes' limits under writes",
-        });
-      }
-    }
   })
   .transform((r) => {
     const writes: LimitGroupConfig | undefined =
@@ -301,7 +259,11 @@ const kidPattern = /^[A-Za-z0-9._~:-]{1,128}$/;
 /** The keys snapgate signs SnapLogic's JWTs with, and the JWKS it publishes for SnapLogic to fetch. */
 const signingSchema = z.strictObject({
   /** The issuer id registered in SnapLogic (Admin Manager → Authentication → JWT); the tokens' `iss`. */
-  issuer: z.string().min(1).max(500),
+  issuer: z
+    .string()
+    .min(1)
+    .max(500)
+    .describe("the issuer id registered in SnapLogic for snapgate's tokens (their iss)"),
   /** How long a minted token is valid; it is reused until 80% of that has passed. */
   lifetime: duration()
     .default(300_000)
@@ -310,23 +272,15 @@ const signingSchema = z.strictObject({
     .array(
       z.strictObject({
         /** A PKCS#8 PEM or private JWK (RS256: RSA ≥ 2048 bits; ES256: P-256), by reference. */
-        key: secretRef(),
+        key: secretRef().describe('a secret reference to the private key: file:/path/to/key.pem or env:NAME'),
         /** next: published, not used; active: signs; retired: published until its tokens have expired. */
-        state: z.enum(['next', 'active', 'retired']),
+        state: z.enum(['next', 'active', 'retired']).describe('one of "next", "active", "retired"'),
         /** Default: the JWK's own kid, else the key's RFC 7638 thumbprint. */
         kid: z.string().regex(kidPattern, { message: 'must be 1-128 of A-Z a-z 0-9 . _ ~ : -' }).optional(),
       }),
     )
     .min(1)
-    .superRefine((keys, ctx) => {
-      const active = keys.filter((k) => k.state === 'active').length;
-      if (active !== 1) {
-        ctx.addIssue({
-          code: 'custom',
-          message: `must hold exactly one key with state: active (the one that signs); found ${active}`,
-        });
-      }
-    }),
+    .describe('the list of signing keys, each { key: file:/path, state: next|active|retired }'),
   jwks: z
     .strictObject({
       path: z
@@ -348,85 +302,42 @@ const signingSchema = z.strictObject({
 });
 export type SigningConfig = z.output<typeof signingSchema>;
 
-const orgSchema = z
-  .strictObject({
-    pod: httpUrl('SnapLogic control plane (pod)').refine(
+// What credentials: basic and jwt each need (and forbid) is checked in orgCredentialProblems.
+const orgSchema = z.strictObject({
+  pod: httpUrl('SnapLogic control plane (pod)')
+    .refine(
       (v) => {
+        // An unparseable URL is httpUrl's to report; refinements on one field all run.
+        if (!URL.canParse(v)) return true;
         const u = new URL(v);
         return (u.pathname === '/' || u.pathname === '') && u.search === '' && u.hash === '';
       },
       { message: 'must be the pod origin only, e.g. https://elastic.snaplogic.com (no path or query)' },
-    ),
-    /**
-     * How snapgate authenticates to SnapLogic for this org: `basic` (stored user and password references) or `jwt`
-     * (a short-lived token snapgate signs with signing.keys; nothing stored per org).
-     */
-    credentials: z.enum(credentialTypes).default('basic'),
-    username: secretRef().optional(),
-    password: secretRef().optional(),
-    /** Basic: the password that replaces `password`; tried once when SnapLogic answers 401 to it, then kept. */
-    nextPassword: secretRef().optional(),
-    /** JWT: the SnapLogic user (`sub`) of callers no identity maps. */
-    user: snaplogicUser().optional(),
-    /** Callers that act as their own SnapLogic identity; the first whose match fits wins, the rest use the default. */
-    identities: z.array(identitySchema).default([]),
-    timeouts: timeoutsSchema.optional(),
-    rateLimit: rateLimitSchema.optional(),
-    /**
-     * What the rate limits, the run lock and Idempotency-Key records do while Redis is unavailable;
-     * `rateLimit.onRedisError`, when set, overrides it for the limits.
-     */
-    onRedisError: onRedisError().default('local'),
-    /** Refuse start and stop calls without an Idempotency-Key header (400 idempotency_key_missing). */
-    requireIdempotencyKey: z.boolean().default(false),
-  })
-  .superRefine((org, ctx) => {
-    const wrong = (path: PropertyKey[], message: string) => ctx.addIssue({ code: 'custom', path, message });
-    if (org.credentials === 'basic') {
-      for (const k of ['username', 'password'] as const) {
-        if (org[k] === undefined) {
-          wrong([k], `is required with credentials: basic (a secret reference such as env:SL_${k.toUpperCase()})`);
-        }
-      }
-      if (org.user !== undefined) wrong(['user'], 'is for credentials: jwt; a basic org names its user in username');
-    } else {
-      if (org.user === undefined) {
-        wrong(['user'], 'is required with credentials: jwt: the SnapLogic user (sub) the minted token acts as');
-      }
-      for (const k of ['username', 'password', 'nextPassword'] as const) {
-        if (org[k] !== undefined) wrong([k], 'is for credentials: basic; a jwt org stores no password (remove it)');
-      }
-    }
-    const names = new Map<string, number>();
-    org.identities.forEach((identity, i) => {
-      if (org.credentials === 'basic') {
-        if (identity.name === undefined) wrong(['identities', i, 'name'], 'is required with credentials: basic');
-        for (const k of ['username', 'password'] as const) {
-          if (identity[k] === undefined) wrong(['identities', i, k], 'is required with credentials: basic');
-        }
-        if (identity.user !== undefined) {
-          wrong(['identities', i, 'user'], 'is for credentials: jwt; give username and password');
-        }
-      } else {
-        if (identity.user === undefined) {
-          wrong(['identities', i, 'user'], 'is required with credentials: jwt: the SnapLogic user (sub)');
-        }
-        for (const k of ['username', 'password', 'nextPassword'] as const) {
-          if (identity[k] !== undefined) {
-            wrong(['identities', i, k], 'is for credentials: basic; a jwt org stores no password');
-          }
-        }
-      }
-      const name = identity.name ?? identity.user;
-      if (name === undefined) return;
-      if (name === defaultIdentity) {
-        wrong(['identities', i, 'name'], `"${defaultIdentity}" names the org's own credentials; pick another name`);
-      }
-      const first = names.get(name);
-      if (first === undefined) names.set(name, i);
-      else wrong(['identities', i, 'name'], `repeats the identity of identities.${first}; give each its own name`);
-    });
-  });
+    )
+    .describe("the org's SnapLogic pod origin, such as https://elastic.snaplogic.com"),
+  /**
+   * How snapgate authenticates to SnapLogic for this org: `basic` (stored user and password references) or `jwt`
+   * (a short-lived token snapgate signs with signing.keys; nothing stored per org).
+   */
+  credentials: z.enum(credentialTypes).default('basic'),
+  username: secretRef().optional(),
+  password: secretRef().optional(),
+  /** Basic: the password that replaces `password`; tried once when SnapLogic answers 401 to it, then kept. */
+  nextPassword: secretRef().optional(),
+  /** JWT: the SnapLogic user (`sub`) of callers no identity maps. */
+  user: snaplogicUser().optional(),
+  /** Callers that act as their own SnapLogic identity; the first whose match fits wins, the rest use the default. */
+  identities: z.array(identitySchema).default([]),
+  timeouts: timeoutsSchema.optional(),
+  rateLimit: rateLimitSchema.optional(),
+  /**
+   * What the rate limits, the run lock and Idempotency-Key records do while Redis is unavailable;
+   * `rateLimit.onRedisError`, when set, overrides it for the limits.
+   */
+  onRedisError: onRedisError().default('local'),
+  /** Refuse start and stop calls without an Idempotency-Key header (400 idempotency_key_missing). */
+  requireIdempotencyKey: z.boolean().default(false),
+});
 
 export const configSchema = z.strictObject({
   server: z
@@ -450,22 +361,39 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   admin: z
-    .strictObject({ host: z.string().min(1).default('127.0.0.1'), port: z.number().int().min(0).max(65535) })
+    .strictObject({
+      host: z.string().min(1).default('127.0.0.1'),
+      port: z
+        .number()
+        .int()
+        .min(0)
+        .max(65535)
+        .describe('the port of the admin listener (/livez, /readyz, /metrics), such as 9464'),
+    })
     .optional(),
   log: z.strictObject({ level: z.enum(['debug', 'info', 'warn', 'error']).default('info') }).prefault({}),
-  auth: z.strictObject({
-    issuers: z.array(issuerSchema).min(1),
-    /** Verified tokens remembered by hash (0 entries turns it off); reuse never outlives exp or maxTtl. */
-    cache: z
-      .strictObject({ maxEntries: z.number().int().nonnegative().default(10_000), maxTtl: duration().default(60_000) })
-      .prefault({}),
-  }),
+  auth: z
+    .strictObject({
+      issuers: z
+        .array(issuerSchema)
+        .min(1)
+        .describe('the list of token issuers snapgate trusts, each with issuer, audience, algorithms and a key source'),
+      /** Verified tokens remembered by hash (0 entries turns it off); reuse never outlives exp or maxTtl. */
+      cache: z
+        .strictObject({
+          maxEntries: z.number().int().nonnegative().default(10_000),
+          maxTtl: duration().default(60_000),
+        })
+        .prefault({}),
+    })
+    .describe('the auth section: a mapping with issuers (the token issuers snapgate trusts)'),
   policy: z.array(policyRuleSchema).default([]),
   /** Needed when any org has credentials: jwt. */
   signing: signingSchema.optional(),
+  // At least one org: checked in orgsProblems, which runs even when an org has errors.
   orgs: z
     .record(orgName(), orgSchema)
-    .refine((o) => Object.keys(o).length > 0, { message: 'must declare at least one org' }),
+    .describe('the SnapLogic orgs snapgate fronts: a mapping from org name to { pod, credentials }'),
   upstream: z
     .strictObject({
       connectTimeout: duration().default(5_000),
@@ -486,16 +414,20 @@ export const configSchema = z.strictObject({
       url: redisUrl().optional(),
       sentinel: z
         .strictObject({
-          name: z.string().min(1),
+          name: z.string().min(1).describe("the master group's name the sentinels know, such as mymaster"),
           sentinels: z
             .array(z.strictObject({ host: z.string().min(1), port: z.number().int().min(1).max(65535) }))
-            .min(1),
+            .min(1)
+            .describe('the list of sentinels, each { host, port }'),
           password: secretRef().optional(),
         })
         .optional(),
       cluster: z
         .strictObject({
-          nodes: z.array(z.strictObject({ host: z.string().min(1), port: z.number().int().min(1).max(65535) })).min(1),
+          nodes: z
+            .array(z.strictObject({ host: z.string().min(1), port: z.number().int().min(1).max(65535) }))
+            .min(1)
+            .describe('the list of cluster nodes to start from, each { host, port }'),
         })
         .optional(),
       username: z.string().min(1).optional(),
@@ -506,9 +438,7 @@ export const configSchema = z.strictObject({
       connectTimeout: duration().default(1_000),
       commandTimeout: duration().default(100),
     })
-    .refine((r) => [r.url, r.sentinel, r.cluster].filter((v) => v !== undefined).length === 1, {
-      message: 'needs exactly one of url (standalone), sentinel or cluster',
-    })
+    // Exactly one of url, sentinel, cluster: checked in redisProblems.
     .optional(),
   /** One resume or stop of a run at a time, across instances (through Redis when it is configured). */
   runLock: z
@@ -561,7 +491,10 @@ export const configSchema = z.strictObject({
             z.strictObject({ type: z.literal('stdout'), required: z.boolean().default(true) }),
             z.strictObject({
               type: z.literal('file'),
-              path: z.string().min(1),
+              path: z
+                .string()
+                .min(1)
+                .describe('the file the audit lines are appended to, such as /var/log/snapgate/audit.log'),
               maxBytes: positiveInt().default(104_857_600),
               fsync: z.enum(['always', 'interval', 'never']).default('always'),
               required: z.boolean().default(true),
@@ -603,10 +536,7 @@ export const configSchema = z.strictObject({
         .strictObject({ fullPerSecond: positiveInt().default(5), maxKeys: positiveInt().default(1_000) })
         .prefault({}),
     })
-    .refine((a) => a.onFailure !== 'spool' || a.spoolDir !== undefined, {
-      message: 'onFailure: spool needs spoolDir (a directory on durable local disk)',
-      path: ['spoolDir'],
-    })
+    // onFailure: spool needs spoolDir: checked in auditProblems.
     .prefault({}),
 });
 
@@ -736,22 +666,252 @@ function auditProblems(doc: Record<string, unknown> | undefined): Problem[] {
   return [];
 }
 
+const isString = (v: unknown): v is string => typeof v === 'string';
+
 /**
- * Rules that span fields (policy → orgs and issuers, duplicate issuers, pod scheme →
- * upstream.allowInsecureHttp, a config that audits nothing). They read the raw document
- * defensively so they report alongside field errors instead of after them.
+ * Each issuer has exactly one key source, a shared secret only for HMAC (and HMAC only with one), and a JWKS over
+ * https unless it is on loopback. Read from the raw entry, so a missing audience does not hide them.
+ */
+function issuerKeyProblems(doc: Record<string, unknown> | undefined): Problem[] {
+  const problems: Problem[] = [];
+  const entries = asRecord(doc?.auth)?.issuers;
+  if (!Array.isArray(entries)) return problems;
+  entries.forEach((entry, j) => {
+    const iss = asRecord(entry);
+    if (iss === undefined) return;
+    const at = ['auth', 'issuers', j];
+    const sources = (['jwksUri', 'jwksFile', 'publicKey', 'secret'] as const).filter((k) => iss[k] !== undefined);
+    if (sources.length !== 1) {
+      problems.push({
+        path: at,
+        message:
+          'needs exactly one key source (jwksUri, jwksFile, publicKey or secret); ' +
+          `found ${sources.length === 0 ? 'none' : sources.join(', ')}`,
+      });
+    }
+    const algorithms = Array.isArray(iss.algorithms) ? iss.algorithms.filter(isString) : [];
+    const hmac = algorithms.filter((a) => (hmacAlgorithms as readonly string[]).includes(a));
+    const asymmetric = algorithms.filter((a) => (asymmetricAlgorithms as readonly string[]).includes(a));
+    if (iss.secret !== undefined && asymmetric.length > 0) {
+      problems.push({ path: [...at, 'algorithms'], message: 'a shared secret only verifies HS256, HS384 or HS512' });
+    }
+    if (iss.secret === undefined && hmac.length > 0) {
+      problems.push({
+        path: [...at, 'algorithms'],
+        message:
+          `${hmac.join(', ')} needs an explicit shared secret (secret: env:NAME); ` +
+          'public keys and JWKS verify asymmetric algorithms only',
+      });
+    }
+    if (isString(iss.jwksUri) && URL.canParse(iss.jwksUri)) {
+      const u = new URL(iss.jwksUri);
+      if (u.protocol === 'http:' && !isLoopback(u.hostname)) {
+        problems.push({
+          path: [...at, 'jwksUri'],
+          message: 'must use https (plain http is accepted for loopback addresses only)',
+        });
+      }
+    }
+  });
+  return problems;
+}
+
+/** Every policy rule's and identity's match names a sub or a claim: an empty one would match every caller. */
+function callerMatchProblems(doc: Record<string, unknown> | undefined): Problem[] {
+  const matches: { path: PropertyKey[]; match: unknown }[] = [];
+  const policy = Array.isArray(doc?.policy) ? (doc.policy as unknown[]) : [];
+  policy.forEach((rule, i) => matches.push({ path: ['policy', i, 'match'], match: asRecord(rule)?.match }));
+  for (const [name, org] of Object.entries(asRecord(doc?.orgs) ?? {})) {
+    const identities = asRecord(org)?.identities;
+    if (!Array.isArray(identities)) continue;
+    identities.forEach((identity, i) =>
+      matches.push({ path: ['orgs', name, 'identities', i, 'match'], match: asRecord(identity)?.match }),
+    );
+  }
+  const problems: Problem[] = [];
+  for (const { path, match: raw } of matches) {
+    const match = asRecord(raw);
+    // Not a mapping (or absent): the schema says so.
+    if (match === undefined || match.sub !== undefined) continue;
+    // Claims of the wrong type are the schema's to report; only an absent or empty mapping matches everyone.
+    const claims = match.claims === undefined ? {} : asRecord(match.claims);
+    if (claims === undefined || Object.keys(claims).length > 0) continue;
+    problems.push({
+      path,
+      message: 'must name a sub or at least one claim; a rule that matches every caller is not allowed',
+    });
+  }
+  return problems;
+}
+
+/** An org's writes' limits are given either at the top of rateLimit or under writes; given at the top, fully. */
+function rateLimitProblems(name: string, raw: unknown): Problem[] {
+  const r = asRecord(raw);
+  if (r === undefined) return [];
+  const at = ['orgs', name, 'rateLimit'];
+  const problems: Problem[] = [];
+  if (r.writes !== undefined) {
+    for (const k of ['limit', 'window', 'perCaller', 'concurrency'] as const) {
+      if (r[k] !== undefined) {
+        problems.push({
+          path: [...at, k],
+          message: "give the writes' limits either at the top of rateLimit or under rateLimit.writes, not both",
+        });
+      }
+    }
+    return problems;
+  }
+  const topLevel = [r.limit, r.window, r.perCaller, r.concurrency].some((v) => v !== undefined);
+  if (!topLevel && r.reads !== undefined) return problems;
+  for (const k of ['limit', 'window'] as const) {
+    if (r[k] === undefined) {
+      problems.push({
+        path: [...at, k],
+        message: "is required (the writes' limit: calls per window), or give the writes' limits under writes",
+      });
+    }
+  }
+  return problems;
+}
+
+/**
+ * What each kind of credentials needs and forbids, for the org and each of its identities, and identity names that
+ * are unique and not the default's. An unknown `credentials` value is the schema's to report; then none of this runs.
+ */
+function orgCredentialProblems(name: string, raw: unknown): Problem[] {
+  const org = asRecord(raw);
+  if (org === undefined) return [];
+  const credentials = org.credentials ?? 'basic';
+  if (credentials !== 'basic' && credentials !== 'jwt') return [];
+  const problems: Problem[] = [];
+  const wrong = (path: PropertyKey[], message: string) => problems.push({ path: ['orgs', name, ...path], message });
+  if (credentials === 'basic') {
+    for (const k of ['username', 'password'] as const) {
+      if (org[k] === undefined) {
+        wrong([k], `is required with credentials: basic (a secret reference such as env:SL_${k.toUpperCase()})`);
+      }
+    }
+    if (org.user !== undefined) wrong(['user'], 'is for credentials: jwt; a basic org names its user in username');
+  } else {
+    if (org.user === undefined) {
+      wrong(['user'], 'is required with credentials: jwt: the SnapLogic user (sub) the minted token acts as');
+    }
+    for (const k of ['username', 'password', 'nextPassword'] as const) {
+      if (org[k] !== undefined) wrong([k], 'is for credentials: basic; a jwt org stores no password (remove it)');
+    }
+  }
+  const identities = Array.isArray(org.identities) ? (org.identities as unknown[]) : [];
+  const names = new Map<string, number>();
+  identities.forEach((entry, i) => {
+    const identity = asRecord(entry);
+    if (identity === undefined) return;
+    if (credentials === 'basic') {
+      if (identity.name === undefined) wrong(['identities', i, 'name'], 'is required with credentials: basic');
+      for (const k of ['username', 'password'] as const) {
+        if (identity[k] === undefined) wrong(['identities', i, k], 'is required with credentials: basic');
+      }
+      if (identity.user !== undefined) {
+        wrong(['identities', i, 'user'], 'is for credentials: jwt; give username and password');
+      }
+    } else {
+      if (identity.user === undefined) {
+        wrong(['identities', i, 'user'], 'is required with credentials: jwt: the SnapLogic user (sub)');
+      }
+      for (const k of ['username', 'password', 'nextPassword'] as const) {
+        if (identity[k] !== undefined) {
+          wrong(['identities', i, k], 'is for credentials: basic; a jwt org stores no password');
+        }
+      }
+    }
+    const id = identity.name ?? identity.user;
+    if (!isString(id)) return;
+    if (id === defaultIdentity) {
+      wrong(['identities', i, 'name'], `"${defaultIdentity}" names the org's own credentials; pick another name`);
+    }
+    const first = names.get(id);
+    if (first === undefined) names.set(id, i);
+    else wrong(['identities', i, 'name'], `repeats the identity of identities.${first}; give each its own name`);
+  });
+  return problems;
+}
+
+/** At least one org; per org, its credentials and its rate limits. */
+function orgsProblems(doc: Record<string, unknown> | undefined): Problem[] {
+  const orgs = asRecord(doc?.orgs);
+  if (orgs === undefined) return [];
+  const entries = Object.entries(orgs);
+  if (entries.length === 0) {
+    return [
+      { path: ['orgs'], message: 'must declare at least one org (a mapping from org name to pod and credentials)' },
+    ];
+  }
+  return entries.flatMap(([name, org]) => [
+    ...orgCredentialProblems(name, org),
+    ...rateLimitProblems(name, asRecord(org)?.rateLimit),
+  ]);
+}
+
+/** One Redis topology; spooled audit needs its directory; two listeners never share a port. */
+function sectionProblems(doc: Record<string, unknown> | undefined): Problem[] {
+  const problems: Problem[] = [];
+  const redis = asRecord(doc?.redis);
+  if (redis !== undefined && [redis.url, redis.sentinel, redis.cluster].filter((v) => v !== undefined).length !== 1) {
+    problems.push({ path: ['redis'], message: 'needs exactly one of url (standalone), sentinel or cluster' });
+  }
+  const audit = asRecord(doc?.audit);
+  if (audit?.onFailure === 'spool' && audit.spoolDir === undefined) {
+    problems.push({
+      path: ['audit', 'spoolDir'],
+      message: 'is required with onFailure: spool (a directory on durable local disk)',
+    });
+  }
+  const keys = asRecord(doc?.signing)?.keys;
+  if (Array.isArray(keys) && keys.length > 0) {
+    const active = keys.filter((k) => asRecord(k)?.state === 'active').length;
+    if (active !== 1) {
+      problems.push({
+        path: ['signing', 'keys'],
+        message: `must hold exactly one key with state: active (the one that signs); found ${active}`,
+      });
+    }
+  }
+  const admin = asRecord(doc?.admin)?.port;
+  const server = asRecord(doc?.server)?.port ?? 8080;
+  if (typeof admin === 'number' && admin !== 0 && admin === server) {
+    problems.push({
+      path: ['admin', 'port'],
+      message: 'is the port of the server listener (server.port); give the admin listener a port of its own',
+    });
+  }
+  return problems;
+}
+
+/**
+ * Every rule that spans fields (key sources, credentials per kind, rate-limit forms, policy → orgs and issuers,
+ * duplicate issuers, one active signing key, one Redis topology, pod scheme → upstream.allowInsecureHttp, a config
+ * that audits nothing, listener ports). They read the raw document defensively, never the parsed one: zod skips an
+ * object's refinements once a field inside it is wrong, and these must report in the same pass as field errors.
  */
 export function crossFieldProblems(raw: unknown): Problem[] {
   const problems: Problem[] = [];
   const doc = asRecord(raw);
   const orgs = asRecord(doc?.orgs) ?? {};
   const policy = Array.isArray(doc?.policy) ? (doc.policy as unknown[]) : [];
-  problems.push(...issuerProblems(doc, policy), ...auditProblems(doc), ...signingProblems(doc));
+  problems.push(
+    ...issuerKeyProblems(doc),
+    ...callerMatchProblems(doc),
+    ...orgsProblems(doc),
+    ...issuerProblems(doc, policy),
+    ...auditProblems(doc),
+    ...signingProblems(doc),
+    ...sectionProblems(doc),
+  );
   policy.forEach((rule, i) => {
     const list = asRecord(rule)?.orgs;
     if (!Array.isArray(list)) return;
     list.forEach((org, j) => {
-      if (typeof org === 'string' && org !== '*' && !Object.hasOwn(orgs, org)) {
+      // An invalid name is the schema's to report (and is not repeated here).
+      if (typeof org === 'string' && org !== '*' && isValidOrg(org) && !Object.hasOwn(orgs, org)) {
         problems.push({
           path: ['policy', i, 'orgs', j],
           message: `names org "${org}", which is not declared under orgs`,
