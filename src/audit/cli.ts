@@ -1,32 +1,107 @@
 // `snapgate audit verify|query|tail`: check the hash chains and read the trail from a file or a Redis stream.
-import { open, readdir, readFile, stat } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { open, readdir, stat, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { StringDecoder } from 'node:string_decoder';
 import { parseArgs } from 'node:util';
 import { Cluster, Redis } from 'ioredis';
 import { parseRedisUrl, redisUrlProblems } from '../config/redis-url.js';
+import { acceptableRequestId } from '../http/request-id.js';
+import { isValidOrg, isValidRuuid } from '../snaplogic/names.js';
+import { runtimeActions } from '../snaplogic/runtime-api.js';
 import { verifyChain, type VerifyReport } from './chain.js';
-import type { AuditEvent } from './event.js';
+import type { AuditEvent, AuditEventType, Decision } from './event.js';
 import { DEFAULT_AUDIT_STREAM } from './sinks.js';
 
 export interface CliIo {
   out: (text: string) => void;
   err: (text: string) => void;
   env: Readonly<Record<string, string | undefined>>;
-  /** Resolves when the user interrupts (Ctrl-C); ends `tail`. */
+  /** Resolves when the user interrupts (Ctrl-C); ends `tail`, and cuts `query` and `verify` short. */
   interrupted: Promise<void>;
 }
 
-export const auditUsage = `usage:
-  snapgate audit verify (--file PATH | --redis URL [--stream KEY] | --cluster HOST:PORT,...) [--complete] [--json]
-  snapgate audit query  (--file PATH | --redis URL ...) [filters] [--format json|table] [--limit N]
-  snapgate audit tail   (--file PATH | --redis URL ...) [filters] [--format json|table]
+// Records over the unions: a new decision or event type that is missing here fails the type check, so the
+// values the filters accept cannot fall behind the values events carry.
+const decisionSet: Record<Decision, true> = {
+  allowed: true,
+  invalid_request: true,
+  unauthenticated: true,
+  forbidden: true,
+  rate_limited: true,
+  conflict: true,
+  upstream_error: true,
+  unavailable: true,
+  aborted: true,
+  error: true,
+};
+const eventTypeSet: Record<AuditEventType, true> = {
+  attempt: true,
+  outcome: true,
+  decision: true,
+  denials: true,
+  dropped: true,
+};
+const decisions = Object.keys(decisionSet);
+const eventTypes = Object.keys(eventTypeSet);
 
-filters: --org ORG  --caller SUB  --decision DECISION  --type attempt|outcome|decision|denials
-         --since ISO-TIME  --until ISO-TIME
---file reads PATH and its rotated siblings (PATH.<time>), oldest first.
---redis/--cluster read the stream (default ${DEFAULT_AUDIT_STREAM}): --redis redis://host:port[/db] or rediss://…,
-  without credentials or a query; a password comes from SNAPGATE_REDIS_PASSWORD.
-verify exits 0 when every chain is whole, 1 at the first broken link (printed), 2 on a usage error.`;
+const sourceUsage = `source (exactly one):
+  --file PATH          PATH and its rotated siblings (PATH.<time>), oldest first
+  --redis URL          redis://host:port[/db] or rediss://…, without credentials or a query;
+                       a password comes from SNAPGATE_REDIS_PASSWORD
+  --cluster HOST:PORT,…  a Redis Cluster (password from SNAPGATE_REDIS_PASSWORD)
+  --stream KEY         with --redis or --cluster: the stream (default ${DEFAULT_AUDIT_STREAM})`;
+
+const filterUsage = `filters (a flag given twice matches either value; different flags must all match):
+  --request-id ID      the request's id (X-Request-Id): 1-128 of A-Z a-z 0-9 . _ : -
+  --org ORG            a SnapLogic org name (case-sensitive)
+  --caller SUB         the caller's token sub or client id
+  --decision D         ${decisions.join(' ')}
+  --type T             ${eventTypes.join(' ')}
+  --action A           ${runtimeActions.join(' ')}
+  --ruuid RUUID        a runtime id (<24 hex>_<uuid>)
+  --since TIME         events at or after TIME; --until TIME: at or before TIME
+                       TIME: 2026-11-29T10:00:00Z (or an offset such as +01:00), 2026-11-29 (midnight UTC),
+                       or an age: 30s, 15m, 2h, 7d ago
+output:
+  --format json|table  json (default): one event per line; table: a header, then tab-separated columns
+                       time type decision reason org ruuid caller status upstream ms count request-id
+  --json               the same as --format json`;
+
+const commandUsage: Record<Command, string> = {
+  verify: `usage: snapgate audit verify SOURCE [--complete] [--json]
+Checks every writer's hash chain. Exits 0 when every chain is whole, 1 at the first broken link (printed),
+2 on a usage error.
+  --complete           a chain that starts after seq 1 (older events trimmed or removed) is a break too
+  --json               print the report as one JSON object
+${sourceUsage}`,
+  query: `usage: snapgate audit query SOURCE [filters] [--format json|table] [--limit N]
+Prints the stored events that match every filter, oldest first. Exits 0, also when nothing matches (table: the
+header alone); 2 when a flag or a filter value is not valid (nothing is printed on stdout).
+  --limit N            stop after N matching events (N a positive whole number)
+${sourceUsage}
+${filterUsage}`,
+  tail: `usage: snapgate audit tail SOURCE [filters] [--format json|table] [--from-start] [--limit N]
+Follows the trail: prints matching events as they are written, from now on, until Ctrl-C (exit 0). A file is
+followed across rotation.
+  --from-start         print the stored events first (every rotated file too), then follow
+  --limit N            exit after printing N matching events
+${sourceUsage}
+${filterUsage}`,
+};
+
+/** Every command's usage; `snapgate audit --help` prints it. */
+export const auditUsage = `usage:
+  snapgate audit verify SOURCE [--complete] [--json]
+  snapgate audit query  SOURCE [filters] [--format json|table] [--limit N]
+  snapgate audit tail   SOURCE [filters] [--format json|table] [--from-start] [--limit N]
+  snapgate audit COMMAND --help     one command's options
+
+${sourceUsage}
+${filterUsage}
+verify exits 0 when every chain is whole, 1 at the first broken link (printed); every command exits 2 on a usage
+error (an unknown flag, or a filter value that is not valid), printing nothing on stdout.`;
 
 const options = {
   file: { type: 'string' },
@@ -35,15 +110,41 @@ const options = {
   stream: { type: 'string' },
   complete: { type: 'boolean' },
   json: { type: 'boolean' },
-  org: { type: 'string' },
-  caller: { type: 'string' },
-  decision: { type: 'string' },
-  type: { type: 'string' },
+  'request-id': { type: 'string', multiple: true },
+  org: { type: 'string', multiple: true },
+  caller: { type: 'string', multiple: true },
+  decision: { type: 'string', multiple: true },
+  type: { type: 'string', multiple: true },
+  action: { type: 'string', multiple: true },
+  ruuid: { type: 'string', multiple: true },
   since: { type: 'string' },
   until: { type: 'string' },
   format: { type: 'string' },
   limit: { type: 'string' },
+  'from-start': { type: 'boolean' },
 } as const;
+
+type OptionName = keyof typeof options;
+
+const sourceNames: OptionName[] = ['file', 'redis', 'cluster', 'stream'];
+const filterNames: OptionName[] = [
+  'request-id',
+  'org',
+  'caller',
+  'decision',
+  'type',
+  'action',
+  'ruuid',
+  'since',
+  'until',
+];
+
+/** The flags each command takes; any other is refused (a flag another command takes would be silently ignored). */
+const accepted: Record<Command, readonly OptionName[]> = {
+  verify: [...sourceNames, 'complete', 'json'],
+  query: [...sourceNames, ...filterNames, 'format', 'json', 'limit'],
+  tail: [...sourceNames, ...filterNames, 'format', 'json', 'limit', 'from-start'],
+};
 
 class UsageError extends Error {}
 
@@ -53,18 +154,99 @@ const commands: readonly string[] = ['verify', 'query', 'tail'] satisfies Comman
 
 const isCommand = (text: string | undefined): text is Command => commands.includes(text ?? '');
 
+/**
+ * A value as messages quote it: JSON-quoted, control and format characters escaped (a value pasted with a stray
+ * escape sequence cannot drive the terminal), and cut at 80 characters.
+ */
+function quoted(value: string): string {
+  const cut = value.length > 80 ? `${value.slice(0, 80)}…` : value;
+  return JSON.stringify(cut).replace(
+    /[\p{Cc}\p{Cf}]/gu,
+    (c) => `\\u${c.codePointAt(0)!.toString(16).padStart(4, '0')}`,
+  );
+}
+
+/** `--name` and its options. */
+const flagList = (names: readonly string[]) => names.map((n) => `--${n}`).join(' ');
+
 /** The command and its options. Throws UsageError, or parseArgs' ERR_PARSE_ARGS_* errors. */
 function parseInvocation(argv: string[]) {
   const [command, ...rest] = argv;
-  const { values } = parseArgs({ args: rest, options, strict: true, allowPositionals: false });
-  const sources = [values.file, values.redis, values.cluster].filter((v) => v !== undefined).length;
-  if (!isCommand(command) || sources !== 1) {
-    throw new UsageError('name a command and exactly one of --file, --redis, --cluster');
+  if (!isCommand(command)) {
+    throw new UsageError(
+      command === undefined ? 'name a command: verify, query or tail' : `unknown command ${quoted(command)}`,
+    );
   }
+  // A lenient pass first, to name a flag this command does not take rather than fail on its value.
+  const loose = parseArgs({ args: rest, options, strict: false, allowPositionals: true, tokens: true });
+  for (const t of loose.tokens) {
+    if (t.kind === 'positional') {
+      // Not echoed when it may be a URL: `audit verify redis://:password@host` must not print the password.
+      throw new UsageError(
+        /[@:/]/.test(t.value)
+          ? 'unexpected argument (not shown: it looks like a URL or a path); give a trail with --file or --redis'
+          : `unexpected argument ${quoted(t.value)}; every value follows its flag, as in --decision forbidden`,
+      );
+    }
+    if (t.kind === 'option' && !(accepted[command] as readonly string[]).includes(t.name)) {
+      throw new UsageError(
+        `unknown option ${quoted(t.rawName)} for audit ${command}; it takes ${flagList(accepted[command])}`,
+      );
+    }
+  }
+  const { values, tokens } = parseArgs({ args: rest, options, strict: true, allowPositionals: false, tokens: true });
+  // Only filters may repeat: a second --since or --limit would silently replace the first.
+  const seen = new Set<string>();
+  for (const t of tokens) {
+    if (t.kind !== 'option') continue;
+    if (seen.has(t.name) && !(options[t.name] as { multiple?: boolean }).multiple) {
+      throw new UsageError(`--${t.name} is given more than once`);
+    }
+    seen.add(t.name);
+  }
+  const sources = [values.file, values.redis, values.cluster].filter((v) => v !== undefined).length;
+  if (sources !== 1) throw new UsageError('give exactly one of --file, --redis, --cluster');
+  if (values.stream !== undefined && values.file !== undefined) {
+    throw new UsageError('--stream names a Redis stream: use it with --redis or --cluster, not --file');
+  }
+  if (values.stream === '') throw new UsageError('--stream must not be empty');
+  if (values.file === '') throw new UsageError('--file must not be empty');
+  // A Redis URL given to --file is never echoed (it may hold a password).
+  if (values.file?.includes('://')) throw new UsageError('--file takes a path; a Redis URL goes with --redis');
   return { command, values };
 }
 
 type Values = ReturnType<typeof parseInvocation>['values'];
+
+/** How a command stops early: Ctrl-C, or --limit reached. Checked synchronously between lines. */
+class Stop {
+  stopped = false;
+  /** True when Ctrl-C stopped it. */
+  interrupted = false;
+  readonly promise: Promise<void>;
+  private resolve: () => void = () => undefined;
+
+  constructor(interrupted: Promise<void>) {
+    this.promise = new Promise<void>((r) => (this.resolve = r));
+    void interrupted.then(() => {
+      if (!this.stopped) this.interrupted = true;
+      this.stop();
+    });
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.resolve();
+  }
+}
+
+/** Waits `ms`, or less when stopped. The timer is not unref'd: it is what keeps a following CLI alive. */
+function pause(ms: number, stop: Stop): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([new Promise<void>((r) => (timer = setTimeout(r, ms))), stop.promise]).finally(() =>
+    clearTimeout(timer),
+  );
+}
 
 /** Where the trail is read from: a file with its rotated siblings, or a Redis stream. */
 interface TrailSource {
@@ -72,47 +254,48 @@ interface TrailSource {
   readonly where: string | undefined;
   /** Every stored line, oldest first. */
   lines(): AsyncGenerator<string>;
-  /** Hands `print` what is stored, then what arrives, until `interrupted` resolves. */
-  follow(print: (line: string) => void, interrupted: Promise<void>): Promise<void>;
+  /**
+   * Hands `print` each line written from now on (with `fromStart`: every stored line first), until `stop` is
+   * stopped. Calls `ready` once it knows where to start (so a usage error comes before any output).
+   */
+  follow(print: (line: string) => void, stop: Stop, options: FollowOptions): Promise<void>;
   close(): void;
 }
 
-/** A flag that turns true once `interrupted` resolves. */
-function stopOn(interrupted: Promise<void>): () => boolean {
-  let stop = false;
-  void interrupted.then(() => {
-    stop = true;
-  });
-  return () => stop;
+interface FollowOptions {
+  fromStart: boolean;
+  ready: () => void;
+  /** Where to say that the file is not there yet. */
+  note: (text: string) => void;
 }
 
-/** PATH's rotated siblings (PATH.<time>) oldest first, then PATH. */
-async function filesOf(path: string): Promise<string[]> {
-  const dir = dirname(path);
+/** PATH's rotated siblings (PATH.<time>), oldest first: the rotation stamp sorts by time. */
+async function rotatedOf(path: string): Promise<string[]> {
   const base = basename(path);
-  const rotated = (await readdir(dir).catch(() => [] as string[]))
+  return (await readdir(dirname(path)).catch(() => [] as string[]))
     .filter((n) => n.startsWith(`${base}.`))
     .sort()
-    .map((n) => join(dir, n));
-  const current = await stat(path).then(
-    () => [path],
-    () => [] as string[],
-  );
-  if (rotated.length === 0 && current.length === 0) throw new UsageError(`no audit file at ${path}`);
-  return [...rotated, ...current];
+    .map((n) => join(dirname(path), n));
 }
 
-/** The bytes of `path` from `start` to `end`, as text. */
-async function readRange(path: string, start: number, end: number): Promise<string> {
-  const fh = await open(path, 'r');
+const exists = (path: string) =>
+  stat(path).then(
+    () => true,
+    () => false,
+  );
+
+/** Every line of a file, streamed (a trail file can be large). */
+async function* fileLines(path: string): AsyncGenerator<string> {
+  const input = createReadStream(path, { encoding: 'utf8' });
   try {
-    const buf = Buffer.alloc(end - start);
-    await fh.read(buf, 0, buf.length, start);
-    return buf.toString('utf8');
+    for await (const l of createInterface({ input, crlfDelay: Infinity })) if (l) yield l;
   } finally {
-    await fh.close();
+    input.destroy();
   }
 }
+
+/** How often `tail --file` looks for new lines. */
+const FILE_POLL_MS = 250;
 
 class FileSource implements TrailSource {
   readonly where = undefined;
@@ -120,39 +303,129 @@ class FileSource implements TrailSource {
   constructor(private readonly path: string) {}
 
   async *lines(): AsyncGenerator<string> {
-    for (const file of await filesOf(this.path)) {
-      for (const l of (await readFile(file, 'utf8')).split('\n')) if (l) yield l;
-    }
+    const files = [...(await rotatedOf(this.path)), ...((await exists(this.path)) ? [this.path] : [])];
+    if (files.length === 0) throw new UsageError(`no audit file at ${this.path}`);
+    for (const file of files) yield* fileLines(file);
   }
 
-  /** Polls the file every 250 ms. A file that shrank was rotated: it is read again from its start. */
-  async follow(print: (line: string) => void, interrupted: Promise<void>): Promise<void> {
-    const stopped = stopOn(interrupted);
-    let offset = 0;
-    let partial = '';
-    while (!stopped()) {
-      const size = await stat(this.path).then(
-        (s) => s.size,
-        () => 0,
+  /**
+   * Polls every 250 ms, like `tail -F`: the file stays open between polls, so when the sink renames it (rotation)
+   * the rest of the old file is still read, then any file rotated since (several rotations between two polls),
+   * then the new file at PATH from its start. Rotated files are known by inode, so none is read twice. A file
+   * that shrank in place was truncated: it is read again from its start. Nothing at PATH yet: waits for it.
+   */
+  async follow(print: (line: string) => void, stop: Stop, { fromStart, ready, note }: FollowOptions): Promise<void> {
+    if (!(await exists(dirname(this.path)))) throw new UsageError(`no directory ${dirname(this.path)} for --file`);
+    // Inodes of the files already read (or, from now, already there): never read again.
+    const done = new Set<number>();
+    const inoOf = (path: string) =>
+      stat(path).then(
+        (s) => s.ino,
+        () => undefined,
       );
-      if (size < offset) offset = 0;
-      if (size > offset) {
-        const parts = (partial + (await readRange(this.path, offset, size))).split('\n');
-        offset = size;
-        partial = parts.pop() ?? '';
-        for (const l of parts) if (l) print(l);
+    /** Reads the rotated files not read yet, oldest first, except the one now at PATH (`current`). */
+    const catchUp = async (current: number | undefined, printing: boolean): Promise<void> => {
+      for (const file of await rotatedOf(this.path)) {
+        const ino = await inoOf(file);
+        if (ino === undefined || done.has(ino) || ino === current) continue;
+        done.add(ino);
+        if (!printing) continue;
+        for await (const l of fileLines(file)) {
+          if (stop.stopped) return;
+          print(l);
+        }
       }
-      await Promise.race([new Promise((r) => setTimeout(r, 250)), interrupted]);
+    };
+    let fh: FileHandle | undefined;
+    let ino = 0;
+    let offset = 0;
+    let decoder = new StringDecoder('utf8');
+    // undefined: drop what comes before the first newline (tail started in the middle of a line).
+    let partial: string | undefined = '';
+    const openCurrent = async (atEnd: boolean): Promise<boolean> => {
+      fh = await open(this.path, 'r').catch(() => undefined);
+      if (fh === undefined) return false;
+      const s = await fh.stat();
+      ino = s.ino;
+      offset = atEnd ? s.size : 0;
+      decoder = new StringDecoder('utf8');
+      partial = '';
+      if (atEnd && s.size > 0) {
+        const last = Buffer.alloc(1);
+        await fh.read(last, 0, 1, s.size - 1);
+        if (last[0] !== 0x0a) partial = undefined;
+      }
+      return true;
+    };
+    /** Prints the complete lines written since the last read. */
+    const drain = async (handle: FileHandle): Promise<void> => {
+      const size = (await handle.stat()).size;
+      if (size < offset) {
+        offset = 0;
+        decoder = new StringDecoder('utf8');
+        partial = '';
+      }
+      while (offset < size && !stop.stopped) {
+        const buf = Buffer.alloc(Math.min(size - offset, 1 << 20));
+        const { bytesRead } = await handle.read(buf, 0, buf.length, offset);
+        if (bytesRead === 0) break;
+        offset += bytesRead;
+        // The decoder keeps a character split between two reads for the next one.
+        const parts = decoder.write(buf.subarray(0, bytesRead)).split('\n');
+        if (partial === undefined) {
+          if (parts.length === 1) continue;
+          parts[0] = '';
+          partial = '';
+        }
+        parts[0] = partial + parts[0]!;
+        partial = parts.pop() ?? '';
+        for (const l of parts) {
+          if (stop.stopped) return;
+          if (l) print(l);
+        }
+      }
+    };
+    try {
+      await catchUp(await inoOf(this.path), fromStart);
+      const opened = await openCurrent(!fromStart);
+      // PATH may have been rotated between the listing and the open: what was rotated since comes first (from
+      // now: it is old, and only marked read).
+      if (opened) await catchUp(ino, fromStart);
+      ready();
+      if (!opened) note(`waiting for ${this.path} to be created`);
+      while (!stop.stopped) {
+        if (fh !== undefined) await drain(fh);
+        const now = await inoOf(this.path);
+        if (fh !== undefined && now !== ino) {
+          // Rotated (renamed) or removed: what was written before the rename is read, then the old file is left.
+          await drain(fh);
+          await fh.close();
+          fh = undefined;
+          done.add(ino);
+        }
+        // A file that appears at PATH after tail started holds only new events: it is read from its start, after
+        // the files rotated since the last one read.
+        if (fh === undefined && now !== undefined && (await openCurrent(false))) {
+          await catchUp(ino, true);
+          continue;
+        }
+        await pause(FILE_POLL_MS, stop);
+      }
+    } finally {
+      await fh?.close();
     }
   }
 
   close(): void {
-    // Nothing is held open between reads.
+    // follow closes what it opened; lines opens one file at a time.
   }
 }
 
 /** Stream entries read per XRANGE or XREAD call. */
 const PAGE = 1000;
+
+/** How long one XREAD waits for new entries. */
+const BLOCK_MS = 500;
 
 /** The event JSON of a stream entry: the value of its `e` field. */
 function eventLine(fields: string[]): string | undefined {
@@ -180,14 +453,25 @@ class RedisSource implements TrailSource {
     }
   }
 
-  /** Blocks in XREAD for 500 ms at a time, so an interrupt is noticed within that. */
-  async follow(print: (line: string) => void, interrupted: Promise<void>): Promise<void> {
-    const stopped = stopOn(interrupted);
+  /**
+   * From now: XREAD after the stream's last entry as it is when tail starts (not `$` on each call, which would
+   * lose what is added between two calls); with fromStart, after 0-0. Each XREAD blocks for at most 500 ms, and
+   * a stop does not wait for it.
+   */
+  async follow(print: (line: string) => void, stop: Stop, { fromStart, ready }: FollowOptions): Promise<void> {
     let last = '0-0';
-    while (!stopped()) {
-      const res = await this.client.xread('COUNT', PAGE, 'BLOCK', 500, 'STREAMS', this.stream, last);
+    if (!fromStart) {
+      const newest = (await this.client.xrevrange(this.stream, '+', '-', 'COUNT', 1)) as [string, string[]][];
+      last = newest[0]?.[0] ?? '0-0';
+    }
+    ready();
+    while (!stop.stopped) {
+      const read = this.client.xread('COUNT', PAGE, 'BLOCK', BLOCK_MS, 'STREAMS', this.stream, last);
+      // On a stop the pending XREAD is left to fail when close() disconnects; race has handled its rejection.
+      const res = await Promise.race([read, stop.promise.then(() => null)]);
       for (const [, entries] of res ?? []) {
         for (const [id, fields] of entries) {
+          if (stop.stopped) return;
           last = id;
           const line = eventLine(fields);
           if (line !== undefined) print(line);
@@ -249,54 +533,154 @@ function openSource(values: Values, env: CliIo['env']): TrailSource {
   return new RedisSource(client, where, values.stream ?? DEFAULT_AUDIT_STREAM);
 }
 
+/** The filters that match a value against a set of accepted ones, by the event field they read. */
+type SetFilter = 'requestId' | 'org' | 'caller' | 'decision' | 'type' | 'action' | 'ruuid';
+
 interface Filters {
-  org?: string;
-  caller?: string;
-  decision?: string;
-  type?: string;
+  sets: Partial<Record<SetFilter, ReadonlySet<string>>>;
   since?: number;
   until?: number;
 }
 
-function filtersOf(values: Record<string, unknown>): Filters {
-  const time = (v: unknown, name: string): number | undefined => {
-    if (typeof v !== 'string') return undefined;
-    const t = Date.parse(v);
-    if (Number.isNaN(t)) throw new UsageError(`--${name} must be an ISO time such as 2026-11-29T10:00:00Z`);
-    return t;
-  };
-  const f: Filters = {};
-  for (const k of ['org', 'caller', 'decision', 'type'] as const) if (typeof values[k] === 'string') f[k] = values[k];
-  const since = time(values.since, 'since');
-  const until = time(values.until, 'until');
-  if (since !== undefined) f.since = since;
-  if (until !== undefined) f.until = until;
+/** Each filter flag's check, and what the message says it takes. */
+const filterChecks: Record<
+  'request-id' | 'org' | 'caller' | 'decision' | 'type' | 'action' | 'ruuid',
+  { key: SetFilter; ok: (v: string) => boolean; takes: string }
+> = {
+  'request-id': {
+    key: 'requestId',
+    ok: (v) => acceptableRequestId(v) === v,
+    takes: 'a request id: 1 to 128 letters, digits, ".", "_", ":" or "-" (what X-Request-Id and the trail carry)',
+  },
+  org: {
+    key: 'org',
+    ok: isValidOrg,
+    takes:
+      'a SnapLogic org name: letters, digits, ".", "_" or "-", starting with a letter or digit, at most 100 ' +
+      'characters, no ".." (case-sensitive)',
+  },
+  // A token's sub may be almost anything; only what no sub or client id can hold is refused.
+  caller: {
+    key: 'caller',
+    ok: (v) => /^[^\p{Cc}]{1,256}$/u.test(v),
+    takes: "a caller's token sub or client id: 1 to 256 characters, no control characters",
+  },
+  decision: { key: 'decision', ok: (v) => decisions.includes(v), takes: `one of: ${decisions.join(', ')}` },
+  type: { key: 'type', ok: (v) => eventTypes.includes(v), takes: `one of: ${eventTypes.join(', ')}` },
+  action: {
+    key: 'action',
+    ok: (v) => (runtimeActions as readonly string[]).includes(v),
+    takes: `one of: ${runtimeActions.join(', ')}`,
+  },
+  ruuid: {
+    key: 'ruuid',
+    ok: isValidRuuid,
+    takes:
+      'a SnapLogic runtime id: <24 hex>_<uuid>, e.g. 52e99318640a9a03d8681d0d_e74cbd53-806e-464a-8190-52226c49bff5',
+  },
+};
+
+const isoTime =
+  /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?(Z|[+-](?:[01]\d|2[0-3]):?[0-5]\d)?)?$/;
+const age = /^(\d{1,9})(s|m|h|d)$/;
+const ageUnitMs = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+
+/**
+ * --since/--until: an ISO 8601 time with a zone, a date (midnight UTC) or an age ("15m": that long before `now`).
+ * Strict where Date.parse is lenient: it takes "1" (the year 2001) and "2026-02-30" (2 March), and reads a time
+ * without a zone as local time.
+ */
+function timeOf(flag: 'since' | 'until', text: string, now: number): number {
+  const fail = (why: string) =>
+    new UsageError(
+      `--${flag} ${quoted(text)} ${why}; give an ISO 8601 time such as 2026-11-29T10:00:00Z (or with an offset ` +
+        'such as +01:00), a date such as 2026-11-29 (midnight UTC), or an age such as 30s, 15m, 2h, 7d',
+    );
+  const a = age.exec(text);
+  if (a !== null) return now - Number(a[1]) * ageUnitMs[a[2] as keyof typeof ageUnitMs];
+  const m = isoTime.exec(text);
+  if (m === null) throw fail('is not a time');
+  const [, y, mo, d, h, mi, s, zone] = m;
+  if (h !== undefined && zone === undefined) throw fail('has no time zone (add Z for UTC, or an offset)');
+  const day = new Date(Date.UTC(Number(y), Number(mo) - 1, Number(d)));
+  const real =
+    day.getUTCFullYear() === Number(y) &&
+    day.getUTCMonth() === Number(mo) - 1 &&
+    day.getUTCDate() === Number(d) &&
+    Number(h ?? 0) < 24 &&
+    Number(mi ?? 0) < 60 &&
+    Number(s ?? 0) < 60;
+  const t = Date.parse(h === undefined ? `${text}T00:00:00Z` : text);
+  if (!real || Number.isNaN(t)) throw fail('is not a real date and time');
+  return t;
+}
+
+/** The filters, each value checked: a typo is a usage error, never an empty result. */
+function filtersOf(values: Values, now: number): Filters {
+  const f: Filters = { sets: {} };
+  for (const [flag, check] of Object.entries(filterChecks) as [keyof typeof filterChecks, typeof filterChecks.org][]) {
+    const given = values[flag];
+    if (given === undefined) continue;
+    for (const v of given) {
+      if (!check.ok(v)) throw new UsageError(`--${flag} ${quoted(v)} is not valid: it takes ${check.takes}`);
+    }
+    f.sets[check.key] = new Set(given);
+  }
+  if (values.since !== undefined) f.since = timeOf('since', values.since, now);
+  if (values.until !== undefined) f.until = timeOf('until', values.until, now);
+  if (f.since !== undefined && f.until !== undefined && f.since > f.until) {
+    throw new UsageError(
+      `--since ${quoted(values.since!)} is after --until ${quoted(values.until!)}: nothing can match`,
+    );
+  }
   return f;
 }
 
+/** True when the set is absent (no such filter) or holds the value. */
+const within = (set: ReadonlySet<string> | undefined, value: string | null | undefined) =>
+  set === undefined || (typeof value === 'string' && set.has(value));
+
 function matches(e: AuditEvent, f: Filters): boolean {
-  if (f.org !== undefined && e.org !== f.org) return false;
-  if (f.caller !== undefined && e.caller?.sub !== f.caller && e.caller?.clientId !== f.caller) return false;
-  if (f.decision !== undefined && e.decision !== f.decision) return false;
-  if (f.type !== undefined && e.type !== f.type) return false;
-  const t = Date.parse(e.time);
-  if (f.since !== undefined && t < f.since) return false;
-  if (f.until !== undefined && t > f.until) return false;
+  const { sets } = f;
+  if (!within(sets.requestId, e.requestId)) return false;
+  if (!within(sets.org, e.org)) return false;
+  if (sets.caller !== undefined && !within(sets.caller, e.caller?.sub) && !within(sets.caller, e.caller?.clientId)) {
+    return false;
+  }
+  if (!within(sets.decision, e.decision)) return false;
+  if (!within(sets.type, e.type)) return false;
+  if (!within(sets.action, e.action)) return false;
+  if (!within(sets.ruuid, e.ruuid)) return false;
+  if (f.since !== undefined || f.until !== undefined) {
+    // An event without a readable time matches no time bound.
+    const t = Date.parse(e.time);
+    if (Number.isNaN(t)) return false;
+    if (f.since !== undefined && t < f.since) return false;
+    if (f.until !== undefined && t > f.until) return false;
+  }
   return true;
 }
 
-const columns: [string, (e: AuditEvent) => string][] = [
+/** A table cell: empty for a missing value; control characters (tabs, newlines, escapes) become spaces. */
+function cell(value: string | number | null | undefined): string {
+  if (value === null || value === undefined) return '';
+  return String(value).replace(/\p{Cc}/gu, ' ');
+}
+
+// request-id comes last: scripts that cut the earlier columns by position keep working.
+const columns: [string, (e: AuditEvent) => string | number | null | undefined][] = [
   ['time', (e) => e.time],
   ['type', (e) => e.type],
   ['decision', (e) => e.decision],
-  ['reason', (e) => e.reason ?? ''],
-  ['org', (e) => e.org ?? ''],
-  ['ruuid', (e) => e.ruuid ?? ''],
-  ['caller', (e) => e.caller?.sub ?? e.client.address ?? ''],
-  ['status', (e) => (e.status === null ? '' : String(e.status))],
-  ['upstream', (e) => (e.upstreamStatus === null ? '' : String(e.upstreamStatus))],
-  ['ms', (e) => (e.latencyMs === null ? '' : String(e.latencyMs))],
-  ['count', (e) => (e.count === undefined ? '' : String(e.count))],
+  ['reason', (e) => e.reason],
+  ['org', (e) => e.org],
+  ['ruuid', (e) => e.ruuid],
+  ['caller', (e) => e.caller?.sub ?? (e.client as AuditEvent['client'] | undefined)?.address],
+  ['status', (e) => e.status],
+  ['upstream', (e) => e.upstreamStatus],
+  ['ms', (e) => e.latencyMs],
+  ['count', (e) => e.count],
+  ['request-id', (e) => e.requestId],
 ];
 
 interface Format {
@@ -304,31 +688,49 @@ interface Format {
   row: (e: AuditEvent) => string;
 }
 
-function formatter(format: string | undefined): Format {
-  if (format === undefined || format === 'json') return { row: (e) => JSON.stringify(e) };
-  if (format !== 'table') throw new UsageError('--format is json or table');
-  return { header: columns.map(([n]) => n).join('\t'), row: (e) => columns.map(([, f]) => f(e)).join('\t') };
+function formatter(values: Values): Format {
+  const format = values.format ?? 'json';
+  if (format !== 'json' && format !== 'table') {
+    throw new UsageError(`--format ${quoted(format)} is not valid: it takes json or table`);
+  }
+  if (values.json && format === 'table') throw new UsageError('--json and --format table contradict each other');
+  if (format === 'json') return { row: (e) => JSON.stringify(e) };
+  return {
+    header: columns.map(([n]) => n).join('\t'),
+    row: (e) => columns.map(([, f]) => cell(f(e))).join('\t'),
+  };
 }
 
 function limitOf(text: string | undefined): number {
-  const limit = text !== undefined ? Number(text) : Number.POSITIVE_INFINITY;
-  if (Number.isNaN(limit) || limit < 1) throw new UsageError('--limit must be a positive number');
-  return limit;
+  if (text === undefined) return Number.POSITIVE_INFINITY;
+  if (!/^[1-9]\d{0,14}$/.test(text)) {
+    throw new UsageError(`--limit ${quoted(text)} is not valid: it takes a positive whole number (1, 2, 3, …)`);
+  }
+  return Number(text);
 }
 
-/** Prints a line that holds a matching event; a line that is not JSON is skipped, saying so. True when printed. */
-function printer(filters: Filters, fmt: Format, io: CliIo): (line: string) => boolean {
+/**
+ * Prints each line that holds a matching event, and stops `stop` once `limit` were printed. A line that is not an
+ * event (not JSON, or not an object) is skipped, saying so on stderr.
+ */
+function printer(filters: Filters, fmt: Format, limit: number, stop: Stop, io: CliIo): (line: string) => void {
+  let shown = 0;
   return (line) => {
     let e: AuditEvent;
     try {
       e = JSON.parse(line) as AuditEvent;
     } catch {
-      io.err(`skipping a line that is not JSON\n`);
-      return false;
+      io.err(`snapgate audit: skipping a line that is not JSON\n`);
+      return;
     }
-    if (!matches(e, filters)) return false;
+    if (typeof e !== 'object' || e === null || Array.isArray(e)) {
+      io.err(`snapgate audit: skipping a line that is not an audit event\n`);
+      return;
+    }
+    if (!matches(e, filters)) return;
     io.out(`${fmt.row(e)}\n`);
-    return true;
+    shown += 1;
+    if (shown >= limit) stop.stop();
   };
 }
 
@@ -348,39 +750,87 @@ function printReport(report: VerifyReport, io: CliIo): void {
   }
 }
 
+/** Exit code of a command cut short by Ctrl-C: 128 + SIGINT, as shells report it. */
+const INTERRUPTED = 130;
+
 /** verify: exit 0 when every chain is whole, 1 at the first broken link. */
 async function verify(source: TrailSource, values: Values, io: CliIo): Promise<number> {
+  const stop = new Stop(io.interrupted);
   const all: string[] = [];
-  for await (const l of source.lines()) all.push(l);
+  for await (const l of source.lines()) {
+    if (stop.stopped) {
+      io.err('snapgate audit: interrupted; nothing verified\n');
+      return INTERRUPTED;
+    }
+    all.push(l);
+  }
   const report = verifyChain(all, { complete: values.complete ?? false });
   if (values.json) io.out(`${JSON.stringify(report)}\n`);
   else printReport(report, io);
   return report.ok ? 0 : 1;
 }
 
-/** query prints the matching events, at most --limit of them; tail prints them and what arrives until interrupted. */
-async function read(command: 'query' | 'tail', source: TrailSource, values: Values, io: CliIo): Promise<number> {
-  const filters = filtersOf(values);
-  const fmt = formatter(values.format);
-  const limit = limitOf(values.limit);
-  if (fmt.header) io.out(`${fmt.header}\n`);
-  const print = printer(filters, fmt, io);
-  if (command === 'tail') {
-    await source.follow(print, io.interrupted);
-    return 0;
-  }
-  let shown = 0;
-  for await (const l of source.lines()) {
-    if (print(l)) shown += 1;
-    if (shown >= limit) break;
-  }
-  return 0;
+/** What query and tail print, every flag checked before anything is opened or printed. */
+interface ReadPlan {
+  filters: Filters;
+  fmt: Format;
+  limit: number;
+  fromStart: boolean;
 }
 
-/** Says why the command failed: 2 for a usage error (with the usage), 1 for anything else. */
-function failure(err: unknown, where: string | undefined, io: CliIo): number {
+function readPlan(values: Values): ReadPlan {
+  return {
+    filters: filtersOf(values, Date.now()),
+    fmt: formatter(values),
+    limit: limitOf(values.limit),
+    fromStart: values['from-start'] ?? false,
+  };
+}
+
+/**
+ * query prints the matching stored events (at most --limit), the table header once the source was read (so a
+ * missing file prints nothing on stdout); tail prints those written from now on (--from-start: the stored ones
+ * first) until interrupted (exit 0) or --limit reached, the header as soon as it follows.
+ */
+async function read(command: 'query' | 'tail', source: TrailSource, plan: ReadPlan, io: CliIo): Promise<number> {
+  const { filters, fmt, limit, fromStart } = plan;
+  const stop = new Stop(io.interrupted);
+  let headed = fmt.header === undefined;
+  const header = () => {
+    if (!headed) io.out(`${fmt.header}\n`);
+    headed = true;
+  };
+  const row = printer(filters, fmt, limit, stop, io);
+  const print = (line: string) => {
+    header();
+    row(line);
+  };
+  if (command === 'tail') {
+    await source.follow(print, stop, { fromStart, ready: header, note: (t) => io.err(`snapgate audit: ${t}\n`) });
+    return 0;
+  }
+  // header() on the first line only prints it before a row; lines() fails first on a missing file.
+  let printed = false;
+  for await (const l of source.lines()) {
+    if (stop.stopped) break;
+    if (!printed) {
+      printed = true;
+      header();
+    }
+    row(l);
+  }
+  header();
+  // Cut short by Ctrl-C (not by --limit): the output is partial, and the exit code says so.
+  return stop.interrupted ? INTERRUPTED : 0;
+}
+
+/** Says why the command failed: 2 for a usage error (pointing at the command's --help), 1 for anything else. */
+function failure(err: unknown, command: string | undefined, where: string | undefined, io: CliIo): number {
   if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-    io.err(`snapgate audit: ${(err as Error).message}\n\n${auditUsage}\n`);
+    // parseArgs' messages run over several lines of advice; the first says what is wrong.
+    const message = (err as Error).message.split('\n')[0]!;
+    const help = isCommand(command) ? `snapgate audit ${command} --help` : 'snapgate audit --help';
+    io.err(`snapgate audit: ${message}\n(${help} lists the options)\n`);
     return 2;
   }
   // ioredis knows only host and port (never a URL), so its messages hold nothing secret.
@@ -388,15 +838,28 @@ function failure(err: unknown, where: string | undefined, io: CliIo): number {
   return 1;
 }
 
-/** Runs `snapgate audit …`; returns the exit code. */
+/**
+ * Runs `snapgate audit …`; returns the exit code. `--help` (or `-h`) anywhere prints the usage of the command it
+ * follows (or of every command) on stdout and returns 0.
+ */
 export async function runAuditCli(argv: string[], io: CliIo): Promise<number> {
+  const [first, ...rest] = argv;
+  if (first === 'help' || first === '--help' || first === '-h' || rest.includes('--help') || rest.includes('-h')) {
+    const named = first === 'help' ? rest[0] : first;
+    io.out(`${isCommand(named) ? commandUsage[named] : auditUsage}\n`);
+    return 0;
+  }
   let source: TrailSource | undefined;
   try {
     const { command, values } = parseInvocation(argv);
+    // Before the source is opened: a bad filter fails without connecting to anything.
+    const plan = command === 'verify' ? undefined : readPlan(values);
     source = openSource(values, io.env);
-    return command === 'verify' ? await verify(source, values, io) : await read(command, source, values, io);
+    return plan === undefined
+      ? await verify(source, values, io)
+      : await read(command as 'query' | 'tail', source, plan, io);
   } catch (err) {
-    return failure(err, source?.where, io);
+    return failure(err, first, source?.where, io);
   } finally {
     source?.close();
   }

@@ -309,7 +309,7 @@ describe('tamper evidence and the CLI', () => {
 
     const acme = await cli(['query', '--file', path, '--org', 'Acme-Prod', '--since', since, '--format', 'table']);
     const table = acme.out.split('\n').filter(Boolean);
-    expect(table[0]).toBe('time\ttype\tdecision\treason\torg\truuid\tcaller\tstatus\tupstream\tms\tcount');
+    expect(table[0]).toBe('time\ttype\tdecision\treason\torg\truuid\tcaller\tstatus\tupstream\tms\tcount\trequest-id');
     expect(table.slice(1).map((l) => l.split('\t').slice(1, 3).join(' '))).toEqual([
       'attempt allowed',
       'outcome allowed',
@@ -320,12 +320,20 @@ describe('tamper evidence and the CLI', () => {
     expect(none.out).toBe('');
     expect((await cli(['query', '--file', path, '--since', 'yesterday'])).code).toBe(2);
 
-    // tail prints what is there, then what arrives.
+    // tail prints what arrives after it started (what is there already only with --from-start).
     const tail = cli(['tail', '--file', path, '--type', 'outcome']);
     await sleep(100);
     await resumeNewRun(gw.url, world.standIn, world.jwt, { headers: { 'x-request-id': 'tailed' } });
     const tailed = await tail;
     expect(tailed.out).toContain('"requestId":"tailed"');
+    const tailedIds = tailed.out
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => (JSON.parse(l) as AuditEvent).requestId);
+    expect(
+      tailedIds.every((id) => id === 'tailed'),
+      tailed.out,
+    ).toBe(true);
   });
 });
 
