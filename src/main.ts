@@ -43,16 +43,28 @@ const writeStdout = (text: string) =>
   });
 
 const usage = `usage: snapgate [serve]
+       snapgate config check [--config FILE] [--print] [--json]
        snapgate audit verify|query|tail ...
        snapgate keys generate --out FILE [--alg ES256|RS256] [--kid KID]
        snapgate credentials check [ORG] [--json]
+       snapgate --version | --help
 
   serve        run the gateway (default). Config: $SNAPGATE_CONFIG (default config/snapgate.yaml)
+  config       check a config: every problem at once, secret references resolved (snapgate config --help)
   audit        check the audit trail's hash chains, or read it (snapgate audit --help)
   keys         make a new signing key for the JWTs sent to SnapLogic (snapgate keys --help)
   credentials  try each org identity's credential against SnapLogic (snapgate credentials --help)
 
+Every command takes --help (-h); --version (-V) prints snapgate's version.
 Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the config and every secret it references.`;
+
+const serveUsage = `usage: snapgate [serve]
+
+  Runs the gateway. Config: $SNAPGATE_CONFIG (default config/snapgate.yaml); check it first with
+  snapgate config check. Environment overrides: SNAPGATE_PORT, SNAPGATE_HOST, SNAPGATE_WORKERS,
+  SNAPGATE_LOG_LEVEL, SNAPGATE_REDIS_URL, SNAPGATE_ADMIN_HOST.
+Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads the config and every secret it references.
+Exit: 0 after a drain, 78 the config or a credential cannot be used, 1 any other start-up failure.`;
 
 /** Loads the config or exits 78 with every bad field named. */
 async function loadOrExit(configPath: string, bootLog: Logger): Promise<Config> {
@@ -162,18 +174,31 @@ async function serve(): Promise<void> {
 }
 
 const [command = 'serve', ...args] = process.argv.slice(2);
+const wantsHelp = (argv: readonly string[]) => argv.includes('--help') || argv.includes('-h');
+
+/** Prints a usage: on stdout with exit 0 when it was asked for, on stderr with exit 2 after a usage error. */
+function usageExit(text: string, asked: boolean): never {
+  (asked ? process.stdout : process.stderr).write(`${text}\n`);
+  process.exit(asked ? 0 : 2);
+}
+
 if (command === 'serve') {
+  if (args.length > 0) usageExit(serveUsage, wantsHelp(args));
   await serve();
+} else if (command === '--version' || command === '-V' || command === 'version') {
+  if (args.length > 0) usageExit(usage, wantsHelp(args));
+  process.stdout.write(`snapgate ${snapgateVersion()}\n`);
+  process.exit(0);
+} else if (command === '--help' || command === '-h' || command === 'help') {
+  usageExit(usage, true);
 } else if (command === 'audit') {
   // Loaded only for this command: the serving process does not need the CLI.
   const { auditUsage, runAuditCli } = await import('./audit/cli.js');
   // `snapgate audit query … | head`: the reader leaving ends the command quietly, like any Unix tool.
   process.stdout.on('error', () => process.exit(0));
   process.stderr.on('error', () => undefined);
-  if (args.length === 0 || args[0] === '--help' || args[0] === '-h') {
-    process.stdout.write(`${auditUsage}\n`);
-    process.exit(args.length === 0 ? 2 : 0);
-  }
+  // `audit COMMAND --help` is runAuditCli's to answer, with the usage of that command.
+  if (args.length === 0 || args[0] === '--help' || args[0] === '-h') usageExit(auditUsage, args.length > 0);
   const interrupted = new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
   const code = await runAuditCli(args, {
     out: (t) => process.stdout.write(t),
@@ -182,24 +207,27 @@ if (command === 'serve') {
     interrupted,
   });
   process.exit(code);
-} else if (command === 'keys' || command === 'credentials') {
+} else if (command === 'keys' || command === 'credentials' || command === 'config') {
   // Loaded only for these commands, like audit's.
-  const { credentialsUsage, keysUsage, runCredentialsCli, runKeysCli } = await import('./credentials/cli.js');
   process.stdout.on('error', () => process.exit(0));
   process.stderr.on('error', () => undefined);
-  if (args.length === 0) {
-    process.stderr.write(`${command === 'keys' ? keysUsage : credentialsUsage}\n`);
-    process.exit(2);
-  }
-  const run = command === 'keys' ? runKeysCli : runCredentialsCli;
-  const code = await run(args, {
-    out: (t) => process.stdout.write(t),
-    err: (t) => process.stderr.write(t),
+  const io = {
+    out: (t: string) => process.stdout.write(t),
+    err: (t: string) => process.stderr.write(t),
     env: process.env,
     cwd: process.cwd(),
-  });
+  };
+  let code: number;
+  if (command === 'config') {
+    const { configUsage, runConfigCli } = await import('./config/cli.js');
+    if (args.length === 0) usageExit(configUsage, false);
+    code = await runConfigCli(args, io);
+  } else {
+    const { credentialsUsage, keysUsage, runCredentialsCli, runKeysCli } = await import('./credentials/cli.js');
+    if (args.length === 0) usageExit(command === 'keys' ? keysUsage : credentialsUsage, false);
+    code = await (command === 'keys' ? runKeysCli : runCredentialsCli)(args, io);
+  }
   process.exit(code);
 } else {
-  process.stderr.write(`${usage}\n`);
-  process.exit(command === '--help' || command === '-h' ? 0 : 2);
+  usageExit(usage, false);
 }
