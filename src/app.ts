@@ -1,5 +1,5 @@
 // createApp(deps): middleware order and routes. No I/O of its own; everything it touches is passed in.
-import { Hono } from 'hono';
+import { Hono, type MiddlewareHandler } from 'hono';
 import type { AuditRecorder } from './audit/recorder.js';
 import { authenticate } from './auth/authenticate.js';
 import type { TokenVerifier } from './auth/verifier.js';
@@ -15,6 +15,8 @@ import { drainGuard, requestContext } from './http/request-context.js';
 import type { Logger } from './log.js';
 import { healthRoutes, type ReadinessProbe } from './ops/health.js';
 import type { Metrics } from './ops/metrics.js';
+import { annotateRateLimit, tracedAudit, tracedForwarder, tracedStep, traceRequests } from './ops/request-tracing.js';
+import type { Tracing } from './ops/tracing.js';
 import { authorize } from './policy/authorize.js';
 import type { Policy } from './policy/policy.js';
 import type { OrgGroupLimits } from './ratelimit/build.js';
@@ -61,6 +63,8 @@ export interface AppDeps {
   runs: Omit<RunGuardDeps, 'readState'>;
   /** Which reads leave audit events (see audit.reads). */
   auditReads: 'all' | 'denied' | 'none';
+  /** Set when OTEL_* asks for traces (ops/tracing.ts); without it the app has no tracing step at all. */
+  tracing?: Tracing;
 }
 
 const NOT_FOUND =
@@ -70,11 +74,20 @@ const NOT_FOUND =
 /** Builds the Hono app: request context → drain and path guards → routes (validate → authenticate → authorize → …). */
 export function createApp(deps: AppDeps): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
-  const { audit, instance, isDraining, metrics, inFlight } = deps;
+  const { audit, instance, isDraining, metrics, inFlight, tracing } = deps;
+  // Decided once here: with tracing off, no span or context is made on the request path.
+  const traced =
+    tracing === undefined
+      ? (_name: string, step: MiddlewareHandler<AppEnv>) => step
+      : (name: string, step: MiddlewareHandler<AppEnv>, annotate?: Parameters<typeof tracedStep>[3]) =>
+          tracedStep(tracing, name, step, annotate);
+  const forwarder = tracing === undefined ? deps.forwarder : tracedForwarder(tracing, deps.forwarder);
 
   app.onError(handleError(deps.log));
   // Before the request context: a JWKS fetch is not a call (no audit event, no drain refusal, no request id).
   if (deps.jwks !== undefined) app.route('/', jwksRoutes(deps.jwks));
+  // Outside the request context, so its outcome event and log lines carry the trace id.
+  if (tracing !== undefined) app.use('*', traceRequests(tracing));
   app.use(
     '*',
     requestContext({ audit, instance, isDraining, metrics, inFlight, auditReads: deps.auditReads, orgs: deps.orgs }),
@@ -87,20 +100,27 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   app.route(
     '/',
     runtimeRoutes({
-      authenticate: authenticate(deps.verifier),
-      authorize: authorize(deps.policy, (org) => deps.orgs.has(org)),
-      runGuard: runGuard({ ...deps.runs, readState: createRunStateReader(deps) }),
-      rateLimit: rateLimit({
-        limiter: deps.limiter,
-        limitsFor: (org, group) => deps.limits.get(org)?.[group],
-        metrics,
-        callerKeys: new CallerKeys(),
-      }),
-      audit,
+      authenticate: traced('authenticate', authenticate(deps.verifier)),
+      authorize: traced(
+        'authorize',
+        authorize(deps.policy, (org) => deps.orgs.has(org)),
+      ),
+      runGuard: runGuard({ ...deps.runs, readState: createRunStateReader({ ...deps, forwarder }) }),
+      rateLimit: traced(
+        'rate limit',
+        rateLimit({
+          limiter: deps.limiter,
+          limitsFor: (org, group) => deps.limits.get(org)?.[group],
+          metrics,
+          callerKeys: new CallerKeys(),
+        }),
+        annotateRateLimit,
+      ),
+      audit: tracing === undefined ? audit : tracedAudit(tracing, audit),
       instance,
       upstreamAuth: deps.upstreamAuth,
       onCredentialFallback: deps.onCredentialFallback,
-      forwarder: deps.forwarder,
+      forwarder,
       orgs: deps.orgs,
       log: deps.log,
       maxBodyBytes: deps.maxBodyBytes,

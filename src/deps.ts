@@ -13,6 +13,7 @@ import { createUpstreamAuth } from './credentials/upstream-auth.js';
 import { InFlightCalls } from './http/in-flight.js';
 import { describeError, type Logger } from './log.js';
 import { createMetrics, seriesOf, type Metrics } from './ops/metrics.js';
+import type { Tracing } from './ops/tracing.js';
 import type { ReadinessProbe } from './ops/health.js';
 import { createReadiness } from './ops/readiness.js';
 import { createPolicy } from './policy/policy.js';
@@ -47,6 +48,8 @@ export interface GatewayOptions {
   processMetrics?: boolean;
   /** Open the admin listener when config has `admin` (default true); a worker leaves it to its primary. */
   serveAdmin?: boolean;
+  /** Started by main when OTEL_* asks for traces (ops/tracing.ts); the gateway shuts it down last. */
+  tracing?: Tracing;
 }
 
 /** Something to close at shutdown; closers run in the reverse of the order they were made. */
@@ -127,7 +130,9 @@ export async function buildDeps(
 }
 
 async function buildCore(config: Config, options: GatewayOptions, closers: Closer[]): Promise<Core> {
-  const { log, env } = options;
+  const { log, env, tracing } = options;
+  // Made first so it closes last: the spans of the calls drained at shutdown are exported.
+  if (tracing !== undefined) closers.push({ name: 'tracing', close: () => tracing.shutdown() });
   const live: Core['live'] = { generation: undefined };
   // Whichever store is live at shutdown stops watching its files; a replaced one was closed when it was replaced.
   closers.push({ name: 'credentials', close: () => live.generation?.credentials.close() });
@@ -228,6 +233,7 @@ export async function buildGeneration(
   const limits = compileLimits(config, orgs);
   if (core.redis === undefined && previous === undefined) warnPerInstanceLimits(limits, config.server.workers, log);
   const { maxBodyBytes, bodyTimeout: bodyTimeoutMs } = config.server;
+  const { tracing } = core.options;
   const deps: AppDeps = {
     verifier,
     policy: createPolicy(config.policy),
@@ -252,6 +258,7 @@ export async function buildGeneration(
     metrics,
     runs: { ...core.coordination, orgs: runGuardOrgs(config, orgs) },
     auditReads: config.audit.reads,
+    ...(tracing !== undefined ? { tracing } : {}),
   };
   return { config, hash, deps, verifier, credentials };
 }

@@ -9,6 +9,7 @@ import { CredentialError } from './credentials/store.js';
 import { startGateway, type Gateway } from './gateway.js';
 import { createLogger, describeError, type Logger } from './log.js';
 import { PrimaryLink, startPrimaryAdmin, Supervisor, WORKER_SLOT_ENV } from './ops/cluster.js';
+import { startTracing, type Tracing } from './ops/tracing.js';
 import { snapgateVersion } from './version.js';
 import type { Config } from './config/schema.js';
 
@@ -117,7 +118,7 @@ function workerSlotOrExit(log: Logger): number | undefined {
 }
 
 /** Starts the gateway in this process, or exits 78 (credentials) or 1 (anything else). */
-async function startOrExit(config: Config, configPath: string, log: Logger): Promise<Gateway> {
+async function startOrExit(config: Config, configPath: string, log: Logger, tracing?: Tracing): Promise<Gateway> {
   try {
     return await startGateway(config, {
       env: process.env,
@@ -130,6 +131,7 @@ async function startOrExit(config: Config, configPath: string, log: Logger): Pro
       version: snapgateVersion(),
       processMetrics: true,
       serveAdmin: !cluster.isWorker,
+      ...(tracing !== undefined ? { tracing } : {}),
     });
   } catch (err) {
     if (err instanceof CredentialError) {
@@ -153,7 +155,10 @@ async function serve(): Promise<void> {
   const log = createLogger({ level: config.log.level, write: (l) => process.stderr.write(l), base });
   if (config.server.workers > 1 && cluster.isPrimary) return superviseWorkers(config, log);
 
-  const gateway = await startOrExit(config, configPath, log);
+  // Each process that serves (each worker) exports its own spans; a workers' primary serves no call.
+  const instanceId = `${hostname()}:${process.pid}`;
+  const tracing = startTracing({ env: process.env, log, serviceVersion: snapgateVersion(), instanceId });
+  const gateway = await startOrExit(config, configPath, log, tracing);
   link?.answer(gateway.metrics.registry, () => gateway.readiness());
   const stop = (signal: string) => {
     log.info('signal received', { signal });

@@ -101,6 +101,8 @@ export interface AuditEvent {
   readonly window?: { readonly from: string; readonly to: string };
   /** On a dropped event: the sink whose queue was full. */
   readonly sink?: string;
+  /** With tracing on: the trace the request belongs to (32 hex digits), as in its spans and log lines. */
+  readonly traceId?: string;
   /** Added by the sink that wrote it. */
   readonly chain?: ChainFields;
 }
@@ -143,6 +145,8 @@ export interface EventInput {
   count?: number;
   window?: { from: Date; to: Date };
   sink?: string;
+  /** The active trace's id, when tracing is on (see ops/trace-context.ts). */
+  traceId?: string;
 }
 
 /** Copies only the allowed fields; callers may pass richer objects without widening the event. */
@@ -185,5 +189,6 @@ export function buildAuditEvent(input: EventInput): AuditEvent {
       ? { window: { from: input.window.from.toISOString(), to: input.window.to.toISOString() } }
       : {}),
     ...(input.sink !== undefined ? { sink: input.sink } : {}),
+    ...(input.traceId !== undefined && /^[0-9a-f]{32}$/.test(input.traceId) ? { traceId: input.traceId } : {}),
   };
 }

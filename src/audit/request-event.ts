@@ -1,5 +1,6 @@
 // The audit events of one request (attempt, outcome, decision), built from what the request path established.
 import type { Principal } from '../auth/principal.js';
+import { activeTraceId } from '../ops/trace-context.js';
 import type { RequestTarget } from '../snaplogic/target.js';
 import { buildAuditEvent, type AuditEvent, type AuditEventType, type CallFacts, type Decision } from './event.js';
 
@@ -37,5 +38,6 @@ export function requestEvent(facts: RequestFacts, type: AuditEventType, outcome:
     status: outcome.status,
     latencyMs: outcome.latencyMs,
     client: facts.client,
+    traceId: activeTraceId(),
   });
 }

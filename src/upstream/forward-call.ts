@@ -69,6 +69,7 @@ export function forwardCall(deps: ForwardDeps): Handler<AppEnv> {
         signal,
         onDispatch: () => c.set('forwarded', true),
         kind: call.kind,
+        route: call.pattern,
       });
     const started = performance.now();
     let res: UpstreamResponse;

@@ -26,6 +26,8 @@ export interface UpstreamRequest {
    * leave a resume or stop waiting for one. Default `write`.
    */
   kind?: 'read' | 'write';
+  /** The call's path template (`{org}`, `{ruuid}` placeholders), naming its client span when tracing is on. */
+  route?: string;
 }
 
 export type UpstreamAbortSignal = EventEmitter & {
