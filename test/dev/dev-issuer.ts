@@ -41,6 +41,8 @@ const host = values.host ?? '127.0.0.1';
 const iss = values.iss ?? 'snapgate-dev-issuer';
 const audience = values.audience ?? 'snapgate';
 const ALG = 'ES256';
+/** A token request is a few claims; anything larger is refused before it is parsed. */
+const MAX_BODY_BYTES = 65_536;
 /** Claims the issuer sets itself; a request naming them is refused rather than silently overridden. */
 const RESERVED = new Set(['iss', 'iat', 'exp']);
 
@@ -124,7 +126,15 @@ async function mint(req: IncomingMessage, res: ServerResponse): Promise<void> {
     return;
   }
   const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(chunk as Buffer);
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY_BYTES) {
+      send(res, 413, { error: `the body must be at most ${MAX_BODY_BYTES} bytes` });
+      return;
+    }
+    chunks.push(chunk as Buffer);
+  }
   const asked = tokenRequest(Buffer.concat(chunks).toString('utf8'));
   if (typeof asked === 'string') {
     send(res, 400, { error: asked });

@@ -6,7 +6,7 @@ const usage = `usage: npm run -s dev:token -- --sub SUB [--aud AUD]... [--claims
 
   --sub      the caller (the token's sub), e.g. svc-billing
   --aud      the token's aud (repeatable; default: the issuer's audience, snapgate)
-  --claims   one more claim (repeatable): scope=snaplogic:runtime:operate, groups='["data-eng-oncall"]'
+  --claims   one more claim (repeatable; --claim too): scope=snaplogic:runtime:operate, groups='["data-eng-oncall"]'
              (a value starting with [ or { is read as JSON, anything else is a string)
   --ttl      seconds the token is valid (default 3600)
   --issuer   the dev issuer's URL (default $SNAPGATE_DEV_ISSUER_URL, else http://127.0.0.1:8082)
@@ -18,6 +18,7 @@ const values = flags(
     sub: { type: 'string' },
     aud: { type: 'string', multiple: true },
     claims: { type: 'string', multiple: true },
+    claim: { type: 'string', multiple: true },
     ttl: { type: 'string' },
     issuer: { type: 'string' },
   },
@@ -28,7 +29,7 @@ const ttl = intFlag('ttl', values.ttl, 3600, 1, 86_400);
 const issuer = values.issuer ?? process.env.SNAPGATE_DEV_ISSUER_URL ?? 'http://127.0.0.1:8082';
 
 const claims: Record<string, unknown> = {};
-for (const pair of values.claims ?? []) {
+for (const pair of [...(values.claims ?? []), ...(values.claim ?? [])]) {
   const i = pair.indexOf('=');
   if (i <= 0) fail(`--claims takes NAME=VALUE, got "${pair}"`, 64);
   const [name, text] = [pair.slice(0, i), pair.slice(i + 1)];

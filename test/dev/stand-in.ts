@@ -54,9 +54,11 @@ closeOnSignal('dev:snaplogic', () => standIn.close());
 const origin = `http://${values.host ?? '127.0.0.1'}:${standIn.port}`;
 say(`dev:snaplogic: SnapLogic stand-in listening on ${origin} (pod URL for snapgate's config: ${standIn.url})`);
 say(`  runtime API under /api/1/rest/public/runtime; GET /healthz; GET and POST /dev/runs`);
-const passwordFrom = process.env.SNAPGATE_DEV_SL_PASSWORD ? '$SNAPGATE_DEV_SL_PASSWORD' : 'the default dev password';
+const passwordFrom = process.env.SNAPGATE_DEV_SL_PASSWORD
+  ? 'the password in $SNAPGATE_DEV_SL_PASSWORD'
+  : 'the default dev password (see --help)';
 for (const name of orgNames) {
-  say(`  org ${name}: Basic user ${username}, password ${passwordFrom}`);
+  say(`  org ${name}: Basic user ${username}, ${passwordFrom}`);
   for (let i = 0; i < runs; i += 1) {
     say(`  suspended run: ${name} ${standIn.addRun(name, 'Suspended', undefined, { label: `dev-pipeline-${i + 1}` })}`);
   }

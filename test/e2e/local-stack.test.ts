@@ -4,6 +4,7 @@
 // everything on stderr, answer /healthz, exit 0 on SIGTERM, and the issuer keeps its key in --state-dir.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -91,6 +92,13 @@ async function devToken(args: string[]): Promise<{ stdout: string; stderr: strin
   });
   recordOutput(stderr);
   return { stdout, stderr };
+}
+
+/** An IPv4 address of this host that is not loopback, if it has one. */
+function lanAddress(): string | undefined {
+  return Object.values(networkInterfaces())
+    .flat()
+    .find((a) => a !== undefined && a.family === 'IPv4' && !a.internal)?.address;
 }
 
 async function stop(p: DevProcess): Promise<number | null> {
@@ -232,6 +240,48 @@ describe('the local stack: dev:snaplogic, dev:issuer, dev:token and snapgate on 
     expect(failed?.stdout).toBe('');
     expect(failed?.stderr).toContain('--sub is required');
   });
+
+  it('refuses token requests it cannot honour, naming why, and never mints one', async () => {
+    const post = async (body: string) => {
+      const res = await fetch(`${issuerUrl}/token`, { method: 'POST', body });
+      return { status: res.status, body: (await res.json()) as { error?: string; access_token?: string } };
+    };
+    for (const [body, message] of [
+      ['sub=svc-billing', /the body must be JSON/],
+      ['{}', /sub must be a non-empty string/],
+      ['{"sub":"a","claims":{"exp":1}}', /claims may not set exp/],
+      ['{"sub":"a","claims":{"iss":"https://idp.example"}}', /claims may not set iss/],
+      ['{"sub":"a","ttl":0}', /ttl must be whole seconds from 1 to 86400/],
+      ['{"sub":"a","aud":[1]}', /aud must be a string or a list of strings/],
+      [JSON.stringify({ sub: 'a', claims: { pad: 'x'.repeat(70_000) } }), /at most 65536 bytes/],
+    ] as const) {
+      const answer = await post(body);
+      expect(answer.status, body.slice(0, 60)).toBeGreaterThanOrEqual(400);
+      expect(answer.body.error, body.slice(0, 60)).toMatch(message);
+      expect(answer.body.access_token).toBeUndefined();
+    }
+  });
+
+  it.skipIf(lanAddress() === undefined)(
+    'mints only for callers on its own host, even when it listens on every interface',
+    async () => {
+      const open = dev('dev-issuer.ts', ['--host', '0.0.0.0', '--port', '0']);
+      try {
+        const port = (await open.line(/listening on http:\/\/0\.0\.0\.0:(\d+)/))[1];
+        const lan = `http://${lanAddress()}:${port}`;
+        expect((await fetch(`${lan}/healthz`)).status).toBe(200);
+        expect((await fetch(`${lan}/.well-known/jwks.json`)).status).toBe(200);
+        const remote = await fetch(`${lan}/token`, { method: 'POST', body: '{"sub":"svc-billing"}' });
+        expect(remote.status).toBe(403);
+        expect(await remote.text()).not.toMatch(/access_token/);
+        const local = await devToken(['--sub', 'svc-billing', '--issuer', `http://127.0.0.1:${port}`]);
+        recordSecret(local.stdout.trim());
+        expect(local.stdout).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+\n$/);
+      } finally {
+        expect(await stop(open)).toBe(0);
+      }
+    },
+  );
 
   it('keeps the issuer key in --state-dir (0600) across restarts, and the JWKS file it writes', async () => {
     const kid = ((await (await fetch(`${issuerUrl}/healthz`)).json()) as { kid: string }).kid;

@@ -653,7 +653,15 @@ export class SnapLogicStandIn {
       return true;
     }
     const chunks: Buffer[] = [];
-    for await (const chunk of req) chunks.push(chunk as Buffer);
+    let size = 0;
+    for await (const chunk of req) {
+      size += (chunk as Buffer).length;
+      if (size > 65_536) {
+        json(413, { error: 'the body must be at most 65536 bytes' });
+        return true;
+      }
+      chunks.push(chunk as Buffer);
+    }
     let asked: { org?: unknown; count?: unknown; label?: unknown };
     try {
       const text = Buffer.concat(chunks).toString('utf8');
