@@ -4,7 +4,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
-import { parseConfig } from '../../src/config/load.js';
+import { loadConfig, parseConfig } from '../../src/config/load.js';
 import { startGateway, type Gateway } from '../../src/gateway.js';
 import { createLogger } from '../../src/log.js';
 import type { AuditEvent } from '../../src/audit/event.js';
@@ -102,7 +102,12 @@ export const allOutput: string[] = [];
 export async function startTestGateway(
   doc: Record<string, unknown>,
   env: Record<string, string | undefined> = testSecrets,
-  options: { watchSecretFiles?: boolean } = {},
+  options: {
+    watchSecretFiles?: boolean;
+    /** The config file `doc` was written to: reloads read it again (with `watchConfig`, on every change too). */
+    configPath?: string;
+    watchConfig?: boolean;
+  } = {},
 ): Promise<TestGateway> {
   const logs: Record<string, unknown>[] = [];
   const logLines: string[] = [];
@@ -130,6 +135,15 @@ export async function startTestGateway(
     },
     instance: 'test-instance',
     watchSecretFiles: options.watchSecretFiles ?? false,
+    ...(options.configPath !== undefined
+      ? {
+          configSource: {
+            path: options.configPath,
+            load: () => loadConfig(options.configPath!, env),
+            watch: options.watchConfig ?? false,
+          },
+        }
+      : {}),
   });
   return {
     gateway,

@@ -551,3 +551,24 @@ describe('secrets', () => {
     expectNoSecrets();
   });
 });
+
+describe('the org label of the request metrics', () => {
+  it('is the configured org a call names, and one fixed value for any other, so a caller cannot grow the series', async () => {
+    const gw = await world.app();
+    const token = await world.signer.mint();
+    await gw.resume('Acme-Prod', world.standIn.addRun('Acme-Prod'), { token });
+    for (const org of ['Nope-Org', 'Made-Up-1', 'Made-Up-2']) {
+      expect((await gw.resume(org, SOME_RUUID, { token })).status).toBe(403);
+    }
+    expect((await gw.resume('Acme-Prod', SOME_RUUID)).status).toBe(401);
+    const text = await gw.metrics.registry.getSingleMetricAsString('snapgate_requests_total');
+    expect(text).toContain('snapgate_requests_total{decision="allowed",reason="none",org="Acme-Prod"} 1');
+    expect(text).toContain('snapgate_requests_total{decision="forbidden",reason="forbidden",org="other"} 3');
+    expect(text).toContain(
+      'snapgate_requests_total{decision="unauthenticated",reason="token_missing",org="Acme-Prod"} 1',
+    );
+    expect(text).not.toMatch(/Nope-Org|Made-Up/);
+    const upstream = await gw.metrics.registry.getSingleMetricAsString('snapgate_upstream_duration_seconds');
+    expect(upstream).toContain('snapgate_upstream_duration_seconds_count{status="200",org="Acme-Prod"} 1');
+  });
+});
