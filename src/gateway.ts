@@ -19,7 +19,7 @@ import {
 } from './deps.js';
 import { jwksApp, jwksServing } from './credentials/jwks-route.js';
 import { closeServer, serve } from './http/serve.js';
-import { describeError, type LevelledLogger, type Logger } from './log.js';
+import type { LevelledLogger, Logger } from './log.js';
 import type { ReadinessReport } from './ops/health.js';
 import type { Metrics } from './ops/metrics.js';
 import { startAdminServer } from './ops/admin.js';
@@ -163,13 +163,14 @@ function createReloader(
   };
 
   const reloadOnce = async (reason: string): Promise<ReloadResult> => {
-    if (source === undefined)
+    if (source === undefined) {
       return failed(['(config): this gateway was started without a config file to reload'], reason);
+    }
     let next: Config;
     try {
       next = await source.load();
     } catch (err) {
-      return failed(err instanceof ConfigError ? err.problems : [`(config): ${describeError(err).message}`], reason);
+      return failed(err instanceof ConfigError ? err.problems : [`(config): ${errorText(err)}`], reason);
     }
     const current = core.live.generation!;
     const hash = configHash(next);
@@ -185,7 +186,7 @@ function createReloader(
       if (generation.credentials === current.credentials) await generation.credentials.reload();
     } catch (err) {
       if (err instanceof CredentialError) return failed(err.problems, reason);
-      return failed([`(config): ${describeError(err).message}`], reason);
+      return failed([`(config): ${errorText(err)}`], reason);
     }
     if (generation.verifier !== current.verifier && !(await readyWithin(generation, 5_000))) {
       log.warn("config reload: an issuer's signing keys are not loaded yet; its calls get 503 until they are", {});
@@ -229,6 +230,8 @@ function createReloader(
     },
   };
 }
+
+const errorText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
 const isLevelled = (log: Logger): log is LevelledLogger =>
   typeof (log as Partial<LevelledLogger>).setLevel === 'function';

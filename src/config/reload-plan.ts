@@ -78,7 +78,7 @@ export function planReload(current: Config, next: Config): ReloadPlan {
   const changed = changedPaths(current, next);
   const needRestart = changed.filter(underRestartOnly);
   const applied = changed.filter((p) => !underRestartOnly(p));
-  const effective = structuredClone(next) as { -readonly [K in keyof Config]: Config[K] };
+  const effective: { -readonly [K in keyof Config]: Config[K] } = structuredClone(next);
   effective.server = keep(next.server, current.server, restartOnlyKeys('server'));
   effective.audit = keep(next.audit, current.audit, restartOnlyKeys('audit'));
   for (const section of ['admin', 'redis', 'upstream', 'runLock', 'idempotency', 'rateLimiting'] as const) {
@@ -91,7 +91,7 @@ export function planReload(current: Config, next: Config): ReloadPlan {
     if (current.signing === undefined) delete (jwks as { port?: number }).port;
     effective.signing = { ...next.signing, jwks };
   }
-  return { effective: effective as Config, applied, needRestart };
+  return { effective, applied, needRestart };
 }
 
 function restartOnlyKeys(section: string): string[] {
