@@ -10,6 +10,7 @@ import type { AppEnv } from './app-env.js';
 import { factsOf } from './call.js';
 import { callSignal, outgoingOf, requestHeader, type CallSignal } from './incoming.js';
 import type { InFlightCalls } from './in-flight.js';
+import type { Logger } from '../log.js';
 import { requestIdOf } from './request-id.js';
 import { carryRequestHeaders } from './respond.js';
 import { isReadAction } from '../snaplogic/runtime-api.js';
@@ -24,6 +25,8 @@ export interface RequestContextDeps {
   inFlight: InFlightCalls;
   /** Which reads leave events: all (like writes), denied (refusals only) or none. */
   auditReads: 'all' | 'denied' | 'none';
+  /** Where a line per call goes at log.level debug (nothing is built for it at other levels). */
+  log?: Logger;
   /** The configured orgs: the org label of the metrics is one of them, or `other`. */
   orgs: ReadonlySet<string> | ReadonlyMap<string, unknown>;
 }
@@ -111,6 +114,7 @@ function recorder(deps: RequestContextDeps): (c: Context<AppEnv>, started: numbe
       upstreamDuration(String(call.upstreamStatus ?? 0), org).observe(call.upstreamLatencyMs / 1000);
     }
     const outcome = { decision, status: c.res.status, latencyMs, ...(code !== undefined ? { reason: code } : {}) };
+    if (deps.log?.enabled('debug') === true) debugLine(deps.log, c, outcome, target, call);
     if (deps.auditReads !== 'all' && call.attemptId === undefined) {
       const action = target?.action;
       if (action !== undefined && isReadAction(action) && (deps.auditReads === 'none' || decision === 'allowed')) {
@@ -124,6 +128,30 @@ function recorder(deps: RequestContextDeps): (c: Context<AppEnv>, started: numbe
       deps.audit.decision(event, event.caller?.sub ?? `addr:${event.client.address ?? '?'}`);
     }
   };
+}
+
+/** One line per call at debug level: what was decided, never a header, token or body. */
+function debugLine(
+  log: Logger,
+  c: Context<AppEnv>,
+  outcome: { decision: Decision; status: number; latencyMs: number; reason?: ErrorCode },
+  target: { action?: string; org?: string; ruuid?: string } | undefined,
+  call: AppEnv['Variables']['call'],
+): void {
+  log.debug('call', {
+    requestId: c.get('requestId'),
+    method: c.req.method,
+    ...(target?.action !== undefined ? { action: target.action } : {}),
+    ...(target?.org !== undefined ? { org: target.org } : {}),
+    ...(target?.ruuid !== undefined ? { ruuid: target.ruuid } : {}),
+    ...(c.get('principal') !== undefined ? { caller: c.get('principal')!.sub } : {}),
+    decision: outcome.decision,
+    ...(outcome.reason !== undefined ? { reason: outcome.reason } : {}),
+    status: outcome.status,
+    latencyMs: Math.round(outcome.latencyMs * 10) / 10,
+    ...(call.upstreamStatus !== undefined ? { upstreamStatus: call.upstreamStatus } : {}),
+    ...(call.upstreamLatencyMs !== undefined ? { upstreamLatencyMs: Math.round(call.upstreamLatencyMs) } : {}),
+  });
 }
 
 /**

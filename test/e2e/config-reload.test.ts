@@ -171,6 +171,33 @@ describe('gateway.reload(): what a changed config applies', () => {
   });
 });
 
+describe('log.level', () => {
+  it('debug adds a line per call (no header, token or body); a reload to info drops them', async () => {
+    const { gw, write } = await reloadable(acmeOnly({ log: { level: 'debug' } }));
+    const jwt = await world.issuer.mint({ sub: 'svc-billing' });
+    const ruuid = world.standIn.addRun('Acme-Prod');
+    expect((await resume(gw.url, 'Acme-Prod', ruuid, jwt)).status).toBe(200);
+    const calls = () => logsNamed(gw, 'call');
+    expect(calls()).toHaveLength(1);
+    expect(calls()[0]).toMatchObject({
+      level: 'debug',
+      method: 'POST',
+      action: 'runtime.start',
+      org: 'Acme-Prod',
+      ruuid,
+      caller: 'svc-billing',
+      decision: 'allowed',
+      status: 200,
+      upstreamStatus: 200,
+    });
+    expect(JSON.stringify(calls()[0])).not.toContain(jwt);
+    write(acmeOnly({ log: { level: 'info' } }));
+    expect(await gw.gateway.reload('test')).toMatchObject({ ok: true, applied: ['log.level'] });
+    expect((await resumeNewRun(gw.url, world.standIn, jwt)).status).toBe(200);
+    expect(calls()).toHaveLength(1);
+  });
+});
+
 describe('a config that cannot be used changes nothing', () => {
   it('keeps the last good config and logs every bad field in one line', async () => {
     const { gw, write } = await reloadable(acmeOnly());
