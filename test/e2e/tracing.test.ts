@@ -278,6 +278,27 @@ describe('calls that do not go as planned', () => {
     expect(spans.find((s) => s.kind === 'client')!.spanId).toBe(sent![2]);
   });
 
+  it('keeps tracing the calls served after a config reload (SIGHUP)', async () => {
+    const reloads = () => gw.stderr.filter((l) => l.includes('"config reloaded')).length;
+    const before = reloads();
+    gw.kill('SIGHUP');
+    await until(
+      () => reloads() > before,
+      10_000,
+      () => `the config reload line in ${gw.stderr.slice(-6).join('\n')}`,
+    );
+    const caller = callerTrace();
+    const res = await resumeNewRun(gw.url, world.standIn, await world.issuer.mint({ sub: 'svc-billing' }), {
+      headers: { traceparent: traceparent(caller) },
+    });
+    expect(res.status, res.text).toBe(200);
+    const spans = await spansOf(caller.traceId);
+    expect(spans.map((s) => s.name)).toEqual(
+      expect.arrayContaining(['authenticate', 'authorize', 'rate limit', 'audit attempt']),
+    );
+    expect(spans.filter((s) => s.kind === 'client')).toHaveLength(1);
+  });
+
   it('exports no span for health checks', async () => {
     const count = receiver.spans.length;
     const res = await fetch(`${gw.url}/livez`);
