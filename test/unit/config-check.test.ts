@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { runConfigCli } from '../../src/config/cli.js';
-import { ConfigError, parseConfig } from '../../src/config/load.js';
+import { ConfigError, parseConfig, validateConfig } from '../../src/config/load.js';
 import { REDACTED, redactConfig } from '../../src/config/redact.js';
 import { checkReferences } from '../../src/config/references.js';
 import { minimalConfig, problemsOf } from '../helpers/config.js';
@@ -27,6 +27,135 @@ const issuer = (iss: string, extra: Record<string, unknown> = {}) => ({
 
 /** Problems of `doc` that start with `path: `. */
 const at = (problems: string[], path: string) => problems.filter((p) => p.startsWith(`${path}: `));
+
+/** A valid config that sets every field of every section (both credential kinds, every sink type). */
+const everyField = (): Record<string, any> => ({
+  server: {
+    host: '0.0.0.0',
+    port: 8080,
+    shutdownTimeout: '15s',
+    maxBodyBytes: 1,
+    bodyTimeout: 1,
+    headersTimeout: 1,
+    requestTimeout: 1,
+    keepAliveTimeout: 1,
+    instanceId: 'x',
+    workers: 1,
+  },
+  admin: { host: '127.0.0.1', port: 9464 },
+  log: { level: 'info' },
+  auth: {
+    issuers: [
+      {
+        issuer: 'https://a',
+        audience: ['x'],
+        algorithms: ['ES256'],
+        jwksUri: 'https://a/jwks',
+        requiredClaims: ['x'],
+        clockTolerance: 1,
+        maxTokenAge: 1,
+        typ: 'JWT',
+        requireKid: true,
+        jwks: { timeout: 1, cooldown: 1, cacheMaxAge: 1, maxStale: 1 },
+      },
+      { issuer: 'https://b', audience: 'x', algorithms: ['HS256'], secret: 'env:S' },
+    ],
+    cache: { maxEntries: 1, maxTtl: 1 },
+  },
+  policy: [
+    {
+      description: 'd',
+      match: { iss: 'https://a', sub: ['s'], claims: { g: 'x' } },
+      orgs: ['A'],
+      actions: ['runtime.start'],
+    },
+  ],
+  signing: {
+    issuer: 'sg',
+    lifetime: '5m',
+    keys: [{ key: 'env:K', state: 'active', kid: 'k' }],
+    jwks: { path: '/.well-known/jwks.json', port: 9999, host: '0.0.0.0', maxAge: 1 },
+  },
+  orgs: {
+    A: {
+      pod: 'https://p.example',
+      credentials: 'basic',
+      username: 'env:U',
+      password: 'env:P',
+      nextPassword: 'env:N',
+      identities: [
+        {
+          name: 'n',
+          match: { iss: 'https://a', sub: 'x' },
+          username: 'env:U',
+          password: 'env:P',
+          nextPassword: 'env:N',
+        },
+      ],
+      timeouts: { connect: 1, headers: 1, body: 1 },
+      rateLimit: {
+        writes: {
+          limit: 1,
+          window: '1s',
+          burst: 0,
+          shadow: false,
+          perCaller: { limit: 1, window: '1s' },
+          concurrency: { limit: 1, shadow: false, lease: 1 },
+        },
+        reads: { limit: 1, window: '1s', concurrency: 2 },
+        onRedisError: 'open',
+      },
+      onRedisError: 'local',
+      requireIdempotencyKey: true,
+    },
+    B: {
+      pod: 'https://p.example',
+      credentials: 'jwt',
+      user: 'u@x',
+      identities: [{ match: { iss: 'https://b', claims: { a: ['b'] } }, user: 'v@x' }],
+      rateLimit: { limit: 1, window: '1s', perCaller: { limit: 1, window: '2s' }, concurrency: 3 },
+    },
+  },
+  upstream: {
+    connectTimeout: 1,
+    headersTimeout: 1,
+    bodyTimeout: 1,
+    keepAliveTimeout: 1,
+    connections: 1,
+    maxQueue: 1,
+    queueTimeout: 1,
+    maxResponseBytes: 1,
+    allowInsecureHttp: false,
+  },
+  redis: {
+    url: 'redis://h:1',
+    username: 'u',
+    password: 'env:R',
+    tls: false,
+    requiredForReadiness: true,
+    connectTimeout: 1,
+    commandTimeout: 1,
+  },
+  runLock: { holdAfterResume: 1, commandTimeout: 10 },
+  idempotency: { retention: '1h', maxBodyBytes: 1 },
+  rateLimiting: { expectedInstances: 1, breakerOpenFor: 1, localMaxKeys: 1 },
+  audit: {
+    stdout: true,
+    sinks: [
+      { type: 'stdout', required: true },
+      { type: 'file', path: '/x', maxBytes: 1, fsync: 'always', required: true },
+      { type: 'redis', stream: 'a:{b}', maxLen: 1, required: true },
+    ],
+    onFailure: 'spool',
+    spoolDir: '/s',
+    ackTimeout: 1,
+    maxQueue: 1,
+    closeTimeout: 1,
+    reads: 'all',
+    allowUnaudited: false,
+    denials: { fullPerSecond: 1, maxKeys: 1 },
+  },
+});
 
 describe('config check: every problem in one pass', () => {
   it('reports field errors and every cross-field rule together, in one ConfigError', () => {
@@ -420,5 +549,49 @@ describe('snapgate config (in process)', () => {
       expect(stderr).toContain('usage: snapgate config check');
       expect(stdout).toBe('');
     }
+  });
+});
+
+describe('config check: every field, every wrong kind of value', () => {
+  it('each wrong value anywhere is a worded problem: no exception, no zod wording, never the value', () => {
+    expect(validateConfig(everyField()).problems).toEqual([]);
+    const paths: (string | number)[][] = [];
+    const walk = (v: unknown, path: (string | number)[]) => {
+      if (path.length > 0) paths.push(path);
+      if (v !== null && typeof v === 'object') {
+        for (const [k, c] of Object.entries(v)) walk(c, [...path, Array.isArray(v) ? Number(k) : k]);
+      }
+    };
+    walk(everyField(), []);
+    const marker = 'x-planted-value-zz';
+    const variants: unknown[] = [undefined, 42, marker, { q: 1 }, [], [1, marker], null, true, -1, 1.5];
+    const failures: string[] = [];
+    for (const path of paths) {
+      for (const value of variants) {
+        const doc = everyField();
+        let parent: any = doc;
+        for (const k of path.slice(0, -1)) parent = parent[k];
+        const key = path[path.length - 1]!;
+        if (value === undefined) {
+          if (Array.isArray(parent)) continue;
+          delete parent[key];
+        } else parent[key] = structuredClone(value);
+        const where = `${path.join('.')} = ${JSON.stringify(value)}`;
+        let problems: readonly string[];
+        try {
+          problems = validateConfig(doc).problems;
+        } catch (err) {
+          failures.push(`${where}: threw ${String(err)}`);
+          continue;
+        }
+        for (const p of problems) {
+          // A policy rule naming an undeclared (but well-formed) org may say which.
+          const echoes = p.includes(marker) && !/^policy\.0\.orgs\.\d+: names org/.test(p);
+          if (OPAQUE.test(p) || / another value/.test(p) || echoes) failures.push(`${where}: ${p}`);
+        }
+      }
+    }
+    expect(paths.length).toBeGreaterThan(150);
+    expect(failures, failures.slice(0, 20).join('\n')).toEqual([]);
   });
 });
