@@ -5,7 +5,9 @@
  * The only caller headers that reach SnapLogic. Everything else stays at the gateway: credentials,
  * cookies, hop-by-hop fields, X-Forwarded-*, and headers some proxies or servers act on
  * (X-HTTP-Method-Override, X-Original-URL, impersonation headers, True-Client-IP, Origin, ...).
- * snapgate adds its own X-Request-Id and the org's Authorization.
+ * snapgate adds its own X-Request-Id and the org's Authorization. `traceparent` and `tracestate` pass as they came
+ * while tracing is off; with tracing on, the traced forwarder (ops/request-tracing.ts) replaces them with the
+ * context of snapgate's own client span, so SnapLogic sees snapgate as the caller's child.
  */
 export const FORWARDED_REQUEST_HEADERS: readonly string[] = [
   'content-type',
