@@ -1,5 +1,5 @@
 // Reads the YAML config, applies environment overrides and validates it, reporting every bad field at once.
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { parseDocument } from 'yaml';
 import { ConfigError, deepFreeze } from './errors.js';
 import { configIssueMessage, kindOf } from './issue-messages.js';
@@ -128,12 +128,26 @@ export function parseConfig(
   return config;
 }
 
+/** Far above any real config (1,000 orgs take a few hundred KB). */
+const MAX_CONFIG_BYTES = 16 * 1024 * 1024;
+
 /** Reads the YAML file at `path` into a plain document. Throws ConfigError when it cannot be read or parsed. */
 export async function readConfigDocument(path: string): Promise<unknown> {
   let text: string;
   try {
+    // A device (/dev/zero) or a huge file would be read until memory runs out: refuse both before reading.
+    const info = await stat(path);
+    if (!info.isFile()) {
+      throw new ConfigError(path, [
+        `(file): the config path is ${info.isDirectory() ? 'a directory' : 'not a regular file'}; give the YAML file`,
+      ]);
+    }
+    if (info.size > MAX_CONFIG_BYTES) {
+      throw new ConfigError(path, [`(file): the config file is larger than ${MAX_CONFIG_BYTES} bytes`]);
+    }
     text = await readFile(path, 'utf8');
   } catch (err) {
+    if (err instanceof ConfigError) throw err;
     const code = (err as { code?: string }).code ?? 'read error';
     throw new ConfigError(path, [`(file): cannot read the config file (${code}); set SNAPGATE_CONFIG to its path`]);
   }

@@ -72,6 +72,9 @@ export function referenceSites(doc: unknown): ReferenceSite[] {
   return sites;
 }
 
+/** A secret, a key or a JWKS is a few KB; a bigger file is the wrong one, and is not read into memory. */
+const MAX_SECRET_FILE_BYTES = 1024 * 1024;
+
 /** Reads a reference's value, or says why it cannot be used (naming the reference, never a value). */
 async function resolve(ref: SecretRef, env: Env): Promise<{ value: string } | { problem: string }> {
   if (ref.kind === 'env') {
@@ -91,6 +94,9 @@ async function resolve(ref: SecretRef, env: Env): Promise<{ value: string } | { 
     return file(`cannot be read (${code ?? 'error'})`);
   }
   if (!info.isFile()) return file(`is ${info.isDirectory() ? 'a directory' : 'not a regular file'}`);
+  if (info.size > MAX_SECRET_FILE_BYTES) {
+    return file(`is larger than ${MAX_SECRET_FILE_BYTES} bytes; it should hold one value`);
+  }
   let text: string;
   try {
     text = await readFile(ref.path, 'utf8');

@@ -595,3 +595,30 @@ describe('config check: every field, every wrong kind of value', () => {
     expect(failures, failures.slice(0, 20).join('\n')).toEqual([]);
   });
 });
+
+describe('config check: what it refuses to read', () => {
+  it('a config path that is a directory or a device is a problem, not a read without end', async () => {
+    const { readConfigDocument } = await import('../../src/config/load.js');
+    for (const [path, kind] of [
+      [tempDir(), 'a directory'],
+      ['/dev/zero', 'not a regular file'],
+    ]) {
+      await expect(readConfigDocument(path!)).rejects.toMatchObject({
+        problems: [`(file): the config path is ${kind}; give the YAML file`],
+      });
+    }
+  });
+
+  it('a secret file that is a device or far too large is not read', async () => {
+    const big = join(tempDir(), 'big');
+    writeFileSync(big, Buffer.alloc(1024 * 1024 + 1, 'a'));
+    const doc = minimalConfig() as Record<string, any>;
+    doc.orgs['Acme-Prod'].username = 'file:/dev/zero';
+    doc.orgs['Acme-Prod'].password = `file:${big}`;
+    const check = await checkReferences(doc, {});
+    expect(check.problems).toEqual([
+      'orgs.Acme-Prod.username: refers to the file /dev/zero, which is not a regular file',
+      `orgs.Acme-Prod.password: refers to the file ${big}, which is larger than 1048576 bytes; it should hold one value`,
+    ]);
+  });
+});
