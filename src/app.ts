@@ -90,7 +90,16 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
   if (tracing !== undefined) app.use('*', traceRequests(tracing));
   app.use(
     '*',
-    requestContext({ audit, instance, isDraining, metrics, inFlight, auditReads: deps.auditReads, orgs: deps.orgs }),
+    requestContext({
+      audit,
+      instance,
+      isDraining,
+      metrics,
+      inFlight,
+      auditReads: deps.auditReads,
+      orgs: deps.orgs,
+      log: deps.log,
+    }),
   );
   app.use('*', drainGuard(isDraining));
   app.use('*', rawPathGuard());

@@ -166,6 +166,10 @@ function createReloader(
     if (source === undefined) {
       return failed(['(config): this gateway was started without a config file to reload'], reason);
     }
+    // Shutdown has begun (its closers may have run): nothing new is made for a process that is leaving.
+    if (core.inFlight.isDraining) {
+      return failed(['(config): shutting down; the config is read at the next start'], reason);
+    }
     let next: Config;
     try {
       next = await source.load();

@@ -380,3 +380,16 @@ async function spawnFreePort(): Promise<number> {
     });
   });
 }
+
+describe('a reload during shutdown', () => {
+  it('is refused: nothing new is made for a process that is leaving', async () => {
+    const { gw, write } = await reloadable(acmeOnly());
+    write(acmeOnly({ policy: [] }));
+    const stopping = gw.gateway.shutdown(500);
+    const result = await gw.gateway.reload('SIGHUP');
+    expect(result.ok).toBe(false);
+    expect(result.problems.join()).toContain('shutting down');
+    await stopping;
+    open.splice(open.indexOf(gw), 1);
+  });
+});
