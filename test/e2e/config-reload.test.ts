@@ -345,6 +345,9 @@ describe('the built process', () => {
       const workers = new Set(reloaded().map((l) => (JSON.parse(l) as { worker?: number }).worker));
       expect(workers).toEqual(new Set([1, 2]));
       for (const l of gw.stderr) expect(JSON.parse(l)).toHaveProperty('pid');
+      // stdout carries the audit trail and nothing else (no banner, no log line), relayed from both workers.
+      expect(gw.stdout.length).toBeGreaterThan(0);
+      for (const l of gw.stdout) expect(JSON.parse(l), l).toMatchObject({ v: 3, chain: expect.any(Object) });
       for (let i = 0; i < 4; i++) expect((await resumeNewRun(gw.url, world.standIn, jwt)).status).toBe(403);
 
       writeFileSync(path, 'auth: 7\n');
