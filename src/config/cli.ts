@@ -3,6 +3,7 @@
 import { isAbsolute, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
+import { configHash } from './reload-plan.js';
 import { ConfigError } from './errors.js';
 import { readConfigDocument, validateConfig } from './load.js';
 import { redactConfig, scrub } from './redact.js';
@@ -52,6 +53,8 @@ function summaryOf(config: Config, references: number): string {
     count(references, 'secret reference'),
   ];
   if (config.signing !== undefined) parts.push(count(config.signing.keys.length, 'signing key'));
+  // The hash a gateway running this config exposes as snapgate_config_info{hash}.
+  parts.push(`hash ${configHash(config)}`);
   return parts.join(', ');
 }
 

@@ -1,6 +1,8 @@
 // `snapgate config check`, `--version` and every command's `--help`, as an operator runs them: the built CLI as a
 // child process. Exit codes 0 / 78 / 2; unresolvable secret references named by config path; `--print` shows the
 // defaults and never a secret (a referenced value, a password planted in redis.url or SNAPGATE_REDIS_URL).
+import { loadConfig } from '../../src/config/load.js';
+import { configHash } from '../../src/config/reload-plan.js';
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -83,7 +85,13 @@ describe('snapgate config check', () => {
     const { path, env } = validSetup();
     const run = await snapgate(['config', 'check', '--config', path], env);
     expect(run.code, show(run)).toBe(0);
-    expect(run.stdout).toBe(`config OK: ${path} (1 org, 1 issuer, 1 policy rule, 4 secret references)\n`);
+    expect(run.stdout).toMatch(
+      new RegExp(
+        `^config OK: ${path} \\(1 org, 1 issuer, 1 policy rule, 4 secret references, hash [0-9a-f]{16}\\)\\n$`,
+      ),
+    );
+    // The hash a gateway on this config exposes as snapgate_config_info{hash}.
+    expect(run.stdout).toContain(`hash ${configHash(await loadConfig(path, env))})`);
     noPlantedSecret(run);
   });
 
