@@ -111,6 +111,11 @@ export class SinkWriter {
     return this.o.sink.name;
   }
 
+  /** Tells sinks of one type apart in metrics: the sink's type, then `redis.2`, … (as its spool file is named). */
+  get label(): string {
+    return this.o.spoolName ?? this.o.sink.name;
+  }
+
   get required(): boolean {
     return this.o.required;
   }
@@ -182,7 +187,7 @@ export class SinkWriter {
         maxQueue: this.maxQueue,
       });
     }
-    this.o.onDropped?.(this.name);
+    this.o.onDropped?.(this.label);
   }
 
   private enqueue(pending: Pending): void {
@@ -468,7 +473,7 @@ export class AuditTrail {
   /** Each sink's state, for metrics: taking events or failing, its queue and its spool. */
   sinkStates(): Array<{ sink: string; up: boolean; depth: number; spooledEvents: number; spooledBytes: number }> {
     return this.writers.map((w) => ({
-      sink: w.name,
+      sink: w.label,
       up: w.healthy,
       depth: w.queueDepth,
       spooledEvents: w.spoolSize.events,

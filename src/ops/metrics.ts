@@ -1,5 +1,6 @@
 // Prometheus metrics (prom-client) on a registry of our own, so several gateways in one process do not collide.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { snapgateVersion } from '../version.js';
 
 export interface Metrics {
   readonly registry: Registry;
@@ -51,7 +52,7 @@ export interface Metrics {
 export function createMetrics(
   options: {
     defaultMetrics?: boolean;
-    /** snapgate's version, for snapgate_build_info. */
+    /** snapgate's version, for snapgate_build_info (default: its package.json's). */
     version?: string;
     /** Read at scrape time for snapgate_in_flight_calls. */
     inFlight?: () => number;
@@ -71,7 +72,7 @@ export function createMetrics(
     labelNames: ['version', 'node'],
     registers: [registry],
     aggregator: 'max',
-  }).set({ version: options.version ?? 'unknown', node: process.versions.node }, 1);
+  }).set({ version: options.version ?? snapgateVersion(), node: process.versions.node }, 1);
   new Gauge({
     name: 'snapgate_in_flight_calls',
     help: 'Calls in flight: from their first byte until their outcome is recorded and their answer has left',
