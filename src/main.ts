@@ -81,8 +81,28 @@ async function loadOrExit(configPath: string, bootLog: Logger): Promise<Config> 
   }
 }
 
+/**
+ * SIGHUP from the first line of `serve` on: its default action ends the process, so one that lands while the
+ * gateway starts (connecting to Redis, fetching keys; a worker being replaced while its primary forwards a reload)
+ * is remembered until `handle` is given, then acted on: the file may have changed after start-up read it.
+ */
+function hangups(): { handle(reload: () => void, pending: boolean): void } {
+  let handler: (() => void) | undefined;
+  let missed = false;
+  process.on('SIGHUP', () => {
+    if (handler === undefined) missed = true;
+    else handler();
+  });
+  return {
+    handle(reload, pending) {
+      handler = reload;
+      if (missed && pending) reload();
+    },
+  };
+}
+
 /** The primary of several workers: serves the admin listener for all of them and supervises them. */
-async function superviseWorkers(config: Config, log: Logger): Promise<void> {
+async function superviseWorkers(config: Config, log: Logger, hangup: ReturnType<typeof hangups>): Promise<void> {
   if (config.admin !== undefined) {
     // The primary serves /metrics and /readyz for all workers (each worker's own would answer for itself only).
     try {
@@ -105,7 +125,8 @@ async function superviseWorkers(config: Config, log: Logger): Promise<void> {
   supervisor.start();
   process.on('SIGTERM', () => supervisor.stop('SIGTERM'));
   process.on('SIGINT', () => supervisor.stop('SIGINT'));
-  process.on('SIGHUP', () => supervisor.reload());
+  // One that came before is dropped: the workers forked just now read the file as it is.
+  hangup.handle(() => supervisor.reload(), false);
 }
 
 /** This process's slot among the workers (1..N), or undefined when it is not a worker. */
@@ -145,6 +166,7 @@ async function startOrExit(config: Config, configPath: string, log: Logger, trac
 }
 
 async function serve(): Promise<void> {
+  const hangup = hangups();
   const link = cluster.isWorker ? new PrimaryLink(process) : undefined;
   const configPath = process.env.SNAPGATE_CONFIG ?? 'config/snapgate.yaml';
   // Every line says which process wrote it: with workers, several write to the same stderr.
@@ -153,7 +175,7 @@ async function serve(): Promise<void> {
   guardStdio(bootLog);
   const config = await loadOrExit(configPath, bootLog);
   const log = createLogger({ level: config.log.level, write: (l) => process.stderr.write(l), base });
-  if (config.server.workers > 1 && cluster.isPrimary) return superviseWorkers(config, log);
+  if (config.server.workers > 1 && cluster.isPrimary) return superviseWorkers(config, log, hangup);
 
   // Each process that serves (each worker) exports its own spans; a workers' primary serves no call.
   const instanceId = `${hostname()}:${process.pid}`;
@@ -172,10 +194,10 @@ async function serve(): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGHUP', () => {
+  hangup.handle(() => {
     log.info('signal received', { signal: 'SIGHUP' });
     void gateway.reload('SIGHUP');
-  });
+  }, true);
 }
 
 const [command = 'serve', ...args] = process.argv.slice(2);

@@ -1,0 +1,146 @@
+// Whole-config reload under attack: SIGHUP at awkward moments (start-up, a worker being replaced), reload storms
+// while calls run (no failed call, no leaked watcher or timer), and a reload while an issuer's IdP is down.
+import { spawn } from 'node:child_process';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { baseConfig, ROOT, tempDir, testSecrets, type TestGateway } from '../helpers/gateway.js';
+import { track } from '../helpers/children.js';
+import { freePort } from '../helpers/redis-server.js';
+import { until } from '../helpers/wait.js';
+import { useStandInAndIssuer } from '../helpers/world.js';
+
+const world = useStandInAndIssuer();
+const open: TestGateway[] = [];
+afterEach(async () => {
+  world.standIn.setFault(undefined);
+  world.issuer.mode = 'up';
+  for (const gw of open.splice(0)) await gw.close();
+});
+
+type Doc = Record<string, any>;
+
+function acmeOnly(extra: Doc = {}): Doc {
+  const doc = baseConfig(world.standIn, world.issuer, extra) as Doc;
+  delete doc.orgs['Other-Org'];
+  doc.policy = [{ match: { sub: 'svc-billing' }, orgs: ['Acme-Prod'], actions: ['runtime.start'] }];
+  return { ...doc, ...extra };
+}
+
+/** Runs the built gateway on `doc` (dist/src/main.js), its stderr lines collected; `track`ed so it never outlives us. */
+function spawnBuilt(doc: Doc) {
+  const path = join(tempDir('snapgate-reload-attack-proc-'), 'snapgate.yaml');
+  writeFileSync(path, stringify(doc));
+  const proc = track(
+    spawn(process.execPath, [join(ROOT, 'dist/src/main.js')], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH, SNAPGATE_CONFIG: path, ...testSecrets },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    }),
+  );
+  const stderr: string[] = [];
+  let buf = '';
+  proc.stderr.setEncoding('utf8');
+  proc.stderr.on('data', (chunk: string) => {
+    buf += chunk;
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      stderr.push(buf.slice(0, i));
+      buf = buf.slice(i + 1);
+    }
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    proc.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  let gone = false;
+  void exited.then(() => (gone = true));
+  return { proc, path, stderr, exited, gone: () => gone };
+}
+
+/** A TCP server that accepts connections and never answers: a Redis that hangs. Counts its connections. */
+async function silentServer(): Promise<{ port: number; connections: () => number; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const server = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('error', () => undefined);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  let count = 0;
+  server.on('connection', () => (count += 1));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    connections: () => count,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+describe('SIGHUP before the gateway serves', () => {
+  it('does not kill a process still starting; the reload happens once it serves', async () => {
+    // A Redis that accepts and never answers holds start-up for connectTimeout: the SIGHUP lands in that window.
+    const redis = await silentServer();
+    const doc = acmeOnly({ redis: { url: `redis://127.0.0.1:${redis.port}`, connectTimeout: '3s' } });
+    doc.log = { level: 'info' };
+    const gw = spawnBuilt(doc);
+    try {
+      await until(
+        () => redis.connections() > 0 || gw.gone(),
+        10_000,
+        () => `connecting to Redis; stderr: ${gw.stderr.join('\n')}`,
+      );
+      expect(gw.stderr.some((l) => l.includes('"snapgate listening"'))).toBe(false);
+      gw.proc.kill('SIGHUP');
+      await until(
+        () => gw.stderr.some((l) => l.includes('"snapgate listening"')) || gw.gone(),
+        15_000,
+        () => `listening or exited; stderr: ${gw.stderr.join('\n')}`,
+      );
+      expect(gw.gone(), `killed by SIGHUP while starting; stderr: ${gw.stderr.join('\n')}`).toBe(false);
+      // The file may have changed after start-up read it: the SIGHUP is not lost, it reloads once serving.
+      await until(
+        () => gw.stderr.some((l) => l.includes('"msg":"config reloaded')),
+        5_000,
+        () => `the SIGHUP's reload; stderr: ${gw.stderr.join('\n')}`,
+      );
+    } finally {
+      gw.proc.kill('SIGKILL');
+      await gw.exited;
+      await redis.close();
+    }
+  }, 30_000);
+
+  it('with workers, a SIGHUP forwarded to workers still starting kills none; each reloads once it serves', async () => {
+    const redis = await silentServer();
+    const doc = acmeOnly({
+      server: { host: '127.0.0.1', port: await freePort(), workers: 2, shutdownTimeout: '2s' },
+      redis: { url: `redis://127.0.0.1:${redis.port}`, connectTimeout: '3s' },
+    });
+    doc.log = { level: 'info' };
+    const gw = spawnBuilt(doc);
+    try {
+      await until(
+        () => redis.connections() >= 2 || gw.gone(),
+        15_000,
+        () => `both workers connecting to Redis; stderr: ${gw.stderr.join('\n')}`,
+      );
+      gw.proc.kill('SIGHUP');
+      await until(
+        () => gw.stderr.filter((l) => l.includes('"msg":"config reloaded')).length >= 2 || gw.gone(),
+        20_000,
+        () => `both workers reloaded; stderr: ${gw.stderr.join('\n')}`,
+      );
+      expect(gw.stderr.filter((l) => l.includes('worker died'))).toEqual([]);
+      expect(gw.stderr.filter((l) => l.includes('"snapgate listening"'))).toHaveLength(2);
+    } finally {
+      gw.proc.kill('SIGKILL');
+      await gw.exited;
+      await redis.close();
+    }
+  }, 40_000);
+});
