@@ -207,6 +207,7 @@ export async function buildGeneration(
           log,
           cache: { maxEntries: config.auth.cache.maxEntries, maxTtlMs: config.auth.cache.maxTtl },
           onJwksFetch: (issuer, result) => metrics.jwksFetches.labels(issuer, result).inc(),
+          ...(previous !== undefined ? { previous: previous.verifier } : {}),
         });
   const credentials =
     previous !== undefined &&

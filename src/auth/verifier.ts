@@ -31,6 +31,11 @@ export interface TokenVerifier {
    * cooldown).
    */
   ready(): Promise<boolean>;
+  /**
+   * The remote JWKS this verifier holds for an issuer configured exactly as `config`: a reload that changes other
+   * issuers (or the token cache) hands it to the next verifier with the keys it fetched.
+   */
+  remoteKeysFor?(config: IssuerConfig): KeySource | undefined;
 }
 
 const MAX_TOKEN_LENGTH = 16 * 1024;
@@ -175,12 +180,14 @@ async function trustIssuers(
   log: Logger,
   now: () => number,
   onJwksFetch?: (issuer: string, result: 'ok' | 'error') => void,
+  previous?: Pick<TokenVerifier, 'remoteKeysFor'>,
 ): Promise<TrustedIssuers> {
   const byIssuer = new Map<string, TrustedIssuer>();
   for (const config of issuers) {
     byIssuer.set(config.issuer, {
       config,
-      keys: await keySourceFor(config, env, log, now, onJwksFetch),
+      // Carried over, an unchanged issuer keeps its keys through a reload even while its IdP cannot be reached.
+      keys: previous?.remoteKeysFor?.(config) ?? (await keySourceFor(config, env, log, now, onJwksFetch)),
       audiences: typeof config.audience === 'string' ? [config.audience] : config.audience,
       requiredClaims: [...new Set(['exp', 'sub', ...config.requiredClaims])],
     });
@@ -202,18 +209,25 @@ export async function createTokenVerifier(
     now?: () => number;
     /** Told the result of every remote JWKS fetch, by the issuer's configured `issuer`. */
     onJwksFetch?: (issuer: string, result: 'ok' | 'error') => void;
+    /** The verifier this one replaces: the remote JWKS of issuers configured as they were are reused. */
+    previous?: Pick<TokenVerifier, 'remoteKeysFor'>;
   },
 ): Promise<TokenVerifier> {
   const now = deps.now ?? Date.now;
   const cache =
     deps.cache !== undefined && deps.cache.maxEntries > 0 ? new TokenCache({ ...deps.cache, now }) : undefined;
-  const byIssuer = await trustIssuers(issuers, deps.env, deps.log, now, deps.onJwksFetch);
+  const byIssuer = await trustIssuers(issuers, deps.env, deps.log, now, deps.onJwksFetch, deps.previous);
   const check = (token: string): Promise<Principal> => verifyUncached(token, byIssuer, now);
   return {
     verify: cache === undefined ? check : (token) => verifyCached(token, cache, check, byIssuer),
     async ready() {
       const results = await Promise.all([...byIssuer.values()].map((i) => i.keys.ready()));
       return results.every(Boolean);
+    },
+    remoteKeysFor(config) {
+      const trusted = byIssuer.get(config.issuer);
+      const same = trusted !== undefined && JSON.stringify(trusted.config) === JSON.stringify(config);
+      return same && trusted.keys instanceof RemoteJwks ? trusted.keys : undefined;
     },
   };
 }

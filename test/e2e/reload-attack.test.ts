@@ -6,7 +6,9 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { baseConfig, ROOT, tempDir, testSecrets, type TestGateway } from '../helpers/gateway.js';
+import { baseConfig, ROOT, startTestGateway, tempDir, testSecrets, type TestGateway } from '../helpers/gateway.js';
+import { resumeNewRun } from '../helpers/http.js';
+import { TokenIssuer } from '../helpers/token-issuer.js';
 import { track } from '../helpers/children.js';
 import { freePort } from '../helpers/redis-server.js';
 import { until } from '../helpers/wait.js';
@@ -27,6 +29,15 @@ function acmeOnly(extra: Doc = {}): Doc {
   delete doc.orgs['Other-Org'];
   doc.policy = [{ match: { sub: 'svc-billing' }, orgs: ['Acme-Prod'], actions: ['runtime.start'] }];
   return { ...doc, ...extra };
+}
+
+async function reloadable(doc: Doc, options: { watchConfig?: boolean } = {}) {
+  const dir = tempDir('snapgate-reload-attack-');
+  const path = join(dir, 'snapgate.yaml');
+  writeFileSync(path, stringify(doc));
+  const gw = await startTestGateway(doc, testSecrets, { configPath: path, watchConfig: options.watchConfig ?? false });
+  open.push(gw);
+  return { gw, path, dir, write: (next: Doc) => writeFileSync(path, stringify(next)) };
 }
 
 /** Runs the built gateway on `doc` (dist/src/main.js), its stderr lines collected; `track`ed so it never outlives us. */
@@ -143,4 +154,34 @@ describe('SIGHUP before the gateway serves', () => {
       await redis.close();
     }
   }, 40_000);
+});
+
+describe('a reload that changes auth while an IdP is down', () => {
+  it('keeps the keys of the issuers it did not change: their callers are still served', async () => {
+    const second = await TokenIssuer.start();
+    try {
+      const { gw, write } = await reloadable(acmeOnly());
+      const before = await resumeNewRun(gw.url, world.standIn, await world.issuer.mint({ sub: 'svc-billing' }));
+      expect(before.status, before.text).toBe(200);
+      // The first issuer's IdP goes down; the keys snapgate fetched keep serving (stale-if-error, maxStale).
+      world.issuer.mode = 'error';
+      const next = acmeOnly();
+      next.auth.issuers.push(second.configEntry());
+      next.policy = [
+        { match: { iss: world.issuer.issuer, sub: 'svc-billing' }, orgs: ['Acme-Prod'], actions: ['runtime.start'] },
+        { match: { iss: second.issuer, sub: 'svc-two' }, orgs: ['Acme-Prod'], actions: ['runtime.start'] },
+      ];
+      write(next);
+      const result = await gw.gateway.reload('test');
+      expect(result.ok, JSON.stringify(result)).toBe(true);
+      expect(result.applied).toEqual(expect.arrayContaining(['auth.issuers']));
+      const after = await resumeNewRun(gw.url, world.standIn, await world.issuer.mint({ sub: 'svc-billing' }));
+      expect(after.status, after.text).toBe(200);
+      const added = await resumeNewRun(gw.url, world.standIn, await second.mint({ sub: 'svc-two' }));
+      expect(added.status, added.text).toBe(200);
+      expect((await gw.gateway.readiness()).checks.jwks).toBe('ok');
+    } finally {
+      await second.close();
+    }
+  }, 20_000);
 });
