@@ -1,17 +1,16 @@
 // `snapgate config check`, `--version` and every command's `--help`, as an operator runs them: the built CLI as a
 // child process. Exit codes 0 / 78 / 2; unresolvable secret references named by config path; `--print` shows the
 // defaults and never a secret (a referenced value, a password planted in redis.url or SNAPGATE_REDIS_URL).
-import { loadConfig } from '../../src/config/load.js';
-import { configHash } from '../../src/config/reload-plan.js';
-import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
-import { track } from '../helpers/children.js';
+import { loadConfig } from '../../src/config/load.js';
+import { configHash } from '../../src/config/reload-plan.js';
+import { runSnapgate, type CliRun } from '../helpers/cli.js';
 import { minimalConfig } from '../helpers/config.js';
 import { ROOT, tempDir, writeConfig } from '../helpers/gateway.js';
-import { recordOutput, recordSecret } from '../helpers/leak-scan.js';
+import { recordSecret } from '../helpers/leak-scan.js';
 
 /** Values only this file uses; none may appear in anything the CLI prints. */
 const planted = {
@@ -23,32 +22,10 @@ const planted = {
 };
 for (const value of Object.values(planted)) recordSecret(value);
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+type Run = CliRun;
 
 /** Runs the built `snapgate` with `args`, its environment `env` and PATH only; every output line is recorded. */
-function snapgate(args: string[], env: Record<string, string | undefined> = {}): Promise<Run> {
-  const proc = track(
-    spawn(process.execPath, [join(ROOT, 'dist/src/main.js'), ...args], {
-      cwd: ROOT,
-      env: { PATH: process.env.PATH, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    }),
-  );
-  let stdout = '';
-  let stderr = '';
-  proc.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-  proc.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-  return new Promise<Run>((resolve) => {
-    proc.once('close', (code) => {
-      for (const text of [stdout, stderr]) if (text) recordOutput(text);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const snapgate = (args: string[], env: Record<string, string | undefined> = {}) => runSnapgate(args, { env });
 
 const show = (run: Run) => `exit ${run.code}\n--- stdout\n${run.stdout}\n--- stderr\n${run.stderr}`;
 

@@ -1,7 +1,6 @@
 // `snapgate keys generate` and `snapgate credentials check` as an operator runs them: the built CLI as a child
 // process, against the SnapLogic stand-in (Basic users and passwords, and JWTs verified through a JWKS it fetches
 // over HTTP). Nothing either command prints may hold a password, a Basic header, a token or private key material.
-import { spawn } from 'node:child_process';
 import { createPrivateKey } from 'node:crypto';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -9,9 +8,9 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createKeySet, publicJwkFields, publicJwks, type SigningKeyInput } from '../../src/credentials/signing-keys.js';
-import { track } from '../helpers/children.js';
-import { baseConfig, ROOT, tempDir, testSecrets, writeConfig } from '../helpers/gateway.js';
-import { recordOutput, recordSecret } from '../helpers/leak-scan.js';
+import { runSnapgate, type CliRun } from '../helpers/cli.js';
+import { baseConfig, tempDir, testSecrets, writeConfig } from '../helpers/gateway.js';
+import { recordSecret } from '../helpers/leak-scan.js';
 import { listenOnLoopback, type Listening } from '../helpers/loopback.js';
 import { freePort } from '../helpers/redis-server.js';
 import { useStandInAndIssuer } from '../helpers/world.js';
@@ -49,32 +48,10 @@ const secrets = [
 ];
 for (const s of secrets) recordSecret(s);
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
+type Run = CliRun;
 
 /** Runs the built `snapgate` with `args`, its environment `env` and PATH only; every output line is recorded. */
-function snapgate(args: string[], options: { env?: Record<string, string | undefined>; cwd?: string } = {}) {
-  const proc = track(
-    spawn(process.execPath, [join(ROOT, 'dist/src/main.js'), ...args], {
-      cwd: options.cwd ?? ROOT,
-      env: { PATH: process.env.PATH, ...options.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    }),
-  );
-  let stdout = '';
-  let stderr = '';
-  proc.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-  proc.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-  return new Promise<Run>((resolve) => {
-    proc.once('close', (code) => {
-      for (const text of [stdout, stderr]) if (text) recordOutput(text);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+const snapgate = runSnapgate;
 
 /** The JSON objects of a --json run's stdout, one per line. */
 const jsonLines = (stdout: string): Record<string, unknown>[] =>
