@@ -113,8 +113,11 @@ export function createUpstreamAuth(
           throw new Error(`org ${org} is jwt without signing keys or user`);
         }
         const before = minter.minted();
-        const token = await minter.tokenFor({ org, user, audience: auth.audience, issuer: signing.issuer });
-        if (minter.minted() !== before) hooks.onMint?.(org);
+        const pending = minter.tokenFor({ org, user, audience: auth.audience, issuer: signing.issuer });
+        // Read before awaiting: while a shared signature is awaited, other calls' signatures are counted too.
+        const signedHere = minter.minted() !== before;
+        const token = await pending;
+        if (signedHere) hooks.onMint?.(org);
         return {
           identity: { type: 'jwt', name: mapped?.name ?? defaultIdentity, user },
           authorization: `Bearer ${token}`,
