@@ -75,6 +75,8 @@ export function forwardCall(deps: ForwardDeps): Handler<AppEnv> {
     let res: UpstreamResponse;
     try {
       const sent = await sendAuthorized(credential, send, () => {
+        // From here on the call acts as the next password: an outcome the retry never answers must say so.
+        c.get('call').upstreamIdentity = { ...credential.identity, nextPassword: true };
         deps.log.warn('SnapLogic answered 401 to the current password; retrying once with the next one', {
           requestId: c.get('requestId'),
           org: target.org,
