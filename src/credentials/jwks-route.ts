@@ -37,7 +37,9 @@ export function jwksRoutes(serving: JwksServing): Hono<AppEnv> {
       etag: cached.etag,
     };
     const inm = c.req.header('if-none-match');
-    if (inm !== undefined && inm.split(',').some((t) => t.trim() === cached!.etag || t.trim() === '*')) {
+    // Weak comparison (RFC 9110 13.1.2): a compressing proxy between here and SnapLogic hands on W/"…".
+    const matches = (t: string) => t === '*' || t === cached!.etag || t === `W/${cached!.etag}`;
+    if (inm !== undefined && inm.split(',').some((t) => matches(t.trim()))) {
       return c.body(null, 304, headers);
     }
     return c.body(cached.body, 200, headers);

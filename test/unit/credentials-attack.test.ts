@@ -64,3 +64,51 @@ describe('concurrent first calls of a jwt org', () => {
     expect(counted.sort()).toEqual(['Org-A', 'Org-B']);
   });
 });
+
+describe('the JWKS route under hostile conditional requests', () => {
+  async function jwksApp() {
+    const key = await generateSigningKey('ES256');
+    recordSecret(key.privatePem.split('\n').slice(1, -2).join(''));
+    return world.app({
+      orgs: { [ORG]: { credentials: 'jwt', user: 'svc@acme.example', username: undefined, password: undefined } },
+      signing: { issuer: 'snapgate-attack', keys: [{ key: 'env:KEY_A', state: 'active' }] },
+      env: { KEY_A: key.privatePem },
+    });
+  }
+  const path = '/.well-known/jwks.json';
+
+  it('answers HEAD as GET without a body, and a weak or listed validator with 304', async () => {
+    const gw = await jwksApp();
+    const get = await gw.app.request(path);
+    expect(get.status).toBe(200);
+    const etag = get.headers.get('etag')!;
+    expect(etag).toMatch(/^"[^"]+"$/);
+    const head = await gw.app.request(path, { method: 'HEAD' });
+    expect(head.status).toBe(200);
+    expect(head.headers.get('etag')).toBe(etag);
+    expect((await head.arrayBuffer()).byteLength).toBe(0);
+    for (const inm of [etag, `W/${etag}`, `"other", ${etag}`, ` W/"x" ,W/${etag} `, '*']) {
+      const r = await gw.app.request(path, { headers: { 'if-none-match': inm } });
+      expect(r.status, inm).toBe(304);
+      expect(r.headers.get('etag')).toBe(etag);
+    }
+  });
+
+  it('a flood of different or huge If-None-Match values gets the whole JWKS each time', async () => {
+    const gw = await jwksApp();
+    const body = await (await gw.app.request(path)).text();
+    const values = [
+      ...Array.from({ length: 500 }, (_, i) => `"v${i}"`),
+      ','.repeat(8_000),
+      `"${'a'.repeat(8_000)}"`,
+      'W/',
+      '"',
+      '\u00ff\u00fe',
+    ];
+    for (const inm of values) {
+      const r = await gw.app.request(path, { headers: { 'if-none-match': inm } });
+      expect(r.status, inm.slice(0, 20)).toBe(200);
+      expect(await r.text()).toBe(body);
+    }
+  });
+});
