@@ -2,7 +2,7 @@
 // while calls run (no failed call, no leaked watcher or timer), and a reload while an issuer's IdP is down.
 import { spawn } from 'node:child_process';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
@@ -11,7 +11,7 @@ import { resumeNewRun } from '../helpers/http.js';
 import { TokenIssuer } from '../helpers/token-issuer.js';
 import { track } from '../helpers/children.js';
 import { freePort } from '../helpers/redis-server.js';
-import { until } from '../helpers/wait.js';
+import { sleep, until } from '../helpers/wait.js';
 import { useStandInAndIssuer } from '../helpers/world.js';
 
 const world = useStandInAndIssuer();
@@ -184,4 +184,108 @@ describe('a reload that changes auth while an IdP is down', () => {
       await second.close();
     }
   }, 20_000);
+});
+
+describe('a reload storm while calls run', () => {
+  it('serves every call (each under one whole config) through 30 reloads that swap orgs, limits and policy', async () => {
+    const dir = tempDir('snapgate-storm-secret-');
+    const pwFile = join(dir, 'password');
+    writeFileSync(pwFile, testSecrets.ACME_SL_PASSWORD);
+    const variant = (i: number): Doc => {
+      const doc = acmeOnly();
+      doc.orgs['Acme-Prod'].password = `file:${pwFile}`;
+      // Every other variant has a second org (a new credential store) and a limit; the policy order flips.
+      if (i % 2 === 1) {
+        doc.orgs['Other-Org'] = {
+          pod: world.standIn.url,
+          username: 'env:OTHER_SL_USER',
+          password: 'env:OTHER_SL_PASSWORD',
+        };
+        doc.orgs['Acme-Prod'].rateLimit = { writes: { limit: 100_000, window: '1m' } };
+        doc.policy.unshift({ match: { sub: 'svc-ops' }, orgs: ['Other-Org'], actions: ['runtime.start'] });
+      }
+      doc.log = { level: i % 3 === 0 ? 'debug' : 'info' };
+      return doc;
+    };
+    const { gw, write } = await reloadable(variant(0));
+    const jwt = await world.issuer.mint({ sub: 'svc-billing' }, { expiresIn: 600 });
+    let stop = false;
+    const statuses: number[] = [];
+    const caller = async () => {
+      while (!stop) {
+        const r = await resumeNewRun(gw.url, world.standIn, jwt);
+        statuses.push(r.status);
+        if (r.status !== 200) throw new Error(`call refused during the storm: ${r.status} ${r.text}`);
+      }
+    };
+    const callers = [caller(), caller(), caller(), caller()];
+    const results = [];
+    for (let i = 1; i <= 30; i++) {
+      write(variant(i));
+      results.push(await gw.gateway.reload(`storm ${i}`));
+    }
+    stop = true;
+    await Promise.all(callers);
+    expect(
+      results.every((r) => r.ok),
+      JSON.stringify(results.filter((r) => !r.ok)),
+    ).toBe(true);
+    expect(statuses.length).toBeGreaterThan(30);
+    const text = await gw.gateway.metrics.registry.metrics();
+    expect(text.match(/^snapgate_config_info\{/gm)).toHaveLength(1);
+    expect(text).toContain(`snapgate_config_info{hash="${gw.gateway.configHash()}"} 1`);
+    expect(text).toContain('snapgate_config_reloads_total{result="success"} 30');
+    // Every audited outcome of the storm is whole: an allowed call has its attempt and one outcome.
+    const outcomes = gw.audit.filter((e) => e.type === 'outcome');
+    expect(outcomes).toHaveLength(statuses.length);
+    expect(new Set(outcomes.map((e) => e.attemptId)).size).toBe(outcomes.length);
+  }, 60_000);
+});
+
+describe('the config file watch', () => {
+  it('fires once for a ConfigMap-style swap of the ..data link, and the new config serves', async () => {
+    const dir = tempDir('snapgate-configmap-');
+    const publish = (version: string, doc: Doc) => {
+      mkdirSync(join(dir, version));
+      writeFileSync(join(dir, version, 'snapgate.yaml'), stringify(doc));
+      // What the kubelet does: a new timestamped directory, a temporary link to it renamed over ..data.
+      symlinkSync(version, join(dir, '..data_tmp'));
+      renameSync(join(dir, '..data_tmp'), join(dir, '..data'));
+    };
+    publish('..2026_12_02_1', acmeOnly());
+    symlinkSync('..data/snapgate.yaml', join(dir, 'snapgate.yaml'));
+    const path = join(dir, 'snapgate.yaml');
+    const gw = await startTestGateway(acmeOnly(), testSecrets, { configPath: path, watchConfig: true });
+    open.push(gw);
+    const jwt = await world.issuer.mint({ sub: 'svc-billing' });
+    expect((await resumeNewRun(gw.url, world.standIn, jwt)).status).toBe(200);
+
+    publish('..2026_12_02_2', acmeOnly({ policy: [] }));
+    rmSync(join(dir, '..2026_12_02_1'), { recursive: true });
+    const reloaded = () => gw.logs.filter((l) => String(l.msg).startsWith('config reload'));
+    await until(
+      () => reloaded().length > 0,
+      5_000,
+      () => 'a reload after the swap',
+    );
+    await sleep(1_000);
+    expect(reloaded().map((l) => l.msg)).toEqual(['config reloaded']);
+    expect((await resumeNewRun(gw.url, world.standIn, jwt)).status).toBe(403);
+  });
+
+  it('a file truncated mid-write and completed within the settle time is read once, whole', async () => {
+    const { gw, path } = await reloadable(acmeOnly(), { watchConfig: true });
+    const next = stringify(acmeOnly({ policy: [] }));
+    writeFileSync(path, next.slice(0, Math.floor(next.length / 2)));
+    await sleep(50);
+    writeFileSync(path, next);
+    const reloaded = () => gw.logs.filter((l) => String(l.msg).startsWith('config reload'));
+    await until(
+      () => reloaded().length > 0,
+      5_000,
+      () => 'a reload after the write',
+    );
+    await sleep(800);
+    expect(reloaded().map((l) => l.msg)).toEqual(['config reloaded']);
+  });
 });
