@@ -146,14 +146,16 @@ async function withProcess(
 async function sighup(gw: GatewayProcess, expect: 'ok' | 'failed'): Promise<string> {
   const msgs =
     expect === 'ok'
-      ? // The store's own watch may log `credentials reloaded` for the old config first: wait for the config's line.
+      ? // The store's own watch may log `credentials reloaded` for the old config first, and the config file watch
+        // its own reload (reason `config file change`): wait for the line of the reload this signal asked for.
         ['"msg":"config reloaded']
       : [
           '"msg":"config reload failed; keeping the last good config"',
           '"msg":"credential reload failed; keeping the last good credentials"',
         ];
   const mark = gw.stderr.length;
-  const matches = (l: string) => msgs.some((m) => l.includes(m));
+  const matches = (l: string) =>
+    msgs.some((m) => l.includes(m)) && (expect === 'failed' || l.includes('"reason":"SIGHUP"'));
   gw.kill('SIGHUP');
   await until(
     () => gw.stderr.slice(mark).some(matches),
