@@ -12,9 +12,11 @@ import { TokenIssuer } from '../helpers/token-issuer.js';
 import { track } from '../helpers/children.js';
 import { freePort } from '../helpers/redis-server.js';
 import { sleep, until } from '../helpers/wait.js';
-import { useStandInAndIssuer } from '../helpers/world.js';
+import { useRedis, useStandInAndIssuer } from '../helpers/world.js';
+import { resume } from '../helpers/http.js';
 
 const world = useStandInAndIssuer();
+const redis = useRedis();
 const open: TestGateway[] = [];
 afterEach(async () => {
   world.standIn.setFault(undefined);
@@ -287,5 +289,59 @@ describe('the config file watch', () => {
     );
     await sleep(800);
     expect(reloaded().map((l) => l.msg)).toEqual(['config reloaded']);
+  });
+});
+
+describe('a reload with Redis', () => {
+  it('removing the org of a resume in flight with an Idempotency-Key: the call ends, its record and lock settle, one outcome', async () => {
+    const doc = acmeOnly({ redis: { url: redis.server.url } });
+    const { gw, write } = await reloadable(doc);
+    const jwt = await world.issuer.mint({ sub: 'svc-billing' });
+    const ruuid = world.standIn.addRun('Acme-Prod');
+    world.standIn.setFault({ kind: 'latency', ms: 800, on: 'start', count: 1 });
+    const key = `attack-${ruuid.slice(0, 12)}`;
+    const inFlight = resume(gw.url, 'Acme-Prod', ruuid, jwt, { 'idempotency-key': key });
+    await until(
+      () => world.standIn.startCalls().some((r) => r.path.includes(ruuid)),
+      5_000,
+      () => 'the resume at SnapLogic',
+    );
+    const next = acmeOnly({ redis: { url: redis.server.url } });
+    next.orgs = {
+      'Other-Org': { pod: world.standIn.url, username: 'env:OTHER_SL_USER', password: 'env:OTHER_SL_PASSWORD' },
+    };
+    next.policy = [{ match: { sub: 'svc-billing' }, orgs: ['Other-Org'], actions: ['runtime.start'] }];
+    write(next);
+    expect((await gw.gateway.reload('test')).ok).toBe(true);
+    const finished = await inFlight;
+    expect(finished.status, finished.text).toBe(200);
+    const outcomes = gw.audit.filter((e) => e.type === 'outcome' && e.ruuid === ruuid);
+    expect(outcomes).toHaveLength(1);
+    expect(outcomes[0]).toMatchObject({ org: 'Acme-Prod', decision: 'allowed', status: 200 });
+    // The record was completed (not left pending) and the lock goes once its hold after the resume ends.
+    const records = await redis.client.keys('idem:v1:*');
+    expect(records).toHaveLength(1);
+    // 'd': done, its answer stored for a replay ('f' would be a record still in flight).
+    expect(await redis.client.hget(records[0]!, 'st')).toBe('d');
+    await until(
+      async () => (await redis.client.keys('run:{org:Acme-Prod}:*')).length === 0,
+      5_000,
+      () => 'the run lock released',
+    );
+    expect(world.standIn.startCalls().filter((r) => r.path.includes(ruuid))).toHaveLength(1);
+  }, 20_000);
+
+  it('reloads while Redis is stalled (SIGSTOP) without waiting on it; calls keep their fallback', async () => {
+    const { gw, write } = await reloadable(acmeOnly({ redis: { url: redis.server.url } }));
+    redis.server.pause();
+    try {
+      write(acmeOnly({ redis: { url: redis.server.url }, log: { level: 'info' } }));
+      const started = Date.now();
+      const result = await gw.gateway.reload('test');
+      expect(result, JSON.stringify(result)).toMatchObject({ ok: true, applied: ['log.level'] });
+      expect(Date.now() - started).toBeLessThan(2_000);
+    } finally {
+      redis.server.resume();
+    }
   });
 });
