@@ -345,3 +345,52 @@ describe('a reload with Redis', () => {
     }
   });
 });
+
+describe('two workers behind the primary’s admin port', () => {
+  it('after a SIGHUP each worker reloads and /metrics shows one config hash, one build, sinks up, none in flight', async () => {
+    const adminPort = await freePort();
+    const doc = acmeOnly({
+      server: { host: '127.0.0.1', port: await freePort(), workers: 2, shutdownTimeout: '2s' },
+      admin: { host: '127.0.0.1', port: adminPort },
+    });
+    doc.log = { level: 'info' };
+    const gw = spawnBuilt(doc);
+    const scrape = async () => (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+    const series = (text: string, name: string) =>
+      text.split('\n').filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name} `));
+    try {
+      await until(
+        () => gw.stderr.filter((l) => l.includes('"snapgate listening"')).length === 2 || gw.gone(),
+        20_000,
+        () => `two workers listening; stderr: ${gw.stderr.join('\n')}`,
+      );
+      const next = { ...doc, policy: [] };
+      writeFileSync(gw.path, stringify(next));
+      gw.proc.kill('SIGHUP');
+      await until(
+        () => gw.stderr.filter((l) => l.includes('"msg":"config reloaded"')).length >= 2,
+        10_000,
+        () => `both reloaded; stderr: ${gw.stderr.join('\n')}`,
+      );
+      const text = await scrape();
+      const hashes = gw.stderr
+        .filter((l) => l.includes('"msg":"config reloaded"'))
+        .map((l) => (JSON.parse(l) as { hash: string }).hash);
+      expect(new Set(hashes).size).toBe(1);
+      expect(series(text, 'snapgate_config_info')).toEqual([`snapgate_config_info{hash="${hashes[0]}"} 1`]);
+      expect(series(text, 'snapgate_build_info')).toHaveLength(1);
+      expect(series(text, 'snapgate_build_info')[0]).toMatch(/ 1$/);
+      expect(series(text, 'snapgate_in_flight_calls')).toEqual(['snapgate_in_flight_calls 0']);
+      const up = series(text, 'snapgate_audit_sink_up');
+      expect(up.length).toBeGreaterThan(0);
+      for (const l of up) expect(l).toMatch(/ 1$/);
+      // Each worker reloads on the SIGHUP and on the file change it watches (the later of the two finds it unchanged).
+      const reloads = series(text, 'snapgate_config_reloads_total');
+      expect(reloads.filter((l) => l.includes('failure'))).toEqual([]);
+      expect(Number(reloads.find((l) => l.includes('success'))?.split(' ')[1])).toBeGreaterThanOrEqual(2);
+    } finally {
+      gw.proc.kill('SIGKILL');
+      await gw.exited;
+    }
+  }, 40_000);
+});
