@@ -195,6 +195,11 @@ function createReloader(
     if (generation.verifier !== current.verifier && !(await readyWithin(generation, 5_000))) {
       log.warn("config reload: an issuer's signing keys are not loaded yet; its calls get 503 until they are", {});
     }
+    // Shutdown began while the generation was built (its closers may have run): it is not swapped in.
+    if (core.inFlight.isDraining) {
+      if (generation.credentials !== current.credentials) generation.credentials.close();
+      return failed(['(config): shutting down; the config is read at the next start'], reason);
+    }
     core.live.generation = generation;
     swap(generation);
     if (generation.credentials !== current.credentials) {

@@ -394,3 +394,42 @@ describe('two workers behind the primary’s admin port', () => {
     }
   }, 40_000);
 });
+
+describe('a reload that shutdown overtakes', () => {
+  it('is not applied once shutdown has begun: nothing swapped in or logged as reloaded after the stop', async () => {
+    const slow = await TokenIssuer.start();
+    slow.mode = 'hang';
+    try {
+      const { gw, write } = await reloadable(acmeOnly());
+      const next = acmeOnly();
+      next.auth.issuers.push(slow.configEntry({ jwks: { timeout: '3s' } }));
+      next.policy = [
+        { match: { iss: world.issuer.issuer, sub: 'svc-billing' }, orgs: ['Acme-Prod'], actions: ['runtime.start'] },
+      ];
+      next.orgs['Other-Org'] = {
+        pod: world.standIn.url,
+        username: 'env:OTHER_SL_USER',
+        password: 'env:OTHER_SL_PASSWORD',
+      };
+      write(next);
+      // The new issuer's keys are waited for (up to 5 s) before the swap; shutdown begins meanwhile.
+      const reloading = gw.gateway.reload('test');
+      await until(
+        () => slow.jwksFetches > 0,
+        5_000,
+        () => 'the new issuer asked for its keys',
+      );
+      const before = gw.gateway.configHash();
+      await gw.gateway.shutdown(500);
+      open.splice(open.indexOf(gw), 1);
+      const result = await reloading;
+      expect(result.ok, JSON.stringify(result)).toBe(false);
+      expect(result.problems.join()).toContain('shutting down');
+      expect(gw.gateway.configHash()).toBe(before);
+      const stopped = gw.logs.findIndex((l) => l.msg === 'stopped');
+      expect(gw.logs.slice(stopped).filter((l) => String(l.msg).startsWith('config reloaded'))).toEqual([]);
+    } finally {
+      await slow.close();
+    }
+  }, 20_000);
+});
