@@ -10,6 +10,7 @@ import { baseConfig, ROOT, startTestGateway, tempDir, testSecrets, type TestGate
 import { resumeNewRun } from '../helpers/http.js';
 import { TokenIssuer } from '../helpers/token-issuer.js';
 import { track } from '../helpers/children.js';
+import { recordOutput } from '../helpers/leak-scan.js';
 import { freePort } from '../helpers/redis-server.js';
 import { sleep, until } from '../helpers/wait.js';
 import { useRedis, useStandInAndIssuer } from '../helpers/world.js';
@@ -60,6 +61,7 @@ function spawnBuilt(doc: Doc) {
     buf += chunk;
     let i;
     while ((i = buf.indexOf('\n')) >= 0) {
+      recordOutput(buf.slice(0, i));
       stderr.push(buf.slice(0, i));
       buf = buf.slice(i + 1);
     }
@@ -241,6 +243,13 @@ describe('a reload storm while calls run', () => {
     const outcomes = gw.audit.filter((e) => e.type === 'outcome');
     expect(outcomes).toHaveLength(statuses.length);
     expect(new Set(outcomes.map((e) => e.attemptId)).size).toBe(outcomes.length);
+    // No secret in any line the storm wrote: the password (read from its file 30 times), its Basic header.
+    const basic = Buffer.from(`${testSecrets.ACME_SL_USER}:${testSecrets.ACME_SL_PASSWORD}`).toString('base64');
+    for (const line of [...gw.logLines, ...gw.auditLines]) {
+      for (const secret of [testSecrets.ACME_SL_PASSWORD, testSecrets.OTHER_SL_PASSWORD, basic, jwt]) {
+        expect(line.includes(secret), line).toBe(false);
+      }
+    }
   }, 60_000);
 });
 

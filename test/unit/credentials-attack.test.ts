@@ -112,3 +112,28 @@ describe('the JWKS route under hostile conditional requests', () => {
     }
   });
 });
+
+describe('an Idempotency-Key call whose current password gets 401', () => {
+  it('resumes once with the next password; a replay with the key sends nothing more', async () => {
+    const gw = await world.app({ orgs: { [ORG]: rotating }, env });
+    world.standIn.setCredential(ORG, testSecrets.ACME_SL_USER, NEXT_PASSWORD);
+    try {
+      const ruuid = world.standIn.addRun(ORG);
+      const token = await world.signer.mint();
+      const headers = { 'idempotency-key': `fallback-${ruuid.slice(0, 8)}` };
+      const before = world.standIn.startCalls().length;
+      const first = await gw.resume(ORG, ruuid, { token, headers });
+      expect(first.status, first.text).toBe(200);
+      expect(world.standIn.startCalls().length - before).toBe(2);
+      const replay = await gw.resume(ORG, ruuid, { token, headers });
+      expect(replay.status, replay.text).toBe(200);
+      expect(replay.text).toBe(first.text);
+      expect(world.standIn.startCalls().length - before).toBe(2);
+      const outcomes = gw.audit.of(first.requestId).filter((e) => e.type === 'outcome');
+      expect(outcomes).toHaveLength(1);
+      expect(outcomes[0]!.upstreamIdentity).toEqual({ type: 'basic', name: 'default', nextPassword: true });
+    } finally {
+      world.standIn.setCredential(ORG, testSecrets.ACME_SL_USER, testSecrets.ACME_SL_PASSWORD);
+    }
+  });
+});
