@@ -28,8 +28,9 @@ describe('a caller that hangs up during the retry with the next password', () =>
     const seen = () => world.standIn.startCalls().filter((r) => r.path.includes(ruuid));
     // The retry (the second request for this run) is held at SnapLogic long enough for the caller to leave.
     world.standIn.onRequest = (req) => {
-      if (req.path.includes(ruuid) && seen().length === 2)
+      if (req.path.includes(ruuid) && seen().length === 2) {
         world.standIn.setFault({ kind: 'latency', ms: 1_500, count: 1 });
+      }
     };
     const jwt = await world.issuer.mint({ sub: 'svc-billing' });
     const req = request({
