@@ -442,3 +442,52 @@ describe('a reload that shutdown overtakes', () => {
     }
   }, 20_000);
 });
+
+/** The same admission as acmeOnly's policy, written differently (a config that changes, serving the same callers). */
+const testPolicyFor = () => [
+  { match: { sub: 'svc-billing' }, orgs: ['Acme-Prod'], actions: ['runtime.start'] },
+  { match: { sub: 'svc-nobody' }, orgs: ['Acme-Prod'], actions: ['runtime.start'] },
+];
+
+describe('a watched file rewritten in a loop while calls run', () => {
+  it('fails no call and ends on the last content written', async () => {
+    const { gw, write } = await reloadable(acmeOnly(), { watchConfig: true });
+    const jwt = await world.issuer.mint({ sub: 'svc-billing' });
+    let stop = false;
+    const failures: string[] = [];
+    const caller = async () => {
+      while (!stop) {
+        const r = await resumeNewRun(gw.url, world.standIn, jwt);
+        if (r.status !== 200) failures.push(`${r.status} ${r.text}`);
+      }
+    };
+    const callers = [caller(), caller()];
+    // Writes closer together than the settle time, then some further apart: one reload per quiet spell.
+    for (let i = 0; i < 40; i++) {
+      const doc = acmeOnly({ log: { level: i % 2 === 0 ? 'info' : 'debug' } });
+      if (i % 3 === 0) doc.policy = testPolicyFor();
+      write(doc);
+      await sleep(i < 30 ? 25 : 250);
+    }
+    const last = acmeOnly({ log: { level: 'info' } });
+    write(last);
+    await until(
+      () => gw.logs.some((l) => l.msg === 'config reloaded' && (l.applied as string[]).includes('log.level')),
+      5_000,
+      () => 'a reload',
+    );
+    await sleep(1_000);
+    stop = true;
+    await Promise.all(callers);
+    expect(failures).toEqual([]);
+    expect(gw.logs.filter((l) => l.msg === 'config reload failed; keeping the last good config')).toEqual([]);
+    const text = await gw.gateway.metrics.registry.metrics();
+    expect(text.match(/^snapgate_config_info\{/gm)).toHaveLength(1);
+    const reloadedTo = gw.logs.filter((l) => l.msg === 'config reloaded').at(-1)!.hash;
+    expect(gw.gateway.configHash()).toBe(reloadedTo);
+    // Written last, the info level is what runs: a debug line would show here.
+    const mark = gw.logs.length;
+    expect((await resumeNewRun(gw.url, world.standIn, jwt)).status).toBe(200);
+    expect(gw.logs.slice(mark).filter((l) => l.msg === 'call')).toEqual([]);
+  }, 30_000);
+});
