@@ -102,8 +102,13 @@ export interface Core {
 export interface Generation {
   /** The config it was built from (restart-only fields as the core runs them). */
   readonly config: Config;
-  /** configHash of the config as loaded. */
+  /** configHash of the config it runs (what snapgate_config_info shows). */
   readonly hash: string;
+  /**
+   * configHash of the config file as loaded: differs from `hash` while a restart-only change waits for a restart
+   * (what `snapgate config check` prints for the file).
+   */
+  readonly fileHash: string;
   readonly deps: AppDeps;
   readonly verifier: TokenVerifier;
   readonly credentials: CredentialStore;
@@ -193,12 +198,17 @@ const sameJson = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON
  */
 export async function buildGeneration(
   config: Config,
-  hash: string,
+  fileHash: string,
   core: Core,
   previous: Generation | undefined,
 ): Promise<Generation> {
   const { log, env } = core.options;
   const { metrics } = core;
+  for (const issuer of config.auth.issuers) {
+    if (issuer.jwksUri === undefined) continue;
+    // From 0, so that an alert on increase() sees the first failed fetch.
+    for (const result of ['ok', 'error']) metrics.jwksFetches.labels(issuer.issuer, result).inc(0);
+  }
   const verifier =
     previous !== undefined && sameJson(previous.config.auth, config.auth)
       ? previous.verifier
@@ -220,48 +230,54 @@ export async function buildGeneration(
           watchFiles: !!core.options.watchSecretFiles,
           onReload: (ok) => metrics.credentialReloads.labels(ok ? 'success' : 'failure').inc(),
         });
-  const minted = seriesOf((org) => metrics.jwtMinted.labels(org));
-  const upstreamAuth = createUpstreamAuth(config, credentials, {
-    onMint: (org) => minted(org).inc(),
-    onPromote: (org, identity) =>
-      log.warn('the next password worked where the current one got 401: it is sent first from now on', {
-        org,
-        identity,
-        hint: 'move it into password and drop nextPassword',
-      }),
-  });
-  const orgs = upstreamOrgs(config);
-  const limits = compileLimits(config, orgs);
-  if (core.redis === undefined && previous === undefined) warnPerInstanceLimits(limits, config.server.workers, log);
-  const { maxBodyBytes, bodyTimeout: bodyTimeoutMs } = config.server;
-  const { tracing } = core.options;
-  const deps: AppDeps = {
-    verifier,
-    policy: createPolicy(config.policy),
-    credentials,
-    upstreamAuth,
-    onCredentialFallback: (org, identity) => metrics.credentialFallbacks.labels(org, identity).inc(),
-    ...(config.signing !== undefined && config.signing.jwks.port === undefined
-      ? { jwks: jwksServing(config.signing, credentials) }
-      : {}),
-    forwarder: core.forwarder,
-    orgs,
-    audit: core.audit,
-    log,
-    instance: core.instance,
-    maxBodyBytes,
-    bodyTimeoutMs,
-    inFlight: core.inFlight,
-    readiness: core.readiness,
-    isDraining: () => core.inFlight.isDraining,
-    limiter: core.limiter,
-    limits,
-    metrics,
-    runs: { ...core.coordination, orgs: runGuardOrgs(config, orgs) },
-    auditReads: config.audit.reads,
-    ...(tracing !== undefined ? { tracing } : {}),
-  };
-  return { config, hash, deps, verifier, credentials };
+  // A store made here (with its secret-file watches) is closed again when the rest cannot be built.
+  try {
+    const minted = seriesOf((org) => metrics.jwtMinted.labels(org));
+    const upstreamAuth = createUpstreamAuth(config, credentials, {
+      onMint: (org) => minted(org).inc(),
+      onPromote: (org, identity) =>
+        log.warn('the next password worked where the current one got 401: it is sent first from now on', {
+          org,
+          identity,
+          hint: 'move it into password and drop nextPassword',
+        }),
+    });
+    const orgs = upstreamOrgs(config);
+    const limits = compileLimits(config, orgs);
+    if (core.redis === undefined && previous === undefined) warnPerInstanceLimits(limits, config.server.workers, log);
+    const { maxBodyBytes, bodyTimeout: bodyTimeoutMs } = config.server;
+    const { tracing } = core.options;
+    const deps: AppDeps = {
+      verifier,
+      policy: createPolicy(config.policy),
+      credentials,
+      upstreamAuth,
+      onCredentialFallback: (org, identity) => metrics.credentialFallbacks.labels(org, identity).inc(),
+      ...(config.signing !== undefined && config.signing.jwks.port === undefined
+        ? { jwks: jwksServing(config.signing, credentials) }
+        : {}),
+      forwarder: core.forwarder,
+      orgs,
+      audit: core.audit,
+      log,
+      instance: core.instance,
+      maxBodyBytes,
+      bodyTimeoutMs,
+      inFlight: core.inFlight,
+      readiness: core.readiness,
+      isDraining: () => core.inFlight.isDraining,
+      limiter: core.limiter,
+      limits,
+      metrics,
+      runs: { ...core.coordination, orgs: runGuardOrgs(config, orgs) },
+      auditReads: config.audit.reads,
+      ...(tracing !== undefined ? { tracing } : {}),
+    };
+    return { config, hash: configHash(config), fileHash, deps, verifier, credentials };
+  } catch (err) {
+    if (credentials !== previous?.credentials) credentials.close();
+    throw err;
+  }
 }
 
 /** The Redis client when configured; a Redis not usable yet is not fatal (the limits use their fallback). */

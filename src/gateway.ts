@@ -177,21 +177,28 @@ function createReloader(
       return failed(err instanceof ConfigError ? err.problems : [`(config): ${errorText(err)}`], reason);
     }
     const current = core.live.generation!;
-    const hash = configHash(next);
-    if (hash === current.hash) {
+    const fileHash = configHash(next);
+    if (fileHash === current.fileHash) {
+      // The same file: only its secrets are read again (a rotated password file). One that cannot be resolved
+      // fails the reload like any other problem (the store keeps the last good credentials).
       const credentials = await current.credentials.reload();
-      log.info('config reloaded: unchanged', { config: source.path, reason, hash, credentialsOk: credentials.ok });
-      return counted({ ok: true, hash, applied: [], needRestart: [], problems: [] });
+      if (!credentials.ok) return failed(credentials.problems, reason);
+      log.info('config reloaded: unchanged', { config: source.path, reason, hash: current.hash });
+      return counted({ ok: true, hash: current.hash, applied: [], needRestart: [], problems: [] });
     }
     const plan = planReload(current.config, next);
     let generation: Generation;
     try {
-      generation = await buildGeneration(plan.effective, hash, core, current);
-      if (generation.credentials === current.credentials) await generation.credentials.reload();
+      generation = await buildGeneration(plan.effective, fileHash, core, current);
     } catch (err) {
       if (err instanceof CredentialError) return failed(err.problems, reason);
       return failed([`(config): ${errorText(err)}`], reason);
     }
+    if (generation.credentials === current.credentials) {
+      const credentials = await generation.credentials.reload();
+      if (!credentials.ok) return failed(credentials.problems, reason);
+    }
+    const hash = generation.hash;
     if (generation.verifier !== current.verifier && !(await readyWithin(generation, 5_000))) {
       log.warn("config reload: an issuer's signing keys are not loaded yet; its calls get 503 until they are", {});
     }
@@ -212,13 +219,13 @@ function createReloader(
         });
       }
     }
-    if (plan.applied.includes('log.level') && isLevelled(log)) log.setLevel(next.log.level);
     noteActiveConfig(core, hash);
     log.info('config reloaded', {
       config: source.path,
       reason,
       hash,
       previousHash: current.hash,
+      ...(hash !== fileHash ? { fileHash } : {}),
       applied: listed(plan.applied),
     });
     if (plan.needRestart.length > 0) {
@@ -227,6 +234,8 @@ function createReloader(
         fields: listed(plan.needRestart),
       });
     }
+    // After the lines about this reload, so that a level raised to warn still shows it happened.
+    if (plan.applied.includes('log.level') && isLevelled(log)) log.setLevel(next.log.level);
     return counted({ ok: true, hash, applied: plan.applied, needRestart: plan.needRestart, problems: [] });
   };
 

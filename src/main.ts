@@ -73,7 +73,7 @@ async function loadOrExit(configPath: string, bootLog: Logger): Promise<Config> 
     return await loadConfigIsolated(configPath, process.env);
   } catch (err) {
     if (err instanceof ConfigError) {
-      process.stderr.write(`snapgate: ${err.message}\n`);
+      // One JSON line like every other (pid included); `snapgate config check` prints the same problems for people.
       bootLog.error('invalid config', { config: configPath, problems: err.problems });
       process.exit(EX_CONFIG);
     }
@@ -156,7 +156,6 @@ async function startOrExit(config: Config, configPath: string, log: Logger, trac
     });
   } catch (err) {
     if (err instanceof CredentialError) {
-      process.stderr.write(`snapgate: ${err.message}\n`);
       log.error('cannot resolve credentials', { config: configPath, problems: err.problems });
       process.exit(EX_CONFIG);
     }

@@ -90,6 +90,8 @@ export async function createAudit(
     );
   }
   const trail = new AuditTrail(writers);
+  // From 0, so that an alert on increase() sees the first drop.
+  for (const w of writers) deps.metrics.auditDropped.labels(w.label).inc(0);
   collectSinkStates(trail, deps.metrics);
   await trail.start();
   const recorder = createAuditRecorder(trail, { ...a.denials, log: deps.log });

@@ -31,17 +31,18 @@ function applyEnvOverrides(
   const server = section('server');
   if (server !== undefined) {
     if (env.SNAPGATE_PORT !== undefined) {
-      const port = Number(env.SNAPGATE_PORT);
-      if (!Number.isInteger(port)) problems.push(`SNAPGATE_PORT: must be an integer port, got "${env.SNAPGATE_PORT}"`);
-      server.port = port;
+      // Digits only: an empty value (compose's ${PORT} with PORT unset) must not become port 0, nor 1e3 port 1000.
+      if (/^[0-9]{1,5}$/.test(env.SNAPGATE_PORT)) server.port = Number(env.SNAPGATE_PORT);
+      else
+        problems.push('SNAPGATE_PORT: must be a port number (digits, 0 to 65535); leave it unset to use server.port');
     }
     if (env.SNAPGATE_HOST !== undefined) server.host = env.SNAPGATE_HOST;
     if (env.SNAPGATE_WORKERS !== undefined) {
-      const workers = Number(env.SNAPGATE_WORKERS);
-      if (!Number.isInteger(workers)) {
-        problems.push(`SNAPGATE_WORKERS: must be a whole number of worker processes, got "${env.SNAPGATE_WORKERS}"`);
-      }
-      server.workers = workers;
+      if (/^[0-9]{1,3}$/.test(env.SNAPGATE_WORKERS)) server.workers = Number(env.SNAPGATE_WORKERS);
+      else
+        problems.push(
+          'SNAPGATE_WORKERS: must be a whole number of worker processes (1 to 64); leave it unset to use server.workers',
+        );
     }
     out.server = server;
   }
@@ -149,7 +150,9 @@ export async function readConfigDocument(path: string): Promise<unknown> {
   } catch (err) {
     if (err instanceof ConfigError) throw err;
     const code = (err as { code?: string }).code ?? 'read error';
-    throw new ConfigError(path, [`(file): cannot read the config file (${code}); set SNAPGATE_CONFIG to its path`]);
+    throw new ConfigError(path, [
+      `(file): cannot read the config file (${code}); check the path (snapgate config check --config, or $SNAPGATE_CONFIG when serving)`,
+    ]);
   }
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {

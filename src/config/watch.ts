@@ -31,7 +31,11 @@ export async function watchConfigFile(path: string, onChange: () => void, log: L
   };
   let watcher: FSWatcher | undefined;
   try {
-    watcher = watch(dirname(path), { persistent: false }, () => {
+    const name = basename(path);
+    watcher = watch(dirname(path), { persistent: false }, (_event, changed) => {
+      // Only the file itself, or a ConfigMap's `..data` swap: a busy neighbour (an audit file, a spool) must not keep
+      // postponing the check. Without a name (some platforms), any change counts.
+      if (changed !== null && changed !== name && !changed.startsWith('..')) return;
       clearTimeout(timer);
       timer = setTimeout(() => void check(), SETTLE_MS);
     });

@@ -4,14 +4,13 @@ import { snapgateVersion } from '../version.js';
 
 export interface Metrics {
   readonly registry: Registry;
-  /** Every audited request, by decision and reason code. */
   /** Every audited request, by decision, reason code and org (a configured org, else `other`). */
   readonly requests: Counter<'decision' | 'reason' | 'org'>;
   readonly requestDuration: Histogram<'decision' | 'org'>;
   readonly upstreamDuration: Histogram<'status' | 'org'>;
   /** Config reloads (SIGHUP, config file change) by result: success or failure. */
   readonly configReloads: Counter<'result'>;
-  /** 1 for the active config's hash (see config/hash.ts); the previous hash's series is removed. */
+  /** 1 for the running config's hash (configHash in config/reload-plan.ts); the previous hash's series is removed. */
   readonly configInfo: Gauge<'hash'>;
   /** When the active config was loaded (start-up or the last successful reload), Unix seconds. */
   readonly configLoadedAt: Gauge;
@@ -81,7 +80,7 @@ export function createMetrics(
       if (inFlight !== undefined) this.set(inFlight());
     },
   });
-  return {
+  const metrics: Metrics = {
     registry,
     requests: new Counter({
       name: 'snapgate_requests_total',
@@ -213,6 +212,12 @@ export function createMetrics(
       },
     }),
   };
+  // Counters an alert takes increase() of start at 0, so that the first failure of a process is an increase.
+  for (const result of ['success', 'failure']) {
+    metrics.configReloads.labels(result).inc(0);
+    metrics.credentialReloads.labels(result).inc(0);
+  }
+  return metrics;
 }
 
 /**

@@ -1,9 +1,11 @@
 // Whole-config reload on a real gateway: the config file read again (gateway.reload(), a change of the file, SIGHUP on
 // the built process with workers), what applies at once, what waits for a restart, what a bad config leaves alone.
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
+import { loadConfig } from '../../src/config/load.js';
+import { configHash } from '../../src/config/reload-plan.js';
 import {
   baseConfig,
   spawnGateway,
@@ -144,7 +146,7 @@ describe('gateway.reload(): what a changed config applies', () => {
   });
 
   it('names the fields that need a restart and leaves them as they run, applying the rest', async () => {
-    const { gw, write } = await reloadable(acmeOnly());
+    const { gw, write, path } = await reloadable(acmeOnly());
     const port = gw.gateway.port;
     const next = acmeOnly();
     next.server = { ...next.server, port: port + 1, requestTimeout: '20s' };
@@ -167,6 +169,12 @@ describe('gateway.reload(): what a changed config applies', () => {
     const refused = await resumeNewRun(gw.url, world.standIn, jwt);
     expect(refused.status).toBe(403);
     expect(gw.gateway.port).toBe(port);
+    // The hash shown is the running config's, not the file's: they differ until a restart applies the rest.
+    const fileHash = configHash(await loadConfig(path, testSecrets));
+    expect(result.hash).not.toBe(fileHash);
+    const text = await metricsText(gw);
+    expect(text).toContain(`snapgate_config_info{hash="${result.hash}"} 1`);
+    expect(logsNamed(gw, 'config reloaded')[0]).toMatchObject({ hash: result.hash, fileHash });
     expect((await gw.gateway.readiness()).checks.redis).toBeUndefined();
   });
 });
@@ -264,19 +272,37 @@ describe('a config that cannot be used changes nothing', () => {
   });
 });
 
+describe('the reload series at start-up', () => {
+  it('are there at 0, so that an alert on increase() sees the first failure', async () => {
+    const { gw } = await reloadable(acmeOnly());
+    const text = await metricsText(gw);
+    for (const name of ['snapgate_config_reloads_total', 'snapgate_credential_reloads_total']) {
+      for (const result of ['success', 'failure']) expect(text).toContain(`${name}{result="${result}"} 0`);
+    }
+    expect(text).toContain(`snapgate_jwks_fetches_total{issuer="${world.issuer.issuer}",result="error"} 0`);
+    expect(text).toContain(`snapgate_config_info{hash="${gw.gateway.configHash()}"} 1`);
+  });
+});
+
 describe('what triggers a reload', () => {
   it('a change of the config file, once it settles', async () => {
-    const { gw, write } = await reloadable(acmeOnly(), { watchConfig: true });
+    const { gw, write, dir } = await reloadable(acmeOnly(), { watchConfig: true });
     const jwt = await world.issuer.mint({ sub: 'svc-billing' });
     expect((await resumeNewRun(gw.url, world.standIn, jwt)).status).toBe(200);
+    // A busy neighbour in the same directory (an audit file, say) does not keep postponing the check.
+    const busy = setInterval(() => writeFileSync(join(dir, 'audit.jsonl'), String(Date.now())), 50);
     const next = acmeOnly();
     next.policy = [];
-    write(next);
-    await until(
-      () => logsNamed(gw, 'config reloaded').length === 1,
-      5_000,
-      () => 'config reloaded after the write',
-    );
+    try {
+      write(next);
+      await until(
+        () => logsNamed(gw, 'config reloaded').length === 1,
+        5_000,
+        () => 'config reloaded after the write',
+      );
+    } finally {
+      clearInterval(busy);
+    }
     expect(logsNamed(gw, 'config reloaded')[0]).toMatchObject({ reason: 'config file change', applied: ['policy'] });
     expect((await resumeNewRun(gw.url, world.standIn, jwt)).status).toBe(403);
   });
@@ -298,6 +324,17 @@ describe('what triggers a reload', () => {
     expect(logsNamed(gw, 'credentials reloaded')).toHaveLength(1);
     expect((await resumeNewRun(gw.url, world.standIn, jwt)).status).toBe(200);
     expect(await metricsText(gw)).toContain('snapgate_credential_reloads_total{result="success"} 1');
+
+    // The same file with its secret gone: a failed reload (counted), the last good credentials serve.
+    rmSync(pwFile);
+    const gone = await gw.gateway.reload('SIGHUP');
+    expect(gone.ok).toBe(false);
+    expect(gone.problems.join('\n')).toContain(pwFile);
+    expect(logsNamed(gw, 'config reload failed; keeping the last good config')).toHaveLength(1);
+    expect((await resumeNewRun(gw.url, world.standIn, jwt)).status).toBe(200);
+    const text = await metricsText(gw);
+    expect(text).toContain('snapgate_config_reloads_total{result="failure"} 1');
+    expect(text).toContain('snapgate_credential_reloads_total{result="failure"} 1');
   });
 
   it('reloads asked for at once run one after the other, each completing', async () => {

@@ -539,7 +539,7 @@ describe('snapgate config (in process)', () => {
     writeFileSync(path, stringify(minimalConfig()));
     const { code, stderr } = await run(['check', '--config', path], { SNAPGATE_PORT: 'eighty', U: 'u' });
     expect(code).toBe(78);
-    expect(stderr).toMatch(/^SNAPGATE_PORT: must be an integer port/m);
+    expect(stderr).toMatch(/^SNAPGATE_PORT: must be a port number/m);
   });
 
   it('refuses unknown flags and extra arguments with the usage and exit 2', async () => {

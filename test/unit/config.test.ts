@@ -255,3 +255,13 @@ describe('config file', () => {
     await expect(loadConfig(join(dir, 'bomb.yaml'))).rejects.toThrow(/\(yaml\)/);
   });
 });
+
+describe('SNAPGATE_PORT', () => {
+  it('is digits only: an empty value, a word or an exponent is one problem naming the variable, never port 0', () => {
+    for (const value of ['', 'abc', '1e3', ' 80', '-1', '8080.5']) {
+      const problems = problemsOf(minimalConfig(), { SNAPGATE_PORT: value });
+      expect(problems, value).toEqual([expect.stringMatching(/^SNAPGATE_PORT: must be a port number/)]);
+    }
+    expect(parseConfig(minimalConfig(), 'test', { SNAPGATE_PORT: '9090' }).server.port).toBe(9090);
+  });
+});
