@@ -33,16 +33,18 @@ function applyEnvOverrides(
     if (env.SNAPGATE_PORT !== undefined) {
       // Digits only: an empty value (compose's ${PORT} with PORT unset) must not become port 0, nor 1e3 port 1000.
       if (/^[0-9]{1,5}$/.test(env.SNAPGATE_PORT)) server.port = Number(env.SNAPGATE_PORT);
-      else
+      else {
         problems.push('SNAPGATE_PORT: must be a port number (digits, 0 to 65535); leave it unset to use server.port');
+      }
     }
     if (env.SNAPGATE_HOST !== undefined) server.host = env.SNAPGATE_HOST;
     if (env.SNAPGATE_WORKERS !== undefined) {
       if (/^[0-9]{1,3}$/.test(env.SNAPGATE_WORKERS)) server.workers = Number(env.SNAPGATE_WORKERS);
-      else
+      else {
         problems.push(
           'SNAPGATE_WORKERS: must be a whole number of worker processes (1 to 64); leave it unset to use server.workers',
         );
+      }
     }
     out.server = server;
   }
