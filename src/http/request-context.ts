@@ -27,12 +27,12 @@ export interface RequestContextDeps {
   auditReads: 'all' | 'denied' | 'none';
   /** Where a line per call goes at log.level debug (nothing is built for it at other levels). */
   log?: Logger;
-  /** The configured orgs: the org label of the metrics is one of them, or `other`. */
+  /** The configured orgs: the org label of the metrics is one of them, or `_other` (no org name starts with `_`, so it never merges with one). */
   orgs: ReadonlySet<string> | ReadonlyMap<string, unknown>;
 }
 
 /** The org label of a call not aimed at a configured org (none in the path, or an unknown one): bounded. */
-export const OTHER_ORG = 'other';
+export const OTHER_ORG = '_other';
 
 /**
  * Sets the request id and the empty per-request variables, then, after the response is decided

@@ -4,7 +4,7 @@ import { snapgateVersion } from '../version.js';
 
 export interface Metrics {
   readonly registry: Registry;
-  /** Every audited request, by decision, reason code and org (a configured org, else `other`). */
+  /** Every audited request, by decision, reason code and org (a configured org, else `_other`). */
   readonly requests: Counter<'decision' | 'reason' | 'org'>;
   readonly requestDuration: Histogram<'decision' | 'org'>;
   readonly upstreamDuration: Histogram<'status' | 'org'>;
@@ -84,7 +84,7 @@ export function createMetrics(
     registry,
     requests: new Counter({
       name: 'snapgate_requests_total',
-      help: 'Requests by audit decision, reason code and org (a configured org, else other)',
+      help: 'Requests by audit decision, reason code and org (a configured org, else _other)',
       labelNames: ['decision', 'reason', 'org'],
       registers: [registry],
     }),

@@ -563,7 +563,7 @@ describe('the org label of the request metrics', () => {
     expect((await gw.resume('Acme-Prod', SOME_RUUID)).status).toBe(401);
     const text = await gw.metrics.registry.getSingleMetricAsString('snapgate_requests_total');
     expect(text).toContain('snapgate_requests_total{decision="allowed",reason="none",org="Acme-Prod"} 1');
-    expect(text).toContain('snapgate_requests_total{decision="forbidden",reason="forbidden",org="other"} 3');
+    expect(text).toContain('snapgate_requests_total{decision="forbidden",reason="forbidden",org="_other"} 3');
     expect(text).toContain(
       'snapgate_requests_total{decision="unauthenticated",reason="token_missing",org="Acme-Prod"} 1',
     );
