@@ -275,7 +275,7 @@ export class Supervisor {
     this.stopAll();
   }
 
-  /** SIGHUP: every worker reloads its credentials. */
+  /** SIGHUP: every worker reloads its config (and the secrets it references). */
   reload(): void {
     for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGHUP');
   }
