@@ -9,7 +9,7 @@ import { CredentialError } from './credentials/store.js';
 import { startGateway, type Gateway } from './gateway.js';
 import { createLogger, describeError, type Logger } from './log.js';
 import { PrimaryLink, startPrimaryAdmin, Supervisor, WORKER_SLOT_ENV } from './ops/cluster.js';
-import { startTracing, type Tracing } from './ops/tracing.js';
+import type { Tracing } from './ops/tracing.js';
 import { snapgateVersion } from './version.js';
 import type { Config } from './config/schema.js';
 
@@ -178,7 +178,16 @@ async function serve(): Promise<void> {
 
   // Each process that serves (each worker) exports its own spans; a workers' primary serves no call.
   const instanceId = `${hostname()}:${process.pid}`;
-  const tracing = startTracing({ env: process.env, log, serviceVersion: snapgateVersion(), instanceId });
+  // The SDK (and its exporters) is loaded only when an OTEL_* variable is set: without one tracing is off, and the
+  // serving process does not carry its modules (about 12 MB of RSS).
+  const tracing = Object.keys(process.env).some((name) => name.startsWith('OTEL_'))
+    ? (await import('./ops/tracing.js')).startTracing({
+        env: process.env,
+        log,
+        serviceVersion: snapgateVersion(),
+        instanceId,
+      })
+    : undefined;
   const gateway = await startOrExit(config, configPath, log, tracing);
   link?.answer(gateway.metrics.registry, () => gateway.readiness());
   const stop = (signal: string) => {
