@@ -179,7 +179,7 @@ async function serve(): Promise<void> {
   // Each process that serves (each worker) exports its own spans; a workers' primary serves no call.
   const instanceId = `${hostname()}:${process.pid}`;
   // The SDK (and its exporters) is loaded only when an OTEL_* variable is set: without one tracing is off, and the
-  // serving process does not carry its modules (about 12 MB of RSS).
+  // serving process does not carry its modules (measured: 2 MB less RSS after start in the benchmark).
   const tracing = Object.keys(process.env).some((name) => name.startsWith('OTEL_'))
     ? (await import('./ops/tracing.js')).startTracing({
         env: process.env,
