@@ -45,12 +45,11 @@ const secretRef = () =>
     message: 'must be a secret reference (env:NAME or file:/absolute/path); inline secrets are not allowed',
   });
 
-const orgName = () =>
-  z.string().refine(isValidOrg, {
-    message:
-      'must be a SnapLogic org name: letters, digits, ".", "_" or "-", starting with a letter or digit, ' +
-      'at most 100 characters, no ".."',
-  });
+const ORG_NAME_RULE =
+  'must be a SnapLogic org name: letters, digits, ".", "_" or "-", starting with a letter or digit, ' +
+  'at most 100 characters, no ".."';
+
+const orgName = () => z.string().refine(isValidOrg, { message: ORG_NAME_RULE });
 
 const positiveInt = () => z.number().int().positive();
 
@@ -392,7 +391,8 @@ export const configSchema = z.strictObject({
   signing: signingSchema.optional(),
   // At least one org: checked in orgsProblems, which runs even when an org has errors.
   orgs: z
-    .record(orgName(), orgSchema)
+    // Names are checked by the cross-field pass: a bad name in the key would hide every problem of its org.
+    .record(z.string(), orgSchema)
     .describe('the SnapLogic orgs snapgate fronts: a mapping from org name to { pod, credentials }'),
   upstream: z
     .strictObject({
@@ -846,6 +846,7 @@ function orgsProblems(doc: Record<string, unknown> | undefined): Problem[] {
     ];
   }
   return entries.flatMap(([name, org]) => [
+    ...(isValidOrg(name) ? [] : [{ path: ['orgs', name], message: `is not a usable key: ${ORG_NAME_RULE}` }]),
     ...orgCredentialProblems(name, org),
     ...rateLimitProblems(name, asRecord(org)?.rateLimit),
   ]);

@@ -265,3 +265,19 @@ describe('SNAPGATE_PORT', () => {
     expect(parseConfig(minimalConfig(), 'test', { SNAPGATE_PORT: '9090' }).server.port).toBe(9090);
   });
 });
+
+describe('an org with a bad name', () => {
+  it('is named, and the problems inside it are reported in the same pass', () => {
+    const doc = minimalConfig();
+    doc.orgs = { 'bad name!': { pod: 'https://elastic.snaplogic.com', credentials: 'kerberos' } } as never;
+    const problems = problemsOf(doc, { U: 'u' });
+    expect(
+      problems.some((p) => p.startsWith('orgs.bad name!: is not a usable key: must be a SnapLogic org name')),
+      problems.join('\n'),
+    ).toBe(true);
+    expect(
+      problems.some((p) => p.startsWith('orgs.bad name!.credentials:')),
+      problems.join('\n'),
+    ).toBe(true);
+  });
+});
