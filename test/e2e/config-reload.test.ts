@@ -7,9 +7,9 @@ import { stringify } from 'yaml';
 import { loadConfig } from '../../src/config/load.js';
 import { configHash } from '../../src/config/reload-plan.js';
 import {
-  baseConfig,
+  acmeOnlyConfig,
   spawnGateway,
-  startTestGateway,
+  startReloadableGateway,
   tempDir,
   testPolicy,
   testSecrets,
@@ -30,24 +30,12 @@ afterEach(async () => {
 
 type Doc = Record<string, any>;
 
-/** A config whose only org is Acme-Prod (Other-Org comes with a reload). */
-function acmeOnly(extra: Doc = {}): Doc {
-  const doc = baseConfig(world.standIn, world.issuer, extra) as Doc;
-  delete doc.orgs['Other-Org'];
-  doc.policy = [{ match: { sub: 'svc-billing' }, orgs: ['Acme-Prod'], actions: ['runtime.start'] }];
-  return { ...doc, ...extra };
-}
+const acmeOnly = (extra: Doc = {}): Doc => acmeOnlyConfig(world.standIn, world.issuer, extra);
 
 async function reloadable(doc: Doc, options: { watchConfig?: boolean; env?: Record<string, string> } = {}) {
-  const dir = tempDir('snapgate-reload-');
-  const path = join(dir, 'snapgate.yaml');
-  writeFileSync(path, stringify(doc));
-  const gw = await startTestGateway(doc, options.env ?? testSecrets, {
-    configPath: path,
-    watchConfig: options.watchConfig ?? false,
-  });
-  open.push(gw);
-  return { gw, path, dir, write: (next: Doc) => writeFileSync(path, stringify(next)) };
+  const started = await startReloadableGateway(doc, { ...options, prefix: 'snapgate-reload-' });
+  open.push(started.gw);
+  return started;
 }
 
 const logsNamed = (gw: TestGateway, msg: string) => gw.logs.filter((l) => l.msg === msg);

@@ -6,7 +6,15 @@ import { mkdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { baseConfig, ROOT, startTestGateway, tempDir, testSecrets, type TestGateway } from '../helpers/gateway.js';
+import {
+  acmeOnlyConfig,
+  ROOT,
+  startReloadableGateway,
+  startTestGateway,
+  tempDir,
+  testSecrets,
+  type TestGateway,
+} from '../helpers/gateway.js';
 import { resumeNewRun } from '../helpers/http.js';
 import { TokenIssuer } from '../helpers/token-issuer.js';
 import { track } from '../helpers/children.js';
@@ -27,20 +35,12 @@ afterEach(async () => {
 
 type Doc = Record<string, any>;
 
-function acmeOnly(extra: Doc = {}): Doc {
-  const doc = baseConfig(world.standIn, world.issuer, extra) as Doc;
-  delete doc.orgs['Other-Org'];
-  doc.policy = [{ match: { sub: 'svc-billing' }, orgs: ['Acme-Prod'], actions: ['runtime.start'] }];
-  return { ...doc, ...extra };
-}
+const acmeOnly = (extra: Doc = {}): Doc => acmeOnlyConfig(world.standIn, world.issuer, extra);
 
-async function reloadable(doc: Doc, options: { watchConfig?: boolean } = {}) {
-  const dir = tempDir('snapgate-reload-attack-');
-  const path = join(dir, 'snapgate.yaml');
-  writeFileSync(path, stringify(doc));
-  const gw = await startTestGateway(doc, testSecrets, { configPath: path, watchConfig: options.watchConfig ?? false });
-  open.push(gw);
-  return { gw, path, dir, write: (next: Doc) => writeFileSync(path, stringify(next)) };
+async function reloadable(doc: Doc, options: { watchConfig?: boolean; env?: Record<string, string> } = {}) {
+  const started = await startReloadableGateway(doc, { ...options, prefix: 'snapgate-reload-attack-' });
+  open.push(started.gw);
+  return started;
 }
 
 /** Runs the built gateway on `doc` (dist/src/main.js), its stderr lines collected; `track`ed so it never outlives us. */

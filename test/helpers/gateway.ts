@@ -158,6 +158,36 @@ export async function startTestGateway(
   };
 }
 
+/**
+ * A config document whose only org is Acme-Prod, where svc-billing may start runs (Other-Org comes with a reload):
+ * the starting point of the reload tests. `extra` overrides top-level sections.
+ */
+export function acmeOnlyConfig(
+  standIn: SnapLogicStandIn,
+  issuer: TokenIssuer,
+  extra: Record<string, any> = {},
+): Record<string, any> {
+  const doc = baseConfig(standIn, issuer, extra) as Record<string, any>;
+  delete doc.orgs['Other-Org'];
+  doc.policy = [{ match: { sub: 'svc-billing' }, orgs: ['Acme-Prod'], actions: ['runtime.start'] }];
+  return { ...doc, ...extra };
+}
+
+/** Starts snapgate in this process on `doc`, written to a config file of its own that reloads read again. */
+export async function startReloadableGateway(
+  doc: Record<string, unknown>,
+  options: { watchConfig?: boolean; env?: Record<string, string>; prefix?: string } = {},
+): Promise<{ gw: TestGateway; path: string; dir: string; write: (next: Record<string, unknown>) => void }> {
+  const dir = tempDir(options.prefix ?? 'snapgate-reload-');
+  const path = join(dir, 'snapgate.yaml');
+  writeFileSync(path, stringify(doc));
+  const gw = await startTestGateway(doc, options.env ?? testSecrets, {
+    configPath: path,
+    watchConfig: options.watchConfig ?? false,
+  });
+  return { gw, path, dir, write: (next) => writeFileSync(path, stringify(next)) };
+}
+
 export interface GatewayProcess {
   proc: ChildProcess;
   url: string;
