@@ -40,8 +40,6 @@ export interface GatewayOptions {
    * `watch`, a change to the file (or its directory, for mounted ConfigMaps) reloads it too.
    */
   configSource?: { path: string; load(): Promise<Config>; watch?: boolean };
-  /** snapgate's version, for snapgate_build_info. */
-  version?: string;
   /** Watch secret files for changes (on in production, off in most tests). */
   watchSecretFiles?: boolean;
   /** Include Node process metrics (CPU, memory, event loop) in /metrics. */
@@ -144,7 +142,6 @@ async function buildCore(config: Config, options: GatewayOptions, closers: Close
   const inFlight = new InFlightCalls();
   const metrics = createMetrics({
     defaultMetrics: options.processMetrics ?? false,
-    ...(options.version !== undefined ? { version: options.version } : {}),
     inFlight: () => inFlight.size,
     signingKeys: () => live.generation?.credentials.keyInfo() ?? [],
   });

@@ -149,7 +149,6 @@ async function startOrExit(config: Config, configPath: string, log: Logger, trac
       instance: `${hostname()}:${process.pid}`,
       watchSecretFiles: true,
       configSource: { path: configPath, load: () => loadConfigIsolated(configPath, process.env), watch: true },
-      version: snapgateVersion(),
       processMetrics: true,
       serveAdmin: !cluster.isWorker,
       ...(tracing !== undefined ? { tracing } : {}),
