@@ -44,6 +44,11 @@ export class ChainWriter {
     this.writerJson = JSON.stringify(this.writer);
   }
 
+  /** The seq of the last record linked (0 before the first). */
+  get head(): { seq: number; hash: string } {
+    return { seq: this.seq, hash: this.prev };
+  }
+
   /** Links an event body (from `eventBody`) into the chain and returns the line to store. */
   link(body: string): ChainedRecord {
     const seq = this.seq + 1;
