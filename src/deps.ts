@@ -154,7 +154,7 @@ async function buildCore(config: Config, options: GatewayOptions, closers: Close
 
   const instance = config.server.instanceId ?? options.instance;
   const { auditWrite, workerSlot } = options;
-  const audit = await createAudit(config, { log, instance, redis, auditWrite, workerSlot, metrics });
+  const audit = await createAudit(config, { log, instance, redis, auditWrite, workerSlot, metrics, env });
   // The trail bounds its own close (what it cannot write by then is spooled or reported): closeTimeout, plus the
   // batch in progress (ackTimeout + 1 s); this deadline is a backstop beyond both.
   const auditDeadlineMs = config.audit.closeTimeout + config.audit.ackTimeout + 1_000 + CLOSE_DEADLINE_MS;

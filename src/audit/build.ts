@@ -4,12 +4,16 @@ import { mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, parse } from 'node:path';
 import type { Config } from '../config/schema.js';
+import { parseSecretRef, resolveSecret, SecretResolutionError } from '../config/secret-ref.js';
+import { CredentialError } from '../credentials/store.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../ops/metrics.js';
-import type { RedisClient } from '../redis/client.js';
+import { createRedisClient, withDeadline, type RedisClient } from '../redis/client.js';
+import { checkpointSigner, CheckpointKeyError, type CheckpointSigner } from './checkpoint.js';
+import { CheckpointCopies } from './copies.js';
 import { createAuditRecorder, type AuditRecorder } from './recorder.js';
 import { createFileSink, createLineSink, createRedisStreamSink, type Sink } from './sinks.js';
-import { AuditTrail, SinkWriter } from './trail.js';
+import { AuditTrail, SinkWriter, type CheckpointOptions } from './trail.js';
 
 /**
  * Where the stdout sink writes; main passes stdout. Resolves once the stream's write callback fired
@@ -37,6 +41,70 @@ export interface AuditDeps {
   metrics: Metrics;
   /** With server.workers, this worker's slot (1..N, kept by its replacement); undefined in a single process. */
   workerSlot: number | undefined;
+  /** Resolves audit.checkpoints' key and the checkpoint sink's Redis password. */
+  env?: Readonly<Record<string, string | undefined>>;
+}
+
+/** The checkpoint key from its reference; a key that cannot be read or used stops start-up, naming the reference. */
+async function signerOf(ref: string, env: NonNullable<AuditDeps['env']>): Promise<CheckpointSigner> {
+  const problem = (why: string) => new CredentialError([`audit.checkpoints.key: ${ref} ${why}`]);
+  try {
+    return checkpointSigner(await resolveSecret(parseSecretRef(ref)!, env));
+  } catch (err) {
+    if (err instanceof SecretResolutionError) throw new CredentialError([`audit.checkpoints.key: ${err.message}`]);
+    if (err instanceof CheckpointKeyError) throw problem(err.message);
+    throw err;
+  }
+}
+
+type CheckpointConfig = NonNullable<Config['audit']['checkpoints']>;
+
+/** Where checkpoint copies go (a worker's file gets its slot's name, like the trail's). */
+async function copiesOf(
+  sink: NonNullable<CheckpointConfig['sink']>,
+  deps: AuditDeps,
+  ackTimeoutMs: number,
+): Promise<CheckpointCopies> {
+  if (sink.type === 'file') {
+    const file = await createFileSink({
+      path: slotPath(sink.path, deps.workerSlot),
+      maxBytes: sink.maxBytes,
+      fsync: 'always',
+    });
+    return new CheckpointCopies(file, deps.log, ackTimeoutMs);
+  }
+  let client = deps.redis;
+  let own: RedisClient | undefined;
+  if (sink.url !== undefined) {
+    own = await createRedisClient(
+      {
+        url: sink.url,
+        ...(sink.password !== undefined ? { password: sink.password } : {}),
+        tls: sink.url.startsWith('rediss:'),
+        requiredForReadiness: false,
+        connectTimeout: 1_000,
+        commandTimeout: ackTimeoutMs,
+      },
+      { env: deps.env ?? {}, log: deps.log },
+    );
+    client = own;
+  }
+  if (client === undefined) throw new Error('checkpoint copies to redis without a redis');
+  const stream = createRedisStreamSink(client, { stream: sink.stream, maxLen: 1_000_000 });
+  const quit = own === undefined ? undefined : () => withDeadline(own.quit(), 1_000).catch(() => own.disconnect());
+  return new CheckpointCopies(
+    {
+      name: stream.name,
+      store: stream.store,
+      append: (records) => stream.append(records),
+      close: async () => {
+        await stream.close();
+        await quit?.();
+      },
+    },
+    deps.log,
+    ackTimeoutMs,
+  );
 }
 
 /** The sinks a config declares: `audit.sinks`, or one required stdout sink when `audit.stdout` (the default). */
@@ -61,6 +129,15 @@ export async function createAudit(
   const baseSpoolDir = a.spoolDir ?? join(tmpdir(), 'snapgate-spool');
   const spoolDir = deps.workerSlot === undefined ? baseSpoolDir : join(baseSpoolDir, `w${deps.workerSlot}`);
   if (a.onFailure === 'spool') await mkdir(spoolDir, { recursive: true });
+  let checkpoints: CheckpointOptions | undefined;
+  let copies: CheckpointCopies | undefined;
+  if (a.checkpoints !== undefined) {
+    const signer = await signerOf(a.checkpoints.key, deps.env ?? {});
+    copies = a.checkpoints.sink !== undefined ? await copiesOf(a.checkpoints.sink, deps, a.ackTimeout) : undefined;
+    const onStored = copies !== undefined ? copies.push.bind(copies) : undefined;
+    checkpoints = { signer, intervalMs: a.checkpoints.interval, ...(onStored ? { onStored } : {}) };
+    deps.log.info('audit checkpoints on', { key: signer.kid, interval: a.checkpoints.interval });
+  }
   const writers: SinkWriter[] = [];
   const ofType = new Map<string, number>();
   for (const sc of sinkConfigs) {
@@ -70,9 +147,18 @@ export async function createAudit(
     let sink: Sink;
     if (sc.type === 'stdout') sink = createLineSink('stdout', deps.auditWrite);
     else if (sc.type === 'file') {
-      sink = await createFileSink({ path: slotPath(sc.path, deps.workerSlot), maxBytes: sc.maxBytes, fsync: sc.fsync });
+      sink = await createFileSink({
+        path: slotPath(sc.path, deps.workerSlot),
+        maxBytes: sc.maxBytes,
+        fsync: sc.fsync,
+        ...(sc.maxFiles !== undefined ? { maxFiles: sc.maxFiles } : {}),
+      });
     } else if (deps.redis !== undefined) {
-      sink = createRedisStreamSink(deps.redis, { stream: sc.stream, maxLen: sc.maxLen });
+      sink = createRedisStreamSink(deps.redis, {
+        stream: sc.stream,
+        maxLen: sc.maxLen,
+        signedRetention: checkpoints !== undefined,
+      });
     } else throw new Error('audit redis sink without redis');
     writers.push(
       new SinkWriter({
@@ -86,10 +172,11 @@ export async function createAudit(
         maxQueue: a.maxQueue,
         onDropped: (name) => deps.metrics.auditDropped.inc({ sink: name }),
         spoolName: n === 1 ? sc.type : `${sc.type}.${n}`,
+        ...(checkpoints !== undefined ? { checkpoints } : {}),
       }),
     );
   }
-  const trail = new AuditTrail(writers);
+  const trail = new AuditTrail(writers, copies !== undefined ? [copies] : []);
   // From 0, so that an alert on increase() sees the first drop.
   for (const w of writers) deps.metrics.auditDropped.labels(w.label).inc(0);
   collectSinkStates(trail, deps.metrics);

@@ -1,10 +1,13 @@
 // Audit sinks: stdout JSON lines, an append-only rotating file, and a Redis Stream. Each appends whole batches in
 // order and skips what it already holds.
 import { open, readFile, rename, stat, type FileHandle } from 'node:fs/promises';
+import { basename } from 'node:path';
 import type { Redis, Result } from 'ioredis';
 import { batchWritesThisTurn, type RedisClient } from '../redis/client.js';
 import type { ChainedRecord } from './chain.js';
+import type { Witness } from './checkpoint.js';
 import type { AuditEvent } from './event.js';
+import { planFileRetention, planStreamRetention, type RetentionPlan } from './retention.js';
 
 export interface Sink {
   /** Names the sink in logs, metrics and spool files. */
@@ -15,6 +18,12 @@ export interface Sink {
    */
   append(records: readonly ChainedRecord[]): Promise<void>;
   close(): Promise<void>;
+  /** Names the trail in checkpoints: `file:<base name>`, `redis:<stream>` or `stdout`. */
+  readonly store: string;
+  /** The other writers this store holds, each at its highest seq (for a checkpoint's witness list). */
+  witness?(self: string): Promise<Witness[]>;
+  /** The oldest records due for removal (maxLen, maxFiles), if any: see retention.ts. */
+  planRetention?(holder: string): Promise<RetentionPlan | undefined>;
 }
 
 const lines = (records: readonly ChainedRecord[]) => {
@@ -82,6 +91,7 @@ export function createLineSink(name: string, write: (text: string) => void | Pro
 
   return {
     name,
+    store: name,
     async append(records) {
       if (!(await turns.take())) throw new SupersededAppendError(name);
       const fresh = records.filter((r) => r.seq > (handed.get(r.writer) ?? 0));
@@ -113,6 +123,8 @@ export interface FileSinkOptions {
   maxBytes: number;
   /** always: fdatasync before a batch counts as stored; interval: every second; never: leave it to the OS. */
   fsync: FsyncPolicy;
+  /** Rotated files kept; the oldest beyond are removed by retention (with checkpoints only). */
+  maxFiles?: number;
   now?: () => Date;
 }
 
@@ -192,8 +204,15 @@ export async function createFileSink(options: FileSinkOptions): Promise<Sink> {
     for (const r of fresh) seqs.set(r.writer, r.seq);
   };
 
+  // The writers the file held when this process opened it: its opening checkpoint names them, so a writer cut
+  // out of the file later is missed by name.
+  const found = [...seqs].map(([writer, seq]) => ({ writer, seq }));
+  const maxFiles = options.maxFiles;
   return {
     name: 'file',
+    store: `file:${basename(options.path)}`,
+    witness: (self) => Promise.resolve(found.filter((w) => w.writer !== self).slice(-MAX_WITNESS)),
+    ...(maxFiles !== undefined ? { planRetention: () => planFileRetention(options.path, maxFiles) } : {}),
     append(records) {
       const run = queue.then(() => write(records));
       queue = run.catch(() => undefined);
@@ -208,60 +227,129 @@ export async function createFileSink(options: FileSinkOptions): Promise<Sink> {
   };
 }
 
+/** Most writers a checkpoint's witness list names. */
+const MAX_WITNESS = 100;
+
 /**
- * KEYS[1] the stream; KEYS[2] the writer's head (highest seq already in the stream).
- * ARGV[1] approximate MAXLEN; ARGV[2] head TTL in seconds; then pairs of (seq, event JSON), in order.
+ * KEYS[1] the stream; KEYS[2] the writer's head (highest seq already in the stream); KEYS[3] the stream's
+ * writers (a sorted set: writer by time of its last append, for checkpoints' witness lists).
+ * ARGV[1] approximate MAXLEN (0: none, retention is signed and done apart); ARGV[2] head TTL in seconds;
+ * ARGV[3] the writer; then pairs of (seq, event JSON), in order.
  * Skips events at or below the head, so replaying a batch whose first write timed out adds nothing twice.
  * Returns the number of entries added.
  */
 export const STREAM_APPEND_SCRIPT = `
 local head = tonumber(redis.call('GET', KEYS[2]) or '0')
 local added = 0
-for i = 3, #ARGV, 2 do
+for i = 4, #ARGV, 2 do
   local seq = tonumber(ARGV[i])
   if seq > head then
-    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[i + 1])
+    if ARGV[1] == '0' then
+      redis.call('XADD', KEYS[1], '*', 'e', ARGV[i + 1])
+    else
+      redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'e', ARGV[i + 1])
+    end
     head = seq
     added = added + 1
   end
 end
 redis.call('SET', KEYS[2], head, 'EX', ARGV[2])
+local t = redis.call('TIME')
+redis.call('ZADD', KEYS[3], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), ARGV[3])
 return added
+`;
+
+/**
+ * KEYS[1] the stream's writers (see STREAM_APPEND_SCRIPT). ARGV[1] the head key prefix; ARGV[2] the asking
+ * writer; ARGV[3] how far back, ms; ARGV[4] most writers; ARGV[5] forget writers idle longer than this, ms.
+ * Returns writer, head seq, writer, head seq, … (newest first).
+ */
+export const STREAM_WITNESS_SCRIPT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[5]))
+local ws = redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', now - tonumber(ARGV[3]), 'LIMIT', 0, tonumber(ARGV[4]) + 1)
+local out = {}
+for _, w in ipairs(ws) do
+  if w ~= ARGV[2] then
+    out[#out + 1] = w
+    out[#out + 1] = redis.call('GET', ARGV[1] .. w) or '0'
+  end
+end
+return out
 `;
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
     snapgateAuditAppend(numKeys: number, ...keysAndArgs: (string | number)[]): Result<number, Context>;
+    snapgateAuditWitness(numKeys: number, ...keysAndArgs: (string | number)[]): Result<string[], Context>;
   }
 }
 
 export const DEFAULT_AUDIT_STREAM = 'audit:{snapgate}:events';
 
+const tagOf = (stream: string) => /\{[^}]+\}/.exec(stream)?.[0] ?? `{${stream}}`;
+
 /** The Redis key of a writer's head, in the stream's hash slot. */
 export function streamHeadKey(stream: string, writer: string): string {
-  const tag = /\{[^}]+\}/.exec(stream)?.[0] ?? `{${stream}}`;
-  return `audit:${tag}:head:${writer}`;
+  return `audit:${tagOf(stream)}:head:${writer}`;
 }
 
+/** The stream's writers by time of last append, in its hash slot. */
+export function streamWritersKey(stream: string): string {
+  return `audit:${tagOf(stream)}:writers`;
+}
+
+const DAY_MS = 86_400_000;
+
 /**
- * A Redis Stream (XADD with approximate MAXLEN retention). The stream and head keys share a hash
- * tag, so one script touches both on Redis Cluster. An append has no deadline of its own: the writer
- * bounds each one by its ackTimeout (see SinkWriter).
+ * A Redis Stream. Retention: with `signedRetention`, the writer trims past maxLen at its checkpoints, each removal
+ * behind a signed marker (retention.ts); without, XADD's approximate MAXLEN trims silently. The stream and its keys
+ * share a hash tag, so one script touches them all on Redis Cluster. An append has no deadline of its own: the
+ * writer bounds each one by its ackTimeout (see SinkWriter).
  */
-export function createRedisStreamSink(client: RedisClient, options: { stream: string; maxLen: number }): Sink {
+export function createRedisStreamSink(
+  client: RedisClient,
+  options: { stream: string; maxLen: number; signedRetention?: boolean },
+): Sink {
   if (typeof (client as Redis).snapgateAuditAppend !== 'function') {
     client.defineCommand('snapgateAuditAppend', { lua: STREAM_APPEND_SCRIPT });
   }
+  if (typeof (client as Redis).snapgateAuditWitness !== 'function') {
+    client.defineCommand('snapgateAuditWitness', { lua: STREAM_WITNESS_SCRIPT });
+  }
+  const { stream, maxLen } = options;
+  const writersKey = streamWritersKey(stream);
   // Serialized: while Redis is stalled (connection open, nothing answered), retries do not pile
   // more batches into the socket's buffer.
   const turns = new Turns();
   return {
     name: 'redis',
+    store: `redis:${stream}`,
     async append(records) {
       if (!(await turns.take())) throw new SupersededAppendError('redis');
       await turns.track(appendRuns(records));
     },
     close: () => Promise.resolve(),
+    async witness(self) {
+      const flat = await (client as Redis).snapgateAuditWitness(
+        1,
+        writersKey,
+        streamHeadKey(stream, ''),
+        self,
+        DAY_MS,
+        MAX_WITNESS,
+        30 * DAY_MS,
+      );
+      const out: Witness[] = [];
+      for (let i = 0; i + 1 < flat.length && out.length < MAX_WITNESS; i += 2) {
+        out.push({ writer: flat[i]!, seq: Number(flat[i + 1]) });
+      }
+      return out;
+    },
+    ...(options.signedRetention
+      ? { planRetention: (holder) => planStreamRetention(client, stream, maxLen, holder) }
+      : {}),
   };
 
   async function appendRuns(records: readonly ChainedRecord[]): Promise<void> {
@@ -273,11 +361,13 @@ export function createRedisStreamSink(client: RedisClient, options: { stream: st
       for (; i < records.length && records[i]!.writer === writer; i++) args.push(records[i]!.seq, records[i]!.line);
       batchWritesThisTurn(client);
       await (client as Redis).snapgateAuditAppend(
-        2,
-        options.stream,
-        streamHeadKey(options.stream, writer),
-        options.maxLen,
+        3,
+        stream,
+        streamHeadKey(stream, writer),
+        writersKey,
+        options.signedRetention ? 0 : maxLen,
         30 * 86_400,
+        writer,
         ...args,
       );
     }

@@ -3,8 +3,16 @@
 import { open, readFile, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describeError, type Logger } from '../log.js';
-import { ChainWriter, eventBody, recordOf, type ChainedRecord } from './chain.js';
+import { ChainWriter, eventBody, GENESIS, recordOf, type ChainedRecord } from './chain.js';
+import {
+  signCheckpoint,
+  type CheckpointFields,
+  type CheckpointReason,
+  type CheckpointSigner,
+  type Witness,
+} from './checkpoint.js';
 import { buildAuditEvent, type AuditEvent } from './event.js';
+import type { RetentionPlan } from './retention.js';
 import type { Sink } from './sinks.js';
 
 export type OnFailure = 'reject' | 'spool';
@@ -27,7 +35,22 @@ interface Pending {
   record: ChainedRecord;
   resolve?: () => void;
   reject?: (err: unknown) => void;
+  /** A checkpoint: copied to the checkpoint sink once stored. */
+  checkpoint?: boolean;
+  /** Called once the sink itself (not the spool) holds it: a retention marker waits for that. */
+  inSink?: () => void;
 }
+
+/** How a writer signs its chain (see checkpoint.ts and retention.ts). */
+export interface CheckpointOptions {
+  signer: CheckpointSigner;
+  intervalMs: number;
+  /** Given each checkpoint once the sink or spool holds it: the copy for the checkpoint sink. */
+  onStored?: (record: ChainedRecord) => void;
+}
+
+/** How long a retention step may take to read what it removes, and to store its marker. */
+const RETENTION_STEP_MS = 30_000;
 
 const BATCH = 500;
 /** Events held in memory per sink while it is down, by default; past this, new ones are counted and dropped. */
@@ -74,6 +97,8 @@ export interface SinkWriterOptions {
   onDropped?: (sink: string) => void;
   /** Names the spool file (default: the sink's name); two sinks of one type need two names. */
   spoolName?: string;
+  /** Signed checkpoints: at start, every interval, before each retention removal and at close. */
+  checkpoints?: CheckpointOptions;
 }
 
 /**
@@ -100,6 +125,12 @@ export class SinkWriter {
   private droppedSince: Date | undefined;
   private readonly maxQueue: number;
   private loopDone: Promise<void> = Promise.resolve();
+  /** The chain hash of this writer's last checkpoint record. */
+  private lastCheckpoint = GENESIS;
+  private ticker: NodeJS.Timeout | undefined;
+  private ticking = false;
+  /** Set once the shutdown checkpoint is linked: nothing of this writer may follow it. */
+  private signedOff = false;
 
   constructor(private readonly o: SinkWriterOptions) {
     this.chain = new ChainWriter(o.instance);
@@ -142,6 +173,111 @@ export class SinkWriter {
     }
     this.running = true;
     this.loopDone = this.loop();
+    const cp = this.o.checkpoints;
+    if (cp !== undefined) {
+      // The opening checkpoint is the chain's first record: a chain that begins otherwise was not written by us.
+      this.linkCheckpoint('open', { witness: await this.witness() });
+      this.ticker = setInterval(() => void this.tick(), cp.intervalMs);
+      this.ticker.unref();
+    }
+  }
+
+  /** The writer id of this sink's chain. */
+  get writer(): string {
+    return this.chain.writer;
+  }
+
+  /** Signs the chain's head and queues the checkpoint (past maxQueue: it is one record, and it must not be lost). */
+  private linkCheckpoint(
+    reason: CheckpointReason,
+    extra: Pick<CheckpointFields, 'witness' | 'retention'>,
+    inSink?: () => void,
+  ): void {
+    const cp = this.o.checkpoints!;
+    const head = this.chain.head;
+    const body = signCheckpoint(
+      {
+        time: new Date().toISOString(),
+        writer: this.chain.writer,
+        seq: head.seq,
+        head: head.hash,
+        prevCheckpoint: this.lastCheckpoint,
+        reason,
+        interval: cp.intervalMs,
+        store: this.o.sink.store,
+        ...extra,
+      },
+      cp.signer,
+    );
+    const record = this.chain.link(body);
+    this.lastCheckpoint = this.chain.head.hash;
+    this.enqueue({ record, checkpoint: true, ...(inSink !== undefined ? { inSink } : {}) });
+  }
+
+  /** The other writers of this store, for a checkpoint; none when the sink cannot say in time. */
+  private async witness(): Promise<Witness[] | undefined> {
+    if (this.o.sink.witness === undefined) return undefined;
+    let list: Witness[] | undefined;
+    await waitAtMost(
+      this.o.sink.witness(this.chain.writer).then(
+        (w) => (list = w),
+        () => undefined,
+      ),
+      this.o.ackTimeoutMs,
+    );
+    return list;
+  }
+
+  /** An interval checkpoint (also when idle), then the store's retention step, if one is due. */
+  private async tick(): Promise<void> {
+    if (this.ticking || this.signedOff) return;
+    this.ticking = true;
+    try {
+      const witness = await this.witness();
+      if (this.signedOff) return;
+      this.linkCheckpoint('interval', { witness });
+      await this.retain();
+    } catch (err) {
+      this.o.log.warn('audit retention step failed; it is tried again at the next checkpoint', {
+        sink: this.name,
+        error: describeError(err),
+      });
+    } finally {
+      this.ticking = false;
+    }
+  }
+
+  /**
+   * Removes what the store's retention says is due, only once a signed marker of it is in the sink itself (not
+   * merely spooled): verify then tells the removal from tampering. Not while the sink fails or a spool waits.
+   */
+  private async retain(): Promise<void> {
+    if (this.o.sink.planRetention === undefined || this.failing || this.spooled > 0) return;
+    let plan: RetentionPlan | undefined;
+    await answeredWithin(
+      this.o.sink.planRetention(this.chain.writer).then((p) => (plan = p)),
+      RETENTION_STEP_MS,
+    );
+    if (plan === undefined) return;
+    if (this.signedOff) {
+      await plan.abandon();
+      return;
+    }
+    let stored = false;
+    try {
+      await answeredWithin(
+        new Promise<void>((resolve) => this.linkCheckpoint('retention', { retention: plan!.facts }, resolve)),
+        RETENTION_STEP_MS,
+      );
+      stored = true;
+    } finally {
+      await (stored ? plan.apply() : plan.abandon());
+    }
+    this.o.log.info('audit retention: oldest records removed behind a signed marker', {
+      sink: this.name,
+      reason: plan.facts.reason,
+      entries: plan.facts.entries,
+    });
   }
 
   /**
@@ -225,6 +361,11 @@ export class SinkWriter {
    * in spool mode, else logged as lost.
    */
   async close(deadlineMs = 5_000): Promise<void> {
+    clearInterval(this.ticker);
+    if (this.o.checkpoints !== undefined && !this.signedOff && this.running) {
+      this.signedOff = true;
+      this.linkCheckpoint('shutdown', {});
+    }
     this.closing = true;
     this.wake?.();
     await waitAtMost(this.loopDone, deadlineMs);
@@ -325,7 +466,11 @@ export class SinkWriter {
     this.writing = batch.length;
     try {
       await answeredWithin(this.o.sink.append(batch.map((p) => p.record)), this.o.ackTimeoutMs);
-      for (const p of batch) p.resolve?.();
+      for (const p of batch) {
+        p.resolve?.();
+        p.inSink?.();
+      }
+      this.copyCheckpoints(batch);
       this.markHealthy();
       return true;
     } catch (err) {
@@ -349,6 +494,7 @@ export class SinkWriter {
       this.spooled += batch.length;
       this.spooledBytes += Buffer.byteLength(text);
       for (const p of batch) p.resolve?.();
+      this.copyCheckpoints(batch);
     } catch (err) {
       this.o.log.error('audit spool write failed', { sink: this.name, error: describeError(err) });
       this.queue.unshift(...batch);
@@ -373,6 +519,13 @@ export class SinkWriter {
       this.markFailing(err);
       return false;
     }
+  }
+
+  /** Hands the checkpoints of a stored batch to the checkpoint sink (only stored ones: a copy never runs ahead). */
+  private copyCheckpoints(batch: readonly Pending[]): void {
+    const onStored = this.o.checkpoints?.onStored;
+    if (onStored === undefined) return;
+    for (const p of batch) if (p.checkpoint) onStored(p.record);
   }
 
   private async appendInBatches(records: readonly ChainedRecord[]): Promise<void> {
@@ -422,7 +575,11 @@ export class SinkWriter {
 
 /** Every sink's writer; `record` fans an event out to all of them. */
 export class AuditTrail {
-  constructor(private readonly writers: readonly SinkWriter[]) {}
+  constructor(
+    private readonly writers: readonly SinkWriter[],
+    /** Closed after the writers (the checkpoint copies, which the writers feed until they close). */
+    private readonly after: readonly { close(deadlineMs?: number): Promise<void> }[] = [],
+  ) {}
 
   async start(): Promise<void> {
     await Promise.all(this.writers.map((w) => w.start()));
@@ -483,5 +640,6 @@ export class AuditTrail {
 
   async close(deadlineMs?: number): Promise<void> {
     await Promise.all(this.writers.map((w) => w.close(deadlineMs)));
+    for (const a of this.after) await a.close(deadlineMs);
   }
 }

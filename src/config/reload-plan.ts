@@ -31,6 +31,7 @@ export const restartOnlyPaths: readonly string[] = [
   'audit.closeTimeout',
   'audit.allowUnaudited',
   'audit.denials',
+  'audit.checkpoints',
   'signing.jwks',
 ];
 

@@ -496,6 +496,11 @@ export const configSchema = z.strictObject({
                 .min(1)
                 .describe('the file the audit lines are appended to, such as /var/log/snapgate/audit.log'),
               maxBytes: positiveInt().default(104_857_600),
+              /**
+               * Rotated files kept; older ones are removed, each removal first leaving a signed retention marker
+               * (needs audit.checkpoints). Absent: rotated files are never removed.
+               */
+              maxFiles: positiveInt().optional(),
               fsync: z.enum(['always', 'interval', 'never']).default('always'),
               required: z.boolean().default(true),
             }),
@@ -535,6 +540,41 @@ export const configSchema = z.strictObject({
       denials: z
         .strictObject({ fullPerSecond: positiveInt().default(5), maxKeys: positiveInt().default(1_000) })
         .prefault({}),
+      /**
+       * Signed checkpoints: every writer signs its chain position (Ed25519) when it opens, every `interval`, before
+       * a retention removal and at shutdown, so `audit verify --key` proves the trail whole. Off when absent.
+       */
+      checkpoints: z
+        .strictObject({
+          key: secretRef().describe(
+            'a reference to an Ed25519 private key (PKCS#8 PEM), such as file:/etc/snapgate/checkpoint.pem; ' +
+              'snapgate keys generate --alg Ed25519 --out FILE writes one',
+          ),
+          interval: duration()
+            .default(10_000)
+            .refine((ms) => ms >= 1_000 && ms <= 300_000, { message: 'must be from 1s to 5m' }),
+          /** A second copy of every checkpoint, kept away from the trail (another disk, another Redis). */
+          sink: z
+            .discriminatedUnion('type', [
+              z.strictObject({
+                type: z.literal('file'),
+                path: z.string().min(1).describe('the file checkpoint copies are appended to'),
+                maxBytes: positiveInt().default(104_857_600),
+              }),
+              z.strictObject({
+                type: z.literal('redis'),
+                /** Another Redis than `redis` (the point of the copy); absent: the gateway's own Redis. */
+                url: redisUrl().optional(),
+                password: secretRef().optional(),
+                stream: z
+                  .string()
+                  .regex(/\{[^}]+\}/, { message: 'must carry a hash tag such as audit:{snapgate}:checkpoints' })
+                  .default('audit:{snapgate}:checkpoints'),
+              }),
+            ])
+            .optional(),
+        })
+        .optional(),
     })
     // onFailure: spool needs spoolDir: checked in auditProblems.
     .prefault({}),
@@ -852,6 +892,33 @@ function orgsProblems(doc: Record<string, unknown> | undefined): Problem[] {
   ]);
 }
 
+/** A removal that leaves no signed marker would look like tampering; a checkpoint copy needs a Redis to go to. */
+function checkpointProblems(audit: Record<string, unknown> | undefined, hasRedis: boolean): Problem[] {
+  const problems: Problem[] = [];
+  const signed = asRecord(audit?.checkpoints) !== undefined;
+  const sinks = audit?.sinks;
+  if (Array.isArray(sinks)) {
+    sinks.forEach((sink, i) => {
+      if (asRecord(sink)?.maxFiles !== undefined && !signed) {
+        problems.push({
+          path: ['audit', 'sinks', i, 'maxFiles'],
+          message:
+            'removes old audit files, which needs audit.checkpoints (a signed marker of each removal, so verify ' +
+            'tells retention from tampering); add audit.checkpoints or drop maxFiles',
+        });
+      }
+    });
+  }
+  const copy = asRecord(asRecord(audit?.checkpoints)?.sink);
+  if (copy?.type === 'redis' && copy.url === undefined && !hasRedis) {
+    problems.push({
+      path: ['audit', 'checkpoints', 'sink', 'url'],
+      message: 'is required when no redis section is configured: the Redis the checkpoint copies go to',
+    });
+  }
+  return problems;
+}
+
 /** One Redis topology; spooled audit needs its directory; two listeners never share a port. */
 function sectionProblems(doc: Record<string, unknown> | undefined): Problem[] {
   const problems: Problem[] = [];
@@ -866,6 +933,7 @@ function sectionProblems(doc: Record<string, unknown> | undefined): Problem[] {
       message: 'is required with onFailure: spool (a directory on durable local disk)',
     });
   }
+  problems.push(...checkpointProblems(audit, redis !== undefined));
   const keys = asRecord(doc?.signing)?.keys;
   if (Array.isArray(keys) && keys.length > 0) {
     const active = keys.filter((k) => asRecord(k)?.state === 'active').length;
