@@ -46,7 +46,7 @@ const writeStdout = (text: string) =>
 const usage = `usage: snapgate [serve]
        snapgate config check [--config FILE] [--print] [--json]
        snapgate audit verify|query|tail ...
-       snapgate keys generate --out FILE [--alg ES256|RS256] [--kid KID]
+       snapgate keys generate --out FILE [--alg ES256|RS256|Ed25519] [--kid KID]
        snapgate credentials check [ORG] [--json]
        snapgate --version | --help
 

@@ -1,5 +1,6 @@
 // `snapgate keys generate` (a new signing key, written 0600, and the config lines that publish it) and `snapgate
 // credentials check` (each org identity's credential tried against SnapLogic). Neither ever prints a secret.
+import { generateKeyPairSync } from 'node:crypto';
 import { open, unlink } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -10,6 +11,7 @@ import { configSchema, type Config } from '../config/schema.js';
 import { parseSecretRef } from '../config/secret-ref.js';
 import { createLogger } from '../log.js';
 import { createForwarder } from '../upstream/forwarder.js';
+import { keyIdOf } from '../audit/checkpoint.js';
 import { checkCredentials, passes, type CredentialCheck } from './check.js';
 import { generateSigningKey, publicJwkFields, signingAlgs, type PublicJwk, type SigningAlg } from './signing-keys.js';
 import { createCredentialStore, CredentialError, type CredentialStore } from './store.js';
@@ -25,12 +27,14 @@ export interface CredentialsCliIo {
 /** Exit code for a config or credentials that cannot be used (sysexits EX_CONFIG), as `serve` uses. */
 const EX_CONFIG = 78;
 
-export const keysUsage = `usage: snapgate keys generate --out FILE [--alg ES256|RS256] [--kid KID]
+export const keysUsage = `usage: snapgate keys generate --out FILE [--alg ES256|RS256|Ed25519] [--kid KID]
 
   Writes a new PKCS#8 private key to FILE (mode 0600; an existing FILE is never overwritten) and prints the lines
   to add under signing.keys, then the key's public JWK as one JSON line. The private key is never printed.
-  --alg  ES256 (P-256, the default) or RS256 (RSA 2048 bits)
-  --kid  the key id to publish (default: the key's RFC 7638 thumbprint)`;
+  --alg  ES256 (P-256, the default) or RS256 (RSA 2048 bits): keys for the JWTs snapgate signs for SnapLogic;
+         Ed25519: the audit checkpoint key (audit.checkpoints.key); its public half goes to FILE.pub, for
+         \`snapgate audit verify --key FILE.pub\`, and the lines printed are for audit.checkpoints
+  --kid  the key id to publish (default: the key's RFC 7638 thumbprint; not for Ed25519, whose id is derived)`;
 
 export const credentialsUsage = `usage: snapgate credentials check [ORG] [--json]
 
@@ -101,7 +105,11 @@ async function keysGenerate(argv: string[], io: CredentialsCliIo): Promise<numbe
   if (positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(positionals[0])}`);
   if (values.out === undefined || values.out === '') throw new UsageError('--out FILE is required');
   const alg = values.alg ?? 'ES256';
-  if (!isAlg(alg)) throw new UsageError(`--alg must be one of ${signingAlgs.join(', ')}`);
+  if (alg === 'Ed25519') {
+    if (values.kid !== undefined) throw new UsageError('--kid is not for Ed25519: a checkpoint key id is derived');
+    return checkpointKeyGenerate(resolve(io.cwd, values.out), io);
+  }
+  if (!isAlg(alg)) throw new UsageError(`--alg must be one of ${[...signingAlgs, 'Ed25519'].join(', ')}`);
   if (values.kid !== undefined && !kidSchema.safeParse(values.kid).success) {
     throw new UsageError('--kid must be 1-128 of A-Z a-z 0-9 . _ ~ : -');
   }
@@ -123,6 +131,38 @@ async function keysGenerate(argv: string[], io: CredentialsCliIo): Promise<numbe
       stringify([{ key: ref, state: 'next', kid }]) +
       '# its public JWK, as the JWKS publishes it:\n' +
       `${JSON.stringify(publicOnly(key.publicJwk, kid))}\n`,
+  );
+  return 0;
+}
+
+/** An Ed25519 checkpoint key: the private half at `path` (0600), the public half at `path`.pub for auditors. */
+async function checkpointKeyGenerate(path: string, io: CredentialsCliIo): Promise<number> {
+  const ref = `file:${path}`;
+  if (parseSecretRef(ref) === undefined) throw new UsageError('--out must name a file path without line breaks');
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  const publicPath = `${path}.pub`;
+  try {
+    await writeNewPrivateFile(path, privateKey.export({ format: 'pem', type: 'pkcs8' }).toString());
+  } catch (err) {
+    io.err(`snapgate keys: ${fileProblem(err, path)}\n`);
+    return 1;
+  }
+  try {
+    const handle = await open(publicPath, 'wx', 0o644);
+    await handle.writeFile(publicKey.export({ format: 'pem', type: 'spki' }).toString(), 'utf8');
+    await handle.close();
+  } catch (err) {
+    await unlink(path).catch(() => undefined);
+    io.err(`snapgate keys: ${fileProblem(err, publicPath)}\n`);
+    return 1;
+  }
+  const kid = keyIdOf(publicKey);
+  io.err(`snapgate keys: wrote a new Ed25519 private key to ${path} (mode 0600) and its public key to ${publicPath}\n`);
+  io.out(
+    `# key id ${kid}; add to the config (keep the private key off the hosts that hold the trail's copies):\n` +
+      stringify({ audit: { checkpoints: { key: ref, interval: '10s' } } }) +
+      `# auditors verify with the public key (keep every key still named by stored checkpoints):\n` +
+      `#   snapgate audit verify --file audit.jsonl --key ${publicPath}\n`,
   );
   return 0;
 }

@@ -1,6 +1,9 @@
 // Signed checkpoints: a signature made with the writer's Ed25519 key verifies with its public key only, and any
 // change to the signed text, an untrusted key or a key of another type is refused.
 import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   checkSignature,
@@ -12,6 +15,7 @@ import {
   signCheckpoint,
   trustedKeys,
 } from '../../src/audit/checkpoint.js';
+import { runKeysCli } from '../../src/credentials/cli.js';
 
 const pair = () => {
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
@@ -74,5 +78,26 @@ describe('checkpoint signatures', () => {
       CheckpointKeyError,
     );
     expect(() => checkpointSigner('not a key')).toThrow(CheckpointKeyError);
+  });
+});
+
+describe('snapgate keys generate --alg Ed25519', () => {
+  it('writes the private key 0600 and its public half to FILE.pub, and prints the config, never the key', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cp-keys-'));
+    let out = '';
+    let err = '';
+    const io = { out: (t: string) => (out += t), err: (t: string) => (err += t), env: {}, cwd: dir };
+    expect(await runKeysCli(['generate', '--alg', 'Ed25519', '--out', 'checkpoint.pem'], io)).toBe(0);
+    const path = join(dir, 'checkpoint.pem');
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    const signer = checkpointSigner(readFileSync(path, 'utf8'));
+    const [pub] = parsePublicKeys(readFileSync(`${path}.pub`, 'utf8'));
+    expect(keyIdOf(pub!)).toBe(signer.kid);
+    expect(out).toContain(`key: file:${path}`);
+    expect(out).toContain(signer.kid);
+    expect(out + err).not.toContain('PRIVATE KEY');
+    // Never over an existing key.
+    expect(await runKeysCli(['generate', '--alg', 'Ed25519', '--out', 'checkpoint.pem'], io)).toBe(1);
+    expect(checkpointSigner(readFileSync(path, 'utf8')).kid).toBe(signer.kid);
   });
 });
