@@ -129,6 +129,8 @@ export class SinkWriter {
   private lastCheckpoint = GENESIS;
   private ticker: NodeJS.Timeout | undefined;
   private ticking = false;
+  /** The checkpoint step in progress (close lets it finish, so a removal never outlives its sink). */
+  private tickDone: Promise<void> = Promise.resolve();
   /** Set once the shutdown checkpoint is linked: nothing of this writer may follow it. */
   private signedOff = false;
 
@@ -177,7 +179,9 @@ export class SinkWriter {
     if (cp !== undefined) {
       // The opening checkpoint is the chain's first record: a chain that begins otherwise was not written by us.
       this.linkCheckpoint('open', { witness: await this.witness() });
-      this.ticker = setInterval(() => void this.tick(), cp.intervalMs);
+      this.ticker = setInterval(() => {
+        this.tickDone = this.tick();
+      }, cp.intervalMs);
       this.ticker.unref();
     }
   }
@@ -385,6 +389,9 @@ export class SinkWriter {
       }
     }
     this.closed = true;
+    // A retention step under way removes its records once its marker (queued before the shutdown checkpoint) is
+    // stored: let it, before the sink closes.
+    await waitAtMost(this.tickDone, this.o.ackTimeoutMs + 1_000);
     await this.o.sink.close().catch(() => undefined);
   }
 

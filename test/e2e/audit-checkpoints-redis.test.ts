@@ -1,0 +1,170 @@
+// Signed checkpoints on a real Redis stream: two writers (two instances) share one stream, each checkpoints and names
+// the other, retention past maxLen goes only behind a signed marker (one writer trims at a time), and a Redis that
+// stalls mid-step removes nothing unexplained.
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { verifyChain } from '../../src/audit/chain.js';
+import { checkpointSigner, checkSignature, trustedKeys, type Checkpoint } from '../../src/audit/checkpoint.js';
+import { createRedisStreamSink } from '../../src/audit/sinks.js';
+import { SinkWriter, type CheckpointOptions } from '../../src/audit/trail.js';
+import { createLogger } from '../../src/log.js';
+import { RedisServer } from '../helpers/redis-server.js';
+
+const log = createLogger({ level: 'error', write: () => undefined });
+let server: RedisServer;
+const clients: Redis[] = [];
+
+beforeAll(async () => {
+  server = await RedisServer.start();
+});
+afterAll(async () => {
+  for (const c of clients) c.disconnect();
+  await server.stop();
+});
+
+async function client(): Promise<Redis> {
+  const c = new Redis(server.port, '127.0.0.1', { maxRetriesPerRequest: 0, enableOfflineQueue: false });
+  c.on('error', () => {});
+  clients.push(c);
+  await new Promise((resolve) => c.once('ready', resolve));
+  return c;
+}
+
+const keyPair = () => {
+  const { privateKey } = generateKeyPairSync('ed25519');
+  return checkpointSigner(privateKey.export({ type: 'pkcs8', format: 'pem' }).toString());
+};
+
+const event = (i: number) => JSON.stringify({ v: 2, id: `e${i}`, type: 'attempt', pad: 'x'.repeat(100) });
+const bodyOf = (text: string) => `${text.slice(0, text.lastIndexOf(',"chain":{'))}}`;
+
+type Parsed = Checkpoint & { chain: { writer: string; seq: number; prev: string; hash: string } };
+
+async function streamLines(c: Redis, stream: string): Promise<{ id: string; text: string; parsed: Parsed }[]> {
+  const entries = (await c.xrange(stream, '-', '+')) as [string, string[]][];
+  return entries.map(([id, f]) => ({ id, text: f[1]!, parsed: JSON.parse(f[1]!) as Parsed }));
+}
+
+async function writer(c: Redis, stream: string, checkpoints: CheckpointOptions, instance: string, maxLen = 1_000_000) {
+  const w = new SinkWriter({
+    sink: createRedisStreamSink(c, { stream, maxLen, signedRetention: true }),
+    required: true,
+    onFailure: 'reject',
+    ackTimeoutMs: 500,
+    spoolDir: mkdtempSync(join(tmpdir(), 'cp-redis-')),
+    instance,
+    log,
+    checkpoints,
+  });
+  await w.start();
+  return w;
+}
+
+describe('checkpoints on a Redis stream', () => {
+  it('two instances each open, checkpoint and sign off, and name each other as witnesses', async () => {
+    const c = await client();
+    const stream = 'audit:{w1}:events';
+    const s = keyPair();
+    const a = await writer(c, stream, { signer: s, intervalMs: 80 }, 'gw-a');
+    const b = await writer(c, stream, { signer: s, intervalMs: 80 }, 'gw-b');
+    for (let i = 0; i < 10; i++) await Promise.all([a.submit(event(i), true), b.submit(event(i), true)]);
+    await new Promise((r) => setTimeout(r, 250));
+    await Promise.all([a.close(), b.close()]);
+    const lines = await streamLines(c, stream);
+    const keys = trustedKeys([s.publicKey]);
+    const cps = lines.filter((l) => l.parsed.type === 'checkpoint');
+    for (const cp of cps) expect(checkSignature(bodyOf(cp.text), cp.parsed.key, keys).ok).toBe(true);
+    for (const w of [a, b]) {
+      const mine = cps.filter((l) => l.parsed.writer === w.writer).map((l) => l.parsed.reason);
+      expect(mine[0]).toBe('open');
+      expect(mine.at(-1)).toBe('shutdown');
+      expect(mine).toContain('interval');
+    }
+    const bNamesA = cps.some(
+      (l) => l.parsed.writer === b.writer && (l.parsed.witness ?? []).some((x) => x.writer === a.writer && x.seq > 1),
+    );
+    expect(bNamesA).toBe(true);
+    expect(cps.every((l) => l.parsed.store === `redis:${stream}`)).toBe(true);
+    expect(
+      verifyChain(
+        lines.map((l) => l.text),
+        { complete: true },
+      ).ok,
+    ).toBe(true);
+  });
+
+  it('trims past maxLen only behind a signed marker that explains where each cut chain begins; one trimmer at a time', async () => {
+    const c = await client();
+    const stream = 'audit:{w2}:events';
+    const s = keyPair();
+    const a = await writer(c, stream, { signer: s, intervalMs: 60 }, 'gw-a', 40);
+    const b = await writer(c, stream, { signer: s, intervalMs: 60 }, 'gw-b', 40);
+    for (let i = 0; i < 150; i++) await Promise.all([a.submit(event(i), true), b.submit(event(i), true)]);
+    await new Promise((r) => setTimeout(r, 400));
+    await Promise.all([a.close(), b.close()]);
+    const lines = await streamLines(c, stream);
+    // Trimmed down to about maxLen: the markers and checkpoints written since the last step remain on top.
+    expect(lines.length).toBeLessThan(120);
+    const keys = trustedKeys([s.publicKey]);
+    const markers = lines.filter((l) => l.parsed.reason === 'retention');
+    expect(markers.length).toBeGreaterThan(0);
+    for (const m of markers) {
+      expect(checkSignature(bodyOf(m.text), m.parsed.key, keys).ok).toBe(true);
+      expect(m.parsed.retention).toMatchObject({ store: 'redis', reason: 'maxLen 40' });
+    }
+    // Each chain now starts after seq 1, and the newest marker naming its writer says exactly where.
+    const report = verifyChain(lines.map((l) => l.text));
+    expect(report.ok).toBe(true);
+    expect(report.partialStarts.length).toBeGreaterThan(0);
+    for (const start of report.partialStarts) {
+      const first = lines.find((l) => l.parsed.chain.writer === start.writer)!.parsed.chain;
+      const explained = markers.some((m) =>
+        m.parsed.retention!.chains.some(
+          (x) => x.writer === start.writer && x.seq === first.seq - 1 && x.hash === first.prev,
+        ),
+      );
+      expect(explained).toBe(true);
+    }
+    // Every marker's `through` was really removed, and nothing after it.
+    const newest = markers.at(-1)!.parsed.retention!;
+    const after = (id: string, than: string) => {
+      const [ms, seq] = id.split('-').map(BigInt) as [bigint, bigint];
+      const [tms, tseq] = than.split('-').map(BigInt) as [bigint, bigint];
+      return ms > tms || (ms === tms && seq > tseq);
+    };
+    expect(lines.filter((l) => !after(l.id, newest.through!))).toEqual([]);
+    expect(await c.exists('audit:{w2}:trim-lock')).toBe(0);
+  });
+
+  it('a Redis that stalls during a retention step removes nothing unexplained, and the step is retried', async () => {
+    const c = await client();
+    const stream = 'audit:{w3}:events';
+    const s = keyPair();
+    const a = await writer(c, stream, { signer: s, intervalMs: 100 }, 'gw-a', 20);
+    for (let i = 0; i < 60; i++) await a.submit(event(i), true);
+    server.pause();
+    await new Promise((r) => setTimeout(r, 700));
+    server.resume();
+    for (let i = 60; i < 80; i++) await a.submit(event(i), true).catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 500));
+    await a.close();
+    const lines = await streamLines(c, stream);
+    const markers = lines.filter((l) => l.parsed.reason === 'retention');
+    expect(markers.length).toBeGreaterThan(0);
+    const report = verifyChain(lines.map((l) => l.text));
+    expect(report.ok).toBe(true);
+    for (const start of report.partialStarts) {
+      const first = lines.find((l) => l.parsed.chain.writer === start.writer)!.parsed.chain;
+      const explained = markers.some((m) =>
+        m.parsed.retention!.chains.some(
+          (x) => x.writer === start.writer && x.seq === first.seq - 1 && x.hash === first.prev,
+        ),
+      );
+      expect(explained).toBe(true);
+    }
+  });
+});
