@@ -1,0 +1,439 @@
+// The trail prover against each tamper an attacker who holds the store (but not the signing key) can make: every
+// finding names its kind and the record it is at, and an intact trail yields none.
+import { generateKeyPairSync } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { ChainWriter, eventBody, eventHash, GENESIS } from '../../src/audit/chain.js';
+import {
+  checkpointSigner,
+  signCheckpoint,
+  trustedKeys,
+  type CheckpointReason,
+  type CheckpointSigner,
+  type RetentionFacts,
+  type Witness,
+} from '../../src/audit/checkpoint.js';
+import { buildAuditEvent } from '../../src/audit/event.js';
+import { TrailProver, type ProofReport } from '../../src/audit/proof.js';
+
+const STORE = 'file:audit.jsonl';
+const T0 = Date.parse('2026-12-02T10:00:00.000Z');
+const INTERVAL = 10_000;
+
+function signer(): CheckpointSigner {
+  const { privateKey } = generateKeyPairSync('ed25519');
+  return checkpointSigner(privateKey.export({ type: 'pkcs8', format: 'pem' }).toString());
+}
+
+/** A writer as the gateway runs one: events linked into its chain, checkpoints signed and linked like events. */
+class Writer {
+  readonly chain: ChainWriter;
+  private lastCheckpoint = GENESIS;
+  /** The chain hash of each record by seq, for retention markers. */
+  readonly hashes = new Map<number, string>();
+
+  constructor(
+    private readonly key: CheckpointSigner,
+    instance = 'gw',
+  ) {
+    this.chain = new ChainWriter(instance);
+  }
+
+  get id(): string {
+    return this.chain.writer;
+  }
+
+  event(ms: number): string {
+    const body = eventBody(
+      buildAuditEvent({
+        type: 'outcome',
+        time: new Date(ms),
+        requestId: `r-${ms}`,
+        instance: 'gw',
+        caller: { iss: 'https://idp.test', sub: 'svc-billing' },
+        target: { org: 'Acme-Prod' },
+        fields: { upstreamStatus: 200 },
+        decision: 'allowed',
+        reason: undefined,
+        status: 200,
+        latencyMs: 3,
+        client: { address: '10.0.0.1', userAgent: 'curl/8' },
+      }),
+    );
+    return this.link(body);
+  }
+
+  checkpoint(
+    reason: CheckpointReason,
+    ms: number,
+    extra: { witness?: Witness[]; retention?: RetentionFacts; store?: string } = {},
+  ): string {
+    const head = this.chain.head;
+    const body = signCheckpoint(
+      {
+        time: new Date(ms).toISOString(),
+        writer: this.id,
+        seq: head.seq,
+        head: head.hash,
+        prevCheckpoint: this.lastCheckpoint,
+        reason,
+        interval: INTERVAL,
+        store: extra.store ?? STORE,
+        ...(extra.witness !== undefined ? { witness: extra.witness } : {}),
+        ...(extra.retention !== undefined ? { retention: extra.retention } : {}),
+      },
+      this.key,
+    );
+    const line = this.link(body);
+    this.lastCheckpoint = this.chain.head.hash;
+    return line;
+  }
+
+  get seq(): number {
+    return this.chain.head.seq;
+  }
+
+  private link(body: string): string {
+    const r = this.chain.link(body);
+    this.hashes.set(r.seq, this.chain.head.hash);
+    return r.line;
+  }
+}
+
+/** open, then `n` events one second apart with an interval checkpoint every 10 s, then shutdown (if `close`). */
+function run(w: Writer, n: number, close = true, start = T0): string[] {
+  const lines = [w.checkpoint('open', start)];
+  for (let i = 1; i <= n; i++) {
+    lines.push(w.event(start + i * 1000));
+    if (i % 10 === 0) lines.push(w.checkpoint('interval', start + i * 1000));
+  }
+  if (close) lines.push(w.checkpoint('shutdown', start + n * 1000 + 500));
+  return lines;
+}
+
+const chainOf = (line: string) =>
+  JSON.parse(line.slice(line.lastIndexOf(',"chain":{') + 9, -1)) as {
+    writer: string;
+    seq: number;
+    prev: string;
+    hash: string;
+  };
+
+/** The attacker's re-link: every record of `writer` from index `from` on gets its prev and hash recomputed. */
+function rechain(lines: string[], writer: string, from: number): string[] {
+  const out = [...lines];
+  let prev: string | undefined;
+  for (let i = 0; i < out.length; i++) {
+    const line = out[i]!;
+    const at = line.lastIndexOf(',"chain":{');
+    const c = chainOf(line);
+    if (c.writer !== writer) continue;
+    if (i < from) {
+      prev = c.hash;
+      continue;
+    }
+    const body = `${line.slice(0, at)}}`;
+    const p = prev ?? GENESIS;
+    const hash = eventHash(body, { writer, seq: c.seq, prev: p });
+    out[i] = `${line.slice(0, at)},"chain":${JSON.stringify({ writer, seq: c.seq, prev: p, hash })}}`;
+    prev = hash;
+  }
+  return out;
+}
+
+/** A record re-linked at the end of `writer`'s chain, as an attacker appends a copy of an old one. */
+function appendRechained(lines: string[], line: string, writer: string): string[] {
+  const last = lines
+    .map(chainOf)
+    .filter((c) => c.writer === writer)
+    .at(-1)!;
+  const body = `${line.slice(0, line.lastIndexOf(',"chain":{'))}}`;
+  const chain = { writer, seq: last.seq + 1, prev: last.hash, hash: '' };
+  chain.hash = eventHash(body, chain);
+  return [...lines, `${body.slice(0, -1)},"chain":${JSON.stringify(chain)}}`];
+}
+
+function prove(
+  lines: string[],
+  o: { keys: CheckpointSigner[]; at?: number; since?: number; copies?: string[] },
+): ProofReport {
+  const p = new TrailProver({
+    keys: trustedKeys(o.keys.map((k) => k.publicKey)),
+    at: o.at ?? T0 + 60_000,
+    store: STORE,
+    ...(o.since !== undefined ? { since: o.since } : {}),
+  });
+  (o.copies ?? []).forEach((l, i) => p.addCheckpointCopy(l, `checkpoints.jsonl:${i + 1}`));
+  lines.forEach((l, i) => p.add(l, `audit.jsonl:${i + 1}`));
+  return p.finish();
+}
+
+const kinds = (r: ProofReport) => r.findings.map((f) => [f.kind, f.position]);
+
+const key = signer();
+
+describe('an intact trail', () => {
+  it('of two interleaved writers is intact with zero findings', () => {
+    const a = run(new Writer(key, 'gw-1'), 25);
+    const b = run(new Writer(key, 'gw-2'), 25);
+    const lines = a.flatMap((l, i) => [l, ...(b[i] !== undefined ? [b[i]] : [])]);
+    const r = prove(lines, { keys: [key] });
+    expect(r.findings).toEqual([]);
+    expect(r).toMatchObject({ verdict: 'intact', records: lines.length, verified: lines.length, writers: 2 });
+    // open + 2 intervals + shutdown, each.
+    expect(r.checkpoints).toBe(8);
+  });
+
+  it('is unverifiable when it holds no records', () => {
+    expect(prove([], { keys: [key] })).toMatchObject({ verdict: 'unverifiable', records: 0 });
+  });
+});
+
+describe('edits', () => {
+  it('an edited event whose hash was left: edited at that record', () => {
+    const lines = run(new Writer(key), 25);
+    lines[5] = lines[5]!.replace('"status":200', '"status":201');
+    const r = prove(lines, { keys: [key] });
+    expect(kinds(r)).toEqual([['edited', 6]]);
+  });
+
+  it('an edited event with every later hash recomputed: edited at the next checkpoint, by its signed head', () => {
+    const w = new Writer(key);
+    const lines = run(w, 25);
+    lines[5] = lines[5]!.replace('"status":200', '"status":201');
+    const tampered = rechain(lines, w.id, 5);
+    const r = prove(tampered, { keys: [key] });
+    // The checkpoint after 10 events is the 12th record (open, 10 events, checkpoint).
+    expect(kinds(r)).toEqual([['edited', 12]]);
+    expect(r.findings[0]!.detail).toMatch(
+      new RegExp(`^events of ${w.id} up to seq 11 were changed: checkpoint at 2026-12-02T10:00:10.000Z signs head`),
+    );
+  });
+
+  it('a checkpoint copy that differs from the trail record at its seq: edited', () => {
+    const w = new Writer(key);
+    const lines = run(w, 25);
+    const copies = [lines[11]!, lines[22]!];
+    const tampered = [...lines];
+    // The attacker swaps the second interval checkpoint for an event, re-linking the rest.
+    tampered[22] = w.event(T0 + 99_000).replace(/,"chain":\{.*\}$/, `,"chain":${JSON.stringify(chainOf(lines[22]!))}}`);
+    const r = prove(rechain(tampered, w.id, 22), { keys: [key], copies });
+    expect(r.findings.map((f) => [f.kind, f.position, f.where])).toContainEqual(['edited', 0, 'checkpoints.jsonl:2']);
+  });
+});
+
+describe('cut-off tails', () => {
+  const at = T0 + 45_000;
+
+  function cut() {
+    const w = new Writer(key);
+    // 30 events, still running: open, events, checkpoints at 10, 20, 30 events.
+    const lines = run(w, 30, false);
+    return { w, lines, kept: lines.slice(0, -10) };
+  }
+
+  it('the newest 10 records dropped, their checkpoint with them: silent once the interval has passed', () => {
+    const { w, kept } = cut();
+    const r = prove(kept, { keys: [key], at });
+    expect(kinds(r)).toEqual([['silent', kept.length]]);
+    expect(r.findings[0]!.detail).toMatch(new RegExp(`^writer ${w.id} silent since 2026-12-02T10:00:20.000Z`));
+    // Within the interval nothing is wrong yet.
+    expect(prove(kept, { keys: [key], at: T0 + 24_000 }).verdict).toBe('intact');
+  });
+
+  it('truncated when a checkpoint copy says the writer got further', () => {
+    const { w, lines, kept } = cut();
+    const r = prove(kept, { keys: [key], at: T0 + 24_000, copies: [lines.at(-1)!] });
+    expect(kinds(r)).toEqual([['truncated', kept.length]]);
+    expect(r.findings[0]!.detail).toBe(
+      `truncated: writer ${w.id} ends at seq ${chainOf(kept.at(-1)!).seq}, its checkpoint at ` +
+        `2026-12-02T10:00:30.000Z says ${chainOf(lines.at(-1)!).seq} (checkpoint copy at checkpoints.jsonl:1)`,
+    );
+  });
+
+  it("truncated when another writer's checkpoint witnessed more", () => {
+    const { w, lines, kept } = cut();
+    const x = new Writer(key, 'gw-2');
+    const witness = [
+      x.checkpoint('open', T0 + 1000),
+      x.checkpoint('interval', T0 + 31_000, { witness: [{ writer: w.id, seq: w.seq }] }),
+    ];
+    const r = prove([...kept, ...witness], { keys: [key], at: T0 + 24_000 });
+    expect(kinds(r)).toEqual([['truncated', kept.length]]);
+    expect(r.findings[0]!.detail).toContain(`ends at seq ${chainOf(kept.at(-1)!).seq}`);
+    expect(lines).toHaveLength(kept.length + 10);
+  });
+});
+
+describe('whole writers', () => {
+  it('a dropped writer is missing, by a witness and by a checkpoint copy', () => {
+    const gone = new Writer(key, 'gw-gone');
+    const goneLines = run(gone, 5, false);
+    const x = new Writer(key, 'gw-2');
+    const lines = [
+      x.checkpoint('open', T0),
+      x.event(T0 + 1000),
+      x.checkpoint('interval', T0 + 10_000, { witness: [{ writer: gone.id, seq: gone.seq }] }),
+      x.checkpoint('shutdown', T0 + 11_000),
+    ];
+    const byWitness = prove(lines, { keys: [key] });
+    expect(kinds(byWitness)).toEqual([['missing', 3]]);
+    expect(byWitness.findings[0]!.writer).toBe(gone.id);
+    const y = new Writer(key, 'gw-3');
+    const alone = [y.checkpoint('open', T0), y.event(T0 + 1000), y.checkpoint('shutdown', T0 + 2000)];
+    const byCopy = prove(alone, { keys: [key], copies: [goneLines[0]!] });
+    expect(byCopy.findings.map((f) => [f.kind, f.writer, f.where])).toEqual([
+      ['missing', gone.id, 'checkpoints.jsonl:1'],
+    ]);
+  });
+
+  it('an inserted writer with a self-made key is forged; one without checkpoints too', () => {
+    const real = run(new Writer(key), 5);
+    const own = signer();
+    const fake = run(new Writer(own, 'gw-fake'), 5);
+    const r = prove([...real, ...fake], { keys: [key] });
+    expect(kinds(r)).toEqual([['forged', real.length + 1]]);
+    expect(r.findings[0]!.detail).toMatch(/signed by a key that is not trusted/);
+    const bare = new Writer(key, 'gw-bare');
+    const r2 = prove([...real, bare.event(T0), bare.event(T0 + 1)], { keys: [key] });
+    expect(kinds(r2)).toEqual([['forged', real.length + 1]]);
+    expect(r2.findings[0]!.detail).toMatch(/without a signed open checkpoint/);
+  });
+
+  it('records after a writer shut down are forged', () => {
+    const w = new Writer(key);
+    const lines = [...run(w, 5), w.event(T0 + 9000)];
+    expect(kinds(prove(lines, { keys: [key] }))).toEqual([['forged', lines.length]]);
+  });
+});
+
+describe('replayed checkpoints', () => {
+  it('an old checkpoint re-chained at the end is replayed', () => {
+    const w = new Writer(key);
+    const lines = run(w, 25, false);
+    const replay = appendRechained(lines, lines[11]!, w.id);
+    const r = prove(replay, { keys: [key], at: T0 + 26_000 });
+    expect(kinds(r)).toEqual([['replayed', replay.length]]);
+    expect(r.findings[0]!.detail).toMatch(/signs seq 11 but sits at seq 29: an old checkpoint re-chained/);
+  });
+});
+
+describe('retention', () => {
+  /** Writer records 1..30; its retention marker (after them) says records up to seq 10 go. */
+  function trimmed(marker: 'valid' | 'none' | 'forged') {
+    const w = new Writer(key);
+    const lines = run(w, 25, false);
+    const cutSeq = 10;
+    const retention: RetentionFacts = {
+      store: 'file',
+      reason: 'maxFiles 3',
+      files: ['audit.jsonl.2026-12-02T10-00-00Z'],
+      entries: cutSeq,
+      chains: [
+        { writer: w.id, seq: marker === 'forged' ? 5 : cutSeq, hash: w.hashes.get(marker === 'forged' ? 5 : cutSeq)! },
+      ],
+    };
+    let all =
+      marker === 'none'
+        ? [...lines, w.event(T0 + 27_000)]
+        : [...lines, w.checkpoint('retention', T0 + 26_000, { retention }), w.event(T0 + 27_000)];
+    if (marker === 'forged') {
+      // The attacker widens a real marker to cover what it deleted, and re-links the chain after it.
+      const i = all.length - 2;
+      all[i] = all[i]!.replace(`"seq":5,"hash":"${w.hashes.get(5)}"`, `"seq":10,"hash":"${w.hashes.get(10)}"`);
+      all = rechain(all, w.id, i);
+    }
+    return all.slice(cutSeq);
+  }
+
+  it('a partial start explained by a signed retention marker is intact', () => {
+    const r = prove(trimmed('valid'), { keys: [key], at: T0 + 28_000 });
+    expect(r.findings).toEqual([]);
+    expect(r.verdict).toBe('intact');
+    expect(r.retained).toEqual([{ writer: expect.any(String), firstSeq: 11, reason: 'maxFiles 3' }]);
+  });
+
+  it('a partial start without a marker is deleted', () => {
+    const lines = trimmed('none');
+    const r = prove(lines, { keys: [key], at: T0 + 28_000 });
+    expect(kinds(r)).toEqual([['deleted', 1]]);
+    expect(r.findings[0]!.detail).toMatch(/starts at seq 11 and no signed retention marker explains it/);
+  });
+
+  it('a marker with a bad signature is forged (and the start it claims to explain is deleted)', () => {
+    const lines = trimmed('forged');
+    const r = prove(lines, { keys: [key], at: T0 + 28_000 });
+    expect(kinds(r)).toEqual([
+      ['deleted', 1],
+      ['forged', lines.length - 1],
+    ]);
+    expect(r.findings[1]!.detail).toMatch(/signature that does not match/);
+  });
+});
+
+describe('key rotation', () => {
+  it('writers signed by two trusted keys are intact; with the old key dropped, its writer is forged', () => {
+    const old = signer();
+    const a = run(new Writer(old, 'gw-1'), 5);
+    const b = run(new Writer(key, 'gw-2'), 5);
+    const lines = [...a, ...b];
+    expect(prove(lines, { keys: [old, key] })).toMatchObject({ verdict: 'intact', findings: [] });
+    const r = prove(lines, { keys: [key] });
+    expect(kinds(r)).toEqual([['forged', 1]]);
+    expect(r.findings[0]!.detail).toContain(`key ${old.kid}`);
+  });
+});
+
+describe('order', () => {
+  it('two events swapped: reordered at the one that comes late', () => {
+    const lines = run(new Writer(key), 5);
+    [lines[2], lines[3]] = [lines[3]!, lines[2]!];
+    expect(kinds(prove(lines, { keys: [key] }))).toEqual([['reordered', 4]]);
+  });
+
+  it('an event stored twice: duplicated', () => {
+    const lines = run(new Writer(key), 5);
+    lines.splice(3, 0, lines[2]!);
+    expect(kinds(prove(lines, { keys: [key] }))).toEqual([['duplicated', 4]]);
+  });
+
+  it('an event removed: deleted at the record after the gap, and the rest still checked', () => {
+    const lines = run(new Writer(key), 25);
+    lines.splice(3, 1);
+    lines[20] = lines[20]!.replace('"status":200', '"status":500');
+    const r = prove(lines, { keys: [key] });
+    expect(kinds(r)).toEqual([
+      ['deleted', 4],
+      ['edited', 21],
+    ]);
+    expect(r.findings[0]!.detail).toMatch(/1 record\(s\) between them were deleted/);
+  });
+
+  it('a line that is not a record: malformed', () => {
+    const lines = run(new Writer(key), 3);
+    lines.splice(1, 0, '{"v":3,"type":"outcome"}');
+    expect(kinds(prove(lines, { keys: [key] }))).toEqual([['malformed', 2]]);
+  });
+});
+
+describe('--since', () => {
+  it('checks each writer from its first checkpoint at or after the time, and not before', () => {
+    const lines = run(new Writer(key), 25);
+    const since = T0 + 15_000;
+    const early = [...lines];
+    early[3] = early[3]!.replace('"status":200', '"status":500');
+    const r = prove(early, { keys: [key], since });
+    expect(r.findings).toEqual([]);
+    // The anchor is the checkpoint after 20 events (record 23): it and what follows are checked.
+    expect(r).toMatchObject({ verdict: 'intact', records: lines.length, verified: lines.length - 22 });
+    const late = [...lines];
+    late[24] = late[24]!.replace('"status":200', '"status":500');
+    expect(kinds(prove(late, { keys: [key], since }))).toEqual([['edited', 25]]);
+  });
+
+  it('still finds an inserted writer', () => {
+    const lines = run(new Writer(key), 5);
+    const bare = new Writer(key, 'gw-bare');
+    const r = prove([...lines, bare.event(T0)], { keys: [key], since: T0 + 1000 });
+    expect(kinds(r)).toEqual([['forged', lines.length + 1]]);
+  });
+});
