@@ -135,7 +135,13 @@ export async function createAudit(
     const signer = await signerOf(a.checkpoints.key, deps.env ?? {});
     copies = a.checkpoints.sink !== undefined ? await copiesOf(a.checkpoints.sink, deps, a.ackTimeout) : undefined;
     const onStored = copies !== undefined ? copies.push.bind(copies) : undefined;
-    checkpoints = { signer, intervalMs: a.checkpoints.interval, ...(onStored ? { onStored } : {}) };
+    checkpoints = {
+      signer,
+      intervalMs: a.checkpoints.interval,
+      ...(onStored ? { onStored } : {}),
+      onSigned: (sink, reason) => deps.metrics.auditCheckpoints.inc({ sink, reason }),
+      onRemoved: (sink, entries) => deps.metrics.auditRetentionRemoved.inc({ sink }, entries),
+    };
     deps.log.info('audit checkpoints on', { key: signer.kid, interval: a.checkpoints.interval });
   }
   const writers: SinkWriter[] = [];

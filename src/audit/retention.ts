@@ -1,8 +1,10 @@
 // Retention that is not deletion: before a store removes its oldest records (Redis maxLen, files beyond maxFiles),
 // the writer signs a `retention` checkpoint saying what goes and where each cut chain now begins; only once that
 // marker is stored are the records removed. Here: what a removal would take, and the removal itself.
-import { readFile, readdir, unlink } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { readdir, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
 import type { Redis } from 'ioredis';
 import type { RedisClient } from '../redis/client.js';
 import { isCheckpointLine, type RetentionFacts } from './checkpoint.js';
@@ -144,8 +146,14 @@ export async function planFileRetention(path: string, maxFiles: number): Promise
   const doomed = rotated.slice(0, Math.max(0, rotated.length - maxFiles));
   if (doomed.length === 0) return undefined;
   const removed = new RemovedChains();
+  // Streamed: a rotated file is up to maxBytes, and the gateway must not hold one in memory.
   for (const file of doomed) {
-    for (const line of (await readFile(file, 'utf8')).split('\n')) if (line) removed.add(line);
+    const input = createReadStream(file, { encoding: 'utf8' });
+    try {
+      for await (const line of createInterface({ input, crlfDelay: Infinity })) if (line) removed.add(line);
+    } finally {
+      input.destroy();
+    }
   }
   return {
     facts: {

@@ -35,8 +35,8 @@ interface Pending {
   record: ChainedRecord;
   resolve?: () => void;
   reject?: (err: unknown) => void;
-  /** A checkpoint: copied to the checkpoint sink once stored. */
-  checkpoint?: boolean;
+  /** A checkpoint (its reason): copied to the checkpoint sink once stored. */
+  checkpoint?: CheckpointReason;
   /** Called once the sink itself (not the spool) holds it: a retention marker waits for that. */
   inSink?: () => void;
 }
@@ -47,6 +47,9 @@ export interface CheckpointOptions {
   intervalMs: number;
   /** Given each checkpoint once the sink or spool holds it: the copy for the checkpoint sink. */
   onStored?: (record: ChainedRecord) => void;
+  /** Told of each checkpoint stored and each retention removal (for metrics). */
+  onSigned?: (sink: string, reason: CheckpointReason) => void;
+  onRemoved?: (sink: string, entries: number) => void;
 }
 
 /** How long a retention step may take to read what it removes, and to store its marker. */
@@ -215,7 +218,7 @@ export class SinkWriter {
     );
     const record = this.chain.link(body);
     this.lastCheckpoint = this.chain.head.hash;
-    this.enqueue({ record, checkpoint: true, ...(inSink !== undefined ? { inSink } : {}) });
+    this.enqueue({ record, checkpoint: reason, ...(inSink !== undefined ? { inSink } : {}) });
   }
 
   /** The other writers of this store, for a checkpoint; none when the sink cannot say in time. */
@@ -277,6 +280,7 @@ export class SinkWriter {
     } finally {
       await (stored ? plan.apply() : plan.abandon());
     }
+    this.o.checkpoints?.onRemoved?.(this.label, plan.facts.entries);
     this.o.log.info('audit retention: oldest records removed behind a signed marker', {
       sink: this.name,
       reason: plan.facts.reason,
@@ -530,9 +534,13 @@ export class SinkWriter {
 
   /** Hands the checkpoints of a stored batch to the checkpoint sink (only stored ones: a copy never runs ahead). */
   private copyCheckpoints(batch: readonly Pending[]): void {
-    const onStored = this.o.checkpoints?.onStored;
-    if (onStored === undefined) return;
-    for (const p of batch) if (p.checkpoint) onStored(p.record);
+    const cp = this.o.checkpoints;
+    if (cp === undefined) return;
+    for (const p of batch) {
+      if (p.checkpoint === undefined) continue;
+      cp.onStored?.(p.record);
+      cp.onSigned?.(this.label, p.checkpoint);
+    }
   }
 
   private async appendInBatches(records: readonly ChainedRecord[]): Promise<void> {

@@ -36,6 +36,10 @@ export interface Metrics {
   readonly auditDropped: Counter<'sink'>;
   /** Audit events waiting in memory per sink (read at scrape time). */
   readonly auditQueueDepth: Gauge<'sink'>;
+  /** Signed checkpoints stored, per sink and reason (open, interval, retention, shutdown). */
+  readonly auditCheckpoints: Counter<'sink' | 'reason'>;
+  /** Audit records removed by retention (maxLen, maxFiles), each removal behind a signed marker. */
+  readonly auditRetentionRemoved: Counter<'sink'>;
   /** JWTs signed for SnapLogic, per org (a token reused from the cache is not counted). */
   readonly jwtMinted: Counter<'org'>;
   /** Calls retried with the next password after SnapLogic answered 401 to the current one. */
@@ -178,6 +182,18 @@ export function createMetrics(
     auditDropped: new Counter({
       name: 'snapgate_audit_dropped_total',
       help: "Audit events dropped because a sink's queue was full",
+      labelNames: ['sink'],
+      registers: [registry],
+    }),
+    auditCheckpoints: new Counter({
+      name: 'snapgate_audit_checkpoints_total',
+      help: 'Signed audit checkpoints stored (or spooled), by sink and reason',
+      labelNames: ['sink', 'reason'],
+      registers: [registry],
+    }),
+    auditRetentionRemoved: new Counter({
+      name: 'snapgate_audit_retention_removed_total',
+      help: 'Audit records removed by retention, each removal behind a signed retention marker',
       labelNames: ['sink'],
       registers: [registry],
     }),
