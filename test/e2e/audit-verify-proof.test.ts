@@ -1,0 +1,270 @@
+// `snapgate audit verify --key` as built and deployed (node dist/src/main.js), on real trail files and a real Redis
+// stream holding signed checkpoints: an intact trail exits 0, a tamper 1 with its finding, an empty trail 3, a bad
+// key file 2; checkpoint copies in a second Redis or a file reveal a trail cut off at its end.
+import { generateKeyPairSync } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { ChainWriter, eventBody, GENESIS } from '../../src/audit/chain.js';
+import { checkpointSigner, signCheckpoint, type CheckpointReason } from '../../src/audit/checkpoint.js';
+import { buildAuditEvent } from '../../src/audit/event.js';
+import { runSnapgate } from '../helpers/cli.js';
+import { tempDir } from '../helpers/gateway.js';
+import { recordSecret } from '../helpers/leak-scan.js';
+import { RedisServer } from '../helpers/redis-server.js';
+import { useRedis } from '../helpers/world.js';
+
+const redis = useRedis();
+const STREAM = 'audit:{snapgate}:events';
+const CHECKPOINTS = 'audit:{snapgate}:checkpoints';
+const INTERVAL = 10_000;
+
+const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+const privatePem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+recordSecret(privatePem);
+const signer = checkpointSigner(privatePem);
+
+/** A gateway writer: events and signed checkpoints linked into one chain, for the store `store`. */
+class Writer {
+  readonly chain = new ChainWriter('gw-e2e');
+  private prevCheckpoint = GENESIS;
+  constructor(private readonly store: string) {}
+
+  event(ms: number): string {
+    const body = eventBody(
+      buildAuditEvent({
+        type: 'decision',
+        time: new Date(ms),
+        requestId: `r-${ms}`,
+        instance: 'gw-e2e',
+        caller: { iss: 'https://idp.test', sub: 'svc-billing' },
+        target: { org: 'Acme-Prod' },
+        fields: {},
+        decision: 'forbidden',
+        reason: 'forbidden',
+        status: 403,
+        latencyMs: 2,
+        client: { address: '10.0.0.9', userAgent: 'e2e' },
+      }),
+    );
+    return this.chain.link(body).line;
+  }
+
+  checkpoint(reason: CheckpointReason, ms: number): string {
+    const head = this.chain.head;
+    const body = signCheckpoint(
+      {
+        time: new Date(ms).toISOString(),
+        writer: this.chain.writer,
+        seq: head.seq,
+        head: head.hash,
+        prevCheckpoint: this.prevCheckpoint,
+        reason,
+        interval: INTERVAL,
+        store: this.store,
+      },
+      signer,
+    );
+    const line = this.chain.link(body).line;
+    this.prevCheckpoint = this.chain.head.hash;
+    return line;
+  }
+}
+
+/** open, `n` events 1 s apart with an interval checkpoint every 10, then shutdown when `close`; the checkpoints too. */
+function trail(store: string, n: number, close: boolean, start = Date.now() - n * 1000 - 2000) {
+  const w = new Writer(store);
+  const lines = [w.checkpoint('open', start)];
+  for (let i = 1; i <= n; i++) {
+    lines.push(w.event(start + i * 1000));
+    if (i % 10 === 0) lines.push(w.checkpoint('interval', start + i * 1000));
+  }
+  if (close) lines.push(w.checkpoint('shutdown', start + n * 1000 + 500));
+  return { w, lines, checkpoints: lines.filter((l) => l.startsWith('{"v":3,"type":"checkpoint"')) };
+}
+
+const dir = tempDir('snapgate-verify-proof-');
+const keyFile = join(dir, 'checkpoint.pub');
+writeFileSync(keyFile, publicKey.export({ type: 'spki', format: 'pem' }).toString());
+
+function file(name: string, lines: string[]): string {
+  const path = join(dir, name);
+  writeFileSync(path, lines.length > 0 ? `${lines.join('\n')}\n` : '');
+  return path;
+}
+
+const verify = (args: string[], env: Record<string, string> = {}) => runSnapgate(['audit', 'verify', ...args], { env });
+
+beforeEach(async () => {
+  await redis.client.flushall();
+});
+
+describe('audit verify --key on a file', () => {
+  it('exits 0 on an intact trail, saying how many events, chains and checkpoints it checked', async () => {
+    const { lines } = trail('file:intact.jsonl', 25, true);
+    const path = file('intact.jsonl', lines);
+    const res = await verify(['--file', path, '--key', keyFile]);
+    expect(res.code, res.stdout + res.stderr).toBe(0);
+    expect(res.stdout).toBe(`ok: ${lines.length} events in 1 chain(s), 4 checkpoints, every link intact and signed\n`);
+    expect(res.stderr).toBe('');
+    const json = await verify(['--file', path, '--key', keyFile, '--json']);
+    expect(JSON.parse(json.stdout)).toMatchObject({ verdict: 'intact', records: lines.length, findingCount: 0 });
+  });
+
+  it('exits 1 on an edited event, naming the record and its file:line', async () => {
+    const { lines } = trail('file:edited.jsonl', 25, true);
+    lines[4] = lines[4]!.replace('"status":403', '"status":200');
+    const res = await verify(['--file', file('edited.jsonl', lines), '--key', keyFile]);
+    expect(res.code, res.stderr).toBe(1);
+    const [head, finding, ...rest] = res.stdout.split('\n');
+    expect(head).toBe(`BROKEN: 1 finding(s) in ${lines.length} records of 1 writers`);
+    expect(finding).toMatch(/^edited at record 5 \(edited\.jsonl:5\): record 5 of gw-e2e\/[0-9a-f]{8}: its hash/);
+    expect(rest).toEqual(['']);
+  });
+
+  it('exits 3 on an empty or absent trail, 2 on a key file that is not a key (never printing it)', async () => {
+    const empty = await verify(['--file', file('empty.jsonl', []), '--key', keyFile]);
+    expect(empty.code).toBe(3);
+    expect(empty.stdout).toMatch(/^UNVERIFIABLE: the trail holds no records/);
+    const absent = await verify(['--file', join(dir, 'nope.jsonl'), '--key', keyFile]);
+    expect(absent.code).toBe(3);
+    expect(absent.stdout).toMatch(/^UNVERIFIABLE: no audit file at .*nope\.jsonl/);
+
+    const path = file('some.jsonl', trail('file:some.jsonl', 3, true).lines);
+    const notKey = join(dir, 'not-a-key.pem');
+    writeFileSync(notKey, 'sekrit-not-a-key-7f3a');
+    for (const bad of [notKey, join(dir, 'missing.pub')]) {
+      const res = await verify(['--file', path, '--key', bad]);
+      expect(res.code, res.stderr).toBe(2);
+      expect(res.stdout).toBe('');
+      expect(res.stderr).toContain(bad);
+      expect(res.stderr).not.toContain('sekrit');
+    }
+    // A private key file given by mistake: its public half is used, and nothing of it is printed.
+    const priv = join(dir, 'private.pem');
+    writeFileSync(priv, privatePem);
+    const res = await verify(['--file', path, '--key', priv]);
+    expect(res.code).toBe(0);
+    expect(res.stdout + res.stderr).not.toContain('PRIVATE');
+  });
+
+  it('finds a cut-off end by the copies in a checkpoint file (truncated), and by time (silent)', async () => {
+    const { w, lines, checkpoints } = trail('file:cut.jsonl', 30, false);
+    const copies = file('checkpoints.jsonl', checkpoints);
+    const kept = lines.slice(0, -5);
+    const path = file('cut.jsonl', kept);
+    const res = await verify(['--file', path, '--key', keyFile, '--checkpoints-file', copies]);
+    expect(res.code, res.stderr).toBe(1);
+    expect(res.stdout).toContain(
+      `truncated at record ${kept.length} (cut.jsonl:${kept.length}): truncated: writer ${w.chain.writer} ends at ` +
+        `seq ${kept.length}, its checkpoint at `,
+    );
+    expect(res.stdout).toContain(`says ${lines.length} (checkpoint copy at checkpoints.jsonl:4)`);
+    // Judged a minute later, the writer is silent too.
+    const later = await verify(['--file', path, '--key', keyFile, '--at', new Date(Date.now() + 60_000).toISOString()]);
+    expect(later.code).toBe(1);
+    expect(later.stdout).toMatch(
+      new RegExp(`silent at record ${kept.length} .*: writer ${w.chain.writer} silent since`),
+    );
+  });
+
+  it('without --key: the links alone, as before, and a note that checkpoints were not checked', async () => {
+    const { lines } = trail('file:plain.jsonl', 5, true);
+    const res = await verify(['--file', file('plain.jsonl', lines)]);
+    expect(res.code).toBe(0);
+    expect(res.stdout).toBe(`ok: ${lines.length} events in 1 chain(s), every link intact\n`);
+    expect(res.stderr).toMatch(/signed checkpoints were not checked.*--key FILE/);
+    const stray = await verify(['--file', join(dir, 'plain.jsonl'), '--checkpoints-file', keyFile]);
+    expect(stray.code).toBe(2);
+    expect(stray.stderr).toMatch(/--checkpoints-file is about signed checkpoints: give .* --key FILE/);
+  });
+});
+
+describe('audit verify --key on a Redis stream', () => {
+  let copies: RedisServer;
+  let copiesClient: Redis;
+  beforeAll(async () => {
+    copies = await RedisServer.start();
+    copiesClient = new Redis(copies.port, '127.0.0.1');
+  });
+  afterAll(async () => {
+    copiesClient.disconnect();
+    await copies.stop();
+  });
+
+  async function store(client: Redis, stream: string, lines: string[]): Promise<string[]> {
+    const ids: string[] = [];
+    for (const l of lines) ids.push((await client.xadd(stream, '*', 'e', l))!);
+    return ids;
+  }
+
+  it('exits 0 on an intact stream; a deleted entry is found by its entry id', async () => {
+    const { lines } = trail(`redis:${STREAM}`, 25, true);
+    const ids = await store(redis.client, STREAM, lines);
+    const ok = await verify(['--redis', redis.server.url, '--key', keyFile]);
+    expect(ok.code, ok.stdout + ok.stderr).toBe(0);
+    expect(ok.stdout).toMatch(/^ok: 29 events in 1 chain\(s\), 4 checkpoints, every link intact and signed\n$/);
+    await redis.client.xdel(STREAM, ids[6]!);
+    const res = await verify(['--redis', redis.server.url, '--key', keyFile]);
+    expect(res.code).toBe(1);
+    expect(res.stdout).toContain(`deleted at record 7 (${ids[7]}): record 8 of `);
+  });
+
+  it('finds the end cut off by the checkpoint copies in a second Redis, and exits 3 when that Redis is down', async () => {
+    const { w, lines, checkpoints } = trail(`redis:${STREAM}`, 30, false);
+    // The attacker holds the trail's Redis, not the checkpoint sink's.
+    await store(copiesClient, CHECKPOINTS, checkpoints);
+    const ids = await store(redis.client, STREAM, lines.slice(0, -12));
+    const res = await verify(['--redis', redis.server.url, '--key', keyFile, '--checkpoints-redis', copies.url]);
+    expect(res.code, res.stderr).toBe(1);
+    expect(res.stdout).toContain(
+      `truncated at record ${ids.length} (${ids.at(-1)}): truncated: writer ${w.chain.writer} ends at seq ${ids.length}`,
+    );
+    const down = await verify([
+      '--redis',
+      redis.server.url,
+      '--key',
+      keyFile,
+      '--checkpoints-redis',
+      'redis://127.0.0.1:1',
+    ]);
+    expect(down.code).toBe(3);
+    expect(down.stdout).toMatch(/^UNVERIFIABLE: cannot read the checkpoint copies from redis 127\.0\.0\.1:1/);
+  });
+
+  it("--since reads from 5 minutes before it and checks from each writer's checkpoint after it", async () => {
+    const { lines } = trail(`redis:${STREAM}`, 30, true);
+    await store(redis.client, STREAM, lines);
+    const res = await verify([
+      '--redis',
+      redis.server.url,
+      '--key',
+      keyFile,
+      '--since',
+      new Date(Date.now() - 15_000).toISOString(),
+      '--json',
+    ]);
+    expect(res.code, res.stdout).toBe(0);
+    const report = JSON.parse(res.stdout) as { verdict: string; records: number; verified: number };
+    expect(report.verdict).toBe('intact');
+    expect(report.records).toBe(lines.length);
+    expect(report.verified).toBeLessThan(lines.length);
+    expect(report.verified).toBeGreaterThan(0);
+  });
+
+  it('never echoes a --checkpoints-redis URL with a password; the password comes from the environment', async () => {
+    const secret = 'pw-Checkpoint-Never-Shown-9c2';
+    const res = await verify([
+      '--redis',
+      redis.server.url,
+      '--key',
+      keyFile,
+      '--checkpoints-redis',
+      `redis://:${secret}@127.0.0.1:${copies.port}`,
+    ]);
+    expect(res.code).toBe(2);
+    expect(res.stderr).toContain('SNAPGATE_CHECKPOINT_REDIS_PASSWORD');
+    expect(res.stdout + res.stderr).not.toContain(secret);
+  });
+});
