@@ -73,7 +73,7 @@ export function checkpointSigner(secret: string): CheckpointSigner {
     );
   }
   if (key.asymmetricKeyType !== 'ed25519') {
-    throw new CheckpointKeyError(`is a ${key.asymmetricKeyType ?? 'non-asymmetric'} key; checkpoints need Ed25519`);
+    throw new CheckpointKeyError(`holds a key of type ${key.asymmetricKeyType ?? 'secret'}; checkpoints need Ed25519`);
   }
   const publicKey = createPublicKey(key);
   return {

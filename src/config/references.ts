@@ -2,6 +2,7 @@
 // as start-up would: env vars set and non-empty, files readable regular files, not empty; signing keys usable.
 import { createPublicKey } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
+import { checkpointSigner, CheckpointKeyError } from '../audit/checkpoint.js';
 import { loadJwksFile } from '../auth/key-source.js';
 import { createKeySet, SigningKeyError } from '../credentials/signing-keys.js';
 import { parseSecretRef, type SecretRef } from './secret-ref.js';
@@ -14,7 +15,7 @@ export interface ReferenceSite {
   readonly path: string;
   /** The reference as written (`env:NAME`, `file:/path`); never a value. */
   readonly ref: string;
-  readonly kind: 'secret' | 'signing-key' | 'public-key' | 'jwks-file';
+  readonly kind: 'secret' | 'signing-key' | 'checkpoint-key' | 'public-key' | 'jwks-file';
 }
 
 /** What checking the references found. `values` holds what they resolved to, only so output can be scrubbed. */
@@ -56,6 +57,9 @@ export function referenceSites(doc: unknown): ReferenceSite[] {
       if (parseSecretRef(ref) !== undefined) sites.push({ path: `auth.issuers.${j}.jwksFile`, ref, kind: 'jwks-file' });
     }
   });
+  const checkpoints = asRecord(asRecord(root?.audit)?.checkpoints);
+  add('audit.checkpoints.key', checkpoints?.key, 'checkpoint-key');
+  add('audit.checkpoints.sink.password', asRecord(checkpoints?.sink)?.password, 'secret');
   asList(asRecord(root?.signing)?.keys).forEach((entry, i) =>
     add(`signing.keys.${i}.key`, asRecord(entry)?.key, 'signing-key'),
   );
@@ -141,7 +145,15 @@ export async function checkReferences(doc: unknown, env: Env): Promise<Reference
       continue;
     }
     const value = resolved.value;
-    if (site.kind === 'secret' || site.kind === 'signing-key') values.push(value);
+    if (site.kind === 'secret' || site.kind === 'signing-key' || site.kind === 'checkpoint-key') values.push(value);
+    if (site.kind === 'checkpoint-key') {
+      try {
+        checkpointSigner(value);
+      } catch (err) {
+        if (!(err instanceof CheckpointKeyError)) throw err;
+        problems.push(`${site.path}: ${site.ref} ${err.message}`);
+      }
+    }
     if (
       site.kind === 'secret' &&
       /\.username$/.test(site.path) &&

@@ -474,6 +474,43 @@ describe('config check: secret references', () => {
     ]);
     expect(check.problems.join('\n')).not.toContain('PRIVATE KEY');
   });
+
+  it('checks the audit checkpoint key as start-up would: an Ed25519 private key, nothing else', async () => {
+    const dir = tempDir();
+    const ed = generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
+    const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+      .privateKey.export({ format: 'pem', type: 'pkcs8' })
+      .toString();
+    writeFileSync(join(dir, 'ed.pem'), ed);
+    writeFileSync(join(dir, 'ec.pem'), ec);
+    const audit = (p: string) => p.startsWith('audit.');
+    const withKey = (file: string) =>
+      minimalConfig({ audit: { checkpoints: { key: `file:${join(dir, file)}` } } }) as Record<string, unknown>;
+    expect(parseConfig(withKey('ed.pem')).audit.checkpoints).toMatchObject({ interval: 10_000 });
+    expect((await checkReferences(withKey('ed.pem'), { U: 'u' })).problems.filter(audit)).toEqual([]);
+    const bad = await checkReferences(withKey('ec.pem'), { U: 'u' });
+    expect(bad.problems.filter(audit)).toEqual([
+      `audit.checkpoints.key: file:${join(dir, 'ec.pem')} holds a key of type ec; checkpoints need Ed25519`,
+    ]);
+    expect(bad.values).toContain(ec.replace(/\n$/, ''));
+    const missing = await checkReferences(withKey('none.pem'), { U: 'u' });
+    expect(missing.problems.filter(audit)).toEqual([
+      `audit.checkpoints.key: refers to the file ${join(dir, 'none.pem')}, which does not exist`,
+    ]);
+  });
+
+  it('refuses maxFiles without checkpoints, and an interval outside 1s-5m, naming each field', () => {
+    const doc = minimalConfig({
+      audit: {
+        sinks: [{ type: 'file', path: '/var/log/snapgate/audit.log', maxFiles: 3 }],
+      },
+    }) as Record<string, unknown>;
+    expect(() => parseConfig(doc)).toThrow(
+      /audit\.sinks\.0\.maxFiles: removes old audit files, which needs audit\.checkpoints/,
+    );
+    const fast = minimalConfig({ audit: { checkpoints: { key: 'env:CP_KEY', interval: '100ms' } } });
+    expect(() => parseConfig(fast)).toThrow(/audit\.checkpoints\.interval: must be from 1s to 5m/);
+  });
 });
 
 describe('config check: --print', () => {
