@@ -486,7 +486,7 @@ describe('config check: secret references', () => {
     const audit = (p: string) => p.startsWith('audit.');
     const withKey = (file: string) =>
       minimalConfig({ audit: { checkpoints: { key: `file:${join(dir, file)}` } } }) as Record<string, unknown>;
-    expect(parseConfig(withKey('ed.pem')).audit.checkpoints).toMatchObject({ interval: 10_000 });
+    expect(parseConfig(withKey('ed.pem'), 'test').audit.checkpoints).toMatchObject({ interval: 10_000 });
     expect((await checkReferences(withKey('ed.pem'), { U: 'u' })).problems.filter(audit)).toEqual([]);
     const bad = await checkReferences(withKey('ec.pem'), { U: 'u' });
     expect(bad.problems.filter(audit)).toEqual([
@@ -505,11 +505,11 @@ describe('config check: secret references', () => {
         sinks: [{ type: 'file', path: '/var/log/snapgate/audit.log', maxFiles: 3 }],
       },
     }) as Record<string, unknown>;
-    expect(() => parseConfig(doc)).toThrow(
+    expect(() => parseConfig(doc, 'test')).toThrow(
       /audit\.sinks\.0\.maxFiles: removes old audit files, which needs audit\.checkpoints/,
     );
     const fast = minimalConfig({ audit: { checkpoints: { key: 'env:CP_KEY', interval: '100ms' } } });
-    expect(() => parseConfig(fast)).toThrow(/audit\.checkpoints\.interval: must be from 1s to 5m/);
+    expect(() => parseConfig(fast, 'test')).toThrow(/audit\.checkpoints\.interval: must be from 1s to 5m/);
   });
 });
 
