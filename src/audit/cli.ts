@@ -656,7 +656,10 @@ async function proofPlan(values: Values): Promise<ProofPlan | undefined> {
     at: values.at === undefined ? now : timeOf('at', values.at, now),
     store:
       values.store ??
-      (values.file !== undefined ? `file:${basename(values.file)}` : `redis:${values.stream ?? DEFAULT_AUDIT_STREAM}`),
+      (values.file !== undefined
+        ? // A rotated file (audit.jsonl.<time>) belongs to the store of the file it was rotated from.
+          `file:${basename(values.file).replace(/\.\d{4}-\d{2}-\d{2}T[^/]*$/, '')}`
+        : `redis:${values.stream ?? DEFAULT_AUDIT_STREAM}`),
   };
   if (values.store === '') throw new UsageError('--store must not be empty');
   if (values.since !== undefined) plan.since = timeOf('since', values.since, now);
@@ -946,11 +949,15 @@ function printProof(report: ProofReport, io: CliIo): void {
 async function proveTrail(source: TrailSource, values: Values, plan: ProofPlan, io: CliIo): Promise<number> {
   const stop = new Stop(io.interrupted);
   const stopped = () => stop.stopped;
+  // A stream is read from 5 minutes before --since: each writer's anchor checkpoint is at or after --since.
+  const readFrom =
+    plan.since !== undefined && values.file === undefined ? Math.max(0, plan.since - 300_000) : undefined;
   const prover = new TrailProver({
     keys: plan.keys,
     at: plan.at,
     store: plan.store,
     ...(plan.since !== undefined ? { since: plan.since } : {}),
+    ...(readFrom !== undefined ? { readFrom } : {}),
   });
   const unverifiable = (reason: string): number => {
     if (values.json) io.out(`${JSON.stringify({ verdict: 'unverifiable', reason })}\n`);
@@ -1004,8 +1011,7 @@ async function proveTrail(source: TrailSource, values: Values, plan: ProofPlan, 
     }
   } else {
     const redis = source as RedisSource;
-    // With --since, from 5 minutes before it: each writer's anchor checkpoint is at or after --since.
-    const start = plan.since === undefined ? '-' : String(Math.max(0, plan.since - 300_000));
+    const start = readFrom === undefined ? '-' : String(readFrom);
     try {
       if (!(await eachEntry(redis.client, redis.stream, start, (l, id) => prover.add(l, id), stopped))) {
         return interrupted();

@@ -57,6 +57,12 @@ export interface ProverOptions {
   readonly since?: number;
   /** The store the trail is (`file:<base name>`, `redis:<stream>`): copies of other stores are ignored. */
   readonly store?: string;
+  /**
+   * When the records older than this (ms) were not read at all (a Redis stream read from shortly before `since`):
+   * a writer named only by a witness, or by a copy older than this, may have all its records before it, so it is
+   * not reported missing.
+   */
+  readonly readFrom?: number;
 }
 
 export const FINDINGS_LISTED = 100;
@@ -154,6 +160,8 @@ interface LastCheckpoint {
 
 interface Claim {
   seq: number;
+  /** When it was said (a copy's time), or undefined for a witness (about records of any age). */
+  ms: number | undefined;
   /** How the detail names who said so. */
   by: string;
   position: number;
@@ -427,9 +435,11 @@ export class TrailProver {
   /** Witnesses and retention facts of a valid checkpoint. */
   private takeFacts(w: WriterState, c: Checkpoint, where: string): void {
     for (const s of c.witness ?? []) {
-      if (typeof s?.writer !== 'string' || !Number.isSafeInteger(s.seq)) continue;
+      // Seq 0: a store that no longer knew the writer's head; it proves nothing.
+      if (typeof s?.writer !== 'string' || !Number.isSafeInteger(s.seq) || s.seq <= 0) continue;
       this.claim(s.writer, {
         seq: s.seq,
+        ms: undefined,
         by: `writer ${w.writer}'s checkpoint at ${c.time} (record ${this.position})`,
         position: this.position,
         where,
@@ -577,7 +587,13 @@ export class TrailProver {
       ms: Date.parse(c.time),
       where,
     });
-    this.claim(c.writer, { seq: chain.seq, by: `its checkpoint at ${c.time}`, position: 0, where });
+    this.claim(c.writer, {
+      seq: chain.seq,
+      ms: Date.parse(c.time),
+      by: `its checkpoint at ${c.time}`,
+      position: 0,
+      where,
+    });
   }
 
   finish(): ProofReport {
@@ -656,7 +672,8 @@ export class TrailProver {
         continue;
       }
       const removed = [...(this.retained.get(writer)?.keys() ?? [])].some((s) => s >= c.seq);
-      if (!removed) {
+      const unread = this.o.readFrom !== undefined && (c.ms === undefined || c.ms < this.o.readFrom);
+      if (!removed && !unread) {
         add({
           kind: 'missing',
           writer,

@@ -2,13 +2,17 @@
 // stream holding signed checkpoints: an intact trail exits 0, a tamper 1 with its finding, an empty trail 3, a bad
 // key file 2; checkpoint copies in a second Redis or a file reveal a trail cut off at its end.
 import { generateKeyPairSync } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ChainWriter, eventBody, GENESIS } from '../../src/audit/chain.js';
 import { checkpointSigner, signCheckpoint, type CheckpointReason } from '../../src/audit/checkpoint.js';
+import { CheckpointCopies } from '../../src/audit/copies.js';
 import { buildAuditEvent } from '../../src/audit/event.js';
+import { createFileSink, createRedisStreamSink, type Sink } from '../../src/audit/sinks.js';
+import { SinkWriter, type CheckpointOptions } from '../../src/audit/trail.js';
+import { createLogger } from '../../src/log.js';
 import { runSnapgate } from '../helpers/cli.js';
 import { tempDir } from '../helpers/gateway.js';
 import { recordSecret } from '../helpers/leak-scan.js';
@@ -266,5 +270,120 @@ describe('audit verify --key on a Redis stream', () => {
     expect(res.code).toBe(2);
     expect(res.stderr).toContain('SNAPGATE_CHECKPOINT_REDIS_PASSWORD');
     expect(res.stdout + res.stderr).not.toContain(secret);
+  });
+});
+
+describe("a trail the gateway's own writers wrote", () => {
+  const log = createLogger({ level: 'error', write: () => undefined });
+
+  async function writer(sink: Sink, instance: string, copies: CheckpointCopies, intervalMs = 100) {
+    const checkpoints: CheckpointOptions = { signer, intervalMs, onStored: (r) => copies.push(r) };
+    const w = new SinkWriter({
+      sink,
+      required: true,
+      onFailure: 'reject',
+      ackTimeoutMs: 1_000,
+      spoolDir: tempDir('snapgate-verify-spool-'),
+      instance,
+      log,
+      checkpoints,
+    });
+    await w.start();
+    return w;
+  }
+
+  const body = (i: number) => eventBody(eventOf(i));
+
+  function eventOf(i: number) {
+    return buildAuditEvent({
+      type: 'attempt',
+      time: new Date(),
+      requestId: `w-${i}`,
+      instance: 'gw-real',
+      caller: { iss: 'https://idp.test', sub: 'svc-billing' },
+      target: { org: 'Acme-Prod' },
+      fields: {},
+      decision: 'allowed',
+      reason: undefined,
+      status: undefined,
+      latencyMs: undefined,
+      client: { address: '10.0.0.9', userAgent: 'e2e' },
+    });
+  }
+
+  it('a rotating file with retention and a checkpoint file: intact, its cut start explained', async () => {
+    const d = tempDir('snapgate-verify-real-');
+    const path = join(d, 'audit.jsonl');
+    const copies = new CheckpointCopies(
+      await createFileSink({ path: join(d, 'checkpoints.jsonl'), maxBytes: 1 << 30, fsync: 'never' }),
+      log,
+      1_000,
+    );
+    const w = await writer(
+      await createFileSink({ path, maxBytes: 4_000, fsync: 'never', maxFiles: 1 }),
+      'gw-file',
+      copies,
+    );
+    for (let i = 0; i < 40; i++) {
+      await w.submit(body(i), true);
+      if (i % 10 === 9) await new Promise((r) => setTimeout(r, 120));
+    }
+    await w.close();
+    await copies.close();
+    expect(readdirSync(d).filter((n) => n.startsWith('audit.jsonl.')).length).toBeLessThanOrEqual(2);
+    const res = await verify(['--file', path, '--key', keyFile, '--checkpoints-file', join(d, 'checkpoints.jsonl')]);
+    expect(res.code, res.stdout + res.stderr).toBe(0);
+    expect(res.stdout).toMatch(/^ok: \d+ events in 1 chain\(s\), \d+ checkpoints, every link intact and signed\n/);
+    expect(res.stdout).toMatch(
+      /note: chain gw-file\/[0-9a-f]{8} starts at seq \d+ \(older records removed: maxFiles 1\)/,
+    );
+  });
+
+  it('a stream of two instances, trimmed behind signed markers, copies in a second Redis: intact; the end cut: truncated', async () => {
+    const copyServer = await RedisServer.start();
+    const copyClient = new Redis(copyServer.port, '127.0.0.1');
+    const c1 = new Redis(redis.server.port, '127.0.0.1');
+    const c2 = new Redis(redis.server.port, '127.0.0.1');
+    try {
+      const copies = new CheckpointCopies(
+        createRedisStreamSink(copyClient, { stream: CHECKPOINTS, maxLen: 100_000 }),
+        log,
+        1_000,
+      );
+      const sink = (c: Redis) => createRedisStreamSink(c, { stream: STREAM, maxLen: 30, signedRetention: true });
+      const a = await writer(sink(c1), 'gw-a', copies);
+      const b = await writer(sink(c2), 'gw-b', copies);
+      for (let i = 0; i < 60; i++) {
+        await (i % 2 === 0 ? a : b).submit(body(i), true);
+        if (i % 20 === 19) await new Promise((r) => setTimeout(r, 150));
+      }
+      await a.close();
+      await b.close();
+      await copies.close();
+      const args = ['--redis', redis.server.url, '--key', keyFile, '--checkpoints-redis', copyServer.url];
+      const stored = (await redis.client.xrange(STREAM, '-', '+')) as [string, string[]][];
+      expect(
+        stored.some(([, f]) => f[1]!.includes('"reason":"retention"')),
+        'a signed trim happened',
+      ).toBe(true);
+      const ok = await verify(args);
+      expect(ok.code, ok.stdout + ok.stderr).toBe(0);
+      expect(ok.stdout).toMatch(/^ok: \d+ events in 2 chain\(s\)/);
+      expect(ok.stdout).toMatch(
+        /note: chain gw-[ab]\/[0-9a-f]{8} starts at seq \d+ \(older records removed: maxLen 30\)/,
+      );
+      // The attacker removes b's last records, its shutdown checkpoint with them: the copies say it went further.
+      const entries = (await redis.client.xrange(STREAM, '-', '+')) as [string, string[]][];
+      const ofB = entries.filter(([, f]) => f[1]!.includes(`"writer":"${b.writer}"`));
+      for (const [id] of ofB.slice(-3)) await redis.client.xdel(STREAM, id);
+      const cut = await verify(args);
+      expect(cut.code, cut.stdout).toBe(1);
+      expect(cut.stdout).toMatch(
+        new RegExp(`truncated at record \\d+ \\(\\d+-\\d+\\): truncated: writer ${b.writer} ends at seq`),
+      );
+    } finally {
+      for (const c of [copyClient, c1, c2]) c.disconnect();
+      await copyServer.stop();
+    }
   });
 });

@@ -286,6 +286,24 @@ describe('whole writers', () => {
     ]);
   });
 
+  it('a witness at seq 0 proves nothing; a stream read from shortly before --since misses no writer it never read', () => {
+    const x = new Writer(key, 'gw-2');
+    const lines = [
+      x.checkpoint('open', T0, { witness: [{ writer: 'gw-old/00000000', seq: 0 }] }),
+      x.checkpoint('interval', T0 + 10_000, { witness: [{ writer: 'gw-gone/11111111', seq: 7 }] }),
+      x.checkpoint('shutdown', T0 + 11_000),
+    ];
+    expect(kinds(prove(lines, { keys: [key] }))).toEqual([['missing', 2]]);
+    const p = new TrailProver({
+      keys: trustedKeys([key.publicKey]),
+      at: T0 + 60_000,
+      since: T0,
+      readFrom: T0 - 300_000,
+    });
+    lines.forEach((l, i) => p.add(l, `e-${i}`));
+    expect(p.finish()).toMatchObject({ verdict: 'intact', findings: [] });
+  });
+
   it('an inserted writer with a self-made key is forged; one without checkpoints too', () => {
     const real = run(new Writer(key), 5);
     const own = signer();
@@ -314,6 +332,29 @@ describe('replayed checkpoints', () => {
     const r = prove(replay, { keys: [key], at: T0 + 26_000 });
     expect(kinds(r)).toEqual([['replayed', replay.length]]);
     expect(r.findings[0]!.detail).toMatch(/signs seq 11 but sits at seq 29: an old checkpoint re-chained/);
+  });
+
+  it('a checkpoint of another store is replayed, once per writer', () => {
+    const w = new Writer(key);
+    const lines = [
+      w.checkpoint('open', T0, { store: 'file:other.jsonl' }),
+      w.event(T0 + 1),
+      w.checkpoint('shutdown', T0 + 2, { store: 'file:other.jsonl' }),
+    ];
+    const r = prove(lines, { keys: [key] });
+    expect(kinds(r)).toEqual([['replayed', 1]]);
+    expect(r.findings[0]!.detail).toMatch(/belongs to store file:other\.jsonl, not file:audit\.jsonl/);
+  });
+
+  it('a checkpoint older than the one before it is replayed, in the trail and among the copies', () => {
+    const w = new Writer(key);
+    const a = w.checkpoint('open', T0 + 5000);
+    const b = w.checkpoint('interval', T0 + 1000);
+    const r = prove([a, b], { keys: [key], copies: [a, b], at: T0 + 6000 });
+    expect(r.findings.map((f) => [f.kind, f.position, f.where])).toEqual([
+      ['replayed', 2, 'audit.jsonl:2'],
+      ['replayed', 0, 'checkpoints.jsonl:2'],
+    ]);
   });
 });
 
