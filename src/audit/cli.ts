@@ -118,7 +118,7 @@ ${filterUsage}`,
 
 /** Every command's usage; `snapgate audit --help` prints it. */
 export const auditUsage = `usage:
-  snapgate audit verify SOURCE [--key FILE]... [--checkpoints-file FILE | --checkpoints-redis URL]
+  snapgate audit verify SOURCE [--key FILE]... [--checkpoints-file FILE] [--checkpoints-redis URL]
                         [--since T] [--at T] [--store NAME] [--complete] [--json]
   snapgate audit query  SOURCE [filters] [--format json|table] [--limit N]
   snapgate audit tail   SOURCE [filters] [--format json|table] [--from-start] [--limit N]
@@ -937,7 +937,9 @@ function printProof(report: ProofReport, io: CliIo): void {
       'every link intact and signed\n',
   );
   const skipped = report.records - report.verified;
-  if (skipped > 0) io.out(`note: ${skipped} record(s) before each writer's first checkpoint at --since not checked\n`);
+  if (skipped > 0) {
+    io.out(`note: ${skipped} record(s) before each writer's first checkpoint at or after --since were not checked\n`);
+  }
   for (const r of report.retained) {
     io.out(
       printable(`note: chain ${r.writer} starts at seq ${r.firstSeq} (older records removed: ${r.reason})`) + '\n',

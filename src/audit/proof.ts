@@ -702,6 +702,14 @@ export class TrailProver {
     if (this.position === 0 && this.foundCount === 0) {
       return { verdict: 'unverifiable', reason: 'the trail holds no records (it is empty or absent)', ...base };
     }
+    if (verified === 0 && this.foundCount === 0) {
+      // Records, but none checked: every writer's checkpoints end before `since`.
+      return {
+        verdict: 'unverifiable',
+        reason: 'no writer has a checkpoint at or after --since: nothing was checked',
+        ...base,
+      };
+    }
     return { verdict: this.foundCount === 0 ? 'intact' : 'broken', ...base };
   }
 

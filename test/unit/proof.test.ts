@@ -449,6 +449,23 @@ describe('order', () => {
     expect(r.findings[0]!.detail).toMatch(/1 record\(s\) between them were deleted/);
   });
 
+  it('lists the first 100 findings and counts them all', () => {
+    const lines = run(new Writer(key), 160);
+    let edited = 0;
+    for (let i = 1; i < lines.length - 1; i++) {
+      if (lines[i]!.includes('"type":"outcome"')) {
+        lines[i] = lines[i]!.replace('"status":200', '"status":201');
+        edited += 1;
+      }
+    }
+    const r = prove(lines, { keys: [key] });
+    expect(edited).toBe(160);
+    expect(r.findingCount).toBe(160);
+    expect(r.findings).toHaveLength(100);
+    expect(r.findings.every((f) => f.kind === 'edited')).toBe(true);
+    expect(r.findings[0]!.position).toBe(2);
+  });
+
   it('a line that is not a record: malformed', () => {
     const lines = run(new Writer(key), 3);
     lines.splice(1, 0, '{"v":3,"type":"outcome"}');
@@ -469,6 +486,15 @@ describe('--since', () => {
     const late = [...lines];
     late[24] = late[24]!.replace('"status":200', '"status":500');
     expect(kinds(prove(late, { keys: [key], since }))).toEqual([['edited', 25]]);
+  });
+
+  it('is unverifiable when no writer has a checkpoint at or after it', () => {
+    const lines = run(new Writer(key), 5);
+    expect(prove(lines, { keys: [key], since: T0 + 3_600_000, at: T0 + 3_600_000 })).toMatchObject({
+      verdict: 'unverifiable',
+      verified: 0,
+      reason: expect.stringMatching(/nothing was checked/),
+    });
   });
 
   it('still finds an inserted writer', () => {
