@@ -173,6 +173,16 @@ describe('audit verify --key on a file', () => {
     );
   });
 
+  it('prints a writer id from the trail with its control characters escaped', async () => {
+    const { lines } = trail('file:escape.jsonl', 3, true);
+    const evil = new ChainWriter('gw\u001b[2J');
+    lines.push(evil.link(JSON.stringify({ v: 3, type: 'decision' })).line);
+    const res = await verify(['--file', file('escape.jsonl', lines), '--key', keyFile]);
+    expect(res.code).toBe(1);
+    expect(res.stdout).toContain('forged at record 6 (escape.jsonl:6): writer gw\\u001b[2J/');
+    expect(res.stdout).not.toContain('\u001b');
+  });
+
   it('without --key: the links alone, as before, and a note that checkpoints were not checked', async () => {
     const { lines } = trail('file:plain.jsonl', 5, true);
     const res = await verify(['--file', file('plain.jsonl', lines)]);
