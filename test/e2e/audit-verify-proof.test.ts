@@ -136,6 +136,19 @@ describe('audit verify --key on a file', () => {
     expect(absent.stdout).toMatch(/^UNVERIFIABLE: no audit file at .*nope\.jsonl/);
 
     const path = file('some.jsonl', trail('file:some.jsonl', 3, true).lines);
+    const noCopies = await verify([
+      '--file',
+      path,
+      '--key',
+      keyFile,
+      '--checkpoints-file',
+      join(dir, 'no-copies.jsonl'),
+    ]);
+    expect(noCopies.code).toBe(3);
+    expect(noCopies.stdout).toMatch(/^UNVERIFIABLE: no checkpoint file at .*no-copies\.jsonl/);
+    const badAt = await verify(['--file', path, '--key', keyFile, '--at', 'tomorrow']);
+    expect(badAt.code).toBe(2);
+    expect(badAt.stderr).toMatch(/--at "tomorrow" is not a time/);
     const notKey = join(dir, 'not-a-key.pem');
     writeFileSync(notKey, 'sekrit-not-a-key-7f3a');
     for (const bad of [notKey, join(dir, 'missing.pub')]) {
