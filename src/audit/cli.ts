@@ -602,11 +602,14 @@ interface ProofPlan {
   store: string;
   checkpointsFile?: string;
   checkpointsRedis?: { host: string; port: number; db: number; tls: boolean; where: string; stream: string };
+  /** --key files that hold a private key (its public half is used; an auditor needs only the public one). */
+  privateKeyFiles: string[];
 }
 
 /** The trusted keys from each --key file. A problem names the file, never what it holds. */
-async function loadKeys(files: readonly string[]): Promise<TrustedKeys> {
+async function loadKeys(files: readonly string[]): Promise<{ keys: TrustedKeys; privateKeyFiles: string[] }> {
   const all = [];
+  const privateKeyFiles: string[] = [];
   const advice =
     "give the writers' Ed25519 public key as PEM, JWK or JWKS (the .pub file snapgate keys generate --alg Ed25519 " +
     'writes)';
@@ -630,9 +633,10 @@ async function loadKeys(files: readonly string[]): Promise<TrustedKeys> {
       );
     }
     if (keys.length === 0) throw new UsageError(`--key ${quoted(file)} holds no key; ${advice}`);
+    if (/-----BEGIN [A-Z ]*PRIVATE KEY-----|"d"\s*:/.test(text)) privateKeyFiles.push(file);
     all.push(...keys);
   }
-  return trustedKeys(all);
+  return { keys: trustedKeys(all), privateKeyFiles };
 }
 
 /** undefined without --key (the links alone are checked, as before checkpoints existed). */
@@ -652,7 +656,7 @@ async function proofPlan(values: Values): Promise<ProofPlan | undefined> {
   }
   const now = Date.now();
   const plan: ProofPlan = {
-    keys: await loadKeys(values.key),
+    ...(await loadKeys(values.key)),
     at: values.at === undefined ? now : timeOf('at', values.at, now),
     store:
       values.store ??
@@ -961,6 +965,12 @@ async function proveTrail(source: TrailSource, values: Values, plan: ProofPlan, 
     ...(plan.since !== undefined ? { since: plan.since } : {}),
     ...(readFrom !== undefined ? { readFrom } : {}),
   });
+  for (const f of plan.privateKeyFiles) {
+    io.err(
+      `snapgate audit: note: --key ${quoted(f)} holds a private key; only its public half is used (verifying needs ` +
+        'the public key alone: keep the private one on the gateways)\n',
+    );
+  }
   const unverifiable = (reason: string): number => {
     if (values.json) io.out(`${JSON.stringify({ verdict: 'unverifiable', reason })}\n`);
     else io.out(`UNVERIFIABLE: ${printable(reason)}\n`);

@@ -163,6 +163,7 @@ describe('audit verify --key on a file', () => {
     writeFileSync(priv, privatePem);
     const res = await verify(['--file', path, '--key', priv]);
     expect(res.code).toBe(0);
+    expect(res.stderr).toMatch(/holds a private key; only its public half is used/);
     expect(res.stdout + res.stderr).not.toContain('PRIVATE');
   });
 
