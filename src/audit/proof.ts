@@ -376,9 +376,10 @@ export class TrailProver {
       return;
     }
     const body = `${line.slice(0, at)}}`;
+    // A forged opening checkpoint is one finding: the start is judged with it.
+    if (isNew && chain.seq === 1) w.startJudged = true;
     const c = this.signedCheckpoint(w, body, where);
     if (c === undefined) return;
-    if (isNew && chain.seq === 1) w.startJudged = true;
     if (c.writer !== chain.writer || c.seq !== chain.seq - 1 || c.head !== chain.prev) return;
     this.takeFacts(w, c, where);
     const ms = Date.parse(c.time);

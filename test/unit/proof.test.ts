@@ -502,5 +502,9 @@ describe('--since', () => {
     const bare = new Writer(key, 'gw-bare');
     const r = prove([...lines, bare.event(T0)], { keys: [key], since: T0 + 1000 });
     expect(kinds(r)).toEqual([['forged', lines.length + 1]]);
+    const fake = run(new Writer(signer(), 'gw-fake'), 3);
+    expect(kinds(prove([...lines, ...fake], { keys: [key], since: T0 + 1000 }))).toEqual([
+      ['forged', lines.length + 1],
+    ]);
   });
 });
