@@ -82,8 +82,7 @@ export async function planStreamRetention(
   holder: string,
 ): Promise<RetentionPlan | undefined> {
   const r = client as Redis;
-  const tag = /\{[^}]+\}/.exec(stream)?.[0] ?? `{${stream}}`;
-  const lock = `audit:${tag}:trim-lock`;
+  const lock = `${stream}:trim-lock`;
   if ((await r.set(lock, holder, 'PX', TRIM_LOCK_MS, 'NX')) !== 'OK') return undefined;
   const release = async () => {
     // Only our own lock: it may have expired and been taken by another writer meanwhile.

@@ -288,16 +288,17 @@ declare module 'ioredis' {
 
 export const DEFAULT_AUDIT_STREAM = 'audit:{snapgate}:events';
 
-const tagOf = (stream: string) => /\{[^}]+\}/.exec(stream)?.[0] ?? `{${stream}}`;
-
-/** The Redis key of a writer's head, in the stream's hash slot. */
+/**
+ * The Redis key of a writer's head, named after its stream (two streams, such as the trail and its checkpoint
+ * copies, keep apart heads) and in the stream's hash slot (the stream name carries the hash tag).
+ */
 export function streamHeadKey(stream: string, writer: string): string {
-  return `audit:${tagOf(stream)}:head:${writer}`;
+  return `${stream}:head:${writer}`;
 }
 
 /** The stream's writers by time of last append, in its hash slot. */
 export function streamWritersKey(stream: string): string {
-  return `audit:${tagOf(stream)}:writers`;
+  return `${stream}:writers`;
 }
 
 const DAY_MS = 86_400_000;

@@ -9,6 +9,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyChain } from '../../src/audit/chain.js';
 import { checkpointSigner, checkSignature, trustedKeys, type Checkpoint } from '../../src/audit/checkpoint.js';
+import { CheckpointCopies } from '../../src/audit/copies.js';
 import { createRedisStreamSink } from '../../src/audit/sinks.js';
 import { SinkWriter, type CheckpointOptions } from '../../src/audit/trail.js';
 import { createLogger } from '../../src/log.js';
@@ -137,7 +138,7 @@ describe('checkpoints on a Redis stream', () => {
       return ms > tms || (ms === tms && seq > tseq);
     };
     expect(lines.filter((l) => !after(l.id, newest.through!))).toEqual([]);
-    expect(await c.exists('audit:{w2}:trim-lock')).toBe(0);
+    expect(await c.exists('audit:{w2}:events:trim-lock')).toBe(0);
   });
 
   it('a Redis that stalls during a retention step removes nothing unexplained, and the step is retried', async () => {
@@ -166,5 +167,28 @@ describe('checkpoints on a Redis stream', () => {
       );
       expect(explained).toBe(true);
     }
+  });
+
+  it('copies checkpoints to a second stream on the same Redis, both streams in one hash slot, none skipped', async () => {
+    const c = await client();
+    const copies = new CheckpointCopies(
+      createRedisStreamSink(c, { stream: 'audit:{w4}:checkpoints', maxLen: 1_000 }),
+      log,
+      500,
+    );
+    const a = await writer(
+      c,
+      'audit:{w4}:events',
+      { signer: keyPair(), intervalMs: 60, onStored: (r) => copies.push(r) },
+      'gw-a',
+    );
+    for (let i = 0; i < 5; i++) await a.submit(event(i), true);
+    await new Promise((r) => setTimeout(r, 200));
+    await a.close();
+    await copies.close();
+    const trail = (await streamLines(c, 'audit:{w4}:events')).filter((l) => l.parsed.type === 'checkpoint');
+    const copied = await streamLines(c, 'audit:{w4}:checkpoints');
+    expect(trail.length).toBeGreaterThanOrEqual(3);
+    expect(copied.map((l) => l.text)).toEqual(trail.map((l) => l.text));
   });
 });
