@@ -50,7 +50,8 @@ const eventTypeSet: Record<AuditEventType, true> = {
   dropped: true,
 };
 const decisions = Object.keys(decisionSet);
-const eventTypes = Object.keys(eventTypeSet);
+// Checkpoints (audit.checkpoints) are records of the trail too, with members of their own.
+const eventTypes = [...Object.keys(eventTypeSet), 'checkpoint'];
 
 const sourceUsage = `source (exactly one):
   --file PATH          PATH and its rotated siblings (PATH.<time>), oldest first
@@ -86,8 +87,9 @@ read), 2 on a usage error.
   --key FILE           an Ed25519 public key the writers sign with (PEM, JWK or JWKS; the .pub file that
                        snapgate keys generate --alg Ed25519 writes); give it again for each key in use
                        (rotation): a checkpoint signed by any other key is forged
-  --checkpoints-file FILE   checkpoint copies (a checkpoint sink's file, and its rotated siblings): a
-                       chain that ends before its copies say, or differs from them, is found
+  --checkpoints-file FILE   checkpoint copies (a checkpoint sink's file, and its rotated siblings; give it
+                       again for each worker slot's copies file): a chain that ends before its copies
+                       say, or differs from them, is found
   --checkpoints-redis URL   checkpoint copies in a Redis stream (redis://host:port[/db]); a password
                        comes from SNAPGATE_CHECKPOINT_REDIS_PASSWORD
   --checkpoints-stream KEY  that stream (default ${DEFAULT_CHECKPOINT_STREAM})
@@ -150,7 +152,7 @@ const options = {
   limit: { type: 'string' },
   'from-start': { type: 'boolean' },
   key: { type: 'string', multiple: true },
-  'checkpoints-file': { type: 'string' },
+  'checkpoints-file': { type: 'string', multiple: true },
   'checkpoints-redis': { type: 'string' },
   'checkpoints-stream': { type: 'string' },
   store: { type: 'string' },
@@ -600,7 +602,7 @@ interface ProofPlan {
   at: number;
   since?: number;
   store: string;
-  checkpointsFile?: string;
+  checkpointsFiles?: string[];
   checkpointsRedis?: { host: string; port: number; db: number; tls: boolean; where: string; stream: string };
   /** --key files that hold a private key (its public half is used; an auditor needs only the public one). */
   privateKeyFiles: string[];
@@ -667,13 +669,17 @@ async function proofPlan(values: Values): Promise<ProofPlan | undefined> {
   };
   if (values.store === '') throw new UsageError('--store must not be empty');
   if (values.since !== undefined) plan.since = timeOf('since', values.since, now);
-  const cpFile = values['checkpoints-file'];
-  if (cpFile !== undefined) {
-    if (cpFile === '') throw new UsageError('--checkpoints-file must not be empty');
-    if (cpFile.includes('://')) {
-      throw new UsageError('--checkpoints-file takes a path; a Redis URL goes with --checkpoints-redis');
+  // Repeatable: with server.workers each slot keeps its copies in a file of its own, and a Redis trail that all
+  // the workers write is checked against every slot's copies.
+  const cpFiles = values['checkpoints-file'];
+  if (cpFiles !== undefined) {
+    for (const cpFile of cpFiles) {
+      if (cpFile === '') throw new UsageError('--checkpoints-file must not be empty');
+      if (cpFile.includes('://')) {
+        throw new UsageError('--checkpoints-file takes a path; a Redis URL goes with --checkpoints-redis');
+      }
     }
-    plan.checkpointsFile = cpFile;
+    plan.checkpointsFiles = cpFiles;
   }
   const cpStream = values['checkpoints-stream'];
   if (cpStream !== undefined && values['checkpoints-redis'] === undefined) {
@@ -949,6 +955,15 @@ function printProof(report: ProofReport, io: CliIo): void {
       printable(`note: chain ${r.writer} starts at seq ${r.firstSeq} (older records removed: ${r.reason})`) + '\n',
     );
   }
+  for (const r of report.running) {
+    io.out(
+      printable(
+        `note: writer ${r.writer} has not shut down: its last checkpoint is at seq ${r.seq} (${r.lastCheckpoint}), ` +
+          `its last record at seq ${r.lastSeq}; it is running, or records after its checkpoint were cut off: ` +
+          `a checkpoint copy tells, or verify again after ${r.due}`,
+      ) + '\n',
+    );
+  }
 }
 
 /** verify --key: every record through the prover; 0 intact, 1 broken, 3 unverifiable. */
@@ -981,13 +996,13 @@ async function proveTrail(source: TrailSource, values: Values, plan: ProofPlan, 
     return INTERRUPTED;
   };
   // The copies first: they are few, and the trail is then checked against all of them.
-  if (plan.checkpointsFile !== undefined) {
-    const files = await trailFiles(plan.checkpointsFile);
-    if (files.length === 0) return unverifiable(`no checkpoint file at ${plan.checkpointsFile}`);
+  for (const cpFile of plan.checkpointsFiles ?? []) {
+    const files = await trailFiles(cpFile);
+    if (files.length === 0) return unverifiable(`no checkpoint file at ${cpFile}`);
     try {
       if (!(await forEachLine(files, (l, w) => prover.addCheckpointCopy(l, w), stopped))) return interrupted();
     } catch (err) {
-      return unverifiable(`cannot read the checkpoint copies in ${plan.checkpointsFile}: ${(err as Error).message}`);
+      return unverifiable(`cannot read the checkpoint copies in ${cpFile}: ${(err as Error).message}`);
     }
   }
   if (plan.checkpointsRedis !== undefined) {

@@ -47,6 +47,19 @@ export interface ProofReport {
   readonly findingCount: number;
   /** Chains that begin after seq 1 and are explained by a signed retention marker. */
   readonly retained: readonly { writer: string; firstSeq: number; reason: string }[];
+  /**
+   * Writers with no shutdown checkpoint whose last checkpoint is recent (not yet silent): still running, or their
+   * newest records cut off, which only a checkpoint copy, or the next check after `due`, can tell.
+   */
+  readonly running: readonly {
+    writer: string;
+    /** Its last checkpoint's time, and that checkpoint record's seq. */
+    lastCheckpoint: string;
+    seq: number;
+    lastSeq: number;
+    /** When it becomes silent without a new checkpoint. */
+    due: string;
+  }[];
 }
 
 export interface ProverOptions {
@@ -601,6 +614,7 @@ export class TrailProver {
     const late: ProofFinding[] = [];
     const add = (f: ProofFinding) => this.report(late, f);
     const retainedOut: { writer: string; firstSeq: number; reason: string }[] = [];
+    const running: { writer: string; lastCheckpoint: string; seq: number; lastSeq: number; due: string }[] = [];
     for (const w of this.writers.values()) {
       for (const h of w.holes) {
         const size = h.to - h.from + 1;
@@ -642,11 +656,17 @@ export class TrailProver {
         });
       }
       const cp = w.lastCp;
-      if (
-        cp !== undefined &&
-        cp.reason !== 'shutdown' &&
-        this.o.at - cp.ms > cp.interval + Math.min(cp.interval, 5000)
-      ) {
+      const grace = cp === undefined ? 0 : cp.interval + Math.min(cp.interval, 5000);
+      if (cp !== undefined && cp.reason !== 'shutdown' && this.o.at - cp.ms <= grace) {
+        running.push({
+          writer: w.writer,
+          lastCheckpoint: cp.time,
+          seq: cp.seq,
+          lastSeq: w.maxSeq,
+          due: new Date(cp.ms + grace).toISOString(),
+        });
+      }
+      if (cp !== undefined && cp.reason !== 'shutdown' && this.o.at - cp.ms > grace) {
         add({
           kind: 'silent',
           writer: w.writer,
@@ -699,6 +719,7 @@ export class TrailProver {
       findings,
       findingCount: this.foundCount,
       retained: retainedOut,
+      running,
     };
     if (this.position === 0 && this.foundCount === 0) {
       return { verdict: 'unverifiable', reason: 'the trail holds no records (it is empty or absent)', ...base };

@@ -187,6 +187,48 @@ describe('audit verify --key on a file', () => {
     );
   });
 
+  it('takes the copies of several files (one per worker slot), and notes a writer that has not shut down', async () => {
+    const a = trail('file:two.jsonl', 30, false);
+    const b = trail('file:two.jsonl', 12, true);
+    // Each slot's copies in a file of its own; the trail cut at a's end.
+    const copiesA = file('copies.w1.jsonl', a.checkpoints);
+    const copiesB = file('copies.w2.jsonl', b.checkpoints);
+    const kept = [...b.lines, ...a.lines.slice(0, -5)];
+    const path = file('two.jsonl', kept);
+    const both = await verify([
+      '--file',
+      path,
+      '--key',
+      keyFile,
+      '--checkpoints-file',
+      copiesB,
+      '--checkpoints-file',
+      copiesA,
+    ]);
+    expect(both.code, both.stdout).toBe(1);
+    expect(both.stdout).toMatch(
+      new RegExp(`^truncated at record \\d+ .*writer ${a.w.chain.writer.replace('/', '\\/')} ends at`, 'm'),
+    );
+    // Without the copies, within the interval: intact, with a note that a's end is not vouched for yet.
+    const alone = await verify(['--file', path, '--key', keyFile]);
+    expect(alone.code, alone.stdout).toBe(0);
+    expect(alone.stdout).toMatch(
+      new RegExp(
+        `^note: writer ${a.w.chain.writer.replace('/', '\\/')} has not shut down: its last checkpoint is at seq \\d+`,
+        'm',
+      ),
+    );
+    expect(alone.stdout).not.toContain(`note: writer ${b.w.chain.writer}`);
+    // The checkpoints are records like events: query lists them by type.
+    const listed = await runSnapgate(['audit', 'query', '--file', path, '--type', 'checkpoint'], { env: {} });
+    expect(listed.code).toBe(0);
+    const types = listed.stdout
+      .trim()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as { type: string }).type);
+    expect(types).toEqual(Array(b.checkpoints.length + a.checkpoints.length - 1).fill('checkpoint'));
+  });
+
   it('prints a writer id from the trail with its control characters escaped', async () => {
     const { lines } = trail('file:escape.jsonl', 3, true);
     const evil = new ChainWriter('gw\u001b[2J');

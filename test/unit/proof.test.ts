@@ -236,8 +236,20 @@ describe('cut-off tails', () => {
     const r = prove(kept, { keys: [key], at });
     expect(kinds(r)).toEqual([['silent', kept.length]]);
     expect(r.findings[0]!.detail).toMatch(new RegExp(`^writer ${w.id} silent since 2026-12-02T10:00:20.000Z`));
-    // Within the interval nothing is wrong yet.
-    expect(prove(kept, { keys: [key], at: T0 + 24_000 }).verdict).toBe('intact');
+    // Within the interval nothing is wrong yet, but the report says the writer's end is not vouched for.
+    const early = prove(kept, { keys: [key], at: T0 + 24_000 });
+    expect(early.verdict).toBe('intact');
+    expect(early.running).toEqual([
+      {
+        writer: w.id,
+        lastCheckpoint: '2026-12-02T10:00:20.000Z',
+        seq: chainOf(kept.findLast((l) => l.includes('"type":"checkpoint"'))!).seq,
+        lastSeq: chainOf(kept.at(-1)!).seq,
+        due: '2026-12-02T10:00:35.000Z',
+      },
+    ]);
+    // A writer that shut down is not running.
+    expect(prove(run(new Writer(key, 'gw-3'), 5), { keys: [key], at: T0 + 1_000 }).running).toEqual([]);
   });
 
   it('truncated when a checkpoint copy says the writer got further', () => {
