@@ -24,6 +24,8 @@ export interface Sink {
   witness?(self: string): Promise<Witness[]>;
   /** The oldest records due for removal (maxLen, maxFiles), if any: see retention.ts. */
   planRetention?(holder: string): Promise<RetentionPlan | undefined>;
+  /** True when the store has grown past its retention since the last step (the writer need not wait a whole interval). */
+  retentionDue?(): boolean;
 }
 
 const lines = (records: readonly ChainedRecord[]) => {
@@ -174,6 +176,8 @@ export async function createFileSink(options: FileSinkOptions): Promise<Sink> {
   let size = (await stat(options.path)).size;
   let queue: Promise<void> = Promise.resolve();
   let dirty = false;
+  /** A rotation since the last retention step: with maxFiles, one may be due. */
+  let rotated = false;
   const timer =
     options.fsync === 'interval'
       ? setInterval(() => {
@@ -190,6 +194,7 @@ export async function createFileSink(options: FileSinkOptions): Promise<Sink> {
     await rename(options.path, await rotationTarget(options.path, now));
     handle = await open(options.path, 'a', 0o640);
     size = 0;
+    rotated = true;
   };
 
   const write = async (records: readonly ChainedRecord[]): Promise<void> => {
@@ -212,7 +217,15 @@ export async function createFileSink(options: FileSinkOptions): Promise<Sink> {
     name: 'file',
     store: `file:${basename(options.path)}`,
     witness: (self) => Promise.resolve(found.filter((w) => w.writer !== self).slice(-MAX_WITNESS)),
-    ...(maxFiles !== undefined ? { planRetention: () => planFileRetention(options.path, maxFiles) } : {}),
+    ...(maxFiles !== undefined
+      ? {
+          planRetention: () => {
+            rotated = false;
+            return planFileRetention(options.path, maxFiles);
+          },
+          retentionDue: () => rotated,
+        }
+      : {}),
     append(records) {
       const run = queue.then(() => write(records));
       queue = run.catch(() => undefined);
@@ -236,7 +249,7 @@ const MAX_WITNESS = 100;
  * ARGV[1] approximate MAXLEN (0: none, retention is signed and done apart); ARGV[2] head TTL in seconds;
  * ARGV[3] the writer; then pairs of (seq, event JSON), in order.
  * Skips events at or below the head, so replaying a batch whose first write timed out adds nothing twice.
- * Returns the number of entries added.
+ * Returns the number of entries added and, with signed retention, the stream's length (else 0).
  */
 export const STREAM_APPEND_SCRIPT = `
 local head = tonumber(redis.call('GET', KEYS[2]) or '0')
@@ -256,7 +269,10 @@ end
 redis.call('SET', KEYS[2], head, 'EX', ARGV[2])
 local t = redis.call('TIME')
 redis.call('ZADD', KEYS[3], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), ARGV[3])
-return added
+if ARGV[1] == '0' then
+  return {added, redis.call('XLEN', KEYS[1])}
+end
+return {added, 0}
 `;
 
 /**
@@ -281,7 +297,7 @@ return out
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    snapgateAuditAppend(numKeys: number, ...keysAndArgs: (string | number)[]): Result<number, Context>;
+    snapgateAuditAppend(numKeys: number, ...keysAndArgs: (string | number)[]): Result<[number, number], Context>;
     snapgateAuditWitness(numKeys: number, ...keysAndArgs: (string | number)[]): Result<string[], Context>;
   }
 }
@@ -320,6 +336,8 @@ export function createRedisStreamSink(
     client.defineCommand('snapgateAuditWitness', { lua: STREAM_WITNESS_SCRIPT });
   }
   const { stream, maxLen } = options;
+  /** The stream's length after the last append (signed retention only). */
+  let length = 0;
   const writersKey = streamWritersKey(stream);
   // Serialized: while Redis is stalled (connection open, nothing answered), retries do not pile
   // more batches into the socket's buffer.
@@ -349,7 +367,10 @@ export function createRedisStreamSink(
       return out;
     },
     ...(options.signedRetention
-      ? { planRetention: (holder) => planStreamRetention(client, stream, maxLen, holder) }
+      ? {
+          planRetention: (holder: string) => planStreamRetention(client, stream, maxLen, holder),
+          retentionDue: () => length > maxLen,
+        }
       : {}),
   };
 
@@ -361,7 +382,7 @@ export function createRedisStreamSink(
       const args: (string | number)[] = [];
       for (; i < records.length && records[i]!.writer === writer; i++) args.push(records[i]!.seq, records[i]!.line);
       batchWritesThisTurn(client);
-      await (client as Redis).snapgateAuditAppend(
+      const [, len] = await (client as Redis).snapgateAuditAppend(
         3,
         stream,
         streamHeadKey(stream, writer),
@@ -371,6 +392,7 @@ export function createRedisStreamSink(
         writer,
         ...args,
       );
+      length = len;
     }
   }
 }

@@ -132,6 +132,7 @@ export class SinkWriter {
   private lastCheckpoint = GENESIS;
   private ticker: NodeJS.Timeout | undefined;
   private ticking = false;
+  private lastEarly = 0;
   /** The checkpoint step in progress (close lets it finish, so a removal never outlives its sink). */
   private tickDone: Promise<void> = Promise.resolve();
   /** Set once the shutdown checkpoint is linked: nothing of this writer may follow it. */
@@ -252,6 +253,27 @@ export class SinkWriter {
     } finally {
       this.ticking = false;
     }
+  }
+
+  /**
+   * A retention step before the next interval when the store has grown past its retention (a busy stream would
+   * otherwise grow by a whole interval's events beyond maxLen), at most one a second.
+   */
+  private retainEarly(): void {
+    if (this.o.checkpoints === undefined || this.ticking || this.signedOff) return;
+    if (!(this.o.sink.retentionDue?.() ?? false) || Date.now() - this.lastEarly < 1_000) return;
+    this.lastEarly = Date.now();
+    this.ticking = true;
+    this.tickDone = this.retain()
+      .catch((err: unknown) => {
+        this.o.log.warn('audit retention step failed; it is tried again at the next checkpoint', {
+          sink: this.name,
+          error: describeError(err),
+        });
+      })
+      .finally(() => {
+        this.ticking = false;
+      });
   }
 
   /**
@@ -483,6 +505,7 @@ export class SinkWriter {
       }
       this.copyCheckpoints(batch);
       this.markHealthy();
+      this.retainEarly();
       return true;
     } catch (err) {
       this.markFailing(err);

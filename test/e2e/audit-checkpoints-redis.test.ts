@@ -191,4 +191,20 @@ describe('checkpoints on a Redis stream', () => {
     expect(trail.length).toBeGreaterThanOrEqual(3);
     expect(copied.map((l) => l.text)).toEqual(trail.map((l) => l.text));
   });
+
+  it('trims a busy stream soon after it passes maxLen, not only at the next interval', async () => {
+    const c = await client();
+    const stream = 'audit:{w5}:events';
+    const a = await writer(c, stream, { signer: keyPair(), intervalMs: 60_000 }, 'gw-a', 50);
+    for (let i = 0; i < 200; i++) await a.submit(event(i), true);
+    // Early steps come at most once a second; still well inside the first interval, the next appends start one.
+    await new Promise((r) => setTimeout(r, 1_100));
+    for (let i = 200; i < 210; i++) await a.submit(event(i), true);
+    await new Promise((r) => setTimeout(r, 300));
+    const len = await c.xlen(stream);
+    await a.close();
+    expect(len).toBeLessThan(100);
+    const markers = (await streamLines(c, stream)).filter((l) => l.parsed.reason === 'retention');
+    expect(markers.length).toBeGreaterThan(0);
+  });
 });
