@@ -245,7 +245,7 @@ const MAX_WITNESS = 100;
 
 /**
  * KEYS[1] the stream; KEYS[2] the writer's head (highest seq already in the stream); KEYS[3] the stream's
- * writers (a sorted set: writer by time of its last append, for checkpoints' witness lists).
+ * writers (a sorted set: writer by time of its last append, for checkpoints' witness lists; signed mode only).
  * ARGV[1] approximate MAXLEN (0: none, retention is signed and done apart); ARGV[2] head TTL in seconds;
  * ARGV[3] the writer; then pairs of (seq, event JSON), in order.
  * Skips events at or below the head, so replaying a batch whose first write timed out adds nothing twice.
@@ -267,9 +267,9 @@ for i = 4, #ARGV, 2 do
   end
 end
 redis.call('SET', KEYS[2], head, 'EX', ARGV[2])
-local t = redis.call('TIME')
-redis.call('ZADD', KEYS[3], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), ARGV[3])
 if ARGV[1] == '0' then
+  local t = redis.call('TIME')
+  redis.call('ZADD', KEYS[3], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), ARGV[3])
   return {added, redis.call('XLEN', KEYS[1])}
 end
 return {added, 0}
