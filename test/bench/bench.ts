@@ -1,6 +1,7 @@
 // `npm run bench`: snapgate (built, JWT + Redis rate limits + Redis audit + the run lock on resumes) against a bare
 // Node proxy, same stand-in, same load, in one run: resumes (a)-(d) and a status read (e).
 // Prints a table of ratios to the bare proxy and writes reports/bench.json.
+import { generateKeyPairSync } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
@@ -364,6 +365,12 @@ async function main(): Promise<void> {
   };
   for (const o of orgNames) orgs[o] = { pod: upstream, ...credentials, rateLimit: high };
   const dir = tempDir('snapgate-bench-');
+  const checkpointKey = join(dir, 'checkpoint.pem');
+  writeFileSync(
+    checkpointKey,
+    generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+    { mode: 0o600 },
+  );
   const configFor = (workers: number) => {
     const path = join(dir, `snapgate-${workers}.yaml`);
     writeFileSync(
@@ -384,13 +391,19 @@ async function main(): Promise<void> {
           ],
           orgs,
           redis: { url: redis.url },
-          // BENCH_AUDIT=stdout|none, to measure what the Redis audit sink costs.
+          // BENCH_AUDIT=stdout|none, to measure what the Redis audit sink costs; signed: the Redis sink with
+          // checkpoints (every second, so the run includes signing and trimming behind markers).
           audit:
             process.env.BENCH_AUDIT === 'none'
               ? { stdout: false, allowUnaudited: true }
               : process.env.BENCH_AUDIT === 'stdout'
                 ? { stdout: true }
-                : { sinks: [{ type: 'redis', maxLen: Number(process.env.BENCH_AUDIT_MAXLEN ?? 200_000) }] },
+                : {
+                    sinks: [{ type: 'redis', maxLen: Number(process.env.BENCH_AUDIT_MAXLEN ?? 200_000) }],
+                    ...(process.env.BENCH_AUDIT === 'signed'
+                      ? { checkpoints: { key: `file:${checkpointKey}`, interval: '1s' } }
+                      : {}),
+                  },
         },
         { aliasDuplicateObjects: false },
       ),
