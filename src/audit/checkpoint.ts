@@ -8,6 +8,8 @@ export type CheckpointReason = 'open' | 'interval' | 'shutdown' | 'retention';
 export interface Witness {
   readonly writer: string;
   readonly seq: number;
+  /** When that writer last appended, ms since the epoch (Redis: the writer list's score); absent in files. */
+  readonly at?: number;
 }
 
 /** What a retention marker says was removed, and where each chain it cut now begins. */
