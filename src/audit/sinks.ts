@@ -172,8 +172,16 @@ async function rotationTarget(path: string, now: () => Date): Promise<string> {
 export async function createFileSink(options: FileSinkOptions): Promise<Sink> {
   const now = options.now ?? (() => new Date());
   const seqs = await lastSeqs(options.path);
-  let handle: FileHandle = await open(options.path, 'a', 0o640);
+  let handle: FileHandle = await open(options.path, 'a+', 0o640);
   let size = (await stat(options.path)).size;
+  // A crash mid-write can leave a torn last line: end it, so the next record starts a line of its own (the verifier
+  // reports the torn one, and nothing after it is glued to it).
+  let torn = false;
+  if (size > 0) {
+    const last = Buffer.alloc(1);
+    await handle.read(last, 0, 1, size - 1);
+    torn = last[0] !== 0x0a;
+  }
   let queue: Promise<void> = Promise.resolve();
   let dirty = false;
   /** A rotation since the last retention step: with maxFiles, one may be due. */
@@ -192,17 +200,31 @@ export async function createFileSink(options: FileSinkOptions): Promise<Sink> {
     await handle.datasync();
     await handle.close();
     await rename(options.path, await rotationTarget(options.path, now));
-    handle = await open(options.path, 'a', 0o640);
+    handle = await open(options.path, 'a+', 0o640);
     size = 0;
+    torn = false;
     rotated = true;
   };
 
   const write = async (records: readonly ChainedRecord[]): Promise<void> => {
     const fresh = records.filter((r) => r.seq > (seqs.get(r.writer) ?? 0));
     if (fresh.length === 0) return;
-    const data = Buffer.from(lines(fresh), 'utf8');
+    const data = Buffer.from(`${torn ? '\n' : ''}${lines(fresh)}`, 'utf8');
     if (size > 0 && size + data.byteLength > options.maxBytes) await rotate();
-    await handle.write(data);
+    // A short write (a full disk) stores part of a line: write the rest, and on an error cut the file back to where
+    // the batch began, so the batch counts as not written and no torn line is left.
+    let done = 0;
+    try {
+      while (done < data.byteLength) {
+        const { bytesWritten } = await handle.write(data, done, data.byteLength - done);
+        if (bytesWritten === 0) throw new Error('no room to write (the disk is full?)');
+        done += bytesWritten;
+      }
+    } catch (err) {
+      if (done > 0) await handle.truncate(size).catch(() => undefined);
+      throw err;
+    }
+    torn = false;
     size += data.byteLength;
     if (options.fsync === 'always') await handle.datasync();
     else dirty = true;
@@ -278,18 +300,29 @@ return {added, 0}
 /**
  * KEYS[1] the stream's writers (see STREAM_APPEND_SCRIPT). ARGV[1] the head key prefix; ARGV[2] the asking
  * writer; ARGV[3] how far back, ms; ARGV[4] most writers; ARGV[5] forget writers idle longer than this, ms.
- * Returns writer, head seq, writer, head seq, … (newest first).
+ * Returns writer, head seq, last append (ms), … newest first, for writers whose head key exists. Members dated in
+ * the future (beyond a minute of clock skew) and members without a head are not writers the append script
+ * recorded: they are skipped, so a planted set cannot push the real writers out of the list, and at most 1,000
+ * members are looked at.
  */
 export const STREAM_WITNESS_SCRIPT = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[5]))
-local ws = redis.call('ZREVRANGEBYSCORE', KEYS[1], '+inf', now - tonumber(ARGV[3]), 'LIMIT', 0, tonumber(ARGV[4]) + 1)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '(' .. (now + 60000), '+inf')
+local ws = redis.call('ZREVRANGEBYSCORE', KEYS[1], now + 60000, now - tonumber(ARGV[3]), 'WITHSCORES', 'LIMIT', 0, 1000)
 local out = {}
-for _, w in ipairs(ws) do
-  if w ~= ARGV[2] then
-    out[#out + 1] = w
-    out[#out + 1] = redis.call('GET', ARGV[1] .. w) or '0'
+local n = 0
+for i = 1, #ws, 2 do
+  local w = ws[i]
+  if w ~= ARGV[2] and n < tonumber(ARGV[4]) then
+    local head = redis.call('GET', ARGV[1] .. w)
+    if head then
+      out[#out + 1] = w
+      out[#out + 1] = head
+      out[#out + 1] = ws[i + 1]
+      n = n + 1
+    end
   end
 end
 return out
@@ -361,8 +394,8 @@ export function createRedisStreamSink(
         30 * DAY_MS,
       );
       const out: Witness[] = [];
-      for (let i = 0; i + 1 < flat.length && out.length < MAX_WITNESS; i += 2) {
-        out.push({ writer: flat[i]!, seq: Number(flat[i + 1]) });
+      for (let i = 0; i + 2 < flat.length && out.length < MAX_WITNESS; i += 3) {
+        out.push({ writer: flat[i]!, seq: Number(flat[i + 1]), at: Number(flat[i + 2]) });
       }
       return out;
     },

@@ -130,6 +130,7 @@ export class SinkWriter {
   private loopDone: Promise<void> = Promise.resolve();
   /** The chain hash of this writer's last checkpoint record. */
   private lastCheckpoint = GENESIS;
+  private lastCheckpointMs = 0;
   private ticker: NodeJS.Timeout | undefined;
   private ticking = false;
   private lastEarly = 0;
@@ -184,7 +185,8 @@ export class SinkWriter {
       // The opening checkpoint is the chain's first record: a chain that begins otherwise was not written by us.
       this.linkCheckpoint('open', { witness: await this.witness() });
       this.ticker = setInterval(() => {
-        this.tickDone = this.tick();
+        // A tick skipped because a step is under way must not replace the promise close() waits for.
+        if (!this.ticking) this.tickDone = this.tick();
       }, cp.intervalMs);
       this.ticker.unref();
     }
@@ -203,9 +205,11 @@ export class SinkWriter {
   ): void {
     const cp = this.o.checkpoints!;
     const head = this.chain.head;
+    // Never earlier than the previous checkpoint, even when the clock steps back (NTP, a resumed VM).
+    this.lastCheckpointMs = Math.max(Date.now(), this.lastCheckpointMs);
     const body = signCheckpoint(
       {
-        time: new Date().toISOString(),
+        time: new Date(this.lastCheckpointMs).toISOString(),
         writer: this.chain.writer,
         seq: head.seq,
         head: head.hash,

@@ -910,6 +910,24 @@ function checkpointProblems(audit: Record<string, unknown> | undefined, hasRedis
     });
   }
   const copy = asRecord(asRecord(audit?.checkpoints)?.sink);
+  const trails = Array.isArray(sinks) ? sinks.map(asRecord) : [];
+  if (copy?.type === 'file' && trails.some((t) => t?.type === 'file' && t.path === copy.path)) {
+    problems.push({
+      path: ['audit', 'checkpoints', 'sink', 'path'],
+      message: 'is the path of an audit file sink; checkpoint copies need a file of their own, best on another disk',
+    });
+  }
+  const stream = copy?.stream ?? 'audit:{snapgate}:checkpoints';
+  if (
+    copy?.type === 'redis' &&
+    copy.url === undefined &&
+    trails.some((t) => t?.type === 'redis' && (t.stream ?? 'audit:{snapgate}:events') === stream)
+  ) {
+    problems.push({
+      path: ['audit', 'checkpoints', 'sink', 'stream'],
+      message: 'is the stream of an audit redis sink on the same Redis; checkpoint copies need a stream of their own',
+    });
+  }
   if (copy?.type === 'redis' && copy.url === undefined && !hasRedis) {
     problems.push({
       path: ['audit', 'checkpoints', 'sink', 'url'],

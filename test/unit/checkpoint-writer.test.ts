@@ -1,39 +1,23 @@
 // The writer side of signed checkpoints, on real files: every chain opens with a signed checkpoint, checkpoints
 // follow at the interval (also when idle) and at close, each links to the one before, copies reach the checkpoint
 // sink only once stored, and rotated files beyond maxFiles go only behind a signed retention marker.
-import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { eventHash, GENESIS, verifyChain } from '../../src/audit/chain.js';
-import { checkpointSigner, checkSignature, trustedKeys, type Checkpoint } from '../../src/audit/checkpoint.js';
+import { checkSignature, trustedKeys } from '../../src/audit/checkpoint.js';
 import { CheckpointCopies } from '../../src/audit/copies.js';
 import { createFileSink } from '../../src/audit/sinks.js';
-import { SinkWriter, type CheckpointOptions } from '../../src/audit/trail.js';
+import type { CheckpointOptions } from '../../src/audit/trail.js';
 import { createLogger } from '../../src/log.js';
+import { bodyOf, newSigner, parsedLine, startedWriter, type StoredLine } from '../helpers/trail.js';
 
 const log = createLogger({ level: 'error', write: () => undefined });
 
-function signer() {
-  const { privateKey } = generateKeyPairSync('ed25519');
-  return checkpointSigner(privateKey.export({ type: 'pkcs8', format: 'pem' }).toString());
-}
-
 const event = (i: number) => JSON.stringify({ v: 2, id: `e${i}`, type: 'attempt', pad: 'x'.repeat(200) });
 
-interface Line {
-  text: string;
-  parsed: Checkpoint & { chain: { writer: string; seq: number; prev: string; hash: string } };
-}
-
-const linesOf = (path: string): Line[] =>
-  readFileSync(path, 'utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map((text) => ({ text, parsed: JSON.parse(text) as Line['parsed'] }));
-
-const bodyOf = (text: string) => `${text.slice(0, text.lastIndexOf(',"chain":{'))}}`;
+const linesOf = (path: string): StoredLine[] => readFileSync(path, 'utf8').split('\n').filter(Boolean).map(parsedLine);
 
 async function writerOn(dir: string, checkpoints: CheckpointOptions, sink?: { maxBytes?: number; maxFiles?: number }) {
   const file = await createFileSink({
@@ -42,24 +26,13 @@ async function writerOn(dir: string, checkpoints: CheckpointOptions, sink?: { ma
     fsync: 'never',
     ...(sink?.maxFiles !== undefined ? { maxFiles: sink.maxFiles } : {}),
   });
-  const w = new SinkWriter({
-    sink: file,
-    required: true,
-    onFailure: 'reject',
-    ackTimeoutMs: 1_000,
-    spoolDir: dir,
-    instance: 'test',
-    log,
-    checkpoints,
-  });
-  await w.start();
-  return w;
+  return startedWriter(file, { checkpoints, spoolDir: dir });
 }
 
 describe('a writer with checkpoints', () => {
   it('opens, checkpoints at the interval (also idle) and at close, each signed and linked to the one before', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'cp-writer-'));
-    const s = signer();
+    const s = newSigner();
     const w = await writerOn(dir, { signer: s, intervalMs: 60 });
     for (let i = 0; i < 5; i++) await w.submit(event(i), true);
     await new Promise((r) => setTimeout(r, 200));
@@ -98,7 +71,7 @@ describe('a writer with checkpoints', () => {
 
   it('names the writers already in the file in its opening checkpoint', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'cp-witness-'));
-    const s = signer();
+    const s = newSigner();
     const first = await writerOn(dir, { signer: s, intervalMs: 60_000 });
     await first.submit(event(1), true);
     await first.close();
@@ -114,7 +87,7 @@ describe('a writer with checkpoints', () => {
     const dir = mkdtempSync(join(tmpdir(), 'cp-copies-'));
     const copySink = await createFileSink({ path: join(dir, 'copies.jsonl'), maxBytes: 1e9, fsync: 'never' });
     const copies = new CheckpointCopies(copySink, log, 1_000);
-    const w = await writerOn(dir, { signer: signer(), intervalMs: 50, onStored: (r) => copies.push(r) });
+    const w = await writerOn(dir, { signer: newSigner(), intervalMs: 50, onStored: (r) => copies.push(r) });
     await w.submit(event(1), true);
     await new Promise((r) => setTimeout(r, 120));
     await w.close();
@@ -128,7 +101,7 @@ describe('a writer with checkpoints', () => {
 
   it('removes rotated files beyond maxFiles only behind a signed marker naming them and the chains they cut', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'cp-retention-'));
-    const s = signer();
+    const s = newSigner();
     // A long interval: the removals follow the rotations themselves.
     const w = await writerOn(dir, { signer: s, intervalMs: 60_000 }, { maxBytes: 2_000, maxFiles: 1 });
     for (let i = 0; i < 40; i++) await w.submit(event(i), true);
@@ -153,5 +126,20 @@ describe('a writer with checkpoints', () => {
     const first = all[0]!.parsed.chain;
     const last = markers.at(-1)!.parsed.retention!;
     expect(last.chains).toContainEqual({ writer: first.writer, seq: first.seq - 1, hash: first.prev });
+  });
+
+  it('ends a torn last line a crash left before it writes, so its opening checkpoint is a line of its own', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cp-torn-'));
+    const first = await writerOn(dir, { signer: newSigner(), intervalMs: 60_000 });
+    await first.submit(event(1), true);
+    await first.close();
+    appendFileSync(join(dir, 'audit.jsonl'), '{"v":2,"id":"torn-by-a-crash');
+    const second = await writerOn(dir, { signer: newSigner(), intervalMs: 60_000 });
+    await second.close();
+    const raw = readFileSync(join(dir, 'audit.jsonl'), 'utf8').split('\n');
+    expect(raw.at(-1)).toBe('');
+    const torn = raw.indexOf('{"v":2,"id":"torn-by-a-crash');
+    expect(torn).toBeGreaterThan(0);
+    expect(JSON.parse(raw[torn + 1]!)).toMatchObject({ type: 'checkpoint', reason: 'open', writer: second.writer });
   });
 });

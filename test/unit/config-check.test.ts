@@ -508,6 +508,29 @@ describe('config check: secret references', () => {
     expect(() => parseConfig(doc, 'test')).toThrow(
       /audit\.sinks\.0\.maxFiles: removes old audit files, which needs audit\.checkpoints/,
     );
+    const same = minimalConfig({
+      audit: {
+        sinks: [
+          { type: 'file', path: '/var/log/snapgate/audit.log' },
+          { type: 'redis', stream: 'audit:{x}:events' },
+        ],
+        checkpoints: { key: 'env:CP_KEY', sink: { type: 'file', path: '/var/log/snapgate/audit.log' } },
+      },
+      redis: { url: 'redis://127.0.0.1:6379' },
+    });
+    expect(() => parseConfig(same, 'test')).toThrow(
+      /audit\.checkpoints\.sink\.path: is the path of an audit file sink/,
+    );
+    const sameStream = minimalConfig({
+      audit: {
+        sinks: [{ type: 'redis', stream: 'audit:{x}:events' }],
+        checkpoints: { key: 'env:CP_KEY', sink: { type: 'redis', stream: 'audit:{x}:events' } },
+      },
+      redis: { url: 'redis://127.0.0.1:6379' },
+    });
+    expect(() => parseConfig(sameStream, 'test')).toThrow(
+      /audit\.checkpoints\.sink\.stream: is the stream of an audit redis sink/,
+    );
     const fast = minimalConfig({ audit: { checkpoints: { key: 'env:CP_KEY', interval: '100ms' } } });
     expect(() => parseConfig(fast, 'test')).toThrow(/audit\.checkpoints\.interval: must be from 1s to 5m/);
   });
