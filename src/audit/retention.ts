@@ -7,55 +7,128 @@ import { basename, dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Redis } from 'ioredis';
 import type { RedisClient } from '../redis/client.js';
-import { isCheckpointLine, type RetentionFacts } from './checkpoint.js';
+import { eventHash, GENESIS } from './chain.js';
+import { checkSignature, isCheckpointLine, type RetentionFacts, type TrustedKeys } from './checkpoint.js';
 
 /** A removal, planned: the facts its marker signs, then `apply` (after the marker is stored) or `abandon`. */
 export interface RetentionPlan {
   readonly facts: RetentionFacts;
-  apply(): Promise<void>;
+  /** Writers whose removed records could not be vouched for (they are removed, but the marker does not explain them). */
+  readonly unvouched: readonly { writer: string; why: string }[];
+  /** Removes the records; `marker` is the stored marker line, remembered as the newest cut points. */
+  apply(marker: string): Promise<void>;
   abandon(): Promise<void>;
 }
 
 type Chains = RetentionFacts['chains'];
+type Cut = { seq: number; hash: string };
+
+/** The chains of a validly signed retention marker line; undefined for any other line. */
+export function signedCuts(line: string, keys: TrustedKeys): Chains | undefined {
+  if (!isCheckpointLine(line) || !line.includes('"reason":"retention"')) return undefined;
+  const at = line.lastIndexOf(',"chain":{');
+  if (at < 0) return undefined;
+  const body = `${line.slice(0, at)}}`;
+  try {
+    const marker = JSON.parse(body) as { key?: unknown; retention?: { chains?: Chains } };
+    if (!checkSignature(body, marker.key, keys).ok) return undefined;
+    return marker.retention?.chains ?? [];
+  } catch {
+    return undefined;
+  }
+}
 
 /**
- * The last record of each writer among the removed ones. A removed retention marker's chains are merged in (the
- * highest seq per writer wins), so the newest marker explains where every chain cut so far begins, even once the
- * markers before it are removed in turn.
+ * What a removal takes, checked before the writer signs it: the store is writable by others, so a record is vouched
+ * for only when its hash matches it and it links to the one before it of its writer, from the chain's start or from
+ * a cut point a marker signed with the writer's key already vouched for (the newest marker's, and those removed in
+ * the same range). Retention markers are merged only when their signature holds. A writer whose removed records do
+ * not hold together is not vouched for (the marker leaves it out, so verify reports its start; the step logs it):
+ * a planted copy of a record cannot make the writer sign a cut that was never retention's.
  */
 export class RemovedChains {
-  private readonly last = new Map<string, { seq: number; hash: string }>();
+  private readonly known = new Map<string, Cut>();
+  /** Per writer: its first record in the range (judged at the end, once every marker in the range is known) and its last; null once refused. */
+  private readonly inRange = new Map<string, { first: { seq: number; prev: string }; last: Cut } | null>();
+  private readonly why = new Map<string, string>();
   entries = 0;
+
+  constructor(
+    private readonly keys: TrustedKeys,
+    /** The cut points of the newest marker the store holds (verified by the caller), if any. */
+    newest: Chains = [],
+  ) {
+    for (const c of newest) this.keep(c);
+  }
 
   add(line: string): void {
     this.entries += 1;
     const at = line.lastIndexOf(',"chain":{');
     if (at < 0) return;
-    let chain: { writer?: unknown; seq?: unknown; hash?: unknown };
+    let chain: { writer?: unknown; seq?: unknown; prev?: unknown; hash?: unknown };
     try {
       chain = JSON.parse(line.slice(at + 9, -1)) as typeof chain;
     } catch {
       return;
     }
-    if (typeof chain.writer !== 'string' || typeof chain.seq !== 'number' || typeof chain.hash !== 'string') return;
-    this.keep(chain.writer, chain.seq, chain.hash);
-    if (isCheckpointLine(line) && line.includes('"reason":"retention"')) {
-      try {
-        const earlier = (JSON.parse(line) as { retention?: { chains?: Chains } }).retention?.chains ?? [];
-        for (const c of earlier) this.keep(c.writer, c.seq, c.hash);
-      } catch {
-        // Not JSON: the verifier reports it; it explains nothing here.
+    const { writer, seq, prev, hash } = chain;
+    if (typeof writer !== 'string' || typeof seq !== 'number' || typeof prev !== 'string' || typeof hash !== 'string') {
+      return;
+    }
+    const state = this.inRange.get(writer);
+    if (state === null) return;
+    const refuse = (why: string) => {
+      this.inRange.set(writer, null);
+      this.why.set(writer, why);
+    };
+    if (eventHash(`${line.slice(0, at)}}`, { writer, seq, prev }) !== hash) {
+      return refuse(`record ${seq} does not match its hash`);
+    }
+    if (state !== undefined && (seq !== state.last.seq + 1 || prev !== state.last.hash)) {
+      return refuse(`record ${seq} does not follow record ${state.last.seq}`);
+    }
+    this.inRange.set(writer, { first: state?.first ?? { seq, prev }, last: { seq, hash } });
+    // A marker vouches wherever it lies in the range: it may come after the first records it explains.
+    for (const c of signedCuts(line, this.keys) ?? []) this.keep(c);
+  }
+
+  private keep(c: { writer: string; seq: number; hash: string }): void {
+    const had = this.known.get(c.writer);
+    if (had === undefined || had.seq < c.seq) this.known.set(c.writer, { seq: c.seq, hash: c.hash });
+  }
+
+  /** Each writer's removed records begin its chain, or follow a cut point a signed marker vouched for. */
+  private judgeStarts(): void {
+    for (const [writer, state] of this.inRange) {
+      if (state === null) continue;
+      const { seq, prev } = state.first;
+      const cut = this.known.get(writer);
+      const fromStart = seq === 1 && prev === GENESIS;
+      const fromCut = cut !== undefined && cut.seq === seq - 1 && cut.hash === prev;
+      if (!fromStart && !fromCut) {
+        this.inRange.set(writer, null);
+        this.why.set(
+          writer,
+          `record ${seq} neither starts the chain nor follows a cut point a signed marker vouched for`,
+        );
       }
     }
   }
 
-  private keep(writer: string, seq: number, hash: string): void {
-    const had = this.last.get(writer);
-    if (had === undefined || had.seq < seq) this.last.set(writer, { seq, hash });
+  /** Where each cut chain begins after this removal: the newest cut points, moved on by what this range removes. */
+  get chains(): Chains {
+    this.judgeStarts();
+    const out = new Map(this.known);
+    for (const [writer, state] of this.inRange) {
+      if (state === null) out.delete(writer);
+      else out.set(writer, state.last);
+    }
+    return [...out].map(([writer, c]) => ({ writer, seq: c.seq, hash: c.hash }));
   }
 
-  get chains(): Chains {
-    return [...this.last].map(([writer, c]) => ({ writer, seq: c.seq, hash: c.hash }));
+  get unvouched(): { writer: string; why: string }[] {
+    this.judgeStarts();
+    return [...this.why].map(([writer, why]) => ({ writer, why }));
   }
 }
 
@@ -80,9 +153,12 @@ export async function planStreamRetention(
   stream: string,
   maxLen: number,
   holder: string,
+  keys: TrustedKeys,
 ): Promise<RetentionPlan | undefined> {
   const r = client as Redis;
   const lock = `${stream}:trim-lock`;
+  // The newest marker, as the step that wrote it left it: its cut points are where this step's checks start.
+  const newestKey = `${stream}:retention`;
   if ((await r.set(lock, holder, 'PX', TRIM_LOCK_MS, 'NX')) !== 'OK') return undefined;
   const release = async () => {
     // Only our own lock: it may have expired and been taken by another writer meanwhile.
@@ -94,7 +170,8 @@ export async function planStreamRetention(
       await release();
       return undefined;
     }
-    const removed = new RemovedChains();
+    const newest = await r.get(newestKey);
+    const removed = new RemovedChains(keys, newest === null ? [] : (signedCuts(newest, keys) ?? []));
     let start = '-';
     let through = '';
     while (removed.entries < excess) {
@@ -114,9 +191,11 @@ export async function planStreamRetention(
     }
     return {
       facts: { store: 'redis', reason: `maxLen ${maxLen}`, through, entries: removed.entries, chains: removed.chains },
-      async apply() {
+      unvouched: removed.unvouched,
+      async apply(marker) {
         try {
           await r.xtrim(stream, 'MINID', nextId(through));
+          await r.set(newestKey, marker);
         } finally {
           await release();
         }
@@ -139,21 +218,43 @@ export async function rotatedFiles(path: string): Promise<string[]> {
     .map((n) => join(dirname(path), n));
 }
 
-/** The oldest rotated files beyond `maxFiles`, read for the marker; `apply` deletes them. */
-export async function planFileRetention(path: string, maxFiles: number): Promise<RetentionPlan | undefined> {
+/** Every line of a file, streamed: a rotated file is up to maxBytes, and the gateway must not hold one in memory. */
+async function forLines(file: string, use: (line: string) => void): Promise<void> {
+  const input = createReadStream(file, { encoding: 'utf8' });
+  try {
+    for await (const line of createInterface({ input, crlfDelay: Infinity })) if (line) use(line);
+  } finally {
+    input.destroy();
+  }
+}
+
+/** The cut points of the newest validly signed marker in the files kept (newest file first), or none. */
+async function newestCuts(files: readonly string[], keys: TrustedKeys): Promise<Chains> {
+  for (const file of [...files].reverse()) {
+    let cuts: Chains | undefined;
+    await forLines(file, (line) => (cuts = signedCuts(line, keys) ?? cuts));
+    if (cuts !== undefined) return cuts;
+  }
+  return [];
+}
+
+/**
+ * The oldest rotated files beyond `maxFiles`, read for the marker; `apply` deletes them. `newest` remembers the
+ * marker of the last step (so only a process's first step looks for it in the files kept).
+ */
+export async function planFileRetention(
+  path: string,
+  maxFiles: number,
+  keys: TrustedKeys,
+  newest: { marker?: string },
+): Promise<RetentionPlan | undefined> {
   const rotated = await rotatedFiles(path);
   const doomed = rotated.slice(0, Math.max(0, rotated.length - maxFiles));
   if (doomed.length === 0) return undefined;
-  const removed = new RemovedChains();
-  // Streamed: a rotated file is up to maxBytes, and the gateway must not hold one in memory.
-  for (const file of doomed) {
-    const input = createReadStream(file, { encoding: 'utf8' });
-    try {
-      for await (const line of createInterface({ input, crlfDelay: Infinity })) if (line) removed.add(line);
-    } finally {
-      input.destroy();
-    }
-  }
+  const kept = [...rotated.slice(doomed.length), path];
+  const cuts = newest.marker !== undefined ? (signedCuts(newest.marker, keys) ?? []) : await newestCuts(kept, keys);
+  const removed = new RemovedChains(keys, cuts);
+  for (const file of doomed) await forLines(file, (line) => removed.add(line));
   return {
     facts: {
       store: 'file',
@@ -162,8 +263,10 @@ export async function planFileRetention(path: string, maxFiles: number): Promise
       entries: removed.entries,
       chains: removed.chains,
     },
-    async apply() {
+    unvouched: removed.unvouched,
+    async apply(marker) {
       for (const file of doomed) await unlink(file);
+      newest.marker = marker;
     },
     abandon: () => Promise.resolve(),
   };

@@ -5,7 +5,7 @@ import { basename } from 'node:path';
 import type { Redis, Result } from 'ioredis';
 import { batchWritesThisTurn, type RedisClient } from '../redis/client.js';
 import type { ChainedRecord } from './chain.js';
-import type { Witness } from './checkpoint.js';
+import type { TrustedKeys, Witness } from './checkpoint.js';
 import type { AuditEvent } from './event.js';
 import { planFileRetention, planStreamRetention, type RetentionPlan } from './retention.js';
 
@@ -22,10 +22,15 @@ export interface Sink {
   readonly store: string;
   /** The other writers this store holds, each at its highest seq (for a checkpoint's witness list). */
   witness?(self: string): Promise<Witness[]>;
-  /** The oldest records due for removal (maxLen, maxFiles), if any: see retention.ts. */
-  planRetention?(holder: string): Promise<RetentionPlan | undefined>;
+  /**
+   * The oldest records due for removal (maxLen, maxFiles), if any: see retention.ts. `keys`: whose retention
+   * markers are believed (the writer's own key).
+   */
+  planRetention?(holder: string, keys: TrustedKeys): Promise<RetentionPlan | undefined>;
   /** True when the store has grown past its retention since the last step (the writer need not wait a whole interval). */
   retentionDue?(): boolean;
+  /** Makes what was appended durable now, whatever the fsync policy (before a retention removal). */
+  sync?(): Promise<void>;
 }
 
 const lines = (records: readonly ChainedRecord[]) => {
@@ -235,21 +240,28 @@ export async function createFileSink(options: FileSinkOptions): Promise<Sink> {
   // out of the file later is missed by name.
   const found = [...seqs].map(([writer, seq]) => ({ writer, seq }));
   const maxFiles = options.maxFiles;
+  /** The last retention marker this sink stored (the next step's cut points start from it). */
+  const newestMarker: { marker?: string } = {};
   return {
     name: 'file',
     store: `file:${basename(options.path)}`,
     witness: (self) => Promise.resolve(found.filter((w) => w.writer !== self).slice(-MAX_WITNESS)),
     ...(maxFiles !== undefined
       ? {
-          planRetention: () => {
+          planRetention: (_holder: string, keys: TrustedKeys) => {
             rotated = false;
-            return planFileRetention(options.path, maxFiles);
+            return planFileRetention(options.path, maxFiles, keys, newestMarker);
           },
           retentionDue: () => rotated,
         }
       : {}),
     append(records) {
       const run = queue.then(() => write(records));
+      queue = run.catch(() => undefined);
+      return run;
+    },
+    sync() {
+      const run = queue.then(() => handle.datasync());
       queue = run.catch(() => undefined);
       return run;
     },
@@ -401,7 +413,8 @@ export function createRedisStreamSink(
     },
     ...(options.signedRetention
       ? {
-          planRetention: (holder: string) => planStreamRetention(client, stream, maxLen, holder),
+          planRetention: (holder: string, keys: TrustedKeys) =>
+            planStreamRetention(client, stream, maxLen, holder, keys),
           retentionDue: () => length > maxLen,
         }
       : {}),

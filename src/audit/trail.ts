@@ -6,6 +6,8 @@ import { describeError, type Logger } from '../log.js';
 import { ChainWriter, eventBody, GENESIS, recordOf, type ChainedRecord } from './chain.js';
 import {
   signCheckpoint,
+  trustedKeys,
+  type TrustedKeys,
   type CheckpointFields,
   type CheckpointReason,
   type CheckpointSigner,
@@ -131,6 +133,8 @@ export class SinkWriter {
   /** The chain hash of this writer's last checkpoint record. */
   private lastCheckpoint = GENESIS;
   private lastCheckpointMs = 0;
+  /** Whose retention markers a retention step believes: this writer's own key. */
+  private readonly ownKey: TrustedKeys;
   private ticker: NodeJS.Timeout | undefined;
   private ticking = false;
   private lastEarly = 0;
@@ -141,6 +145,7 @@ export class SinkWriter {
 
   constructor(private readonly o: SinkWriterOptions) {
     this.chain = new ChainWriter(o.instance);
+    this.ownKey = trustedKeys(o.checkpoints === undefined ? [] : [o.checkpoints.signer.publicKey]);
     this.maxQueue = o.maxQueue ?? DEFAULT_MAX_QUEUE;
     this.spoolPath = join(o.spoolDir, `${o.spoolName ?? o.sink.name}.spool.jsonl`);
   }
@@ -202,7 +207,7 @@ export class SinkWriter {
     reason: CheckpointReason,
     extra: Pick<CheckpointFields, 'witness' | 'retention'>,
     inSink?: () => void,
-  ): void {
+  ): string {
     const cp = this.o.checkpoints!;
     const head = this.chain.head;
     // Never earlier than the previous checkpoint, even when the clock steps back (NTP, a resumed VM).
@@ -224,6 +229,7 @@ export class SinkWriter {
     const record = this.chain.link(body);
     this.lastCheckpoint = this.chain.head.hash;
     this.enqueue({ record, checkpoint: reason, ...(inSink !== undefined ? { inSink } : {}) });
+    return record.line;
   }
 
   /** The other writers of this store, for a checkpoint; none when the sink cannot say in time. */
@@ -288,7 +294,7 @@ export class SinkWriter {
     if (this.o.sink.planRetention === undefined || this.failing || this.spooled > 0) return;
     let plan: RetentionPlan | undefined;
     await answeredWithin(
-      this.o.sink.planRetention(this.chain.writer).then((p) => (plan = p)),
+      this.o.sink.planRetention(this.chain.writer, this.ownKey).then((p) => (plan = p)),
       RETENTION_STEP_MS,
     );
     if (plan === undefined) return;
@@ -296,15 +302,30 @@ export class SinkWriter {
       await plan.abandon();
       return;
     }
-    let stored = false;
+    for (const u of plan.unvouched) {
+      // Removed all the same (retention must go on), but not explained: verify reports the chain's start.
+      this.o.log.warn('audit retention: removed records that do not hold together are not vouched for', {
+        sink: this.name,
+        writer: u.writer,
+        why: u.why,
+      });
+    }
+    let marker: string | undefined;
     try {
       await answeredWithin(
-        new Promise<void>((resolve) => this.linkCheckpoint('retention', { retention: plan!.facts }, resolve)),
+        new Promise<void>((resolve) => {
+          const line = this.linkCheckpoint('retention', { retention: plan!.facts }, resolve);
+          marker = line;
+        }),
         RETENTION_STEP_MS,
       );
-      stored = true;
+      // On disk before anything goes, whatever the fsync policy: a crash must not leave the removal unexplained.
+      await this.o.sink.sync?.();
+    } catch (err) {
+      marker = undefined;
+      throw err;
     } finally {
-      await (stored ? plan.apply() : plan.abandon());
+      await (marker !== undefined ? plan.apply(marker) : plan.abandon());
     }
     this.o.checkpoints?.onRemoved?.(this.label, plan.facts.entries);
     this.o.log.info('audit retention: oldest records removed behind a signed marker', {
