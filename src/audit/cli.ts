@@ -948,7 +948,10 @@ function printProof(report: ProofReport, io: CliIo): void {
   );
   const skipped = report.records - report.verified;
   if (skipped > 0) {
-    io.out(`note: ${skipped} record(s) before each writer's first checkpoint at or after --since were not checked\n`);
+    io.out(
+      `note: ${skipped} record(s) before each writer's first checkpoint at or after --since were not hashed ` +
+        '(their order and checkpoints were checked)\n',
+    );
   }
   for (const r of report.retained) {
     io.out(

@@ -34,7 +34,7 @@ export interface ProofReport {
   readonly reason?: string;
   /** Every record read. */
   readonly records: number;
-  /** Records checked (with `since`: those from each writer's anchor on). */
+  /** Records hash-checked (with `since`: those from each writer's anchor on). */
   readonly verified: number;
   readonly writers: number;
   /** Checkpoint records in the trail whose signature and place are right. */
@@ -66,7 +66,10 @@ export interface ProverOptions {
   readonly keys: TrustedKeys;
   /** The time to judge silence against (ms since the epoch). */
   readonly at: number;
-  /** Check each writer from its first checkpoint at or after this time (ms); earlier records are skipped. */
+  /**
+   * Hash each writer's events from its first checkpoint at or after this time (ms), its anchor; earlier events are
+   * not hashed, but their seqs and links are followed and every checkpoint is checked.
+   */
   readonly since?: number;
   /** The store the trail is (`file:<base name>`, `redis:<stream>`): copies of other stores are ignored. */
   readonly store?: string;
@@ -193,9 +196,9 @@ interface Copy {
 class WriterState {
   records = 0;
   verified = 0;
-  /** False while skipping up to the first checkpoint at or after `since`. */
+  /** False until the first checkpoint at or after `since` (events before it are not hashed). */
   anchored: boolean;
-  /** The first checked record (or the anchor). */
+  /** The first record read. */
   first: { seq: number; prev: string; position: number; where: string } | undefined;
   /** The head: the last record accepted into the chain. */
   seq = 0;
@@ -209,7 +212,7 @@ class WriterState {
   /** The last valid checkpoint in its place, and the hashes of all of them by chain seq (for the copies). */
   lastCp: LastCheckpoint | undefined;
   readonly cpHashes = new Map<number, string>();
-  /** Whether the previous checkpoint's hash is known (false after a partial start or an anchor). */
+  /** Whether the previous checkpoint's hash is known (false until the first checkpoint read). */
   prevCpKnown = false;
   /** A finding since the last checkpoint makes a wrong prevCheckpoint a consequence, not a replay. */
   troubleSinceCp = false;
@@ -270,7 +273,6 @@ export class TrailProver {
     }
     const { at, chain } = t;
     let w = this.writers.get(chain.writer);
-    const isNew = w === undefined;
     if (w === undefined) {
       w = new WriterState(chain.writer, this.o.since === undefined);
       this.writers.set(chain.writer, w);
@@ -280,14 +282,13 @@ export class TrailProver {
     w.lastPosition = this.position;
     w.lastWhere = where;
     const checkpoint = isCheckpointLine(line);
-    if (!w.anchored) {
-      this.beforeAnchor(w, line, at, chain, where, checkpoint, isNew);
-      return;
-    }
-    w.verified += 1;
+    if (w.anchored) w.verified += 1;
     const body = `${line.slice(0, at)}}`;
     let broken = false;
-    if (eventHash(body, chain) !== chain.hash) {
+    // Before a writer's --since anchor only its events go unhashed (that is what makes --since fast): their seqs and
+    // links are still followed, and checkpoints are checked in full, so that removing records or checkpoints after
+    // the time cannot move the anchor later unseen.
+    if ((w.anchored || checkpoint) && eventHash(body, chain) !== chain.hash) {
       this.find(
         'edited',
         w,
@@ -341,7 +342,13 @@ export class TrailProver {
       );
     }
     if (checkpoint) {
-      this.inTrailCheckpoint(w, body, chain, where, broken);
+      const c = this.inTrailCheckpoint(w, body, chain, where, broken);
+      if (!w.anchored && c !== undefined && Date.parse(c.time) >= this.o.since!) {
+        // The anchor: hashed from here on.
+        w.anchored = true;
+        w.verified += 1;
+        this.checkpoints += 1;
+      }
     } else if (chain.seq === 1 && !w.startJudged) {
       w.startJudged = true;
       this.find('forged', w, where, `writer ${chain.writer} starts without a signed open checkpoint (inserted writer)`);
@@ -364,60 +371,6 @@ export class TrailProver {
       return;
     }
     this.find('reordered', w, where, `record ${chain.seq} of ${chain.writer} comes after its record ${w.seq}`);
-  }
-
-  /** --since: skips records (no hashing) until the writer's first valid checkpoint at or after `since`. */
-  private beforeAnchor(
-    w: WriterState,
-    line: string,
-    at: number,
-    chain: ChainTail,
-    where: string,
-    checkpoint: boolean,
-    isNew: boolean,
-  ): void {
-    if (!checkpoint) {
-      if (isNew && chain.seq === 1) {
-        w.startJudged = true;
-        this.find(
-          'forged',
-          w,
-          where,
-          `writer ${chain.writer} starts without a signed open checkpoint (inserted writer)`,
-        );
-      }
-      return;
-    }
-    const body = `${line.slice(0, at)}}`;
-    // A forged opening checkpoint is one finding: the start is judged with it.
-    if (isNew && chain.seq === 1) w.startJudged = true;
-    const c = this.signedCheckpoint(w, body, where);
-    if (c === undefined) return;
-    if (c.writer !== chain.writer || c.seq !== chain.seq - 1 || c.head !== chain.prev) return;
-    this.takeFacts(w, c, where);
-    const ms = Date.parse(c.time);
-    w.lastCp = { time: c.time, ms, reason: c.reason, interval: c.interval, seq: chain.seq, hash: chain.hash };
-    if (c.reason === 'shutdown') w.shutdownSeq = chain.seq;
-    if (ms < this.o.since!) return;
-    // The anchor: checked from here on, as if the chain began here.
-    w.anchored = true;
-    w.verified += 1;
-    this.checkpoints += 1;
-    w.cpHashes.set(chain.seq, chain.hash);
-    if (eventHash(body, chain) !== chain.hash) {
-      this.find(
-        'edited',
-        w,
-        where,
-        `record ${chain.seq} of ${chain.writer}: its hash does not match it (it was edited)`,
-      );
-    }
-    w.first = { seq: chain.seq, prev: chain.prev, position: this.position, where };
-    w.seq = chain.seq;
-    w.hash = chain.hash;
-    w.ring[chain.seq % RING] = chain.hash;
-    w.prevCpKnown = true;
-    w.troubleSinceCp = false;
   }
 
   /** The checkpoint when its signature is good; otherwise a forged finding (untrusted keys once per writer). */
@@ -474,11 +427,17 @@ export class TrailProver {
     if (had === undefined || c.seq > had.seq) this.claims.set(writer, c);
   }
 
-  private inTrailCheckpoint(w: WriterState, body: string, chain: ChainTail, where: string, broken: boolean): void {
+  private inTrailCheckpoint(
+    w: WriterState,
+    body: string,
+    chain: ChainTail,
+    where: string,
+    broken: boolean,
+  ): Checkpoint | undefined {
     const c = this.signedCheckpoint(w, body, where);
     const atStart = chain.seq === 1 && !w.startJudged;
     if (atStart) w.startJudged = true;
-    if (c === undefined) return;
+    if (c === undefined) return undefined;
     if (this.o.store !== undefined && c.store !== this.o.store && !w.storeReported) {
       w.storeReported = true;
       this.find(
@@ -491,7 +450,7 @@ export class TrailProver {
     }
     if (c.writer !== chain.writer) {
       this.find('replayed', w, where, `a checkpoint of writer ${c.writer} (at ${c.time}) re-chained into ${w.writer}`);
-      return;
+      return undefined;
     }
     if (c.seq < chain.seq - 1) {
       this.find(
@@ -501,7 +460,7 @@ export class TrailProver {
         `checkpoint of ${w.writer} at ${c.time} signs seq ${c.seq} but sits at seq ${chain.seq}: an old checkpoint ` +
           're-chained',
       );
-      return;
+      return undefined;
     }
     if (c.seq > chain.seq - 1) {
       this.find(
@@ -510,7 +469,7 @@ export class TrailProver {
         where,
         `checkpoint of ${w.writer} at ${c.time} signs seq ${c.seq} but sits at seq ${chain.seq}`,
       );
-      return;
+      return undefined;
     }
     if (c.head !== chain.prev) {
       // Events edited and every later hash recomputed: the signed head remembers the original.
@@ -552,13 +511,15 @@ export class TrailProver {
     } else if (atStart && c.reason !== 'open') {
       this.find('forged', w, where, `writer ${w.writer} starts without a signed open checkpoint (inserted writer)`);
     }
-    this.checkpoints += 1;
+    // Before the anchor they are checked, not counted: the count is of the checkpoints in the checked part.
+    if (w.anchored) this.checkpoints += 1;
     this.takeFacts(w, c, where);
     w.lastCp = { time: c.time, ms, reason: c.reason, interval: c.interval, seq: chain.seq, hash: chain.hash };
     w.cpHashes.set(chain.seq, chain.hash);
     w.prevCpKnown = true;
     w.troubleSinceCp = false;
     if (c.reason === 'shutdown') w.shutdownSeq = chain.seq;
+    return c;
   }
 
   /** A byte-identical copy of a checkpoint line from a checkpoint sink; only copies of this store count. */
@@ -629,8 +590,9 @@ export class TrailProver {
             `${size - h.filled} record(s) between them were deleted`,
         });
       }
-      // A partial start: explained only by a signed retention marker naming the record before it.
-      if (w.first !== undefined && w.first.seq > 1 && this.o.since === undefined) {
+      // A partial start: explained only by a signed retention marker naming the record before it. A stream read from
+      // shortly before --since (readFrom) begins mid-chain by design.
+      if (w.first !== undefined && w.first.seq > 1 && this.o.readFrom === undefined) {
         const r = this.retained.get(w.writer)?.get(w.first.seq - 1);
         if (r !== undefined && r.hash === w.first.prev) {
           retainedOut.push({ writer: w.writer, firstSeq: w.first.seq, reason: r.reason });

@@ -520,3 +520,49 @@ describe('--since', () => {
     ]);
   });
 });
+
+describe('--since anchors', () => {
+  const since = T0 + 15_000;
+
+  it('deleting the checkpoints after the time, and the records between, does not move the anchor later unseen', () => {
+    const lines = run(new Writer(key), 50);
+    // Kept: everything up to the checkpoint at 10 s (record 12), and the shutdown; the checkpoints at 20 s to 50 s
+    // and the events after 10 s are gone, so the shutdown would be the first checkpoint after the time.
+    const tampered = [...lines.slice(0, 12), lines.at(-1)!];
+    const r = prove(tampered, { keys: [key], since });
+    expect(kinds(r)).toEqual([['deleted', 13]]);
+    expect(r.findings[0]!.detail).toMatch(
+      /record 57 of .* follows record 12: 44 record\(s\) between them were deleted/,
+    );
+  });
+
+  it('a writer that opens after the time, its open checkpoint and first records cut off: deleted', () => {
+    const lines = run(new Writer(key), 15, true, T0 + 20_000);
+    const r = prove(lines.slice(11), { keys: [key], since });
+    expect(kinds(r)).toEqual([['deleted', 1]]);
+    expect(r.findings[0]!.detail).toMatch(/starts at seq 12 and no signed retention marker explains it/);
+    expect(prove(lines, { keys: [key], since })).toMatchObject({ verdict: 'intact', findings: [] });
+  });
+
+  it('events between the time and the anchor edited with every later hash recomputed: edited at the anchor', () => {
+    const w = new Writer(key);
+    const lines = run(w, 35);
+    lines[15] = lines[15]!.replace('"status":200', '"status":201');
+    const r = prove(rechain(lines, w.id, 15), { keys: [key], since });
+    // Every checkpoint after the edit signs another head; the first of them is still the anchor (record 23).
+    expect(kinds(r)).toEqual([['edited', 23]]);
+  });
+
+  it('a stream read from shortly before the time begins mid-chain and is intact', () => {
+    const lines = run(new Writer(key), 35);
+    const p = new TrailProver({
+      keys: trustedKeys([key.publicKey]),
+      at: T0 + 60_000,
+      store: STORE,
+      since,
+      readFrom: T0 + 5_000,
+    });
+    lines.slice(6).forEach((l, i) => p.add(l, `e-${i}`));
+    expect(p.finish()).toMatchObject({ verdict: 'intact', findings: [], verified: lines.length - 22 });
+  });
+});
