@@ -15,6 +15,7 @@ import { baseConfig, spawnGateway, tempDir, type GatewayProcess } from '../helpe
 import { resumeNewRun } from '../helpers/http.js';
 import { recordSecret } from '../helpers/leak-scan.js';
 import { RedisServer } from '../helpers/redis-server.js';
+import { bodyOf, chainOf } from '../helpers/trail.js';
 import { until } from '../helpers/wait.js';
 import { useRedis, useStandInAndIssuer } from '../helpers/world.js';
 
@@ -35,14 +36,6 @@ interface Entry {
 }
 let original: Entry[] = [];
 
-const chainOf = (line: string) =>
-  JSON.parse(line.slice(line.lastIndexOf(',"chain":{') + 9, -1)) as {
-    writer: string;
-    seq: number;
-    prev: string;
-    hash: string;
-  };
-const bodyOf = (line: string) => `${line.slice(0, line.lastIndexOf(',"chain":{'))}}`;
 const withChain = (body: string, c: { writer: string; seq: number; prev: string }) => {
   const hash = eventHash(body, c);
   return `${body.slice(0, -1)},"chain":{"writer":${JSON.stringify(c.writer)},"seq":${c.seq},"prev":"${c.prev}","hash":"${hash}"}}`;
