@@ -14,6 +14,7 @@ import {
 } from '../../src/audit/checkpoint.js';
 import { buildAuditEvent } from '../../src/audit/event.js';
 import { TrailProver, type ProofReport } from '../../src/audit/proof.js';
+import { chainOf } from '../helpers/trail.js';
 
 const STORE = 'file:audit.jsonl';
 const T0 = Date.parse('2026-12-02T10:00:00.000Z');
@@ -109,14 +110,6 @@ function run(w: Writer, n: number, close = true, start = T0): string[] {
   if (close) lines.push(w.checkpoint('shutdown', start + n * 1000 + 500));
   return lines;
 }
-
-const chainOf = (line: string) =>
-  JSON.parse(line.slice(line.lastIndexOf(',"chain":{') + 9, -1)) as {
-    writer: string;
-    seq: number;
-    prev: string;
-    hash: string;
-  };
 
 /** The attacker's re-link: every record of `writer` from index `from` on gets its prev and hash recomputed. */
 function rechain(lines: string[], writer: string, from: number): string[] {
