@@ -95,8 +95,10 @@ interface ChainTail {
   hash: string;
 }
 
-/** The chain member of a line and where it starts, or why there is none. */
-function tailOf(line: string): { at: number; chain: ChainTail } | string {
+const HEX64 = /^[0-9a-f]{64}$/;
+
+/** The chain member of a line, where it starts and whether it is exactly as written, or why there is none. */
+function tailOf(line: string): { at: number; chain: ChainTail; exact: boolean } | string {
   const at = line.lastIndexOf(CHAIN_MARK);
   if (at < 0 || line.charCodeAt(line.length - 1) !== 0x7d) return 'no chain member';
   let chain: ChainTail;
@@ -116,7 +118,14 @@ function tailOf(line: string): { at: number; chain: ChainTail } | string {
   ) {
     return 'the chain member lacks writer, seq, prev or hash';
   }
-  return { at, chain };
+  // Exactly as ChainWriter.link writes it: anything else in the member (added members, 2.0 for 2, escapes) is
+  // bytes outside the hash.
+  const exact =
+    HEX64.test(chain.hash) &&
+    (chain.prev === GENESIS || HEX64.test(chain.prev)) &&
+    line.slice(at) ===
+      `${CHAIN_MARK}"writer":${JSON.stringify(chain.writer)},"seq":${chain.seq},"prev":"${chain.prev}","hash":"${chain.hash}"}}`;
+  return { at, chain, exact };
 }
 
 /** A checkpoint body's members, type-checked; undefined when it is not one. */
@@ -271,7 +280,7 @@ export class TrailProver {
       this.find('malformed', null, where, `not an audit record: ${t}`);
       return;
     }
-    const { at, chain } = t;
+    const { at, chain, exact } = t;
     let w = this.writers.get(chain.writer);
     if (w === undefined) {
       w = new WriterState(chain.writer, this.o.since === undefined);
@@ -285,10 +294,19 @@ export class TrailProver {
     if (w.anchored) w.verified += 1;
     const body = `${line.slice(0, at)}}`;
     let broken = false;
+    if (!exact) {
+      this.find(
+        'edited',
+        w,
+        where,
+        `record ${chain.seq} of ${chain.writer}: its chain member is not as its writer wrote it (it was edited)`,
+      );
+      broken = true;
+    }
     // Before a writer's --since anchor only its events go unhashed (that is what makes --since fast): their seqs and
     // links are still followed, and checkpoints are checked in full, so that removing records or checkpoints after
     // the time cannot move the anchor later unseen.
-    if ((w.anchored || checkpoint) && eventHash(body, chain) !== chain.hash) {
+    if (!broken && (w.anchored || checkpoint) && eventHash(body, chain) !== chain.hash) {
       this.find(
         'edited',
         w,
@@ -533,7 +551,7 @@ export class TrailProver {
       bad('malformed', null, `not a checkpoint record: ${typeof t === 'string' ? t : 'no checkpoint members'}`);
       return;
     }
-    const { at, chain } = t;
+    const { at, chain, exact } = t;
     const body = `${line.slice(0, at)}}`;
     const c = checkpointOf(body);
     if (c === undefined) {
@@ -550,7 +568,7 @@ export class TrailProver {
       bad('forged', chain.writer, `checkpoint copy of ${chain.writer} at ${c.time} disagrees with its chain member`);
       return;
     }
-    if (eventHash(body, chain) !== chain.hash) {
+    if (!exact || eventHash(body, chain) !== chain.hash) {
       bad('edited', chain.writer, `checkpoint copy of ${chain.writer} at ${c.time}: its hash does not match it`);
       return;
     }

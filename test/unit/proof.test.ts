@@ -559,3 +559,22 @@ describe('--since anchors', () => {
     expect(p.finish()).toMatchObject({ verdict: 'intact', findings: [], verified: lines.length - 22 });
   });
 });
+
+describe('the chain member', () => {
+  it('bytes added inside it, outside the hash, are edited at that record', () => {
+    const lines = run(new Writer(key), 3);
+    const added = [...lines];
+    added[1] = added[1]!.replace(/\}\}$/, ',"decision":"allowed"}}');
+    expect(kinds(prove(added, { keys: [key] }))).toEqual([['edited', 2]]);
+    const respelled = [...lines];
+    respelled[2] = respelled[2]!.replace('"seq":3,', '"seq":3.0,');
+    const r = prove(respelled, { keys: [key] });
+    expect(kinds(r)).toEqual([['edited', 3]]);
+    expect(r.findings[0]!.detail).toMatch(/its chain member is not as its writer wrote it/);
+    // A checkpoint copy holds the same bytes as the trail, or it is not a copy of it.
+    const copy = lines[0]!.replace(/\}\}$/, ',"x":1}}');
+    expect(prove(lines, { keys: [key], copies: [copy] }).findings.map((f) => [f.kind, f.where])).toEqual([
+      ['edited', 'checkpoints.jsonl:1'],
+    ]);
+  });
+});
