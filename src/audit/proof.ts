@@ -4,6 +4,7 @@
 // checkpoints, never with the records. Pure.
 import { eventHash, GENESIS } from './chain.js';
 import { checkSignature, isCheckpointLine, type Checkpoint, type TrustedKeys } from './checkpoint.js';
+import { LINE_TOO_LONG } from './lines.js';
 
 export type FindingKind =
   | 'edited'
@@ -99,6 +100,7 @@ const HEX64 = /^[0-9a-f]{64}$/;
 
 /** The chain member of a line, where it starts and whether it is exactly as written, or why there is none. */
 function tailOf(line: string): { at: number; chain: ChainTail; exact: boolean } | string {
+  if (line === LINE_TOO_LONG) return 'the line is longer than 16 MiB (it was skipped, not read)';
   const at = line.lastIndexOf(CHAIN_MARK);
   if (at < 0 || line.charCodeAt(line.length - 1) !== 0x7d) return 'no chain member';
   let chain: ChainTail;
