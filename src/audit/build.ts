@@ -66,10 +66,15 @@ async function copiesOf(
   ackTimeoutMs: number,
 ): Promise<CheckpointCopies> {
   if (sink.type === 'file') {
-    const file = await createFileSink({
-      path: slotPath(sink.path, deps.workerSlot),
-      maxBytes: sink.maxBytes,
-      fsync: 'always',
+    const path = slotPath(sink.path, deps.workerSlot);
+    const file = await createFileSink({ path, maxBytes: sink.maxBytes, fsync: 'always' }).catch((err: unknown) => {
+      const code = (err as { code?: string }).code ?? (err as Error).message;
+      throw new Error(
+        `audit.checkpoints.sink.path: cannot open ${path} (${code}); create its directory or fix the path`,
+        {
+          cause: err,
+        },
+      );
     });
     return new CheckpointCopies(file, deps.log, ackTimeoutMs);
   }

@@ -159,7 +159,14 @@ export async function planStreamRetention(
   const lock = `${stream}:trim-lock`;
   // The newest marker, as the step that wrote it left it: its cut points are where this step's checks start.
   const newestKey = `${stream}:retention`;
-  if ((await r.set(lock, holder, 'PX', TRIM_LOCK_MS, 'NX')) !== 'OK') return undefined;
+  if ((await r.set(lock, holder, 'PX', TRIM_LOCK_MS, 'NX')) !== 'OK') {
+    // Writers always set the lock with an expiry; one without was planted, and would stop retention for good.
+    if ((await r.pttl(lock)) === -1) {
+      await r.del(lock);
+      throw new Error(`${lock} was held with no expiry (not set by a writer): removed; trimming resumes next step`);
+    }
+    return undefined;
+  }
   const release = async () => {
     // Only our own lock: it may have expired and been taken by another writer meanwhile.
     await r.eval("if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end", 1, lock, holder);

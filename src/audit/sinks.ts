@@ -283,10 +283,11 @@ const MAX_WITNESS = 100;
  * ARGV[1] approximate MAXLEN (0: none, retention is signed and done apart); ARGV[2] head TTL in seconds;
  * ARGV[3] the writer; then pairs of (seq, event JSON), in order.
  * Skips events at or below the head, so replaying a batch whose first write timed out adds nothing twice.
- * Returns the number of entries added and, with signed retention, the stream's length (else 0).
+ * Returns the number of entries added, with signed retention the stream's length (else 0), and the head found.
  */
 export const STREAM_APPEND_SCRIPT = `
 local head = tonumber(redis.call('GET', KEYS[2]) or '0')
+local before = head
 local added = 0
 for i = 4, #ARGV, 2 do
   local seq = tonumber(ARGV[i])
@@ -304,9 +305,9 @@ redis.call('SET', KEYS[2], head, 'EX', ARGV[2])
 if ARGV[1] == '0' then
   local t = redis.call('TIME')
   redis.call('ZADD', KEYS[3], tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), ARGV[3])
-  return {added, redis.call('XLEN', KEYS[1])}
+  return {added, redis.call('XLEN', KEYS[1]), before}
 end
-return {added, 0}
+return {added, 0, before}
 `;
 
 /**
@@ -342,7 +343,10 @@ return out
 
 declare module 'ioredis' {
   interface RedisCommander<Context> {
-    snapgateAuditAppend(numKeys: number, ...keysAndArgs: (string | number)[]): Result<[number, number], Context>;
+    snapgateAuditAppend(
+      numKeys: number,
+      ...keysAndArgs: (string | number)[]
+    ): Result<[number, number, number], Context>;
     snapgateAuditWitness(numKeys: number, ...keysAndArgs: (string | number)[]): Result<string[], Context>;
   }
 }
@@ -428,7 +432,8 @@ export function createRedisStreamSink(
       const args: (string | number)[] = [];
       for (; i < records.length && records[i]!.writer === writer; i++) args.push(records[i]!.seq, records[i]!.line);
       batchWritesThisTurn(client);
-      const [, len] = await (client as Redis).snapgateAuditAppend(
+      const last = records[i - 1]!.seq;
+      const [, len, before] = await (client as Redis).snapgateAuditAppend(
         3,
         stream,
         streamHeadKey(stream, writer),
@@ -439,6 +444,14 @@ export function createRedisStreamSink(
         ...args,
       );
       length = len;
+      // A retry or a spool replay finds the head at most at its own last record. Beyond it, someone moved the head
+      // and the script skipped records never stored: fail the write (onFailure applies) rather than lose them.
+      if (before > last) {
+        throw new Error(
+          `the stream's head for writer ${writer} is at seq ${before}, past the records written (up to ${last}): ` +
+            `its key ${streamHeadKey(stream, writer)} was changed; records were not stored`,
+        );
+      }
     }
   }
 }

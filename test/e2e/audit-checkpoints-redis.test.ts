@@ -194,4 +194,14 @@ describe('checkpoints on a Redis stream', () => {
     )!;
     expect(open.parsed.witness).toEqual([{ writer: a.writer, seq: 2, at: expect.any(Number) as number }]);
   });
+
+  it("refuses write-ahead events when someone raised the writer's head key, instead of losing them unseen", async () => {
+    const c = await client();
+    const stream = 'audit:{w7}:events';
+    const a = await writer(c, stream, { signer: newSigner(), intervalMs: 60_000 }, 'gw-a');
+    await a.submit(event(1), true);
+    await c.set(`${stream}:head:${a.writer}`, '999999999');
+    await expect(a.submit(event(2), true)).rejects.toThrow(/did not acknowledge/);
+    await a.close(200);
+  });
 });
