@@ -959,6 +959,16 @@ function printProof(report: ProofReport, io: CliIo): void {
     );
   }
   for (const r of report.running) {
+    if (r.cut === true) {
+      io.out(
+        printable(
+          `note: writer ${r.writer} has no checkpoint left in the trail (retention removed its records up to seq ` +
+            `${r.seq}, marker at ${r.lastCheckpoint}), its last record is at seq ${r.lastSeq}; it is running, or ` +
+            `records after it were cut off: a checkpoint copy tells, or verify again after ${r.due}`,
+        ) + '\n',
+      );
+      continue;
+    }
     io.out(
       printable(
         `note: writer ${r.writer} has not shut down: its last checkpoint is at seq ${r.seq} (${r.lastCheckpoint}), ` +

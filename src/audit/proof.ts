@@ -60,6 +60,11 @@ export interface ProofReport {
     lastSeq: number;
     /** When it becomes silent without a new checkpoint. */
     due: string;
+    /**
+     * Retention removed all its checkpoints: `lastCheckpoint` is the time of the marker that vouches for its start,
+     * `seq` the last of its records removed.
+     */
+    cut?: boolean;
   }[];
 }
 
@@ -195,6 +200,16 @@ interface Claim {
   where: string;
 }
 
+/** A signed retention marker's word for where a cut chain now begins (the newest marker that says so). */
+interface Retained {
+  hash: string;
+  reason: string;
+  time: string;
+  ms: number;
+  /** The marker's writer's checkpoint interval. */
+  interval: number;
+}
+
 interface Copy {
   writer: string;
   seq: number;
@@ -258,7 +273,7 @@ export class TrailProver {
   private foundCount = 0;
   private readonly claims = new Map<string, Claim>();
   /** Per writer, per seq: the chain hash of its last record a signed retention marker says was removed. */
-  private readonly retained = new Map<string, Map<number, { hash: string; reason: string }>>();
+  private readonly retained = new Map<string, Map<number, Retained>>();
   private readonly copies: Copy[] = [];
   private readonly copyLines = new Set<string>();
   private readonly copyFindings: ProofFinding[] = [];
@@ -436,8 +451,12 @@ export class TrailProver {
       for (const r of c.retention.chains) {
         if (typeof r?.writer !== 'string' || !Number.isSafeInteger(r.seq) || typeof r.hash !== 'string') continue;
         let m = this.retained.get(r.writer);
-        if (m === undefined) this.retained.set(r.writer, (m = new Map<number, { hash: string; reason: string }>()));
-        m.set(r.seq, { hash: r.hash, reason: String(c.retention.reason) });
+        if (m === undefined) this.retained.set(r.writer, (m = new Map<number, Retained>()));
+        const ms = Date.parse(c.time);
+        const had = m.get(r.seq);
+        if (had === undefined || ms >= had.ms) {
+          m.set(r.seq, { hash: r.hash, reason: String(c.retention.reason), time: c.time, ms, interval: c.interval });
+        }
       }
     }
   }
@@ -595,7 +614,7 @@ export class TrailProver {
     const late: ProofFinding[] = [];
     const add = (f: ProofFinding) => this.report(late, f);
     const retainedOut: { writer: string; firstSeq: number; reason: string }[] = [];
-    const running: { writer: string; lastCheckpoint: string; seq: number; lastSeq: number; due: string }[] = [];
+    const running: ProofReport['running'][number][] = [];
     for (const w of this.writers.values()) {
       for (const h of w.holes) {
         const size = h.to - h.from + 1;
@@ -612,9 +631,11 @@ export class TrailProver {
       }
       // A partial start: explained only by a signed retention marker naming the record before it. A stream read from
       // shortly before --since (readFrom) begins mid-chain by design.
+      let vouched: Retained | undefined;
       if (w.first !== undefined && w.first.seq > 1 && this.o.readFrom === undefined) {
         const r = this.retained.get(w.writer)?.get(w.first.seq - 1);
         if (r !== undefined && r.hash === w.first.prev) {
+          vouched = r;
           retainedOut.push({ writer: w.writer, firstSeq: w.first.seq, reason: r.reason });
         } else {
           add({
@@ -628,7 +649,10 @@ export class TrailProver {
           });
         }
       }
-      if (!w.signedAny && !w.startJudged) {
+      // Retention may have cut all of a writer's checkpoints (it crashed, or its stream holds less than one interval):
+      // the marker vouches for its start, and its time stands in for the last checkpoint.
+      const cutAll = vouched !== undefined && !w.signedAny;
+      if (!w.signedAny && !w.startJudged && !cutAll) {
         add({
           kind: 'forged',
           writer: w.writer,
@@ -637,7 +661,18 @@ export class TrailProver {
           detail: `writer ${w.writer} has ${w.records} record(s) and no signed checkpoint`,
         });
       }
-      const cp = w.lastCp;
+      const cp =
+        w.lastCp ??
+        (cutAll
+          ? {
+              time: vouched!.time,
+              ms: vouched!.ms,
+              reason: 'retention' as const,
+              interval: vouched!.interval,
+              seq: w.first!.seq - 1,
+              hash: '',
+            }
+          : undefined);
       const grace = cp === undefined ? 0 : cp.interval + Math.min(cp.interval, 5000);
       if (cp !== undefined && cp.reason !== 'shutdown' && this.o.at - cp.ms <= grace) {
         running.push({
@@ -646,6 +681,7 @@ export class TrailProver {
           seq: cp.seq,
           lastSeq: w.maxSeq,
           due: new Date(cp.ms + grace).toISOString(),
+          ...(cutAll ? { cut: true } : {}),
         });
       }
       if (cp !== undefined && cp.reason !== 'shutdown' && this.o.at - cp.ms > grace) {
@@ -654,9 +690,12 @@ export class TrailProver {
           writer: w.writer,
           position: w.lastPosition,
           where: w.lastWhere,
-          detail:
-            `writer ${w.writer} silent since ${cp.time}: its last checkpoint (${cp.reason}, every ${cp.interval} ms) ` +
-            `is at seq ${cp.seq}, its last record at seq ${w.maxSeq}, and it did not shut down`,
+          detail: cutAll
+            ? `writer ${w.writer} silent since ${cp.time}: retention removed its records up to seq ${cp.seq} with ` +
+              `all its checkpoints (marker at ${cp.time}), no checkpoint of it followed, its last record is at seq ` +
+              `${w.maxSeq}, and it did not shut down`
+            : `writer ${w.writer} silent since ${cp.time}: its last checkpoint (${cp.reason}, every ${cp.interval} ms) ` +
+              `is at seq ${cp.seq}, its last record at seq ${w.maxSeq}, and it did not shut down`,
         });
       }
     }

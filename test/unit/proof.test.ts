@@ -578,3 +578,46 @@ describe('the chain member', () => {
     ]);
   });
 });
+
+describe("retention that cut all of a writer's checkpoints", () => {
+  /** A crashes after its checkpoint at 10 s; B's marker at 30 s removes A's records up to that checkpoint. */
+  function crashed() {
+    const a = new Writer(key, 'gw-a');
+    const aLines = run(a, 15, false);
+    const cutSeq = 12;
+    const b = new Writer(key, 'gw-b');
+    const retention: RetentionFacts = {
+      store: 'file',
+      reason: 'maxFiles 3',
+      files: ['audit.jsonl.2026-12-02T10-00-00Z'],
+      entries: cutSeq,
+      chains: [{ writer: a.id, seq: cutSeq, hash: a.hashes.get(cutSeq)! }],
+    };
+    const bLines = [b.checkpoint('open', T0 + 20_000), b.checkpoint('retention', T0 + 30_000, { retention })];
+    return { a, lines: [...aLines.slice(cutSeq), ...bLines] };
+  }
+
+  it('the marker vouches for its start: silent since the marker, not forged', () => {
+    const { a, lines } = crashed();
+    const r = prove(lines, { keys: [key], at: T0 + 60_000 });
+    const silent = r.findings.filter((f) => f.writer === a.id);
+    expect(silent.map((f) => [f.kind, f.position])).toEqual([['silent', 5]]);
+    expect(silent[0]!.detail).toMatch(
+      new RegExp(`^writer ${a.id} silent since 2026-12-02T10:00:30.000Z: retention removed its records up to seq 12`),
+    );
+  });
+
+  it('within an interval of the marker it may still be running: a note, no finding', () => {
+    const { a, lines } = crashed();
+    const r = prove(lines, { keys: [key], at: T0 + 31_000 });
+    expect(r.findings).toEqual([]);
+    expect(r.running).toContainEqual({
+      writer: a.id,
+      lastCheckpoint: '2026-12-02T10:00:30.000Z',
+      seq: 12,
+      lastSeq: 17,
+      due: '2026-12-02T10:00:45.000Z',
+      cut: true,
+    });
+  });
+});
