@@ -94,6 +94,9 @@ const RING = 64;
 
 const CHAIN_MARK = ',"chain":{';
 
+/** How far a writer's clock may step back between two checkpoint copies that do not link (NTP, VM resume). */
+const CLOCK_STEP = 300_000;
+
 interface ChainTail {
   writer: string;
   seq: number;
@@ -214,6 +217,7 @@ interface Copy {
   writer: string;
   seq: number;
   hash: string;
+  prevCheckpoint: string;
   time: string;
   ms: number;
   where: string;
@@ -536,15 +540,8 @@ export class TrailProver {
     } else {
       w.diverged = false;
     }
+    // No time check here: the chain and prevCheckpoint prove the order, and a host clock may step back.
     const ms = Date.parse(c.time);
-    if (w.lastCp !== undefined && ms < w.lastCp.ms) {
-      this.find(
-        'replayed',
-        w,
-        where,
-        `checkpoint of ${w.writer} at ${c.time} is older than its previous checkpoint at ${w.lastCp.time}`,
-      );
-    }
     if (c.reason === 'open' && chain.seq !== 1) {
       this.find('forged', w, where, `an open checkpoint of ${w.writer} in the middle of its chain (seq ${chain.seq})`);
     } else if (atStart && c.reason !== 'open') {
@@ -597,6 +594,7 @@ export class TrailProver {
       writer: c.writer,
       seq: chain.seq,
       hash: chain.hash,
+      prevCheckpoint: c.prevCheckpoint,
       time: c.time,
       ms: Date.parse(c.time),
       where,
@@ -786,13 +784,17 @@ export class TrailProver {
     for (const [writer, list] of byWriter) {
       list.sort((a, b) => a.seq - b.seq);
       for (let i = 1; i < list.length; i++) {
-        if (list[i]!.ms < list[i - 1]!.ms) {
+        // Only copies that do not link to the one before them are ordered by time, and a clock may step back a bit.
+        if (list[i]!.prevCheckpoint === list[i - 1]!.hash) continue;
+        if (list[i]!.ms < list[i - 1]!.ms - CLOCK_STEP) {
           add({
             kind: 'replayed',
             writer,
             position: 0,
             where: list[i]!.where,
-            detail: `checkpoint copy of ${writer} at seq ${list[i]!.seq} (${list[i]!.time}) is older than its previous checkpoint (${list[i - 1]!.time})`,
+            detail:
+              `checkpoint copy of ${writer} at seq ${list[i]!.seq} (${list[i]!.time}) is more than 5 minutes older ` +
+              `than its previous checkpoint (${list[i - 1]!.time})`,
           });
         }
       }

@@ -351,15 +351,23 @@ describe('replayed checkpoints', () => {
     expect(r.findings[0]!.detail).toMatch(/belongs to store file:other\.jsonl, not file:audit\.jsonl/);
   });
 
-  it('a checkpoint older than the one before it is replayed, in the trail and among the copies', () => {
+  it('a clock that steps back between linked checkpoints is no finding; copies that do not link, beyond 5 min, are', () => {
     const w = new Writer(key);
     const a = w.checkpoint('open', T0 + 5000);
-    const b = w.checkpoint('interval', T0 + 1000);
-    const r = prove([a, b], { keys: [key], copies: [a, b], at: T0 + 6000 });
-    expect(r.findings.map((f) => [f.kind, f.position, f.where])).toEqual([
-      ['replayed', 2, 'audit.jsonl:2'],
-      ['replayed', 0, 'checkpoints.jsonl:2'],
-    ]);
+    const b = w.checkpoint('interval', T0 - 25_000);
+    const c = w.checkpoint('interval', T0 - 400_000);
+    const d = w.checkpoint('shutdown', T0 - 420_000);
+    // In the trail each links to the one before it: the order is proven, whatever the times say.
+    expect(prove([a, b, c, d], { keys: [key], at: T0 + 6000 })).toMatchObject({ verdict: 'intact', findings: [] });
+    // Copies a and c do not link (b is not among them): c is 6 min 45 s older than a. d links to c.
+    const r = prove([a, b, c, d], { keys: [key], copies: [a, c, d], at: T0 + 6000 });
+    expect(r.findings.map((f) => [f.kind, f.position, f.where])).toEqual([['replayed', 0, 'checkpoints.jsonl:2']]);
+    expect(r.findings[0]!.detail).toMatch(/is more than 5 minutes older than its previous checkpoint/);
+    // 20 s back between copies that do not link is tolerated.
+    const x = new Writer(key, 'gw-x');
+    const xs = [x.checkpoint('open', T0 + 30_000), x.checkpoint('interval', T0 + 40_000)];
+    xs.push(x.checkpoint('shutdown', T0 + 10_000));
+    expect(prove(xs, { keys: [key], copies: [xs[0]!, xs[2]!], at: T0 + 41_000 }).findings).toEqual([]);
   });
 });
 
