@@ -1,6 +1,7 @@
 // Builds the audit trail from config: one writer (chain, queue, spool) per sink, and the recorder the request path
 // uses.
-import { mkdir } from 'node:fs/promises';
+import type { KeyObject } from 'node:crypto';
+import { mkdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, parse } from 'node:path';
 import type { Config } from '../config/schema.js';
@@ -9,7 +10,7 @@ import { CredentialError } from '../credentials/store.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../ops/metrics.js';
 import { createRedisClient, withDeadline, type RedisClient } from '../redis/client.js';
-import { checkpointSigner, CheckpointKeyError, type CheckpointSigner } from './checkpoint.js';
+import { checkpointSigner, CheckpointKeyError, parsePublicKeys, type CheckpointSigner } from './checkpoint.js';
 import { CheckpointCopies } from './copies.js';
 import { createAuditRecorder, type AuditRecorder } from './recorder.js';
 import { createFileSink, createLineSink, createRedisStreamSink, type Sink } from './sinks.js';
@@ -55,6 +56,26 @@ async function signerOf(ref: string, env: NonNullable<AuditDeps['env']>): Promis
     if (err instanceof CheckpointKeyError) throw problem(err.message);
     throw err;
   }
+}
+
+/** The retired checkpoint keys' public halves; a file that holds none stops start-up, naming it. */
+async function previousKeysOf(paths: readonly string[]): Promise<KeyObject[]> {
+  const keys: KeyObject[] = [];
+  for (const [i, path] of paths.entries()) {
+    try {
+      keys.push(...parsePublicKeys(await readFile(path, 'utf8')));
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      const why =
+        err instanceof CheckpointKeyError
+          ? err.message
+          : code !== undefined && !code.startsWith('ERR_')
+            ? `cannot be read (${code})`
+            : 'holds no usable Ed25519 public key (PEM, JWK or JWKS)';
+      throw new CredentialError([`audit.checkpoints.previousKeys.${i}: ${path} ${why}`]);
+    }
+  }
+  return keys;
 }
 
 type CheckpointConfig = NonNullable<Config['audit']['checkpoints']>;
@@ -138,11 +159,13 @@ export async function createAudit(
   let copies: CheckpointCopies | undefined;
   if (a.checkpoints !== undefined) {
     const signer = await signerOf(a.checkpoints.key, deps.env ?? {});
+    const previousKeys = await previousKeysOf(a.checkpoints.previousKeys ?? []);
     copies = a.checkpoints.sink !== undefined ? await copiesOf(a.checkpoints.sink, deps, a.ackTimeout) : undefined;
     const onStored = copies !== undefined ? copies.push.bind(copies) : undefined;
     checkpoints = {
       signer,
       intervalMs: a.checkpoints.interval,
+      previousKeys,
       ...(onStored ? { onStored } : {}),
       onSigned: (sink, reason) => deps.metrics.auditCheckpoints.inc({ sink, reason }),
       onRemoved: (sink, entries) => deps.metrics.auditRetentionRemoved.inc({ sink }, entries),

@@ -1,5 +1,6 @@
 // The audit trail: chains events per sink, writes them in order, acknowledges write-ahead attempts, and spools or
 // rejects when a required sink fails.
+import type { KeyObject } from 'node:crypto';
 import { open, readFile, truncate } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describeError, type Logger } from '../log.js';
@@ -47,6 +48,8 @@ interface Pending {
 export interface CheckpointOptions {
   signer: CheckpointSigner;
   intervalMs: number;
+  /** Retired keys' public halves: their retention markers are believed too (see retention.ts). */
+  previousKeys?: readonly KeyObject[];
   /** Given each checkpoint once the sink or spool holds it: the copy for the checkpoint sink. */
   onStored?: (record: ChainedRecord) => void;
   /** Told of each checkpoint stored and each retention removal (for metrics). */
@@ -145,7 +148,8 @@ export class SinkWriter {
 
   constructor(private readonly o: SinkWriterOptions) {
     this.chain = new ChainWriter(o.instance);
-    this.ownKey = trustedKeys(o.checkpoints === undefined ? [] : [o.checkpoints.signer.publicKey]);
+    const cp = o.checkpoints;
+    this.ownKey = trustedKeys(cp === undefined ? [] : [cp.signer.publicKey, ...(cp.previousKeys ?? [])]);
     this.maxQueue = o.maxQueue ?? DEFAULT_MAX_QUEUE;
     this.spoolPath = join(o.spoolDir, `${o.spoolName ?? o.sink.name}.spool.jsonl`);
   }

@@ -2,7 +2,7 @@
 // as start-up would: env vars set and non-empty, files readable regular files, not empty; signing keys usable.
 import { createPublicKey } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
-import { checkpointSigner, CheckpointKeyError } from '../audit/checkpoint.js';
+import { checkpointSigner, CheckpointKeyError, parsePublicKeys } from '../audit/checkpoint.js';
 import { loadJwksFile } from '../auth/key-source.js';
 import { createKeySet, SigningKeyError } from '../credentials/signing-keys.js';
 import { parseSecretRef, type SecretRef } from './secret-ref.js';
@@ -15,7 +15,7 @@ export interface ReferenceSite {
   readonly path: string;
   /** The reference as written (`env:NAME`, `file:/path`); never a value. */
   readonly ref: string;
-  readonly kind: 'secret' | 'signing-key' | 'checkpoint-key' | 'public-key' | 'jwks-file';
+  readonly kind: 'secret' | 'signing-key' | 'checkpoint-key' | 'checkpoint-public-key' | 'public-key' | 'jwks-file';
 }
 
 /** What checking the references found. `values` holds what they resolved to, only so output can be scrubbed. */
@@ -60,6 +60,12 @@ export function referenceSites(doc: unknown): ReferenceSite[] {
   const checkpoints = asRecord(asRecord(root?.audit)?.checkpoints);
   add('audit.checkpoints.key', checkpoints?.key, 'checkpoint-key');
   add('audit.checkpoints.sink.password', asRecord(checkpoints?.sink)?.password, 'secret');
+  asList(checkpoints?.previousKeys).forEach((path, i) => {
+    // Plain paths of public keys (not secrets), read as start-up reads them.
+    if (typeof path === 'string' && parseSecretRef(`file:${path}`) !== undefined) {
+      sites.push({ path: `audit.checkpoints.previousKeys.${i}`, ref: `file:${path}`, kind: 'checkpoint-public-key' });
+    }
+  });
   asList(asRecord(root?.signing)?.keys).forEach((entry, i) =>
     add(`signing.keys.${i}.key`, asRecord(entry)?.key, 'signing-key'),
   );
@@ -174,6 +180,14 @@ export async function checkReferences(doc: unknown, env: Env): Promise<Reference
             `signing.keys.${index}: kid "${result.kid}" is already used by ${first}; give each key its own kid`,
           );
         } else kids.set(result.kid, `signing.keys.${index}`);
+      }
+    }
+    if (site.kind === 'checkpoint-public-key') {
+      try {
+        parsePublicKeys(value);
+      } catch (err) {
+        const why = err instanceof CheckpointKeyError ? err.message : 'holds no usable Ed25519 public key';
+        problems.push(`${site.path}: ${site.ref.slice(5)} ${why}`);
       }
     }
     if (site.kind === 'public-key') {

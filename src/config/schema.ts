@@ -553,6 +553,11 @@ export const configSchema = z.strictObject({
           interval: duration()
             .default(10_000)
             .refine((ms) => ms >= 1_000 && ms <= 300_000, { message: 'must be from 1s to 5m' }),
+          /**
+           * Public key files of keys that signed checkpoints before this one (after a rotation): a retention step
+           * believes the markers they signed when it checks what it removes.
+           */
+          previousKeys: z.array(z.string().min(1).describe("the path of a retired key's public key file")).optional(),
           /** A second copy of every checkpoint, kept away from the trail (another disk, another Redis). */
           sink: z
             .discriminatedUnion('type', [

@@ -493,6 +493,15 @@ describe('config check: secret references', () => {
       `audit.checkpoints.key: file:${join(dir, 'ec.pem')} holds a key of type ec; checkpoints need Ed25519`,
     ]);
     expect(bad.values).toContain(ec.replace(/\n$/, ''));
+    const withPrevious = minimalConfig({
+      audit: {
+        checkpoints: { key: `file:${join(dir, 'ed.pem')}`, previousKeys: [join(dir, 'ec.pem'), join(dir, 'gone.pub')] },
+      },
+    });
+    expect((await checkReferences(withPrevious, { U: 'u' })).problems.filter(audit)).toEqual([
+      `audit.checkpoints.previousKeys.0: ${join(dir, 'ec.pem')} holds a ec key; checkpoints are Ed25519`,
+      `audit.checkpoints.previousKeys.1: refers to the file ${join(dir, 'gone.pub')}, which does not exist`,
+    ]);
     const missing = await checkReferences(withKey('none.pem'), { U: 'u' });
     expect(missing.problems.filter(audit)).toEqual([
       `audit.checkpoints.key: refers to the file ${join(dir, 'none.pem')}, which does not exist`,

@@ -96,6 +96,24 @@ describe('a retention step vouches', () => {
   });
 });
 
+describe('after a key rotation', () => {
+  it('a marker signed by the retired key vouches only when that key is among the previous keys', () => {
+    const old = newSigner();
+    const w = new ChainWriter('gw');
+    const all = records(w, 10);
+    const cut = { writer: w.writer, seq: 4, hash: chainOf(all[3]!).hash };
+    const range = [...all.slice(4, 8), marker(new ChainWriter('gw-old'), [cut], old)];
+    const without = new RemovedChains(keys);
+    const withOld = new RemovedChains(trustedKeys([key.publicKey, old.publicKey]));
+    for (const l of range) {
+      without.add(l);
+      withOld.add(l);
+    }
+    expect(without.unvouched.map((u) => u.writer)).toEqual([w.writer]);
+    expect(withOld.unvouched).toEqual([]);
+  });
+});
+
 describe('a file sink with maxFiles', () => {
   it('removes a planted old file, but its signed marker does not vouch for the cut the plant claims', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'cp-plant-'));
