@@ -81,8 +81,8 @@ export interface ProverOptions {
   readonly store?: string;
   /**
    * When the records older than this (ms) were not read at all (a Redis stream read from shortly before `since`):
-   * a writer named only by a witness, or by a copy older than this, may have all its records before it, so it is
-   * not reported missing.
+   * a writer named only by a witness without `at`, or by a witness `at` or a copy older than this, may have all its
+   * records before it, so it is not reported missing.
    */
   readonly readFrom?: number;
 }
@@ -195,7 +195,10 @@ interface LastCheckpoint {
 
 interface Claim {
   seq: number;
-  /** When it was said (a copy's time), or undefined for a witness (about records of any age). */
+  /**
+   * How recent the claimed records are: a copy's time, a witness's `at` (the writer's last append), or undefined for
+   * a witness without one (about records of any age).
+   */
   ms: number | undefined;
   /** How the detail names who said so. */
   by: string;
@@ -276,6 +279,8 @@ export class TrailProver {
   private readonly found: ProofFinding[] = [];
   private foundCount = 0;
   private readonly claims = new Map<string, Claim>();
+  /** Per writer, the claim about its most recent records (those with a time). */
+  private readonly newestClaims = new Map<string, Claim>();
   /** Per writer, per seq: the chain hash of its last record a signed retention marker says was removed. */
   private readonly retained = new Map<string, Map<number, Retained>>();
   private readonly copies: Copy[] = [];
@@ -445,7 +450,7 @@ export class TrailProver {
       if (typeof s?.writer !== 'string' || !Number.isSafeInteger(s.seq) || s.seq <= 0) continue;
       this.claim(s.writer, {
         seq: s.seq,
-        ms: undefined,
+        ms: typeof s.at === 'number' && Number.isFinite(s.at) ? s.at : undefined,
         by: `writer ${w.writer}'s checkpoint at ${c.time} (record ${this.position})`,
         position: this.position,
         where,
@@ -468,6 +473,8 @@ export class TrailProver {
   private claim(writer: string, c: Claim): void {
     const had = this.claims.get(writer);
     if (had === undefined || c.seq > had.seq) this.claims.set(writer, c);
+    const newest = this.newestClaims.get(writer);
+    if (c.ms !== undefined && (newest === undefined || c.ms > newest.ms!)) this.newestClaims.set(writer, c);
   }
 
   private inTrailCheckpoint(
@@ -711,15 +718,17 @@ export class TrailProver {
         }
         continue;
       }
-      const removed = [...(this.retained.get(writer)?.keys() ?? [])].some((s) => s >= c.seq);
-      const unread = this.o.readFrom !== undefined && (c.ms === undefined || c.ms < this.o.readFrom);
-      if (!removed && !unread) {
+      // Read from readFrom on, the writer is missing only by a claim about records at or after it.
+      const said = this.o.readFrom === undefined ? c : this.newestClaims.get(writer);
+      if (said === undefined || (this.o.readFrom !== undefined && said.ms! < this.o.readFrom)) continue;
+      const removed = [...(this.retained.get(writer)?.keys() ?? [])].some((s) => s >= said.seq);
+      if (!removed) {
         add({
           kind: 'missing',
           writer,
-          position: c.position,
-          where: c.where,
-          detail: `writer ${writer} has no record in the trail, but ${c.by} says it reached seq ${c.seq}`,
+          position: said.position,
+          where: said.where,
+          detail: `writer ${writer} has no record in the trail, but ${said.by} says it reached seq ${said.seq}`,
         });
       }
     }

@@ -309,6 +309,23 @@ describe('whole writers', () => {
     expect(p.finish()).toMatchObject({ verdict: 'intact', findings: [] });
   });
 
+  it('read from shortly before --since, a writer is missing by a witness whose `at` is at or after the reading start', () => {
+    const readFrom = T0 - 300_000;
+    const x = new Writer(key, 'gw-2');
+    const lines = [
+      x.checkpoint('open', T0, { witness: [{ writer: 'gw-old/00000000', seq: 9, at: readFrom - 1 }] }),
+      x.checkpoint('interval', T0 + 10_000, { witness: [{ writer: 'gw-gone/11111111', seq: 7, at: T0 + 9_000 }] }),
+      x.checkpoint('interval', T0 + 20_000, { witness: [{ writer: 'gw-gone/11111111', seq: 8 }] }),
+      x.checkpoint('shutdown', T0 + 21_000),
+    ];
+    const p = new TrailProver({ keys: trustedKeys([key.publicKey]), at: T0 + 60_000, since: T0, readFrom });
+    lines.forEach((l, i) => p.add(l, `e-${i}`));
+    const r = p.finish();
+    // gw-old appended last before the reading start: its records may all be before it. gw-gone did not.
+    expect(r.findings.map((f) => [f.kind, f.writer, f.position])).toEqual([['missing', 'gw-gone/11111111', 2]]);
+    expect(r.findings[0]!.detail).toMatch(/says it reached seq 7$/);
+  });
+
   it('an inserted writer with a self-made key is forged; one without checkpoints too', () => {
     const real = run(new Writer(key), 5);
     const own = signer();
