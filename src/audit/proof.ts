@@ -104,13 +104,44 @@ interface ChainTail {
   hash: string;
 }
 
-const HEX64 = /^[0-9a-f]{64}$/;
+/** The chain member exactly as ChainWriter.link writes it, matched where it starts (sticky). */
+const EXACT_TAIL =
+  /,"chain":\{"writer":("(?:[^"\\]|\\.)*"),"seq":([1-9][0-9]{0,15}),"prev":"(genesis|[0-9a-f]{64})","hash":"([0-9a-f]{64})"\}\}$/y;
+
+/** Writer ids by their JSON text in the chain member, and whether that text is how JSON.stringify writes them. */
+const writerTexts = new Map<string, { writer: string; exact: boolean } | undefined>();
+
+function writerOf(text: string): { writer: string; exact: boolean } | undefined {
+  if (writerTexts.has(text)) return writerTexts.get(text);
+  let got: { writer: string; exact: boolean } | undefined;
+  try {
+    const writer = JSON.parse(text) as string;
+    got = { writer, exact: JSON.stringify(writer) === text };
+  } catch {
+    got = undefined;
+  }
+  // Writers are few; a trail of many made-up ones must not grow this without bound.
+  if (writerTexts.size >= 10_000) writerTexts.clear();
+  writerTexts.set(text, got);
+  return got;
+}
 
 /** The chain member of a line, where it starts and whether it is exactly as written, or why there is none. */
 function tailOf(line: string): { at: number; chain: ChainTail; exact: boolean } | string {
   if (line === LINE_TOO_LONG) return 'the line is longer than 16 MiB (it was skipped, not read)';
   const at = line.lastIndexOf(CHAIN_MARK);
   if (at < 0 || line.charCodeAt(line.length - 1) !== 0x7d) return 'no chain member';
+  // The common case, without parsing the member: anything else in it (added members, 2.0 for 2, escapes) is bytes
+  // outside the hash, so not exact.
+  EXACT_TAIL.lastIndex = at;
+  const m = EXACT_TAIL.exec(line);
+  if (m !== null) {
+    const w = writerOf(m[1]!);
+    const seq = Number(m[2]);
+    if (w !== undefined && Number.isSafeInteger(seq)) {
+      return { at, chain: { writer: w.writer, seq, prev: m[3]!, hash: m[4]! }, exact: w.exact };
+    }
+  }
   let chain: ChainTail;
   try {
     chain = JSON.parse(line.slice(at + 9, -1)) as ChainTail;
@@ -128,14 +159,7 @@ function tailOf(line: string): { at: number; chain: ChainTail; exact: boolean } 
   ) {
     return 'the chain member lacks writer, seq, prev or hash';
   }
-  // Exactly as ChainWriter.link writes it: anything else in the member (added members, 2.0 for 2, escapes) is
-  // bytes outside the hash.
-  const exact =
-    HEX64.test(chain.hash) &&
-    (chain.prev === GENESIS || HEX64.test(chain.prev)) &&
-    line.slice(at) ===
-      `${CHAIN_MARK}"writer":${JSON.stringify(chain.writer)},"seq":${chain.seq},"prev":"${chain.prev}","hash":"${chain.hash}"}}`;
-  return { at, chain, exact };
+  return { at, chain, exact: false };
 }
 
 /** A checkpoint body's members, type-checked; undefined when it is not one. */
@@ -318,7 +342,8 @@ export class TrailProver {
     w.lastWhere = where;
     const checkpoint = isCheckpointLine(line);
     if (w.anchored) w.verified += 1;
-    const body = `${line.slice(0, at)}}`;
+    const hashed = w.anchored || checkpoint;
+    const body = hashed ? `${line.slice(0, at)}}` : '';
     let broken = false;
     if (!exact) {
       this.find(
@@ -332,7 +357,7 @@ export class TrailProver {
     // Before a writer's --since anchor only its events go unhashed (that is what makes --since fast): their seqs and
     // links are still followed, and checkpoints are checked in full, so that removing records or checkpoints after
     // the time cannot move the anchor later unseen.
-    if (!broken && (w.anchored || checkpoint) && eventHash(body, chain) !== chain.hash) {
+    if (!broken && hashed && eventHash(body, chain) !== chain.hash) {
       this.find(
         'edited',
         w,
