@@ -660,14 +660,14 @@ export class TrailProver {
         });
       }
       // A partial start: explained only by a signed retention marker naming the record before it. A stream read from
-      // shortly before --since (readFrom) begins mid-chain by design.
+      // shortly before --since (readFrom) begins mid-chain by design, but a marker still vouches for a cut start.
       let vouched: Retained | undefined;
-      if (w.first !== undefined && w.first.seq > 1 && this.o.readFrom === undefined) {
+      if (w.first !== undefined && w.first.seq > 1) {
         const r = this.retained.get(w.writer)?.get(w.first.seq - 1);
         if (r !== undefined && r.hash === w.first.prev) {
           vouched = r;
           retainedOut.push({ writer: w.writer, firstSeq: w.first.seq, reason: r.reason });
-        } else {
+        } else if (this.o.readFrom === undefined) {
           add({
             kind: 'deleted',
             writer: w.writer,

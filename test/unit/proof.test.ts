@@ -632,6 +632,20 @@ describe("retention that cut all of a writer's checkpoints", () => {
     );
   });
 
+  it('in a stream read from shortly before --since too', () => {
+    const { a, lines } = crashed();
+    const p = new TrailProver({
+      keys: trustedKeys([key.publicKey]),
+      at: T0 + 60_000,
+      store: STORE,
+      since: T0 + 15_000,
+      readFrom: T0 - 285_000,
+    });
+    lines.forEach((l, i) => p.add(l, `e-${i}`));
+    const r = p.finish();
+    expect(r.findings.filter((f) => f.writer === a.id).map((f) => [f.kind, f.position])).toEqual([['silent', 5]]);
+  });
+
   it('within an interval of the marker it may still be running: a note, no finding', () => {
     const { a, lines } = crashed();
     const r = prove(lines, { keys: [key], at: T0 + 31_000 });
