@@ -571,6 +571,18 @@ describe('--since anchors', () => {
     expect(kinds(r)).toEqual([['edited', 23]]);
   });
 
+  it('the anchor must follow the last checkpoint read before it', () => {
+    const w = new Writer(key);
+    const lines = run(w, 25);
+    // The checkpoint at 10 s (record 12) swapped for an event under the same chain member: events before the anchor
+    // are not hashed, but the anchor at 20 s (record 23) names the checkpoint at 10 s as its previous one.
+    const event = w.event(T0 + 10_500);
+    lines[11] = `${event.slice(0, event.lastIndexOf(',"chain":{'))}${lines[11]!.slice(lines[11]!.lastIndexOf(',"chain":{'))}`;
+    const r = prove(lines, { keys: [key], since });
+    expect(kinds(r)).toEqual([['replayed', 23]]);
+    expect(r.findings[0]!.detail).toMatch(/does not follow its previous checkpoint/);
+  });
+
   it('a stream read from shortly before the time begins mid-chain and is intact', () => {
     const lines = run(new Writer(key), 35);
     const p = new TrailProver({
