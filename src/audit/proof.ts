@@ -92,6 +92,13 @@ export const FINDINGS_LISTED = 100;
 /** Seqs remembered per writer to tell a duplicate (same seq, same hash) from a reordered record. */
 const RING = 64;
 
+/**
+ * A copy of a hash cut from a line. A cut keeps its whole line alive, and the line the 4 MiB chunk it was read in:
+ * what outlives the record (checkpoint hashes, chain starts) must be copied, or memory grows with the trail.
+ * Hashes are ASCII, so latin1 copies them exactly.
+ */
+const own = (text: string): string => Buffer.from(text, 'latin1').toString('latin1');
+
 const CHAIN_MARK = ',"chain":{';
 
 /** How far a writer's clock may step back between two checkpoint copies that do not link (NTP, VM resume). */
@@ -367,7 +374,7 @@ export class TrailProver {
       broken = true;
     }
     if (w.first === undefined) {
-      w.first = { seq: chain.seq, prev: chain.prev, position: this.position, where };
+      w.first = { seq: chain.seq, prev: own(chain.prev), position: this.position, where };
       if (chain.seq === 1 && chain.prev !== GENESIS) {
         this.find('edited', w, where, `record 1 of ${chain.writer} does not link to genesis: the chain was altered`);
         broken = true;
@@ -582,8 +589,9 @@ export class TrailProver {
     // Before the anchor they are checked, not counted: the count is of the checkpoints in the checked part.
     if (w.anchored) this.checkpoints += 1;
     this.takeFacts(w, c, where);
-    w.lastCp = { time: c.time, ms, reason: c.reason, interval: c.interval, seq: chain.seq, hash: chain.hash };
-    w.cpHashes.set(chain.seq, chain.hash);
+    const hash = own(chain.hash);
+    w.lastCp = { time: c.time, ms, reason: c.reason, interval: c.interval, seq: chain.seq, hash };
+    w.cpHashes.set(chain.seq, hash);
     w.prevCpKnown = true;
     w.troubleSinceCp = false;
     if (c.reason === 'shutdown') w.shutdownSeq = chain.seq;
@@ -625,7 +633,7 @@ export class TrailProver {
     this.copies.push({
       writer: c.writer,
       seq: chain.seq,
-      hash: chain.hash,
+      hash: own(chain.hash),
       prevCheckpoint: c.prevCheckpoint,
       time: c.time,
       ms: Date.parse(c.time),
