@@ -1,6 +1,7 @@
 // What the checkpoint tests share: a fresh Ed25519 signer, a started SinkWriter with checkpoints, a record's chain
 // member and body read as the verifier reads them, and whether a chain's late start is explained by a marker.
 import { generateKeyPairSync } from 'node:crypto';
+import { verifyChain } from '../../src/audit/chain.js';
 import type { ChainFields } from '../../src/audit/event.js';
 import { checkpointSigner, type Checkpoint, type CheckpointSigner } from '../../src/audit/checkpoint.js';
 import type { Sink } from '../../src/audit/sinks.js';
@@ -62,3 +63,10 @@ export function unexplainedStarts(lines: readonly StoredLine[]): string[] {
     )
     .map((c) => c.writer);
 }
+
+/** Every link whole from each chain's start (the keyless check), checkpoints included as ordinary records. */
+export const linksWhole = (lines: readonly StoredLine[]): boolean =>
+  verifyChain(
+    lines.map((l) => l.text),
+    { complete: true },
+  ).ok;
