@@ -601,7 +601,7 @@ interface ProofPlan {
   keys: TrustedKeys;
   at: number;
   since?: number;
-  store: string;
+  store: string | readonly string[];
   checkpointsFiles?: string[];
   checkpointsRedis?: { host: string; port: number; db: number; tls: boolean; where: string; stream: string };
   /** --key files that hold a private key (its public half is used; an auditor needs only the public one). */
@@ -663,8 +663,9 @@ async function proofPlan(values: Values): Promise<ProofPlan | undefined> {
     store:
       values.store ??
       (values.file !== undefined
-        ? // A rotated file (audit.jsonl.<time>) belongs to the store of the file it was rotated from.
-          `file:${basename(values.file).replace(/\.\d{4}-\d{2}-\d{2}T[^/]*$/, '')}`
+        ? // A rotated file (audit.jsonl.<time>) belongs to the store of the file it was rotated from; a file may
+          // also hold a trail captured from stdout (the default sink).
+          [`file:${basename(values.file).replace(/\.\d{4}-\d{2}-\d{2}T[^/]*$/, '')}`, 'stdout']
         : `redis:${values.stream ?? DEFAULT_AUDIT_STREAM}`),
   };
   if (values.store === '') throw new UsageError('--store must not be empty');

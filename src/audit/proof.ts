@@ -77,8 +77,11 @@ export interface ProverOptions {
    * not hashed, but their seqs and links are followed and every checkpoint is checked.
    */
   readonly since?: number;
-  /** The store the trail is (`file:<base name>`, `redis:<stream>`): copies of other stores are ignored. */
-  readonly store?: string;
+  /**
+   * The store the trail is (`file:<base name>`, `redis:<stream>`), or the stores it may be (a file that holds a
+   * captured stdout trail is `stdout`): copies of other stores are ignored.
+   */
+  readonly store?: string | readonly string[];
   /**
    * When the records older than this (ms) were not read at all (a Redis stream read from shortly before `since`):
    * a writer named only by a witness without `at`, or by a witness `at` or a copy older than this, may have all its
@@ -520,13 +523,13 @@ export class TrailProver {
     const atStart = chain.seq === 1 && !w.startJudged;
     if (atStart) w.startJudged = true;
     if (c === undefined) return undefined;
-    if (this.o.store !== undefined && c.store !== this.o.store && !w.storeReported) {
+    if (!this.ofStore(c.store) && !w.storeReported) {
       w.storeReported = true;
       this.find(
         'replayed',
         w,
         where,
-        `checkpoint of ${w.writer} at ${c.time} belongs to store ${c.store}, not ${this.o.store} ` +
+        `checkpoint of ${w.writer} at ${c.time} belongs to store ${c.store}, not ${[this.o.store].flat().join(' or ')} ` +
           `(if the trail was renamed, give --store ${c.store})`,
       );
     }
@@ -616,7 +619,7 @@ export class TrailProver {
       bad('malformed', chain.writer, 'not a valid checkpoint');
       return;
     }
-    if (this.o.store !== undefined && c.store !== this.o.store) return;
+    if (!this.ofStore(c.store)) return;
     const sig = checkSignature(body, c.key, this.o.keys);
     if (!sig.ok) {
       bad('forged', chain.writer, `checkpoint copy of ${chain.writer} at ${c.time} ${signatureWhy[sig.why]}`);
@@ -794,6 +797,12 @@ export class TrailProver {
       };
     }
     return { verdict: this.foundCount === 0 ? 'intact' : 'broken', ...base };
+  }
+
+  /** Whether a checkpoint's store is this trail's (any, when none was named). */
+  private ofStore(store: string): boolean {
+    const s = this.o.store;
+    return s === undefined || (typeof s === 'string' ? store === s : s.includes(store));
   }
 
   private copyNote(c: Claim): string {

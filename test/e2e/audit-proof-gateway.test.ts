@@ -267,6 +267,34 @@ describe('a trail the gateway wrote, with workers, rotations, restarts and maxLe
   });
 });
 
+describe('a trail captured from stdout (the default sink)', () => {
+  it('verifies as a file with --key, no --store needed; cut off after shutdown, it is silent once judged later', async () => {
+    const doc = baseConfig(world.standIn, world.issuer, {
+      audit: { checkpoints: { key: `file:${keyPath}`, interval: '1s' } },
+    });
+    const gw = await spawnGateway(doc, { built: true });
+    const jwt = await world.issuer.mint({ sub: 'svc-billing' });
+    for (let i = 0; i < 5; i++) expect((await resumeNewRun(gw.url, world.standIn, jwt)).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 1_200));
+    expect(await gw.stop()).toBe(0);
+    const lines = gw.stdout.filter((l) => l.startsWith('{'));
+    expect(lines.filter((l) => l.includes('"type":"checkpoint"')).length).toBeGreaterThanOrEqual(3);
+    const path = join(dir, 'captured.jsonl');
+    writeFileSync(path, `${lines.join('\n')}\n`);
+    const res = await runSnapgate(['audit', 'verify', '--file', path, '--key', pubPath], { env: {} });
+    expect(res.stdout, res.stderr).toMatch(
+      /^ok: \d+ events in 1 chain\(s\), \d+ checkpoints, every link intact and signed/,
+    );
+    expect(res.code).toBe(0);
+    const cut = join(dir, 'captured-cut.jsonl');
+    writeFileSync(cut, `${lines.slice(0, -10).join('\n')}\n`);
+    const later = new Date(Date.now() + 60_000).toISOString();
+    const silent = await runSnapgate(['audit', 'verify', '--file', cut, '--key', pubPath, '--at', later], { env: {} });
+    expect(silent.stdout).toMatch(/^silent at record \d+ .*silent since /m);
+    expect(silent.code).toBe(1);
+  });
+});
+
 function escape(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 }
