@@ -7,7 +7,7 @@ import { batchWritesThisTurn, type RedisClient } from '../redis/client.js';
 import type { ChainedRecord } from './chain.js';
 import type { TrustedKeys, Witness } from './checkpoint.js';
 import type { AuditEvent } from './event.js';
-import { planFileRetention, planStreamRetention, type RetentionPlan } from './retention.js';
+import { planFileRetention, planStreamRetention, rotatedFiles, type RetentionPlan } from './retention.js';
 
 export interface Sink {
   /** Names the sink in logs, metrics and spool files. */
@@ -176,7 +176,15 @@ async function rotationTarget(path: string, now: () => Date): Promise<string> {
  */
 export async function createFileSink(options: FileSinkOptions): Promise<Sink> {
   const now = options.now ?? (() => new Date());
+  // The newest rotated file too: a writer whose last records went there at a rotation is still named in the
+  // opening checkpoint's witness list, and a replay after a rotation skips what that file holds.
   const seqs = await lastSeqs(options.path);
+  const newestRotated = (await rotatedFiles(options.path)).at(-1);
+  if (newestRotated !== undefined) {
+    for (const [writer, seq] of await lastSeqs(newestRotated)) {
+      if ((seqs.get(writer) ?? 0) < seq) seqs.set(writer, seq);
+    }
+  }
   let handle: FileHandle = await open(options.path, 'a+', 0o640);
   let size = (await stat(options.path)).size;
   // A crash mid-write can leave a torn last line: end it, so the next record starts a line of its own (the verifier

@@ -4,7 +4,7 @@
 // but not the key can do: edit with every hash recomputed, drop the newest 10 records, drop a whole writer, insert a
 // forged writer, replay an old checkpoint.
 import { generateKeyPairSync } from 'node:crypto';
-import { readdirSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -159,6 +159,42 @@ describe('a trail the gateway wrote, with workers, rotations, restarts and maxLe
       );
       expect(res.code).toBe(0);
     }
+  });
+
+  it("a slot file: the first run's writer dropped is missing; an edit with every hash recomputed is edited", async () => {
+    const slot = join(dir, 'audit.w1.jsonl');
+    const rotated = readdirSync(dir)
+      .filter((n) => n.startsWith('audit.w1.jsonl.'))
+      .sort()
+      .map((n) => join(dir, n));
+    const lines = [...rotated, slot].flatMap((f) => readFileSync(f, 'utf8').split('\n').filter(Boolean));
+    const [first, second] = writersOf(lines);
+    expect(second).toBeDefined();
+    const gone = join(dir, 'tamper-gone.jsonl');
+    writeFileSync(gone, `${lines.filter((l) => chainOf(l).writer !== first).join('\n')}\n`);
+    const missing = await runSnapgate(
+      ['audit', 'verify', '--file', gone, '--key', pubPath, '--store', 'file:audit.w1.jsonl'],
+      {
+        env: {},
+      },
+    );
+    expect(missing.stdout).toMatch(new RegExp(`^missing .*${escape(first!)}`, 'm'));
+    expect(missing.code).toBe(1);
+    const i = lines.findIndex((l) => chainOf(l).writer === second && l.includes('"type":"attempt"'));
+    const edited = [...lines];
+    edited[i] = withChain(bodyOf(lines[i]!).replace('"org":"Acme-Prod"', '"org":"Other-Org"'), chainOf(lines[i]!));
+    const path = join(dir, 'tamper-edit.jsonl');
+    writeFileSync(path, `${rechain(edited, second!, i).join('\n')}\n`);
+    const res = await runSnapgate(
+      ['audit', 'verify', '--file', path, '--key', pubPath, '--store', 'file:audit.w1.jsonl'],
+      {
+        env: {},
+      },
+    );
+    expect(res.stdout).toMatch(
+      new RegExp(`^edited at record \\d+ \\(tamper-edit\\.jsonl:\\d+\\): .*${escape(second!)}`, 'm'),
+    );
+    expect(res.code).toBe(1);
   });
 
   it('the Redis stream, trimmed by maxLen behind signed markers, is intact; the trim is told apart', async () => {
