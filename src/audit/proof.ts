@@ -404,7 +404,7 @@ export class TrailProver {
       });
       w.troubleSinceCp = true;
     } else {
-      this.outOfOrder(w, chain, where);
+      this.outOfOrder(w, chain, where, isCheckpointLine(line));
       return;
     }
     w.seq = chain.seq;
@@ -435,7 +435,7 @@ export class TrailProver {
   }
 
   /** A record at or below the head: fills a hole (reordered), repeats a record (duplicated), or is out of place. */
-  private outOfOrder(w: WriterState, chain: ChainTail, where: string): void {
+  private outOfOrder(w: WriterState, chain: ChainTail, where: string, checkpoint: boolean): void {
     const hole = w.holes.find((h) => chain.seq >= h.from && chain.seq <= h.to);
     if (hole !== undefined) {
       hole.filled += 1;
@@ -443,6 +443,16 @@ export class TrailProver {
         this.find('edited', w, where, `record ${chain.seq} of ${chain.writer} does not link to the record after it`);
       }
       this.find('reordered', w, where, `record ${chain.seq} of ${chain.writer} comes after its record ${w.seq}`);
+      return;
+    }
+    if (checkpoint) {
+      // An old checkpoint stored again as it was: it vouches for a past head, not for what precedes it here.
+      this.find(
+        'replayed',
+        w,
+        where,
+        `checkpoint record ${chain.seq} of ${chain.writer} appears again after record ${w.seq}: an old checkpoint replayed`,
+      );
       return;
     }
     if (chain.seq > w.seq - RING && w.ring[chain.seq % RING] === chain.hash) {

@@ -356,6 +356,21 @@ describe('replayed checkpoints', () => {
     expect(r.findings[0]!.detail).toMatch(/signs seq 11 but sits at seq 29: an old checkpoint re-chained/);
   });
 
+  it('an old checkpoint stored again as it was (its chain member too) is replayed, not merely duplicated', () => {
+    const w = new Writer(key);
+    const lines = run(w, 25, false);
+    const again = [...lines, lines[11]!];
+    const r = prove(again, { keys: [key], at: T0 + 26_000 });
+    expect(kinds(r)).toEqual([['replayed', again.length]]);
+    expect(r.findings[0]!.detail).toMatch(
+      /^checkpoint record 12 of .* appears again after record \d+: an old checkpoint replayed/,
+    );
+    // An event stored twice stays duplicated.
+    expect(kinds(prove([...lines, lines[5]!], { keys: [key], at: T0 + 26_000 }))).toEqual([
+      ['duplicated', lines.length + 1],
+    ]);
+  });
+
   it('a checkpoint of another store is replayed, once per writer', () => {
     const w = new Writer(key);
     const lines = [
