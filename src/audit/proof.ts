@@ -545,6 +545,15 @@ export class TrailProver {
     }
     if (c.writer !== chain.writer) {
       this.find('replayed', w, where, `a checkpoint of writer ${c.writer} (at ${c.time}) re-chained into ${w.writer}`);
+      if (atStart) {
+        // Its start borrows another writer's signature: nothing signed by a trusted key opened this chain.
+        this.find(
+          'forged',
+          w,
+          where,
+          `writer ${w.writer} starts without a signed opening checkpoint of its own (inserted writer)`,
+        );
+      }
       return undefined;
     }
     if (c.seq < chain.seq - 1) {

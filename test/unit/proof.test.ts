@@ -371,6 +371,19 @@ describe('replayed checkpoints', () => {
     ]);
   });
 
+  it("an inserted writer that opens with a copy of another writer's checkpoint is replayed and forged", () => {
+    const w = new Writer(key);
+    const lines = run(w, 5);
+    const evil = new ChainWriter('evil');
+    const open = lines[0]!;
+    const inserted = [evil.link(`${open.slice(0, open.lastIndexOf(',"chain":{'))}}`).line, evil.link('{"v":3}').line];
+    const r = prove([...lines, ...inserted], { keys: [key], at: T0 + 6_000 });
+    expect(kinds(r)).toEqual([
+      ['replayed', lines.length + 1],
+      ['forged', lines.length + 1],
+    ]);
+  });
+
   it('a checkpoint of another store is replayed, once per writer', () => {
     const w = new Writer(key);
     const lines = [
