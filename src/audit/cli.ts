@@ -15,7 +15,7 @@ import { CheckpointKeyError, parsePublicKeys, trustedKeys, type TrustedKeys } fr
 import { forEachLine, trailFiles } from './lines.js';
 import { TrailProver, type ProofFinding, type ProofReport } from './proof.js';
 import type { AuditEvent, AuditEventType, Decision } from './event.js';
-import { DEFAULT_AUDIT_STREAM } from './sinks.js';
+import { DEFAULT_AUDIT_STREAM, streamHeadKey } from './sinks.js';
 
 export interface CliIo {
   out: (text: string) => void;
@@ -1056,6 +1056,16 @@ async function proveTrail(source: TrailSource, values: Values, plan: ProofPlan, 
     try {
       if (!(await eachEntry(redis.client, redis.stream, start, (l, id) => prover.add(l, id), stopped))) {
         return interrupted();
+      }
+      // Each writer's head key: the highest seq the append script stored. Not signed, so only a cross-check: a
+      // stream cut at its end (XDEL) without the key being rewritten too is truncated even before an interval passed.
+      const ids = prover.writerIds;
+      for (let i = 0; i < ids.length; i += 500) {
+        const keys = ids.slice(i, i + 500).map((w) => streamHeadKey(redis.stream, w));
+        const heads = await Promise.all(keys.map((k) => redis.client.get(k)));
+        heads.forEach((h, j) => {
+          if (h !== null) prover.addStoreHead(ids[i + j]!, Number(h), keys[j]!);
+        });
       }
     } catch (err) {
       return unverifiable(`cannot read the trail from redis ${source.where ?? ''}: ${(err as Error).message}`);

@@ -515,6 +515,21 @@ export class TrailProver {
     }
   }
 
+  /** The writers read so far. */
+  get writerIds(): string[] {
+    return [...this.writers.keys()];
+  }
+
+  /**
+   * A store's own count of a writer's records (Redis: its head key, which the append script sets): records beyond
+   * the trail's end were cut off. Not signed: a cross-check for a cut made without rewriting the store's keys too.
+   */
+  addStoreHead(writer: string, seq: number, key: string): void {
+    const w = this.writers.get(writer);
+    if (w === undefined || !Number.isSafeInteger(seq) || seq <= 0) return;
+    this.claim(writer, { seq, ms: undefined, by: `its head key ${key}`, position: w.lastPosition, where: key });
+  }
+
   private claim(writer: string, c: Claim): void {
     const had = this.claims.get(writer);
     if (had === undefined || c.seq > had.seq) this.claims.set(writer, c);

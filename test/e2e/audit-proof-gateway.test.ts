@@ -301,6 +301,18 @@ describe('a trail the gateway wrote, with workers, rotations, restarts and maxLe
     expect(res.stdout).toMatch(new RegExp(`^replayed at record \\d+ .*${escape(writer)}`, 'm'));
     expect(res.code).toBe(1);
   });
+
+  // Last: it cuts the stream itself.
+  it("the newest 10 entries deleted in place (XDEL), no copies, at once: truncated by the writer's head key", async () => {
+    const writer = chainOf(original.at(-1)!.line).writer;
+    const mine = original.filter((e) => chainOf(e.line).writer === writer).slice(-10);
+    await redis.client.xdel(STREAM, ...mine.map((e) => e.id));
+    const res = await verifyStream(STREAM);
+    expect(res.stdout).toMatch(
+      new RegExp(`^truncated .*writer ${escape(writer)} ends at seq \\d+, its head key \\S+ says \\d+`, 'm'),
+    );
+    expect(res.code).toBe(1);
+  });
 });
 
 describe('a trail captured from stdout (the default sink)', () => {
