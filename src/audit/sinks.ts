@@ -156,16 +156,18 @@ async function lastSeqs(path: string): Promise<Map<string, number>> {
   return seqs;
 }
 
-/** A name no file has yet for the file being rotated: `<path>.<UTC time>`, else with `-1`, `-2`, … added. */
+/** A name no file has yet for the file being rotated: `<path>.<UTC time>`, else with `-0001`, `-0002`, … added. */
 async function rotationTarget(path: string, now: () => Date): Promise<string> {
-  const stamp = () => now().toISOString().replace(/[:.]/g, '-');
+  // One stamp, then a zero-padded counter: the names must sort in rotation order (readers, tail and retention go
+  // by name). A stamp taken afresh for a counted name could sort before one made earlier ("…124Z" < "…124Z-1").
+  const stamp = now().toISOString().replace(/[:.]/g, '-');
   const taken = (name: string) =>
     stat(name).then(
       () => true,
       () => false,
     );
-  let target = `${path}.${stamp()}`;
-  for (let n = 1; await taken(target); n++) target = `${path}.${stamp()}-${n}`;
+  let target = `${path}.${stamp}`;
+  for (let n = 1; await taken(target); n++) target = `${path}.${stamp}-${String(n).padStart(4, '0')}`;
   return target;
 }
 

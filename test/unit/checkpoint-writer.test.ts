@@ -5,7 +5,7 @@ import { appendFileSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { eventHash, GENESIS } from '../../src/audit/chain.js';
+import { ChainWriter, eventHash, GENESIS } from '../../src/audit/chain.js';
 import { checkSignature, trustedKeys } from '../../src/audit/checkpoint.js';
 import { CheckpointCopies } from '../../src/audit/copies.js';
 import { createFileSink } from '../../src/audit/sinks.js';
@@ -136,5 +136,27 @@ describe('a writer with checkpoints', () => {
     const torn = raw.indexOf('{"v":2,"id":"torn-by-a-crash');
     expect(torn).toBeGreaterThan(0);
     expect(JSON.parse(raw[torn + 1]!)).toMatchObject({ type: 'checkpoint', reason: 'open', writer: second.writer });
+  });
+
+  it('names rotated files so that they sort in rotation order, also when several rotate within one millisecond', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cp-rotate-'));
+    // The second rotation finds the first's name taken and the clock moved on: its counted name must still sort
+    // before the third rotation's.
+    const times = [123, 123, 124, 124, 125, 125, 126].map((ms) => new Date(Date.UTC(2026, 11, 3, 7, 0, 0, ms)));
+    let i = 0;
+    const sink = await createFileSink({
+      path: join(dir, 'audit.jsonl'),
+      maxBytes: 10,
+      fsync: 'never',
+      now: () => times[Math.min(i++, times.length - 1)]!,
+    });
+    const w = new ChainWriter('gw');
+    for (let n = 0; n < 5; n++) await sink.append([w.link(event(n))]);
+    await sink.close();
+    const rotated = readdirSync(dir)
+      .filter((n) => n.startsWith('audit.jsonl.'))
+      .sort();
+    const order = rotated.map((n) => JSON.parse(readFileSync(join(dir, n), 'utf8').trim()) as { id: string });
+    expect(order.map((e) => e.id)).toEqual(['e0', 'e1', 'e2', 'e3']);
   });
 });
