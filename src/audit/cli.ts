@@ -1,7 +1,7 @@
 // `snapgate audit verify|query|tail`: check the hash chains and read the trail from a file or a Redis stream.
 import { createReadStream } from 'node:fs';
 import { open, readdir, readFile, stat, type FileHandle } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, parse } from 'node:path';
 import { createInterface } from 'node:readline';
 import { StringDecoder } from 'node:string_decoder';
 import { parseArgs } from 'node:util';
@@ -980,6 +980,18 @@ function printProof(report: ProofReport, io: CliIo): void {
   }
 }
 
+/**
+ * With server.workers each slot writes its own file (audit.jsonl → audit.w1.jsonl, …): when the configured name
+ * holds nothing but slot files sit beside it, say which to give.
+ */
+async function slotHint(path: string, flag: string): Promise<string> {
+  const { dir, name, ext } = parse(path);
+  const slot = new RegExp(`^${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.w\\d+${ext.replace('.', '\\.')}$`);
+  const found = (await readdir(dir || '.').catch(() => [] as string[])).filter((n) => slot.test(n)).sort();
+  if (found.length === 0) return '';
+  return ` (the worker slots' files are ${found.join(', ')}: give each with --${flag})`;
+}
+
 /** verify --key: every record through the prover; 0 intact, 1 broken, 3 unverifiable. */
 async function proveTrail(source: TrailSource, values: Values, plan: ProofPlan, io: CliIo): Promise<number> {
   const stop = new Stop(io.interrupted);
@@ -1012,7 +1024,9 @@ async function proveTrail(source: TrailSource, values: Values, plan: ProofPlan, 
   // The copies first: they are few, and the trail is then checked against all of them.
   for (const cpFile of plan.checkpointsFiles ?? []) {
     const files = await trailFiles(cpFile);
-    if (files.length === 0) return unverifiable(`no checkpoint file at ${cpFile}`);
+    if (files.length === 0) {
+      return unverifiable(`no checkpoint file at ${cpFile}${await slotHint(cpFile, 'checkpoints-file')}`);
+    }
     try {
       if (!(await forEachLine(files, (l, w) => prover.addCheckpointCopy(l, w), stopped))) return interrupted();
     } catch (err) {
@@ -1044,7 +1058,9 @@ async function proveTrail(source: TrailSource, values: Values, plan: ProofPlan, 
   }
   if (values.file !== undefined) {
     const files = await trailFiles(values.file);
-    if (files.length === 0) return unverifiable(`no audit file at ${values.file}`);
+    if (files.length === 0) {
+      return unverifiable(`no audit file at ${values.file}${await slotHint(values.file, 'file')}`);
+    }
     try {
       if (!(await forEachLine(files, (l, w) => prover.add(l, w), stopped))) return interrupted();
     } catch (err) {

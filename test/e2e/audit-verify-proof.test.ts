@@ -134,6 +134,14 @@ describe('audit verify --key on a file', () => {
     const absent = await verify(['--file', join(dir, 'nope.jsonl'), '--key', keyFile]);
     expect(absent.code).toBe(3);
     expect(absent.stdout).toMatch(/^UNVERIFIABLE: no audit file at .*nope\.jsonl/);
+    // With workers the configured name holds nothing: the slots' files beside it are named.
+    file('slotted.w1.jsonl', trail('file:slotted.w1.jsonl', 2, true).lines);
+    file('slotted.w2.jsonl', trail('file:slotted.w2.jsonl', 2, true).lines);
+    const slotted = await verify(['--file', join(dir, 'slotted.jsonl'), '--key', keyFile]);
+    expect(slotted.code).toBe(3);
+    expect(slotted.stdout).toContain(
+      "(the worker slots' files are slotted.w1.jsonl, slotted.w2.jsonl: give each with --file)",
+    );
 
     const path = file('some.jsonl', trail('file:some.jsonl', 3, true).lines);
     const noCopies = await verify([
