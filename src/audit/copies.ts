@@ -4,6 +4,7 @@
 import { describeError, type Logger } from '../log.js';
 import type { ChainedRecord } from './chain.js';
 import type { Sink } from './sinks.js';
+import { answeredWithin } from './trail.js';
 
 /** Copies held while the checkpoint sink is down; beyond, the oldest are dropped (newer ones prove more). */
 const MAX_HELD = 1_000;
@@ -45,7 +46,7 @@ export class CheckpointCopies {
       }
       const batch = this.held.slice(0, 100);
       try {
-        await within(this.sink.append(batch), this.timeoutMs);
+        await answeredWithin(this.sink.append(batch), this.timeoutMs);
         this.held.splice(0, batch.length);
         if (this.failing) this.log.info('checkpoint sink recovered', { sink: this.sink.name, dropped: this.dropped });
         this.failing = false;
@@ -69,22 +70,10 @@ export class CheckpointCopies {
   async close(deadlineMs = 5_000): Promise<void> {
     this.closing = true;
     this.wake?.();
-    await within(this.done, deadlineMs).catch(() => undefined);
+    await answeredWithin(this.done, deadlineMs).catch(() => undefined);
     if (this.held.length > 0) {
       this.log.error('checkpoint copies not written at shutdown', { sink: this.sink.name, copies: this.held.length });
     }
     await this.sink.close().catch(() => undefined);
-  }
-}
-
-async function within(work: Promise<unknown>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    await Promise.race([
-      work,
-      new Promise((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms))),
-    ]);
-  } finally {
-    clearTimeout(timer);
   }
 }

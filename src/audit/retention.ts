@@ -1,14 +1,13 @@
 // Retention that is not deletion: before a store removes its oldest records (Redis maxLen, files beyond maxFiles),
 // the writer signs a `retention` checkpoint saying what goes and where each cut chain now begins; only once that
 // marker is stored are the records removed. Here: what a removal would take, and the removal itself.
-import { createReadStream } from 'node:fs';
 import { readdir, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { createInterface } from 'node:readline';
 import type { Redis } from 'ioredis';
 import type { RedisClient } from '../redis/client.js';
 import { eventHash, GENESIS } from './chain.js';
 import { checkSignature, isCheckpointLine, type RetentionFacts, type TrustedKeys } from './checkpoint.js';
+import { forEachLine } from './lines.js';
 
 /** A removal, planned: the facts its marker signs, then `apply` (after the marker is stored) or `abandon`. */
 export interface RetentionPlan {
@@ -225,21 +224,11 @@ export async function rotatedFiles(path: string): Promise<string[]> {
     .map((n) => join(dirname(path), n));
 }
 
-/** Every line of a file, streamed: a rotated file is up to maxBytes, and the gateway must not hold one in memory. */
-async function forLines(file: string, use: (line: string) => void): Promise<void> {
-  const input = createReadStream(file, { encoding: 'utf8' });
-  try {
-    for await (const line of createInterface({ input, crlfDelay: Infinity })) if (line) use(line);
-  } finally {
-    input.destroy();
-  }
-}
-
 /** The cut points of the newest validly signed marker in the files kept (newest file first), or none. */
 async function newestCuts(files: readonly string[], keys: TrustedKeys): Promise<Chains> {
   for (const file of [...files].reverse()) {
     let cuts: Chains | undefined;
-    await forLines(file, (line) => (cuts = signedCuts(line, keys) ?? cuts));
+    await forEachLine([file], (line) => (cuts = signedCuts(line, keys) ?? cuts));
     if (cuts !== undefined) return cuts;
   }
   return [];
@@ -261,7 +250,8 @@ export async function planFileRetention(
   const kept = [...rotated.slice(doomed.length), path];
   const cuts = newest.marker !== undefined ? (signedCuts(newest.marker, keys) ?? []) : await newestCuts(kept, keys);
   const removed = new RemovedChains(keys, cuts);
-  for (const file of doomed) await forLines(file, (line) => removed.add(line));
+  // Read in chunks: a rotated file is up to maxBytes, and the gateway must not hold one in memory.
+  await forEachLine(doomed, (line) => removed.add(line));
   return {
     facts: {
       store: 'file',

@@ -75,7 +75,7 @@ async function waitAtMost(work: Promise<unknown>, ms: number): Promise<void> {
 }
 
 /** Settles like `work`, or rejects when `ms` pass without an answer (the sink counts as failing). */
-async function answeredWithin(work: Promise<unknown>, ms: number): Promise<void> {
+export async function answeredWithin(work: Promise<unknown>, ms: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const silence = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
