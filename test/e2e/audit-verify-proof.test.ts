@@ -9,7 +9,6 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ChainWriter, eventBody, GENESIS } from '../../src/audit/chain.js';
 import { checkpointSigner, signCheckpoint, type CheckpointReason } from '../../src/audit/checkpoint.js';
 import { CheckpointCopies } from '../../src/audit/copies.js';
-import { buildAuditEvent } from '../../src/audit/event.js';
 import { createFileSink, createRedisStreamSink, type Sink } from '../../src/audit/sinks.js';
 import { SinkWriter, type CheckpointOptions } from '../../src/audit/trail.js';
 import { createLogger } from '../../src/log.js';
@@ -18,6 +17,7 @@ import { tempDir } from '../helpers/gateway.js';
 import { recordSecret } from '../helpers/leak-scan.js';
 import { RedisServer } from '../helpers/redis-server.js';
 import { useRedis } from '../helpers/world.js';
+import { sampleEvent } from '../helpers/trail.js';
 
 const redis = useRedis();
 const STREAM = 'audit:{snapgate}:events';
@@ -37,19 +37,15 @@ class Writer {
 
   event(ms: number): string {
     const body = eventBody(
-      buildAuditEvent({
+      sampleEvent({
         type: 'decision',
         time: new Date(ms),
         requestId: `r-${ms}`,
         instance: 'gw-e2e',
-        caller: { iss: 'https://idp.test', sub: 'svc-billing' },
-        target: { org: 'Acme-Prod' },
-        fields: {},
         decision: 'forbidden',
         reason: 'forbidden',
         status: 403,
         latencyMs: 2,
-        client: { address: '10.0.0.9', userAgent: 'e2e' },
       }),
     );
     return this.chain.link(body).line;
@@ -369,20 +365,7 @@ describe("a trail the gateway's own writers wrote", () => {
   const body = (i: number) => eventBody(eventOf(i));
 
   function eventOf(i: number) {
-    return buildAuditEvent({
-      type: 'attempt',
-      time: new Date(),
-      requestId: `w-${i}`,
-      instance: 'gw-real',
-      caller: { iss: 'https://idp.test', sub: 'svc-billing' },
-      target: { org: 'Acme-Prod' },
-      fields: {},
-      decision: 'allowed',
-      reason: undefined,
-      status: undefined,
-      latencyMs: undefined,
-      client: { address: '10.0.0.9', userAgent: 'e2e' },
-    });
+    return sampleEvent({ type: 'attempt', requestId: `w-${i}`, instance: 'gw-real', decision: 'allowed' });
   }
 
   it('a rotating file with retention and a checkpoint file: intact, its cut start explained', async () => {

@@ -2,7 +2,7 @@
 // member and body read as the verifier reads them, and whether a chain's late start is explained by a marker.
 import { generateKeyPairSync } from 'node:crypto';
 import { verifyChain } from '../../src/audit/chain.js';
-import type { ChainFields } from '../../src/audit/event.js';
+import { buildAuditEvent, type AuditEvent, type ChainFields, type EventInput } from '../../src/audit/event.js';
 import { checkpointSigner, type Checkpoint, type CheckpointSigner } from '../../src/audit/checkpoint.js';
 import type { Sink } from '../../src/audit/sinks.js';
 import { SinkWriter, type CheckpointOptions } from '../../src/audit/trail.js';
@@ -70,3 +70,20 @@ export const linksWhole = (lines: readonly StoredLine[]): boolean =>
     lines.map((l) => l.text),
     { complete: true },
   ).ok;
+
+/** An event as the gateway builds one for svc-billing on Acme-Prod; `over` gives what differs. */
+export function sampleEvent(over: Partial<EventInput> & Pick<EventInput, 'type' | 'decision'>): AuditEvent {
+  return buildAuditEvent({
+    time: new Date(),
+    requestId: 'r-1',
+    instance: 'gw',
+    caller: { iss: 'https://idp.test', sub: 'svc-billing' },
+    target: { org: 'Acme-Prod' },
+    fields: {},
+    reason: undefined,
+    status: undefined,
+    latencyMs: undefined,
+    client: { address: '10.0.0.9', userAgent: 'e2e' },
+    ...over,
+  });
+}

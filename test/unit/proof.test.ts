@@ -12,9 +12,8 @@ import {
   type RetentionFacts,
   type Witness,
 } from '../../src/audit/checkpoint.js';
-import { buildAuditEvent } from '../../src/audit/event.js';
 import { TrailProver, type ProofReport } from '../../src/audit/proof.js';
-import { chainOf } from '../helpers/trail.js';
+import { chainOf, sampleEvent } from '../helpers/trail.js';
 
 const STORE = 'file:audit.jsonl';
 const T0 = Date.parse('2026-12-02T10:00:00.000Z');
@@ -45,16 +44,12 @@ class Writer {
 
   event(ms: number): string {
     const body = eventBody(
-      buildAuditEvent({
+      sampleEvent({
         type: 'outcome',
         time: new Date(ms),
         requestId: `r-${ms}`,
-        instance: 'gw',
-        caller: { iss: 'https://idp.test', sub: 'svc-billing' },
-        target: { org: 'Acme-Prod' },
         fields: { upstreamStatus: 200 },
         decision: 'allowed',
-        reason: undefined,
         status: 200,
         latencyMs: 3,
         client: { address: '10.0.0.1', userAgent: 'curl/8' },
