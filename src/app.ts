@@ -20,6 +20,7 @@ import type { Tracing } from './ops/tracing.js';
 import { authorize } from './policy/authorize.js';
 import type { Policy } from './policy/policy.js';
 import type { OrgGroupLimits } from './ratelimit/build.js';
+import { Headroom } from './ratelimit/headroom.js';
 import { CallerKeys, type RateLimiter } from './ratelimit/limits.js';
 import { rateLimit } from './ratelimit/middleware.js';
 import { runGuard, type RunGuardDeps } from './runs/run-guard.js';
@@ -122,6 +123,7 @@ export function createApp(deps: AppDeps): Hono<AppEnv> {
           limitsFor: (org, group) => deps.limits.get(org)?.[group],
           metrics,
           callerKeys: new CallerKeys(),
+          headroom: new Headroom(),
         }),
         annotateRateLimit,
       ),

@@ -1,4 +1,5 @@
 // The one Hono environment type for the whole app: per-request variables set by middleware.
+import type { Admission } from './admission.js';
 import type { Principal } from '../auth/principal.js';
 import type { CallFacts } from '../audit/event.js';
 import type { RuntimeCall } from '../snaplogic/runtime-api.js';
@@ -42,6 +43,11 @@ export type AppEnv = {
     body: Uint8Array | undefined;
     /** Set when the run guard read the run's state at SnapLogic (a retry after an unknown outcome). */
     stateRead: boolean | undefined;
+    /**
+     * Set by the rate limits when they send their check without waiting for it (the org has headroom): later steps
+     * send their own Redis work at once and the forward waits for every check (see http/admission.ts).
+     */
+    admission: Admission | undefined;
     /** Set the moment the call is handed to SnapLogic; until then nothing was forwarded. */
     forwarded: boolean | undefined;
   };

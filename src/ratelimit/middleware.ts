@@ -1,9 +1,11 @@
 // The rate-limit middleware: after authorization, before forwarding; writes the RateLimit fields on every authorized
 // response.
 import { randomBytes } from 'node:crypto';
-import type { MiddlewareHandler } from 'hono';
+import type { Context, MiddlewareHandler } from 'hono';
+import { Admission } from '../http/admission.js';
 import { GatewayError } from '../errors.js';
-import type { RateLimitOutcome } from '../audit/event.js';
+import type { CallFacts, RateLimitOutcome } from '../audit/event.js';
+import type { Headroom } from './headroom.js';
 import type { AppEnv } from '../http/app-env.js';
 import { seriesOf, type Metrics } from '../ops/metrics.js';
 import { formatPolicyField, formatRateLimitField, retryAfterSeconds } from './headers.js';
@@ -72,7 +74,9 @@ function limitsUnavailable(err: LimiterUnavailableError): GatewayError {
  * Consumes the org's policies for an authorized call. Refusals are 429 `quota_exceeded` with
  * Retry-After (nothing forwarded, nothing consumed); a Redis outage in `closed` mode is 503
  * `temporary_reduced_capacity`. A call that is then not forwarded is refunded. Orgs without a
- * rateLimit pass straight through.
+ * rateLimit pass straight through. While the bucket has headroom (see headroom.ts) the call does not wait for the
+ * decision here: it leaves it in `admission`, the run lock and the attempt are sent beside it, and the forward waits
+ * for all of them.
  */
 export function rateLimit(deps: {
   limiter: RateLimiter;
@@ -80,6 +84,8 @@ export function rateLimit(deps: {
   limitsFor: (org: string, group: LimitGroup) => OrgLimits | undefined;
   metrics: Metrics;
   callerKeys: CallerKeys;
+  /** What this instance last learned of each bucket: whether a call may go ahead of its decision. */
+  headroom: Headroom;
 }): MiddlewareHandler<AppEnv> {
   const decisions = seriesOf((org, policy, outcome) => deps.metrics.rateLimitDecisions.labels(org, policy, outcome));
   // Lease ids are snapgate's own: unique per call across instances (random per middleware, then a
@@ -97,14 +103,49 @@ export function rateLimit(deps: {
     const caller = deps.callerKeys.keyOf(principal.iss, principal.sub);
     const call = c.get('call');
 
+    const leaseId = `${leasePrefix}.${(leaseCount++).toString(36)}`;
+    const ahead = deps.headroom.takeAhead(limits, caller);
+    const decided = decide(limits, caller, leaseId, ahead, call, c);
+    if (ahead) {
+      // The org has headroom: the next steps send their Redis work now, and the forward waits for this decision too.
+      const admission = new Admission();
+      admission.add(decided);
+      c.set('admission', admission);
+    } else {
+      await decided;
+    }
+    try {
+      await next();
+    } finally {
+      // A call refused after the decision and never forwarded (audit unavailable, caller gone,
+      // upstream busy, shutdown) gives back what it took; a forwarded one keeps its quota.
+      // A retry whose state read reached SnapLogic keeps its quota too, so retries cannot read for free.
+      // A call refused by its decision took nothing.
+      const decision = await decided.catch(() => undefined);
+      const reached = c.get('forwarded') === true || c.get('stateRead') === true;
+      if (decision !== undefined) void (reached ? decision.release() : decision.refund());
+    }
+  };
+
+  /** The decision, as a check: it throws the 429 (or the 503 of closed mode); passed, the RateLimit fields are set. */
+  async function decide(
+    limits: OrgLimits,
+    caller: string,
+    leaseId: string,
+    ahead: boolean,
+    call: CallFacts,
+    c: Context<AppEnv>,
+  ): Promise<LimitDecision> {
     let decision: LimitDecision;
     try {
-      decision = await deps.limiter.check({ limits, caller, leaseId: `${leasePrefix}.${(leaseCount++).toString(36)}` });
+      decision = await deps.limiter.check({ limits, caller, leaseId });
     } catch (err) {
+      deps.headroom.note(limits, caller, undefined, ahead);
       if (!(err instanceof LimiterUnavailableError)) throw err;
       call.rateLimit = { outcome: 'unavailable', policies: [] };
       throw limitsUnavailable(err);
     }
+    deps.headroom.note(limits, caller, decision, ahead);
     for (const o of decision.outcomes) {
       const outcome = o.allowed ? 'allowed' : o.policy.shadow ? 'would_limit' : 'limited';
       decisions(limits.org, policyLabel(limits, o.policy.name), outcome).inc();
@@ -112,17 +153,8 @@ export function rateLimit(deps: {
     call.rateLimit = rateLimitOutcome(decision);
     const headers = limitHeaders(limits, decision, caller);
     if (!decision.allowed) throw quotaExceeded(limits, decision, headers);
-
     // Every response from here on (the forwarded answer or an upstream error) carries the RateLimit fields.
     addResponseHeaders(c, headers);
-    try {
-      await next();
-    } finally {
-      // A call refused after the decision and never forwarded (audit unavailable, caller gone,
-      // upstream busy, shutdown) gives back what it took; a forwarded one keeps its quota.
-      // A retry whose state read reached SnapLogic keeps its quota too, so retries cannot read for free.
-      const reached = c.get('forwarded') === true || c.get('stateRead') === true;
-      void (reached ? decision.release() : decision.refund());
-    }
-  };
+    return decision;
+  }
 }

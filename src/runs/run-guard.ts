@@ -20,6 +20,7 @@ import {
   requestFingerprint,
 } from './idempotency-key.js';
 import type { LockDecider, ModalRunLock } from './run-lock.js';
+import { RecentRuns } from './recent-runs.js';
 
 /** What the guard needs of each org. */
 export interface RunGuardOrg {
@@ -161,6 +162,7 @@ function degradedHeaders(c: Context<AppEnv>, deps: RunGuardDeps, name: string, b
  * settled on every outcome, a caller hang-up included; a crashed instance's end with their lease.
  */
 export function runGuard(deps: RunGuardDeps): MiddlewareHandler<AppEnv> {
+  const recent = new RecentRuns();
   return async function runGuardMiddleware(c, next) {
     const target = c.get('target');
     const principal = c.get('principal');
@@ -174,6 +176,8 @@ export function runGuard(deps: RunGuardDeps): MiddlewareHandler<AppEnv> {
     let token: IdempotencyToken | undefined;
     let retry = false;
     if (header !== undefined || org.requireIdempotencyKey) {
+      // A key's record is taken once the limits have passed: a call over them gets its 429, never a stored answer.
+      await c.get('admission')?.passed();
       const parsed = parseIdempotencyKey(header);
       // A header sent empty is a malformed key, not a missing one.
       if (!parsed.ok) throw keyProblem(parsed.problem === 'missing' && header !== undefined ? 'empty' : parsed.problem);
@@ -224,7 +228,7 @@ export function runGuard(deps: RunGuardDeps): MiddlewareHandler<AppEnv> {
       await settleKey(deps, token, outcomeOf(c));
     };
     try {
-      await guarded(c, deps, org, { target, ruuid, retry, settle }, next);
+      await guarded(c, deps, org, { target, ruuid, retry, settle, recent }, next);
     } finally {
       await settle();
     }
@@ -236,30 +240,35 @@ async function guarded(
   c: Context<AppEnv>,
   deps: RunGuardDeps,
   org: RunGuardOrg,
-  run: { target: RequestTarget; ruuid: string; retry: boolean; settle: () => Promise<void> },
+  run: { target: RequestTarget; ruuid: string; retry: boolean; settle: () => Promise<void>; recent: RecentRuns },
   next: () => Promise<void>,
 ): Promise<void> {
   const { target, ruuid, retry } = run;
   const lease = leaseMs(org, retry);
-  let lock;
-  try {
-    // A stop, and a retry that reads the run's state before it forwards, may pass a hold left by a recent resume;
-    // only a plain resume is held back by it.
-    const purpose = target.action === 'runtime.start' && !retry ? 'start' : 'stop';
-    lock = await deps.lock.acquire(target.org, ruuid, lease, org.onRedisError, purpose);
-  } catch (err) {
-    if (err instanceof RedisUnavailableError) throw unavailable(err);
-    throw err;
-  }
-  degradedHeaders(c, deps, RUN_LOCK_DEGRADED_HEADER, lock.by);
-  if (!lock.ok) {
-    throw new GatewayError(
-      'run_busy',
-      'Another resume or stop of this run is in flight, or one was sent to SnapLogic moments ago. Nothing ' +
-        "was forwarded; read the run's state, and retry after the Retry-After delay if it still needs this call.",
-      { headers: retryAfter(lock.retryAfterMs) },
-    );
-  }
+  // A stop, and a retry that reads the run's state before it forwards, may pass a hold left by a recent resume;
+  // only a plain resume is held back by it.
+  const purpose = target.action === 'runtime.start' && !retry ? 'start' : 'stop';
+  const admission = c.get('admission');
+  // With the limits still being decided, the lock is sent beside them, unless this instance locked the run moments
+  // ago (then it is likely busy: the limits are decided first and a refusal stays a decision, as on the 429 path).
+  const ahead = admission !== undefined && !retry && run.recent.quiet(target.org, ruuid);
+  if (!ahead) await admission?.passed();
+  run.recent.note(target.org, ruuid, lease);
+  const acquiring = deps.lock.acquire(target.org, ruuid, lease, org.onRedisError, purpose).then(
+    (lock) => {
+      degradedHeaders(c, deps, RUN_LOCK_DEGRADED_HEADER, lock.by);
+      if (!lock.ok) {
+        run.recent.note(target.org, ruuid, lock.retryAfterMs);
+        throw runBusy(lock.retryAfterMs);
+      }
+      return lock;
+    },
+    (err: unknown) => {
+      throw err instanceof RedisUnavailableError ? unavailable(err) : err;
+    },
+  );
+  if (ahead) admission.add(acquiring);
+  else await acquiring;
   try {
     if (retry) {
       const signal = signalOf(c);
@@ -287,6 +296,18 @@ async function guarded(
     const held = target.action === 'runtime.start' && mayHaveResumed(outcomeOf(c));
     // Not waited for: the answer does not wait on Redis once more. The record was settled first, so a retry with the
     // same key already gets the stored answer; the release (or the hold) is sent on the same connection at once.
-    void lock.release(held ? deps.holdAfterResumeMs : 0);
+    // A lock sent beside limits that refused is freed the same way.
+    const lock = await acquiring.catch(() => undefined);
+    run.recent.note(target.org, ruuid, held ? deps.holdAfterResumeMs : 0);
+    if (lock !== undefined) void lock.release(held ? deps.holdAfterResumeMs : 0);
   }
+}
+
+function runBusy(retryAfterMs: number): GatewayError {
+  return new GatewayError(
+    'run_busy',
+    'Another resume or stop of this run is in flight, or one was sent to SnapLogic moments ago. Nothing ' +
+      "was forwarded; read the run's state, and retry after the Retry-After delay if it still needs this call.",
+    { headers: retryAfter(retryAfterMs) },
+  );
 }

@@ -48,10 +48,17 @@ export function forwardCall(deps: ForwardDeps): Handler<AppEnv> {
     // Chosen before the attempt is written, so the attempt names the SnapLogic identity it will act as.
     const credential = await deps.upstreamAuth.forCall(target.org, c.get('principal'));
     c.get('call').upstreamIdentity = credential.identity;
+    const admission = c.get('admission');
     if (deps.auditReads === 'all' || !isReadAction(target.action)) {
-      await writeAttempt(c, deps);
+      // Sent beside checks still being decided (the limits, the run lock), when there are any: the call waits once
+      // for all of them. A call they then refuse has its attempt, and its outcome says it was refused.
+      const [checks, attempt] = await Promise.allSettled([admission?.passed(), writeAttempt(c, deps)]);
+      if (checks.status === 'rejected') throw checks.reason;
+      if (attempt.status === 'rejected') throw attempt.reason;
       // Gone while the attempt was being acknowledged: the outcome says so; nothing forwarded.
       if (signal.aborted) throw abandoned(signal, false);
+    } else {
+      await admission?.passed();
     }
 
     const { call, query } = matched;

@@ -1,0 +1,183 @@
+// One wait before forwarding: while an org's bucket has headroom, the rate-limit check, the run lock and the
+// write-ahead attempt go out together and the forward waits for all of them. In-process, with the real memory limiter
+// behind a gate the test opens (the decision comes back when the test says), the real local run lock and the app's
+// memory audit recorder: what was written and forwarded before the decision, and what a refusal after going ahead
+// leaves (an attempt and its refused outcome, nothing forwarded, the run free), next to the calls that still decide
+// first (no headroom yet, a small limit, a refusal just seen, a run this instance locked moments ago).
+import { describe, expect, it } from 'vitest';
+import type { LimitDecision, LimitRequest, RateLimiter } from '../../src/ratelimit/limits.js';
+import { createMemoryLimiter } from '../../src/ratelimit/memory-limiter.js';
+import { HEADROOM_CALLS } from '../../src/ratelimit/headroom.js';
+import { expectProblem, onlyDecision, useInProcess, type InProcessApp, type Reply } from '../helpers/in-process.js';
+import { until } from '../helpers/wait.js';
+
+const world = useInProcess();
+
+/** The real memory limiter, whose answers the test may hold back and turn into refusals. */
+class GatedLimiter implements RateLimiter {
+  private readonly real = createMemoryLimiter({ maxKeys: 10_000 });
+  /** Checks held back: each waits for its `open(refuse)`. */
+  readonly held: { request: LimitRequest; open: (refuse: boolean) => void }[] = [];
+  hold = false;
+
+  async check(request: LimitRequest): Promise<LimitDecision> {
+    if (!this.hold) return this.real.check(request);
+    const refuse = await new Promise<boolean>((open) => this.held.push({ request, open }));
+    const decision = await this.real.check(request);
+    if (!refuse) return decision;
+    await decision.refund();
+    return {
+      allowed: false,
+      outcomes: decision.outcomes.map((o) => ({ ...o, allowed: false, remaining: 0, retryMs: 1_000 })),
+      release: () => Promise.resolve(),
+      refund: () => Promise.resolve(),
+    };
+  }
+}
+
+async function gatewayWith(limit: number): Promise<{ gw: InProcessApp; limiter: GatedLimiter }> {
+  const limiter = new GatedLimiter();
+  const gw = await world.app({ orgs: { 'Acme-Prod': { rateLimit: { limit, window: '60s' } } }, limiter });
+  return { gw, limiter };
+}
+
+/** Starts a resume of `ruuid`; the check it makes is held (the limiter's `hold` is set). */
+async function heldResume(gw: InProcessApp, limiter: GatedLimiter, ruuid: string) {
+  const before = limiter.held.length;
+  const reply = gw.resume('Acme-Prod', ruuid, { token: await world.signer.mint() });
+  await until(
+    () => limiter.held.length > before,
+    2_000,
+    () => 'limiter.held.length > before',
+    5,
+  );
+  return { reply, open: limiter.held[before]!.open };
+}
+
+const eventTypes = (gw: InProcessApp, reply: Reply) =>
+  gw.audit.of(reply.requestId).map((e) => `${e.type}:${e.decision}`);
+
+describe('a call on a bucket with headroom', () => {
+  it('takes the run lock and writes its attempt before its limit decision comes back, and forwards only after', async () => {
+    const { gw, limiter } = await gatewayWith(1_000);
+    // The first call of a bucket is decided first: nothing is known of its quota yet.
+    expect(
+      (await gw.resume('Acme-Prod', world.standIn.addRun('Acme-Prod'), { token: await world.signer.mint() })).status,
+    ).toBe(200);
+
+    limiter.hold = true;
+    const ruuid = world.standIn.addRun('Acme-Prod');
+    const attemptsBefore = gw.audit.attempts.length;
+    const { reply, open } = await heldResume(gw, limiter, ruuid);
+    // Decision still pending: the lock was taken and the attempt written, nothing reached SnapLogic.
+    await until(
+      () => gw.audit.attempts.length > attemptsBefore,
+      2_000,
+      () => 'gw.audit.attempts.length > attemptsBefore',
+      5,
+    );
+    expect(gw.audit.attempts.at(-1)).toMatchObject({ ruuid, decision: 'allowed' });
+    expect(world.standIn.calls('start', ruuid)).toHaveLength(0);
+    open(false);
+    const answer = await reply;
+    expect(answer.status, answer.text).toBe(200);
+    expect(world.standIn.calls('start', ruuid)).toHaveLength(1);
+    expect(eventTypes(gw, answer)).toEqual(['attempt:allowed', 'outcome:allowed']);
+    expect(answer.headers.get('ratelimit')).toMatch(/r=\d+/);
+  });
+
+  it('refused by its limits after going ahead: 429, its attempt and a refused outcome, nothing forwarded, the run free', async () => {
+    const { gw, limiter } = await gatewayWith(1_000);
+    expect(
+      (await gw.resume('Acme-Prod', world.standIn.addRun('Acme-Prod'), { token: await world.signer.mint() })).status,
+    ).toBe(200);
+
+    limiter.hold = true;
+    const ruuid = world.standIn.addRun('Acme-Prod');
+    const attemptsBefore = gw.audit.attempts.length;
+    const { reply, open } = await heldResume(gw, limiter, ruuid);
+    await until(
+      () => gw.audit.attempts.length > attemptsBefore,
+      2_000,
+      () => 'gw.audit.attempts.length > attemptsBefore',
+      5,
+    );
+    open(true);
+    const refused = await reply;
+    expectProblem(refused, 429, 'quota_exceeded');
+    expect(refused.headers.get('retry-after')).toBe('1');
+    expect(eventTypes(gw, refused)).toEqual(['attempt:allowed', 'outcome:rate_limited']);
+    expect(gw.audit.of(refused.requestId)[1]).toMatchObject({ reason: 'quota_exceeded', status: 429, ruuid });
+    expect(world.standIn.calls('start', ruuid)).toHaveLength(0);
+
+    // The lock taken beside the refused check was freed: the same run resumes at once (decided first now).
+    limiter.hold = false;
+    const again = await gw.resume('Acme-Prod', ruuid, { token: await world.signer.mint() });
+    expect(again.status, again.text).toBe(200);
+  });
+
+  it('after a refusal the bucket decides first again: the next refused call is a decision alone', async () => {
+    const { gw, limiter } = await gatewayWith(1_000);
+    expect(
+      (await gw.resume('Acme-Prod', world.standIn.addRun('Acme-Prod'), { token: await world.signer.mint() })).status,
+    ).toBe(200);
+    limiter.hold = true;
+    const first = await heldResume(gw, limiter, world.standIn.addRun('Acme-Prod'));
+    first.open(true);
+    expectProblem(await first.reply, 429, 'quota_exceeded');
+
+    const attemptsBefore = gw.audit.attempts.length;
+    const second = await heldResume(gw, limiter, world.standIn.addRun('Acme-Prod'));
+    // Held at its decision: no attempt is written while it waits.
+    await new Promise((r) => setTimeout(r, 50));
+    expect(gw.audit.attempts).toHaveLength(attemptsBefore);
+    second.open(true);
+    const refused = await second.reply;
+    expectProblem(refused, 429, 'quota_exceeded');
+    expect(onlyDecision(gw.audit, refused)).toMatchObject({ decision: 'rate_limited', reason: 'quota_exceeded' });
+  });
+});
+
+describe('calls that decide first', () => {
+  it(`an org whose whole limit is below the headroom (${HEADROOM_CALLS} calls) never goes ahead`, async () => {
+    const { gw, limiter } = await gatewayWith(HEADROOM_CALLS);
+    for (let i = 0; i < 3; i++) {
+      limiter.hold = false;
+      expect(
+        (await gw.resume('Acme-Prod', world.standIn.addRun('Acme-Prod'), { token: await world.signer.mint() })).status,
+      ).toBe(200);
+    }
+    limiter.hold = true;
+    const attemptsBefore = gw.audit.attempts.length;
+    const held = await heldResume(gw, limiter, world.standIn.addRun('Acme-Prod'));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(gw.audit.attempts).toHaveLength(attemptsBefore);
+    held.open(false);
+    expect((await held.reply).status).toBe(200);
+  });
+
+  it('a second resume of a run this instance is resuming waits for its limits, and its 409 is a decision alone', async () => {
+    const { gw, limiter } = await gatewayWith(1_000);
+    expect(
+      (await gw.resume('Acme-Prod', world.standIn.addRun('Acme-Prod'), { token: await world.signer.mint() })).status,
+    ).toBe(200);
+    const ruuid = world.standIn.addRun('Acme-Prod');
+    limiter.hold = true;
+    const first = await heldResume(gw, limiter, ruuid);
+    const second = await heldResume(gw, limiter, ruuid);
+    const attempts = () => gw.audit.attempts.filter((e) => e.ruuid === ruuid).length;
+    await until(
+      () => attempts() === 1,
+      2_000,
+      () => 'attempts() === 1',
+      5,
+    );
+    second.open(false);
+    const busy = await second.reply;
+    expectProblem(busy, 409, 'run_busy');
+    expect(onlyDecision(gw.audit, busy)).toMatchObject({ decision: 'conflict', reason: 'run_busy', ruuid });
+    first.open(false);
+    expect((await first.reply).status).toBe(200);
+    expect(attempts()).toBe(1);
+  });
+});
