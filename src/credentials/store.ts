@@ -251,6 +251,23 @@ interface Held {
   readonly authorization: string;
   readonly next?: string;
   readonly version: number;
+  /** What basic() answers while the next password is not promoted: made once, not per call. */
+  readonly asIs: BasicCredential;
+}
+
+function heldOf(value: { authorization: string; next?: string }, version: number): Held {
+  const asIs: BasicCredential = Object.freeze({
+    authorization: value.authorization,
+    ...(value.next !== undefined ? { next: value.next } : {}),
+    version,
+    promoted: false,
+  });
+  return {
+    authorization: value.authorization,
+    ...(value.next !== undefined ? { next: value.next } : {}),
+    version,
+    asIs,
+  };
 }
 
 /** The sets after a reload: an identity whose headers are unchanged keeps its version; a changed one gets the next. */
@@ -266,7 +283,7 @@ function versioned(
       held.set(key, prev);
     } else {
       changed.push(key);
-      held.set(key, { ...value, version: (prev?.version ?? 0) + 1 });
+      held.set(key, heldOf(value, (prev?.version ?? 0) + 1));
     }
   }
   return { held, changed };
@@ -297,7 +314,7 @@ export async function createCredentialStore(
   let sources = initial;
   const first = await resolveAll(sources, deps.env);
   if (first.problems.length > 0) throw new CredentialError(first.problems);
-  let held = new Map<string, Held>([...first.resolved.basic].map(([k, v]) => [k, { ...v, version: 1 }]));
+  let held = new Map<string, Held>([...first.resolved.basic].map(([k, v]) => [k, heldOf(v, 1)]));
   let keys = first.resolved.keys;
   /** Per key thumbprint: when this process first loaded it (for keys that did not come from a file). */
   const firstSeen = new Map<string, number>();
@@ -368,7 +385,7 @@ export async function createCredentialStore(
       if (h.next !== undefined && promoted.get(key) === h.version) {
         return { authorization: h.next, version: h.version, promoted: true };
       }
-      return { ...h, promoted: false };
+      return h.asIs;
     },
     keys: () => keys,
     keyInfo: () =>

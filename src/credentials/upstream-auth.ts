@@ -98,6 +98,18 @@ export function createUpstreamAuth(
 ): UpstreamAuth {
   const orgs = compile(config);
   const signing = config.signing;
+  // The identity of a Basic call names only the identity and whether its next password is sent: one object per pair,
+  // frozen, made on first use (identity names come from config, so the map stays small).
+  const identities = new Map<string, UpstreamIdentity>();
+  const basicIdentity = (name: string, promoted: boolean): UpstreamIdentity => {
+    const key = `${promoted ? '1' : '0'}${name}`;
+    let identity = identities.get(key);
+    if (identity === undefined) {
+      identity = Object.freeze({ type: 'basic' as const, name, ...(promoted ? { nextPassword: true } : {}) });
+      identities.set(key, identity);
+    }
+    return identity;
+  };
   const minter = storeMinter(signing, store);
 
   return {
@@ -126,7 +138,7 @@ export function createUpstreamAuth(
       const name = mapped?.name ?? defaultIdentity;
       const basic = store.basic(org, name);
       if (basic === undefined) throw new Error(`org ${org} has no Basic credentials for identity ${name}`);
-      const identity: UpstreamIdentity = { type: 'basic', name, ...(basic.promoted ? { nextPassword: true } : {}) };
+      const identity = basicIdentity(name, basic.promoted);
       const { version } = basic;
       if (basic.next === undefined) return { identity, authorization: basic.authorization, version };
       const next = basic.next;

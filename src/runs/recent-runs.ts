@@ -10,15 +10,19 @@ export class RecentRuns {
 
   constructor(private readonly now: () => number = Date.now) {}
 
-  /** True when this instance knows of no lock of the run that may still be held. */
-  quiet(org: string, ruuid: string): boolean {
-    const until = this.until.get(`${org}/${ruuid}`);
+  /** The key of a run, made once per call (runtime ids are unique to their org). */
+  static keyOf(org: string, ruuid: string): string {
+    return `${org}/${ruuid}`;
+  }
+
+  /** True when this instance knows of no lock of the run (by keyOf) that may still be held. */
+  quiet(key: string): boolean {
+    const until = this.until.get(key);
     return until === undefined || until <= this.now();
   }
 
   /** The run's lock may be taken for `ms` from now (0: this instance knows of none). */
-  note(org: string, ruuid: string, ms: number): void {
-    const key = `${org}/${ruuid}`;
+  note(key: string, ms: number): void {
     if (ms <= 0) {
       this.until.delete(key);
       return;

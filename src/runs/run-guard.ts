@@ -251,14 +251,15 @@ async function guarded(
   const admission = c.get('admission');
   // With the limits still being decided, the lock is sent beside them, unless this instance locked the run moments
   // ago (then it is likely busy: the limits are decided first and a refusal stays a decision, as on the 429 path).
-  const ahead = admission !== undefined && !retry && run.recent.quiet(target.org, ruuid);
+  const runKey = RecentRuns.keyOf(target.org, ruuid);
+  const ahead = admission !== undefined && !retry && run.recent.quiet(runKey);
   if (!ahead) await admission?.passed();
-  run.recent.note(target.org, ruuid, lease);
+  run.recent.note(runKey, lease);
   const acquiring = deps.lock.acquire(target.org, ruuid, lease, org.onRedisError, purpose).then(
     (lock) => {
       degradedHeaders(c, deps, RUN_LOCK_DEGRADED_HEADER, lock.by);
       if (!lock.ok) {
-        run.recent.note(target.org, ruuid, lock.retryAfterMs);
+        run.recent.note(runKey, lock.retryAfterMs);
         throw runBusy(lock.retryAfterMs);
       }
       return lock;
@@ -298,7 +299,7 @@ async function guarded(
     // same key already gets the stored answer; the release (or the hold) is sent on the same connection at once.
     // A lock sent beside limits that refused is freed the same way.
     const lock = await acquiring.catch(() => undefined);
-    run.recent.note(target.org, ruuid, held ? deps.holdAfterResumeMs : 0);
+    run.recent.note(runKey, held ? deps.holdAfterResumeMs : 0);
     if (lock !== undefined) void lock.release(held ? deps.holdAfterResumeMs : 0);
   }
 }

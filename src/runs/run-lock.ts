@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis, Result } from 'ioredis';
 import type { OnRedisError } from '../config/schema.js';
-import { RedisDeadlineError, withDeadline, type RedisClient } from '../redis/client.js';
+import { batchWritesThisTurn, RedisDeadlineError, withDeadline, type RedisClient } from '../redis/client.js';
 import { isValidOrg, isValidRuuid } from '../snaplogic/names.js';
 import { RedisUnavailableError } from '../redis/unavailable.js';
 
@@ -172,6 +172,8 @@ export function createRedisRunLock(client: RedisClient, options: { deadlineMs?: 
     (key: string, token: string) =>
     async (holdResumeMs = 0): Promise<void> => {
       const hold = Math.max(0, Math.ceil(holdResumeMs));
+      // Corked: the releases of calls answered in one turn (and what else goes to Redis then) leave in one write.
+      batchWritesThisTurn(client);
       await withDeadline((client as Redis).snapgateRunUnlock(1, key, token, hold), deadlineMs).catch(() => undefined);
     };
   return {
@@ -180,6 +182,7 @@ export function createRedisRunLock(client: RedisClient, options: { deadlineMs?: 
       const token = newToken();
       const release = releaser(key, token);
       const lease = Math.max(1, Math.ceil(leaseMs));
+      batchWritesThisTurn(client);
       const command = (client as Redis).snapgateRunLock(1, key, token, lease, purpose);
       let answer: number;
       try {
