@@ -5,7 +5,8 @@
 // snapgate's default hold after a resume; on every call, a rate-limit check (reads in a bucket of their own) and a
 // write-ahead audit attempt acknowledged by Redis before forwarding, sent in the same write, then an outcome event.
 // FLOOR_REDIS_MODE=ours (default) uses snapgate's run lock, limiter and audit trail; raw sends the same
-// commands straight through ioredis, the least any gateway built on it can do.
+// commands straight through ioredis, the least any gateway built on it can do, waiting twice before forwarding (the
+// run lock, then the limit and the attempt); raw-one sends all three in one write and waits once.
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
@@ -50,7 +51,8 @@ async function redisWork(url: string): Promise<RedisWork> {
     pad: 'x'.repeat(560),
   });
 
-  if (process.env.FLOOR_REDIS_MODE === 'raw') {
+  const mode = process.env.FLOOR_REDIS_MODE;
+  if (mode === 'raw' || mode === 'raw-one') {
     const sha = String(await client.script('LOAD', LIMIT_SCRIPT));
     const lockSha = String(await client.script('LOAD', ACQUIRE_SCRIPT));
     const unlockSha = String(await client.script('LOAD', RELEASE_SCRIPT));
@@ -58,15 +60,25 @@ async function redisWork(url: string): Promise<RedisWork> {
       const event = eventOf(org, ruuid);
       const body = JSON.stringify(event);
       const lock = write ? runLockKey(org, ruuid) : undefined;
-      if (lock !== undefined) await client.evalsha(lockSha, 1, lock, event.id, LEASE_MS);
       const bucket = write ? `rl:{org:${org}}:rate` : `rl:{org:${org}}:reads:rate`;
+      const limit = () => client.evalsha(sha, 1, bucket, event.id, 1, 'r', '0', 3_600, 3_600_000_000);
+      const attempt = () => client.xadd(stream, 'MAXLEN', '~', maxLen, '*', 'e', body);
       batchWritesThisTurn(client);
-      await Promise.all([
-        client.evalsha(sha, 1, bucket, event.id, 1, 'r', '0', 3_600, 3_600_000_000),
-        client.xadd(stream, 'MAXLEN', '~', maxLen, '*', 'e', body),
-      ]);
-      return async () => {
-        if (lock !== undefined) await client.evalsha(unlockSha, 1, lock, event.id, HOLD_AFTER_RESUME_MS);
+      if (mode === 'raw-one') {
+        // One wait: the limit, the lock and the attempt leave in one write (snapgate's design since issue 16).
+        await Promise.all([
+          limit(),
+          lock !== undefined ? client.evalsha(lockSha, 1, lock, event.id, LEASE_MS) : 0,
+          attempt(),
+        ]);
+      } else {
+        // Two waits: the lock first, then the limit and the attempt together.
+        if (lock !== undefined) await client.evalsha(lockSha, 1, lock, event.id, LEASE_MS);
+        batchWritesThisTurn(client);
+        await Promise.all([limit(), attempt()]);
+      }
+      return () => {
+        // Neither is waited for (as in snapgate): the outcome and the release leave in one write.
         batchWritesThisTurn(client);
         void client.xadd(
           stream,
@@ -77,6 +89,8 @@ async function redisWork(url: string): Promise<RedisWork> {
           'e',
           JSON.stringify({ ...event, type: 'outcome', status: 200 }),
         );
+        if (lock !== undefined) void client.evalsha(unlockSha, 1, lock, event.id, HOLD_AFTER_RESUME_MS);
+        return Promise.resolve();
       };
     };
   }

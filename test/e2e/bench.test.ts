@@ -8,7 +8,7 @@ import { expect, it } from 'vitest';
 import type { BenchReport } from '../bench/bench.js';
 import { ROOT, tempDir } from '../helpers/gateway.js';
 
-it('runs every scenario against snapgate and the bare proxy, prints the table and writes the JSON', async () => {
+it('runs every scenario against snapgate, the bare proxy and the floors, prints the table and writes the JSON', async () => {
   const out = join(tempDir('snapgate-bench-test-'), 'bench.json');
   const env = {
     ...process.env,
@@ -30,10 +30,15 @@ it('runs every scenario against snapgate and the bare proxy, prints the table an
   for (const line of ['a steady ', 'b spread ', 'c hostile ', 'd over limit ', 'e status read ', 'a @ 100/s ']) {
     expect(stdout).toContain(line);
   }
-  expect(stdout).toContain('req/s ratio');
+  expect(stdout).toContain('÷ floor');
   expect(stdout).toMatch(/peak RSS: snapgate \d+ MB, bare proxy \d+ MB/);
   expect(stdout).toMatch(/workers \(a\): 1 → \d+ req\/s, 2 → \d+ req\/s/);
-  expect(stdout).toMatch(/(PASS|FAIL) {2}\(a\) req\/s ≥ 65% of bare/);
+  expect(stdout).toMatch(/(PASS|FAIL) {2}\(a\) req\/s ≥ 0\.85 × the floor's: ×[\d.]+/);
+  expect(stdout).toMatch(/(PASS|FAIL) {2}\(a\) CPU µs per call ≤ 1\.3 × the floor's: ×[\d.]+/);
+  expect(stdout).toMatch(/(PASS|FAIL) {2}\(a\) ≤ 25 KB allocated per allowed call: [\d.]+ KB/);
+  expect(stdout).toMatch(
+    /at 100 req\/s, p50\/p99\/p99\.9 ms: bare [\d.]+\/[\d.]+\/[\d.]+, floor [\d.]+\/[\d.]+\/[\d.]+/,
+  );
 
   const report = JSON.parse(readFileSync(out, 'utf8')) as BenchReport;
   expect(report.machine.node).toBe(process.version);
@@ -54,6 +59,12 @@ it('runs every scenario against snapgate and the bare proxy, prints the table an
     }
     // The bare proxy checks nothing: every call reaches the stand-in.
     expect(Object.keys(r.bare.statuses), name).toEqual(['200']);
+    // The floors (one wait, two waits) run beside snapgate where every call is allowed: (a), (e) and the fixed rate.
+    const floors = Object.keys(r).filter((k) => k.startsWith('floor'));
+    expect(floors.sort(), name).toEqual(
+      ['a steady', 'e status read', 'a @ 100/s'].includes(name) ? ['floor', 'floor-2w'] : [],
+    );
+    for (const f of floors) expect(Object.keys(r[f as 'floor']!.statuses), `${name} ${f}`).toEqual(['200']);
   }
   // What each scenario is for shows in snapgate's statuses. Every resume names another run, so none meets the run
   // lock of another still in flight (409 run_busy); the status read is granted (runtime.status) and answered.
@@ -73,5 +84,11 @@ it('runs every scenario against snapgate and the bare proxy, prints the table an
   expect(report.rss.snapgate).toBeGreaterThan(0);
   expect(report.workers?.two.rps).toBeGreaterThan(0);
   expect(report.workers?.rssTwo).toBeGreaterThan(report.rss.snapgate);
-  expect(Object.keys(report.budget)).toHaveLength(6);
+  // The floors send the rate limit, the lock and its release, and two XADDs straight: five commands per resume.
+  expect(report.commands['a steady']?.floor).toBeGreaterThanOrEqual(4.5);
+  // What (a) allocates per call, measured on each target: the bare proxy least, snapgate most.
+  expect(report.alloc?.bare?.perCall).toBeGreaterThan(0);
+  expect(report.alloc?.floor?.perCall).toBeGreaterThan(report.alloc?.bare?.perCall ?? Infinity);
+  expect(report.alloc?.snapgate?.byOwnFrame.length).toBeGreaterThan(0);
+  expect(Object.keys(report.budget)).toHaveLength(8);
 }, 180_000);
