@@ -22,10 +22,10 @@ export type AuditEventType = 'attempt' | 'outcome' | 'decision' | 'denials' | 'd
 
 /**
  * What the rate limiter decided: allowed, limited (429), would_limit (a shadow policy), or unavailable (Redis down,
- * closed mode).
+ * closed mode); `pending` on an attempt written beside the rate-limit check, before its answer (the outcome has it).
  */
 export interface RateLimitOutcome {
-  outcome: 'allowed' | 'limited' | 'would_limit' | 'unavailable';
+  outcome: 'allowed' | 'limited' | 'would_limit' | 'unavailable' | 'pending';
   /** The policies that refused (or, for would_limit, would have). */
   policies: string[];
   /** Set when Redis was unavailable and the org's onRedisError mode decided. */

@@ -17,10 +17,11 @@ export class Admission {
     this.checks.push(check);
   }
 
-  /** Resolves once every check added so far has passed; throws the first failure, in the order they were added. */
+  /**
+   * Resolves once every check added so far has passed. Throws the first failure in the order they were added, as
+   * soon as it and the checks before it are known: a 429 does not wait for the run lock's answer.
+   */
   async passed(): Promise<void> {
-    if (this.checks.length === 0) return;
-    const settled = await Promise.allSettled(this.checks);
-    for (const s of settled) if (s.status === 'rejected') throw s.reason;
+    for (const check of this.checks) await check;
   }
 }

@@ -22,48 +22,63 @@ interface Seen {
 }
 
 /**
- * Per bucket (org, group, and the caller when a per-caller policy applies): the calls left after the last decision
- * this instance saw, less the calls it sent ahead since. A call may go ahead only while that stays at or above
- * HEADROOM_CALLS and the decision is less than a second old; another instance spending the same bucket meanwhile can
- * still refuse a call that went ahead, which is then recorded as an attempt and its refusal, never forwarded.
+ * Per bucket (an org's rate per group, and each caller's rate where a per-caller policy applies): the calls left after
+ * the last decision this instance saw, and the calls it sent ahead since. A call may go ahead only while every
+ * enforced bucket it draws on keeps at least HEADROOM_CALLS beyond the calls already ahead, and the decision is less
+ * than a second old: callers sharing an org's bucket count against the same entry. Another instance spending the
+ * same bucket meanwhile can still refuse a call that went ahead, which is then recorded as an attempt and its
+ * refusal, never forwarded.
  */
 export class Headroom {
   private readonly seen = new Map<string, Seen>();
 
   constructor(private readonly now: () => number = Date.now) {}
 
-  private static keyOf(limits: OrgLimits, caller: string): string {
-    return limits.perCaller !== undefined
-      ? `${limits.org}\u0000${limits.group}\u0000${caller}`
-      : `${limits.org}\u0000${limits.group}`;
+  /** The buckets a call draws on, each with the policy whose remaining it keeps (none: only shadow policies). */
+  private static bucketsOf(limits: OrgLimits, caller: string): [string, 'org-rate' | 'caller-rate' | undefined][] {
+    const org = `${limits.org}\u0000${limits.group}`;
+    const out: [string, 'org-rate' | 'caller-rate' | undefined][] = [];
+    if (limits.rate !== undefined && !limits.rate.shadow) out.push([org, 'org-rate']);
+    if (limits.perCaller !== undefined && !limits.perCaller.shadow) out.push([`${org}\u0000${caller}`, 'caller-rate']);
+    // Shadow policies alone never refuse: one entry, for the freshness of the last decision.
+    if (out.length === 0) out.push([org, undefined]);
+    return out;
   }
 
-  /** True (and one call counted against the headroom) when this call may send its next work before its decision. */
+  /** True (and one call counted against each bucket's headroom) when this call may send its work before its decision. */
   takeAhead(limits: OrgLimits, caller: string): boolean {
     // A lease policy is decided first: a call ahead of it would hold its lock while the lease is refused.
     if (limits.concurrency !== undefined) return false;
-    const seen = this.seen.get(Headroom.keyOf(limits, caller));
-    if (seen === undefined || seen.left - seen.ahead < HEADROOM_CALLS || this.now() - seen.at > FRESH_MS) return false;
-    seen.ahead += 1;
+    const buckets = Headroom.bucketsOf(limits, caller);
+    const at = this.now();
+    const entries: Seen[] = [];
+    for (const [key] of buckets) {
+      const seen = this.seen.get(key);
+      if (seen === undefined || seen.left - seen.ahead < HEADROOM_CALLS || at - seen.at > FRESH_MS) return false;
+      entries.push(seen);
+    }
+    for (const seen of entries) seen.ahead += 1;
     return true;
   }
 
   /**
-   * Notes what a decision said: the fewest calls left over its enforced policies (none when refused or degraded).
-   * `wentAhead`: the call was one takeAhead let go ahead (or undefined when its check failed without a decision).
+   * Notes what a decision said of each bucket: the calls its policy has left (none when the call was refused or the
+   * decision degraded, or when `decision` is undefined: the check failed). `wentAhead`: the call was one takeAhead
+   * let go ahead.
    */
   note(limits: OrgLimits, caller: string, decision: LimitDecision | undefined, wentAhead: boolean): void {
-    const key = Headroom.keyOf(limits, caller);
-    const seen = this.seen.get(key);
-    const ahead = Math.max(0, (seen?.ahead ?? 0) - (wentAhead ? 1 : 0));
-    if (decision === undefined) {
-      this.seen.set(key, { left: 0, at: this.now(), ahead });
-      return;
+    const usable = decision !== undefined && decision.allowed && decision.degraded === undefined;
+    const at = this.now();
+    for (const [key, policy] of Headroom.bucketsOf(limits, caller)) {
+      const seen = this.seen.get(key);
+      const ahead = Math.max(0, (seen?.ahead ?? 0) - (wentAhead ? 1 : 0));
+      let left = 0;
+      if (usable) {
+        left =
+          policy === undefined ? Infinity : (decision.outcomes.find((o) => o.policy.name === policy)?.remaining ?? 0);
+      }
+      if (seen === undefined && this.seen.size >= MAX_BUCKETS) this.seen.clear();
+      this.seen.set(key, { left, at, ahead });
     }
-    let left = decision.allowed && decision.degraded === undefined ? Infinity : 0;
-    for (const o of decision.outcomes) if (!o.policy.shadow) left = Math.min(left, o.remaining);
-    if (left === Infinity) left = 0;
-    if (seen === undefined && this.seen.size >= MAX_BUCKETS) this.seen.clear();
-    this.seen.set(key, { left, at: this.now(), ahead });
   }
 }

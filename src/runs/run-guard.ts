@@ -299,8 +299,11 @@ async function guarded(
     // same key already gets the stored answer; the release (or the hold) is sent on the same connection at once.
     // A lock sent beside limits that refused is freed the same way.
     const lock = await acquiring.catch(() => undefined);
-    run.recent.note(runKey, held ? deps.holdAfterResumeMs : 0);
-    if (lock !== undefined) void lock.release(held ? deps.holdAfterResumeMs : 0);
+    // Only a holder tells what follows; a refused or failed acquire leaves what it noted (the lock is likely taken).
+    if (lock !== undefined) {
+      run.recent.note(runKey, held ? deps.holdAfterResumeMs : 0);
+      void lock.release(held ? deps.holdAfterResumeMs : 0);
+    }
   }
 }
 

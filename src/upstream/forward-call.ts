@@ -12,6 +12,7 @@ import { CallAbortedError, requestHeaderEntries, unlessAborted } from '../http/i
 import { respond } from '../http/respond.js';
 import type { Logger } from '../log.js';
 import { isReadAction, upstreamPath } from '../snaplogic/runtime-api.js';
+import type { RateLimitOutcome } from '../audit/event.js';
 import { abandoned, mayHaveBeenSent, type Forwarder, type UpstreamResponse } from './forwarder.js';
 import { callerResponseHeaders, upstreamRequestHeaders } from './headers.js';
 import type { UpstreamOrg } from './orgs.js';
@@ -52,9 +53,11 @@ export function forwardCall(deps: ForwardDeps): Handler<AppEnv> {
     if (deps.auditReads === 'all' || !isReadAction(target.action)) {
       // Sent beside checks still being decided (the limits, the run lock), when there are any: the call waits once
       // for all of them. A call they then refuse has its attempt, and its outcome says it was refused.
-      const [checks, attempt] = await Promise.allSettled([admission?.passed(), writeAttempt(c, deps)]);
-      if (checks.status === 'rejected') throw checks.reason;
-      if (attempt.status === 'rejected') throw attempt.reason;
+      const attempt = writeAttempt(c, deps, admission !== undefined);
+      attempt.catch(() => undefined);
+      // A refusal answers as soon as it is known; the attempt, already on its way, still gets its outcome.
+      await admission?.passed();
+      await attempt;
       // Gone while the attempt was being acknowledged: the outcome says so; nothing forwarded.
       if (signal.aborted) throw abandoned(signal, false);
     } else {
@@ -109,14 +112,23 @@ export function forwardCall(deps: ForwardDeps): Handler<AppEnv> {
   };
 }
 
+const PENDING_LIMITS: RateLimitOutcome = { outcome: 'pending', policies: [] };
+
 /**
  * Write-ahead: the attempt is in the required audit sinks before anything reaches SnapLogic.
  * Whatever happens next, the request ends with an outcome that refers to it.
  */
-async function writeAttempt(c: Context<AppEnv>, deps: ForwardDeps): Promise<void> {
+async function writeAttempt(c: Context<AppEnv>, deps: ForwardDeps, checksPending: boolean): Promise<void> {
   const call = c.get('call');
   const signal = signalOf(c);
-  const attempt = requestEvent(factsOf(c, deps.instance), 'attempt', { decision: 'allowed' });
+  const facts = factsOf(c, deps.instance);
+  // Written beside a rate-limit check not yet answered: the attempt says so, and its outcome holds the decision.
+  const pending = checksPending && call.rateLimit === undefined;
+  const attempt = requestEvent(
+    pending ? { ...facts, call: { ...call, rateLimit: PENDING_LIMITS } } : facts,
+    'attempt',
+    { decision: 'allowed' },
+  );
   call.attemptId = attempt.id;
   try {
     // A caller gone (or a shutdown) while the attempt is being acknowledged stops waiting at

@@ -80,7 +80,9 @@ it('runs every scenario against snapgate, the bare proxy and the floors, prints 
   // A status read: the reads' rate-limit script and batched audit appends, no run lock: between 1 and 2.
   expect(report.statusRoundTrips).toBeGreaterThanOrEqual(1);
   expect(report.statusRoundTrips).toBeLessThanOrEqual(2);
-  expect(stdout).toMatch(/Redis round trips per allowed call \(a\): [\d.]+ .*; \(e\) status read: [\d.]+/);
+  expect(stdout).toMatch(
+    /Redis round trips \(commands\) per allowed call \(a\): .*snapgate [\d.]+ .*; \(e\) status read: .*snapgate [\d.]+/,
+  );
   expect(report.rss.snapgate).toBeGreaterThan(0);
   expect(report.workers?.two.rps).toBeGreaterThan(0);
   expect(report.workers?.rssTwo).toBeGreaterThan(report.rss.snapgate);

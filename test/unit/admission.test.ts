@@ -8,7 +8,14 @@ import { describe, expect, it } from 'vitest';
 import type { LimitDecision, LimitRequest, RateLimiter } from '../../src/ratelimit/limits.js';
 import { createMemoryLimiter } from '../../src/ratelimit/memory-limiter.js';
 import { HEADROOM_CALLS } from '../../src/ratelimit/headroom.js';
-import { expectProblem, onlyDecision, useInProcess, type InProcessApp, type Reply } from '../helpers/in-process.js';
+import {
+  DATA_ENG,
+  expectProblem,
+  onlyDecision,
+  useInProcess,
+  type InProcessApp,
+  type Reply,
+} from '../helpers/in-process.js';
 import { until } from '../helpers/wait.js';
 
 const world = useInProcess();
@@ -42,9 +49,9 @@ async function gatewayWith(limit: number): Promise<{ gw: InProcessApp; limiter: 
 }
 
 /** Starts a resume of `ruuid`; the check it makes is held (the limiter's `hold` is set). */
-async function heldResume(gw: InProcessApp, limiter: GatedLimiter, ruuid: string) {
+async function heldResume(gw: InProcessApp, limiter: GatedLimiter, ruuid: string, token?: string) {
   const before = limiter.held.length;
-  const reply = gw.resume('Acme-Prod', ruuid, { token: await world.signer.mint() });
+  const reply = gw.resume('Acme-Prod', ruuid, { token: token ?? (await world.signer.mint()) });
   await until(
     () => limiter.held.length > before,
     2_000,
@@ -179,5 +186,101 @@ describe('calls that decide first', () => {
     first.open(false);
     expect((await first.reply).status).toBe(200);
     expect(attempts()).toBe(1);
+  });
+});
+
+describe('what a call that went ahead records, and what it leaves', () => {
+  it('its attempt says the rate limit was pending; its outcome holds the decision', async () => {
+    const { gw, limiter } = await gatewayWith(1_000);
+    expect(
+      (await gw.resume('Acme-Prod', world.standIn.addRun('Acme-Prod'), { token: await world.signer.mint() })).status,
+    ).toBe(200);
+    limiter.hold = true;
+    const held = await heldResume(gw, limiter, world.standIn.addRun('Acme-Prod'));
+    held.open(false);
+    const reply = await held.reply;
+    expect(reply.status).toBe(200);
+    expect(gw.audit.of(reply.requestId).map((e) => [e.type, e.rateLimit])).toEqual([
+      ['attempt', { outcome: 'pending', policies: [] }],
+      ['outcome', { outcome: 'allowed', policies: [] }],
+    ]);
+  });
+
+  it('callers sharing an org bucket count against the same headroom: no more go ahead than the org has left', async () => {
+    const limiter = new GatedLimiter();
+    const gw = await world.app({
+      orgs: { 'Acme-Prod': { rateLimit: { limit: 100, window: '600s', perCaller: { limit: 1_000, window: '600s' } } } },
+      limiter,
+    });
+    const tokens = await Promise.all(['caller-a', 'caller-b'].map((sub) => world.signer.mint({ ...DATA_ENG, sub })));
+    for (const token of tokens) {
+      expect((await gw.resume('Acme-Prod', world.standIn.addRun('Acme-Prod'), { token })).status).toBe(200);
+    }
+    limiter.hold = true;
+    const replies: Promise<Reply>[] = [];
+    for (let i = 0; i < 70; i++) {
+      for (const token of tokens) replies.push(gw.resume('Acme-Prod', world.standIn.addRun('Acme-Prod'), { token }));
+    }
+    await until(
+      () => limiter.held.length === 140,
+      5_000,
+      () => `${limiter.held.length} checks held`,
+      5,
+    );
+    await new Promise((r) => setTimeout(r, 50));
+    // 98 left after the two first calls: at most 98 - 32 + 1 go ahead, whoever calls.
+    const ahead = gw.audit.attempts.length - 2;
+    expect(ahead).toBeGreaterThan(0);
+    expect(ahead).toBeLessThanOrEqual(98 - HEADROOM_CALLS + 1);
+    for (const h of limiter.held) h.open(false);
+    const all = await Promise.all(replies);
+    expect(all.filter((r) => r.status === 200)).toHaveLength(98);
+    const refusedAfterAttempt = all.filter((r) => r.status === 429 && gw.audit.of(r.requestId)[0]?.type === 'attempt');
+    expect(refusedAfterAttempt).toHaveLength(0);
+  });
+
+  it('a run locked elsewhere: the first refusal went ahead, the retries decide first and are decisions alone', async () => {
+    const { gw } = await gatewayWith(1_000);
+    const token = await world.signer.mint();
+    expect((await gw.resume('Acme-Prod', world.standIn.addRun('Acme-Prod'), { token })).status).toBe(200);
+    const ruuid = world.standIn.addRun('Acme-Prod');
+    // Another holder (as another instance would be) has the run's lock.
+    const other = await gw.deps.runs.lock.acquire('Acme-Prod', ruuid, 30_000, 'local', 'start');
+    expect(other.ok).toBe(true);
+    const kinds: string[][] = [];
+    for (let i = 0; i < 4; i++) {
+      const busy = await gw.resume('Acme-Prod', ruuid, { token });
+      expectProblem(busy, 409, 'run_busy');
+      kinds.push(eventTypes(gw, busy));
+    }
+    expect(kinds[0]).toEqual(['attempt:allowed', 'outcome:conflict']);
+    for (const k of kinds.slice(1)) expect(k).toEqual(['decision:conflict']);
+    if (other.ok) await other.release(0);
+  });
+
+  it('a refusal of the limits answers at once, without waiting for the attempt beside it to be acknowledged', async () => {
+    const { gw, limiter } = await gatewayWith(1_000);
+    expect(
+      (await gw.resume('Acme-Prod', world.standIn.addRun('Acme-Prod'), { token: await world.signer.mint() })).status,
+    ).toBe(200);
+    const acknowledge = gw.audit.attempt.bind(gw.audit);
+    gw.audit.attempt = (e) => new Promise((done) => setTimeout(() => done(acknowledge(e)), 1_000));
+    limiter.hold = true;
+    const held = await heldResume(gw, limiter, world.standIn.addRun('Acme-Prod'));
+    const started = performance.now();
+    held.open(true);
+    const refused = await held.reply;
+    expectProblem(refused, 429, 'quota_exceeded');
+    expect(performance.now() - started).toBeLessThan(500);
+    // The attempt (submitted first, so first in a real trail) is acknowledged later; the outcome refers to it.
+    await until(
+      () => gw.audit.of(refused.requestId).length === 2,
+      3_000,
+      () => 'the attempt acknowledged',
+      20,
+    );
+    const attempt = gw.audit.of(refused.requestId).find((e) => e.type === 'attempt');
+    const outcome = gw.audit.of(refused.requestId).find((e) => e.type === 'outcome');
+    expect(outcome).toMatchObject({ decision: 'rate_limited', reason: 'quota_exceeded', attemptId: attempt?.id });
   });
 });
