@@ -626,7 +626,7 @@ async function main(): Promise<void> {
   let alloc: Record<string, Allocation> | undefined;
   if (process.env.BENCH_ALLOC !== '0' && steady !== undefined) {
     alloc = {};
-    for (const who of ['snapgate', 'floor', 'bare']) {
+    for (const who of ['snapgate', 'before', 'floor', 'bare']) {
       const t = targets[who];
       if (t === undefined) continue;
       alloc[who] = await measureAllocation(t, join(dir, `alloc-${who}.json`), steady);
