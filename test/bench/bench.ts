@@ -560,7 +560,7 @@ async function main(): Promise<void> {
       ? {
           before: await start(
             [...allocSelf, process.env.BENCH_BEFORE],
-            { SNAPGATE_CONFIG: configFor(1) },
+            { SNAPGATE_CONFIG: configFor(1), ...allocOut('before') },
             listeningLine,
           ),
         }
