@@ -61,6 +61,27 @@ async function heldResume(gw: InProcessApp, limiter: GatedLimiter, ruuid: string
   return { reply, open: limiter.held[before]!.open };
 }
 
+/** A bucket's first call, decided first (nothing is known of its quota yet): afterwards the bucket has headroom. */
+async function firstCall(gw: InProcessApp): Promise<void> {
+  const reply = await gw.resume('Acme-Prod', world.standIn.addRun('Acme-Prod'), { token: await world.signer.mint() });
+  expect(reply.status, reply.text).toBe(200);
+}
+
+/** A resume of a new run whose check is held, once its attempt is written (it went ahead of its decision). */
+async function wentAhead(gw: InProcessApp, limiter: GatedLimiter) {
+  limiter.hold = true;
+  const ruuid = world.standIn.addRun('Acme-Prod');
+  const before = gw.audit.attempts.length;
+  const held = await heldResume(gw, limiter, ruuid);
+  await until(
+    () => gw.audit.attempts.length > before,
+    2_000,
+    () => `an attempt beyond the first ${before}`,
+    5,
+  );
+  return { ...held, ruuid };
+}
+
 const eventTypes = (gw: InProcessApp, reply: Reply) =>
   gw.audit.of(reply.requestId).map((e) => `${e.type}:${e.decision}`);
 
@@ -68,21 +89,10 @@ describe('a call on a bucket with headroom', () => {
   it('takes the run lock and writes its attempt before its limit decision comes back, and forwards only after', async () => {
     const { gw, limiter } = await gatewayWith(1_000);
     // The first call of a bucket is decided first: nothing is known of its quota yet.
-    expect(
-      (await gw.resume('Acme-Prod', world.standIn.addRun('Acme-Prod'), { token: await world.signer.mint() })).status,
-    ).toBe(200);
+    await firstCall(gw);
 
-    limiter.hold = true;
-    const ruuid = world.standIn.addRun('Acme-Prod');
-    const attemptsBefore = gw.audit.attempts.length;
-    const { reply, open } = await heldResume(gw, limiter, ruuid);
     // Decision still pending: the lock was taken and the attempt written, nothing reached SnapLogic.
-    await until(
-      () => gw.audit.attempts.length > attemptsBefore,
-      2_000,
-      () => 'gw.audit.attempts.length > attemptsBefore',
-      5,
-    );
+    const { reply, open, ruuid } = await wentAhead(gw, limiter);
     expect(gw.audit.attempts.at(-1)).toMatchObject({ ruuid, decision: 'allowed' });
     expect(world.standIn.calls('start', ruuid)).toHaveLength(0);
     open(false);
@@ -95,20 +105,9 @@ describe('a call on a bucket with headroom', () => {
 
   it('refused by its limits after going ahead: 429, its attempt and a refused outcome, nothing forwarded, the run free', async () => {
     const { gw, limiter } = await gatewayWith(1_000);
-    expect(
-      (await gw.resume('Acme-Prod', world.standIn.addRun('Acme-Prod'), { token: await world.signer.mint() })).status,
-    ).toBe(200);
+    await firstCall(gw);
 
-    limiter.hold = true;
-    const ruuid = world.standIn.addRun('Acme-Prod');
-    const attemptsBefore = gw.audit.attempts.length;
-    const { reply, open } = await heldResume(gw, limiter, ruuid);
-    await until(
-      () => gw.audit.attempts.length > attemptsBefore,
-      2_000,
-      () => 'gw.audit.attempts.length > attemptsBefore',
-      5,
-    );
+    const { reply, open, ruuid } = await wentAhead(gw, limiter);
     open(true);
     const refused = await reply;
     expectProblem(refused, 429, 'quota_exceeded');
@@ -125,9 +124,7 @@ describe('a call on a bucket with headroom', () => {
 
   it('after a refusal the bucket decides first again: the next refused call is a decision alone', async () => {
     const { gw, limiter } = await gatewayWith(1_000);
-    expect(
-      (await gw.resume('Acme-Prod', world.standIn.addRun('Acme-Prod'), { token: await world.signer.mint() })).status,
-    ).toBe(200);
+    await firstCall(gw);
     limiter.hold = true;
     const first = await heldResume(gw, limiter, world.standIn.addRun('Acme-Prod'));
     first.open(true);
@@ -148,12 +145,7 @@ describe('a call on a bucket with headroom', () => {
 describe('calls that decide first', () => {
   it(`an org whose whole limit is below the headroom (${HEADROOM_CALLS} calls) never goes ahead`, async () => {
     const { gw, limiter } = await gatewayWith(HEADROOM_CALLS);
-    for (let i = 0; i < 3; i++) {
-      limiter.hold = false;
-      expect(
-        (await gw.resume('Acme-Prod', world.standIn.addRun('Acme-Prod'), { token: await world.signer.mint() })).status,
-      ).toBe(200);
-    }
+    for (let i = 0; i < 3; i++) await firstCall(gw);
     limiter.hold = true;
     const attemptsBefore = gw.audit.attempts.length;
     const held = await heldResume(gw, limiter, world.standIn.addRun('Acme-Prod'));
@@ -165,9 +157,7 @@ describe('calls that decide first', () => {
 
   it('a second resume of a run this instance is resuming waits for its limits, and its 409 is a decision alone', async () => {
     const { gw, limiter } = await gatewayWith(1_000);
-    expect(
-      (await gw.resume('Acme-Prod', world.standIn.addRun('Acme-Prod'), { token: await world.signer.mint() })).status,
-    ).toBe(200);
+    await firstCall(gw);
     const ruuid = world.standIn.addRun('Acme-Prod');
     limiter.hold = true;
     const first = await heldResume(gw, limiter, ruuid);
@@ -192,9 +182,7 @@ describe('calls that decide first', () => {
 describe('what a call that went ahead records, and what it leaves', () => {
   it('its attempt says the rate limit was pending; its outcome holds the decision', async () => {
     const { gw, limiter } = await gatewayWith(1_000);
-    expect(
-      (await gw.resume('Acme-Prod', world.standIn.addRun('Acme-Prod'), { token: await world.signer.mint() })).status,
-    ).toBe(200);
+    await firstCall(gw);
     limiter.hold = true;
     const held = await heldResume(gw, limiter, world.standIn.addRun('Acme-Prod'));
     held.open(false);
@@ -260,9 +248,7 @@ describe('what a call that went ahead records, and what it leaves', () => {
 
   it('a refusal of the limits answers at once, without waiting for the attempt beside it to be acknowledged', async () => {
     const { gw, limiter } = await gatewayWith(1_000);
-    expect(
-      (await gw.resume('Acme-Prod', world.standIn.addRun('Acme-Prod'), { token: await world.signer.mint() })).status,
-    ).toBe(200);
+    await firstCall(gw);
     const acknowledge = gw.audit.attempt.bind(gw.audit);
     gw.audit.attempt = (e) => new Promise((done) => setTimeout(() => done(acknowledge(e)), 1_000));
     limiter.hold = true;
