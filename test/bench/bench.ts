@@ -540,19 +540,27 @@ async function main(): Promise<void> {
   // design snapgate follows), `floor-2w` twice (the run lock, then the rate limit and the attempt: the design before
   // issue 16). They run beside snapgate in the scenarios they serve (BENCH_FLOORS=none leaves them out).
   const floorNames = (process.env.BENCH_FLOORS ?? 'floor,floor-2w').split(',').filter((f) => f !== '' && f !== 'none');
-  const floors: Record<string, Proc> = {};
-  for (const name of floorNames) {
-    floors[name] = await start(
-      [...allocSelf, '--import', 'tsx', join(ROOT, 'test/bench/hono-floor.ts')],
-      {
-        BARE_UPSTREAM: upstream,
-        FLOOR_REDIS: redis.url,
-        FLOOR_REDIS_MODE: name === 'floor' ? 'raw-one' : 'raw',
-        ...allocOut(name),
-      },
-      readyLine,
-    );
-  }
+  // Started together: they are independent, and each takes a few seconds under tsx.
+  const floors: Record<string, Proc> = Object.fromEntries(
+    await Promise.all(
+      floorNames.map(
+        async (name) =>
+          [
+            name,
+            await start(
+              [...allocSelf, '--import', 'tsx', join(ROOT, 'test/bench/hono-floor.ts')],
+              {
+                BARE_UPSTREAM: upstream,
+                FLOOR_REDIS: redis.url,
+                FLOOR_REDIS_MODE: name === 'floor' ? 'raw-one' : 'raw',
+                ...allocOut(name),
+              },
+              readyLine,
+            ),
+          ] as const,
+      ),
+    ),
+  );
   // BENCH_BEFORE=<a built dist/src/main.js> runs that build too, as `before`, in every case: a change's before and
   // after in one run (git worktree add /tmp/before <rev> && (cd /tmp/before && npm run build), node_modules linked).
   const before: Record<string, Proc> =
