@@ -24,7 +24,7 @@ interface Seen {
 /**
  * Per bucket (an org's rate per group, and each caller's rate where a per-caller policy applies): the calls left after
  * the last decision this instance saw, and the calls it sent ahead since. A call may go ahead only while every
- * enforced bucket it draws on keeps at least HEADROOM_CALLS beyond the calls already ahead, and the decision is less
+ * bucket it draws on (shadow ones too) keeps at least HEADROOM_CALLS beyond the calls already ahead, and the decision is less
  * than a second old: callers sharing an org's bucket count against the same entry. Another instance spending the
  * same bucket meanwhile can still refuse a call that went ahead, which is then recorded as an attempt and its
  * refusal, never forwarded.
@@ -34,14 +34,15 @@ export class Headroom {
 
   constructor(private readonly now: () => number = Date.now) {}
 
-  /** The buckets a call draws on, each with the policy whose remaining it keeps (none: only shadow policies). */
-  private static bucketsOf(limits: OrgLimits, caller: string): [string, 'org-rate' | 'caller-rate' | undefined][] {
+  /**
+   * The buckets a call draws on, each with the policy whose remaining it keeps. Shadow policies count too: one near
+   * its limit is decided first, so the attempt still says `would_limit` when it would have limited.
+   */
+  private static bucketsOf(limits: OrgLimits, caller: string): [string, 'org-rate' | 'caller-rate'][] {
     const org = `${limits.org}\u0000${limits.group}`;
-    const out: [string, 'org-rate' | 'caller-rate' | undefined][] = [];
-    if (limits.rate !== undefined && !limits.rate.shadow) out.push([org, 'org-rate']);
-    if (limits.perCaller !== undefined && !limits.perCaller.shadow) out.push([`${org}\u0000${caller}`, 'caller-rate']);
-    // Shadow policies alone never refuse: one entry, for the freshness of the last decision.
-    if (out.length === 0) out.push([org, undefined]);
+    const out: [string, 'org-rate' | 'caller-rate'][] = [];
+    if (limits.rate !== undefined) out.push([org, 'org-rate']);
+    if (limits.perCaller !== undefined) out.push([`${org}\u0000${caller}`, 'caller-rate']);
     return out;
   }
 
@@ -50,6 +51,7 @@ export class Headroom {
     // A lease policy is decided first: a call ahead of it would hold its lock while the lease is refused.
     if (limits.concurrency !== undefined) return false;
     const buckets = Headroom.bucketsOf(limits, caller);
+    if (buckets.length === 0) return false;
     const at = this.now();
     const entries: Seen[] = [];
     for (const [key] of buckets) {
@@ -62,8 +64,8 @@ export class Headroom {
   }
 
   /**
-   * Notes what a decision said of each bucket: the calls its policy has left (none when the call was refused or the
-   * decision degraded, or when `decision` is undefined: the check failed). `wentAhead`: the call was one takeAhead
+   * Notes what a decision said of each bucket: the calls its policy (enforced or shadow) has left (none when the call
+   * was refused or the decision degraded, or when `decision` is undefined: the check failed). `wentAhead`: the call was one takeAhead
    * let go ahead.
    */
   note(limits: OrgLimits, caller: string, decision: LimitDecision | undefined, wentAhead: boolean): void {
@@ -72,11 +74,7 @@ export class Headroom {
     for (const [key, policy] of Headroom.bucketsOf(limits, caller)) {
       const seen = this.seen.get(key);
       const ahead = Math.max(0, (seen?.ahead ?? 0) - (wentAhead ? 1 : 0));
-      let left = 0;
-      if (usable) {
-        left =
-          policy === undefined ? Infinity : (decision.outcomes.find((o) => o.policy.name === policy)?.remaining ?? 0);
-      }
+      const left = usable ? (decision.outcomes.find((o) => o.policy.name === policy)?.remaining ?? 0) : 0;
       if (seen === undefined && this.seen.size >= MAX_BUCKETS) this.seen.clear();
       this.seen.set(key, { left, at, ahead });
     }

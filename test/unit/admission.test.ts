@@ -270,3 +270,40 @@ describe('what a call that went ahead records, and what it leaves', () => {
     expect(outcome).toMatchObject({ decision: 'rate_limited', reason: 'quota_exceeded', attemptId: attempt?.id });
   });
 });
+
+describe('shadow policies', () => {
+  it('count like enforced ones: near its limit a call decides first, and over it its attempt says would_limit', async () => {
+    const limiter = new GatedLimiter();
+    const gw = await world.app({
+      orgs: { 'Acme-Prod': { rateLimit: { limit: HEADROOM_CALLS + 2, window: '600s', shadow: true } } },
+      limiter,
+    });
+    await firstCall(gw);
+    // 33 left: far enough from the shadow limit to go ahead.
+    const ahead = await wentAhead(gw, limiter);
+    ahead.open(false);
+    expect((await ahead.reply).status).toBe(200);
+    limiter.hold = false;
+    for (let i = 0; i < 2; i++) await firstCall(gw);
+    // 30 left: decided first, so no attempt is written while the decision is held.
+    limiter.hold = true;
+    const before = gw.audit.attempts.length;
+    const near = await heldResume(gw, limiter, world.standIn.addRun('Acme-Prod'));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(gw.audit.attempts).toHaveLength(before);
+    near.open(false);
+    expect((await near.reply).status).toBe(200);
+    limiter.hold = false;
+    const outcomes: (string | undefined)[] = [];
+    for (let i = 0; i < HEADROOM_CALLS; i++) {
+      const reply = await gw.resume('Acme-Prod', world.standIn.addRun('Acme-Prod'), {
+        token: await world.signer.mint(),
+      });
+      expect(reply.status, reply.text).toBe(200);
+      outcomes.push(gw.audit.of(reply.requestId).find((e) => e.type === 'attempt')?.rateLimit?.outcome);
+    }
+    // Over the shadow limit every call is still forwarded, and its attempt says so.
+    expect(outcomes.at(-1)).toBe('would_limit');
+    expect(outcomes).not.toContain('pending');
+  });
+});
