@@ -7,7 +7,7 @@
 import { createServer, Socket, type Server } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { baseConfig, startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { baseConfig, startTestGateway, tempDir, type TestGateway } from '../helpers/gateway.js';
 import { resume } from '../helpers/http.js';
 import { RedisServer } from '../helpers/redis-server.js';
 import { until } from '../helpers/wait.js';
@@ -134,5 +134,61 @@ describe('Redis waits before a resume is forwarded', () => {
       { expiresIn: 600 },
     );
     for (let i = 0; i < 2; i++) expect(await msToForward('Other-Org', token)).toBeGreaterThanOrEqual(3 * DELAY_MS);
+  });
+});
+
+describe('a call that went ahead while Redis stalls', () => {
+  it('waits for the slowest deadline, not their sum: local limits and lock, the attempt spooled, all replayed', async () => {
+    const stalled = await RedisServer.start();
+    const doc = baseConfig(world.standIn, world.issuer, {
+      redis: { url: stalled.url, commandTimeout: '400ms' },
+      audit: {
+        sinks: [{ type: 'redis' }],
+        stdout: false,
+        onFailure: 'spool',
+        spoolDir: tempDir(),
+        ackTimeout: '600ms',
+      },
+    });
+    const orgs = doc.orgs as Record<string, Record<string, unknown>>;
+    orgs['Acme-Prod'] = { ...orgs['Acme-Prod'], rateLimit: { limit: 100_000, window: '1h' } };
+    const stallGw = await startTestGateway(doc);
+    try {
+      const token = await world.issuer.mint({ sub: 'svc-billing' }, { expiresIn: 600 });
+      expect((await resume(stallGw.url, 'Acme-Prod', world.standIn.addRun('Acme-Prod'), token)).status).toBe(200);
+      stalled.pause();
+      const ruuid = world.standIn.addRun('Acme-Prod');
+      const sent = Date.now();
+      const reply = await resume(stallGw.url, 'Acme-Prod', ruuid, token);
+      const took = Date.now() - sent;
+      stalled.resume();
+      // The limits (400 ms), the lock (400 ms) and the attempt (600 ms) ran out together: one after the other they
+      // would take 1.4 s.
+      expect(reply.status, reply.text).toBe(200);
+      expect(took).toBeLessThan(1_200);
+      expect(reply.headers['x-snapgate-ratelimit-degraded']).toBe('local');
+      expect(reply.headers['x-snapgate-run-lock-degraded']).toBe('local');
+      expect(world.standIn.calls('start', ruuid)).toHaveLength(1);
+      // Once Redis answers again the spool is replayed: the call's attempt and outcome are in the stream.
+      const client = new Redis(stalled.port, '127.0.0.1');
+      try {
+        await until(
+          async () => {
+            const entries = (await client.xrange('audit:{snapgate}:events', '-', '+')) as [string, string[]][];
+            const mine = entries.map(([, f]) => JSON.parse(f[1]!) as { type: string; requestId: string });
+            return mine.filter((e) => e.requestId === reply.headers['x-request-id']).length === 2;
+          },
+          10_000,
+          () => 'the attempt and outcome of the stalled call replayed into the stream',
+          100,
+        );
+      } finally {
+        client.disconnect();
+      }
+    } finally {
+      stalled.resume();
+      await stallGw.close();
+      await stalled.stop();
+    }
   });
 });
