@@ -82,6 +82,16 @@ async function wentAhead(gw: InProcessApp, limiter: GatedLimiter) {
   return { ...held, ruuid };
 }
 
+/** A resume of a new run whose check is held, once it is known that no attempt was written meanwhile (it decides first). */
+async function decidedFirst(gw: InProcessApp, limiter: GatedLimiter) {
+  limiter.hold = true;
+  const before = gw.audit.attempts.length;
+  const held = await heldResume(gw, limiter, world.standIn.addRun('Acme-Prod'));
+  await new Promise((r) => setTimeout(r, 50));
+  expect(gw.audit.attempts).toHaveLength(before);
+  return held;
+}
+
 const eventTypes = (gw: InProcessApp, reply: Reply) =>
   gw.audit.of(reply.requestId).map((e) => `${e.type}:${e.decision}`);
 
@@ -130,11 +140,8 @@ describe('a call on a bucket with headroom', () => {
     first.open(true);
     expectProblem(await first.reply, 429, 'quota_exceeded');
 
-    const attemptsBefore = gw.audit.attempts.length;
-    const second = await heldResume(gw, limiter, world.standIn.addRun('Acme-Prod'));
     // Held at its decision: no attempt is written while it waits.
-    await new Promise((r) => setTimeout(r, 50));
-    expect(gw.audit.attempts).toHaveLength(attemptsBefore);
+    const second = await decidedFirst(gw, limiter);
     second.open(true);
     const refused = await second.reply;
     expectProblem(refused, 429, 'quota_exceeded');
@@ -146,11 +153,7 @@ describe('calls that decide first', () => {
   it(`an org whose whole limit is below the headroom (${HEADROOM_CALLS} calls) never goes ahead`, async () => {
     const { gw, limiter } = await gatewayWith(HEADROOM_CALLS);
     for (let i = 0; i < 3; i++) await firstCall(gw);
-    limiter.hold = true;
-    const attemptsBefore = gw.audit.attempts.length;
-    const held = await heldResume(gw, limiter, world.standIn.addRun('Acme-Prod'));
-    await new Promise((r) => setTimeout(r, 50));
-    expect(gw.audit.attempts).toHaveLength(attemptsBefore);
+    const held = await decidedFirst(gw, limiter);
     held.open(false);
     expect((await held.reply).status).toBe(200);
   });
@@ -286,11 +289,7 @@ describe('shadow policies', () => {
     limiter.hold = false;
     for (let i = 0; i < 2; i++) await firstCall(gw);
     // 30 left: decided first, so no attempt is written while the decision is held.
-    limiter.hold = true;
-    const before = gw.audit.attempts.length;
-    const near = await heldResume(gw, limiter, world.standIn.addRun('Acme-Prod'));
-    await new Promise((r) => setTimeout(r, 50));
-    expect(gw.audit.attempts).toHaveLength(before);
+    const near = await decidedFirst(gw, limiter);
     near.open(false);
     expect((await near.reply).status).toBe(200);
     limiter.hold = false;
