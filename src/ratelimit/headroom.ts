@@ -13,6 +13,9 @@ const FRESH_MS = 1_000;
 /** Most buckets remembered; past it the memory starts again (every bucket is then decided first once). */
 const MAX_BUCKETS = 10_000;
 
+/** The buckets a call draws on (see Headroom.bucketsOf), made once per call: its key and the policy it tracks. */
+export type Buckets = readonly (readonly [string, 'org-rate' | 'caller-rate'])[];
+
 interface Seen {
   /** Calls left by the last decision. */
   left: number;
@@ -38,7 +41,7 @@ export class Headroom {
    * The buckets a call draws on, each with the policy whose remaining it keeps. Shadow policies count too: one near
    * its limit is decided first, so the attempt still says `would_limit` when it would have limited.
    */
-  private static bucketsOf(limits: OrgLimits, caller: string): [string, 'org-rate' | 'caller-rate'][] {
+  static bucketsOf(limits: OrgLimits, caller: string): Buckets {
     const org = `${limits.org}\u0000${limits.group}`;
     const out: [string, 'org-rate' | 'caller-rate'][] = [];
     if (limits.rate !== undefined) out.push([org, 'org-rate']);
@@ -47,11 +50,9 @@ export class Headroom {
   }
 
   /** True (and one call counted against each bucket's headroom) when this call may send its work before its decision. */
-  takeAhead(limits: OrgLimits, caller: string): boolean {
+  takeAhead(limits: OrgLimits, buckets: Buckets): boolean {
     // A lease policy is decided first: a call ahead of it would hold its lock while the lease is refused.
-    if (limits.concurrency !== undefined) return false;
-    const buckets = Headroom.bucketsOf(limits, caller);
-    if (buckets.length === 0) return false;
+    if (limits.concurrency !== undefined || buckets.length === 0) return false;
     const at = this.now();
     const entries: Seen[] = [];
     for (const [key] of buckets) {
@@ -64,14 +65,14 @@ export class Headroom {
   }
 
   /**
-   * Notes what a decision said of each bucket: the calls its policy (enforced or shadow) has left (none when the call
-   * was refused or the decision degraded, or when `decision` is undefined: the check failed). `wentAhead`: the call was one takeAhead
-   * let go ahead.
+   * Notes what a decision said of each bucket: the calls its policy (enforced or shadow) has left (none when the
+   * call was refused or the decision degraded, or when `decision` is undefined: the check failed). `wentAhead`: the
+   * call was one takeAhead let go ahead.
    */
-  note(limits: OrgLimits, caller: string, decision: LimitDecision | undefined, wentAhead: boolean): void {
+  note(buckets: Buckets, decision: LimitDecision | undefined, wentAhead: boolean): void {
     const usable = decision !== undefined && decision.allowed && decision.degraded === undefined;
     const at = this.now();
-    for (const [key, policy] of Headroom.bucketsOf(limits, caller)) {
+    for (const [key, policy] of buckets) {
       const seen = this.seen.get(key);
       const ahead = Math.max(0, (seen?.ahead ?? 0) - (wentAhead ? 1 : 0));
       const left = usable ? (decision.outcomes.find((o) => o.policy.name === policy)?.remaining ?? 0) : 0;

@@ -5,7 +5,7 @@ import type { Context, MiddlewareHandler } from 'hono';
 import { Admission } from '../http/admission.js';
 import { GatewayError } from '../errors.js';
 import type { CallFacts, RateLimitOutcome } from '../audit/event.js';
-import type { Headroom } from './headroom.js';
+import { Headroom, type Buckets } from './headroom.js';
 import type { AppEnv } from '../http/app-env.js';
 import { seriesOf, type Metrics } from '../ops/metrics.js';
 import { formatPolicyField, formatRateLimitField, retryAfterSeconds } from './headers.js';
@@ -104,8 +104,9 @@ export function rateLimit(deps: {
     const call = c.get('call');
 
     const leaseId = `${leasePrefix}.${(leaseCount++).toString(36)}`;
-    const ahead = deps.headroom.takeAhead(limits, caller);
-    const decided = decide(limits, caller, leaseId, ahead, call, c);
+    const buckets = Headroom.bucketsOf(limits, caller);
+    const ahead = deps.headroom.takeAhead(limits, buckets);
+    const decided = decide(limits, caller, leaseId, { buckets, ahead }, call, c);
     if (ahead) {
       // The org has headroom: the next steps send their Redis work now, and the forward waits for this decision too.
       const admission = new Admission();
@@ -132,7 +133,7 @@ export function rateLimit(deps: {
     limits: OrgLimits,
     caller: string,
     leaseId: string,
-    ahead: boolean,
+    headroom: { buckets: Buckets; ahead: boolean },
     call: CallFacts,
     c: Context<AppEnv>,
   ): Promise<LimitDecision> {
@@ -140,12 +141,12 @@ export function rateLimit(deps: {
     try {
       decision = await deps.limiter.check({ limits, caller, leaseId });
     } catch (err) {
-      deps.headroom.note(limits, caller, undefined, ahead);
+      deps.headroom.note(headroom.buckets, undefined, headroom.ahead);
       if (!(err instanceof LimiterUnavailableError)) throw err;
       call.rateLimit = { outcome: 'unavailable', policies: [] };
       throw limitsUnavailable(err);
     }
-    deps.headroom.note(limits, caller, decision, ahead);
+    deps.headroom.note(headroom.buckets, decision, headroom.ahead);
     for (const o of decision.outcomes) {
       const outcome = o.allowed ? 'allowed' : o.policy.shadow ? 'would_limit' : 'limited';
       decisions(limits.org, policyLabel(limits, o.policy.name), outcome).inc();
