@@ -379,7 +379,11 @@ async function measureAllocation(t: Proc, file: string, pick: () => Pick): Promi
       await new Promise((r) => setTimeout(r, 25));
     }
   }
-  const calls = Math.max(1, Math.round(run.rps * DURATION));
+  // Every answered call of the sampled run (the statuses count them all).
+  const calls = Math.max(
+    1,
+    Object.values(run.statuses).reduce((n, v) => n + v, 0),
+  );
   const per = (xs: { name: string; bytes: number }[]) =>
     xs.map((x) => ({ name: x.name, bytes: Math.round(x.bytes / calls) }));
   return {
