@@ -256,18 +256,12 @@ interface Held {
 }
 
 function heldOf(value: { authorization: string; next?: string }, version: number): Held {
-  const asIs: BasicCredential = Object.freeze({
+  const base = {
     authorization: value.authorization,
     ...(value.next !== undefined ? { next: value.next } : {}),
     version,
-    promoted: false,
-  });
-  return {
-    authorization: value.authorization,
-    ...(value.next !== undefined ? { next: value.next } : {}),
-    version,
-    asIs,
   };
+  return { ...base, asIs: Object.freeze({ ...base, promoted: false }) };
 }
 
 /** The sets after a reload: an identity whose headers are unchanged keeps its version; a changed one gets the next. */
